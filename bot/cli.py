@@ -1,0 +1,149 @@
+"""`promote-bot`: the entry point, and the one place that wires everything together."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import __version__
+from bot.config import BotConfig, ConfigError, Settings, load_config, load_settings, require
+from bot.core.ports import Provider
+from bot.core.workflow import Workflow
+from bot.providers.znyx import ZnyxProvider
+from bot.store import SqliteStore
+from bot.transports.slack.app import create_app
+from bot.transports.slack.chat import SlackChat
+from bot.web import WebServer
+
+log = logging.getLogger("promote-bot")
+
+SLACK_PATH = "/slack/events"
+SLACK_TIMEOUT_SECONDS = 10
+
+
+def build_providers(settings: Settings, config: BotConfig) -> dict[str, Provider]:
+    """One client per provider the config uses; each needs its credentials set."""
+    providers: dict[str, Provider] = {}
+    if config.znyx is not None:
+        require(settings, "znyx_token")
+        assert settings.znyx_token is not None
+        providers["znyx"] = ZnyxProvider.create(
+            str(settings.znyx_api_url), settings.znyx_token.get_secret_value()
+        )
+    return providers
+
+
+@dataclass
+class SlackBot:
+    """Everything `serve` runs, built from the settings and the config file."""
+
+    settings: Settings
+    store: SqliteStore
+    providers: dict[str, Provider]
+    workflow: Workflow
+    app: AsyncApp
+
+    async def aclose(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
+        self.store.close()
+
+
+def build_slack_bot(settings: Settings) -> SlackBot:
+    require(settings, "slack_bot_token")
+    if not settings.socket_mode:
+        require(settings, "slack_signing_secret")
+    config = load_config(settings.promote_bot_config)
+    providers = build_providers(settings, config)
+    store = SqliteStore(settings.promote_bot_db)
+    assert settings.slack_bot_token is not None
+    client = AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=str(settings.slack_api_url),
+        timeout=SLACK_TIMEOUT_SECONDS,
+    )
+    workflow = Workflow(config, store, providers, SlackChat(client))
+    secret = settings.slack_signing_secret
+    app = create_app(
+        workflow,
+        client=client,
+        signing_secret=None if settings.socket_mode else secret.get_secret_value(),  # type: ignore[union-attr]
+    )
+    return SlackBot(settings, store, providers, workflow, app)
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def serve(settings: Settings) -> None:
+    bot = build_slack_bot(settings)
+    try:
+        if settings.socket_mode:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            assert settings.slack_app_token is not None
+            handler = AsyncSocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
+            await handler.connect_async()
+            log.info("promote-bot %s connected to Slack in Socket Mode", __version__)
+            try:
+                await _until_stopped()
+            finally:
+                await handler.close_async()
+        else:
+            web_app = bot.app.web_app(path=SLACK_PATH, port=settings.port)
+            async with WebServer(web_app, host="0.0.0.0", port=settings.port) as server:
+                log.info(
+                    "promote-bot %s listening on http://0.0.0.0:%s%s",
+                    __version__,
+                    server.port,
+                    SLACK_PATH,
+                )
+                await _until_stopped()
+    finally:
+        await bot.aclose()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="promote-bot",
+        description="Promote releases from Slack, behind a role map, approvals and an audit trail.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "serve",
+        help="run the bot for Slack: Socket Mode when SLACK_APP_TOKEN is set, "
+        f"else HTTP on {SLACK_PATH} (port from PORT)",
+        description="Run the bot for Slack. Settings come from the environment; see README.md.",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = load_settings()
+        if args.command == "serve":
+            asyncio.run(serve(settings))
+    except ConfigError as exc:
+        print(f"promote-bot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,99 @@
+"""Parsing `/promote …` text into a command, resolving aliases from the config. Pure."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.config import BotConfig
+from bot.core.model import ZNYX_STAGES, Action, ZnyxPromote
+
+USAGE: dict[str, str] = {
+    "help": "/promote help",
+    "znyx": "/promote znyx <project> <source_env>   e.g. /promote znyx guardrails staging",
+}
+
+_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_REQUEST_ID = re.compile(r"^#?(\d{1,12})$")
+
+
+class UsageError(Exception):
+    """The input was wrong; `message` says what, `usage` shows the right form."""
+
+    def __init__(self, message: str, usage: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True)
+class Promote:
+    action: Action
+
+
+Command = Help | Promote
+
+
+def _clean(text: str) -> list[str]:
+    return text.replace("\u00a0", " ").split()
+
+
+def _shown(word: str) -> str:
+    """A user's word, safe to echo back: short, and never able to ping or format."""
+    word = word[:40] + ("…" if len(word) > 40 else "")
+    return "`" + word.replace("`", "'") + "`"
+
+
+def parse_request_id(word: str, usage: str) -> int:
+    match = _REQUEST_ID.match(word)
+    if not match:
+        raise UsageError(f"{_shown(word)} is not a request number.", usage)
+    return int(match.group(1))
+
+
+def _parse_znyx(args: list[str], config: BotConfig) -> Promote:
+    usage = USAGE["znyx"]
+    if config.znyx is None:
+        raise UsageError("Znyx is not configured on this bot (no [znyx] in its config).")
+    if len(args) != 2:
+        raise UsageError("`znyx` takes a project and a source environment.", usage)
+    project, source = args
+    if not _WORD.match(project):
+        raise UsageError(f"{_shown(project)} is not a project name.", usage)
+    projects = config.znyx.projects
+    by_id = {pid: alias for alias, pid in projects.items()}
+    alias = project if project in projects else by_id.get(project)
+    if alias is None:
+        known = ", ".join(sorted(projects)) or "none configured"
+        raise UsageError(f"Unknown Znyx project {_shown(project)}. Known: {known}.", usage)
+    env = source.lower()
+    if env not in ZNYX_STAGES:
+        raise UsageError(
+            f"Unknown environment {_shown(source)}. Environments: {', '.join(ZNYX_STAGES)}.", usage
+        )
+    if env == ZNYX_STAGES[-1]:
+        raise UsageError(
+            f"`{env}` is the last stage: there is nothing to promote it to. "
+            "Name the stage to promote *from*: dev (→ staging) or staging (→ prod).",
+            usage,
+        )
+    action = ZnyxPromote(
+        org_id=config.znyx.org, project=alias, project_id=projects[alias], source_env=env
+    )
+    return Promote(action)
+
+
+def parse(text: str, config: BotConfig) -> Command:
+    """Turn the text after `/promote` into a command, or raise `UsageError`."""
+    words = _clean(text)
+    if not words or words[0].lower() in ("help", "-h", "--help", "?"):
+        return Help()
+    verb, args = words[0].lower(), words[1:]
+    if verb == "znyx":
+        return _parse_znyx(args, config)
+    raise UsageError(f"Unknown command {_shown(words[0])}.", "\n".join(USAGE.values()))

@@ -1,0 +1,141 @@
+"""The nouns of the bot: scopes, request states, actions, previews and outcomes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class Scope(StrEnum):
+    """The providers' own scopes; roles in the role map are sets of these."""
+
+    MANAGE_BUILDS = "developer:manage_builds"
+    PUBLISH_BUNDLE = "bundle:publish"
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    EXECUTING = "executing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def is_open(self) -> bool:
+        """Still waiting for people: buttons are shown only in these states."""
+        return self in (State.PENDING, State.APPROVED)
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (State.PENDING, State.APPROVED, State.EXECUTING)
+
+
+ZNYX_STAGES: tuple[str, ...] = ("dev", "staging", "prod")
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ZnyxPromote(_Action):
+    """Move the active policy bundle of a Znyx project one stage forward."""
+
+    kind: Literal["znyx.promote"] = "znyx.promote"
+    org_id: str
+    project: str  # the alias people type
+    project_id: str
+    source_env: str
+
+    @property
+    def provider(self) -> str:
+        return "znyx"
+
+    @property
+    def scope(self) -> Scope:
+        return Scope.PUBLISH_BUNDLE
+
+    @property
+    def target_env(self) -> str:
+        return ZNYX_STAGES[ZNYX_STAGES.index(self.source_env) + 1]
+
+    @property
+    def target(self) -> str:
+        """The key policies are matched against, e.g. `znyx:guardrails:prod`."""
+        return f"znyx:{self.project}:{self.target_env}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.project} policy bundle: {self.source_env} → {self.target_env}"
+
+
+Action = Annotated[ZnyxPromote, Field(discriminator="kind")]
+ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
+
+
+class Fact(BaseModel):
+    """One labelled line of a preview or an outcome ("Now in prod": "v7 · sha256:ab12…")."""
+
+    label: str
+    value: str
+
+
+class Preview(BaseModel):
+    """What a request will change, read from the provider before anyone approves it."""
+
+    facts: list[Fact] = []
+    warnings: list[str] = []
+    refusal: str | None = None  # set when the action must not even be offered for approval
+
+
+OutcomeState = Literal["succeeded", "failed", "unknown"]
+
+
+class Outcome(BaseModel):
+    """What the provider call did, with the provider's own identifiers."""
+
+    state: OutcomeState
+    headline: str
+    facts: list[Fact] = []
+    check: str | None = None  # for `unknown`: what a person should look at
+
+
+class Approval(BaseModel):
+    user: str
+    at: datetime
+
+
+class Request(BaseModel):
+    """A promotion someone asked for, as the store keeps it."""
+
+    id: int
+    action: Action
+    requester: str
+    channel: str
+    message_ts: str | None = None
+    state: State
+    preview: Preview | None = None
+    outcome: Outcome | None = None
+    created_at: datetime
+    expires_at: datetime
+    decided_by: str | None = None  # who rejected or cancelled
+    approvals: list[Approval] = []
+
+    @property
+    def approvers(self) -> list[str]:
+        return [a.user for a in self.approvals]
+
+
+class AuditEntry(BaseModel):
+    at: datetime
+    request_id: int | None
+    actor: str
+    event: str
+    target: str | None = None
+    detail: str = ""

@@ -1,0 +1,84 @@
+"""Approval policy per target: how many approvals, by whom, and for how long a request lives.
+
+Policies are keyed by target patterns such as `znyx:guardrails:prod`, `znyx:*:prod` or `whop:*`;
+the most specific pattern that matches a target wins.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_EXPIRY = timedelta(hours=24)
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(value: str | int | timedelta) -> timedelta:
+    """`"90m"`, `"24h"`, `"2d"`, `"30s"` or a number of seconds → timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+        if seconds <= 0:
+            raise ValueError("must be more than 0 seconds")
+        return timedelta(seconds=seconds)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration like '30m', '24h' or '2d'")
+    amount = int(match.group(1))
+    if amount <= 0:
+        raise ValueError("must be more than 0")
+    return timedelta(**{_UNITS[match.group(2)]: amount})
+
+
+class Policy(BaseModel):
+    """The rules one request is held to; re-read from the config at every click."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    approvals: int = Field(default=1, ge=0, le=10)
+    allow_self_approval: bool = False
+    approver_roles: tuple[str, ...] | None = None
+    expires_after: timedelta = DEFAULT_EXPIRY
+
+    @field_validator("expires_after", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> timedelta:
+        return parse_duration(value)  # type: ignore[arg-type]
+
+
+def _specificity(pattern: str) -> tuple[int, int]:
+    """More literal characters and fewer wildcards make a pattern more specific."""
+    wildcards = sum(pattern.count(c) for c in "*?[")
+    return (len(pattern) - wildcards, -wildcards)
+
+
+def policy_for(target: str, policies: dict[str, Policy]) -> Policy:
+    """The policy of the most specific pattern matching `target`, else the default policy."""
+    matching = [p for p in policies if fnmatchcase(target, p)]
+    if not matching:
+        return Policy()
+    return policies[max(matching, key=_specificity)]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def describe(policy: Policy, expires_at: datetime | None = None) -> str:
+    """One line for the release message: "needs 1 approval, not by the requester, expires …"."""
+    if policy.approvals == 0:
+        parts = ["runs without approval"]
+    else:
+        parts = [f"needs {_plural(policy.approvals, 'approval')}"]
+        if not policy.allow_self_approval:
+            parts.append("not by the requester")
+        if policy.approver_roles:
+            parts.append("approvers: " + ", ".join(policy.approver_roles))
+    if expires_at is not None and policy.approvals:
+        parts.append(f"expires {expires_at:%Y-%m-%d %H:%M} UTC")
+    return ", ".join(parts)

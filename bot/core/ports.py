@@ -1,0 +1,88 @@
+"""The protocols the core drives: providers, the store and the chat it posts to."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from bot.core.model import Action, AuditEntry, Outcome, Preview, Request, State
+
+if TYPE_CHECKING:
+    from bot.core.render import RequestView
+
+
+class Provider(Protocol):
+    """One provider's calls, as the workflow needs them. Errors are `ProviderError`s."""
+
+    name: str
+
+    async def preview(self, action: Action) -> Preview:
+        """Read what the action would change; set `refusal` if it must not be offered."""
+        ...
+
+    async def execute(self, action: Action, *, promoted_by: str) -> Outcome:
+        """Do the action, once. Never retried by the caller when the fate is unknown."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the provider's HTTP client."""
+        ...
+
+
+class Store(Protocol):
+    """Requests, approvals and the audit log. `transition` is the compare-and-set."""
+
+    def create_request(
+        self,
+        action: Action,
+        *,
+        requester: str,
+        channel: str,
+        preview: Preview | None,
+        created_at: datetime,
+        expires_at: datetime,
+    ) -> Request: ...
+
+    def get(self, request_id: int) -> Request | None: ...
+
+    def set_message(self, request_id: int, ts: str) -> None: ...
+
+    def add_approval(self, request_id: int, user: str, at: datetime) -> bool:
+        """Record `user`'s approval if the request is open and they have not approved yet."""
+        ...
+
+    def transition(
+        self,
+        request_id: int,
+        from_states: Sequence[State],
+        to: State,
+        *,
+        at: datetime,
+        by: str | None = None,
+        outcome: Outcome | None = None,
+    ) -> bool:
+        """Move to `to` only if the request is in one of `from_states`; True if it moved."""
+        ...
+
+    def audit(self, entry: AuditEntry) -> None: ...
+
+    def history(self, target: str | None = None, limit: int = 20) -> list[AuditEntry]: ...
+
+
+class ChatError(Exception):
+    """The chat refused a post or an update; the message says why."""
+
+
+class Chat(Protocol):
+    """Where release messages live. Slack in production, the terminal in the shell."""
+
+    async def post_request(self, channel: str, view: RequestView) -> str:
+        """Post a release message; return its reference (Slack's `ts`)."""
+        ...
+
+    async def update_request(self, channel: str, ts: str, view: RequestView) -> None: ...
+
+    async def post_in_thread(self, channel: str, ts: str, view: RequestView) -> None:
+        """Post the request's outcome (or the reason it ended) under its message."""
+        ...

@@ -1,0 +1,111 @@
+"""From requests and outcomes to neutral views and texts that every transport can show.
+
+Text uses a small markup both Slack and a terminal read well: `code`, *bold*. User ids stay
+ids in views; each transport decides how to show a person.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.config import BotConfig
+from bot.core.commands import USAGE, UsageError
+from bot.core.model import Fact, Outcome, Request, Scope, State
+from bot.core.policy import Policy, describe
+
+_STATUS = {
+    State.PENDING: "⏳ Waiting for approval",
+    State.APPROVED: "⏳ Approved, about to run",
+    State.EXECUTING: "🔄 Promoting now…",
+    State.SUCCEEDED: "✅ Promoted",
+    State.FAILED: "❌ Failed",
+    State.UNKNOWN: "⚠️ Outcome unknown",
+    State.REJECTED: "🚫 Rejected",
+    State.CANCELLED: "🚫 Cancelled",
+    State.EXPIRED: "⌛ Expired",
+}
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """Everything a release message shows, in the order it shows it."""
+
+    request_id: int
+    title: str
+    target: str
+    state: State
+    status: str
+    requester: str
+    approvers: tuple[str, ...]
+    decided_by: str | None
+    policy: str
+    facts: tuple[Fact, ...]
+    warnings: tuple[str, ...]
+    outcome: Outcome | None
+    buttons: bool
+
+    @property
+    def summary(self) -> str:
+        """A one-line plain text, for notifications and fallbacks."""
+        return f"#{self.request_id} {self.title}: {self.status}"
+
+
+def request_view(request: Request, policy: Policy) -> RequestView:
+    state = request.state
+    status = _STATUS[state]
+    if state is State.PENDING and policy.approvals:
+        status += f" ({len(request.approvals)} of {policy.approvals})"
+    if request.outcome is not None and state.is_final:
+        status += f": {request.outcome.headline}"
+    preview = request.preview
+    return RequestView(
+        request_id=request.id,
+        title=request.action.title,
+        target=request.action.target,
+        state=state,
+        status=status,
+        requester=request.requester,
+        approvers=tuple(request.approvers),
+        decided_by=request.decided_by,
+        policy=describe(policy, request.expires_at if state.is_open else None),
+        facts=tuple(preview.facts) if preview else (),
+        warnings=tuple(preview.warnings) if preview else (),
+        outcome=request.outcome,
+        buttons=state.is_open,
+    )
+
+
+def usage_error(error: UsageError) -> str:
+    text = error.message
+    if error.usage:
+        forms = "\n".join(f"`{line}`" for line in error.usage.splitlines())
+        text += f"\nUsage:\n{forms}"
+    return text
+
+
+_COMMANDS: list[tuple[Scope | None, str, str]] = [
+    (Scope.PUBLISH_BUNDLE, USAGE["znyx"], "promote a Znyx policy bundle one stage"),
+    (None, USAGE["help"], "this help"),
+]
+
+
+def help_text(config: BotConfig, user: str) -> str:
+    """What `user` may do, as the role map stands now."""
+    role_map = config.role_map
+    scopes = role_map.scopes_of(user)
+    lines = ["*promote-bot* — promote releases, with approvals and an audit trail."]
+    allowed = [(form, what) for scope, form, what in _COMMANDS if scope is None or scope in scopes]
+    lines += [f"• `{form}` — {what}" for form, what in allowed]
+    if config.znyx and Scope.PUBLISH_BUNDLE in scopes:
+        projects = ", ".join(sorted(config.znyx.projects)) or "none"
+        lines.append(f"Znyx projects: {projects}. Stages: dev → staging → prod.")
+    roles = ", ".join(role_map.roles_of(user)) or "none"
+    if not scopes:
+        lines.append("You have no role that lets you request or approve promotions.")
+    lines.append(f"Your roles: {roles}.")
+    return "\n".join(lines)
+
+
+def fmt_time(at: datetime) -> str:
+    return f"{at:%Y-%m-%d %H:%M} UTC"

@@ -1,0 +1,275 @@
+"""The request state machine: ask, approve, reject, execute exactly once, record everything.
+
+Transports call these methods; the workflow reads and writes the store, calls providers and
+keeps the release message current through the `Chat` port. Methods return a `Reply` for the
+person who acted (shown only to them) or None when the release message says it all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bot.config import BotConfig
+from bot.core import authz, render
+from bot.core.commands import Help, Promote, UsageError, parse
+from bot.core.errors import ProviderError
+from bot.core.model import Action, AuditEntry, Outcome, Preview, Request, State
+from bot.core.policy import Policy, policy_for
+from bot.core.ports import Chat, ChatError, Provider, Store
+
+log = logging.getLogger(__name__)
+
+OPEN = (State.PENDING, State.APPROVED)
+
+# Which states each state may move to. The store's compare-and-set enforces one move at a time.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.PENDING: frozenset(
+        {State.APPROVED, State.EXECUTING, State.REJECTED, State.CANCELLED, State.EXPIRED}
+    ),
+    State.APPROVED: frozenset({State.EXECUTING, State.REJECTED, State.CANCELLED, State.EXPIRED}),
+    State.EXECUTING: frozenset({State.SUCCEEDED, State.FAILED, State.UNKNOWN}),
+}
+
+
+def can_move(source: State, to: State) -> bool:
+    return to in TRANSITIONS.get(source, frozenset())
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A short answer shown only to the person who acted."""
+
+    text: str
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Workflow:
+    def __init__(
+        self,
+        config: BotConfig,
+        store: Store,
+        providers: Mapping[str, Provider],
+        chat: Chat,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.providers = providers
+        self.chat = chat
+        self.clock = clock
+
+    # --- asking ------------------------------------------------------------------------
+
+    def check(self, user: str, text: str) -> Reply | Promote:
+        """Parse, resolve and authorize, with no I/O: safe to run before the ack.
+
+        Returns the final answer (help, a usage error, a refusal) or the promotion to open.
+        """
+        try:
+            command = parse(text, self.config)
+        except UsageError as exc:
+            return Reply(render.usage_error(exc))
+        if isinstance(command, Help):
+            return Reply(render.help_text(self.config, user))
+        decision = authz.can_request(self.config.role_map, user, command.action.scope)
+        if not decision:
+            return Reply(decision.reason)
+        return command
+
+    async def open_request(self, user: str, action: Action, channel: str) -> Reply | None:
+        """Read the preview, record the request and post its release message."""
+        provider = self.providers.get(action.provider)
+        if provider is None:
+            return Reply(f"{action.provider} is not configured on this bot.")
+        try:
+            preview = await provider.preview(action)
+        except ProviderError as exc:
+            log.warning("preview of %s failed: %s", action.target, exc.message)
+            preview = Preview(warnings=[f"Couldn't read the current state: {exc.message}"])
+        now = self.clock()
+        if preview.refusal:
+            self._audit(None, user, "refused", action.target, preview.refusal)
+            return Reply(preview.refusal)
+        policy = self.policy(action)
+        request = self.store.create_request(
+            action,
+            requester=user,
+            channel=channel,
+            preview=preview,
+            created_at=now,
+            expires_at=now + policy.expires_after,
+        )
+        self._audit(request.id, user, "requested", action.target, action.title)
+        try:
+            ts = await self.chat.post_request(channel, render.request_view(request, policy))
+        except ChatError as exc:
+            self.store.transition(request.id, OPEN, State.CANCELLED, at=self.clock(), by=user)
+            self._audit(request.id, user, "cancelled", action.target, f"could not post: {exc}")
+            return Reply(f"I couldn't post the release message here ({exc}), so nothing was done.")
+        self.store.set_message(request.id, ts)
+        if policy.approvals == 0:
+            return await self._execute(request.id, user)
+        return None
+
+    # --- deciding ----------------------------------------------------------------------
+
+    def policy(self, action: Action) -> Policy:
+        return policy_for(action.target, self.config.policies)
+
+    def _open_or_reply(self, request_id: int, verb: str) -> Request | Reply:
+        request = self.store.get(request_id)
+        if request is None:
+            return Reply(f"There is no request #{request_id}.")
+        if request.state.is_open and self.clock() >= request.expires_at:
+            return Reply(f"Request #{request_id} expired at {render.fmt_time(request.expires_at)}.")
+        if not request.state.is_open:
+            return Reply(f"Request #{request_id} is {request.state.value}; nothing to {verb}.")
+        return request
+
+    async def approve(self, user: str, request_id: int) -> Reply | None:
+        request = self._open_or_reply(request_id, "approve")
+        if isinstance(request, Reply):
+            await self._expire_if_due(request_id)
+            return request
+        policy = self.policy(request.action)
+        decision = authz.can_approve(self.config.role_map, policy, request, user)
+        if not decision:
+            self._audit(
+                request.id, user, "approval refused", request.action.target, decision.reason
+            )
+            return Reply(decision.reason)
+        if not self.store.add_approval(request.id, user, self.clock()):
+            current = self.store.get(request.id)
+            if current is not None and not current.state.is_open:
+                return Reply(f"Request #{request.id} is {current.state.value}; nothing to approve.")
+            return Reply(f"You have already approved #{request.id}.")
+        self._audit(request.id, user, "approved", request.action.target)
+        request = self.store.get(request.id)
+        assert request is not None
+        counted = self._counted_approvals(request, policy)
+        if counted >= policy.approvals:
+            return await self._execute(request.id, user)
+        await self._refresh(request, policy)
+        missing = policy.approvals - counted
+        return Reply(f"Approval recorded. #{request.id} needs {missing} more.")
+
+    def _counted_approvals(self, request: Request, policy: Policy) -> int:
+        """Approvals that still hold under the config as it is now."""
+        role_map = self.config.role_map
+        return sum(
+            1 for a in request.approvals if authz.can_approve(role_map, policy, request, a.user)
+        )
+
+    async def reject(self, user: str, request_id: int) -> Reply | None:
+        request = self._open_or_reply(request_id, "reject")
+        if isinstance(request, Reply):
+            await self._expire_if_due(request_id)
+            return request
+        policy = self.policy(request.action)
+        decision = authz.can_decide(self.config.role_map, policy, request, user)
+        if not decision:
+            self._audit(
+                request.id, user, "rejection refused", request.action.target, decision.reason
+            )
+            return Reply(decision.reason)
+        if not self.store.transition(request.id, OPEN, State.REJECTED, at=self.clock(), by=user):
+            return Reply(f"Request #{request.id} was decided a moment ago; nothing to reject.")
+        self._audit(request.id, user, "rejected", request.action.target)
+        await self._finish_message(request.id)
+        return None
+
+    async def _expire_if_due(self, request_id: int) -> None:
+        request = self.store.get(request_id)
+        if request is None or not request.state.is_open or self.clock() < request.expires_at:
+            return
+        if self.store.transition(request_id, OPEN, State.EXPIRED, at=self.clock()):
+            self._audit(request_id, "promote-bot", "expired", request.action.target)
+            await self._finish_message(request_id)
+
+    # --- executing ---------------------------------------------------------------------
+
+    async def _execute(self, request_id: int, user: str) -> Reply | None:
+        """Claim the request (compare-and-set to `executing`) and call the provider once."""
+        if not self.store.transition(request_id, OPEN, State.EXECUTING, at=self.clock()):
+            current = self.store.get(request_id)
+            state = current.state.value if current else "gone"
+            return Reply(f"Request #{request_id} is already {state}; it runs only once.")
+        request = self.store.get(request_id)
+        assert request is not None
+        action = request.action
+        self._audit(request_id, user, "executing", action.target)
+        await self._refresh(request, self.policy(action))
+        promoted_by = f"slack:{request.requester} via promote-bot #{request_id}"
+        try:
+            outcome = await self.providers[action.provider].execute(action, promoted_by=promoted_by)
+        except ProviderError as exc:
+            outcome = _outcome_of_error(exc)
+        except Exception:  # a bug after the call may have been sent: never guess
+            log.exception("promotion #%s ended in an unexpected error", request_id)
+            outcome = Outcome(
+                state="unknown",
+                headline="the bot hit an internal error while promoting",
+                check=f"Check {action.provider} to see whether {action.title} happened.",
+            )
+        self.store.transition(
+            request_id, (State.EXECUTING,), State(outcome.state), at=self.clock(), outcome=outcome
+        )
+        self._audit(request_id, "promote-bot", outcome.state, action.target, outcome.headline)
+        await self._finish_message(request_id)
+        return None
+
+    # --- messages and audit ------------------------------------------------------------
+
+    async def _refresh(self, request: Request, policy: Policy) -> render.RequestView | None:
+        """Show the request's current state on its release message."""
+        if request.message_ts is None:
+            return None
+        view = render.request_view(request, policy)
+        try:
+            await self.chat.update_request(request.channel, request.message_ts, view)
+        except ChatError as exc:
+            log.warning("could not update the message of #%s: %s", request.id, exc)
+        return view
+
+    async def _finish_message(self, request_id: int) -> None:
+        """Show the final state on the release message and tell the thread."""
+        request = self.store.get(request_id)
+        if request is None or request.message_ts is None:
+            return
+        view = await self._refresh(request, self.policy(request.action))
+        assert view is not None
+        try:
+            await self.chat.post_in_thread(request.channel, request.message_ts, view)
+        except ChatError as exc:
+            log.warning("could not post the outcome of #%s: %s", request.id, exc)
+
+    def _audit(
+        self, request_id: int | None, actor: str, event: str, target: str | None, detail: str = ""
+    ) -> None:
+        self.store.audit(
+            AuditEntry(
+                at=self.clock(),
+                request_id=request_id,
+                actor=actor,
+                event=event,
+                target=target,
+                detail=detail,
+            )
+        )
+
+
+def _outcome_of_error(exc: ProviderError) -> Outcome:
+    if exc.fate == "unknown":
+        return Outcome(
+            state="unknown",
+            headline=exc.message,
+            check=f"Check in {exc.provider} whether the promotion happened before asking again.",
+        )
+    return Outcome(state="failed", headline=exc.message)

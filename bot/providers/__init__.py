@@ -1,0 +1,1 @@
+"""Provider clients, one module each, behind `bot.core.ports.Provider`."""

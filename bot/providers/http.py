@@ -1,0 +1,229 @@
+"""The HTTP policy every provider shares: timeouts, retries, and status → error mapping.
+
+One long-lived `httpx.AsyncClient` per provider. Reads are retried on connection failures,
+429 and 5xx; writes only when the request certainly did not reach the provider (connection
+refused, connect timeout) or was refused unprocessed (429). A write whose fate is unclear is
+never retried: it surfaces as a `ProviderUncertain` error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from bot.core.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderNotFound,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderServerError,
+    ProviderTimeout,
+    ProviderUncertain,
+    ProviderUnreachable,
+)
+
+log = logging.getLogger(__name__)
+
+# A chat bot wants answers in seconds: a person is watching the release message.
+DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded attempts with jittered exponential backoff; `Retry-After` honoured up to a cap."""
+
+    attempts: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before attempt `attempt + 1` (attempt counts from 1)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        backoff = min(self.base_delay * 2 ** (attempt - 1), self.max_delay)
+        return backoff * random.uniform(0.5, 1.0)
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Parse a `Retry-After` header: delay-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
+def segment(value: str) -> str:
+    """One path segment, quoted so that `/`, `..` or `%2F` can never leave it."""
+    return quote(value, safe="")
+
+
+# What each status means, in words; a provider's own message is appended after a colon.
+_STATUS_TEXT: Mapping[int, str] = {
+    400: "{name} refused the request",
+    401: "{name} rejected the bot's credentials ({credential})",
+    403: "the bot's {name} credentials ({credential}) lack the `{scope}` scope",
+    404: "{name} found nothing there",
+    409: "{name} reported a conflict",
+    422: "{name} rejected the request as invalid",
+    429: "{name} is rate-limiting the bot; try again in a minute",
+}
+
+_ERROR_CLASS: Mapping[int, type[ProviderError]] = {
+    401: ProviderAuthError,
+    403: ProviderAuthError,
+    404: ProviderNotFound,
+    429: ProviderRateLimited,
+}
+
+
+class ProviderHTTP:
+    """A provider's HTTP client with our retry and error policy applied once, here."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        credential: str,
+        scope: str,
+        error_detail: Callable[[httpx.Response], str | None],
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.name = name
+        self.credential = credential
+        self.scope = scope
+        self.error_detail = error_detail
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            headers={"Accept": "application/json", **(headers or {})},
+            auth=auth,
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        explain: Mapping[int, str] | None = None,
+    ) -> httpx.Response:
+        """Send one request under the policy; return a 2xx/3xx response or raise ProviderError.
+
+        `explain` gives this call's own words for a status ("no active bundle in staging").
+        """
+        attempts = self.retry.attempts
+        for attempt in range(1, attempts + 1):
+            last = attempt == attempts
+            try:
+                response = await self.client.request(
+                    method, path.lstrip("/"), json=json, params=params
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                if not last:
+                    await self.sleep(self.retry.delay(attempt))
+                    continue
+                raise ProviderUnreachable(
+                    self.name, f"{self.name} could not be reached ({_kind(exc)})"
+                ) from exc
+            except httpx.TimeoutException as exc:
+                if idempotent and not last:
+                    await self.sleep(self.retry.delay(attempt))
+                    continue
+                seconds = self.client.timeout.read
+                raise ProviderTimeout(
+                    self.name, f"{self.name} did not answer within {seconds:g} s"
+                ) from exc
+            except httpx.TransportError as exc:
+                if idempotent and not last:
+                    await self.sleep(self.retry.delay(attempt))
+                    continue
+                raise ProviderUncertain(
+                    self.name,
+                    f"the connection to {self.name} dropped before it answered ({_kind(exc)})",
+                ) from exc
+            status = response.status_code
+            if status < 400:
+                return response
+            retryable = status == 429 or (status >= 500 and idempotent)
+            if retryable and not last:
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
+                log.info(
+                    "%s answered %s; retrying (attempt %s of %s)",
+                    self.name,
+                    status,
+                    attempt + 1,
+                    attempts,
+                )
+                await self.sleep(self.retry.delay(attempt, wait))
+                continue
+            raise self.error(response, explain or {})
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def error(self, response: httpx.Response, explain: Mapping[int, str]) -> ProviderError:
+        """The one mapping from an HTTP error response to an exception with plain words."""
+        status = response.status_code
+        template = explain.get(status) or _STATUS_TEXT.get(status)
+        if template is None:
+            template = (
+                "{name} had a server error" if status >= 500 else "{name} refused the request"
+            )
+        text = template.format(name=self.name, credential=self.credential, scope=self.scope)
+        detail = _safe_detail(self.error_detail, response)
+        message = f"{text} (HTTP {status}{': ' + detail if detail else ''})"
+        if status >= 500:
+            cls: type[ProviderError] = ProviderServerError
+        else:
+            cls = _ERROR_CLASS.get(status, ProviderRejected)
+        return cls(self.name, message, status=status)
+
+
+def _kind(exc: Exception) -> str:
+    text = str(exc)
+    return text[:120] if text else type(exc).__name__
+
+
+def _safe_detail(
+    extract: Callable[[httpx.Response], str | None], response: httpx.Response
+) -> str | None:
+    try:
+        detail = extract(response)
+    except Exception:  # a provider's error body that does not follow its own docs
+        detail = None
+    if detail is None:
+        return None
+    detail = " ".join(str(detail).split())
+    return detail[:300] + ("…" if len(detail) > 300 else "")

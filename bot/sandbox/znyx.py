@@ -1,0 +1,202 @@
+"""A fake Znyx control plane following provider-docs 003 and znyx-bundles.yml.
+
+Bearer or `X-API-Key` tokens, each with its scopes; FastAPI-style errors (`{"detail": …}`);
+per project an ordered set of environments (dev → staging → prod), each with its bundles,
+at most one of them active. Promote copies the source's active bundle into the next stage as
+a new version and makes it active there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+STAGES = ("dev", "staging", "prod")
+
+
+@dataclass
+class Bundle:
+    id: str
+    version: int
+    policy_hash: str
+    is_active: bool
+    published_by: str | None
+    published_at: str
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    body: object = None
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _error(status: int, detail: object) -> web.Response:
+    return web.json_response({"detail": detail}, status=status)
+
+
+def _validation(loc: list[str], msg: str, kind: str) -> web.Response:
+    return _error(422, [{"loc": loc, "msg": msg, "type": kind}])
+
+
+@dataclass
+class FakeZnyx:
+    """State and behaviour of the fake; `app()` serves it."""
+
+    org_id: str = "org-sandbox"
+    tokens: dict[str, set[str]] = field(default_factory=dict)  # token → scopes
+    projects: dict[str, dict[str, list[Bundle]]] = field(default_factory=dict)
+    promote_delay: float = 0.0  # seconds the promote call takes, to test slow providers
+    calls: list[Call] = field(default_factory=list)
+    _failures: list[tuple[int, object]] = field(default_factory=list)
+
+    # --- seeding -------------------------------------------------------------------------
+
+    def add_project(self, project_id: str, envs: tuple[str, ...] = STAGES) -> None:
+        self.projects[project_id] = {env: [] for env in envs}
+
+    def publish(self, project_id: str, env: str, policy_hash: str, by: str = "ci") -> Bundle:
+        """Publish a new active version in `env` (what CI does after a merge)."""
+        bundles = self.projects[project_id][env]
+        for b in bundles:
+            b.is_active = False
+        bundle = Bundle(
+            id=str(uuid.uuid4()),
+            version=max((b.version for b in bundles), default=0) + 1,
+            policy_hash=policy_hash,
+            is_active=True,
+            published_by=by,
+            published_at=_now(),
+        )
+        bundles.append(bundle)
+        return bundle
+
+    def active(self, project_id: str, env: str) -> Bundle | None:
+        return next((b for b in self.projects[project_id][env] if b.is_active), None)
+
+    def fail_next(self, status: int, detail: object = "Internal Server Error") -> None:
+        """Answer the next promote call with this error, once."""
+        self._failures.append((status, detail))
+
+    @property
+    def promote_calls(self) -> list[Call]:
+        return [c for c in self.calls if c.path.endswith("/promote")]
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        base = "/v1/orgs/{org}/projects/{project}/envs/{env}"
+        app.router.add_post(base + "/promote", self._promote)
+        app.router.add_get(base + "/bundles", self._list)
+        app.router.add_get(base + "/bundles/{version}", self._get)
+        app.router.add_post(base + "/bundles/{version}/activate", self._activate)
+        return app
+
+    def _scopes(self, request: web.Request) -> set[str] | None:
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:] if auth.lower().startswith("bearer ") else request.headers.get("X-API-Key")
+        return self.tokens.get(token) if token else None
+
+    def _locate(self, request: web.Request) -> dict[str, list[Bundle]] | web.Response:
+        scopes = self._scopes(request)
+        if scopes is None:
+            return _error(401, "Not authenticated")
+        info = request.match_info
+        if info["org"] != self.org_id or info["project"] not in self.projects:
+            return _error(404, "Project not found")
+        envs = self.projects[info["project"]]
+        if info["env"] not in envs:
+            return _error(404, f"Environment '{info['env']}' not found")
+        return envs
+
+    async def _promote(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        body: object = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+        self.calls.append(Call("POST", request.path, body))
+        envs = self._locate(request)
+        if isinstance(envs, web.Response):
+            return envs
+        if "bundle:publish" not in (self._scopes(request) or set()):
+            return _error(403, "Insufficient scope")
+        if not raw:
+            return _validation(["body"], "Field required", "missing")
+        if not isinstance(body, dict):
+            return _validation(["body"], "Input should be a valid dictionary", "dict_type")
+        promoted_by = body.get("promoted_by", "api")
+        if not isinstance(promoted_by, str):
+            return _validation(
+                ["body", "promoted_by"], "Input should be a valid string", "string_type"
+            )
+        if self.promote_delay:
+            await asyncio.sleep(self.promote_delay)
+        if self._failures:
+            status, detail = self._failures.pop(0)
+            return _error(status, detail)
+        source = request.match_info["env"]
+        position = STAGES.index(source) if source in STAGES else len(STAGES)
+        target = STAGES[position + 1] if position + 1 < len(STAGES) else None
+        if target is None or target not in envs:
+            return _error(400, f"No promotion target for environment '{source}'")
+        active = next((b for b in envs[source] if b.is_active), None)
+        if active is None:
+            return _error(404, "No active bundle to promote")
+        new = self.publish(request.match_info["project"], target, active.policy_hash, promoted_by)
+        return web.json_response(asdict(new))
+
+    async def _list(self, request: web.Request) -> web.Response:
+        self.calls.append(Call("GET", request.path))
+        envs = self._locate(request)
+        if isinstance(envs, web.Response):
+            return envs
+        return web.json_response([asdict(b) for b in envs[request.match_info["env"]]])
+
+    def _version(
+        self, request: web.Request, envs: dict[str, list[Bundle]]
+    ) -> Bundle | web.Response:
+        try:
+            version = int(request.match_info["version"])
+        except ValueError:
+            return _validation(
+                ["path", "version"], "Input should be a valid integer", "int_parsing"
+            )
+        bundle = next((b for b in envs[request.match_info["env"]] if b.version == version), None)
+        return bundle if bundle is not None else _error(404, "Bundle version not found")
+
+    async def _get(self, request: web.Request) -> web.Response:
+        self.calls.append(Call("GET", request.path))
+        envs = self._locate(request)
+        if isinstance(envs, web.Response):
+            return envs
+        bundle = self._version(request, envs)
+        if isinstance(bundle, web.Response):
+            return bundle
+        return web.json_response({**asdict(bundle), "policies_json": {}})
+
+    async def _activate(self, request: web.Request) -> web.Response:
+        self.calls.append(Call("POST", request.path))
+        envs = self._locate(request)
+        if isinstance(envs, web.Response):
+            return envs
+        if "bundle:publish" not in (self._scopes(request) or set()):
+            return _error(403, "Insufficient scope")
+        bundle = self._version(request, envs)
+        if isinstance(bundle, web.Response):
+            return bundle
+        for b in envs[request.match_info["env"]]:
+            b.is_active = b is bundle
+        return web.json_response(asdict(bundle))

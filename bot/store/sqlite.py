@@ -1,0 +1,238 @@
+"""Requests, approvals and the audit log in one SQLite file (WAL), through sqlite-utils.
+
+Every state change is a single conditional UPDATE, so two clicks, two processes or a
+redelivered event can never both move a request to `executing`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import sqlite_utils
+
+from bot.core.model import (
+    ACTION_ADAPTER,
+    Action,
+    Approval,
+    AuditEntry,
+    Outcome,
+    Preview,
+    Request,
+    State,
+)
+
+BUSY_TIMEOUT_MS = 5000
+
+
+class SqliteStore:
+    def __init__(self, path: Path | str | None = None) -> None:
+        """Open (and create if needed) the database at `path`; None keeps it in memory."""
+        if path is None:
+            self.db = sqlite_utils.Database(memory=True)
+        else:
+            self.db = sqlite_utils.Database(str(path))
+            self.db.enable_wal()
+        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        """Idempotent: safe on every start and from several processes."""
+        with self.db.conn:
+            self.db.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS requests (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    target TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    requester TEXT NOT NULL,
+                    channel TEXT NOT NULL,
+                    message_ts TEXT,
+                    state TEXT NOT NULL,
+                    preview TEXT,
+                    outcome TEXT,
+                    decided_by TEXT,
+                    created_at TEXT NOT NULL,
+                    updated_at TEXT NOT NULL,
+                    expires_at TEXT NOT NULL
+                );
+                CREATE INDEX IF NOT EXISTS requests_state ON requests (state);
+                CREATE TABLE IF NOT EXISTS approvals (
+                    request_id INTEGER NOT NULL REFERENCES requests (id),
+                    user TEXT NOT NULL,
+                    at TEXT NOT NULL,
+                    PRIMARY KEY (request_id, user)
+                );
+                CREATE TABLE IF NOT EXISTS audit (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    at TEXT NOT NULL,
+                    request_id INTEGER,
+                    actor TEXT NOT NULL,
+                    event TEXT NOT NULL,
+                    target TEXT,
+                    detail TEXT NOT NULL DEFAULT ''
+                );
+                CREATE INDEX IF NOT EXISTS audit_target ON audit (target);
+                CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+                BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+                CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+                BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+                """
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- requests ------------------------------------------------------------------------
+
+    def create_request(
+        self,
+        action: Action,
+        *,
+        requester: str,
+        channel: str,
+        preview: Preview | None,
+        created_at: datetime,
+        expires_at: datetime,
+    ) -> Request:
+        with self.db.conn:
+            cursor = self.db.execute(
+                "INSERT INTO requests (target, action, requester, channel, state, preview,"
+                " created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    action.target,
+                    ACTION_ADAPTER.dump_json(action).decode(),
+                    requester,
+                    channel,
+                    State.PENDING.value,
+                    preview.model_dump_json() if preview else None,
+                    created_at.isoformat(),
+                    created_at.isoformat(),
+                    expires_at.isoformat(),
+                ],
+            )
+        request_id = cursor.lastrowid
+        assert request_id is not None
+        request = self.get(request_id)
+        assert request is not None
+        return request
+
+    def get(self, request_id: int) -> Request | None:
+        rows = list(self.db.query("SELECT * FROM requests WHERE id = ?", [request_id]))
+        if not rows:
+            return None
+        approvals = [
+            Approval(user=row["user"], at=datetime.fromisoformat(row["at"]))
+            for row in self.db.query(
+                "SELECT user, at FROM approvals WHERE request_id = ? ORDER BY at, rowid",
+                [request_id],
+            )
+        ]
+        return _request(rows[0], approvals)
+
+    def in_states(self, states: Sequence[State]) -> list[Request]:
+        marks = ", ".join("?" for _ in states)
+        ids = [
+            row["id"]
+            for row in self.db.query(
+                f"SELECT id FROM requests WHERE state IN ({marks}) ORDER BY id",
+                [s.value for s in states],
+            )
+        ]
+        return [r for r in (self.get(i) for i in ids) if r is not None]
+
+    def set_message(self, request_id: int, ts: str) -> None:
+        with self.db.conn:
+            self.db.execute("UPDATE requests SET message_ts = ? WHERE id = ?", [ts, request_id])
+
+    def add_approval(self, request_id: int, user: str, at: datetime) -> bool:
+        with self.db.conn:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO approvals (request_id, user, at)"
+                " SELECT ?, ?, ? WHERE EXISTS"
+                " (SELECT 1 FROM requests WHERE id = ? AND state IN (?, ?))",
+                [request_id, user, at.isoformat(), request_id, State.PENDING, State.APPROVED],
+            )
+        return cursor.rowcount == 1
+
+    def transition(
+        self,
+        request_id: int,
+        from_states: Sequence[State],
+        to: State,
+        *,
+        at: datetime,
+        by: str | None = None,
+        outcome: Outcome | None = None,
+    ) -> bool:
+        """The compare-and-set: one UPDATE that only matches in one of `from_states`."""
+        marks = ", ".join("?" for _ in from_states)
+        with self.db.conn:
+            cursor = self.db.execute(
+                "UPDATE requests SET state = ?, updated_at = ?,"
+                " decided_by = COALESCE(?, decided_by), outcome = COALESCE(?, outcome)"
+                f" WHERE id = ? AND state IN ({marks})",
+                [
+                    to.value,
+                    at.isoformat(),
+                    by,
+                    outcome.model_dump_json() if outcome else None,
+                    request_id,
+                    *(s.value for s in from_states),
+                ],
+            )
+        return cursor.rowcount == 1
+
+    # --- audit ---------------------------------------------------------------------------
+
+    def audit(self, entry: AuditEntry) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "INSERT INTO audit (at, request_id, actor, event, target, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    entry.at.isoformat(),
+                    entry.request_id,
+                    entry.actor,
+                    entry.event,
+                    entry.target,
+                    entry.detail,
+                ],
+            )
+
+    def history(self, target: str | None = None, limit: int = 20) -> list[AuditEntry]:
+        """The newest `limit` audit entries, newest first, optionally for one target."""
+        where, params = ("WHERE target = ?", [target]) if target else ("", [])
+        rows = self.db.query(
+            f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?", [*params, limit]
+        )
+        return [
+            AuditEntry(
+                at=datetime.fromisoformat(r["at"]),
+                request_id=r["request_id"],
+                actor=r["actor"],
+                event=r["event"],
+                target=r["target"],
+                detail=r["detail"],
+            )
+            for r in rows
+        ]
+
+
+def _request(row: dict, approvals: list[Approval]) -> Request:
+    return Request(
+        id=row["id"],
+        action=ACTION_ADAPTER.validate_json(row["action"]),
+        requester=row["requester"],
+        channel=row["channel"],
+        message_ts=row["message_ts"],
+        state=State(row["state"]),
+        preview=Preview.model_validate(json.loads(row["preview"])) if row["preview"] else None,
+        outcome=Outcome.model_validate(json.loads(row["outcome"])) if row["outcome"] else None,
+        created_at=datetime.fromisoformat(row["created_at"]),
+        expires_at=datetime.fromisoformat(row["expires_at"]),
+        decided_by=row["decided_by"],
+        approvals=approvals,
+    )

@@ -1,0 +1,1 @@
+"""The Slack transport: Bolt listeners, Block Kit rendering and the Slack `Chat`."""

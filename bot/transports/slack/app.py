@@ -1,0 +1,90 @@
+"""Bolt listeners: ack at once, then turn the payload into core calls (lazy listeners).
+
+One `AsyncApp` serves both HTTP (`POST /slack/events`) and Socket Mode. Nothing slow sits
+between a request and its ack: the ack path only parses and checks the role map (no I/O);
+previews, provider calls and Web API posts run after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.core.commands import Promote
+from bot.core.workflow import Reply, Workflow
+from bot.transports.slack.blocks import APPROVE, REJECT
+
+log = logging.getLogger(__name__)
+
+COMMAND = "/promote"
+
+
+async def _tell(respond: AsyncRespond, reply: Reply | None) -> None:
+    """An answer only the person who acted sees."""
+    if reply is not None:
+        await respond(text=reply.text, response_type="ephemeral", replace_original=False)
+
+
+def _request_id(body: dict[str, Any]) -> int | None:
+    try:
+        value = body["actions"][0]["value"]
+        return int(value) if str(value).isdigit() else None
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def create_app(
+    workflow: Workflow, *, client: AsyncWebClient, signing_secret: str | None
+) -> AsyncApp:
+    """The Slack app; `signing_secret` is None only for Socket Mode."""
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret or "",
+        request_verification_enabled=signing_secret is not None,
+        logger=logging.getLogger("slack_bolt"),
+    )
+
+    async def ack_command(ack: AsyncAck, command: dict[str, Any]) -> None:
+        checked = workflow.check(command["user_id"], command.get("text", ""))
+        if isinstance(checked, Reply):
+            await ack(response_type="ephemeral", text=checked.text)
+        else:
+            await ack()
+
+    async def open_request(command: dict[str, Any], respond: AsyncRespond) -> None:
+        checked = workflow.check(command["user_id"], command.get("text", ""))
+        if isinstance(checked, Promote):
+            reply = await workflow.open_request(
+                command["user_id"], checked.action, command["channel_id"]
+            )
+            await _tell(respond, reply)
+
+    async def ack_click(ack: AsyncAck) -> None:
+        await ack()
+
+    async def approve(body: dict[str, Any], respond: AsyncRespond) -> None:
+        request_id = _request_id(body)
+        if request_id is None:
+            await _tell(respond, Reply("That button carries no request number."))
+            return
+        await _tell(respond, await workflow.approve(body["user"]["id"], request_id))
+
+    async def reject(body: dict[str, Any], respond: AsyncRespond) -> None:
+        request_id = _request_id(body)
+        if request_id is None:
+            await _tell(respond, Reply("That button carries no request number."))
+            return
+        await _tell(respond, await workflow.reject(body["user"]["id"], request_id))
+
+    app.command(COMMAND)(ack=ack_command, lazy=[open_request])
+    app.action(APPROVE)(ack=ack_click, lazy=[approve])
+    app.action(REJECT)(ack=ack_click, lazy=[reject])
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> None:
+        log.error("unhandled error for a %s payload: %r", body.get("type", "command"), error)
+
+    return app

@@ -1,0 +1,121 @@
+"""Block Kit for release messages and their thread replies. Pure functions of a view."""
+
+from __future__ import annotations
+
+from bot.core.model import State
+from bot.core.render import RequestView
+
+APPROVE = "promote_approve"
+REJECT = "promote_reject"
+
+_SECTION_LIMIT = 3000
+_FIELD_LIMIT = 2000
+_HEADER_LIMIT = 150
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters, so provider text can't ping or link anyone."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mention(user: str) -> str:
+    return f"<@{user}>"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _mrkdwn(text: str, limit: int = _SECTION_LIMIT) -> dict:
+    return {"type": "mrkdwn", "text": _cut(text, limit)}
+
+
+def release_message(view: RequestView) -> list[dict]:
+    """The release message: what, who, the policy, what changes, and the buttons while open."""
+    people = [f"Requested by {mention(view.requester)}"]
+    if view.approvers:
+        people.append("approved by " + ", ".join(mention(u) for u in view.approvers))
+    if view.decided_by and view.state in (State.REJECTED, State.CANCELLED):
+        people.append(f"{view.state.value} by {mention(view.decided_by)}")
+    blocks: list[dict] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": _cut(f"Promote {view.title}", _HEADER_LIMIT)},
+        },
+        {
+            "type": "section",
+            "text": _mrkdwn(f"*{escape(view.status)}*\n" + "; ".join(people)),
+        },
+    ]
+    if view.facts:
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    _mrkdwn(f"*{escape(f.label)}*\n{escape(f.value)}", _FIELD_LIMIT)
+                    for f in view.facts[:10]
+                ],
+            }
+        )
+    for warning in view.warnings:
+        blocks.append({"type": "context", "elements": [_mrkdwn(f"⚠️ {escape(warning)}")]})
+    if view.buttons:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"request_{view.request_id}",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": APPROVE,
+                        "style": "primary",
+                        "text": {"type": "plain_text", "text": "Approve"},
+                        "value": str(view.request_id),
+                        "confirm": {
+                            "title": {"type": "plain_text", "text": "Approve this promotion?"},
+                            "text": _mrkdwn(escape(_cut(view.title, 250))),
+                            "confirm": {"type": "plain_text", "text": "Approve"},
+                            "deny": {"type": "plain_text", "text": "Not yet"},
+                        },
+                    },
+                    {
+                        "type": "button",
+                        "action_id": REJECT,
+                        "style": "danger",
+                        "text": {"type": "plain_text", "text": "Reject"},
+                        "value": str(view.request_id),
+                    },
+                ],
+            }
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                _mrkdwn(
+                    f"Request #{view.request_id} · `{escape(view.target)}` · {escape(view.policy)}"
+                )
+            ],
+        }
+    )
+    return blocks
+
+
+def thread_reply(view: RequestView) -> tuple[str, list[dict]]:
+    """The outcome under the release message, with the provider's own identifiers."""
+    if view.outcome is not None:
+        outcome = view.outcome
+        lines = [f"*{escape(view.status)}*"]
+        lines += [f"• {escape(f.label)}: `{escape(f.value)}`" for f in outcome.facts]
+        if view.approvers:
+            lines.append(
+                f"Requested by {mention(view.requester)}, approved by "
+                + ", ".join(mention(u) for u in view.approvers)
+            )
+        if outcome.check:
+            lines.append(f"What to check: {escape(outcome.check)}")
+    else:
+        who = f" by {mention(view.decided_by)}" if view.decided_by else ""
+        lines = [f"*{escape(view.status)}*{who}"]
+    text = "\n".join(lines)
+    return view.summary, [{"type": "section", "text": _mrkdwn(text)}]

@@ -1,0 +1,91 @@
+"""Requests as Slack sends them: form-encoded, signed with the app's signing secret."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from urllib.parse import urlencode
+
+import httpx
+from slack_sdk.signature import SignatureVerifier
+
+_trigger = itertools.count(1)
+
+
+class SlackSender:
+    """Sends slash commands and button clicks to the bot's `/slack/events` over real HTTP."""
+
+    def __init__(self, bot_url: str, signing_secret: str, response_base: str) -> None:
+        self.url = f"{bot_url}/slack/events"
+        self.verifier = SignatureVerifier(signing_secret)
+        self.response_base = response_base
+        self.http = httpx.AsyncClient(timeout=30)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def signed_headers(self, body: str, timestamp: int | None = None) -> dict[str, str]:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        return {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": self.verifier.generate_signature(timestamp=ts, body=body),
+        }
+
+    async def post(self, body: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        return await self.http.post(
+            self.url, content=body, headers=headers if headers is not None else self.signed_headers(body)
+        )
+
+    def command_body(self, text: str, user: str, channel: str = "CRELEASES") -> str:
+        n = next(_trigger)
+        return urlencode(
+            {
+                "token": "legacy-verification-token",
+                "team_id": "T0TEST",
+                "team_domain": "test",
+                "channel_id": channel,
+                "channel_name": "releases",
+                "user_id": user,
+                "user_name": user.lower(),
+                "command": "/promote",
+                "text": text,
+                "api_app_id": "A0PROMOTE",
+                "response_url": f"{self.response_base}/response/cmd{n}",
+                "trigger_id": f"trigger.{n}",
+            }
+        )
+
+    def click_body(
+        self, action_id: str, value: str, user: str, channel: str = "CRELEASES", ts: str = "1"
+    ) -> str:
+        n = next(_trigger)
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower(), "team_id": "T0TEST"},
+            "api_app_id": "A0PROMOTE",
+            "token": "legacy-verification-token",
+            "container": {"type": "message", "message_ts": ts, "channel_id": channel},
+            "trigger_id": f"trigger.{n}",
+            "team": {"id": "T0TEST", "domain": "test"},
+            "channel": {"id": channel, "name": "releases"},
+            "message": {"type": "message", "ts": ts, "text": "release"},
+            "response_url": f"{self.response_base}/response/click{n}",
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": f"request_{value}",
+                    "value": value,
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        return urlencode({"payload": json.dumps(payload)})
+
+    async def command(self, text: str, user: str, channel: str = "CRELEASES") -> httpx.Response:
+        return await self.post(self.command_body(text, user, channel))
+
+    async def click(self, action_id: str, request_id: int | str, user: str) -> httpx.Response:
+        return await self.post(self.click_body(action_id, str(request_id), user))
