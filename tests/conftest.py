@@ -66,7 +66,9 @@ class World:
 
     def posted(self) -> list[dict]:
         """Release messages (top-level posts), in order."""
-        return [c.args for c in self.slack.calls_to("chat.postMessage") if "thread_ts" not in c.args]
+        return [
+            c.args for c in self.slack.calls_to("chat.postMessage") if "thread_ts" not in c.args
+        ]
 
     def thread(self) -> list[dict]:
         return [c.args for c in self.slack.calls_to("chat.postMessage") if "thread_ts" in c.args]

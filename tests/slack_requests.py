@@ -35,7 +35,9 @@ class SlackSender:
 
     async def post(self, body: str, headers: dict[str, str] | None = None) -> httpx.Response:
         return await self.http.post(
-            self.url, content=body, headers=headers if headers is not None else self.signed_headers(body)
+            self.url,
+            content=body,
+            headers=headers if headers is not None else self.signed_headers(body),
         )
 
     def command_body(self, text: str, user: str, channel: str = "CRELEASES") -> str:

@@ -7,7 +7,7 @@ import time
 
 from bot.core.model import State
 from bot.transports.slack.blocks import APPROVE, REJECT
-from tests.conftest import ALICE, BOB, World
+from tests.conftest import ALICE, BOB, CAROL, DAVE, MALLORY, World
 
 
 def _text(blocks: list[dict]) -> str:
@@ -80,3 +80,193 @@ async def test_happy_path(world: World) -> None:
 
     events = [e.event for e in reversed(world.bot.store.history())]
     assert events == ["requested", "approved", "executing", "succeeded"]
+
+
+async def _requested(
+    world: World, text: str = "znyx guardrails staging", user: str = ALICE
+) -> None:
+    before = len(world.posted())
+    response = await world.sender.command(text, user)
+    assert response.status_code == 200 and response.text == ""
+    await world.slack.wait_for(lambda s: len(world.posted()) == before + 1)
+
+
+async def test_requester_without_scope_is_refused_at_ack(world: World) -> None:
+    for user in (MALLORY, CAROL):
+        response = await world.sender.command("znyx guardrails staging", user)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["response_type"] == "ephemeral"
+        assert "needs the `bundle:publish` scope" in body["text"]
+    await asyncio.sleep(0.1)  # give any (wrong) lazy work a chance to show itself
+    assert world.slack.calls_to("chat.postMessage") == []
+    assert world.znyx.calls == []
+    assert world.bot.store.get(1) is None
+
+
+async def test_bad_input_is_answered_and_reaches_nothing(world: World) -> None:
+    cases = {
+        "znyx guardrails prod": "`prod` is the last stage",
+        "znyx nowhere staging": "Unknown Znyx project `nowhere`",
+        "znyx guardrails qa": "Unknown environment `qa`",
+        "znyx guardrails": "takes a project and a source environment",
+        "znyx ../../x staging": "is not a project name",
+        "deploy everything": "Unknown command `deploy`",
+    }
+    for text, expected in cases.items():
+        response = await world.sender.command(text, ALICE)
+        body = response.json()
+        assert body["response_type"] == "ephemeral"
+        assert expected in body["text"], (text, body["text"])
+        assert "/promote znyx <project> <source_env>" in body["text"]
+    await asyncio.sleep(0.1)
+    assert world.slack.calls == [] or all(c.method == "auth.test" for c in world.slack.calls)
+    assert world.znyx.calls == []
+
+
+async def test_help_lists_what_the_caller_may_do(world: World) -> None:
+    body = (await world.sender.command("help", ALICE)).json()
+    assert "/promote znyx" in body["text"] and "guardrails" in body["text"]
+    body = (await world.sender.command("", MALLORY)).json()
+    assert "/promote znyx" not in body["text"]
+    assert "no role" in body["text"]
+
+
+async def test_approver_without_scope_is_refused(world: World) -> None:
+    await _requested(world)
+    for user in (CAROL, MALLORY):
+        response = await world.sender.click(APPROVE, 1, user)
+        assert response.status_code == 200
+    await world.slack.wait_for(lambda s: len(world.told()) == 2)
+    assert all("needs the `bundle:publish` scope" in t for t in world.told())
+    assert world.znyx.promote_calls == []
+    request = world.bot.store.get(1)
+    assert request is not None and request.state is State.PENDING and request.approvals == []
+
+
+async def test_self_approval_is_refused(world: World) -> None:
+    await _requested(world)
+    await world.sender.click(APPROVE, 1, ALICE)
+    await world.slack.wait_for(lambda s: len(world.told()) == 1)
+    assert "your approval doesn't count" in world.told()[0]
+    assert world.znyx.promote_calls == []
+    request = world.bot.store.get(1)
+    assert request is not None and request.state is State.PENDING
+
+
+async def test_reject_ends_the_request(world: World) -> None:
+    await _requested(world)
+    await world.sender.click(REJECT, 1, BOB)
+    await world.slack.wait_for(lambda s: len(world.thread()) == 1)
+    final = world.slack.calls_to("chat.update")[-1].args
+    assert _buttons(final["blocks"]) == []
+    assert "Rejected" in _text(final["blocks"]) and f"rejected by <@{BOB}>" in _text(
+        final["blocks"]
+    )
+    assert "Rejected*" in _text(world.thread()[0]["blocks"])
+
+    await world.sender.click(APPROVE, 1, DAVE)  # an old button grants nothing
+    await world.slack.wait_for(lambda s: len(world.told()) == 1)
+    assert "is rejected" in world.told()[0]
+    assert world.znyx.promote_calls == []
+    request = world.bot.store.get(1)
+    assert request is not None and request.state is State.REJECTED and request.decided_by == BOB
+
+
+async def test_znyx_404_is_told_in_the_thread(world: World) -> None:
+    await _requested(world)
+    for bundle in world.znyx.projects["proj-guardrails"]["staging"]:
+        bundle.is_active = False  # someone deactivated staging between request and approval
+    await world.sender.click(APPROVE, 1, BOB)
+    await world.slack.wait_for(lambda s: len(world.thread()) == 1)
+    reply = _text(world.thread()[0]["blocks"])
+    assert "Failed" in reply
+    assert "no active bundle in staging" in reply and "No active bundle to promote" in reply
+    assert "HTTP 404" in reply
+    request = world.bot.store.get(1)
+    assert request is not None and request.state is State.FAILED
+    assert len(world.znyx.promote_calls) == 1
+
+
+async def test_znyx_400_is_told_in_the_thread(world: World) -> None:
+    await _requested(world, "znyx twostage staging")
+    message = _text(world.posted()[0]["blocks"])
+    assert "Couldn't read prod" in message  # the preview says so; approvers decide
+    await world.sender.click(APPROVE, 1, BOB)
+    await world.slack.wait_for(lambda s: len(world.thread()) == 1)
+    reply = _text(world.thread()[0]["blocks"])
+    assert "no stage after staging" in reply and "HTTP 400" in reply
+    assert "No promotion target for environment 'staging'" in reply
+    request = world.bot.store.get(1)
+    assert request is not None and request.state is State.FAILED
+
+
+async def test_nothing_to_promote_is_refused_before_posting(world: World) -> None:
+    world.znyx.projects["proj-guardrails"]["dev"].clear()
+    response = await world.sender.command("znyx guardrails dev", ALICE)
+    assert response.text == ""  # the preview needs Znyx, so it is read after the ack
+    await world.slack.wait_for(lambda s: len(world.told()) == 1)
+    assert "no active bundle in dev" in world.told()[0]
+    assert world.posted() == [] and world.znyx.promote_calls == []
+
+
+async def test_unsigned_wrongly_signed_and_stale_requests_are_401(world: World) -> None:
+    body = world.sender.command_body("znyx guardrails staging", ALICE)
+    plain = {"Content-Type": "application/x-www-form-urlencoded"}
+    wrong = dict(world.sender.signed_headers(body), **{"X-Slack-Signature": "v0=" + "0" * 64})
+    stale = world.sender.signed_headers(body, timestamp=int(time.time()) - 6 * 60)
+    tampered = world.sender.signed_headers(body)
+    for headers, sent in ((plain, body), (wrong, body), (stale, body), (tampered, body + "x")):
+        response = await world.sender.post(sent, headers=headers)
+        assert response.status_code == 401
+    click = world.sender.click_body(APPROVE, "1", BOB)
+    assert (await world.sender.post(click, headers=plain)).status_code == 401
+    await asyncio.sleep(0.1)
+    assert world.slack.calls == [] and world.znyx.calls == []
+    assert world.bot.store.get(1) is None and world.bot.store.history() == []
+
+
+async def test_two_approvals_at_once_call_znyx_once(world: World) -> None:
+    await _requested(world)
+    responses = await asyncio.gather(
+        world.sender.click(APPROVE, 1, BOB),
+        world.sender.click(APPROVE, 1, DAVE),
+        world.sender.click(APPROVE, 1, BOB),
+    )
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    await world.slack.wait_for(lambda s: len(world.thread()) == 1)
+    await asyncio.sleep(0.2)
+    assert len(world.znyx.promote_calls) == 1
+    assert len(world.thread()) == 1
+    request = world.bot.store.get(1)
+    assert request is not None and request.state is State.SUCCEEDED
+
+
+async def test_ack_is_fast_while_znyx_is_slow(world: World) -> None:
+    world.znyx.promote_delay = 10.0
+    await _requested(world)
+    started = time.perf_counter()
+    response = await world.sender.click(APPROVE, 1, BOB)
+    click_ack = time.perf_counter() - started
+    assert response.status_code == 200
+    await world.slack.wait_for(lambda s: len(world.znyx.promote_calls) == 1)
+
+    started = time.perf_counter()  # other people are not held up by the slow call either
+    response = await world.sender.command("znyx guardrails dev", ALICE)
+    command_ack = time.perf_counter() - started
+    assert response.status_code == 200
+    assert click_ack < 1.0 and command_ack < 1.0, (click_ack, command_ack)
+
+    await world.slack.wait_for(lambda s: len(world.thread()) == 1, within=15)
+    request = world.bot.store.get(1)
+    assert request is not None and request.state is State.SUCCEEDED
+
+
+async def test_a_channel_the_bot_is_not_in_is_explained(world: World) -> None:
+    world.slack.not_in_channels.add("CSECRET")
+    await world.sender.command("znyx guardrails staging", ALICE, channel="CSECRET")
+    await world.slack.wait_for(lambda s: len(world.told()) == 1)
+    assert "/invite @promote-bot" in world.told()[0]
+    request = world.bot.store.get(1)
+    assert request is not None and request.state is State.CANCELLED
+    assert world.znyx.promote_calls == []

@@ -1,0 +1,87 @@
+"""Parsing `/promote` text: pure, table-driven."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.config import parse_config
+from bot.core.commands import Help, Promote, UsageError, parse, parse_request_id
+from bot.core.model import ZnyxPromote
+
+CONFIG = parse_config(
+    {
+        "roles": {"rm": ["bundle:publish"]},
+        "znyx": {"org": "org-1", "projects": {"guardrails": "proj-g", "edge": "proj-e"}},
+    }
+)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "help", "HELP", "--help", "?"])
+def test_help(text: str) -> None:
+    assert parse(text, CONFIG) == Help()
+
+
+@pytest.mark.parametrize(
+    ("text", "project", "source", "target"),
+    [
+        ("znyx guardrails staging", "guardrails", "staging", "prod"),
+        ("znyx guardrails dev", "guardrails", "dev", "staging"),
+        ("ZNYX  guardrails   STAGING", "guardrails", "staging", "prod"),
+        ("znyx proj-e dev", "edge", "dev", "staging"),  # the opaque id works too
+        ("znyx\u00a0guardrails\u00a0dev", "guardrails", "dev", "staging"),  # Slack's nbsp
+    ],
+)
+def test_znyx(text: str, project: str, source: str, target: str) -> None:
+    command = parse(text, CONFIG)
+    assert isinstance(command, Promote)
+    action = command.action
+    assert isinstance(action, ZnyxPromote)
+    assert (action.project, action.source_env, action.target_env) == (project, source, target)
+    assert action.org_id == "org-1" and action.project_id == CONFIG.znyx.projects[project]  # type: ignore[union-attr]
+    assert action.target == f"znyx:{project}:{target}"
+    assert action.title == f"{project} policy bundle: {source} → {target}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("znyx guardrails prod", "`prod` is the last stage"),
+        ("znyx guardrails", "takes a project and a source environment"),
+        ("znyx guardrails staging extra", "takes a project and a source environment"),
+        ("znyx", "takes a project and a source environment"),
+        ("znyx unknown dev", "Unknown Znyx project `unknown`. Known: edge, guardrails."),
+        ("znyx guardrails uat", "Unknown environment `uat`"),
+        ("znyx ../etc dev", "`../etc` is not a project name"),
+        ("znyx <@U123> dev", "is not a project name"),
+        ("deploy guardrails", "Unknown command `deploy`"),
+        ("x" * 500, "…"),
+    ],
+)
+def test_usage_errors(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(text, CONFIG)
+    assert message in caught.value.message
+    assert caught.value.usage and "/promote" in caught.value.usage
+
+
+def test_backticks_in_echoed_input_cannot_break_formatting() -> None:
+    with pytest.raises(UsageError) as caught:
+        parse("znyx a`b dev", CONFIG)
+    assert "`a'b`" in caught.value.message
+
+
+def test_znyx_not_configured() -> None:
+    bare = parse_config({"roles": {"rm": ["bundle:publish"]}})
+    with pytest.raises(UsageError, match="Znyx is not configured"):
+        parse("znyx guardrails dev", bare)
+
+
+@pytest.mark.parametrize(("word", "expected"), [("12", 12), ("#7", 7)])
+def test_request_ids(word: str, expected: int) -> None:
+    assert parse_request_id(word, "usage") == expected
+
+
+@pytest.mark.parametrize("word", ["", "abc", "-1", "1.5", "#", "9" * 20])
+def test_bad_request_ids(word: str) -> None:
+    with pytest.raises(UsageError):
+        parse_request_id(word, "usage")

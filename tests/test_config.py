@@ -1,0 +1,99 @@
+"""Settings and the config file: every problem is one line naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, Settings, load_config, load_settings, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_example_config_is_valid() -> None:
+    config = load_config(ROOT / "promote-bot.example.toml")
+    assert config.znyx is not None and "guardrails" in config.znyx.projects
+    assert config.role_map.scopes_of("U01ALICE")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, "roles: Field required"),
+        ({"roles": {"rm": ["deploy:all"]}}, "role 'rm' has unknown scope 'deploy:all'"),
+        (
+            {"roles": {"rm": []}, "members": {"U1ALICE": ["admin"]}},
+            "U1ALICE has unknown role 'admin'",
+        ),
+        ({"roles": {"rm": []}, "members": {"alice": ["rm"]}}, "'alice' is not a Slack user id"),
+        ({"roles": {}, "znyx": {"projects": {}}}, "znyx.org: Field required"),
+        (
+            {"roles": {}, "znyx": {"org": "o", "projects": {"a b": "p"}}},
+            "'a b' is not a valid alias",
+        ),
+        (
+            {"roles": {}, "znyx": {"org": "o", "projects": {"g": "../p"}}},
+            "is not a Znyx project id",
+        ),
+        ({"roles": {}, "policies": {"nope": {}}}, "'nope' is not a target pattern"),
+        ({"roles": {}, "policies": {"znyx:*": {"approvals": -1}}}, "policies.znyx:*.approvals"),
+        ({"roles": {}, "policies": {"znyx:*": {"aprovals": 2}}}, "policies.znyx:*.aprovals: Extra"),
+        (
+            {"roles": {}, "policies": {"znyx:*": {"approver_roles": ["x"]}}},
+            "unknown approver role 'x'",
+        ),
+        ({"roles": {}, "slack": {}}, "slack: Extra inputs are not permitted"),
+    ],
+)
+def test_config_errors_name_the_key(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, source="promote-bot.toml")
+    text = str(caught.value)
+    assert message in text and "\n" not in text and text.startswith("promote-bot.toml: ")
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"PROMOTE_BOT_CONFIG: .* does not exist"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[roles\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("PORT", "8080")
+    monkeypatch.setenv("ZNYX_TOKEN", "secret-znyx")
+    settings = load_settings()
+    assert settings.port == 8080 and not settings.socket_mode
+    assert "secret-znyx" not in repr(settings)  # secrets never print
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1")
+    assert load_settings().socket_mode
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PORT", "eighty", "PORT: Input should be a valid integer"),
+        ("PORT", "70000", "PORT: Input should be less than or equal to 65535"),
+        ("SLACK_BOT_TOKEN", "xoxp-user", "SLACK_BOT_TOKEN: a bot token starts with 'xoxb-'"),
+        ("SLACK_APP_TOKEN", "xoxb-1", "SLACK_APP_TOKEN: an app-level token starts with 'xapp-'"),
+        ("ZNYX_API_URL", "not a url", "ZNYX_API_URL: Input should be a valid URL"),
+    ],
+)
+def test_invalid_settings(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value).startswith(message)
+
+
+def test_defaults() -> None:
+    settings = Settings()
+    assert str(settings.znyx_api_url) == "https://api.znyx.ai/"
+    assert settings.promote_bot_config == Path("promote-bot.toml")
+    assert settings.promote_bot_db == Path("promote-bot.db")

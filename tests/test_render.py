@@ -1,0 +1,89 @@
+"""Release message views and Block Kit: pure functions of a request."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from bot.core.model import Approval, Fact, Outcome, Preview, Request, State, ZnyxPromote
+from bot.core.policy import Policy
+from bot.core.render import request_view
+from bot.transports.slack.blocks import APPROVE, REJECT, escape, release_message, thread_reply
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def _request(state: State = State.PENDING, **changes: object) -> Request:
+    base = Request(
+        id=7,
+        action=ZnyxPromote(org_id="o", project="guardrails", project_id="p", source_env="staging"),
+        requester="UALICE",
+        channel="C",
+        state=state,
+        preview=Preview(
+            facts=[Fact(label="Active in prod now", value="v3 · sha256:abc")],
+            warnings=["prod already runs this <policy> hash"],
+        ),
+        created_at=NOW,
+        expires_at=NOW + timedelta(hours=24),
+    )
+    return base.model_copy(update=changes)
+
+
+def test_pending_message_has_everything_and_buttons() -> None:
+    view = request_view(_request(), Policy(approvals=2))
+    assert view.status == "⏳ Waiting for approval (0 of 2)"
+    blocks = release_message(view)
+    assert blocks[0]["text"]["text"] == "Promote guardrails policy bundle: staging → prod"
+    dumped = json.dumps(blocks, ensure_ascii=False)
+    assert "Requested by <@UALICE>" in dumped
+    assert "needs 2 approvals, not by the requester, expires 2026-11-23 12:00 UTC" in dumped
+    assert "v3 · sha256:abc" in dumped
+    assert "&lt;policy&gt;" in dumped  # provider text is escaped
+    [actions] = [b for b in blocks if b["type"] == "actions"]
+    assert [(e["action_id"], e["value"]) for e in actions["elements"]] == [
+        (APPROVE, "7"),
+        (REJECT, "7"),
+    ]
+
+
+def test_final_states_have_no_buttons_and_say_who() -> None:
+    approved = [Approval(user="UBOB", at=NOW)]
+    outcome = Outcome(
+        state="succeeded",
+        headline="guardrails bundle v4 is active in prod",
+        facts=[Fact(label="Bundle", value="b-1"), Fact(label="Policy hash", value="sha256:abc")],
+    )
+    request = _request(State.SUCCEEDED, approvals=approved, outcome=outcome)
+    view = request_view(request, Policy())
+    blocks = release_message(view)
+    assert not [b for b in blocks if b["type"] == "actions"]
+    dumped = json.dumps(blocks, ensure_ascii=False)
+    assert "✅ Promoted: guardrails bundle v4 is active in prod" in dumped
+    assert "approved by <@UBOB>" in dumped
+    assert "expires" not in dumped
+    text, reply = thread_reply(view)
+    assert text.startswith("#7 guardrails policy bundle: staging → prod: ✅ Promoted: ")
+    assert "• Bundle: `b-1`" in reply[0]["text"]["text"]
+
+
+def test_rejected_and_unknown_thread_replies() -> None:
+    view = request_view(_request(State.REJECTED, decided_by="UBOB"), Policy())
+    assert "rejected by <@UBOB>" in json.dumps(release_message(view))
+    assert thread_reply(view)[1][0]["text"]["text"] == "*🚫 Rejected* by <@UBOB>"
+    unknown = Outcome(
+        state="unknown", headline="Znyx did not answer within 20 s", check="Look at prod."
+    )
+    view = request_view(_request(State.UNKNOWN, outcome=unknown), Policy())
+    assert "What to check: Look at prod." in thread_reply(view)[1][0]["text"]["text"]
+
+
+def test_long_provider_text_is_cut_to_slack_limits() -> None:
+    facts = [Fact(label=f"f{i}", value="x" * 5000) for i in range(12)]
+    view = request_view(_request(preview=Preview(facts=facts)), Policy())
+    [fields] = [b["fields"] for b in release_message(view) if "fields" in b]
+    assert len(fields) == 10 and all(len(f["text"]) <= 2000 for f in fields)
+
+
+def test_escape() -> None:
+    assert escape("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"

@@ -1,0 +1,107 @@
+"""The SQLite store on real files: idempotent schema, compare-and-set, append-only audit."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.core.model import AuditEntry, Fact, Outcome, Preview, State, ZnyxPromote
+from bot.store import SqliteStore
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+ACTION = ZnyxPromote(org_id="o", project="guardrails", project_id="p", source_env="staging")
+
+
+def _create(store: SqliteStore) -> int:
+    request = store.create_request(
+        ACTION,
+        requester="UALICE",
+        channel="C1",
+        preview=Preview(facts=[Fact(label="a", value="b")]),
+        created_at=NOW,
+        expires_at=NOW + timedelta(hours=24),
+    )
+    return request.id
+
+
+def test_round_trip_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    store = SqliteStore(path)
+    request_id = _create(store)
+    store.set_message(request_id, "1700000000.000001")
+    store.close()
+    store = SqliteStore(path)  # the schema is created idempotently
+    request = store.get(request_id)
+    assert request is not None
+    assert request.action == ACTION and request.state is State.PENDING
+    assert request.message_ts == "1700000000.000001"
+    assert request.preview == Preview(facts=[Fact(label="a", value="b")])
+    assert request.expires_at == NOW + timedelta(hours=24)
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.get(999) is None
+
+
+def test_transition_is_a_compare_and_set() -> None:
+    store = SqliteStore()
+    request_id = _create(store)
+    open_states = (State.PENDING, State.APPROVED)
+    assert store.transition(request_id, open_states, State.EXECUTING, at=NOW)
+    assert not store.transition(request_id, open_states, State.EXECUTING, at=NOW)
+    outcome = Outcome(state="succeeded", headline="done")
+    assert store.transition(
+        request_id, (State.EXECUTING,), State.SUCCEEDED, at=NOW, outcome=outcome
+    )
+    request = store.get(request_id)
+    assert request is not None and request.state is State.SUCCEEDED and request.outcome == outcome
+    assert store.in_states([State.EXECUTING]) == []
+
+
+def test_approvals_are_distinct_and_only_while_open() -> None:
+    store = SqliteStore()
+    request_id = _create(store)
+    assert store.add_approval(request_id, "UBOB", NOW)
+    assert not store.add_approval(request_id, "UBOB", NOW)
+    assert store.add_approval(request_id, "UDAVE", NOW + timedelta(seconds=1))
+    store.transition(request_id, (State.PENDING,), State.REJECTED, at=NOW, by="UCAROL")
+    assert not store.add_approval(request_id, "UERIN", NOW)
+    request = store.get(request_id)
+    assert request is not None
+    assert request.approvers == ["UBOB", "UDAVE"] and request.decided_by == "UCAROL"
+    assert not store.add_approval(999, "UBOB", NOW)
+
+
+def test_one_winner_among_many_connections(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    request_id = _create(SqliteStore(path))
+    barrier = threading.Barrier(16)
+    wins: list[bool] = []
+
+    def contend() -> None:
+        store = SqliteStore(path)  # each thread its own connection, as another process would
+        barrier.wait()
+        wins.append(store.transition(request_id, (State.PENDING,), State.EXECUTING, at=NOW))
+        store.close()
+
+    threads = [threading.Thread(target=contend) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wins) == [False] * 15 + [True]
+
+
+def test_audit_is_append_only_and_filterable() -> None:
+    store = SqliteStore()
+    for i, target in enumerate(["znyx:a:prod", "znyx:b:prod", "znyx:a:prod"]):
+        store.audit(AuditEntry(at=NOW, request_id=i, actor="U", event=f"e{i}", target=target))
+    assert [e.event for e in store.history()] == ["e2", "e1", "e0"]
+    assert [e.event for e in store.history("znyx:a:prod")] == ["e2", "e0"]
+    assert [e.event for e in store.history(limit=1)] == ["e2"]
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        store.db.execute("UPDATE audit SET actor = 'someone else'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        store.db.execute("DELETE FROM audit")
