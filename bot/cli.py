@@ -19,7 +19,7 @@ from bot.core.ports import Provider
 from bot.core.workflow import Workflow
 from bot.providers.znyx import ZnyxProvider
 from bot.store import SqliteStore
-from bot.transports.slack.app import create_app
+from bot.transports.slack.app import create_app, identify
 from bot.transports.slack.chat import SlackChat
 from bot.web import WebServer
 
@@ -57,25 +57,30 @@ class SlackBot:
         self.store.close()
 
 
-def build_slack_bot(settings: Settings) -> SlackBot:
+async def start_slack_bot(settings: Settings) -> SlackBot:
+    """Check the settings, the config and the bot token; build everything `serve` runs."""
     require(settings, "slack_bot_token")
     if not settings.socket_mode:
         require(settings, "slack_signing_secret")
     config = load_config(settings.promote_bot_config)
     providers = build_providers(settings, config)
-    store = SqliteStore(settings.promote_bot_db)
     assert settings.slack_bot_token is not None
     client = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=str(settings.slack_api_url),
         timeout=SLACK_TIMEOUT_SECONDS,
     )
+    identity = await identify(client)  # raises ConfigError naming the setting
+    store = SqliteStore(settings.promote_bot_db)
     workflow = Workflow(config, store, providers, SlackChat(client))
     secret = settings.slack_signing_secret
     app = create_app(
         workflow,
-        client=client,
-        signing_secret=None if settings.socket_mode else secret.get_secret_value(),  # type: ignore[union-attr]
+        identity=identity,
+        api_url=str(settings.slack_api_url),
+        signing_secret=None
+        if settings.socket_mode or secret is None
+        else secret.get_secret_value(),
     )
     return SlackBot(settings, store, providers, workflow, app)
 
@@ -89,7 +94,7 @@ async def _until_stopped() -> None:
 
 
 async def serve(settings: Settings) -> None:
-    bot = build_slack_bot(settings)
+    bot = await start_slack_bot(settings)
     try:
         if settings.socket_mode:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -137,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("slack_sdk").setLevel(logging.WARNING)  # its retries are ours to report
     try:
         settings = load_settings()
         if args.command == "serve":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import SLACK_PATH, SlackBot, build_slack_bot
+from bot.cli import SLACK_PATH, SlackBot, start_slack_bot
 from bot.config import Settings
 from bot.sandbox.slack import FakeSlack
 from bot.sandbox.znyx import FakeZnyx
@@ -95,7 +95,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             znyx_api_url=znyx_server.url,
             znyx_token=ZNYX_TOKEN,
         )
-        bot = build_slack_bot(settings)
+        bot = await start_slack_bot(settings)
         web_app = bot.app.web_app(path=SLACK_PATH)
         async with WebServer(web_app) as bot_server:
             sender = SlackSender(bot_server.url, SIGNING_SECRET, slack_server.url)

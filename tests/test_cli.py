@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from bot.sandbox.slack import FakeSlack
+from bot.web import WebServer
 from tests.conftest import CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,34 +85,65 @@ def test_a_bad_config_key_is_named(tmp_path: Path) -> None:
     assert "U0BOB has unknown role 'nobody'" in result.stderr and result.stderr.count("\n") == 1
 
 
-def test_serve_answers_on_slack_events_and_stops_on_sigterm(tmp_path: Path) -> None:
-    env = _env(tmp_path)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve"],
+async def _serve(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "serve",
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
-    try:
-        assert process.stdout is not None
-        port = None
-        deadline = time.monotonic() + 30
-        while port is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if "listening on http://0.0.0.0:" in line:
-                port = int(line.rsplit(":", 1)[1].split("/")[0])
-        assert port is not None
-        # Unsigned: refused, which also proves the route is there and verification is on.
-        response = httpx.post(f"http://127.0.0.1:{port}/slack/events", content="text=help")
-        assert response.status_code == 401
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=15)
-        assert process.returncode == 0
-        assert not any(secret in output for secret in SECRETS)
-    finally:
-        if process.poll() is None:
-            process.kill()
+
+
+async def test_serve_answers_on_slack_events_and_stops_on_sigterm(tmp_path: Path) -> None:
+    slack = FakeSlack(token=SECRETS[0])
+    async with WebServer(slack.app()) as fake:
+        process = await _serve(_env(tmp_path, SLACK_API_URL=f"{fake.url}/api/"))
+        try:
+            assert process.stdout is not None
+            port = None
+            async with asyncio.timeout(30):
+                while port is None:
+                    line = (await process.stdout.readline()).decode()
+                    assert line, "serve exited before listening"
+                    if "listening on http://0.0.0.0:" in line:
+                        port = int(line.rsplit(":", 1)[1].split("/")[0])
+            assert [c.method for c in slack.calls] == ["auth.test"]  # once, at start-up
+            async with httpx.AsyncClient() as http:
+                # Unsigned: refused, which proves the route is there and verification is on.
+                response = await http.post(
+                    f"http://127.0.0.1:{port}/slack/events", content="text=help"
+                )
+            assert response.status_code == 401
+            process.send_signal(signal.SIGTERM)
+            output = (await asyncio.wait_for(process.stdout.read(), 15)).decode()
+            assert await process.wait() == 0
+            assert not any(secret in output for secret in SECRETS)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+async def test_a_rejected_bot_token_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    slack = FakeSlack(token="xoxb-the-real-one")
+    async with WebServer(slack.app()) as fake:
+        process = await _serve(_env(tmp_path, SLACK_API_URL=f"{fake.url}/api/"))
+        output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
+    assert process.returncode == 2
+    assert output == "promote-bot: SLACK_BOT_TOKEN: Slack rejected it (invalid_auth)\n"
+
+
+async def test_an_unreachable_slack_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    async with WebServer(FakeSlack().app()) as fake:
+        url = f"{fake.url}/api/"  # closed again when the block ends
+    process = await _serve(_env(tmp_path, SLACK_API_URL=url))
+    output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
+    assert process.returncode == 2
+    assert output.startswith("promote-bot: SLACK_API_URL: Slack could not be reached at ")
+    assert output.count("\n") == 1
 
 
 def test_console_script_and_help() -> None:

@@ -10,9 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.config import ConfigError
 from bot.core.commands import Promote
 from bot.core.workflow import Reply, Workflow
 from bot.transports.slack.blocks import APPROVE, REJECT
@@ -36,12 +40,39 @@ def _request_id(body: dict[str, Any]) -> int | None:
         return None
 
 
+async def identify(client: AsyncWebClient) -> AuthorizeResult:
+    """Call `auth.test` once, at start-up: it checks the token, and Bolt then needs no Web API
+    call before acking a request (by default it makes one on the first request)."""
+    try:
+        response = await client.auth_test()
+    except SlackApiError as exc:
+        raise ConfigError(
+            f"SLACK_BOT_TOKEN: Slack rejected it ({exc.response.get('error')})"
+        ) from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ConfigError(
+            f"SLACK_API_URL: Slack could not be reached at {client.base_url} ({type(exc).__name__})"
+        ) from None
+    return AuthorizeResult.from_auth_test_response(
+        auth_test_response=response, bot_token=client.token
+    )
+
+
 def create_app(
-    workflow: Workflow, *, client: AsyncWebClient, signing_secret: str | None
+    workflow: Workflow,
+    *,
+    identity: AuthorizeResult,
+    api_url: str,
+    signing_secret: str | None,
 ) -> AsyncApp:
     """The Slack app; `signing_secret` is None only for Socket Mode."""
+
+    async def authorize() -> AuthorizeResult:
+        return identity
+
     app = AsyncApp(
-        client=client,
+        client=AsyncWebClient(base_url=api_url),  # Bolt's own; the token comes from `authorize`
+        authorize=authorize,
         signing_secret=signing_secret or "",
         request_verification_enabled=signing_secret is not None,
         logger=logging.getLogger("slack_bolt"),
