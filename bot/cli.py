@@ -17,6 +17,7 @@ from bot import __version__
 from bot.config import BotConfig, ConfigError, Settings, load_config, load_settings, require
 from bot.core.ports import Provider
 from bot.core.workflow import Workflow
+from bot.providers.whop import WhopProvider
 from bot.providers.znyx import ZnyxProvider
 from bot.store import SqliteStore
 from bot.transports.slack.app import create_app, identify
@@ -37,6 +38,12 @@ def build_providers(settings: Settings, config: BotConfig) -> dict[str, Provider
         assert settings.znyx_token is not None
         providers["znyx"] = ZnyxProvider.create(
             str(settings.znyx_api_url), settings.znyx_token.get_secret_value()
+        )
+    if config.whop is not None:
+        require(settings, "whop_api_key")
+        assert settings.whop_api_key is not None
+        providers["whop"] = WhopProvider.create(
+            str(settings.whop_api_url), settings.whop_api_key.get_secret_value()
         )
     return providers
 

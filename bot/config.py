@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     promote_bot_db: Path = Path("promote-bot.db")
     znyx_api_url: AnyHttpUrl = AnyHttpUrl("https://api.znyx.ai")
     znyx_token: SecretStr | None = None
+    whop_api_url: AnyHttpUrl = AnyHttpUrl("https://api.whop.com/api/v1")
+    whop_api_key: SecretStr | None = None
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -122,6 +124,25 @@ class ZnyxConfig(BaseModel):
         return v
 
 
+WHOP_APP_ID = re.compile(r"^app_[A-Za-z0-9]{1,64}$")
+
+
+class WhopConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    apps: dict[str, str] = {}
+
+    @field_validator("apps")
+    @classmethod
+    def _apps(cls, v: dict[str, str]) -> dict[str, str]:
+        for alias, app_id in v.items():
+            if not NAME.match(alias):
+                raise ValueError(f"{alias!r} is not a valid alias (letters, digits, _ . -)")
+            if not WHOP_APP_ID.match(app_id):
+                raise ValueError(f"{alias} = {app_id!r} is not a Whop app id (app_…)")
+        return v
+
+
 class BotConfig(BaseModel):
     """The validated config file: role map, provider aliases and approval policies."""
 
@@ -130,6 +151,7 @@ class BotConfig(BaseModel):
     roles: dict[str, frozenset[Scope]]
     members: dict[str, tuple[str, ...]] = {}
     znyx: ZnyxConfig | None = None
+    whop: WhopConfig | None = None
     policies: dict[str, Policy] = {}
 
     @field_validator("roles", mode="before")

@@ -11,10 +11,14 @@ import pytest
 from bot.cli import SLACK_PATH, SlackBot, start_slack_bot
 from bot.config import Settings
 from bot.sandbox.slack import FakeSlack
+from bot.sandbox.whop import FakeWhop
 from bot.sandbox.znyx import FakeZnyx
 from bot.web import WebServer
 from tests.slack_requests import SlackSender
 
+STOREFRONT = "app_storefront01"
+BACKOFFICE = "app_backoffice01"
+WHOP_KEY = "whop-api-key-test"
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 ZNYX_TOKEN = "znyx-ci-token"
 
@@ -42,6 +46,10 @@ org = "org-test"
 [znyx.projects]
 guardrails = "proj-guardrails"
 twostage = "proj-twostage"
+
+[whop.apps]
+storefront = "{STOREFRONT}"
+backoffice = "{BACKOFFICE}"
 """
 
 
@@ -57,9 +65,40 @@ def seed_znyx(znyx: FakeZnyx) -> None:
 
 
 @dataclass
+class WhopWorld:
+    """Names for the seeded Whop builds, so tests read like the story they tell."""
+
+    ios_prod: str
+    ios_approved: str
+    ios_draft: str
+    ios_pending: str
+    ios_rejected: str
+    android_prod: str
+    android_approved: str
+    other_app_ios: str
+
+
+def seed_whop(whop: FakeWhop) -> WhopWorld:
+    whop.keys = {WHOP_KEY: {"developer:manage_builds"}, "whop-no-scope": set()}
+    add = whop.add_build
+    return WhopWorld(
+        ios_prod=add(STOREFRONT, "ios", "approved", production=True).id,
+        android_prod=add(STOREFRONT, "android", "approved", production=True).id,
+        ios_approved=add(STOREFRONT, "ios", "approved").id,
+        ios_draft=add(STOREFRONT, "ios", "draft").id,
+        ios_pending=add(STOREFRONT, "ios", "pending").id,
+        ios_rejected=add(STOREFRONT, "ios", "rejected", review_message="App crashes on launch.").id,
+        android_approved=add(STOREFRONT, "android", "approved").id,
+        other_app_ios=add(BACKOFFICE, "ios", "approved").id,
+    )
+
+
+@dataclass
 class World:
     slack: FakeSlack
     znyx: FakeZnyx
+    whop: FakeWhop
+    builds: WhopWorld
     bot: SlackBot
     sender: SlackSender
     slack_url: str
@@ -77,15 +116,61 @@ class World:
         """Ephemeral answers sent through response URLs."""
         return [c.args.get("text", "") for c in self.slack.calls_to("response_url")]
 
+    async def requested(self, text: str = "znyx guardrails staging", user: str = ALICE) -> None:
+        """Send a valid command and wait for its release message."""
+        before = len(self.posted())
+        response = await self.sender.command(text, user)
+        assert response.status_code == 200 and response.text == ""
+        await self.slack.wait_for(lambda s: len(self.posted()) == before + 1)
+
+    async def finished(self) -> str:
+        """Wait for the first thread reply and return its text."""
+        await self.slack.wait_for(lambda s: len(self.thread()) >= 1)
+        return block_text(self.thread()[0]["blocks"])
+
+
+def block_text(blocks: list[dict]) -> str:
+    """All the text in a list of blocks, for assertions."""
+    out: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "text" and isinstance(value, str):
+                    out.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(blocks)
+    return "\n".join(out)
+
+
+def buttons(blocks: list[dict]) -> list[tuple[str, str]]:
+    return [
+        (e["action_id"], e["value"])
+        for b in blocks
+        if b["type"] == "actions"
+        for e in b["elements"]
+    ]
+
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     slack = FakeSlack()
     znyx = FakeZnyx()
     seed_znyx(znyx)
+    whop = FakeWhop()
+    builds = seed_whop(whop)
     config = tmp_path / "promote-bot.toml"
     config.write_text(CONFIG)
-    async with WebServer(slack.app()) as slack_server, WebServer(znyx.app()) as znyx_server:
+    async with (
+        WebServer(slack.app()) as slack_server,
+        WebServer(znyx.app()) as znyx_server,
+        WebServer(whop.app()) as whop_server,
+    ):
         settings = Settings(
             slack_bot_token=slack.token,
             slack_signing_secret=SIGNING_SECRET,
@@ -94,13 +179,15 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             promote_bot_db=tmp_path / "promote-bot.db",
             znyx_api_url=znyx_server.url,
             znyx_token=ZNYX_TOKEN,
+            whop_api_url=whop_server.url,
+            whop_api_key=WHOP_KEY,
         )
         bot = await start_slack_bot(settings)
         web_app = bot.app.web_app(path=SLACK_PATH)
         async with WebServer(web_app) as bot_server:
             sender = SlackSender(bot_server.url, SIGNING_SECRET, slack_server.url)
             try:
-                yield World(slack, znyx, bot, sender, slack_server.url)
+                yield World(slack, znyx, whop, builds, bot, sender, slack_server.url)
             finally:
                 await sender.aclose()
                 await bot.aclose()

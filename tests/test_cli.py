@@ -18,19 +18,22 @@ from bot.web import WebServer
 from tests.conftest import CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
-SECRETS = ("xoxb-very-secret", "signing-very-secret", "znyx-very-secret")
+SECRETS = ("xoxb-very-secret", "signing-very-secret", "znyx-very-secret", "whop-very-secret")
 
 
 def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     config = tmp_path / "promote-bot.toml"
     config.write_text(CONFIG)
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ZNYX_", "PROMOTE_BOT"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "ZNYX_", "WHOP_", "PROMOTE_BOT"))
     }
     env.update(
         SLACK_BOT_TOKEN=SECRETS[0],
         SLACK_SIGNING_SECRET=SECRETS[1],
         ZNYX_TOKEN=SECRETS[2],
+        WHOP_API_KEY=SECRETS[3],
         PROMOTE_BOT_CONFIG=str(config),
         PROMOTE_BOT_DB=str(tmp_path / "bot.db"),
         PORT="0",
@@ -56,6 +59,7 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         ({"SLACK_BOT_TOKEN": ""}, "promote-bot: SLACK_BOT_TOKEN is not set"),
         ({"SLACK_SIGNING_SECRET": ""}, "promote-bot: SLACK_SIGNING_SECRET is not set"),
         ({"ZNYX_TOKEN": ""}, "promote-bot: ZNYX_TOKEN is not set"),
+        ({"WHOP_API_KEY": ""}, "promote-bot: WHOP_API_KEY is not set"),
         ({"PORT": "http"}, "promote-bot: PORT: Input should be a valid integer"),
         (
             {"SLACK_BOT_TOKEN": "xoxp-1"},

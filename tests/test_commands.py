@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from bot.config import parse_config
+from bot.config import BotConfig, parse_config
 from bot.core.commands import Help, Promote, UsageError, parse, parse_request_id
-from bot.core.model import ZnyxPromote
+from bot.core.model import WhopPromote, ZnyxPromote
 
 CONFIG = parse_config(
     {
         "roles": {"rm": ["bundle:publish"]},
         "znyx": {"org": "org-1", "projects": {"guardrails": "proj-g", "edge": "proj-e"}},
+        "whop": {"apps": {"storefront": "app_store1", "backoffice": "app_back1"}},
     }
 )
+ONE_APP = parse_config({"roles": {}, "whop": {"apps": {"storefront": "app_store1"}}})
 
 
 @pytest.mark.parametrize("text", ["", "   ", "help", "HELP", "--help", "?"])
@@ -85,3 +87,38 @@ def test_request_ids(word: str, expected: int) -> None:
 def test_bad_request_ids(word: str) -> None:
     with pytest.raises(UsageError):
         parse_request_id(word, "usage")
+
+
+@pytest.mark.parametrize(
+    ("config", "text", "app", "app_id", "build"),
+    [
+        (CONFIG, "whop storefront apbu_1", "storefront", "app_store1", "apbu_1"),
+        (CONFIG, "whop app_back1 abld_2", "backoffice", "app_back1", "abld_2"),  # id → alias
+        (CONFIG, "whop app_unlisted9 apbu_3", "app_unlisted9", "app_unlisted9", "apbu_3"),
+        (ONE_APP, "whop apbu_4", "storefront", "app_store1", "apbu_4"),
+    ],
+)
+def test_whop(config: BotConfig, text: str, app: str, app_id: str, build: str) -> None:
+    command = parse(text, config)
+    assert isinstance(command, Promote)
+    assert command.action == WhopPromote(app=app, app_id=app_id, build_id=build)
+    assert command.action.target == f"whop:{app}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("whop apbu_1", "Which Whop app is this build of? Apps: backoffice, storefront."),
+        ("whop", "takes a build id"),
+        ("whop storefront apbu 1", "takes a build id"),
+        ("whop nowhere apbu_1", "Unknown Whop app `nowhere`"),
+        ("whop storefront ../apbu_1", "is not a Whop build id (letters, digits and _ only)"),
+        ("whop storefront apbu%2F1", "is not a Whop build id"),
+        ("whop storefront apbu-1", "is not a Whop build id"),
+    ],
+)
+def test_whop_usage_errors(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(text, CONFIG)
+    assert message in caught.value.message
+    assert caught.value.usage and "/promote whop" in caught.value.usage

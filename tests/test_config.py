@@ -44,6 +44,7 @@ def test_the_example_config_is_valid() -> None:
             "unknown approver role 'x'",
         ),
         ({"roles": {}, "slack": {}}, "slack: Extra inputs are not permitted"),
+        ({"roles": {}, "whop": {"apps": {"s": "store"}}}, "s = 'store' is not a Whop app id"),
     ],
 )
 def test_config_errors_name_the_key(data: dict, message: str) -> None:

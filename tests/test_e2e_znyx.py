@@ -7,35 +7,7 @@ import time
 
 from bot.core.model import State
 from bot.transports.slack.blocks import APPROVE, REJECT
-from tests.conftest import ALICE, BOB, CAROL, DAVE, MALLORY, World
-
-
-def _text(blocks: list[dict]) -> str:
-    """All the text in a list of blocks, for assertions."""
-    out: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "text" and isinstance(value, str):
-                    out.append(value)
-                else:
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(blocks)
-    return "\n".join(out)
-
-
-def _buttons(blocks: list[dict]) -> list[tuple[str, str]]:
-    return [
-        (e["action_id"], e["value"])
-        for b in blocks
-        if b["type"] == "actions"
-        for e in b["elements"]
-    ]
+from tests.conftest import ALICE, BOB, CAROL, DAVE, MALLORY, World, block_text, buttons
 
 
 async def test_happy_path(world: World) -> None:
@@ -46,13 +18,13 @@ async def test_happy_path(world: World) -> None:
     await world.slack.wait_for(lambda s: len(s.calls_to("chat.postMessage")) == 1)
     message = world.posted()[0]
     assert message["channel"] == "CRELEASES"
-    text = _text(message["blocks"])
+    text = block_text(message["blocks"])
     assert "guardrails policy bundle: staging → prod" in text
     assert f"<@{ALICE}>" in text
     assert "Active in prod now" in text and "v1 · sha256:000000000000" in text
     assert "Will become active in prod" in text and "v1 · sha256:555555555555" in text
     assert "needs 1 approval, not by the requester" in text
-    assert _buttons(message["blocks"]) == [(APPROVE, "1"), (REJECT, "1")]
+    assert buttons(message["blocks"]) == [(APPROVE, "1"), (REJECT, "1")]
     assert world.znyx.promote_calls == []
 
     response = await world.sender.click(APPROVE, 1, BOB)
@@ -66,29 +38,20 @@ async def test_happy_path(world: World) -> None:
     assert new is not None and new.version == 2 and new.policy_hash == "sha256:" + "5" * 64
 
     final = world.slack.calls_to("chat.update")[-1].args
-    assert _buttons(final["blocks"]) == []
-    final_text = _text(final["blocks"])
+    assert buttons(final["blocks"]) == []
+    final_text = block_text(final["blocks"])
     assert "Promoted" in final_text and f"approved by <@{BOB}>" in final_text
 
     request = world.bot.store.get(1)
     assert request is not None and request.state is State.SUCCEEDED
     reply = world.thread()[0]
     assert reply["thread_ts"] == request.message_ts == final["ts"]
-    reply_text = _text(reply["blocks"])
+    reply_text = block_text(reply["blocks"])
     for expected in (new.id, "Version: `2`", new.policy_hash, "staging → prod", f"<@{BOB}>"):
         assert expected in reply_text
 
     events = [e.event for e in reversed(world.bot.store.history())]
     assert events == ["requested", "approved", "executing", "succeeded"]
-
-
-async def _requested(
-    world: World, text: str = "znyx guardrails staging", user: str = ALICE
-) -> None:
-    before = len(world.posted())
-    response = await world.sender.command(text, user)
-    assert response.status_code == 200 and response.text == ""
-    await world.slack.wait_for(lambda s: len(world.posted()) == before + 1)
 
 
 async def test_requester_without_scope_is_refused_at_ack(world: World) -> None:
@@ -133,7 +96,7 @@ async def test_help_lists_what_the_caller_may_do(world: World) -> None:
 
 
 async def test_approver_without_scope_is_refused(world: World) -> None:
-    await _requested(world)
+    await world.requested()
     for user in (CAROL, MALLORY):
         response = await world.sender.click(APPROVE, 1, user)
         assert response.status_code == 200
@@ -145,7 +108,7 @@ async def test_approver_without_scope_is_refused(world: World) -> None:
 
 
 async def test_self_approval_is_refused(world: World) -> None:
-    await _requested(world)
+    await world.requested()
     await world.sender.click(APPROVE, 1, ALICE)
     await world.slack.wait_for(lambda s: len(world.told()) == 1)
     assert "your approval doesn't count" in world.told()[0]
@@ -155,15 +118,15 @@ async def test_self_approval_is_refused(world: World) -> None:
 
 
 async def test_reject_ends_the_request(world: World) -> None:
-    await _requested(world)
+    await world.requested()
     await world.sender.click(REJECT, 1, BOB)
     await world.slack.wait_for(lambda s: len(world.thread()) == 1)
     final = world.slack.calls_to("chat.update")[-1].args
-    assert _buttons(final["blocks"]) == []
-    assert "Rejected" in _text(final["blocks"]) and f"rejected by <@{BOB}>" in _text(
+    assert buttons(final["blocks"]) == []
+    assert "Rejected" in block_text(final["blocks"]) and f"rejected by <@{BOB}>" in block_text(
         final["blocks"]
     )
-    assert "Rejected*" in _text(world.thread()[0]["blocks"])
+    assert "Rejected*" in block_text(world.thread()[0]["blocks"])
 
     await world.sender.click(APPROVE, 1, DAVE)  # an old button grants nothing
     await world.slack.wait_for(lambda s: len(world.told()) == 1)
@@ -174,12 +137,12 @@ async def test_reject_ends_the_request(world: World) -> None:
 
 
 async def test_znyx_404_is_told_in_the_thread(world: World) -> None:
-    await _requested(world)
+    await world.requested()
     for bundle in world.znyx.projects["proj-guardrails"]["staging"]:
         bundle.is_active = False  # someone deactivated staging between request and approval
     await world.sender.click(APPROVE, 1, BOB)
     await world.slack.wait_for(lambda s: len(world.thread()) == 1)
-    reply = _text(world.thread()[0]["blocks"])
+    reply = block_text(world.thread()[0]["blocks"])
     assert "Failed" in reply
     assert "no active bundle in staging" in reply and "No active bundle to promote" in reply
     assert "HTTP 404" in reply
@@ -189,12 +152,12 @@ async def test_znyx_404_is_told_in_the_thread(world: World) -> None:
 
 
 async def test_znyx_400_is_told_in_the_thread(world: World) -> None:
-    await _requested(world, "znyx twostage staging")
-    message = _text(world.posted()[0]["blocks"])
+    await world.requested("znyx twostage staging")
+    message = block_text(world.posted()[0]["blocks"])
     assert "Couldn't read prod" in message  # the preview says so; approvers decide
     await world.sender.click(APPROVE, 1, BOB)
     await world.slack.wait_for(lambda s: len(world.thread()) == 1)
-    reply = _text(world.thread()[0]["blocks"])
+    reply = block_text(world.thread()[0]["blocks"])
     assert "no stage after staging" in reply and "HTTP 400" in reply
     assert "No promotion target for environment 'staging'" in reply
     request = world.bot.store.get(1)
@@ -228,7 +191,7 @@ async def test_unsigned_wrongly_signed_and_stale_requests_are_401(world: World) 
 
 
 async def test_two_approvals_at_once_call_znyx_once(world: World) -> None:
-    await _requested(world)
+    await world.requested()
     responses = await asyncio.gather(
         world.sender.click(APPROVE, 1, BOB),
         world.sender.click(APPROVE, 1, DAVE),
@@ -245,7 +208,7 @@ async def test_two_approvals_at_once_call_znyx_once(world: World) -> None:
 
 async def test_ack_is_fast_while_znyx_is_slow(world: World) -> None:
     world.znyx.promote_delay = 10.0
-    await _requested(world)
+    await world.requested()
     started = time.perf_counter()
     response = await world.sender.click(APPROVE, 1, BOB)
     click_ack = time.perf_counter() - started

@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.config import BotConfig
-from bot.core.model import ZNYX_STAGES, Action, ZnyxPromote
+from bot.config import WHOP_APP_ID, BotConfig
+from bot.core.model import ZNYX_STAGES, Action, WhopPromote, ZnyxPromote
 
 USAGE: dict[str, str] = {
     "help": "/promote help",
     "znyx": "/promote znyx <project> <source_env>   e.g. /promote znyx guardrails staging",
+    "whop": "/promote whop [<app>] <build_id>   e.g. /promote whop storefront apbu_8f2k",
 }
 
 _WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_WHOP_BUILD = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _REQUEST_ID = re.compile(r"^#?(\d{1,12})$")
 
 
@@ -88,6 +90,38 @@ def _parse_znyx(args: list[str], config: BotConfig) -> Promote:
     return Promote(action)
 
 
+def _parse_whop(args: list[str], config: BotConfig) -> Promote:
+    usage = USAGE["whop"]
+    if config.whop is None:
+        raise UsageError("Whop is not configured on this bot (no [whop] in its config).")
+    if len(args) not in (1, 2):
+        raise UsageError(
+            "`whop` takes a build id, and the app when more than one is set up.", usage
+        )
+    build_id = args[-1]
+    if not _WHOP_BUILD.match(build_id):
+        raise UsageError(
+            f"{_shown(build_id)} is not a Whop build id (letters, digits and _ only).", usage
+        )
+    apps = config.whop.apps
+    if len(args) == 2:
+        name = args[0]
+        if name in apps:
+            app, app_id = name, apps[name]
+        elif WHOP_APP_ID.match(name):
+            app = next((alias for alias, i in apps.items() if i == name), name)
+            app_id = name
+        else:
+            known = ", ".join(sorted(apps)) or "none configured"
+            raise UsageError(f"Unknown Whop app {_shown(name)}. Known: {known}.", usage)
+    elif len(apps) == 1:
+        [(app, app_id)] = apps.items()
+    else:
+        known = ", ".join(sorted(apps)) or "none configured; give its app_… id"
+        raise UsageError(f"Which Whop app is this build of? Apps: {known}.", usage)
+    return Promote(WhopPromote(app=app, app_id=app_id, build_id=build_id))
+
+
 def parse(text: str, config: BotConfig) -> Command:
     """Turn the text after `/promote` into a command, or raise `UsageError`."""
     words = _clean(text)
@@ -96,4 +130,6 @@ def parse(text: str, config: BotConfig) -> Command:
     verb, args = words[0].lower(), words[1:]
     if verb == "znyx":
         return _parse_znyx(args, config)
+    if verb == "whop":
+        return _parse_whop(args, config)
     raise UsageError(f"Unknown command {_shown(words[0])}.", "\n".join(USAGE.values()))

@@ -75,7 +75,32 @@ class ZnyxPromote(_Action):
         return f"{self.project} policy bundle: {self.source_env} → {self.target_env}"
 
 
-Action = Annotated[ZnyxPromote, Field(discriminator="kind")]
+class WhopPromote(_Action):
+    """Make a Whop app build the production build of its platform."""
+
+    kind: Literal["whop.promote"] = "whop.promote"
+    app: str  # the alias people type, or the app id when it has none
+    app_id: str
+    build_id: str
+
+    @property
+    def provider(self) -> str:
+        return "whop"
+
+    @property
+    def scope(self) -> Scope:
+        return Scope.MANAGE_BUILDS
+
+    @property
+    def target(self) -> str:
+        return f"whop:{self.app}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.app} app build {self.build_id} → production"
+
+
+Action = Annotated[ZnyxPromote | WhopPromote, Field(discriminator="kind")]
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
 
 

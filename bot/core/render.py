@@ -86,6 +86,7 @@ def usage_error(error: UsageError) -> str:
 
 _COMMANDS: list[tuple[Scope | None, str, str]] = [
     (Scope.PUBLISH_BUNDLE, USAGE["znyx"], "promote a Znyx policy bundle one stage"),
+    (Scope.MANAGE_BUILDS, USAGE["whop"], "make a Whop app build the production build"),
     (None, USAGE["help"], "this help"),
 ]
 
@@ -100,6 +101,9 @@ def help_text(config: BotConfig, user: str) -> str:
     if config.znyx and Scope.PUBLISH_BUNDLE in scopes:
         projects = ", ".join(sorted(config.znyx.projects)) or "none"
         lines.append(f"Znyx projects: {projects}. Stages: dev → staging → prod.")
+    if config.whop and Scope.MANAGE_BUILDS in scopes:
+        apps = ", ".join(sorted(config.whop.apps)) or "none (give the app_… id)"
+        lines.append(f"Whop apps: {apps}.")
     roles = ", ".join(role_map.roles_of(user)) or "none"
     if not scopes:
         lines.append("You have no role that lets you request or approve promotions.")

@@ -91,8 +91,9 @@ class Workflow:
         try:
             preview = await provider.preview(action)
         except ProviderError as exc:
+            # Without the provider's state the bot can't tell whether this may be promoted.
             log.warning("preview of %s failed: %s", action.target, exc.message)
-            preview = Preview(warnings=[f"Couldn't read the current state: {exc.message}"])
+            preview = Preview(refusal=f"{exc.message}. Nothing was posted.")
         now = self.clock()
         if preview.refusal:
             self._audit(None, user, "refused", action.target, preview.refusal)

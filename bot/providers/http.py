@@ -15,7 +15,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -227,3 +227,47 @@ def _safe_detail(
         return None
     detail = " ".join(str(detail).split())
     return detail[:300] + ("…" if len(detail) > 300 else "")
+
+
+class BearerProvider:
+    """What providers with a static bearer credential share: building and closing the client.
+
+    Subclasses set `label` (for people), `credential` (the setting's name), `scope`, and
+    `error_detail` (how to read their error bodies).
+    """
+
+    name: str
+    label: str
+    credential: str
+    scope: str
+
+    def __init__(self, http: ProviderHTTP) -> None:
+        self.http = http
+
+    @staticmethod
+    def error_detail(response: httpx.Response) -> str | None:
+        raise NotImplementedError
+
+    @classmethod
+    def create(
+        cls,
+        base_url: str,
+        token: str,
+        *,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+    ) -> Self:
+        http = ProviderHTTP(
+            cls.label,
+            base_url,
+            credential=cls.credential,
+            scope=cls.scope,
+            error_detail=cls.error_detail,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            retry=retry,
+        )
+        return cls(http)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.core.errors import ProviderError, ProviderUncertain
 from bot.core.model import Action, Fact, Outcome, Preview, Scope, ZnyxPromote
-from bot.providers.http import ProviderHTTP, RetryPolicy, segment
+from bot.providers.http import BearerProvider, segment
 
 
 class Bundle(BaseModel):
@@ -50,36 +50,12 @@ def error_detail(response: httpx.Response) -> str | None:
     return None if detail is None else str(detail)
 
 
-class ZnyxProvider:
+class ZnyxProvider(BearerProvider):
     name = "znyx"
-
-    def __init__(self, http: ProviderHTTP) -> None:
-        self.http = http
-
-    @classmethod
-    def create(
-        cls,
-        base_url: str,
-        token: str,
-        *,
-        timeout: httpx.Timeout | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> ZnyxProvider:
-        kwargs = {"timeout": timeout} if timeout else {}
-        http = ProviderHTTP(
-            "Znyx",
-            base_url,
-            credential="ZNYX_TOKEN",
-            scope=Scope.PUBLISH_BUNDLE.value,
-            error_detail=error_detail,
-            headers={"Authorization": f"Bearer {token}"},
-            retry=retry,
-            **kwargs,
-        )
-        return cls(http)
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
+    label = "Znyx"
+    credential = "ZNYX_TOKEN"
+    scope = Scope.PUBLISH_BUNDLE.value
+    error_detail = staticmethod(error_detail)
 
     @staticmethod
     def _env_path(action: ZnyxPromote, env: str) -> str:

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from bot.sandbox.calls import Call
+
 STAGES = ("dev", "staging", "prod")
 
 
@@ -27,13 +29,6 @@ class Bundle:
     is_active: bool
     published_by: str | None
     published_at: str
-
-
-@dataclass
-class Call:
-    method: str
-    path: str
-    body: object = None
 
 
 def _now() -> str:

@@ -1,0 +1,196 @@
+"""Whop app builds (provider-docs 000 and whop-app-builds.yml).
+
+Promote makes an `approved` or `draft` build the production build of its platform. The preview
+reads the build and the app's current production build for the same platform, so approvers
+see what it replaces; builds that can't or needn't be promoted are refused before anyone is asked.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bot.core.errors import ProviderError, ProviderUncertain
+from bot.core.model import Action, Fact, Outcome, Preview, Scope, WhopPromote
+from bot.providers.http import BearerProvider, segment
+
+PROMOTABLE = ("approved", "draft")
+PAGE_SIZE = 100
+MAX_PAGES = 20  # 2,000 builds of one app and platform: past that, stop looking
+
+
+class AppBuild(BaseModel):
+    """AppBuild; unknown fields from newer API versions are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    platform: str
+    created_at: str
+    status: str
+    checksum: str
+    review_message: str | None = None
+    is_production: bool
+
+
+class _Page(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    data: list[AppBuild]
+    page_info: dict
+
+
+def error_detail(response: httpx.Response) -> str | None:
+    """Whop errors are `{"error": {type, message, code, param}}`."""
+    error = response.json().get("error")
+    if not isinstance(error, dict):
+        return None
+    message = str(error.get("message") or error.get("type") or "")
+    code = error.get("code")
+    return f"{message} [{code}]" if code else message or None
+
+
+def _when(build: AppBuild) -> str:
+    return build.created_at.replace("T", " ")[:16] + " UTC"
+
+
+class WhopProvider(BearerProvider):
+    name = "whop"
+    label = "Whop"
+    credential = "WHOP_API_KEY"
+    scope = Scope.MANAGE_BUILDS.value
+    error_detail = staticmethod(error_detail)
+
+    async def build(self, build_id: str) -> AppBuild:
+        response = await self.http.call(
+            "GET",
+            f"app_builds/{segment(build_id)}",
+            idempotent=True,
+            explain={404: f"Whop has no app build {build_id}"},
+        )
+        return _parse(AppBuild, response)
+
+    async def production_build(
+        self, action: WhopPromote, platform: str
+    ) -> tuple[AppBuild | None, bool]:
+        """The app's production build for `platform`, and whether `action.build_id` is among
+        the app's builds for it (assumed so when there are too many builds to look through)."""
+        params = {"app_id": action.app_id, "platform": platform, "first": str(PAGE_SIZE)}
+        production, seen = None, False
+        for _ in range(MAX_PAGES):
+            response = await self.http.call(
+                "GET",
+                "app_builds",
+                idempotent=True,
+                params=params,
+                explain={404: f"Whop has no app {action.app_id}"},
+            )
+            page = _parse(_Page, response)
+            for build in page.data:
+                seen = seen or build.id == action.build_id
+                if build.is_production and production is None:
+                    production = build
+            cursor = page.page_info.get("end_cursor")
+            if (production and seen) or not page.page_info.get("has_next_page") or not cursor:
+                return production, seen
+            params = {**params, "after": str(cursor)}
+        return production, True
+
+    async def preview(self, action: Action) -> Preview:
+        assert isinstance(action, WhopPromote)
+        build = await self.build(action.build_id)
+        if build.is_production:
+            return Preview(
+                refusal=f"Build {build.id} is already the production {build.platform} build."
+            )
+        if build.status not in PROMOTABLE:
+            reason = (
+                f"Build {build.id} is {build.status}: "
+                "only approved or draft builds can be promoted."
+            )
+            if build.review_message:
+                reason += f" Review: “{build.review_message}”"
+            return Preview(refusal=reason)
+        production, seen = await self.production_build(action, build.platform)
+        if not seen:
+            return Preview(
+                refusal=f"Build {build.id} is not a {build.platform} build of {action.app}."
+            )
+        facts = [
+            Fact(label="Platform", value=build.platform),
+            Fact(label="Status", value=build.status),
+            Fact(label="Created", value=_when(build)),
+            Fact(label="Checksum", value=build.checksum[:12]),
+            Fact(
+                label="Replaces",
+                value=f"{production.id} (created {_when(production)})"
+                if production
+                else "no production build yet",
+            ),
+        ]
+        if build.review_message:
+            facts.append(Fact(label="Review message", value=build.review_message))
+        warnings = (
+            []
+            if build.status == "approved"
+            else ["This build is a draft: it has not passed Whop's review."]
+        )
+        return Preview(facts=facts, warnings=warnings)
+
+    async def execute(self, action: Action, *, promoted_by: str) -> Outcome:
+        assert isinstance(action, WhopPromote)
+        replaced: str
+        try:
+            build = await self.build(action.build_id)
+            production, _ = await self.production_build(action, build.platform)
+            replaced = production.id if production else "none"
+        except ProviderError as exc:
+            replaced = f"unknown ({exc.message})"
+        bid = action.build_id
+        response = await self.http.call(
+            "POST",
+            f"app_builds/{segment(bid)}/promote",
+            idempotent=False,
+            explain={
+                400: f"Whop refused to promote {bid}",
+                404: f"Whop has no app build {bid}",
+                409: f"Whop reported a conflict promoting {bid}",
+                422: f"Whop requires verification before promoting {bid}",
+            },
+        )
+        try:
+            promoted = _parse(AppBuild, response)
+        except ProviderError as exc:
+            raise ProviderUncertain("Whop", exc.message) from exc
+        facts = [
+            Fact(label="Production build", value=promoted.id),
+            Fact(label="Platform", value=promoted.platform),
+            Fact(label="Replaced", value=replaced),
+            Fact(label="Checksum", value=promoted.checksum),
+        ]
+        if not promoted.is_production:
+            return Outcome(
+                state="unknown",
+                headline=f"Whop answered, but {promoted.id} is not marked as production",
+                facts=facts,
+                check=f"Check the production {promoted.platform} build of {action.app} in Whop.",
+            )
+        return Outcome(
+            state="succeeded",
+            headline=f"{promoted.id} is the production {promoted.platform} build of {action.app}",
+            facts=facts,
+        )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], response: httpx.Response) -> M:
+    try:
+        return model.model_validate(response.json())
+    except (ValueError, ValidationError) as exc:
+        raise ProviderError(
+            "Whop", f"Whop sent a response the bot can't read ({response.status_code})"
+        ) from exc
