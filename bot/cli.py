@@ -17,6 +17,13 @@ from bot import __version__
 from bot.config import BotConfig, ConfigError, Settings, load_config, load_settings, require
 from bot.core.ports import Provider
 from bot.core.workflow import Workflow
+from bot.providers.appstore import AppStoreProvider
+from bot.providers.appstore_token import (
+    AppStoreToken,
+    PrivateKeyError,
+    load_private_key,
+    load_private_key_file,
+)
 from bot.providers.whop import WhopProvider
 from bot.providers.znyx import ZnyxProvider
 from bot.store import SqliteStore
@@ -45,7 +52,29 @@ def build_providers(settings: Settings, config: BotConfig) -> dict[str, Provider
         providers["whop"] = WhopProvider.create(
             str(settings.whop_api_url), settings.whop_api_key.get_secret_value()
         )
+    if config.appstore is not None:
+        providers["appstore"] = AppStoreProvider.create(
+            str(settings.asc_api_url), appstore_token(settings)
+        )
     return providers
+
+
+def appstore_token(settings: Settings) -> AppStoreToken:
+    """The App Store Connect token signer; a key that does not load names its setting."""
+    require(settings, "asc_issuer_id", "asc_key_id")
+    assert settings.asc_issuer_id is not None and settings.asc_key_id is not None
+    try:
+        if settings.asc_private_key is not None:
+            setting = "ASC_PRIVATE_KEY"
+            key = load_private_key(settings.asc_private_key.get_secret_value())
+        elif settings.asc_private_key_path is not None:
+            setting = "ASC_PRIVATE_KEY_PATH"
+            key = load_private_key_file(settings.asc_private_key_path)
+        else:
+            raise ConfigError("ASC_PRIVATE_KEY_PATH or ASC_PRIVATE_KEY must be set")
+    except PrivateKeyError as exc:
+        raise ConfigError(f"{setting}: {exc}") from None
+    return AppStoreToken(settings.asc_issuer_id, settings.asc_key_id, key)
 
 
 @dataclass

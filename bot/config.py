@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     znyx_token: SecretStr | None = None
     whop_api_url: AnyHttpUrl = AnyHttpUrl("https://api.whop.com/api/v1")
     whop_api_key: SecretStr | None = None
+    asc_api_url: AnyHttpUrl = AnyHttpUrl("https://api.appstoreconnect.apple.com")
+    asc_issuer_id: str | None = None
+    asc_key_id: str | None = None
+    asc_private_key_path: Path | None = None
+    asc_private_key: SecretStr | None = None
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -143,6 +148,27 @@ class WhopConfig(BaseModel):
         return v
 
 
+ASC_APP_ID = re.compile(r"^[0-9]{1,20}$")
+
+
+class AppStoreConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    apps: dict[str, str] = {}
+
+    @field_validator("apps")
+    @classmethod
+    def _apps(cls, v: dict[str, str]) -> dict[str, str]:
+        for alias, app_id in v.items():
+            if not NAME.match(alias):
+                raise ValueError(f"{alias!r} is not a valid alias (letters, digits, _ . -)")
+            if not ASC_APP_ID.match(app_id):
+                raise ValueError(
+                    f"{alias} = {app_id!r} is not an App Store Connect app id (digits)"
+                )
+        return v
+
+
 class BotConfig(BaseModel):
     """The validated config file: role map, provider aliases and approval policies."""
 
@@ -152,6 +178,7 @@ class BotConfig(BaseModel):
     members: dict[str, tuple[str, ...]] = {}
     znyx: ZnyxConfig | None = None
     whop: WhopConfig | None = None
+    appstore: AppStoreConfig | None = None
     policies: dict[str, Policy] = {}
 
     @field_validator("roles", mode="before")

@@ -7,15 +7,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from bot.cli import SLACK_PATH, SlackBot, start_slack_bot
 from bot.config import Settings
+from bot.sandbox.appstore import FakeAppStore
 from bot.sandbox.slack import FakeSlack
 from bot.sandbox.whop import FakeWhop
 from bot.sandbox.znyx import FakeZnyx
 from bot.web import WebServer
 from tests.slack_requests import SlackSender
 
+IOS_APP = "1234567890"
+ASC_ISSUER = "69a6de70-0000-47e3-e053-5b8c7c11a4d1"
+ASC_KID = "2X9R4HXF34"
+ASC_KEY = ec.generate_private_key(ec.SECP256R1())
+ASC_PEM = ASC_KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
 STOREFRONT = "app_storefront01"
 BACKOFFICE = "app_backoffice01"
 WHOP_KEY = "whop-api-key-test"
@@ -46,6 +56,9 @@ org = "org-test"
 [znyx.projects]
 guardrails = "proj-guardrails"
 twostage = "proj-twostage"
+
+[appstore.apps]
+ios = "{IOS_APP}"
 
 [whop.apps]
 storefront = "{STOREFRONT}"
@@ -94,11 +107,38 @@ def seed_whop(whop: FakeWhop) -> WhopWorld:
 
 
 @dataclass
+class AppStoreWorld:
+    v240: str  # editable, build 152 attached
+    v230: str  # READY_FOR_DISTRIBUTION: no longer editable
+    b150_expired: str
+    b152_attached: str
+    b153_undeclared: str
+    b154_processing: str
+    b155_exempt: str
+
+
+def seed_appstore(asc: FakeAppStore) -> AppStoreWorld:
+    asc.issuer_id = ASC_ISSUER
+    asc.keys = {ASC_KID: ASC_KEY.public_key()}
+    add = asc.add_build
+    b150 = add(IOS_APP, "150", expired=True, uses_non_exempt_encryption=False)
+    b152 = add(IOS_APP, "152", uses_non_exempt_encryption=False)
+    b153 = add(IOS_APP, "153")
+    b154 = add(IOS_APP, "154", processing="PROCESSING")
+    b155 = add(IOS_APP, "155", uses_non_exempt_encryption=False)
+    v240 = asc.add_version(IOS_APP, "2.4.0", build_id=b152.id)
+    v230 = asc.add_version(IOS_APP, "2.3.0", state="READY_FOR_DISTRIBUTION", build_id=b150.id)
+    return AppStoreWorld(v240.id, v230.id, b150.id, b152.id, b153.id, b154.id, b155.id)
+
+
+@dataclass
 class World:
     slack: FakeSlack
     znyx: FakeZnyx
     whop: FakeWhop
     builds: WhopWorld
+    asc: FakeAppStore
+    asc_ids: AppStoreWorld
     bot: SlackBot
     sender: SlackSender
     slack_url: str
@@ -164,12 +204,15 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     seed_znyx(znyx)
     whop = FakeWhop()
     builds = seed_whop(whop)
+    asc = FakeAppStore()
+    asc_ids = seed_appstore(asc)
     config = tmp_path / "promote-bot.toml"
     config.write_text(CONFIG)
     async with (
         WebServer(slack.app()) as slack_server,
         WebServer(znyx.app()) as znyx_server,
         WebServer(whop.app()) as whop_server,
+        WebServer(asc.app()) as asc_server,
     ):
         settings = Settings(
             slack_bot_token=slack.token,
@@ -181,13 +224,17 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             znyx_token=ZNYX_TOKEN,
             whop_api_url=whop_server.url,
             whop_api_key=WHOP_KEY,
+            asc_api_url=asc_server.url,
+            asc_issuer_id=ASC_ISSUER,
+            asc_key_id=ASC_KID,
+            asc_private_key=ASC_PEM,
         )
         bot = await start_slack_bot(settings)
         web_app = bot.app.web_app(path=SLACK_PATH)
         async with WebServer(web_app) as bot_server:
             sender = SlackSender(bot_server.url, SIGNING_SECRET, slack_server.url)
             try:
-                yield World(slack, znyx, whop, builds, bot, sender, slack_server.url)
+                yield World(slack, znyx, whop, builds, asc, asc_ids, bot, sender, slack_server.url)
             finally:
                 await sender.aclose()
                 await bot.aclose()

@@ -15,9 +15,10 @@ import pytest
 
 from bot.sandbox.slack import FakeSlack
 from bot.web import WebServer
-from tests.conftest import CONFIG
+from tests.conftest import ASC_ISSUER, ASC_KID, ASC_PEM, CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
+NOT_A_KEY = "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----"
 SECRETS = ("xoxb-very-secret", "signing-very-secret", "znyx-very-secret", "whop-very-secret")
 
 
@@ -27,13 +28,16 @@ def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("SLACK_", "ZNYX_", "WHOP_", "PROMOTE_BOT"))
+        if not k.startswith(("SLACK_", "ZNYX_", "WHOP_", "ASC_", "PROMOTE_BOT"))
     }
     env.update(
         SLACK_BOT_TOKEN=SECRETS[0],
         SLACK_SIGNING_SECRET=SECRETS[1],
         ZNYX_TOKEN=SECRETS[2],
         WHOP_API_KEY=SECRETS[3],
+        ASC_ISSUER_ID=ASC_ISSUER,
+        ASC_KEY_ID=ASC_KID,
+        ASC_PRIVATE_KEY=ASC_PEM,
         PROMOTE_BOT_CONFIG=str(config),
         PROMOTE_BOT_DB=str(tmp_path / "bot.db"),
         PORT="0",
@@ -60,6 +64,19 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         ({"SLACK_SIGNING_SECRET": ""}, "promote-bot: SLACK_SIGNING_SECRET is not set"),
         ({"ZNYX_TOKEN": ""}, "promote-bot: ZNYX_TOKEN is not set"),
         ({"WHOP_API_KEY": ""}, "promote-bot: WHOP_API_KEY is not set"),
+        ({"ASC_KEY_ID": ""}, "promote-bot: ASC_KEY_ID is not set"),
+        (
+            {"ASC_PRIVATE_KEY": ""},
+            "promote-bot: ASC_PRIVATE_KEY_PATH or ASC_PRIVATE_KEY must be set",
+        ),
+        (
+            {"ASC_PRIVATE_KEY": NOT_A_KEY},
+            "promote-bot: ASC_PRIVATE_KEY: it is not a PEM private key",
+        ),
+        (
+            {"ASC_PRIVATE_KEY": "", "ASC_PRIVATE_KEY_PATH": "/nonexistent/AuthKey.p8"},
+            "promote-bot: ASC_PRIVATE_KEY_PATH: cannot read /nonexistent/AuthKey.p8",
+        ),
         ({"PORT": "http"}, "promote-bot: PORT: Input should be a valid integer"),
         (
             {"SLACK_BOT_TOKEN": "xoxp-1"},

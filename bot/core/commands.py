@@ -5,17 +5,30 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.config import WHOP_APP_ID, BotConfig
-from bot.core.model import ZNYX_STAGES, Action, WhopPromote, ZnyxPromote
+from bot.config import ASC_APP_ID, WHOP_APP_ID, BotConfig
+from bot.core.model import (
+    ZNYX_STAGES,
+    Action,
+    AppStoreAttach,
+    AppStoreEncryption,
+    AppStoreExpire,
+    WhopPromote,
+    ZnyxPromote,
+)
 
 USAGE: dict[str, str] = {
     "help": "/promote help",
     "znyx": "/promote znyx <project> <source_env>   e.g. /promote znyx guardrails staging",
     "whop": "/promote whop [<app>] <build_id>   e.g. /promote whop storefront apbu_8f2k",
+    "appstore": "/promote appstore <app> <version> <build>   e.g. /promote appstore ios 2.4.0 153",
+    "appstore expire": "/promote appstore expire <app> <build>",
+    "appstore encryption": "/promote appstore encryption <app> <build> exempt|non-exempt",
 }
 
 _WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _WHOP_BUILD = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_ASC_ID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")  # an opaque id
+_ASC_VERSION = re.compile(r"^[0-9]{1,5}(\.[0-9]{1,5}){0,3}$")  # "2.4.0", and build "153"
 _REQUEST_ID = re.compile(r"^#?(\d{1,12})$")
 
 
@@ -122,6 +135,52 @@ def _parse_whop(args: list[str], config: BotConfig) -> Promote:
     return Promote(WhopPromote(app=app, app_id=app_id, build_id=build_id))
 
 
+def _asc_word(word: str, what: str, usage: str) -> str:
+    if _ASC_VERSION.match(word) or _ASC_ID.match(word):
+        return word
+    raise UsageError(f"{_shown(word)} is not {what}.", usage)
+
+
+def _parse_appstore(args: list[str], config: BotConfig) -> Promote:
+    if config.appstore is None:
+        raise UsageError(
+            "App Store Connect is not configured on this bot (no [appstore] in its config)."
+        )
+    sub = args[0].lower() if args else ""
+    key = f"appstore {sub}" if sub in ("expire", "encryption") else "appstore"
+    usage = USAGE[key]
+    rest = args[1:] if key != "appstore" else args
+    expected = {"appstore": 3, "appstore expire": 2, "appstore encryption": 3}[key]
+    if len(rest) != expected:
+        forms = "\n".join(v for k, v in USAGE.items() if k.startswith("appstore"))
+        raise UsageError(f"`{key}` takes {expected} words after it.", forms)
+    name = rest[0]
+    apps = config.appstore.apps
+    if name in apps:
+        app, app_id = name, apps[name]
+    elif ASC_APP_ID.match(name):
+        app = next((alias for alias, i in apps.items() if i == name), name)
+        app_id = name
+    else:
+        known = ", ".join(sorted(apps)) or "none configured"
+        raise UsageError(f"Unknown App Store app {_shown(name)}. Known: {known}.", usage)
+    if key == "appstore":
+        version = _asc_word(rest[1], "a version string like 2.4.0 (or a version id)", usage)
+        build = _asc_word(rest[2], "a build number like 153 (or a build id)", usage)
+        return Promote(AppStoreAttach(app=app, app_id=app_id, version=version, build=build))
+    build = _asc_word(rest[1], "a build number like 153 (or a build id)", usage)
+    if key == "appstore expire":
+        return Promote(AppStoreExpire(app=app, app_id=app_id, build=build))
+    declared = rest[2].lower()
+    if declared not in ("exempt", "non-exempt"):
+        raise UsageError(f"Say `exempt` or `non-exempt`, not {_shown(rest[2])}.", usage)
+    return Promote(
+        AppStoreEncryption(
+            app=app, app_id=app_id, build=build, uses_non_exempt_encryption=declared == "non-exempt"
+        )
+    )
+
+
 def parse(text: str, config: BotConfig) -> Command:
     """Turn the text after `/promote` into a command, or raise `UsageError`."""
     words = _clean(text)
@@ -132,4 +191,6 @@ def parse(text: str, config: BotConfig) -> Command:
         return _parse_znyx(args, config)
     if verb == "whop":
         return _parse_whop(args, config)
+    if verb == "appstore":
+        return _parse_appstore(args, config)
     raise UsageError(f"Unknown command {_shown(words[0])}.", "\n".join(USAGE.values()))

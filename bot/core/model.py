@@ -100,7 +100,59 @@ class WhopPromote(_Action):
         return f"{self.app} app build {self.build_id} → production"
 
 
-Action = Annotated[ZnyxPromote | WhopPromote, Field(discriminator="kind")]
+class _AppStoreAction(_Action):
+    app: str  # the alias people type, or the app id when it has none
+    app_id: str
+    build: str  # the build number people type ("153"), or the build's id
+    build_id: str | None = None  # filled in by the provider when it looks the build up
+
+    @property
+    def provider(self) -> str:
+        return "appstore"
+
+    @property
+    def scope(self) -> Scope:
+        return Scope.MANAGE_BUILDS
+
+    @property
+    def target(self) -> str:
+        return f"appstore:{self.app}"
+
+
+class AppStoreAttach(_AppStoreAction):
+    """Attach a build to an App Store version: what ships when that version is released."""
+
+    kind: Literal["appstore.attach"] = "appstore.attach"
+    version: str  # the version string ("2.4.0"), or the version's id
+    version_id: str | None = None
+
+    @property
+    def title(self) -> str:
+        return f"{self.app} {self.version}: attach build {self.build}"
+
+
+class AppStoreExpire(_AppStoreAction):
+    kind: Literal["appstore.expire"] = "appstore.expire"
+
+    @property
+    def title(self) -> str:
+        return f"{self.app} build {self.build}: expire"
+
+
+class AppStoreEncryption(_AppStoreAction):
+    kind: Literal["appstore.encryption"] = "appstore.encryption"
+    uses_non_exempt_encryption: bool
+
+    @property
+    def title(self) -> str:
+        declared = "non-exempt" if self.uses_non_exempt_encryption else "exempt"
+        return f"{self.app} build {self.build}: declare encryption {declared}"
+
+
+Action = Annotated[
+    ZnyxPromote | WhopPromote | AppStoreAttach | AppStoreExpire | AppStoreEncryption,
+    Field(discriminator="kind"),
+]
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
 
 
@@ -117,6 +169,7 @@ class Preview(BaseModel):
     facts: list[Fact] = []
     warnings: list[str] = []
     refusal: str | None = None  # set when the action must not even be offered for approval
+    action: Action | None = None  # the action with the ids the provider looked up, if any
 
 
 OutcomeState = Literal["succeeded", "failed", "unknown"]

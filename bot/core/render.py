@@ -87,6 +87,9 @@ def usage_error(error: UsageError) -> str:
 _COMMANDS: list[tuple[Scope | None, str, str]] = [
     (Scope.PUBLISH_BUNDLE, USAGE["znyx"], "promote a Znyx policy bundle one stage"),
     (Scope.MANAGE_BUILDS, USAGE["whop"], "make a Whop app build the production build"),
+    (Scope.MANAGE_BUILDS, USAGE["appstore"], "attach a build to an App Store version"),
+    (Scope.MANAGE_BUILDS, USAGE["appstore expire"], "expire an App Store build"),
+    (Scope.MANAGE_BUILDS, USAGE["appstore encryption"], "declare a build's encryption"),
     (None, USAGE["help"], "this help"),
 ]
 
@@ -104,6 +107,9 @@ def help_text(config: BotConfig, user: str) -> str:
     if config.whop and Scope.MANAGE_BUILDS in scopes:
         apps = ", ".join(sorted(config.whop.apps)) or "none (give the app_… id)"
         lines.append(f"Whop apps: {apps}.")
+    if config.appstore and Scope.MANAGE_BUILDS in scopes:
+        apps = ", ".join(sorted(config.appstore.apps)) or "none (give the app id)"
+        lines.append(f"App Store apps: {apps}.")
     roles = ", ".join(role_map.roles_of(user)) or "none"
     if not scopes:
         lines.append("You have no role that lets you request or approve promotions.")

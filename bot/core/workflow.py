@@ -98,6 +98,8 @@ class Workflow:
         if preview.refusal:
             self._audit(None, user, "refused", action.target, preview.refusal)
             return Reply(preview.refusal)
+        action = preview.action or action  # what is approved is exactly what will run
+        preview = preview.model_copy(update={"action": None})
         policy = self.policy(action)
         request = self.store.create_request(
             action,
