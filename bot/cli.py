@@ -7,14 +7,26 @@ import asyncio
 import logging
 import signal
 import sys
+import tempfile
+import tomllib
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import __version__
-from bot.config import BotConfig, ConfigError, Settings, load_config, load_settings, require
+from bot.config import (
+    BotConfig,
+    ConfigError,
+    Settings,
+    load_config,
+    load_settings,
+    parse_config,
+    require,
+)
 from bot.core.ports import Provider
 from bot.core.workflow import Workflow
 from bot.providers.appstore import AppStoreProvider
@@ -26,7 +38,10 @@ from bot.providers.appstore_token import (
 )
 from bot.providers.whop import WhopProvider
 from bot.providers.znyx import ZnyxProvider
+from bot.sandbox import world as sandbox
+from bot.sandbox.world import rehearsal_config, start_sandbox
 from bot.store import SqliteStore
+from bot.transports.shell import Shell, ShellChat
 from bot.transports.slack.app import create_app, identify
 from bot.transports.slack.chat import SlackChat
 from bot.web import WebServer
@@ -95,7 +110,11 @@ class SlackBot:
 
 async def start_slack_bot(settings: Settings) -> SlackBot:
     """Check the settings, the config and the bot token; build everything `serve` runs."""
-    require(settings, "slack_bot_token")
+    if settings.slack_bot_token is None:
+        raise ConfigError(
+            "SLACK_BOT_TOKEN is not set, so there is no Slack to serve. "
+            "To try the bot without Slack: promote-bot shell --sandbox"
+        )
     if not settings.socket_mode:
         require(settings, "slack_signing_secret")
     config = load_config(settings.promote_bot_config)
@@ -157,6 +176,42 @@ async def serve(settings: Settings) -> None:
         await bot.aclose()
 
 
+async def shell(settings: Settings, args: argparse.Namespace) -> None:
+    """The bot in a terminal, against the configured providers or the sandbox."""
+    async with AsyncExitStack() as stack:
+        if args.sandbox:
+            overrides = await start_sandbox(stack)
+            settings = Settings(**{**settings.model_dump(), **overrides})
+            own = _read_toml(args.config) if args.config else None
+            config = parse_config(rehearsal_config(own), source=str(args.config or "sandbox"))
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="promote-bot-")))
+            db = workdir / "sandbox.db"
+            user = args.as_user or "U_ALICE"
+            print(sandbox.banner())
+        else:
+            if args.as_user is None:
+                raise ConfigError("--as USER is required without --sandbox (a Slack user id)")
+            config = load_config(args.config or settings.promote_bot_config)
+            db, user = settings.promote_bot_db, args.as_user
+        providers = build_providers(settings, config)
+        store = SqliteStore(db)
+        stack.callback(store.close)
+        for provider in providers.values():
+            stack.push_async_callback(provider.aclose)
+        chat = ShellChat(lambda text: print(text, flush=True))
+        workflow = Workflow(config, store, providers, chat)
+        await Shell(workflow, user, chat.write).run()
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="promote-bot",
@@ -170,19 +225,42 @@ def _parser() -> argparse.ArgumentParser:
         f"else HTTP on {SLACK_PATH} (port from PORT)",
         description="Run the bot for Slack. Settings come from the environment; see README.md.",
     )
+    shell_parser = commands.add_parser(
+        "shell",
+        help="the same bot in a terminal: type /promote …, approve N, reject N, as USER",
+        description="Run the bot in a terminal, as a chosen user. With --sandbox it runs local "
+        "fakes of Znyx, Whop and App Store Connect, so no account of any kind is needed. "
+        "Reads commands from stdin when it is not a terminal.",
+    )
+    shell_parser.add_argument(
+        "--as", dest="as_user", metavar="USER", help="act as this Slack user id (sandbox: U_ALICE)"
+    )
+    shell_parser.add_argument(
+        "--sandbox", action="store_true", help="use the built-in sandbox providers and world"
+    )
+    shell_parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="config file (default: PROMOTE_BOT_CONFIG); with --sandbox, only its roles, "
+        "members and policies are used, to rehearse a role map",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.WARNING if args.command == "shell" else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("slack_sdk").setLevel(logging.WARNING)  # its retries are ours to report
     try:
         settings = load_settings()
         if args.command == "serve":
             asyncio.run(serve(settings))
+        elif args.command == "shell":
+            asyncio.run(shell(settings, args))
     except ConfigError as exc:
         print(f"promote-bot: {exc}", file=sys.stderr)
         return 2

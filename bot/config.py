@@ -26,7 +26,7 @@ from bot.core.model import Scope
 from bot.core.policy import Policy
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+SLACK_USER = re.compile(r"^[UW][A-Z0-9_]{2,}$")  # _ for readable shell and sandbox users
 PROVIDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 POLICY_PATTERN = re.compile(r"^(znyx|whop|appstore|\*)(:[A-Za-z0-9_.*?-]+){0,2}$")
 

@@ -6,13 +6,20 @@ import pytest
 
 from bot.config import BotConfig, parse_config
 from bot.core.commands import Help, Promote, UsageError, parse, parse_request_id
-from bot.core.model import WhopPromote, ZnyxPromote
+from bot.core.model import (
+    AppStoreAttach,
+    AppStoreEncryption,
+    AppStoreExpire,
+    WhopPromote,
+    ZnyxPromote,
+)
 
 CONFIG = parse_config(
     {
         "roles": {"rm": ["bundle:publish"]},
         "znyx": {"org": "org-1", "projects": {"guardrails": "proj-g", "edge": "proj-e"}},
         "whop": {"apps": {"storefront": "app_store1", "backoffice": "app_back1"}},
+        "appstore": {"apps": {"ios": "1234567890"}},
     }
 )
 ONE_APP = parse_config({"roles": {}, "whop": {"apps": {"storefront": "app_store1"}}})
@@ -122,3 +129,55 @@ def test_whop_usage_errors(text: str, message: str) -> None:
         parse(text, CONFIG)
     assert message in caught.value.message
     assert caught.value.usage and "/promote whop" in caught.value.usage
+
+
+UUID = "932eff64-a144-4350-8d10-9e54d5834aee"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "appstore ios 2.4.0 153",
+            AppStoreAttach(app="ios", app_id="1234567890", version="2.4.0", build="153"),
+        ),
+        (
+            "appstore 1234567890 2.4 1.2.3",
+            AppStoreAttach(app="ios", app_id="1234567890", version="2.4", build="1.2.3"),
+        ),
+        (
+            f"appstore ios {UUID} {UUID}",
+            AppStoreAttach(app="ios", app_id="1234567890", version=UUID, build=UUID),
+        ),
+        ("appstore expire ios 153", AppStoreExpire(app="ios", app_id="1234567890", build="153")),
+        ("appstore EXPIRE ios 153", AppStoreExpire(app="ios", app_id="1234567890", build="153")),
+        (
+            "appstore encryption ios 153 non-exempt",
+            AppStoreEncryption(
+                app="ios", app_id="1234567890", build="153", uses_non_exempt_encryption=True
+            ),
+        ),
+    ],
+)
+def test_appstore(text: str, expected: object) -> None:
+    command = parse(text, CONFIG)
+    assert isinstance(command, Promote) and command.action == expected
+    assert command.action.target == "appstore:ios"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("appstore ios 2.4.0", "`appstore` takes 3 words"),
+        ("appstore expire ios", "`appstore expire` takes 2 words"),
+        ("appstore android 2.4.0 153", "Unknown App Store app `android`"),
+        ("appstore ios v2.4 153", "`v2.4` is not a version string"),
+        ("appstore ios 2.4.0 ../153", "is not a build number"),
+        ("appstore encryption ios 153 maybe", "Say `exempt` or `non-exempt`, not `maybe`"),
+    ],
+)
+def test_appstore_usage_errors(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(text, CONFIG)
+    assert message in caught.value.message
+    assert caught.value.usage and "/promote appstore" in caught.value.usage

@@ -23,12 +23,16 @@ USAGE: dict[str, str] = {
     "appstore": "/promote appstore <app> <version> <build>   e.g. /promote appstore ios 2.4.0 153",
     "appstore expire": "/promote appstore expire <app> <build>",
     "appstore encryption": "/promote appstore encryption <app> <build> exempt|non-exempt",
+    "status": "/promote status <request>   e.g. /promote status 12",
+    "history": "/promote history [<target>]   e.g. /promote history znyx:guardrails:prod",
+    "cancel": "/promote cancel <request>",
 }
 
 _WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _WHOP_BUILD = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _ASC_ID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")  # an opaque id
 _ASC_VERSION = re.compile(r"^[0-9]{1,5}(\.[0-9]{1,5}){0,3}$")  # "2.4.0", and build "153"
+_TARGET = re.compile(r"^(znyx|whop|appstore)(:[A-Za-z0-9_.-]{1,64}){1,2}$")
 _REQUEST_ID = re.compile(r"^#?(\d{1,12})$")
 
 
@@ -51,7 +55,22 @@ class Promote:
     action: Action
 
 
-Command = Help | Promote
+@dataclass(frozen=True)
+class Status:
+    request_id: int
+
+
+@dataclass(frozen=True)
+class History:
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class Cancel:
+    request_id: int
+
+
+Command = Help | Promote | Status | History | Cancel
 
 
 def _clean(text: str) -> list[str]:
@@ -193,4 +212,13 @@ def parse(text: str, config: BotConfig) -> Command:
         return _parse_whop(args, config)
     if verb == "appstore":
         return _parse_appstore(args, config)
+    if verb in ("status", "cancel"):
+        if len(args) != 1:
+            raise UsageError(f"`{verb}` takes one request number.", USAGE[verb])
+        request_id = parse_request_id(args[0], USAGE[verb])
+        return Status(request_id) if verb == "status" else Cancel(request_id)
+    if verb == "history":
+        if len(args) > 1 or (args and not _TARGET.match(args[0])):
+            raise UsageError("`history` takes at most one target.", USAGE["history"])
+        return History(args[0] if args else None)
     raise UsageError(f"Unknown command {_shown(words[0])}.", "\n".join(USAGE.values()))

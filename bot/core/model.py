@@ -37,6 +37,8 @@ class State(StrEnum):
         return self not in (State.PENDING, State.APPROVED, State.EXECUTING)
 
 
+BOT_ACTOR = "promote-bot"  # the actor of what the bot does by itself in the audit log
+
 ZNYX_STAGES: tuple[str, ...] = ("dev", "staging", "prod")
 
 

@@ -67,7 +67,11 @@ class Store(Protocol):
 
     def audit(self, entry: AuditEntry) -> None: ...
 
-    def history(self, target: str | None = None, limit: int = 20) -> list[AuditEntry]: ...
+    def history(
+        self, target: str | None = None, limit: int = 20, *, request_id: int | None = None
+    ) -> list[AuditEntry]:
+        """Newest first."""
+        ...
 
 
 class ChatError(Exception):

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from bot.config import BotConfig
 from bot.core.commands import USAGE, UsageError
-from bot.core.model import Fact, Outcome, Request, Scope, State
+from bot.core.model import BOT_ACTOR, AuditEntry, Fact, Outcome, Request, Scope, State
 from bot.core.policy import Policy, describe
 
 _STATUS = {
@@ -90,6 +90,9 @@ _COMMANDS: list[tuple[Scope | None, str, str]] = [
     (Scope.MANAGE_BUILDS, USAGE["appstore"], "attach a build to an App Store version"),
     (Scope.MANAGE_BUILDS, USAGE["appstore expire"], "expire an App Store build"),
     (Scope.MANAGE_BUILDS, USAGE["appstore encryption"], "declare a build's encryption"),
+    (None, USAGE["status"], "a request's state, approvals and timeline"),
+    (None, USAGE["history"], "the last 20 events, for one target if given"),
+    (None, USAGE["cancel"], "cancel a pending request (yours, or one you could approve)"),
     (None, USAGE["help"], "this help"),
 ]
 
@@ -99,7 +102,11 @@ def help_text(config: BotConfig, user: str) -> str:
     role_map = config.role_map
     scopes = role_map.scopes_of(user)
     lines = ["*promote-bot* — promote releases, with approvals and an audit trail."]
-    allowed = [(form, what) for scope, form, what in _COMMANDS if scope is None or scope in scopes]
+    allowed = [
+        (form, what)
+        for scope, form, what in _COMMANDS
+        if (scope in scopes) or (scope is None and (scopes or form == USAGE["help"]))
+    ]
     lines += [f"• `{form}` — {what}" for form, what in allowed]
     if config.znyx and Scope.PUBLISH_BUNDLE in scopes:
         projects = ", ".join(sorted(config.znyx.projects)) or "none"
@@ -119,3 +126,42 @@ def help_text(config: BotConfig, user: str) -> str:
 
 def fmt_time(at: datetime) -> str:
     return f"{at:%Y-%m-%d %H:%M} UTC"
+
+
+def user(user_id: str) -> str:
+    """A reference to a person in reply texts; transports show it their own way."""
+    return "the bot" if user_id == BOT_ACTOR else f"<@{user_id}>"
+
+
+def status_text(request: Request, policy: Policy, timeline: list[AuditEntry]) -> str:
+    """`/promote status`: state, approvals, policy, timeline (oldest first), outcome."""
+    view = request_view(request, policy)
+    approvers = ", ".join(user(u) for u in view.approvers) or "none yet"
+    lines = [
+        f"*#{request.id} {view.title}* — {view.status}",
+        f"Target `{view.target}` · requested by {user(request.requester)} · approvals: {approvers}",
+        f"Policy: {view.policy}",
+        "Timeline:",
+    ]
+    for entry in reversed(timeline):
+        detail = f" — {entry.detail}" if entry.detail else ""
+        lines.append(f"• {fmt_time(entry.at)} {entry.event} by {user(entry.actor)}{detail}")
+    if request.outcome is not None:
+        lines += [f"• {f.label}: `{f.value}`" for f in request.outcome.facts]
+        if request.outcome.check:
+            lines.append(f"What to check: {request.outcome.check}")
+    return "\n".join(lines)
+
+
+def history_text(entries: list[AuditEntry], target: str | None) -> str:
+    """`/promote history`: the newest audit entries, newest first."""
+    scope = f" for `{target}`" if target else ""
+    if not entries:
+        return f"No history{scope} yet."
+    lines = [f"*Last {len(entries)} events{scope}* (newest first):"]
+    for e in entries:
+        ref = f"#{e.request_id} " if e.request_id is not None else ""
+        where = f" `{e.target}`" if e.target else ""
+        detail = f" — {e.detail}" if e.detail else ""
+        lines.append(f"• {fmt_time(e.at)} {ref}{e.event}{where} by {user(e.actor)}{detail}")
+    return "\n".join(lines)

@@ -14,15 +14,25 @@ from datetime import UTC, datetime
 
 from bot.config import BotConfig
 from bot.core import authz, render
-from bot.core.commands import Help, Promote, UsageError, parse
+from bot.core.commands import (
+    Cancel,
+    Command,
+    Help,
+    History,
+    Promote,
+    Status,
+    UsageError,
+    parse,
+)
 from bot.core.errors import ProviderError
-from bot.core.model import Action, AuditEntry, Outcome, Preview, Request, State
+from bot.core.model import BOT_ACTOR, Action, AuditEntry, Outcome, Preview, Request, State
 from bot.core.policy import Policy, policy_for
 from bot.core.ports import Chat, ChatError, Provider, Store
 
 log = logging.getLogger(__name__)
 
 OPEN = (State.PENDING, State.APPROVED)
+HISTORY_LIMIT = 20
 
 # Which states each state may move to. The store's compare-and-set enforces one move at a time.
 TRANSITIONS: dict[State, frozenset[State]] = {
@@ -67,10 +77,10 @@ class Workflow:
 
     # --- asking ------------------------------------------------------------------------
 
-    def check(self, user: str, text: str) -> Reply | Promote:
+    def check(self, user: str, text: str) -> Reply | Command:
         """Parse, resolve and authorize, with no I/O: safe to run before the ack.
 
-        Returns the final answer (help, a usage error, a refusal) or the promotion to open.
+        Returns the final answer (help, a usage error, a refusal) or the command to `run`.
         """
         try:
             command = parse(text, self.config)
@@ -78,10 +88,50 @@ class Workflow:
             return Reply(render.usage_error(exc))
         if isinstance(command, Help):
             return Reply(render.help_text(self.config, user))
-        decision = authz.can_request(self.config.role_map, user, command.action.scope)
-        if not decision:
-            return Reply(decision.reason)
+        role_map = self.config.role_map
+        if isinstance(command, Promote):
+            decision = authz.can_request(role_map, user, command.action.scope)
+            if not decision:
+                return Reply(decision.reason)
+        elif not role_map.scopes_of(user):
+            return Reply("You have no role in promote-bot, so you can't see or change requests.")
         return command
+
+    async def run(self, user: str, command: Command, channel: str) -> Reply | None:
+        """Carry out a command that `check` let through (the part after the ack)."""
+        if isinstance(command, Promote):
+            return await self.open_request(user, command.action, channel)
+        if isinstance(command, Status):
+            request = self.store.get(command.request_id)
+            if request is None:
+                return Reply(f"There is no request #{command.request_id}.")
+            timeline = self.store.history(request_id=request.id, limit=100)
+            return Reply(render.status_text(request, self.policy(request.action), timeline))
+        if isinstance(command, History):
+            entries = self.store.history(target=command.target, limit=HISTORY_LIMIT)
+            return Reply(render.history_text(entries, command.target))
+        if isinstance(command, Cancel):
+            return await self.cancel(user, command.request_id)
+        return Reply(render.help_text(self.config, user))
+
+    async def cancel(self, user: str, request_id: int) -> Reply | None:
+        """The requester, or anyone holding the action's scope, may cancel while it is open."""
+        request = self._open_or_reply(request_id, "cancel")
+        if isinstance(request, Reply):
+            await self._expire_if_due(request_id)
+            return request
+        if user != request.requester and not self.config.role_map.has_scope(
+            user, request.action.scope
+        ):
+            return Reply(
+                f"Only the requester or someone holding `{request.action.scope}` may cancel "
+                f"#{request.id}."
+            )
+        if not self.store.transition(request.id, OPEN, State.CANCELLED, at=self.clock(), by=user):
+            return Reply(f"Request #{request.id} was decided a moment ago; nothing to cancel.")
+        self._audit(request.id, user, "cancelled", request.action.target)
+        await self._finish_message(request.id)
+        return Reply(f"Request #{request.id} is cancelled.")
 
     async def open_request(self, user: str, action: Action, channel: str) -> Reply | None:
         """Read the preview, record the request and post its release message."""
@@ -193,7 +243,7 @@ class Workflow:
         if request is None or not request.state.is_open or self.clock() < request.expires_at:
             return
         if self.store.transition(request_id, OPEN, State.EXPIRED, at=self.clock()):
-            self._audit(request_id, "promote-bot", "expired", request.action.target)
+            self._audit(request_id, BOT_ACTOR, "expired", request.action.target)
             await self._finish_message(request_id)
 
     # --- executing ---------------------------------------------------------------------
@@ -224,7 +274,7 @@ class Workflow:
         self.store.transition(
             request_id, (State.EXECUTING,), State(outcome.state), at=self.clock(), outcome=outcome
         )
-        self._audit(request_id, "promote-bot", outcome.state, action.target, outcome.headline)
+        self._audit(request_id, BOT_ACTOR, outcome.state, action.target, outcome.headline)
         await self._finish_message(request_id)
         return None
 

@@ -202,9 +202,18 @@ class SqliteStore:
                 ],
             )
 
-    def history(self, target: str | None = None, limit: int = 20) -> list[AuditEntry]:
-        """The newest `limit` audit entries, newest first, optionally for one target."""
-        where, params = ("WHERE target = ?", [target]) if target else ("", [])
+    def history(
+        self, target: str | None = None, limit: int = 20, *, request_id: int | None = None
+    ) -> list[AuditEntry]:
+        """The newest `limit` audit entries, newest first, for one target or request if given."""
+        clauses, params = [], []
+        if target:
+            clauses.append("target = ?")
+            params.append(target)
+        if request_id is not None:
+            clauses.append("request_id = ?")
+            params.append(request_id)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         rows = self.db.query(
             f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?", [*params, limit]
         )

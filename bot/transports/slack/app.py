@@ -17,7 +17,6 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import ConfigError
-from bot.core.commands import Promote
 from bot.core.workflow import Reply, Workflow
 from bot.transports.slack.blocks import APPROVE, REJECT
 
@@ -85,13 +84,12 @@ def create_app(
         else:
             await ack()
 
-    async def open_request(command: dict[str, Any], respond: AsyncRespond) -> None:
+    async def run_command(command: dict[str, Any], respond: AsyncRespond) -> None:
         checked = workflow.check(command["user_id"], command.get("text", ""))
-        if isinstance(checked, Promote):
-            reply = await workflow.open_request(
-                command["user_id"], checked.action, command["channel_id"]
+        if not isinstance(checked, Reply):  # a Reply was already given with the ack
+            await _tell(
+                respond, await workflow.run(command["user_id"], checked, command["channel_id"])
             )
-            await _tell(respond, reply)
 
     async def ack_click(ack: AsyncAck) -> None:
         await ack()
@@ -110,7 +108,7 @@ def create_app(
             return
         await _tell(respond, await workflow.reject(body["user"]["id"], request_id))
 
-    app.command(COMMAND)(ack=ack_command, lazy=[open_request])
+    app.command(COMMAND)(ack=ack_command, lazy=[run_command])
     app.action(APPROVE)(ack=ack_click, lazy=[approve])
     app.action(REJECT)(ack=ack_click, lazy=[reject])
 

@@ -1,0 +1,122 @@
+"""The sandbox: the three providers' fakes on loopback, seeded with a small world.
+
+`promote-bot shell --sandbox` runs the bot's real provider clients against these over HTTP,
+so anyone can try the whole flow with no Slack workspace and no provider account.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bot.sandbox.appstore import FakeAppStore
+from bot.sandbox.whop import FakeWhop
+from bot.sandbox.znyx import FakeZnyx
+from bot.web import WebServer
+
+ZNYX_TOKEN = "sandbox-znyx-token"
+WHOP_KEY = "sandbox-whop-key"
+ASC_KEY_ID = "SANDBOXKEY"
+ASC_ISSUER = "00000000-5a4d-b0c5-0000-000000000000"
+STORE_APP = "app_sandboxstore"
+IOS_APP = "1234567890"
+
+USERS = {
+    "U_ALICE": "release manager: may request and approve everything",
+    "U_BOB": "release manager",
+    "U_CAROL": "mobile developer: Whop and App Store builds only",
+    "U_MALLORY": "outsider: no role",
+}
+
+CONFIG: dict[str, Any] = {
+    "roles": {
+        "release-manager": ["bundle:publish", "developer:manage_builds"],
+        "mobile-developer": ["developer:manage_builds"],
+    },
+    "members": {
+        "U_ALICE": ["release-manager"],
+        "U_BOB": ["release-manager"],
+        "U_CAROL": ["mobile-developer"],
+    },
+    "znyx": {"org": "org-sandbox", "projects": {"guardrails": "proj-guardrails"}},
+    "whop": {"apps": {"storefront": STORE_APP}},
+    "appstore": {"apps": {"ios": IOS_APP}},
+}
+PROVIDER_SECTIONS = ("znyx", "whop", "appstore")
+
+
+def seed_znyx(znyx: FakeZnyx) -> None:
+    znyx.org_id = "org-sandbox"
+    znyx.tokens = {ZNYX_TOKEN: {"bundle:publish"}}
+    znyx.add_project("proj-guardrails")
+    for env, versions in (("prod", 1), ("staging", 2), ("dev", 3)):
+        for n in range(versions):
+            znyx.publish("proj-guardrails", env, f"sha256:{env}{n}".ljust(71, "0"))
+
+
+def seed_whop(whop: FakeWhop) -> None:
+    whop.keys = {WHOP_KEY: {"developer:manage_builds"}}
+    add = whop.add_build
+    add(STORE_APP, "ios", "approved", production=True, build_id="apbu_ios150")
+    add(STORE_APP, "android", "approved", production=True, build_id="apbu_android88")
+    add(STORE_APP, "ios", "approved", build_id="apbu_ios151")
+    add(STORE_APP, "ios", "draft", build_id="apbu_ios152")
+    add(STORE_APP, "ios", "pending", build_id="apbu_ios153")
+    add(STORE_APP, "ios", "rejected", build_id="apbu_ios149", review_message="Crashes on launch.")
+    add(STORE_APP, "android", "approved", build_id="apbu_android89")
+
+
+def seed_appstore(asc: FakeAppStore, key: ec.EllipticCurvePrivateKey) -> None:
+    asc.issuer_id = ASC_ISSUER
+    asc.keys = {ASC_KEY_ID: key.public_key()}
+    asc.add_build(IOS_APP, "150", expired=True, uses_non_exempt_encryption=False)
+    attached = asc.add_build(IOS_APP, "152", uses_non_exempt_encryption=False)
+    asc.add_build(IOS_APP, "153")
+    asc.add_build(IOS_APP, "154", processing="PROCESSING")
+    asc.add_version(IOS_APP, "2.4.0", build_id=attached.id)
+
+
+async def start_sandbox(stack: AsyncExitStack) -> dict[str, Any]:
+    """Start the fakes (closed with `stack`); return the settings that point the bot at them."""
+    znyx, whop, asc = FakeZnyx(), FakeWhop(), FakeAppStore()
+    key = ec.generate_private_key(ec.SECP256R1())  # a fresh API key for each sandbox run
+    seed_znyx(znyx)
+    seed_whop(whop)
+    seed_appstore(asc, key)
+    servers = [await stack.enter_async_context(WebServer(f.app())) for f in (znyx, whop, asc)]
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return {
+        "znyx_api_url": servers[0].url,
+        "znyx_token": ZNYX_TOKEN,
+        "whop_api_url": servers[1].url,
+        "whop_api_key": WHOP_KEY,
+        "asc_api_url": servers[2].url,
+        "asc_issuer_id": ASC_ISSUER,
+        "asc_key_id": ASC_KEY_ID,
+        "asc_private_key": pem,
+        "asc_private_key_path": None,
+    }
+
+
+def rehearsal_config(own: dict[str, Any] | None) -> dict[str, Any]:
+    """The sandbox config, or the caller's role map and policies over the sandbox's providers."""
+    if own is None:
+        return CONFIG
+    merged = {k: v for k, v in own.items() if k not in PROVIDER_SECTIONS}
+    merged.update({k: CONFIG[k] for k in PROVIDER_SECTIONS})
+    return merged
+
+
+def banner() -> str:
+    people = "\n".join(f"  {user:<10} {role}" for user, role in USERS.items())
+    return (
+        "promote-bot sandbox: fake Znyx, Whop and App Store Connect on this machine.\n"
+        f"People:\n{people}\n"
+        "Try: /promote znyx guardrails staging   then: as U_BOB   then: approve 1\n"
+        "     /promote whop apbu_ios151   /promote appstore ios 2.4.0 153   help"
+    )

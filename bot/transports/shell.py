@@ -1,0 +1,156 @@
+"""The shell transport: the same core, workflow and store as Slack, in a terminal.
+
+Type `/promote …` as the current user; release messages, answers only you see, and thread
+replies print as text; buttons are typed (`approve 1`, `reject 1`); `as U_BOB` switches user.
+Reads commands from stdin when it is not a terminal, so it can be scripted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from bot.core.render import RequestView, help_text
+from bot.core.workflow import Reply, Workflow
+
+CHANNEL = "shell"
+_MENTION = re.compile(r"<@([A-Za-z0-9_]+)>")
+_USER = re.compile(r"^[UW][A-Z0-9_]{2,}$")
+_REQUEST = re.compile(r"^#?(\d{1,12})$")
+
+SHELL_HELP = """Shell commands:
+  /promote …          as in Slack (try /promote help)
+  approve <request>   click Approve          reject <request>   click Reject
+  as <user>           act as another user    whoami             who you are now
+  help                this help              exit               leave (so does end of input)"""
+
+
+def plain(text: str) -> str:
+    """Reply text for a terminal: `<@U1>` → `@U1`."""
+    return _MENTION.sub(r"@\1", text)
+
+
+def release_text(view: RequestView) -> str:
+    """A release message as a framed block of text."""
+    lines = [f"┌ #{view.request_id} Promote {view.title}", f"│ {view.status}"]
+    people = f"Requested by @{view.requester}"
+    if view.approvers:
+        people += ", approved by " + ", ".join(f"@{u}" for u in view.approvers)
+    lines.append(f"│ {people}")
+    lines += [f"│ {f.label}: {f.value}" for f in view.facts]
+    lines += [f"│ ⚠️ {w}" for w in view.warnings]
+    lines.append(f"│ Target {view.target} · {view.policy}")
+    if view.buttons:
+        lines.append(f"└ [approve {view.request_id}]  [reject {view.request_id}]")
+    else:
+        lines.append("└")
+    return "\n".join(lines)
+
+
+def thread_text(view: RequestView) -> str:
+    """The outcome posted under a release message."""
+    who = f" by @{view.decided_by}" if view.decided_by and view.outcome is None else ""
+    lines = [f"  ↳ #{view.request_id} {view.status}{who}"]
+    if view.outcome is not None:
+        lines += [f"    {f.label}: {f.value}" for f in view.outcome.facts]
+        if view.outcome.check:
+            lines.append(f"    What to check: {view.outcome.check}")
+    return "\n".join(lines)
+
+
+class ShellChat:
+    """The `Chat` port on a terminal: messages are printed, their reference is the request id."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self._shown: dict[str, str] = {}
+
+    async def post_request(self, channel: str, view: RequestView) -> str:
+        self.write(release_text(view))
+        ts = str(view.request_id)
+        self._shown[ts] = view.status
+        return ts
+
+    async def update_request(self, channel: str, ts: str, view: RequestView) -> None:
+        if self._shown.get(ts) != view.status:  # the terminal shows changes, not repaints
+            self._shown[ts] = view.status
+            self.write(f"  · #{view.request_id} {view.status}")
+
+    async def post_in_thread(self, channel: str, ts: str, view: RequestView) -> None:
+        self.write(thread_text(view))
+
+
+class Shell:
+    def __init__(self, workflow: Workflow, user: str, write: Callable[[str], None]) -> None:
+        self.workflow = workflow
+        self.user = user
+        self.write = write
+
+    def _tell(self, reply: Reply | str | None) -> None:
+        if reply is not None:
+            text = reply.text if isinstance(reply, Reply) else reply
+            self.write("\n".join(f"» {line}" for line in plain(text).splitlines()))
+
+    async def handle(self, line: str) -> bool:
+        """Carry out one line; False when the shell should end."""
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            return True
+        verb = words[0].lower()
+        if verb in ("exit", "quit"):
+            return False
+        if verb in ("/promote", "promote"):
+            text = line.split(None, 1)[1] if len(words) > 1 else ""
+            checked = self.workflow.check(self.user, text)
+            if isinstance(checked, Reply):
+                self._tell(checked)
+            else:
+                self._tell(await self.workflow.run(self.user, checked, CHANNEL))
+        elif verb in ("approve", "reject"):
+            match = _REQUEST.match(words[1]) if len(words) == 2 else None
+            if match is None:
+                self._tell(f"Usage: {verb} <request number>, e.g. {verb} 1")
+            elif verb == "approve":
+                self._tell(await self.workflow.approve(self.user, int(match.group(1))))
+            else:
+                self._tell(await self.workflow.reject(self.user, int(match.group(1))))
+        elif verb == "as":
+            if len(words) != 2 or not _USER.match(words[1]):
+                self._tell("Usage: as <Slack user id>, e.g. as U_BOB")
+            else:
+                self.user = words[1]
+                roles = ", ".join(self.workflow.config.role_map.roles_of(self.user)) or "none"
+                self._tell(f"You are now @{self.user} (roles: {roles}).")
+        elif verb == "whoami":
+            roles = ", ".join(self.workflow.config.role_map.roles_of(self.user)) or "none"
+            self._tell(f"You are @{self.user} (roles: {roles}).")
+        elif verb in ("help", "?"):
+            self._tell(SHELL_HELP)
+            self._tell(help_text(self.workflow.config, self.user))
+        else:
+            self._tell(f"Unknown command {words[0]!r}: type help.")
+        return True
+
+    async def run(self, stdin: TextIO = sys.stdin) -> None:
+        """Read lines until `exit` or the end of input."""
+        interactive = stdin.isatty()
+        loop = asyncio.get_running_loop()
+        while True:
+            prompt = f"{self.user}> "
+            try:
+                if interactive:
+                    line = await loop.run_in_executor(None, input, prompt)
+                else:
+                    line = await loop.run_in_executor(None, stdin.readline)
+                    if not line:
+                        return
+                    line = line.rstrip("\n")
+                    if line.strip():
+                        self.write(prompt + line)  # scripted runs read as transcripts
+            except EOFError:
+                return
+            if not await self.handle(line):
+                return

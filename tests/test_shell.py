@@ -1,0 +1,123 @@
+"""`promote-bot shell --sandbox` as a process, driven by scripts on stdin: transcripts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shell(script: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PROMOTE_BOT"))}
+    env["PYTHONPATH"] = str(ROOT)  # run this checkout's code from any folder
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "shell", *args],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=cwd or ROOT,
+    )
+
+
+def test_a_whole_session(tmp_path: Path) -> None:
+    script = "\n".join(
+        [
+            "/promote znyx guardrails staging",
+            "approve 1",  # U_ALICE asked: her own approval doesn't count
+            "as U_MALLORY",
+            "/promote znyx guardrails dev",  # an outsider is refused
+            "approve 1",
+            "as U_BOB",
+            "approve 1",  # a second release manager: it runs
+            "as U_CAROL",
+            "/promote whop apbu_ios153",  # pending: refused up front
+            "/promote appstore ios 2.4.0 153",
+            "as U_ALICE",
+            "approve 2",
+            "/promote history",
+        ]
+    )
+    result = shell(script + "\n", "--sandbox", cwd=tmp_path)
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+    assert "U_ALICE> /promote znyx guardrails staging" in out
+    assert "┌ #1 Promote guardrails policy bundle: staging → prod" in out
+    assert "[approve 1]  [reject 1]" in out
+    assert "» You asked for this promotion, so your approval doesn't count" in out
+    assert "U_MALLORY> /promote znyx guardrails dev\n» You can't request this" in out
+    assert "U_MALLORY> approve 1\n» You can't approve or reject this" in out
+    assert "↳ #1 ✅ Promoted: guardrails bundle v2 is active in prod" in out
+    assert "Published by: slack:U_ALICE via promote-bot #1" in out
+
+    assert "» Build apbu_ios153 is pending: only approved or draft builds can be promoted." in out
+
+    assert "┌ #2 Promote ios 2.4.0: attach build 153" in out
+    assert "Attached now: 152" in out and "encryption is not declared yet" in out
+    assert "↳ #2 ✅ Promoted: build 153 is attached to ios 2.4.0" in out
+
+    history = out[out.index("U_ALICE> /promote history") :]
+    assert "succeeded `appstore:ios` by the bot" in history
+    assert "#1 approved `znyx:guardrails:prod` by @U_BOB" in history
+    assert "#1 approval refused `znyx:guardrails:prod` by @U_ALICE" in history
+    assert "refused `whop:storefront` by @U_CAROL" in history
+    assert not list(tmp_path.iterdir())  # the sandbox keeps its database in a temporary folder
+
+
+def test_help_lists_what_the_current_user_may_do() -> None:
+    out = shell("help\nas U_CAROL\nhelp\nas U_MALLORY\n/promote help\n", "--sandbox").stdout
+    alice, carol, mallory = (
+        out.split("> help")[1],
+        out.split("> help")[2],
+        out.split("/promote help")[-1],
+    )
+    assert "/promote znyx" in alice and "approve <request>" in alice
+    assert (
+        "/promote znyx" not in carol and "/promote whop" in carol and "/promote appstore" in carol
+    )
+    assert "no role" in mallory and "/promote whop" not in mallory
+
+
+def test_exit_and_end_of_input_leave_cleanly() -> None:
+    result = shell("exit\n/promote znyx guardrails dev\n", "--sandbox")
+    assert result.returncode == 0 and "┌" not in result.stdout
+    result = shell("", "--sandbox")
+    assert result.returncode == 0
+
+
+def test_typos_are_answered_not_crashed() -> None:
+    result = shell("aprove 1\napprove one\nas bob\n/promote\n", "--sandbox")
+    assert result.returncode == 0
+    assert "Unknown command 'aprove': type help." in result.stdout
+    assert "Usage: approve <request number>" in result.stdout
+    assert "Usage: as <Slack user id>" in result.stdout
+
+
+def test_rehearse_a_role_map(tmp_path: Path) -> None:
+    config = tmp_path / "mine.toml"
+    config.write_text(
+        '[roles]\nmobile = ["developer:manage_builds"]\n[members]\nU_DANA = ["mobile"]\n'
+        '[policies."whop:*"]\napprovals = 0\n'
+    )
+    result = shell(
+        "/promote whop apbu_ios151\n", "--sandbox", "--config", str(config), "--as", "U_DANA"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "runs without approval" in result.stdout
+    assert (
+        "↳ #1 ✅ Promoted: apbu_ios151 is the production ios build of storefront" in result.stdout
+    )
+
+
+def test_without_sandbox_the_user_must_be_named() -> None:
+    result = shell("", "--config", "promote-bot.example.toml")
+    assert result.returncode == 2
+    assert (
+        result.stderr == "promote-bot: --as USER is required without --sandbox (a Slack user id)\n"
+    )
