@@ -234,3 +234,46 @@ async def test_a_channel_the_bot_is_not_in_is_explained(world: World) -> None:
     request = world.bot.store.get(1)
     assert request is not None and request.state is State.CANCELLED
     assert world.znyx.promote_calls == []
+
+
+async def _answer(world: World, text: str, user: str) -> str:
+    """Send a command answered after the ack; return what only the caller sees."""
+    before = len(world.told())
+    response = await world.sender.command(text, user)
+    assert response.status_code == 200 and response.text == ""
+    await world.slack.wait_for(lambda s: len(world.told()) == before + 1)
+    return world.told()[-1]
+
+
+async def test_status_history_and_cancel(world: World) -> None:
+    await world.requested()
+    status = await _answer(world, "status 1", BOB)
+    assert (
+        "*#1 guardrails policy bundle: staging → prod* — ⏳ Waiting for approval (0 of 1)" in status
+    )
+    assert f"requested by <@{ALICE}>" in status and "Timeline:" in status
+
+    cancelled = await _answer(world, "cancel 1", ALICE)
+    assert cancelled == "Request #1 is cancelled."
+    await world.slack.wait_for(lambda s: len(world.thread()) == 1)
+    final = world.slack.calls_to("chat.update")[-1].args
+    assert buttons(final["blocks"]) == [] and f"cancelled by <@{ALICE}>" in block_text(
+        final["blocks"]
+    )
+
+    again = await _answer(world, "cancel 1", ALICE)
+    assert again == "Request #1 is cancelled; nothing to cancel."
+    history = await _answer(world, "history znyx:guardrails:prod", DAVE)
+    assert "#1 cancelled `znyx:guardrails:prod`" in history and "#1 requested" in history
+    assert await _answer(world, "status 99", BOB) == "There is no request #99."
+
+
+async def test_only_the_requester_or_a_scope_holder_may_cancel(world: World) -> None:
+    await world.requested()
+    assert "Only the requester or someone holding `bundle:publish`" in await _answer(
+        world, "cancel 1", CAROL
+    )
+    response = await world.sender.command("history", MALLORY)
+    assert "You have no role in promote-bot" in response.json()["text"]
+    request = world.bot.store.get(1)
+    assert request is not None and request.state is State.PENDING
