@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from slack_bolt.async_app import AsyncApp
@@ -127,7 +128,8 @@ async def start_slack_bot(settings: Settings) -> SlackBot:
     )
     identity = await identify(client)  # raises ConfigError naming the setting
     store = SqliteStore(settings.promote_bot_db)
-    workflow = Workflow(config, store, providers, SlackChat(client))
+    lease = timedelta(seconds=settings.promote_bot_lease_seconds)
+    workflow = Workflow(config, store, providers, SlackChat(client), lease=lease)
     secret = settings.slack_signing_secret
     app = create_app(
         workflow,
@@ -148,8 +150,23 @@ async def _until_stopped() -> None:
     await stop.wait()
 
 
+SWEEP_SECONDS = 10.0
+
+
+async def housekeeping(workflow: Workflow, every: float = SWEEP_SECONDS) -> None:
+    """Forever: resolve what a crashed process left executing, and expire overdue requests."""
+    while True:
+        try:
+            await workflow.recover()
+            await workflow.sweep()
+        except Exception:  # housekeeping must outlive a bad moment of Slack or the disk
+            log.exception("housekeeping failed; trying again in %s s", every)
+        await asyncio.sleep(every)
+
+
 async def serve(settings: Settings) -> None:
     bot = await start_slack_bot(settings)
+    chores = asyncio.create_task(housekeeping(bot.workflow))
     try:
         if settings.socket_mode:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -173,6 +190,7 @@ async def serve(settings: Settings) -> None:
                 )
                 await _until_stopped()
     finally:
+        chores.cancel()
         await bot.aclose()
 
 
@@ -199,7 +217,10 @@ async def shell(settings: Settings, args: argparse.Namespace) -> None:
         for provider in providers.values():
             stack.push_async_callback(provider.aclose)
         chat = ShellChat(lambda text: print(text, flush=True))
-        workflow = Workflow(config, store, providers, chat)
+        lease = timedelta(seconds=settings.promote_bot_lease_seconds)
+        workflow = Workflow(config, store, providers, chat, lease=lease)
+        await workflow.recover()
+        await workflow.sweep()
         await Shell(workflow, user, chat.write).run()
 
 

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=0, le=65535)
     promote_bot_config: Path = Path("promote-bot.toml")
     promote_bot_db: Path = Path("promote-bot.db")
+    promote_bot_lease_seconds: int = Field(default=300, ge=1, le=86400)
     znyx_api_url: AnyHttpUrl = AnyHttpUrl("https://api.znyx.ai")
     znyx_token: SecretStr | None = None
     whop_api_url: AnyHttpUrl = AnyHttpUrl("https://api.whop.com/api/v1")

@@ -198,7 +198,13 @@ def buttons(blocks: list[dict]) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+def config_text() -> str:
+    """The bot's config file for `world`; a test module may override this fixture."""
+    return CONFIG
+
+
+@pytest.fixture
+async def world(tmp_path: Path, config_text: str) -> AsyncIterator[World]:
     slack = FakeSlack()
     znyx = FakeZnyx()
     seed_znyx(znyx)
@@ -207,7 +213,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     asc = FakeAppStore()
     asc_ids = seed_appstore(asc)
     config = tmp_path / "promote-bot.toml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     async with (
         WebServer(slack.app()) as slack_server,
         WebServer(znyx.app()) as znyx_server,

@@ -35,6 +35,7 @@ def _request(requester: str = "UALICE") -> Request:
         channel="C",
         state=State.PENDING,
         created_at=NOW,
+        updated_at=NOW,
         expires_at=NOW + timedelta(hours=24),
     )
 

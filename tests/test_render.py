@@ -25,6 +25,7 @@ def _request(state: State = State.PENDING, **changes: object) -> Request:
             warnings=["prod already runs this <policy> hash"],
         ),
         created_at=NOW,
+        updated_at=NOW,
         expires_at=NOW + timedelta(hours=24),
     )
     return base.model_copy(update=changes)

@@ -203,6 +203,7 @@ class Request(BaseModel):
     preview: Preview | None = None
     outcome: Outcome | None = None
     created_at: datetime
+    updated_at: datetime
     expires_at: datetime
     decided_by: str | None = None  # who rejected or cancelled
     approvals: list[Approval] = []

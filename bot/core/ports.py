@@ -25,6 +25,10 @@ class Provider(Protocol):
         """Do the action, once. Never retried by the caller when the fate is unknown."""
         ...
 
+    async def observe(self, action: Action, *, promoted_by: str) -> Outcome | None:
+        """After a crash: read whether `action` took effect. None when it can't tell."""
+        ...
+
     async def aclose(self) -> None:
         """Close the provider's HTTP client."""
         ...
@@ -63,6 +67,12 @@ class Store(Protocol):
         outcome: Outcome | None = None,
     ) -> bool:
         """Move to `to` only if the request is in one of `from_states`; True if it moved."""
+        ...
+
+    def in_states(self, states: Sequence[State]) -> list[Request]: ...
+
+    def first_delivery(self, key: str, at: datetime) -> bool:
+        """True the first time `key` is seen: a redelivered payload is not acted on twice."""
         ...
 
     def audit(self, entry: AuditEntry) -> None: ...

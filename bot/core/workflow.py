@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot.config import BotConfig
 from bot.core import authz, render
@@ -28,24 +28,12 @@ from bot.core.errors import ProviderError
 from bot.core.model import BOT_ACTOR, Action, AuditEntry, Outcome, Preview, Request, State
 from bot.core.policy import Policy, policy_for
 from bot.core.ports import Chat, ChatError, Provider, Store
+from bot.core.states import OUTCOME_EVENT, Event, destination, sources
 
 log = logging.getLogger(__name__)
 
-OPEN = (State.PENDING, State.APPROVED)
 HISTORY_LIMIT = 20
-
-# Which states each state may move to. The store's compare-and-set enforces one move at a time.
-TRANSITIONS: dict[State, frozenset[State]] = {
-    State.PENDING: frozenset(
-        {State.APPROVED, State.EXECUTING, State.REJECTED, State.CANCELLED, State.EXPIRED}
-    ),
-    State.APPROVED: frozenset({State.EXECUTING, State.REJECTED, State.CANCELLED, State.EXPIRED}),
-    State.EXECUTING: frozenset({State.SUCCEEDED, State.FAILED, State.UNKNOWN}),
-}
-
-
-def can_move(source: State, to: State) -> bool:
-    return to in TRANSITIONS.get(source, frozenset())
+DEFAULT_LEASE = timedelta(minutes=5)  # longer than any execution can take (bounded timeouts)
 
 
 @dataclass(frozen=True)
@@ -68,12 +56,14 @@ class Workflow:
         chat: Chat,
         *,
         clock: Callable[[], datetime] = utc_now,
+        lease: timedelta = DEFAULT_LEASE,
     ) -> None:
         self.config = config
         self.store = store
         self.providers = providers
         self.chat = chat
         self.clock = clock
+        self.lease = lease
 
     # --- asking ------------------------------------------------------------------------
 
@@ -127,7 +117,7 @@ class Workflow:
                 f"Only the requester or someone holding `{request.action.scope}` may cancel "
                 f"#{request.id}."
             )
-        if not self.store.transition(request.id, OPEN, State.CANCELLED, at=self.clock(), by=user):
+        if not self._move(request.id, Event.CANCEL, by=user):
             return Reply(f"Request #{request.id} was decided a moment ago; nothing to cancel.")
         self._audit(request.id, user, "cancelled", request.action.target)
         await self._finish_message(request.id)
@@ -163,7 +153,7 @@ class Workflow:
         try:
             ts = await self.chat.post_request(channel, render.request_view(request, policy))
         except ChatError as exc:
-            self.store.transition(request.id, OPEN, State.CANCELLED, at=self.clock(), by=user)
+            self._move(request.id, Event.CANCEL, by=user)
             self._audit(request.id, user, "cancelled", action.target, f"could not post: {exc}")
             return Reply(f"I couldn't post the release message here ({exc}), so nothing was done.")
         self.store.set_message(request.id, ts)
@@ -232,25 +222,86 @@ class Workflow:
                 request.id, user, "rejection refused", request.action.target, decision.reason
             )
             return Reply(decision.reason)
-        if not self.store.transition(request.id, OPEN, State.REJECTED, at=self.clock(), by=user):
+        if not self._move(request.id, Event.REJECT, by=user):
             return Reply(f"Request #{request.id} was decided a moment ago; nothing to reject.")
         self._audit(request.id, user, "rejected", request.action.target)
         await self._finish_message(request.id)
         return None
 
-    async def _expire_if_due(self, request_id: int) -> None:
+    async def _expire_if_due(self, request_id: int) -> bool:
+        """Expire the request if it is open and past its expiry; True if this call did."""
         request = self.store.get(request_id)
         if request is None or not request.state.is_open or self.clock() < request.expires_at:
-            return
-        if self.store.transition(request_id, OPEN, State.EXPIRED, at=self.clock()):
-            self._audit(request_id, BOT_ACTOR, "expired", request.action.target)
-            await self._finish_message(request_id)
+            return False
+        if not self._move(request_id, Event.EXPIRE):
+            return False
+        self._audit(request_id, BOT_ACTOR, "expired", request.action.target)
+        await self._finish_message(request_id)
+        return True
+
+    # --- housekeeping ------------------------------------------------------------------
+
+    def first_delivery(self, key: str | None) -> bool:
+        """False for a payload already handled (Slack redelivers; replicas share the store)."""
+        return key is None or self.store.first_delivery(key, self.clock())
+
+    async def sweep(self) -> int:
+        """Expire open requests past their expiry and update their messages; how many."""
+        expired = 0
+        for request in self.store.in_states(sources(Event.EXPIRE)):
+            expired += await self._expire_if_due(request.id)
+        return expired
+
+    async def recover(self) -> int:
+        """Resolve requests a crash left `executing`, by reading the provider's state.
+
+        Only requests executing for longer than the lease are taken: a younger one may be in
+        the hands of another live process sharing the database. A promotion is never sent
+        again; what can't be read becomes `unknown`."""
+        stuck = [
+            r
+            for r in self.store.in_states([State.EXECUTING])
+            if self.clock() - r.updated_at >= self.lease  # younger ones may be another replica's
+        ]
+        for request in stuck:
+            action = request.action
+            provider = self.providers.get(action.provider)
+            reason = f"{action.provider} is not configured"
+            outcome: Outcome | None = None
+            if provider is not None:
+                try:
+                    outcome = await provider.observe(action, promoted_by=promoted_by(request))
+                    reason = f"{action.provider} has no way to read whether it happened"
+                except ProviderError as exc:
+                    reason = f"reading {action.provider} failed: {exc.message}"
+            if outcome is None:
+                outcome = Outcome(
+                    state="unknown",
+                    headline=f"the bot stopped while promoting, and {reason}",
+                    check=f"Check in {action.provider} whether {action.title} happened "
+                    "before asking again.",
+                )
+            else:
+                outcome = outcome.model_copy(
+                    update={"headline": outcome.headline + " (read after the bot restarted)"}
+                )
+            moved = self._move(request.id, OUTCOME_EVENT[outcome.state], outcome=outcome)
+            if moved:
+                self._audit(
+                    request.id,
+                    BOT_ACTOR,
+                    f"recovered: {outcome.state}",
+                    action.target,
+                    outcome.headline,
+                )
+                await self._finish_message(request.id)
+        return len(stuck)
 
     # --- executing ---------------------------------------------------------------------
 
     async def _execute(self, request_id: int, user: str) -> Reply | None:
         """Claim the request (compare-and-set to `executing`) and call the provider once."""
-        if not self.store.transition(request_id, OPEN, State.EXECUTING, at=self.clock()):
+        if not self._move(request_id, Event.CLAIM):
             current = self.store.get(request_id)
             state = current.state.value if current else "gone"
             return Reply(f"Request #{request_id} is already {state}; it runs only once.")
@@ -259,9 +310,9 @@ class Workflow:
         action = request.action
         self._audit(request_id, user, "executing", action.target)
         await self._refresh(request, self.policy(action))
-        promoted_by = f"slack:{request.requester} via promote-bot #{request_id}"
         try:
-            outcome = await self.providers[action.provider].execute(action, promoted_by=promoted_by)
+            provider = self.providers[action.provider]
+            outcome = await provider.execute(action, promoted_by=promoted_by(request))
         except ProviderError as exc:
             outcome = _outcome_of_error(exc)
         except Exception:  # a bug after the call may have been sent: never guess
@@ -271,12 +322,23 @@ class Workflow:
                 headline="the bot hit an internal error while promoting",
                 check=f"Check {action.provider} to see whether {action.title} happened.",
             )
-        self.store.transition(
-            request_id, (State.EXECUTING,), State(outcome.state), at=self.clock(), outcome=outcome
-        )
+        self._move(request_id, OUTCOME_EVENT[outcome.state], outcome=outcome)
         self._audit(request_id, BOT_ACTOR, outcome.state, action.target, outcome.headline)
         await self._finish_message(request_id)
         return None
+
+    def _move(
+        self,
+        request_id: int,
+        event: Event,
+        *,
+        by: str | None = None,
+        outcome: Outcome | None = None,
+    ) -> bool:
+        """The compare-and-set for `event`, as the state table defines it."""
+        return self.store.transition(
+            request_id, sources(event), destination(event), at=self.clock(), by=by, outcome=outcome
+        )
 
     # --- messages and audit ------------------------------------------------------------
 
@@ -316,6 +378,11 @@ class Workflow:
                 detail=detail,
             )
         )
+
+
+def promoted_by(request: Request) -> str:
+    """Who the provider is told did it; unique per request, so a read can find it later."""
+    return f"slack:{request.requester} via promote-bot #{request.id}"
 
 
 def _outcome_of_error(exc: ProviderError) -> Outcome:

@@ -382,3 +382,30 @@ class AppStoreProvider:
                 Fact(label="Encryption", value=build.encryption_text),
             ],
         )
+
+    async def observe(self, action: Action, *, promoted_by: str) -> Outcome | None:
+        if isinstance(action, AppStoreAttach):
+            if not action.version_id:
+                return None
+            now = await self.attached(action.version_id)
+            done = now is not None and now.id == action.build_id
+            shown = now.describe() if now else "no build"
+            what = f"build {action.build} attached to {action.app} {action.version}"
+        else:
+            assert isinstance(action, AppStoreExpire | AppStoreEncryption)
+            build = await self.build(action)
+            if isinstance(build, str):
+                return None
+            if isinstance(action, AppStoreExpire):
+                done, what = build.expired, f"build {action.build} of {action.app} expired"
+            else:
+                done = build.encryption is action.uses_non_exempt_encryption
+                wanted = "non-exempt" if action.uses_non_exempt_encryption else "exempt"
+                what = f"build {action.build} of {action.app} declared {wanted}"
+            shown = (
+                f"{build.describe()}, expired: {build.expired}, encryption: {build.encryption_text}"
+            )
+        facts = [Fact(label="Read back", value=shown)]
+        if done:
+            return Outcome(state="succeeded", headline=what, facts=facts)
+        return Outcome(state="failed", headline=f"{LABEL} does not show {what}", facts=facts)

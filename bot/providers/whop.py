@@ -183,6 +183,22 @@ class WhopProvider(BearerProvider):
             facts=facts,
         )
 
+    async def observe(self, action: Action, *, promoted_by: str) -> Outcome:
+        assert isinstance(action, WhopPromote)
+        build = await self.build(action.build_id)
+        facts = [Fact(label="Build", value=build.id), Fact(label="Platform", value=build.platform)]
+        if build.is_production:
+            return Outcome(
+                state="succeeded",
+                headline=f"{build.id} is the production {build.platform} build of {action.app}",
+                facts=facts,
+            )
+        return Outcome(
+            state="failed",
+            headline=f"Whop shows {build.id} is not the production {build.platform} build",
+            facts=facts,
+        )
+
 
 M = TypeVar("M", bound=BaseModel)
 

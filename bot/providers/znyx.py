@@ -66,6 +66,9 @@ class ZnyxProvider(BearerProvider):
 
     async def active_bundle(self, action: ZnyxPromote, env: str) -> Bundle | None:
         """The active bundle of `env`, or None when it has none."""
+        return next((b for b in await self.bundles(action, env) if b.is_active), None)
+
+    async def bundles(self, action: ZnyxPromote, env: str) -> list[Bundle]:
         response = await self.http.call(
             "GET",
             self._env_path(action, env) + "/bundles",
@@ -73,10 +76,9 @@ class ZnyxProvider(BearerProvider):
             explain={404: f"Znyx has no environment {env} in {action.project}"},
         )
         try:
-            bundles = [Bundle.model_validate(b) for b in response.json()]
+            return [Bundle.model_validate(b) for b in response.json()]
         except (ValueError, TypeError, ValidationError) as exc:
             raise ProviderError("Znyx", f"Znyx sent an unreadable bundle list: {exc}") from exc
-        return next((b for b in bundles if b.is_active), None)
 
     async def preview(self, action: Action) -> Preview:
         assert isinstance(action, ZnyxPromote)
@@ -122,13 +124,7 @@ class ZnyxProvider(BearerProvider):
             raise ProviderUncertain(
                 "Znyx", f"Znyx answered {response.status_code} with a body the bot can't read"
             ) from exc
-        facts = [
-            Fact(label="Bundle", value=bundle.id),
-            Fact(label="Version", value=str(bundle.version)),
-            Fact(label="Policy hash", value=bundle.policy_hash),
-            Fact(label="From → to", value=f"{src} → {dst}"),
-            Fact(label="Published by", value=bundle.published_by or "—"),
-        ]
+        facts = _facts(bundle, src, dst)
         if not bundle.is_active:
             return Outcome(
                 state="unknown",
@@ -141,3 +137,31 @@ class ZnyxProvider(BearerProvider):
             headline=f"{action.project} bundle v{bundle.version} is active in {dst}",
             facts=facts,
         )
+
+    async def observe(self, action: Action, *, promoted_by: str) -> Outcome:
+        """Znyx records who published each bundle; `promoted_by` names one request."""
+        assert isinstance(action, ZnyxPromote)
+        dst = action.target_env
+        mine = next(
+            (b for b in await self.bundles(action, dst) if b.published_by == promoted_by), None
+        )
+        if mine is None:
+            return Outcome(
+                state="failed",
+                headline=f"Znyx shows no bundle in {dst} promoted by this request",
+            )
+        return Outcome(
+            state="succeeded",
+            headline=f"{action.project} bundle v{mine.version} reached {dst}",
+            facts=_facts(mine, action.source_env, dst),
+        )
+
+
+def _facts(bundle: Bundle, src: str, dst: str) -> list[Fact]:
+    return [
+        Fact(label="Bundle", value=bundle.id),
+        Fact(label="Version", value=str(bundle.version)),
+        Fact(label="Policy hash", value=bundle.policy_hash),
+        Fact(label="From → to", value=f"{src} → {dst}"),
+        Fact(label="Published by", value=bundle.published_by or "—"),
+    ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import sqlite_utils
@@ -25,6 +25,7 @@ from bot.core.model import (
 )
 
 BUSY_TIMEOUT_MS = 5000
+DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
 
 
 class SqliteStore:
@@ -75,6 +76,10 @@ class SqliteStore:
                     detail TEXT NOT NULL DEFAULT ''
                 );
                 CREATE INDEX IF NOT EXISTS audit_target ON audit (target);
+                CREATE TABLE IF NOT EXISTS deliveries (
+                    key TEXT PRIMARY KEY,
+                    at TEXT NOT NULL
+                );
                 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
                 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
                 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -185,6 +190,17 @@ class SqliteStore:
             )
         return cursor.rowcount == 1
 
+    def first_delivery(self, key: str, at: datetime) -> bool:
+        """True the first time `key` (Slack's trigger id) is seen, by any process."""
+        with self.db.conn:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO deliveries (key, at) VALUES (?, ?)", [key, at.isoformat()]
+            )
+            self.db.execute(
+                "DELETE FROM deliveries WHERE at < ?", [(at - DELIVERY_MEMORY).isoformat()]
+            )
+        return cursor.rowcount == 1
+
     # --- audit ---------------------------------------------------------------------------
 
     def audit(self, entry: AuditEntry) -> None:
@@ -241,6 +257,7 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         preview=Preview.model_validate(json.loads(row["preview"])) if row["preview"] else None,
         outcome=Outcome.model_validate(json.loads(row["outcome"])) if row["outcome"] else None,
         created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
         expires_at=datetime.fromisoformat(row["expires_at"]),
         decided_by=row["decided_by"],
         approvals=approvals,

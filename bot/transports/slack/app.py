@@ -85,6 +85,8 @@ def create_app(
             await ack()
 
     async def run_command(command: dict[str, Any], respond: AsyncRespond) -> None:
+        if not workflow.first_delivery(command.get("trigger_id")):
+            return  # Slack delivered this one twice: it was handled already
         checked = workflow.check(command["user_id"], command.get("text", ""))
         if not isinstance(checked, Reply):  # a Reply was already given with the ack
             await _tell(
@@ -95,6 +97,8 @@ def create_app(
         await ack()
 
     async def approve(body: dict[str, Any], respond: AsyncRespond) -> None:
+        if not workflow.first_delivery(body.get("trigger_id")):
+            return
         request_id = _request_id(body)
         if request_id is None:
             await _tell(respond, Reply("That button carries no request number."))
@@ -102,6 +106,8 @@ def create_app(
         await _tell(respond, await workflow.approve(body["user"]["id"], request_id))
 
     async def reject(body: dict[str, Any], respond: AsyncRespond) -> None:
+        if not workflow.first_delivery(body.get("trigger_id")):
+            return
         request_id = _request_id(body)
         if request_id is None:
             await _tell(respond, Reply("That button carries no request number."))
