@@ -14,7 +14,9 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -29,20 +31,11 @@ from bot.config import (
     require,
 )
 from bot.core.ports import Provider
+
+if TYPE_CHECKING:
+    from bot.providers.appstore_token import AppStoreToken
 from bot.core.workflow import Workflow
-from bot.providers.appstore import AppStoreProvider
-from bot.providers.appstore_token import (
-    AppStoreToken,
-    PrivateKeyError,
-    load_private_key,
-    load_private_key_file,
-)
-from bot.providers.whop import WhopProvider
-from bot.providers.znyx import ZnyxProvider
-from bot.sandbox import world as sandbox
-from bot.sandbox.world import rehearsal_config, start_sandbox
 from bot.store import SqliteStore
-from bot.transports.shell import Shell, ShellChat
 from bot.transports.slack.app import create_app, identify
 from bot.transports.slack.chat import SlackChat
 from bot.web import WebServer
@@ -51,24 +44,32 @@ log = logging.getLogger("promote-bot")
 
 SLACK_PATH = "/slack/events"
 SLACK_TIMEOUT_SECONDS = 10
+SLACK_CONNECTIONS = 200
 
 
 def build_providers(settings: Settings, config: BotConfig) -> dict[str, Provider]:
     """One client per provider the config uses; each needs its credentials set."""
+    # Each provider's module is imported only when the config uses it: start-up time and memory.
     providers: dict[str, Provider] = {}
     if config.znyx is not None:
+        from bot.providers.znyx import ZnyxProvider
+
         require(settings, "znyx_token")
         assert settings.znyx_token is not None
         providers["znyx"] = ZnyxProvider.create(
             str(settings.znyx_api_url), settings.znyx_token.get_secret_value()
         )
     if config.whop is not None:
+        from bot.providers.whop import WhopProvider
+
         require(settings, "whop_api_key")
         assert settings.whop_api_key is not None
         providers["whop"] = WhopProvider.create(
             str(settings.whop_api_url), settings.whop_api_key.get_secret_value()
         )
     if config.appstore is not None:
+        from bot.providers.appstore import AppStoreProvider
+
         providers["appstore"] = AppStoreProvider.create(
             str(settings.asc_api_url), appstore_token(settings)
         )
@@ -77,6 +78,13 @@ def build_providers(settings: Settings, config: BotConfig) -> dict[str, Provider
 
 def appstore_token(settings: Settings) -> AppStoreToken:
     """The App Store Connect token signer; a key that does not load names its setting."""
+    from bot.providers.appstore_token import (
+        AppStoreToken,
+        PrivateKeyError,
+        load_private_key,
+        load_private_key_file,
+    )
+
     require(settings, "asc_issuer_id", "asc_key_id")
     assert settings.asc_issuer_id is not None and settings.asc_key_id is not None
     try:
@@ -103,9 +111,12 @@ class SlackBot:
     workflow: Workflow
     app: AsyncApp
 
+    session: aiohttp.ClientSession
+
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
+        await self.session.close()
         self.store.close()
 
 
@@ -121,12 +132,19 @@ async def start_slack_bot(settings: Settings) -> SlackBot:
     config = load_config(settings.promote_bot_config)
     providers = build_providers(settings, config)
     assert settings.slack_bot_token is not None
+    # One session for every Web API call (slack-sdk opens one per call without it).
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=SLACK_CONNECTIONS))
     client = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=str(settings.slack_api_url),
         timeout=SLACK_TIMEOUT_SECONDS,
+        session=session,
     )
-    identity = await identify(client)  # raises ConfigError naming the setting
+    try:
+        identity = await identify(client)  # raises ConfigError naming the setting
+    except ConfigError:
+        await session.close()
+        raise
     store = SqliteStore(settings.promote_bot_db)
     lease = timedelta(seconds=settings.promote_bot_lease_seconds)
     workflow = Workflow(config, store, providers, SlackChat(client), lease=lease)
@@ -139,7 +157,7 @@ async def start_slack_bot(settings: Settings) -> SlackBot:
         if settings.socket_mode or secret is None
         else secret.get_secret_value(),
     )
-    return SlackBot(settings, store, providers, workflow, app)
+    return SlackBot(settings, store, providers, workflow, app, session)
 
 
 async def _until_stopped() -> None:
@@ -196,12 +214,17 @@ async def serve(settings: Settings) -> None:
 
 async def shell(settings: Settings, args: argparse.Namespace) -> None:
     """The bot in a terminal, against the configured providers or the sandbox."""
+    from bot.sandbox import world as sandbox
+    from bot.transports.shell import Shell, ShellChat
+
     async with AsyncExitStack() as stack:
         if args.sandbox:
-            overrides = await start_sandbox(stack)
+            overrides = await sandbox.start_sandbox(stack)
             settings = Settings(**{**settings.model_dump(), **overrides})
             own = _read_toml(args.config) if args.config else None
-            config = parse_config(rehearsal_config(own), source=str(args.config or "sandbox"))
+            config = parse_config(
+                sandbox.rehearsal_config(own), source=str(args.config or "sandbox")
+            )
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="promote-bot-")))
             db = workdir / "sandbox.db"
             user = args.as_user or "U_ALICE"

@@ -106,6 +106,20 @@ def require(settings: Settings, *names: str) -> None:
 # --- the config file ---------------------------------------------------------------------
 
 
+WHOP_APP_ID = re.compile(r"^app_[A-Za-z0-9]{1,64}$")
+ASC_APP_ID = re.compile(r"^[0-9]{1,20}$")
+
+
+def _aliases(aliases: dict[str, str], ids: re.Pattern[str], what: str) -> dict[str, str]:
+    """Check a table of short names people type → provider ids."""
+    for alias, value in aliases.items():
+        if not NAME.match(alias):
+            raise ValueError(f"{alias!r} is not a valid alias (letters, digits, _ . -)")
+        if not ids.match(value):
+            raise ValueError(f"{alias} = {value!r} is not {what}")
+    return aliases
+
+
 class ZnyxConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -122,15 +136,7 @@ class ZnyxConfig(BaseModel):
     @field_validator("projects")
     @classmethod
     def _projects(cls, v: dict[str, str]) -> dict[str, str]:
-        for alias, project_id in v.items():
-            if not NAME.match(alias):
-                raise ValueError(f"{alias!r} is not a valid alias (letters, digits, _ . -)")
-            if not PROVIDER_ID.match(project_id):
-                raise ValueError(f"{alias} = {project_id!r} is not a Znyx project id")
-        return v
-
-
-WHOP_APP_ID = re.compile(r"^app_[A-Za-z0-9]{1,64}$")
+        return _aliases(v, PROVIDER_ID, "a Znyx project id")
 
 
 class WhopConfig(BaseModel):
@@ -141,15 +147,7 @@ class WhopConfig(BaseModel):
     @field_validator("apps")
     @classmethod
     def _apps(cls, v: dict[str, str]) -> dict[str, str]:
-        for alias, app_id in v.items():
-            if not NAME.match(alias):
-                raise ValueError(f"{alias!r} is not a valid alias (letters, digits, _ . -)")
-            if not WHOP_APP_ID.match(app_id):
-                raise ValueError(f"{alias} = {app_id!r} is not a Whop app id (app_…)")
-        return v
-
-
-ASC_APP_ID = re.compile(r"^[0-9]{1,20}$")
+        return _aliases(v, WHOP_APP_ID, "a Whop app id (app_…)")
 
 
 class AppStoreConfig(BaseModel):
@@ -160,14 +158,7 @@ class AppStoreConfig(BaseModel):
     @field_validator("apps")
     @classmethod
     def _apps(cls, v: dict[str, str]) -> dict[str, str]:
-        for alias, app_id in v.items():
-            if not NAME.match(alias):
-                raise ValueError(f"{alias!r} is not a valid alias (letters, digits, _ . -)")
-            if not ASC_APP_ID.match(app_id):
-                raise ValueError(
-                    f"{alias} = {app_id!r} is not an App Store Connect app id (digits)"
-                )
-        return v
+        return _aliases(v, ASC_APP_ID, "an App Store Connect app id (digits)")
 
 
 class BotConfig(BaseModel):

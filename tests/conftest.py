@@ -14,10 +14,10 @@ from bot.cli import SLACK_PATH, SlackBot, start_slack_bot
 from bot.config import Settings
 from bot.sandbox.appstore import FakeAppStore
 from bot.sandbox.slack import FakeSlack
+from bot.sandbox.slack_requests import SlackSender
 from bot.sandbox.whop import FakeWhop
 from bot.sandbox.znyx import FakeZnyx
 from bot.web import WebServer
-from tests.slack_requests import SlackSender
 
 IOS_APP = "1234567890"
 ASC_ISSUER = "69a6de70-0000-47e3-e053-5b8c7c11a4d1"

@@ -3,6 +3,8 @@ Connect that verifies every ES256 token, over HTTP."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from bot.core.model import AppStoreAttach, State
@@ -131,3 +133,14 @@ async def test_errors_show_title_and_detail(world: World) -> None:
         "rejected the change as invalid (HTTP 422: The request entity is not valid: "
         "That build is in review.)" in reply
     )
+
+
+async def test_recovery_reads_the_app_store_version(world: World) -> None:
+    await world.requested("appstore ios 2.4.0 153", CAROL)
+    long_ago = world.bot.workflow.clock() - timedelta(hours=1)
+    assert world.bot.store.transition(1, (State.PENDING,), State.EXECUTING, at=long_ago)
+    world.asc.versions[world.asc_ids.v240].build_id = world.asc_ids.b153_undeclared
+    assert await world.bot.workflow.recover() == 1
+    assert "build 153 attached to ios 2.4.0" in await world.finished()
+    assert world.bot.store.get(1).state is State.SUCCEEDED  # type: ignore[union-attr]
+    assert world.asc.patches == []

@@ -173,15 +173,6 @@ async def test_recovery_reads_whop_and_finds_nothing_happened(world: World) -> N
     assert world.whop.promote_calls == []
 
 
-async def test_recovery_reads_the_app_store_version(world: World) -> None:
-    await _stuck(world, "appstore ios 2.4.0 153", CAROL)
-    world.asc.versions[world.asc_ids.v240].build_id = world.asc_ids.b153_undeclared
-    await world.bot.workflow.recover()
-    assert "build 153 attached to ios 2.4.0" in await world.finished()
-    assert world.bot.store.get(1).state is State.SUCCEEDED  # type: ignore[union-attr]
-    assert world.asc.patches == []
-
-
 async def test_a_failed_read_makes_it_unknown_and_a_young_one_is_left_alone(world: World) -> None:
     await _stuck(world, f"whop storefront {world.builds.ios_approved}", CAROL)
     world.whop.keys.clear()  # the read is refused

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,3 +30,11 @@ def test_dockerfile_runs_serve_as_a_non_root_user() -> None:
     assert users and users[-1] not in ("root", "0")
     assert re.search(r'^CMD \["promote-bot", "serve"\]', dockerfile, flags=re.M)
     assert re.search(r"^FROM python:3\.\d+-slim", dockerfile, flags=re.M)
+
+
+def test_the_benchmark_harness_at_least_starts() -> None:
+    """It is run on demand, not here; this only keeps it from rotting unnoticed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--help"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0 and "--profile" in result.stdout

@@ -14,6 +14,7 @@ import pytest
 
 from bot.core.model import State
 from bot.sandbox.slack import FakeSlack
+from bot.sandbox.slack_requests import SlackSender
 from bot.sandbox.whop import FakeWhop
 from bot.sandbox.znyx import FakeZnyx
 from bot.store import SqliteStore
@@ -33,7 +34,6 @@ from tests.conftest import (
     seed_whop,
     seed_znyx,
 )
-from tests.slack_requests import SlackSender
 
 ROOT = Path(__file__).resolve().parents[1]
 APPROVERS = [f"U0APPROVER{i:02d}" for i in range(50)]

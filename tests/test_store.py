@@ -105,3 +105,12 @@ def test_audit_is_append_only_and_filterable() -> None:
         store.db.execute("UPDATE audit SET actor = 'someone else'")
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         store.db.execute("DELETE FROM audit")
+
+
+def test_deliveries_are_remembered_then_forgotten() -> None:
+    store = SqliteStore()
+    assert store.first_delivery("t.1", NOW)
+    assert not store.first_delivery("t.1", NOW + timedelta(minutes=5))
+    assert store.forget_deliveries(NOW + timedelta(minutes=30)) == 0
+    assert store.forget_deliveries(NOW + timedelta(hours=2)) == 1
+    assert store.first_delivery("t.1", NOW + timedelta(hours=2))

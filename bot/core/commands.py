@@ -122,6 +122,18 @@ def _parse_znyx(args: list[str], config: BotConfig) -> Promote:
     return Promote(action)
 
 
+def _app(
+    name: str, apps: dict[str, str], ids: re.Pattern[str], what: str, usage: str
+) -> tuple[str, str]:
+    """An alias from the config, or an id (shown by its alias when it has one)."""
+    if name in apps:
+        return name, apps[name]
+    if ids.match(name):
+        return next((alias for alias, i in apps.items() if i == name), name), name
+    known = ", ".join(sorted(apps)) or "none configured"
+    raise UsageError(f"Unknown {what} {_shown(name)}. Known: {known}.", usage)
+
+
 def _parse_whop(args: list[str], config: BotConfig) -> Promote:
     usage = USAGE["whop"]
     if config.whop is None:
@@ -137,15 +149,7 @@ def _parse_whop(args: list[str], config: BotConfig) -> Promote:
         )
     apps = config.whop.apps
     if len(args) == 2:
-        name = args[0]
-        if name in apps:
-            app, app_id = name, apps[name]
-        elif WHOP_APP_ID.match(name):
-            app = next((alias for alias, i in apps.items() if i == name), name)
-            app_id = name
-        else:
-            known = ", ".join(sorted(apps)) or "none configured"
-            raise UsageError(f"Unknown Whop app {_shown(name)}. Known: {known}.", usage)
+        app, app_id = _app(args[0], apps, WHOP_APP_ID, "Whop app", usage)
     elif len(apps) == 1:
         [(app, app_id)] = apps.items()
     else:
@@ -173,16 +177,7 @@ def _parse_appstore(args: list[str], config: BotConfig) -> Promote:
     if len(rest) != expected:
         forms = "\n".join(v for k, v in USAGE.items() if k.startswith("appstore"))
         raise UsageError(f"`{key}` takes {expected} words after it.", forms)
-    name = rest[0]
-    apps = config.appstore.apps
-    if name in apps:
-        app, app_id = name, apps[name]
-    elif ASC_APP_ID.match(name):
-        app = next((alias for alias, i in apps.items() if i == name), name)
-        app_id = name
-    else:
-        known = ", ".join(sorted(apps)) or "none configured"
-        raise UsageError(f"Unknown App Store app {_shown(name)}. Known: {known}.", usage)
+    app, app_id = _app(rest[0], config.appstore.apps, ASC_APP_ID, "App Store app", usage)
     if key == "appstore":
         version = _asc_word(rest[1], "a version string like 2.4.0 (or a version id)", usage)
         build = _asc_word(rest[2], "a build number like 153 (or a build id)", usage)

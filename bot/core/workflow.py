@@ -7,6 +7,7 @@ person who acted (shown only to them) or None when the release message says it a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -246,9 +247,11 @@ class Workflow:
         return key is None or self.store.first_delivery(key, self.clock())
 
     async def sweep(self) -> int:
-        """Expire open requests past their expiry and update their messages; how many."""
+        """Expire open requests past their expiry and update their messages; how many.
+        Also forgets delivery keys too old for Slack to redeliver."""
+        self.store.forget_deliveries(self.clock())
         expired = 0
-        for request in self.store.in_states(sources(Event.EXPIRE)):
+        for request in self.store.in_states(sources(Event.EXPIRE), expired_by=self.clock()):
             expired += await self._expire_if_due(request.id)
         return expired
 
@@ -309,7 +312,8 @@ class Workflow:
         assert request is not None
         action = request.action
         self._audit(request_id, user, "executing", action.target)
-        await self._refresh(request, self.policy(action))
+        # Show "promoting now" while the provider works, not before it starts.
+        showing = asyncio.create_task(self._refresh(request, self.policy(action)))
         try:
             provider = self.providers[action.provider]
             outcome = await provider.execute(action, promoted_by=promoted_by(request))
@@ -324,6 +328,7 @@ class Workflow:
             )
         self._move(request_id, OUTCOME_EVENT[outcome.state], outcome=outcome)
         self._audit(request_id, BOT_ACTOR, outcome.state, action.target, outcome.headline)
+        await showing  # the final update must come after the "promoting now" one
         await self._finish_message(request_id)
         return None
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -10,3 +11,4 @@ class Call:
     method: str
     path: str
     body: object = None
+    at: float = field(default_factory=time.time)  # when it arrived (wall clock, for benchmarks)

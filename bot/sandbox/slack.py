@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
@@ -22,6 +23,7 @@ class SlackCall:
     method: str  # "chat.postMessage", or "response_url" for posts to a response URL
     args: dict
     token: str | None
+    at: float = field(default_factory=time.time)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlite_utils
@@ -37,6 +37,9 @@ class SqliteStore:
             self.db = sqlite_utils.Database(str(path))
             self.db.enable_wal()
         self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # WAL with NORMAL survives any process crash; only the last commits before a power loss
+        # can go. The one commit that must not, the claim before a provider call, is FULL.
+        self.db.execute("PRAGMA synchronous = NORMAL")
         self._create_schema()
 
     def _create_schema(self) -> None:
@@ -59,7 +62,7 @@ class SqliteStore:
                     updated_at TEXT NOT NULL,
                     expires_at TEXT NOT NULL
                 );
-                CREATE INDEX IF NOT EXISTS requests_state ON requests (state);
+                CREATE INDEX IF NOT EXISTS requests_open ON requests (state, expires_at);
                 CREATE TABLE IF NOT EXISTS approvals (
                     request_id INTEGER NOT NULL REFERENCES requests (id),
                     user TEXT NOT NULL,
@@ -80,6 +83,7 @@ class SqliteStore:
                     key TEXT PRIMARY KEY,
                     at TEXT NOT NULL
                 );
+                CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at);
                 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
                 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
                 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -113,9 +117,9 @@ class SqliteStore:
                     channel,
                     State.PENDING.value,
                     preview.model_dump_json() if preview else None,
-                    created_at.isoformat(),
-                    created_at.isoformat(),
-                    expires_at.isoformat(),
+                    created_at.astimezone(UTC).isoformat(),
+                    created_at.astimezone(UTC).isoformat(),
+                    expires_at.astimezone(UTC).isoformat(),
                 ],
             )
         request_id = cursor.lastrowid
@@ -137,15 +141,17 @@ class SqliteStore:
         ]
         return _request(rows[0], approvals)
 
-    def in_states(self, states: Sequence[State]) -> list[Request]:
+    def in_states(
+        self, states: Sequence[State], *, expired_by: datetime | None = None
+    ) -> list[Request]:
+        """Requests in `states`, oldest first; only those expired by then, if given."""
         marks = ", ".join("?" for _ in states)
-        ids = [
-            row["id"]
-            for row in self.db.query(
-                f"SELECT id FROM requests WHERE state IN ({marks}) ORDER BY id",
-                [s.value for s in states],
-            )
-        ]
+        sql = f"SELECT id FROM requests WHERE state IN ({marks})"
+        params: list[str] = [s.value for s in states]
+        if expired_by is not None:
+            sql += " AND expires_at <= ?"
+            params.append(expired_by.astimezone(UTC).isoformat())
+        ids = [row["id"] for row in self.db.query(sql + " ORDER BY id", params)]
         return [r for r in (self.get(i) for i in ids) if r is not None]
 
     def set_message(self, request_id: int, ts: str) -> None:
@@ -174,6 +180,25 @@ class SqliteStore:
     ) -> bool:
         """The compare-and-set: one UPDATE that only matches in one of `from_states`."""
         marks = ", ".join("?" for _ in from_states)
+        durable = to is State.EXECUTING  # the provider is called next: this must reach the disk
+        if durable:
+            self.db.execute("PRAGMA synchronous = FULL")
+        try:
+            return self._transition(request_id, marks, from_states, to, at, by, outcome)
+        finally:
+            if durable:
+                self.db.execute("PRAGMA synchronous = NORMAL")
+
+    def _transition(
+        self,
+        request_id: int,
+        marks: str,
+        from_states: Sequence[State],
+        to: State,
+        at: datetime,
+        by: str | None,
+        outcome: Outcome | None,
+    ) -> bool:
         with self.db.conn:
             cursor = self.db.execute(
                 "UPDATE requests SET state = ?, updated_at = ?,"
@@ -194,12 +219,16 @@ class SqliteStore:
         """True the first time `key` (Slack's trigger id) is seen, by any process."""
         with self.db.conn:
             cursor = self.db.execute(
-                "INSERT OR IGNORE INTO deliveries (key, at) VALUES (?, ?)", [key, at.isoformat()]
-            )
-            self.db.execute(
-                "DELETE FROM deliveries WHERE at < ?", [(at - DELIVERY_MEMORY).isoformat()]
+                "INSERT OR IGNORE INTO deliveries (key, at) VALUES (?, ?)",
+                [key, at.astimezone(UTC).isoformat()],
             )
         return cursor.rowcount == 1
+
+    def forget_deliveries(self, now: datetime) -> int:
+        """Drop delivery keys older than Slack could redeliver them; how many."""
+        cutoff = (now - DELIVERY_MEMORY).astimezone(UTC).isoformat()
+        with self.db.conn:
+            return self.db.execute("DELETE FROM deliveries WHERE at < ?", [cutoff]).rowcount
 
     # --- audit ---------------------------------------------------------------------------
 

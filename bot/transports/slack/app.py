@@ -7,7 +7,9 @@ previews, provider calls and Web API posts run after it.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -29,6 +31,22 @@ async def _tell(respond: AsyncRespond, reply: Reply | None) -> None:
     """An answer only the person who acted sees."""
     if reply is not None:
         await respond(text=reply.text, response_type="ephemeral", replace_original=False)
+
+
+def _answering_errors(
+    work: Callable[[dict[str, Any], AsyncRespond], Awaitable[None]],
+) -> Callable[[dict[str, Any], AsyncRespond], Awaitable[None]]:
+    """Work after the ack: a bug is logged and the person told, never left in silence."""
+
+    @functools.wraps(work)
+    async def guarded(body: dict[str, Any], respond: AsyncRespond) -> None:
+        try:
+            await work(body, respond)
+        except Exception:
+            log.exception("%s failed", work.__name__)
+            await _tell(respond, Reply("promote-bot hit an internal error; it has been logged."))
+
+    return guarded
 
 
 def _request_id(body: dict[str, Any]) -> int | None:
@@ -84,7 +102,9 @@ def create_app(
         else:
             await ack()
 
-    async def run_command(command: dict[str, Any], respond: AsyncRespond) -> None:
+    @_answering_errors
+    async def run_command(body: dict[str, Any], respond: AsyncRespond) -> None:
+        command = body
         if not workflow.first_delivery(command.get("trigger_id")):
             return  # Slack delivered this one twice: it was handled already
         checked = workflow.check(command["user_id"], command.get("text", ""))
@@ -96,27 +116,27 @@ def create_app(
     async def ack_click(ack: AsyncAck) -> None:
         await ack()
 
-    async def approve(body: dict[str, Any], respond: AsyncRespond) -> None:
-        if not workflow.first_delivery(body.get("trigger_id")):
-            return
-        request_id = _request_id(body)
-        if request_id is None:
-            await _tell(respond, Reply("That button carries no request number."))
-            return
-        await _tell(respond, await workflow.approve(body["user"]["id"], request_id))
+    def clicked(
+        decide: Callable[[str, int], Awaitable[Reply | None]],
+    ) -> Callable[[dict[str, Any], AsyncRespond], Awaitable[None]]:
+        """A button's work after its ack: the request id is all the button carries."""
 
-    async def reject(body: dict[str, Any], respond: AsyncRespond) -> None:
-        if not workflow.first_delivery(body.get("trigger_id")):
-            return
-        request_id = _request_id(body)
-        if request_id is None:
-            await _tell(respond, Reply("That button carries no request number."))
-            return
-        await _tell(respond, await workflow.reject(body["user"]["id"], request_id))
+        @_answering_errors
+        async def on_click(body: dict[str, Any], respond: AsyncRespond) -> None:
+            if not workflow.first_delivery(body.get("trigger_id")):
+                return
+            request_id = _request_id(body)
+            if request_id is None:
+                await _tell(respond, Reply("That button carries no request number."))
+                return
+            await _tell(respond, await decide(body["user"]["id"], request_id))
+
+        on_click.__name__ = f"on_{decide.__name__}"  # Bolt tells lazy functions apart by name
+        return on_click
 
     app.command(COMMAND)(ack=ack_command, lazy=[run_command])
-    app.action(APPROVE)(ack=ack_click, lazy=[approve])
-    app.action(REJECT)(ack=ack_click, lazy=[reject])
+    app.action(APPROVE)(ack=ack_click, lazy=[clicked(workflow.approve)])
+    app.action(REJECT)(ack=ack_click, lazy=[clicked(workflow.reject)])
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:

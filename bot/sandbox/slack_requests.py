@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import uuid
 from urllib.parse import urlencode
 
 import httpx
 from slack_sdk.signature import SignatureVerifier
 
 _trigger = itertools.count(1)
+_RUN = uuid.uuid4().hex[:12]  # trigger ids are unique across processes, as Slack's are
 
 
 class SlackSender:
@@ -20,7 +22,8 @@ class SlackSender:
         self.url = f"{bot_url}/slack/events"
         self.verifier = SignatureVerifier(signing_secret)
         self.response_base = response_base
-        self.http = httpx.AsyncClient(timeout=30)
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+        self.http = httpx.AsyncClient(timeout=30, limits=limits)  # load tests open many at once
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -55,7 +58,7 @@ class SlackSender:
                 "text": text,
                 "api_app_id": "A0PROMOTE",
                 "response_url": f"{self.response_base}/response/cmd{n}",
-                "trigger_id": f"trigger.{n}",
+                "trigger_id": f"{n}.{_RUN}",
             }
         )
 
@@ -69,7 +72,7 @@ class SlackSender:
             "api_app_id": "A0PROMOTE",
             "token": "legacy-verification-token",
             "container": {"type": "message", "message_ts": ts, "channel_id": channel},
-            "trigger_id": f"trigger.{n}",
+            "trigger_id": f"{n}.{_RUN}",
             "team": {"id": "T0TEST", "domain": "test"},
             "channel": {"id": channel, "name": "releases"},
             "message": {"type": "message", "ts": ts, "text": "release"},

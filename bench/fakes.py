@@ -1,0 +1,78 @@
+"""The fakes for a benchmark run, in a process of their own: Slack, Znyx and App Store Connect.
+
+Prints one JSON line with their URLs, then serves until killed. `GET /_stats` on the Slack fake
+answers counts and arrival times, so the harness can time what happens after an ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import sys
+
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bot.sandbox.appstore import FakeAppStore
+from bot.sandbox.slack import FakeSlack
+from bot.sandbox.world import seed_appstore, seed_znyx
+from bot.sandbox.znyx import FakeZnyx
+from bot.web import WebServer
+
+
+def stats(slack: FakeSlack, znyx: FakeZnyx, asc: FakeAppStore) -> web.Application:
+    async def get(request: web.Request) -> web.Response:
+        since = float(request.query.get("since", "0"))
+        # The call lists only grow, in arrival order: look at the tail since `since` only.
+        recent = slack.calls[bisect.bisect_left(slack.calls, since, key=lambda c: c.at) :]
+        posts = [c for c in recent if c.method == "chat.postMessage"]
+        znyx_recent = znyx.calls[bisect.bisect_left(znyx.calls, since, key=lambda c: c.at) :]
+        return web.json_response(
+            {
+                "threads": [c.at for c in posts if "thread_ts" in c.args],
+                "posts": [c.at for c in posts if "thread_ts" not in c.args],
+                "promotes": [c.at for c in znyx_recent if c.path.endswith("/promote")],
+                "asc_tokens": len(asc.tokens_seen),
+            }
+        )
+
+    async def control(request: web.Request) -> web.Response:
+        body = await request.json()
+        znyx.promote_delay = float(body.get("promote_delay", znyx.promote_delay))
+        if body.get("forget"):
+            slack.calls.clear()
+            znyx.calls.clear()
+        return web.json_response({"promote_delay": znyx.promote_delay})
+
+    app = web.Application()
+    app.router.add_get("/_stats", get)
+    app.router.add_post("/_control", control)
+    return app
+
+
+async def main() -> None:
+    slack, znyx, asc = FakeSlack(), FakeZnyx(), FakeAppStore()
+    seed_znyx(znyx)
+    key = ec.generate_private_key(ec.SECP256R1())
+    seed_appstore(asc, key)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    async with (
+        WebServer(slack.app()) as s,
+        WebServer(znyx.app()) as z,
+        WebServer(asc.app()) as a,
+        WebServer(stats(slack, znyx, asc)) as st,
+    ):
+        urls = {"slack": s.url, "znyx": z.url, "asc": a.url, "stats": st.url, "asc_key": pem}
+        print(json.dumps(urls), flush=True)
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(0)

@@ -1,0 +1,549 @@
+"""Benchmarks: `python -m bench.run [--quick]`. Prints one table and rewrites BENCHMARKS.md.
+
+Every system under test is its own process in HTTP mode on loopback: `promote-bot serve` and,
+as the baseline, a bare Bolt AsyncApp whose only listener acks. The fakes (Slack Web API, Znyx,
+App Store Connect) run in another process, and the load generator in a third, so none of them
+shares an event loop with what is measured. Bot and baseline are measured alternately, in the
+same run, and reported as ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import signal
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from bot.core.model import AppStoreExpire
+from bot.providers.appstore import AppStoreProvider
+from bot.providers.appstore_token import AppStoreToken, load_private_key
+from bot.sandbox import world
+from bot.sandbox.slack_requests import SlackSender
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "bench-signing-secret"
+TOKEN = "xoxb-test-token"  # the fake Slack's token
+REQUESTER, APPROVER = "U_ALICE", "U_BOB"
+COMMAND = "znyx guardrails dev"
+
+TARGETS = {
+    "ack p50 ratio": 1.2,
+    "ack p99 ratio": 1.5,
+    "throughput ratio": 0.8,
+    "click → provider p50 (ms)": 20.0,
+    "500 at once / one": 2.0,
+    "start to ready (s)": 1.0,
+    "idle RSS (MB)": 80.0,
+    "App Store tokens signed": 1,
+}
+
+CONFIG = """
+[roles]
+release-manager = ["bundle:publish", "developer:manage_builds"]
+
+[members]
+U_ALICE = ["release-manager"]
+U_BOB = ["release-manager"]
+
+[znyx]
+org = "org-sandbox"
+
+[znyx.projects]
+guardrails = "proj-guardrails"
+
+[policies."znyx:*"]
+approvals = 1
+"""
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class Process:
+    """A server process that prints `listening on http://0.0.0.0:PORT/…` when ready to accept."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.argv, self.env = argv, env
+        self.proc: asyncio.subprocess.Process | None = None
+        self.port = 0
+
+    async def start(self) -> float:
+        """Start it; return seconds from spawn to its first successful signed request."""
+        started = time.perf_counter()
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        assert self.proc.stdout is not None
+        while True:
+            line = (await self.proc.stdout.readline()).decode()
+            if not line:
+                raise RuntimeError(f"{self.argv} exited before listening")
+            if "listening on http://0.0.0.0:" in line:
+                self.port = int(line.rsplit(":", 1)[1].split("/")[0])
+                break
+        asyncio.get_running_loop().create_task(self._drain())
+        sender = SlackSender(self.url, SECRET, "http://127.0.0.1:9")
+        while (await sender.command("help", REQUESTER)).status_code != 200:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        await sender.aclose()
+        return time.perf_counter() - started
+
+    async def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while await self.proc.stdout.readline():
+            pass
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
+
+
+async def load(job: dict) -> dict:
+    """Run the load generator in a process of its own."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.load",
+        json.dumps(job),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    out, _ = await proc.communicate()
+    result = json.loads(out)
+    if result["failures"]:
+        raise RuntimeError(f"{result['failures']} requests failed in {job['kind']}")
+    return result
+
+
+@dataclass
+class Fakes:
+    urls: dict[str, str]
+    http: httpx.AsyncClient
+
+    async def stats(self, since: float = 0.0) -> dict:
+        return (await self.http.get(f"{self.urls['stats']}/_stats", params={"since": since})).json()
+
+    async def control(self, **body: object) -> None:
+        await self.http.post(f"{self.urls['stats']}/_control", json=body)
+
+    async def wait(self, key: str, count: int, since: float, within: float = 120) -> list[float]:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            seen = (await self.stats(since))[key]
+            if len(seen) >= count:
+                return sorted(seen)
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"waited for {count} {key}, saw {len(seen)}")
+
+
+async def main(quick: bool, profile: bool) -> None:
+    scale = 0.2 if quick else 1.0
+    fakes_proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.fakes", stdout=asyncio.subprocess.PIPE, cwd=ROOT
+    )
+    assert fakes_proc.stdout is not None
+    urls = json.loads(await fakes_proc.stdout.readline())
+    fakes = Fakes(urls, httpx.AsyncClient(timeout=30))
+    workdir = Path(tempfile.mkdtemp(prefix="promote-bot-bench-"))
+    (workdir / "bench.toml").write_text(CONFIG)
+    env = {
+        **{
+            k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ZNYX_", "PROMOTE_"))
+        },
+        "PYTHONPATH": str(ROOT),
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": f"{urls['slack']}/api/",
+        "ZNYX_API_URL": urls["znyx"],
+        "ZNYX_TOKEN": world.ZNYX_TOKEN,
+        "PROMOTE_BOT_CONFIG": str(workdir / "bench.toml"),
+        "PORT": "0",
+    }
+    results: dict[str, float] = {}
+    profile_md = ""
+    rows: list[tuple[str, str, str, str]] = []
+    try:
+        # 4. start to ready and idle RSS, bot and baseline alternately
+        starts: dict[str, list[float]] = {"bot": [], "bare": []}
+        rss: dict[str, float] = {}
+        for i in range(3):
+            for name in ("bot", "bare"):
+                proc = _system(name, env, workdir / f"start{i}.db")
+                starts[name].append(await proc.start())
+                await asyncio.sleep(1.0)
+                rss[name] = proc.rss_mb()
+                await proc.stop()
+        bot_start, bare_start = statistics.median(starts["bot"]), statistics.median(starts["bare"])
+        rows.append(
+            (
+                "start to ready (s)",
+                f"{bot_start:.3f}",
+                f"{bare_start:.3f}",
+                f"{bot_start / bare_start:.2f}",
+            )
+        )
+        rows.append(
+            (
+                "idle RSS (MB)",
+                f"{rss['bot']:.1f}",
+                f"{rss['bare']:.1f}",
+                f"{rss['bot'] / rss['bare']:.2f}",
+            )
+        )
+        results["start to ready (s)"], results["idle RSS (MB)"] = bot_start, rss["bot"]
+
+        bot = _system("bot", env, workdir / "bot.db")
+        bare = _system("bare", env, workdir / "bare.db")
+        await bot.start()
+        await bare.start()
+
+        # 1. slash-command ack latency and throughput at concurrency 1, 32, 128
+        worst = {"ack p50 ratio": 0.0, "ack p99 ratio": 0.0, "throughput ratio": 9.9}
+        for concurrency, count in ((1, 300), (32, 1500), (128, 1500)):
+            count = max(int(count * scale), concurrency * 2)
+            lat: dict[str, list[float]] = {"bot": [], "bare": []}
+            rate: dict[str, list[float]] = {"bot": [], "bare": []}
+            for _ in range(2):
+                for name, proc in (("bot", bot), ("bare", bare)):
+                    since = time.time()
+                    job = {
+                        "url": proc.url,
+                        "secret": SECRET,
+                        "kind": "command",
+                        "text": COMMAND,
+                        "user": REQUESTER,
+                        "count": count,
+                        "concurrency": concurrency,
+                    }
+                    out = await load(job)
+                    lat[name] += out["latencies"]
+                    rate[name].append(count / out["wall"])
+                    if name == "bot":  # let its work after the ack finish before the baseline runs
+                        await fakes.wait("posts", count, since)
+            p50 = {n: pct(v, 0.5) * 1000 for n, v in lat.items()}
+            p99 = {n: pct(v, 0.99) * 1000 for n, v in lat.items()}
+            rps = {n: statistics.mean(v) for n, v in rate.items()}
+            for label, values, fmt in (
+                ("p50 (ms)", p50, ".2f"),
+                ("p99 (ms)", p99, ".2f"),
+                ("req/s", rps, ".0f"),
+            ):
+                ratio = values["bot"] / values["bare"]
+                rows.append(
+                    (
+                        f"ack {label} @ c={concurrency}",
+                        f"{values['bot']:{fmt}}",
+                        f"{values['bare']:{fmt}}",
+                        f"{ratio:.2f}",
+                    )
+                )
+            worst["ack p50 ratio"] = max(worst["ack p50 ratio"], p50["bot"] / p50["bare"])
+            worst["ack p99 ratio"] = max(worst["ack p99 ratio"], p99["bot"] / p99["bare"])
+            worst["throughput ratio"] = min(worst["throughput ratio"], rps["bot"] / rps["bare"])
+        results.update(worst)
+        await bare.stop()
+
+        # 2. approve click → promote call arriving at the fake provider, one at a time
+        await fakes.control(promote_delay=0.0)
+        clicks = max(int(100 * scale), 20)
+        first_id = await _open_requests(bot, fakes, clicks)
+        since = time.time()
+        out = await load(
+            {
+                "url": bot.url,
+                "secret": SECRET,
+                "kind": "click",
+                "gap": 0.05,
+                "ids": list(range(first_id, first_id + clicks)),
+                "user": APPROVER,
+                "concurrency": 1,
+            }
+        )
+        arrived = await fakes.wait("promotes", clicks, since)
+        arrivals = [(a - t) * 1000 for a, t in zip(arrived, sorted(out["sent"]), strict=True)]
+        await fakes.wait("threads", clicks, since)
+        rows.append(("click → provider p50 (ms)", f"{pct(arrivals, 0.5):.2f}", "", ""))
+        rows.append(("click → provider p99 (ms)", f"{pct(arrivals, 0.99):.2f}", "", ""))
+        results["click → provider p50 (ms)"] = pct(arrivals, 0.5)
+
+        # 3. 500 approved promotions at once, the provider answering in 200 ms
+        await fakes.control(promote_delay=0.2)
+        singles = []
+        for _ in range(3):
+            request_id = await _open_requests(bot, fakes, 1)
+            since = time.time()
+            out = await load(
+                {
+                    "url": bot.url,
+                    "secret": SECRET,
+                    "kind": "click",
+                    "ids": [request_id],
+                    "user": APPROVER,
+                    "concurrency": 1,
+                }
+            )
+            [done] = await fakes.wait("threads", 1, since)
+            singles.append(done - out["sent"][0])
+        one = statistics.median(singles)
+        many = max(int(500 * scale), 50)
+        first_id = await _open_requests(bot, fakes, many)
+        spy = await _py_spy(bot, workdir / "profile.txt") if profile else None
+        since = time.time()
+        out = await load(
+            {
+                "url": bot.url,
+                "secret": SECRET,
+                "kind": "click",
+                "ids": list(range(first_id, first_id + many)),
+                "user": APPROVER,
+                "concurrency": many,
+            }
+        )
+        done_all = (await fakes.wait("threads", many, since))[-1]
+        total = done_all - min(out["sent"])
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            await spy.wait()
+            profile_md = _profile_summary(workdir / "profile.txt")
+        rows.append((f"{many} at once: total (s)", f"{total:.3f}", "", ""))
+        rows.append(("one promotion (s)", f"{one:.3f}", "", ""))
+        rows.append((f"{many} at once / one", f"{total / one:.2f}", "", ""))
+        results["500 at once / one"] = total / one
+        await bot.stop()
+
+        # 5. App Store Connect tokens signed during 1,000 provider calls
+        token = AppStoreToken(world.ASC_ISSUER, world.ASC_KEY_ID, load_private_key(urls["asc_key"]))
+        client = AppStoreProvider.create(urls["asc"], token)
+        action = AppStoreExpire(app="ios", app_id=world.IOS_APP, build="153")
+        for _ in range(1000):
+            await client.build(action)
+        await client.aclose()
+        seen = (await fakes.stats())["asc_tokens"]
+        rows.append(
+            ("App Store tokens signed / seen in 1,000 calls", f"{token.signed} / {seen}", "", "")
+        )
+        results["App Store tokens signed"] = token.signed
+    finally:
+        fakes_proc.terminate()
+        await fakes_proc.wait()
+        await fakes.http.aclose()
+
+    report(rows, results, quick, profile_md)
+
+
+def _system(name: str, env: dict[str, str], db: Path) -> Process:
+    env = {**env, "PROMOTE_BOT_DB": str(db)}
+    if name == "bot":
+        return Process([sys.executable, "-m", "bot", "serve"], env)
+    return Process([sys.executable, "-m", "bench.bare_bolt"], env)
+
+
+async def _open_requests(bot: Process, fakes: Fakes, count: int) -> int:
+    """Open `count` pending requests; return the id of the first."""
+    since = time.time()
+    with sqlite3.connect(bot.env["PROMOTE_BOT_DB"]) as db:
+        before = db.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]
+    await load(
+        {
+            "url": bot.url,
+            "secret": SECRET,
+            "kind": "command",
+            "text": COMMAND,
+            "user": REQUESTER,
+            "count": count,
+            "concurrency": min(count, 32),
+        }
+    )
+    await fakes.wait("posts", count, since)
+    return before + 1
+
+
+async def _py_spy(bot: Process, out: Path) -> asyncio.subprocess.Process:
+    """Sample the bot's stacks (py-spy, from PyPI) until sent SIGINT."""
+    assert bot.proc is not None
+    spy = await asyncio.create_subprocess_exec(
+        "py-spy",
+        "record",
+        "--pid",
+        str(bot.proc.pid),
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--nonblocking",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await asyncio.sleep(1.0)  # py-spy attaches
+    return spy
+
+
+_GROUPS = (
+    ("slack_bolt", "Bolt (request parsing, verification, listener runner)"),
+    ("slack_sdk", "slack-sdk (Web API client)"),
+    ("aiohttp", "aiohttp (HTTP server and Slack client I/O)"),
+    ("httpcore", "httpx/httpcore (provider client)"),
+    ("httpx", "httpx/httpcore (provider client)"),
+    ("pydantic", "pydantic (models)"),
+    ("sqlite", "SQLite (store)"),
+    ("/bot/", "promote-bot's own code"),
+    ("asyncio", "asyncio (event loop, selectors)"),
+    ("json", "json"),
+)
+
+
+def _profile_summary(raw: Path) -> str:
+    """Where the samples' leaf frames fall, by library, and the ten busiest functions."""
+    if not raw.exists():
+        return "\n(py-spy wrote no profile: is it installed, and may it attach?)\n"
+    by_group: dict[str, int] = {}
+    by_function: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        leaf = stack.split(";")[-1]
+        group = next((g for key, g in _GROUPS if key in leaf), "other (interpreter, stdlib)")
+        by_group[group] = by_group.get(group, 0) + n
+        name = re.sub(r":\d+\)$", ")", leaf)
+        by_function[name] = by_function.get(name, 0) + n
+    if not total:
+        return ""
+    groups = "\n".join(
+        f"| {g} | {n / total:.0%} |" for g, n in sorted(by_group.items(), key=lambda x: -x[1])
+    )
+    top = "\n".join(
+        f"| `{f[:90]}` | {n / total:.1%} |"
+        for f, n in sorted(by_function.items(), key=lambda x: -x[1])[:10]
+    )
+    return f"""
+## Profile of the promotions-at-once phase
+
+py-spy sampled the bot at 250 Hz while the promotions ran ({total} samples). Where the time
+went, by the library of the innermost frame:
+
+| where | share of samples |
+|---|---|
+{groups}
+
+The ten busiest functions (own time):
+
+| function | share |
+|---|---|
+{top}
+"""
+
+
+def _machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    system = f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores"
+    return f"{system}, {cpu}, Python {platform.python_version()}"
+
+
+def report(
+    rows: list[tuple[str, str, str, str]], results: dict[str, float], quick: bool, profile_md: str
+) -> None:
+    header = ("measure", "promote-bot", "bare Bolt", "bot / bare")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(header, widths, strict=True))]
+    lines.append("-|-".join("-" * w for w in widths))
+    lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    table = "\n".join(lines)
+    print(table)
+    checks = []
+    for name, target in TARGETS.items():
+        value = results.get(name)
+        if value is None:
+            continue
+        better_low = name not in ("throughput ratio",)
+        met = value <= target if better_low else value >= target
+        sign = "≤" if better_low else "≥"
+        checks.append(
+            f"| {name} | {value:.3g} | {sign} {target} | {'met' if met else '**missed**'} |"
+        )
+    command = "python -m bench.run --profile" + (" --quick" if quick else "")
+    md = f"""# Benchmarks
+
+Run on demand with `{command}` (not part of the test suite); it rewrites this file.
+Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {_machine()}.
+
+Each system under test runs as its own process in HTTP mode on loopback; the fake Slack Web API
+and fake providers run in a second process and the load generator in a third. The bot and a bare
+Bolt `AsyncApp` whose only listener acks are measured alternately in the same run. The bot's
+slash command is a real one (`/promote {COMMAND}`): after each ack it reads the preview from the
+fake Znyx, writes SQLite and posts the release message; the baseline's next round starts only
+when all of that has finished.
+
+## Figures
+
+{_markdown(header, rows)}
+
+## Targets
+
+| measure | value | target | |
+|---|---|---|---|
+{chr(10).join(checks)}
+
+Ratios are the worst over the three concurrencies.
+{profile_md}"""
+    (ROOT / "BENCHMARKS.md").write_text(md)
+
+
+def _markdown(header: tuple[str, ...], rows: list[tuple[str, str, str, str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="a fifth of the requests, for a smoke run"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the bot during the promotions-at-once phase"
+    )
+    args = parser.parse_args()
+    asyncio.run(main(args.quick, args.profile))
