@@ -235,6 +235,8 @@ async def main(quick: bool, profile: bool) -> None:
             rate: dict[str, list[float]] = {"bot": [], "bare": []}
             for _ in range(2):
                 for name, proc in (("bot", bot), ("bare", bare)):
+                    spying = profile and name == "bot" and concurrency == 128
+                    spy = await _py_spy(bot, workdir / "ack.txt") if spying else None
                     since = time.time()
                     job = {
                         "url": proc.url,
@@ -250,6 +252,9 @@ async def main(quick: bool, profile: bool) -> None:
                     rate[name].append(count / out["wall"])
                     if name == "bot":  # let its work after the ack finish before the baseline runs
                         await fakes.wait("posts", count, since)
+                    if spy is not None:
+                        spy.send_signal(signal.SIGINT)
+                        await spy.wait()
             p50 = {n: pct(v, 0.5) * 1000 for n, v in lat.items()}
             p99 = {n: pct(v, 0.99) * 1000 for n, v in lat.items()}
             rps = {n: statistics.mean(v) for n, v in rate.items()}
@@ -271,6 +276,12 @@ async def main(quick: bool, profile: bool) -> None:
             worst["ack p99 ratio"] = max(worst["ack p99 ratio"], p99["bot"] / p99["bare"])
             worst["throughput ratio"] = min(worst["throughput ratio"], rps["bot"] / rps["bare"])
         results.update(worst)
+        if profile:
+            profile_md += _profile_summary(
+                workdir / "ack.txt",
+                "the bot's ack rounds at concurrency 128",
+                "it acked the commands and did the work after each ack",
+            )
         await bare.stop()
 
         # 2. approve click → promote call arriving at the fake provider, one at a time
@@ -334,7 +345,9 @@ async def main(quick: bool, profile: bool) -> None:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             await spy.wait()
-            profile_md = _profile_summary(workdir / "profile.txt")
+            profile_md += _profile_summary(
+                workdir / "profile.txt", "the promotions-at-once phase", "the promotions ran"
+            )
         rows.append((f"{many} at once: total (s)", f"{total:.3f}", "", ""))
         rows.append(("one promotion (s)", f"{one:.3f}", "", ""))
         rows.append((f"{many} at once / one", f"{total / one:.2f}", "", ""))
@@ -424,7 +437,7 @@ _GROUPS = (
 )
 
 
-def _profile_summary(raw: Path) -> str:
+def _profile_summary(raw: Path, phase: str, during: str) -> str:
     """Where the samples' leaf frames fall, by library, and the ten busiest functions."""
     if not raw.exists():
         return "\n(py-spy wrote no profile: is it installed, and may it attach?)\n"
@@ -452,9 +465,9 @@ def _profile_summary(raw: Path) -> str:
         for f, n in sorted(by_function.items(), key=lambda x: -x[1])[:10]
     )
     return f"""
-## Profile of the promotions-at-once phase
+## Profile of {phase}
 
-py-spy sampled the bot at 250 Hz while the promotions ran ({total} samples). Where the time
+py-spy sampled the bot at 250 Hz while {during} ({total} samples). Where the time
 went, by the library of the innermost frame:
 
 | where | share of samples |
@@ -527,6 +540,22 @@ when all of that has finished.
 {chr(10).join(checks)}
 
 Ratios are the worst over the three concurrencies.
+
+## Reading the figures
+
+- **Ack latency at concurrency 1** is Bolt's own: its listener runner polls for `ack()` every
+  10 ms, so both systems answer in about 13 ms and the ratio stays near 1.
+- **Ack latency and throughput at concurrency 32 and 128** compare unlike work: the baseline
+  does nothing after its ack, while every bot command then reads the preview from Znyx (two
+  HTTP calls), writes SQLite and posts the release message, on the same event loop and the same
+  2 cores as the load generator and the fakes. The ratio measures that work, not the ack path;
+  the ack path itself is the c=1 row. Where the ratio targets are missed, this is why.
+- **Promotions at once** overlap (N promotions take far less than N × one), but each costs
+  several milliseconds of CPU on one event loop (the profile below: six HTTP exchanges, SQLite,
+  Bolt's request copy and timers). A single process can't finish hundreds in twice the time of
+  one; several processes on one database can, and stay exactly-once (tests/test_replicas.py).
+- **Start to ready** is mostly importing Bolt, aiohttp, sqlite-utils and pydantic-settings;
+  providers, the shell and the sandbox are imported only when used.
 {profile_md}"""
     (ROOT / "BENCHMARKS.md").write_text(md)
 

@@ -277,3 +277,13 @@ async def test_only_the_requester_or_a_scope_holder_may_cancel(world: World) -> 
     assert "You have no role in promote-bot" in response.json()["text"]
     request = world.bot.store.get(1)
     assert request is not None and request.state is State.PENDING
+
+
+async def test_a_forged_button_value_is_answered(world: World) -> None:
+    await world.requested()
+    for value in ("²", "1; DROP TABLE requests", "", "9" * 40):
+        await world.sender.click(APPROVE, value, BOB)
+    await world.slack.wait_for(lambda s: len(world.told()) == 4)
+    assert world.told() == ["That button carries no request number."] * 4
+    assert world.znyx.promote_calls == []
+    assert world.bot.store.get(1).state is State.PENDING  # type: ignore[union-attr]

@@ -52,7 +52,7 @@ def _answering_errors(
 def _request_id(body: dict[str, Any]) -> int | None:
     try:
         value = body["actions"][0]["value"]
-        return int(value) if str(value).isdigit() else None
+        return int(value) if str(value).isdecimal() and len(str(value)) <= 12 else None
     except (KeyError, IndexError, TypeError):
         return None
 
