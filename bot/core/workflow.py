@@ -326,8 +326,12 @@ class Workflow:
                 headline="the bot hit an internal error while promoting",
                 check=f"Check {action.provider} to see whether {action.title} happened.",
             )
-        self._move(request_id, OUTCOME_EVENT[outcome.state], outcome=outcome)
-        self._audit(request_id, BOT_ACTOR, outcome.state, action.target, outcome.headline)
+        if self._move(request_id, OUTCOME_EVENT[outcome.state], outcome=outcome):
+            event = outcome.state
+        else:  # held past the lease and resolved by a recovery meanwhile: keep the truth too
+            log.warning("promotion #%s ended after it had been recovered", request_id)
+            event = f"late outcome: {outcome.state}"
+        self._audit(request_id, BOT_ACTOR, event, action.target, outcome.headline)
         await showing  # the final update must come after the "promoting now" one
         await self._finish_message(request_id)
         return None
