@@ -11,7 +11,7 @@ import os
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.web import WebServer
+from bot.web import LISTENING, WebServer
 
 
 async def main() -> None:
@@ -27,7 +27,7 @@ async def main() -> None:
     async with WebServer(
         app.web_app(), host="0.0.0.0", port=int(os.environ.get("PORT", "0"))
     ) as server:
-        print(f"listening on http://0.0.0.0:{server.port}/slack/events", flush=True)
+        print(LISTENING.format(host="0.0.0.0", port=server.port, path="/slack/events"), flush=True)
         await asyncio.Event().wait()
 
 

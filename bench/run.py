@@ -32,6 +32,7 @@ from bot.providers.appstore import AppStoreProvider
 from bot.providers.appstore_token import AppStoreToken, load_private_key
 from bot.sandbox import world
 from bot.sandbox.slack_requests import SlackSender
+from bot.web import listening_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-signing-secret"
@@ -92,13 +93,7 @@ class Process:
             stderr=asyncio.subprocess.STDOUT,
         )
         assert self.proc.stdout is not None
-        while True:
-            line = (await self.proc.stdout.readline()).decode()
-            if not line:
-                raise RuntimeError(f"{self.argv} exited before listening")
-            if "listening on http://0.0.0.0:" in line:
-                self.port = int(line.rsplit(":", 1)[1].split("/")[0])
-                break
+        self.port = await listening_port(self.proc.stdout)
         asyncio.get_running_loop().create_task(self._drain())
         sender = SlackSender(self.url, SECRET, "http://127.0.0.1:9")
         while (await sender.command("help", REQUESTER)).status_code != 200:  # noqa: ASYNC110

@@ -38,7 +38,7 @@ from bot.core.workflow import Workflow
 from bot.store import SqliteStore
 from bot.transports.slack.app import create_app, identify
 from bot.transports.slack.chat import SlackChat
-from bot.web import WebServer
+from bot.web import LISTENING, WebServer
 
 log = logging.getLogger("promote-bot")
 
@@ -200,12 +200,8 @@ async def serve(settings: Settings) -> None:
         else:
             web_app = bot.app.web_app(path=SLACK_PATH, port=settings.port)
             async with WebServer(web_app, host="0.0.0.0", port=settings.port) as server:
-                log.info(
-                    "promote-bot %s listening on http://0.0.0.0:%s%s",
-                    __version__,
-                    server.port,
-                    SLACK_PATH,
-                )
+                where = LISTENING.format(host="0.0.0.0", port=server.port, path=SLACK_PATH)
+                log.info("promote-bot %s %s", __version__, where)
                 await _until_stopped()
     finally:
         chores.cancel()

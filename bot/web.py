@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+
 from aiohttp import web
+
+LISTENING = "listening on http://{host}:{port}{path}"  # what `serve` logs once it accepts
+_LISTENING = re.compile(r"listening on http://[^:/]+:(\d+)/")
+
+
+async def listening_port(output: asyncio.StreamReader) -> int:
+    """Read a server process's output until it logs where it listens; return the port."""
+    while line := (await output.readline()).decode():
+        if match := _LISTENING.search(line):
+            return int(match.group(1))
+    raise RuntimeError("the process ended before it was listening")
 
 
 class WebServer:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bot.sandbox.slack import FakeSlack
-from bot.web import WebServer
+from bot.web import WebServer, listening_port
 from tests.conftest import ASC_ISSUER, ASC_KID, ASC_PEM, CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,13 +124,8 @@ async def test_serve_answers_on_slack_events_and_stops_on_sigterm(tmp_path: Path
         process = await _serve(_env(tmp_path, SLACK_API_URL=f"{fake.url}/api/"))
         try:
             assert process.stdout is not None
-            port = None
             async with asyncio.timeout(30):
-                while port is None:
-                    line = (await process.stdout.readline()).decode()
-                    assert line, "serve exited before listening"
-                    if "listening on http://0.0.0.0:" in line:
-                        port = int(line.rsplit(":", 1)[1].split("/")[0])
+                port = await listening_port(process.stdout)
             assert [c.method for c in slack.calls] == ["auth.test"]  # once, at start-up
             async with httpx.AsyncClient() as http:
                 # Unsigned: refused, which proves the route is there and verification is on.

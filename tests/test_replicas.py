@@ -19,7 +19,7 @@ from bot.sandbox.whop import FakeWhop
 from bot.sandbox.znyx import FakeZnyx
 from bot.store import SqliteStore
 from bot.transports.slack.blocks import APPROVE
-from bot.web import WebServer
+from bot.web import WebServer, listening_port
 from tests.conftest import (
     ALICE,
     ASC_ISSUER,
@@ -108,12 +108,7 @@ class Bot:
         )
         assert process.stdout is not None
         async with asyncio.timeout(30):
-            while True:
-                line = (await process.stdout.readline()).decode()
-                assert line, "serve exited before listening"
-                if "listening on http://0.0.0.0:" in line:
-                    port = int(line.rsplit(":", 1)[1].split("/")[0])
-                    break
+            port = await listening_port(process.stdout)
         asyncio.get_running_loop().create_task(_drain(process))
         return cls(process, port, slack_url)
 
