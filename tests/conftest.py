@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +197,19 @@ def buttons(blocks: list[dict]) -> list[tuple[str, str]]:
         if b["type"] == "actions"
         for e in b["elements"]
     ]
+
+
+async def spawn_serve(env: dict[str, str]) -> asyncio.subprocess.Process:
+    """`promote-bot serve` as a process of its own, its output (stdout and stderr) piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "serve",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from bot.sandbox.slack import FakeSlack
 from bot.web import WebServer, listening_port
-from tests.conftest import ASC_ISSUER, ASC_KID, ASC_PEM, CONFIG
+from tests.conftest import ASC_ISSUER, ASC_KID, ASC_PEM, CONFIG, spawn_serve
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_A_KEY = "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----"
@@ -106,22 +106,10 @@ def test_a_bad_config_key_is_named(tmp_path: Path) -> None:
     assert "U0BOB has unknown role 'nobody'" in result.stderr and result.stderr.count("\n") == 1
 
 
-async def _serve(env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "serve",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-
-
 async def test_serve_answers_on_slack_events_and_stops_on_sigterm(tmp_path: Path) -> None:
     slack = FakeSlack(token=SECRETS[0])
     async with WebServer(slack.app()) as fake:
-        process = await _serve(_env(tmp_path, SLACK_API_URL=f"{fake.url}/api/"))
+        process = await spawn_serve(_env(tmp_path, SLACK_API_URL=f"{fake.url}/api/"))
         try:
             assert process.stdout is not None
             async with asyncio.timeout(30):
@@ -146,7 +134,7 @@ async def test_serve_answers_on_slack_events_and_stops_on_sigterm(tmp_path: Path
 async def test_a_rejected_bot_token_is_one_line_and_exit_2(tmp_path: Path) -> None:
     slack = FakeSlack(token="xoxb-the-real-one")
     async with WebServer(slack.app()) as fake:
-        process = await _serve(_env(tmp_path, SLACK_API_URL=f"{fake.url}/api/"))
+        process = await spawn_serve(_env(tmp_path, SLACK_API_URL=f"{fake.url}/api/"))
         output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
     assert process.returncode == 2
     assert output == "promote-bot: SLACK_BOT_TOKEN: Slack rejected it (invalid_auth)\n"
@@ -155,7 +143,7 @@ async def test_a_rejected_bot_token_is_one_line_and_exit_2(tmp_path: Path) -> No
 async def test_an_unreachable_slack_is_one_line_and_exit_2(tmp_path: Path) -> None:
     async with WebServer(FakeSlack().app()) as fake:
         url = f"{fake.url}/api/"  # closed again when the block ends
-    process = await _serve(_env(tmp_path, SLACK_API_URL=url))
+    process = await spawn_serve(_env(tmp_path, SLACK_API_URL=url))
     output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
     assert process.returncode == 2
     assert output.startswith("promote-bot: SLACK_API_URL: Slack could not be reached at ")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from tests.conftest import (
     ZNYX_TOKEN,
     seed_whop,
     seed_znyx,
+    spawn_serve,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,15 +97,7 @@ class Bot:
 
     @classmethod
     async def start(cls, env: dict[str, str], slack_url: str) -> Bot:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            "serve",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        process = await spawn_serve(env)
         assert process.stdout is not None
         async with asyncio.timeout(30):
             port = await listening_port(process.stdout)
