@@ -27,9 +27,8 @@ from pathlib import Path
 
 import httpx
 
-from bot.core.model import AppStoreExpire
-from bot.providers.appstore import AppStoreProvider
-from bot.providers.appstore_token import AppStoreToken, load_private_key
+from bot.providers.appstore import AppStoreExpire, AppStoreProvider, AppStoreToken
+from bot.providers.jwt_auth import load_private_key
 from bot.sandbox import world
 from bot.sandbox.slack_requests import SlackSender
 from bot.web import listening_port

@@ -9,12 +9,12 @@ import signal
 import sys
 import tempfile
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
@@ -22,7 +22,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import __version__
 from bot.config import (
-    BotConfig,
     ConfigError,
     Settings,
     load_config,
@@ -31,10 +30,10 @@ from bot.config import (
     require,
 )
 from bot.core.ports import Provider
-
-if TYPE_CHECKING:
-    from bot.providers.appstore_token import AppStoreToken
+from bot.core.rules import Rules
 from bot.core.workflow import Workflow
+from bot.providers.registry import PROVIDERS
+from bot.providers.spec import SettingError
 from bot.store import SqliteStore
 from bot.transports.slack.app import create_app, identify
 from bot.transports.slack.chat import SlackChat
@@ -47,58 +46,20 @@ SLACK_TIMEOUT_SECONDS = 10
 SLACK_CONNECTIONS = 200
 
 
-def build_providers(settings: Settings, config: BotConfig) -> dict[str, Provider]:
-    """One client per provider the config uses; each needs its credentials set."""
-    # Each provider's module is imported only when the config uses it: start-up time and memory.
+async def build_providers(
+    rules: Rules, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Provider]:
+    """One client per provider the config uses, from its settings (environment variables,
+    `overrides` by field name winning); a missing or bad setting is a `ConfigError`."""
     providers: dict[str, Provider] = {}
-    if config.znyx is not None:
-        from bot.providers.znyx import ZnyxProvider
-
-        require(settings, "znyx_token")
-        assert settings.znyx_token is not None
-        providers["znyx"] = ZnyxProvider.create(
-            str(settings.znyx_api_url), settings.znyx_token.get_secret_value()
-        )
-    if config.whop is not None:
-        from bot.providers.whop import WhopProvider
-
-        require(settings, "whop_api_key")
-        assert settings.whop_api_key is not None
-        providers["whop"] = WhopProvider.create(
-            str(settings.whop_api_url), settings.whop_api_key.get_secret_value()
-        )
-    if config.appstore is not None:
-        from bot.providers.appstore import AppStoreProvider
-
-        providers["appstore"] = AppStoreProvider.create(
-            str(settings.asc_api_url), appstore_token(settings)
-        )
-    return providers
-
-
-def appstore_token(settings: Settings) -> AppStoreToken:
-    """The App Store Connect token signer; a key that does not load names its setting."""
-    from bot.providers.appstore_token import (
-        AppStoreToken,
-        PrivateKeyError,
-        load_private_key,
-        load_private_key_file,
-    )
-
-    require(settings, "asc_issuer_id", "asc_key_id")
-    assert settings.asc_issuer_id is not None and settings.asc_key_id is not None
     try:
-        if settings.asc_private_key is not None:
-            setting = "ASC_PRIVATE_KEY"
-            key = load_private_key(settings.asc_private_key.get_secret_value())
-        elif settings.asc_private_key_path is not None:
-            setting = "ASC_PRIVATE_KEY_PATH"
-            key = load_private_key_file(settings.asc_private_key_path)
-        else:
-            raise ConfigError("ASC_PRIVATE_KEY_PATH or ASC_PRIVATE_KEY must be set")
-    except PrivateKeyError as exc:
-        raise ConfigError(f"{setting}: {exc}") from None
-    return AppStoreToken(settings.asc_issuer_id, settings.asc_key_id, key)
+        for name in rules.providers:
+            providers[name] = PROVIDERS[name].build(overrides)
+    except SettingError as exc:
+        for provider in providers.values():
+            await provider.aclose()
+        raise ConfigError(str(exc)) from None
+    return providers
 
 
 @dataclass
@@ -120,7 +81,9 @@ class SlackBot:
         self.store.close()
 
 
-async def start_slack_bot(settings: Settings) -> SlackBot:
+async def start_slack_bot(
+    settings: Settings, provider_settings: Mapping[str, Any] | None = None
+) -> SlackBot:
     """Check the settings, the config and the bot token; build everything `serve` runs."""
     if settings.slack_bot_token is None:
         raise ConfigError(
@@ -129,8 +92,8 @@ async def start_slack_bot(settings: Settings) -> SlackBot:
         )
     if not settings.socket_mode:
         require(settings, "slack_signing_secret")
-    config = load_config(settings.promote_bot_config)
-    providers = build_providers(settings, config)
+    rules = load_config(settings.promote_bot_config)
+    providers = await build_providers(rules, provider_settings)
     assert settings.slack_bot_token is not None
     # One session for every Web API call (slack-sdk opens one per call without it).
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=SLACK_CONNECTIONS))
@@ -147,7 +110,7 @@ async def start_slack_bot(settings: Settings) -> SlackBot:
         raise
     store = SqliteStore(settings.promote_bot_db)
     lease = timedelta(seconds=settings.promote_bot_lease_seconds)
-    workflow = Workflow(config, store, providers, SlackChat(client), lease=lease)
+    workflow = Workflow(rules, store, providers, SlackChat(client), lease=lease)
     secret = settings.slack_signing_secret
     app = create_app(
         workflow,
@@ -215,10 +178,9 @@ async def shell(settings: Settings, args: argparse.Namespace) -> None:
 
     async with AsyncExitStack() as stack:
         if args.sandbox:
-            overrides = await sandbox.start_sandbox(stack)
-            settings = Settings(**{**settings.model_dump(), **overrides})
+            overrides: dict[str, Any] | None = await sandbox.start_sandbox(stack)
             own = _read_toml(args.config) if args.config else None
-            config = parse_config(
+            rules = parse_config(
                 sandbox.rehearsal_config(own), source=str(args.config or "sandbox")
             )
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="promote-bot-")))
@@ -228,16 +190,16 @@ async def shell(settings: Settings, args: argparse.Namespace) -> None:
         else:
             if args.as_user is None:
                 raise ConfigError("--as USER is required without --sandbox (a Slack user id)")
-            config = load_config(args.config or settings.promote_bot_config)
-            db, user = settings.promote_bot_db, args.as_user
-        providers = build_providers(settings, config)
+            rules = load_config(args.config or settings.promote_bot_config)
+            db, user, overrides = settings.promote_bot_db, args.as_user, None
+        providers = await build_providers(rules, overrides)
         store = SqliteStore(db)
         stack.callback(store.close)
         for provider in providers.values():
             stack.push_async_callback(provider.aclose)
         chat = ShellChat(lambda text: print(text, flush=True))
         lease = timedelta(seconds=settings.promote_bot_lease_seconds)
-        workflow = Workflow(config, store, providers, chat, lease=lease)
+        workflow = Workflow(rules, store, providers, chat, lease=lease)
         await workflow.recover()
         await workflow.sweep()
         await Shell(workflow, user, chat.write).run()
@@ -259,6 +221,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    labels = ", ".join(spec.label for spec in PROVIDERS.values())
     commands.add_parser(
         "serve",
         help="run the bot for Slack: Socket Mode when SLACK_APP_TOKEN is set, "
@@ -269,7 +232,7 @@ def _parser() -> argparse.ArgumentParser:
         "shell",
         help="the same bot in a terminal: type /promote …, approve N, reject N, as USER",
         description="Run the bot in a terminal, as a chosen user. With --sandbox it runs local "
-        "fakes of Znyx, Whop and App Store Connect, so no account of any kind is needed. "
+        f"fakes of {labels}, so no account of any kind is needed. "
         "Reads commands from stdin when it is not a terminal.",
     )
     shell_parser.add_argument(

@@ -22,13 +22,16 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core.authz import RoleMap
-from bot.core.model import Scope
 from bot.core.policy import Policy
+from bot.core.rules import Rules
+from bot.providers.registry import PROVIDERS
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SLACK_USER = re.compile(r"^[UW][A-Z0-9_]{2,}$")  # _ for readable shell and sandbox users
-PROVIDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-POLICY_PATTERN = re.compile(r"^(znyx|whop|appstore|\*)(:[A-Za-z0-9_.*?-]+){0,2}$")
+POLICY_PATTERN = re.compile(
+    r"^(" + "|".join(map(re.escape, PROVIDERS)) + r"|\*)(:[A-Za-z0-9_.*?-]+){0,2}$"
+)
+SCOPES: dict[str, str] = {s: what for spec in PROVIDERS.values() for s, what in spec.scopes.items()}
 
 
 class ConfigError(Exception):
@@ -39,7 +42,7 @@ def _first_error(exc: ValidationError, prefix: str = "") -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
     msg = err["msg"].removeprefix("Value error, ")
-    return f"{prefix}{loc}: {msg}" if loc else msg
+    return f"{prefix}{loc}: {msg}" if loc else f"{prefix.rstrip('.')}: {msg}".lstrip(": ")
 
 
 # --- the environment ---------------------------------------------------------------------
@@ -58,15 +61,6 @@ class Settings(BaseSettings):
     promote_bot_config: Path = Path("promote-bot.toml")
     promote_bot_db: Path = Path("promote-bot.db")
     promote_bot_lease_seconds: int = Field(default=300, ge=1, le=86400)
-    znyx_api_url: AnyHttpUrl = AnyHttpUrl("https://api.znyx.ai")
-    znyx_token: SecretStr | None = None
-    whop_api_url: AnyHttpUrl = AnyHttpUrl("https://api.whop.com/api/v1")
-    whop_api_key: SecretStr | None = None
-    asc_api_url: AnyHttpUrl = AnyHttpUrl("https://api.appstoreconnect.apple.com")
-    asc_issuer_id: str | None = None
-    asc_key_id: str | None = None
-    asc_private_key_path: Path | None = None
-    asc_private_key: SecretStr | None = None
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -106,83 +100,25 @@ def require(settings: Settings, *names: str) -> None:
 # --- the config file ---------------------------------------------------------------------
 
 
-WHOP_APP_ID = re.compile(r"^app_[A-Za-z0-9]{1,64}$")
-ASC_APP_ID = re.compile(r"^[0-9]{1,20}$")
-
-
-def _aliases(aliases: dict[str, str], ids: re.Pattern[str], what: str) -> dict[str, str]:
-    """Check a table of short names people type → provider ids."""
-    for alias, value in aliases.items():
-        if not NAME.match(alias):
-            raise ValueError(f"{alias!r} is not a valid alias (letters, digits, _ . -)")
-        if not ids.match(value):
-            raise ValueError(f"{alias} = {value!r} is not {what}")
-    return aliases
-
-
-class ZnyxConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    org: str
-    projects: dict[str, str] = {}
-
-    @field_validator("org")
-    @classmethod
-    def _org(cls, v: str) -> str:
-        if not PROVIDER_ID.match(v):
-            raise ValueError(f"{v!r} is not a Znyx org id")
-        return v
-
-    @field_validator("projects")
-    @classmethod
-    def _projects(cls, v: dict[str, str]) -> dict[str, str]:
-        return _aliases(v, PROVIDER_ID, "a Znyx project id")
-
-
-class WhopConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    apps: dict[str, str] = {}
-
-    @field_validator("apps")
-    @classmethod
-    def _apps(cls, v: dict[str, str]) -> dict[str, str]:
-        return _aliases(v, WHOP_APP_ID, "a Whop app id (app_…)")
-
-
-class AppStoreConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    apps: dict[str, str] = {}
-
-    @field_validator("apps")
-    @classmethod
-    def _apps(cls, v: dict[str, str]) -> dict[str, str]:
-        return _aliases(v, ASC_APP_ID, "an App Store Connect app id (digits)")
-
-
-class BotConfig(BaseModel):
-    """The validated config file: role map, provider aliases and approval policies."""
+class _File(BaseModel):
+    """The config file less the providers' own tables."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    roles: dict[str, frozenset[Scope]]
+    roles: dict[str, frozenset[str]]
     members: dict[str, tuple[str, ...]] = {}
-    znyx: ZnyxConfig | None = None
-    whop: WhopConfig | None = None
-    appstore: AppStoreConfig | None = None
     policies: dict[str, Policy] = {}
 
     @field_validator("roles", mode="before")
     @classmethod
     def _roles(cls, v: object) -> object:
         if isinstance(v, dict):
-            known = ", ".join(s.value for s in Scope)
+            known = ", ".join(SCOPES)
             for role, scopes in v.items():
                 if not NAME.match(str(role)):
                     raise ValueError(f"{role!r} is not a valid role name")
                 for scope in scopes if isinstance(scopes, list) else []:
-                    if scope not in {s.value for s in Scope}:
+                    if scope not in SCOPES:
                         raise ValueError(
                             f"role {role!r} has unknown scope {scope!r} (known: {known})"
                         )
@@ -193,13 +129,15 @@ class BotConfig(BaseModel):
     def _patterns(cls, v: dict[str, Policy]) -> dict[str, Policy]:
         for pattern in v:
             if not POLICY_PATTERN.match(pattern):
+                example = next(iter(PROVIDERS), "name")
                 raise ValueError(
-                    f"{pattern!r} is not a target pattern like 'znyx:guardrails:prod' or 'whop:*'"
+                    f"{pattern!r} is not a target pattern like '{example}:*' "
+                    f"(targets start with {', '.join(PROVIDERS)})"
                 )
         return v
 
     @model_validator(mode="after")
-    def _references(self) -> BotConfig:
+    def _references(self) -> _File:
         for user, roles in self.members.items():
             if not SLACK_USER.match(user):
                 raise ValueError(f"members: {user!r} is not a Slack user id (like U012AB3CD)")
@@ -212,19 +150,32 @@ class BotConfig(BaseModel):
                     raise ValueError(f"policies.{pattern}: unknown approver role {role!r}")
         return self
 
-    @property
-    def role_map(self) -> RoleMap:
-        return RoleMap(roles=dict(self.roles), members=dict(self.members))
 
-
-def parse_config(data: dict, source: str = "config") -> BotConfig:
+def parse_config(data: dict, source: str = "config") -> Rules:
+    """Validate the config file's contents and build the core's rules from them."""
+    data = dict(data)
+    sections = {name: data.pop(name) for name in PROVIDERS if name in data}
     try:
-        return BotConfig.model_validate(data)
+        file = _File.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_first_error(exc)}") from None
+    providers = {}
+    for name, table in sections.items():
+        spec = PROVIDERS[name]
+        try:
+            section = spec.section.model_validate(table)
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {_first_error(exc, prefix=name + '.')}") from None
+        providers[name] = spec.rules(section)
+    return Rules(
+        role_map=RoleMap(roles=dict(file.roles), members=dict(file.members)),
+        policies=dict(file.policies),
+        providers=providers,
+        unconfigured={n: s.label for n, s in PROVIDERS.items() if n not in providers},
+    )
 
 
-def load_config(path: Path) -> BotConfig:
+def load_config(path: Path) -> Rules:
     """Read and validate the TOML config file at `path`."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -241,16 +241,19 @@ async def world(tmp_path: Path, config_text: str) -> AsyncIterator[World]:
             slack_api_url=f"{slack_server.url}/api/",
             promote_bot_config=config,
             promote_bot_db=tmp_path / "promote-bot.db",
-            znyx_api_url=znyx_server.url,
-            znyx_token=ZNYX_TOKEN,
-            whop_api_url=whop_server.url,
-            whop_api_key=WHOP_KEY,
-            asc_api_url=asc_server.url,
-            asc_issuer_id=ASC_ISSUER,
-            asc_key_id=ASC_KID,
-            asc_private_key=ASC_PEM,
         )
-        bot = await start_slack_bot(settings)
+        provider_settings = {
+            "znyx_api_url": znyx_server.url,
+            "znyx_token": ZNYX_TOKEN,
+            "whop_api_url": whop_server.url,
+            "whop_api_key": WHOP_KEY,
+            "asc_api_url": asc_server.url,
+            "asc_issuer_id": ASC_ISSUER,
+            "asc_key_id": ASC_KID,
+            "asc_private_key": ASC_PEM,
+            "asc_private_key_path": None,
+        }
+        bot = await start_slack_bot(settings, provider_settings)
         web_app = bot.app.web_app(path=SLACK_PATH)
         async with WebServer(web_app) as bot_server:
             sender = SlackSender(bot_server.url, SIGNING_SECRET, slack_server.url)

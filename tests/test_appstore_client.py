@@ -12,11 +12,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bot.core.errors import ProviderTimeout
-from bot.core.model import AppStoreAttach, AppStoreExpire
-from bot.providers.appstore import AppStoreProvider
-from bot.providers.appstore_token import (
+from bot.providers.appstore import AppStoreAttach, AppStoreExpire, AppStoreProvider, AppStoreToken
+from bot.providers.jwt_auth import (
     LIFETIME_SECONDS,
-    AppStoreToken,
     PrivateKeyError,
     load_private_key,
 )

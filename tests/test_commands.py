@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bot.config import BotConfig, parse_config
+from bot.config import parse_config
 from bot.core.commands import Help, Promote, UsageError, parse, parse_request_id
-from bot.core.model import (
-    AppStoreAttach,
-    AppStoreEncryption,
-    AppStoreExpire,
-    WhopPromote,
-    ZnyxPromote,
-)
+from bot.core.rules import Rules
+from bot.providers.appstore import AppStoreAttach, AppStoreEncryption, AppStoreExpire
+from bot.providers.whop import WhopPromote
+from bot.providers.znyx import ZnyxPromote
 
 CONFIG = parse_config(
     {
@@ -46,7 +43,10 @@ def test_znyx(text: str, project: str, source: str, target: str) -> None:
     action = command.action
     assert isinstance(action, ZnyxPromote)
     assert (action.project, action.source_env, action.target_env) == (project, source, target)
-    assert action.org_id == "org-1" and action.project_id == CONFIG.znyx.projects[project]  # type: ignore[union-attr]
+    assert (
+        action.org_id == "org-1"
+        and action.project_id == {"guardrails": "proj-g", "edge": "proj-e"}[project]
+    )
     assert action.target == f"znyx:{project}:{target}"
     assert action.title == f"{project} policy bundle: {source} → {target}"
 
@@ -105,7 +105,7 @@ def test_bad_request_ids(word: str) -> None:
         (ONE_APP, "whop apbu_4", "storefront", "app_store1", "apbu_4"),
     ],
 )
-def test_whop(config: BotConfig, text: str, app: str, app_id: str, build: str) -> None:
+def test_whop(config: Rules, text: str, app: str, app_id: str, build: str) -> None:
     command = parse(text, config)
     assert isinstance(command, Promote)
     assert command.action == WhopPromote(app=app, app_id=app_id, build_id=build)

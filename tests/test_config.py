@@ -7,13 +7,15 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, Settings, load_config, load_settings, parse_config
+from bot.providers.registry import PROVIDERS
+from bot.providers.spec import SettingError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_example_config_is_valid() -> None:
     config = load_config(ROOT / "promote-bot.example.toml")
-    assert config.znyx is not None and "guardrails" in config.znyx.projects
+    assert "znyx:guardrails:prod" in config.providers["znyx"].targets()
     assert config.role_map.scopes_of("U01ALICE")
 
 
@@ -69,7 +71,9 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZNYX_TOKEN", "secret-znyx")
     settings = load_settings()
     assert settings.port == 8080 and not settings.socket_mode
-    assert "secret-znyx" not in repr(settings)  # secrets never print
+    znyx = PROVIDERS["znyx"].load_settings()
+    assert znyx.znyx_token.get_secret_value() == "secret-znyx"
+    assert "secret-znyx" not in repr(znyx)  # secrets never print
     monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1")
     assert load_settings().socket_mode
 
@@ -81,7 +85,6 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("PORT", "70000", "PORT: Input should be less than or equal to 65535"),
         ("SLACK_BOT_TOKEN", "xoxp-user", "SLACK_BOT_TOKEN: a bot token starts with 'xoxb-'"),
         ("SLACK_APP_TOKEN", "xoxb-1", "SLACK_APP_TOKEN: an app-level token starts with 'xapp-'"),
-        ("ZNYX_API_URL", "not a url", "ZNYX_API_URL: Input should be a valid URL"),
     ],
 )
 def test_invalid_settings(
@@ -93,8 +96,15 @@ def test_invalid_settings(
     assert str(caught.value).startswith(message)
 
 
+def test_invalid_provider_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZNYX_API_URL", "not a url")
+    with pytest.raises(SettingError) as caught:
+        PROVIDERS["znyx"].load_settings()
+    assert str(caught.value).startswith("ZNYX_API_URL: Input should be a valid URL")
+
+
 def test_defaults() -> None:
     settings = Settings()
-    assert str(settings.znyx_api_url) == "https://api.znyx.ai/"
+    assert str(PROVIDERS["znyx"].load_settings().znyx_api_url) == "https://api.znyx.ai/"
     assert settings.promote_bot_config == Path("promote-bot.toml")
     assert settings.promote_bot_db == Path("promote-bot.db")

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from bot.core.model import AppStoreAttach, State
+from bot.core.model import State
+from bot.providers.appstore import AppStoreAttach
 from bot.transports.slack.blocks import APPROVE
 from tests.conftest import ALICE, CAROL, World, block_text, buttons
 

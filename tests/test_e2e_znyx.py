@@ -207,7 +207,7 @@ async def test_two_approvals_at_once_call_znyx_once(world: World) -> None:
 
 
 async def test_ack_is_fast_while_znyx_is_slow(world: World) -> None:
-    world.znyx.promote_delay = 10.0
+    world.znyx.promote_gate = gate = asyncio.Event()  # Znyx holds the promote call open
     await world.requested()
     started = time.perf_counter()
     response = await world.sender.click(APPROVE, 1, BOB)
@@ -220,8 +220,11 @@ async def test_ack_is_fast_while_znyx_is_slow(world: World) -> None:
     command_ack = time.perf_counter() - started
     assert response.status_code == 200
     assert click_ack < 1.0 and command_ack < 1.0, (click_ack, command_ack)
+    request = world.bot.store.get(1)
+    assert request is not None and request.state is State.EXECUTING
 
-    await world.slack.wait_for(lambda s: len(world.thread()) == 1, within=15)
+    gate.set()
+    await world.slack.wait_for(lambda s: len(world.thread()) == 1)
     request = world.bot.store.get(1)
     assert request is not None and request.state is State.SUCCEEDED
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from bot.core.model import Approval, Fact, Outcome, Preview, Request, State, ZnyxPromote
+from bot.core.model import Approval, Fact, Outcome, Preview, Request, State
 from bot.core.policy import Policy
 from bot.core.render import request_view
+from bot.providers.znyx import ZnyxPromote
 from bot.transports.slack.blocks import APPROVE, REJECT, escape, release_message, thread_reply
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

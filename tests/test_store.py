@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.model import AuditEntry, Fact, Outcome, Preview, State, ZnyxPromote
+from bot.core.model import AuditEntry, Fact, Outcome, Preview, State
+from bot.providers.znyx import ZnyxPromote
 from bot.store import SqliteStore
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

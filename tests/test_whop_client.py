@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.core.errors import ProviderAuthError
-from bot.core.model import WhopPromote
-from bot.providers.whop import WhopProvider
+from bot.providers.whop import WhopPromote, WhopProvider
 from bot.sandbox.whop import FakeWhop
 from bot.web import WebServer
 

@@ -14,8 +14,7 @@ from bot.core.errors import (
     ProviderTimeout,
     ProviderUnreachable,
 )
-from bot.core.model import ZnyxPromote
-from bot.providers.znyx import ZnyxProvider
+from bot.providers.znyx import ZnyxPromote, ZnyxProvider
 from bot.sandbox.znyx import FakeZnyx
 from bot.web import WebServer
 from tests.conftest import ZNYX_TOKEN, seed_znyx

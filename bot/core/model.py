@@ -1,19 +1,17 @@
-"""The nouns of the bot: scopes, request states, actions, previews and outcomes."""
+"""The nouns of the bot: request states, actions, previews and outcomes.
+
+Actions are declared by the provider modules; the core knows them only through `Action`."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, SerializeAsAny
 
-
-class Scope(StrEnum):
-    """The providers' own scopes; roles in the role map are sets of these."""
-
-    MANAGE_BUILDS = "developer:manage_builds"
-    PUBLISH_BUNDLE = "bundle:publish"
+Scope = str  # a provider's own scope name, e.g. "bundle:publish"; providers declare theirs
 
 
 class State(StrEnum):
@@ -39,123 +37,45 @@ class State(StrEnum):
 
 BOT_ACTOR = "promote-bot"  # the actor of what the bot does by itself in the audit log
 
-ZNYX_STAGES: tuple[str, ...] = ("dev", "staging", "prod")
 
+class Action(BaseModel):
+    """Something a provider can be asked to do. Each provider module defines its own actions
+    as subclasses with a distinct `kind`; the store reads them back by that `kind`."""
 
-class _Action(BaseModel):
     model_config = ConfigDict(frozen=True)
 
+    kind: str
+    provider: ClassVar[str]  # the registry name of the provider that runs it
+    scope: ClassVar[Scope]  # the provider scope a requester and an approver must hold
 
-class ZnyxPromote(_Action):
-    """Move the active policy bundle of a Znyx project one stage forward."""
+    _kinds: ClassVar[dict[str, type[Action]]] = {}
 
-    kind: Literal["znyx.promote"] = "znyx.promote"
-    org_id: str
-    project: str  # the alias people type
-    project_id: str
-    source_env: str
-
-    @property
-    def provider(self) -> str:
-        return "znyx"
-
-    @property
-    def scope(self) -> Scope:
-        return Scope.PUBLISH_BUNDLE
-
-    @property
-    def target_env(self) -> str:
-        return ZNYX_STAGES[ZNYX_STAGES.index(self.source_env) + 1]
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        kind = cls.model_fields["kind"].default
+        if isinstance(kind, str) and kind:
+            Action._kinds[kind] = cls
 
     @property
     def target(self) -> str:
-        """The key policies are matched against, e.g. `znyx:guardrails:prod`."""
-        return f"znyx:{self.project}:{self.target_env}"
+        """The key policies are matched against, `<provider>:<name>[:<environment>]`."""
+        raise NotImplementedError
 
     @property
     def title(self) -> str:
-        return f"{self.project} policy bundle: {self.source_env} → {self.target_env}"
+        """What it does, in a few words, for the release message."""
+        raise NotImplementedError
 
 
-class WhopPromote(_Action):
-    """Make a Whop app build the production build of its platform."""
-
-    kind: Literal["whop.promote"] = "whop.promote"
-    app: str  # the alias people type, or the app id when it has none
-    app_id: str
-    build_id: str
-
-    @property
-    def provider(self) -> str:
-        return "whop"
-
-    @property
-    def scope(self) -> Scope:
-        return Scope.MANAGE_BUILDS
-
-    @property
-    def target(self) -> str:
-        return f"whop:{self.app}"
-
-    @property
-    def title(self) -> str:
-        return f"{self.app} app build {self.build_id} → production"
-
-
-class _AppStoreAction(_Action):
-    app: str  # the alias people type, or the app id when it has none
-    app_id: str
-    build: str  # the build number people type ("153"), or the build's id
-    build_id: str | None = None  # filled in by the provider when it looks the build up
-
-    @property
-    def provider(self) -> str:
-        return "appstore"
-
-    @property
-    def scope(self) -> Scope:
-        return Scope.MANAGE_BUILDS
-
-    @property
-    def target(self) -> str:
-        return f"appstore:{self.app}"
-
-
-class AppStoreAttach(_AppStoreAction):
-    """Attach a build to an App Store version: what ships when that version is released."""
-
-    kind: Literal["appstore.attach"] = "appstore.attach"
-    version: str  # the version string ("2.4.0"), or the version's id
-    version_id: str | None = None
-
-    @property
-    def title(self) -> str:
-        return f"{self.app} {self.version}: attach build {self.build}"
-
-
-class AppStoreExpire(_AppStoreAction):
-    kind: Literal["appstore.expire"] = "appstore.expire"
-
-    @property
-    def title(self) -> str:
-        return f"{self.app} build {self.build}: expire"
-
-
-class AppStoreEncryption(_AppStoreAction):
-    kind: Literal["appstore.encryption"] = "appstore.encryption"
-    uses_non_exempt_encryption: bool
-
-    @property
-    def title(self) -> str:
-        declared = "non-exempt" if self.uses_non_exempt_encryption else "exempt"
-        return f"{self.app} build {self.build}: declare encryption {declared}"
-
-
-Action = Annotated[
-    ZnyxPromote | WhopPromote | AppStoreAttach | AppStoreExpire | AppStoreEncryption,
-    Field(discriminator="kind"),
-]
-ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
+def action_from_json(text: str | bytes) -> Action:
+    """An action as `Action.model_dump_json` wrote it, as the class of its `kind`."""
+    data = json.loads(text)
+    kind = data.get("kind") if isinstance(data, dict) else None
+    cls = Action._kinds.get(str(kind))
+    if cls is None:
+        raise ValueError(f"unknown action kind {kind!r} (is its provider registered?)")
+    return cls.model_validate(data)
 
 
 class Fact(BaseModel):
@@ -171,7 +91,8 @@ class Preview(BaseModel):
     facts: list[Fact] = []
     warnings: list[str] = []
     refusal: str | None = None  # set when the action must not even be offered for approval
-    action: Action | None = None  # the action with the ids the provider looked up, if any
+    # the action with the ids the provider looked up, if any
+    action: SerializeAsAny[Action] | None = None
 
 
 OutcomeState = Literal["succeeded", "failed", "unknown"]
@@ -195,7 +116,7 @@ class Request(BaseModel):
     """A promotion someone asked for, as the store keeps it."""
 
     id: int
-    action: Action
+    action: SerializeAsAny[Action]
     requester: str
     channel: str
     message_ts: str | None = None

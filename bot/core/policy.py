@@ -1,7 +1,7 @@
 """Approval policy per target: how many approvals, by whom, and for how long a request lives.
 
-Policies are keyed by target patterns such as `znyx:guardrails:prod`, `znyx:*:prod` or `whop:*`;
-the most specific pattern that matches a target wins.
+Policies are keyed by target patterns such as `<provider>:<project>:prod`, `<provider>:*:prod`
+or `<provider>:*`; the most specific pattern that matches a target wins.
 """
 
 from __future__ import annotations

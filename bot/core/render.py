@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.config import BotConfig
-from bot.core.commands import USAGE, UsageError
-from bot.core.model import BOT_ACTOR, AuditEntry, Fact, Outcome, Request, Scope, State
+from bot.core.commands import USAGE, UsageError, usage
+from bot.core.model import BOT_ACTOR, AuditEntry, Fact, Outcome, Request, State
 from bot.core.policy import Policy, describe
+from bot.core.rules import CommandForm, Rules
 
 _STATUS = {
     State.PENDING: "⏳ Waiting for approval",
@@ -84,39 +84,31 @@ def usage_error(error: UsageError) -> str:
     return text
 
 
-_COMMANDS: list[tuple[Scope | None, str, str]] = [
-    (Scope.PUBLISH_BUNDLE, USAGE["znyx"], "promote a Znyx policy bundle one stage"),
-    (Scope.MANAGE_BUILDS, USAGE["whop"], "make a Whop app build the production build"),
-    (Scope.MANAGE_BUILDS, USAGE["appstore"], "attach a build to an App Store version"),
-    (Scope.MANAGE_BUILDS, USAGE["appstore expire"], "expire an App Store build"),
-    (Scope.MANAGE_BUILDS, USAGE["appstore encryption"], "declare a build's encryption"),
-    (None, USAGE["status"], "a request's state, approvals and timeline"),
-    (None, USAGE["history"], "the last 20 events, for one target if given"),
-    (None, USAGE["cancel"], "cancel a pending request (yours, or one you could approve)"),
-    (None, USAGE["help"], "this help"),
+_CORE_FORMS: list[tuple[str, str]] = [
+    ("status", "a request's state, approvals and timeline"),
+    ("history", "the last 20 events, for one target if given"),
+    ("cancel", "cancel a pending request (yours, or one you could approve)"),
 ]
 
 
-def help_text(config: BotConfig, user: str) -> str:
+def help_text(rules: Rules, user: str) -> str:
     """What `user` may do, as the role map stands now."""
-    role_map = config.role_map
+    role_map = rules.role_map
     scopes = role_map.scopes_of(user)
     lines = ["*promote-bot* — promote releases, with approvals and an audit trail."]
-    allowed = [
-        (form, what)
-        for scope, form, what in _COMMANDS
-        if (scope in scopes) or (scope is None and (scopes or form == USAGE["help"]))
-    ]
-    lines += [f"• `{form}` — {what}" for form, what in allowed]
-    if config.znyx and Scope.PUBLISH_BUNDLE in scopes:
-        projects = ", ".join(sorted(config.znyx.projects)) or "none"
-        lines.append(f"Znyx projects: {projects}. Stages: dev → staging → prod.")
-    if config.whop and Scope.MANAGE_BUILDS in scopes:
-        apps = ", ".join(sorted(config.whop.apps)) or "none (give the app_… id)"
-        lines.append(f"Whop apps: {apps}.")
-    if config.appstore and Scope.MANAGE_BUILDS in scopes:
-        apps = ", ".join(sorted(config.appstore.apps)) or "none (give the app id)"
-        lines.append(f"App Store apps: {apps}.")
+    forms: list[CommandForm] = []
+    notes: list[str] = []
+    for provider in rules.providers.values():
+        mine = [f for f in provider.forms if f.scope in scopes]
+        forms += mine
+        note = provider.help_line() if mine else None
+        if note:
+            notes.append(note)
+    if scopes:
+        forms += [CommandForm(None, usage(key, rules), what) for key, what in _CORE_FORMS]
+    forms.append(CommandForm(None, USAGE["help"], "this help"))
+    lines += [f"• `{form.usage}` — {form.what}" for form in forms]
+    lines += notes
     roles = ", ".join(role_map.roles_of(user)) or "none"
     if not scopes:
         lines.append("You have no role that lets you request or approve promotions.")

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.config import BotConfig
 from bot.core import authz, render
 from bot.core.commands import (
     Cancel,
@@ -27,8 +26,9 @@ from bot.core.commands import (
 )
 from bot.core.errors import ProviderError
 from bot.core.model import BOT_ACTOR, Action, AuditEntry, Outcome, Preview, Request, State
-from bot.core.policy import Policy, policy_for
+from bot.core.policy import Policy
 from bot.core.ports import Chat, ChatError, Provider, Store
+from bot.core.rules import Rules
 from bot.core.states import OUTCOME_EVENT, Event, destination, sources
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def utc_now() -> datetime:
 class Workflow:
     def __init__(
         self,
-        config: BotConfig,
+        rules: Rules,
         store: Store,
         providers: Mapping[str, Provider],
         chat: Chat,
@@ -59,7 +59,7 @@ class Workflow:
         clock: Callable[[], datetime] = utc_now,
         lease: timedelta = DEFAULT_LEASE,
     ) -> None:
-        self.config = config
+        self.rules = rules
         self.store = store
         self.providers = providers
         self.chat = chat
@@ -74,12 +74,12 @@ class Workflow:
         Returns the final answer (help, a usage error, a refusal) or the command to `run`.
         """
         try:
-            command = parse(text, self.config)
+            command = parse(text, self.rules)
         except UsageError as exc:
             return Reply(render.usage_error(exc))
         if isinstance(command, Help):
-            return Reply(render.help_text(self.config, user))
-        role_map = self.config.role_map
+            return Reply(render.help_text(self.rules, user))
+        role_map = self.rules.role_map
         if isinstance(command, Promote):
             decision = authz.can_request(role_map, user, command.action.scope)
             if not decision:
@@ -103,7 +103,7 @@ class Workflow:
             return Reply(render.history_text(entries, command.target))
         if isinstance(command, Cancel):
             return await self.cancel(user, command.request_id)
-        return Reply(render.help_text(self.config, user))
+        return Reply(render.help_text(self.rules, user))
 
     async def cancel(self, user: str, request_id: int) -> Reply | None:
         """The requester, or anyone holding the action's scope, may cancel while it is open."""
@@ -111,7 +111,7 @@ class Workflow:
         if isinstance(request, Reply):
             await self._expire_if_due(request_id)
             return request
-        if user != request.requester and not self.config.role_map.has_scope(
+        if user != request.requester and not self.rules.role_map.has_scope(
             user, request.action.scope
         ):
             return Reply(
@@ -165,7 +165,10 @@ class Workflow:
     # --- deciding ----------------------------------------------------------------------
 
     def policy(self, action: Action) -> Policy:
-        return policy_for(action.target, self.config.policies)
+        return self.rules.policy(action)
+
+    def roles_of(self, user: str) -> tuple[str, ...]:
+        return self.rules.role_map.roles_of(user)
 
     def _open_or_reply(self, request_id: int, verb: str) -> Request | Reply:
         request = self.store.get(request_id)
@@ -183,7 +186,7 @@ class Workflow:
             await self._expire_if_due(request_id)
             return request
         policy = self.policy(request.action)
-        decision = authz.can_approve(self.config.role_map, policy, request, user)
+        decision = authz.can_approve(self.rules.role_map, policy, request, user)
         if not decision:
             self._audit(
                 request.id, user, "approval refused", request.action.target, decision.reason
@@ -206,7 +209,7 @@ class Workflow:
 
     def _counted_approvals(self, request: Request, policy: Policy) -> int:
         """Approvals that still hold under the config as it is now."""
-        role_map = self.config.role_map
+        role_map = self.rules.role_map
         return sum(
             1 for a in request.approvals if authz.can_approve(role_map, policy, request, a.user)
         )
@@ -217,7 +220,7 @@ class Workflow:
             await self._expire_if_due(request_id)
             return request
         policy = self.policy(request.action)
-        decision = authz.can_decide(self.config.role_map, policy, request, user)
+        decision = authz.can_decide(self.rules.role_map, policy, request, user)
         if not decision:
             self._audit(
                 request.id, user, "rejection refused", request.action.target, decision.reason

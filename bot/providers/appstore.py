@@ -9,26 +9,176 @@ reads the state back instead.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
-
-from bot.core.errors import ProviderError, ProviderUncertain
-from bot.core.model import (
-    Action,
-    AppStoreAttach,
-    AppStoreEncryption,
-    AppStoreExpire,
-    Fact,
-    Outcome,
-    Preview,
-    Scope,
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
 )
-from bot.providers.appstore_token import AppStoreToken
-from bot.providers.http import DEFAULT_TIMEOUT, ProviderHTTP, RetryPolicy, segment
 
+from bot.core.commands import UsageError, resolve_alias, shown
+from bot.core.errors import ProviderError, ProviderUncertain
+from bot.core.model import Action, Fact, Outcome, Preview
+from bot.core.rules import CommandForm
+from bot.providers.http import DEFAULT_TIMEOUT, HTTPProvider, ProviderHTTP, RetryPolicy, segment
+from bot.providers.jwt_auth import (
+    ApiKeyToken,
+    PrivateKeyError,
+    load_private_key,
+    load_private_key_file,
+)
+from bot.providers.spec import ProviderSettings, ProviderSpec, Section, SettingError, aliases
+
+NAME = "appstore"
 LABEL = "App Store Connect"
+SCOPE = "developer:manage_builds"
+APP_ID = re.compile(r"^[0-9]{1,20}$")
+_ID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")  # an opaque id
+_NUMBER = re.compile(r"^[0-9]{1,5}(\.[0-9]{1,5}){0,3}$")  # "2.4.0", and build "153"
+
+# --- what people ask for ---------------------------------------------------------------
+
+
+class _AppStoreAction(Action):
+    provider: ClassVar[str] = NAME
+    scope: ClassVar[str] = SCOPE
+    app: str  # the alias people type, or the app id when it has none
+    app_id: str
+    build: str  # the build number people type ("153"), or the build's id
+    build_id: str | None = None  # filled in by the provider when it looks the build up
+
+    @property
+    def target(self) -> str:
+        return f"{NAME}:{self.app}"
+
+
+class AppStoreAttach(_AppStoreAction):
+    """Attach a build to an App Store version: what ships when that version is released."""
+
+    kind: Literal["appstore.attach"] = "appstore.attach"
+    version: str  # the version string ("2.4.0"), or the version's id
+    version_id: str | None = None
+
+    @property
+    def title(self) -> str:
+        return f"{self.app} {self.version}: attach build {self.build}"
+
+
+class AppStoreExpire(_AppStoreAction):
+    kind: Literal["appstore.expire"] = "appstore.expire"
+
+    @property
+    def title(self) -> str:
+        return f"{self.app} build {self.build}: expire"
+
+
+class AppStoreEncryption(_AppStoreAction):
+    kind: Literal["appstore.encryption"] = "appstore.encryption"
+    uses_non_exempt_encryption: bool
+
+    @property
+    def title(self) -> str:
+        declared = "non-exempt" if self.uses_non_exempt_encryption else "exempt"
+        return f"{self.app} build {self.build}: declare encryption {declared}"
+
+
+BuildAction = AppStoreAttach | AppStoreExpire | AppStoreEncryption
+
+
+class AppStoreSection(Section):
+    """`[appstore]`: short names for the apps."""
+
+    apps: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("apps")
+    @classmethod
+    def _apps(cls, v: dict[str, str]) -> dict[str, str]:
+        return aliases(v, APP_ID, "an App Store Connect app id (digits)")
+
+
+class AppStoreSettings(ProviderSettings):
+    asc_api_url: AnyHttpUrl = AnyHttpUrl("https://api.appstoreconnect.apple.com")
+    asc_issuer_id: str | None = None
+    asc_key_id: str | None = None
+    asc_private_key_path: Path | None = None
+    asc_private_key: SecretStr | None = None
+
+
+USAGE = {
+    "attach": "/promote appstore <app> <version> <build>   e.g. /promote appstore ios 2.4.0 153",
+    "expire": "/promote appstore expire <app> <build>",
+    "encryption": "/promote appstore encryption <app> <build> exempt|non-exempt",
+}
+_WORDS = {"attach": 3, "expire": 2, "encryption": 3}
+
+
+def _word(word: str, what: str, usage: str) -> str:
+    if _NUMBER.match(word) or _ID.match(word):
+        return word
+    raise UsageError(f"{shown(word)} is not {what}.", usage)
+
+
+class AppStoreRules:
+    """The `/promote appstore …` grammar and target names, under one `[appstore]` section."""
+
+    name = NAME
+    label = LABEL
+    forms = (
+        CommandForm(SCOPE, USAGE["attach"], "attach a build to an App Store version"),
+        CommandForm(SCOPE, USAGE["expire"], "expire an App Store build"),
+        CommandForm(SCOPE, USAGE["encryption"], "declare a build's encryption"),
+    )
+
+    def __init__(self, section: AppStoreSection) -> None:
+        self.section = section
+
+    def parse(self, args: list[str]) -> BuildAction:
+        sub = args[0].lower() if args else ""
+        key = sub if sub in ("expire", "encryption") else "attach"
+        usage = USAGE[key]
+        rest = args[1:] if key != "attach" else args
+        if len(rest) != _WORDS[key]:
+            said = "appstore" if key == "attach" else f"appstore {key}"
+            forms = "\n".join(USAGE.values())
+            raise UsageError(f"`{said}` takes {_WORDS[key]} words after it.", forms)
+        app, app_id = resolve_alias(rest[0], self.section.apps, APP_ID, "App Store app", usage)
+        if key == "attach":
+            version = _word(rest[1], "a version string like 2.4.0 (or a version id)", usage)
+            build = _word(rest[2], "a build number like 153 (or a build id)", usage)
+            return AppStoreAttach(app=app, app_id=app_id, version=version, build=build)
+        build = _word(rest[1], "a build number like 153 (or a build id)", usage)
+        if key == "expire":
+            return AppStoreExpire(app=app, app_id=app_id, build=build)
+        declared = rest[2].lower()
+        if declared not in ("exempt", "non-exempt"):
+            raise UsageError(f"Say `exempt` or `non-exempt`, not {shown(rest[2])}.", usage)
+        return AppStoreEncryption(
+            app=app, app_id=app_id, build=build, uses_non_exempt_encryption=declared == "non-exempt"
+        )
+
+    def help_line(self) -> str:
+        apps = ", ".join(sorted(self.section.apps)) or "none (give the app id)"
+        return f"App Store apps: {apps}."
+
+    def targets(self) -> list[str]:
+        return [f"{NAME}:{app}" for app in self.section.apps]
+
+
+class AppStoreToken(ApiKeyToken):
+    """App Store Connect's API-key token (reused until shortly before its 20 minutes end)."""
+
+    audience = "appstoreconnect-v1"
+
+
+# --- what App Store Connect says -----------------------------------------------------------
 _EXPLAIN_WRITE = {
     409: "App Store Connect refused: the resource is not in a state that allows this change",
     422: "App Store Connect rejected the change as invalid",
@@ -93,11 +243,15 @@ def _many(response: httpx.Response) -> list[Resource]:
         raise ProviderError(LABEL, f"{LABEL} sent a list the bot can't read: {exc}") from exc
 
 
-class AppStoreProvider:
-    name = "appstore"
+class AppStoreProvider(HTTPProvider):
+    name = NAME
+    label = LABEL
+    credential = "ASC_KEY_ID / ASC_ISSUER_ID / the private key"
+    scope = SCOPE
+    error_detail = staticmethod(error_detail)
 
     def __init__(self, http: ProviderHTTP, token: AppStoreToken) -> None:
-        self.http = http
+        super().__init__(http)
         self.token = token
 
     @classmethod
@@ -109,20 +263,7 @@ class AppStoreProvider:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
     ) -> AppStoreProvider:
-        http = ProviderHTTP(
-            LABEL,
-            base_url,
-            credential="ASC_KEY_ID / ASC_ISSUER_ID / the private key",
-            scope=Scope.MANAGE_BUILDS.value,
-            error_detail=error_detail,
-            auth=token,
-            timeout=timeout,
-            retry=retry,
-        )
-        return cls(http, token)
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
+        return cls(cls._http(base_url, auth=token, timeout=timeout, retry=retry), token)
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -134,9 +275,7 @@ class AppStoreProvider:
             "GET", path, idempotent=True, params=params, explain={404: missing}
         )
 
-    async def build(
-        self, action: AppStoreAttach | AppStoreExpire | AppStoreEncryption
-    ) -> Build | str:
+    async def build(self, action: BuildAction) -> Build | str:
         """The build the action names, or why it can't be named."""
         if action.build_id or "-" in action.build:
             build_id = action.build_id or action.build
@@ -200,8 +339,7 @@ class AppStoreProvider:
 
     # --- previews ------------------------------------------------------------------------
 
-    async def preview(self, action: Action) -> Preview:
-        assert isinstance(action, AppStoreAttach | AppStoreExpire | AppStoreEncryption)
+    async def preview(self, action: BuildAction) -> Preview:
         build = await self.build(action)
         if isinstance(build, str):
             return Preview(refusal=build)
@@ -260,10 +398,9 @@ class AppStoreProvider:
 
     # --- execution -----------------------------------------------------------------------
 
-    async def execute(self, action: Action, *, promoted_by: str) -> Outcome:
+    async def execute(self, action: BuildAction, *, promoted_by: str) -> Outcome:
         if isinstance(action, AppStoreAttach):
             return await self._attach(action)
-        assert isinstance(action, AppStoreExpire | AppStoreEncryption)
         return await self._modify_build(action)
 
     async def _attach(self, action: AppStoreAttach) -> Outcome:
@@ -383,7 +520,7 @@ class AppStoreProvider:
             ],
         )
 
-    async def observe(self, action: Action, *, promoted_by: str) -> Outcome | None:
+    async def observe(self, action: BuildAction, *, promoted_by: str) -> Outcome | None:
         if isinstance(action, AppStoreAttach):
             if not action.version_id:
                 return None
@@ -392,7 +529,6 @@ class AppStoreProvider:
             shown = now.describe() if now else "no build"
             what = f"build {action.build} attached to {action.app} {action.version}"
         else:
-            assert isinstance(action, AppStoreExpire | AppStoreEncryption)
             build = await self.build(action)
             if isinstance(build, str):
                 return None
@@ -409,3 +545,37 @@ class AppStoreProvider:
         if done:
             return Outcome(state="succeeded", headline=what, facts=facts)
         return Outcome(state="failed", headline=f"{LABEL} does not show {what}", facts=facts)
+
+
+def token(settings: AppStoreSettings) -> AppStoreToken:
+    """The token signer; a key that does not load names its setting."""
+    settings.required("asc_issuer_id", "asc_key_id")
+    assert settings.asc_issuer_id is not None and settings.asc_key_id is not None
+    try:
+        if settings.asc_private_key is not None:
+            setting = "ASC_PRIVATE_KEY"
+            key = load_private_key(settings.asc_private_key.get_secret_value())
+        elif settings.asc_private_key_path is not None:
+            setting = "ASC_PRIVATE_KEY_PATH"
+            key = load_private_key_file(settings.asc_private_key_path)
+        else:
+            raise SettingError("ASC_PRIVATE_KEY_PATH or ASC_PRIVATE_KEY must be set")
+    except PrivateKeyError as exc:
+        raise SettingError(f"{setting}: {exc}") from None
+    return AppStoreToken(settings.asc_issuer_id, settings.asc_key_id, key)
+
+
+def _client(settings: AppStoreSettings) -> AppStoreProvider:
+    return AppStoreProvider.create(str(settings.asc_api_url), token(settings))
+
+
+SPEC = ProviderSpec(
+    name=NAME,
+    label=LABEL,
+    scopes={SCOPE: "attach, expire and declare builds"},
+    section=AppStoreSection,
+    settings=AppStoreSettings,
+    rules=AppStoreRules,
+    client=_client,
+    fake="bot.sandbox.appstore:FakeAppStore",
+)

@@ -234,11 +234,11 @@ def _safe_detail(
     return detail[:300] + ("…" if len(detail) > 300 else "")
 
 
-class BearerProvider:
-    """What providers with a static bearer credential share: building and closing the client.
+class HTTPProvider:
+    """What every provider client shares: one `ProviderHTTP`, built once, closed once.
 
-    Subclasses set `label` (for people), `credential` (the setting's name), `scope`, and
-    `error_detail` (how to read their error bodies).
+    Subclasses set `name` (the registry name), `label` (for people), `credential` (the
+    setting's name, for error texts), `scope`, and `error_detail` (how to read error bodies).
     """
 
     name: str
@@ -254,6 +254,35 @@ class BearerProvider:
         raise NotImplementedError
 
     @classmethod
+    def _http(
+        cls,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+    ) -> ProviderHTTP:
+        return ProviderHTTP(
+            cls.label,
+            base_url,
+            credential=cls.credential,
+            scope=cls.scope,
+            error_detail=cls.error_detail,
+            headers=headers,
+            auth=auth,
+            timeout=timeout,
+            retry=retry,
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+class BearerProvider(HTTPProvider):
+    """A provider with a static bearer credential."""
+
+    @classmethod
     def create(
         cls,
         base_url: str,
@@ -262,17 +291,5 @@ class BearerProvider:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
     ) -> Self:
-        http = ProviderHTTP(
-            cls.label,
-            base_url,
-            credential=cls.credential,
-            scope=cls.scope,
-            error_detail=cls.error_detail,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout,
-            retry=retry,
-        )
-        return cls(http)
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
+        headers = {"Authorization": f"Bearer {token}"}
+        return cls(cls._http(base_url, headers=headers, timeout=timeout, retry=retry))

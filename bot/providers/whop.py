@@ -7,14 +7,113 @@ see what it replaces; builds that can't or needn't be promoted are refused befor
 
 from __future__ import annotations
 
-from typing import TypeVar
+import re
+from typing import ClassVar, Literal, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
+from bot.core.commands import UsageError, resolve_alias, shown
 from bot.core.errors import ProviderError, ProviderUncertain
-from bot.core.model import Action, Fact, Outcome, Preview, Scope, WhopPromote
+from bot.core.model import Action, Fact, Outcome, Preview
+from bot.core.rules import CommandForm
 from bot.providers.http import BearerProvider, segment
+from bot.providers.spec import ProviderSettings, ProviderSpec, Section, aliases
+
+NAME = "whop"
+LABEL = "Whop"
+SCOPE = "developer:manage_builds"
+APP_ID = re.compile(r"^app_[A-Za-z0-9]{1,64}$")
+BUILD_ID = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+# --- what people ask for ---------------------------------------------------------------
+
+
+class WhopPromote(Action):
+    """Make a Whop app build the production build of its platform."""
+
+    kind: Literal["whop.promote"] = "whop.promote"
+    provider: ClassVar[str] = NAME
+    scope: ClassVar[str] = SCOPE
+    app: str  # the alias people type, or the app id when it has none
+    app_id: str
+    build_id: str
+
+    @property
+    def target(self) -> str:
+        return f"{NAME}:{self.app}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.app} app build {self.build_id} → production"
+
+
+class WhopSection(Section):
+    """`[whop]`: short names for the apps."""
+
+    apps: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("apps")
+    @classmethod
+    def _apps(cls, v: dict[str, str]) -> dict[str, str]:
+        return aliases(v, APP_ID, "a Whop app id (app_…)")
+
+
+class WhopSettings(ProviderSettings):
+    whop_api_url: AnyHttpUrl = AnyHttpUrl("https://api.whop.com/api/v1")
+    whop_api_key: SecretStr | None = None
+
+
+USAGE = "/promote whop [<app>] <build_id>   e.g. /promote whop storefront apbu_8f2k"
+
+
+class WhopRules:
+    """The `/promote whop …` grammar and target names, under one `[whop]` section."""
+
+    name = NAME
+    label = LABEL
+    forms = (CommandForm(SCOPE, USAGE, "make a Whop app build the production build"),)
+
+    def __init__(self, section: WhopSection) -> None:
+        self.section = section
+
+    def parse(self, args: list[str]) -> WhopPromote:
+        if len(args) not in (1, 2):
+            raise UsageError(
+                "`whop` takes a build id, and the app when more than one is set up.", USAGE
+            )
+        build_id = args[-1]
+        if not BUILD_ID.match(build_id):
+            raise UsageError(
+                f"{shown(build_id)} is not a Whop build id (letters, digits and _ only).", USAGE
+            )
+        apps = self.section.apps
+        if len(args) == 2:
+            app, app_id = resolve_alias(args[0], apps, APP_ID, "Whop app", USAGE)
+        elif len(apps) == 1:
+            [(app, app_id)] = apps.items()
+        else:
+            known = ", ".join(sorted(apps)) or "none configured; give its app_… id"
+            raise UsageError(f"Which Whop app is this build of? Apps: {known}.", USAGE)
+        return WhopPromote(app=app, app_id=app_id, build_id=build_id)
+
+    def help_line(self) -> str:
+        apps = ", ".join(sorted(self.section.apps)) or "none (give the app_… id)"
+        return f"Whop apps: {apps}."
+
+    def targets(self) -> list[str]:
+        return [f"{NAME}:{app}" for app in self.section.apps]
+
+
+# --- what Whop says ------------------------------------------------------------------------
 
 PROMOTABLE = ("approved", "draft")
 PAGE_SIZE = 100
@@ -57,10 +156,10 @@ def _when(build: AppBuild) -> str:
 
 
 class WhopProvider(BearerProvider):
-    name = "whop"
-    label = "Whop"
+    name = NAME
+    label = LABEL
     credential = "WHOP_API_KEY"
-    scope = Scope.MANAGE_BUILDS.value
+    scope = SCOPE
     error_detail = staticmethod(error_detail)
 
     async def build(self, build_id: str) -> AppBuild:
@@ -98,8 +197,7 @@ class WhopProvider(BearerProvider):
             params = {**params, "after": str(cursor)}
         return production, True
 
-    async def preview(self, action: Action) -> Preview:
-        assert isinstance(action, WhopPromote)
+    async def preview(self, action: WhopPromote) -> Preview:
         build = await self.build(action.build_id)
         if build.is_production:
             return Preview(
@@ -139,8 +237,7 @@ class WhopProvider(BearerProvider):
         )
         return Preview(facts=facts, warnings=warnings)
 
-    async def execute(self, action: Action, *, promoted_by: str) -> Outcome:
-        assert isinstance(action, WhopPromote)
+    async def execute(self, action: WhopPromote, *, promoted_by: str) -> Outcome:
         replaced: str
         try:
             build = await self.build(action.build_id)
@@ -183,8 +280,7 @@ class WhopProvider(BearerProvider):
             facts=facts,
         )
 
-    async def observe(self, action: Action, *, promoted_by: str) -> Outcome:
-        assert isinstance(action, WhopPromote)
+    async def observe(self, action: WhopPromote, *, promoted_by: str) -> Outcome:
         build = await self.build(action.build_id)
         facts = [Fact(label="Build", value=build.id), Fact(label="Platform", value=build.platform)]
         if build.is_production:
@@ -210,3 +306,21 @@ def _parse(model: type[M], response: httpx.Response) -> M:
         raise ProviderError(
             "Whop", f"Whop sent a response the bot can't read ({response.status_code})"
         ) from exc
+
+
+def _client(settings: WhopSettings) -> WhopProvider:
+    settings.required("whop_api_key")
+    assert settings.whop_api_key is not None
+    return WhopProvider.create(str(settings.whop_api_url), settings.whop_api_key.get_secret_value())
+
+
+SPEC = ProviderSpec(
+    name=NAME,
+    label=LABEL,
+    scopes={SCOPE: "promote an app build to production"},
+    section=WhopSection,
+    settings=WhopSettings,
+    rules=WhopRules,
+    client=_client,
+    fake="bot.sandbox.whop:FakeWhop",
+)

@@ -6,12 +6,133 @@ reads the active bundle of both environments so approvers see what will change.
 
 from __future__ import annotations
 
-import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+import re
+from typing import ClassVar, Literal
 
+import httpx
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from bot.core.commands import WORD, UsageError, shown
 from bot.core.errors import ProviderError, ProviderUncertain
-from bot.core.model import Action, Fact, Outcome, Preview, Scope, ZnyxPromote
+from bot.core.model import Action, Fact, Outcome, Preview
+from bot.core.rules import CommandForm
 from bot.providers.http import BearerProvider, segment
+from bot.providers.spec import ProviderSettings, ProviderSpec, Section, aliases
+
+NAME = "znyx"
+LABEL = "Znyx"
+SCOPE = "bundle:publish"
+STAGES: tuple[str, ...] = ("dev", "staging", "prod")
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")  # org and project ids
+
+# --- what people ask for ---------------------------------------------------------------
+
+
+class ZnyxPromote(Action):
+    """Move the active policy bundle of a Znyx project one stage forward."""
+
+    kind: Literal["znyx.promote"] = "znyx.promote"
+    provider: ClassVar[str] = NAME
+    scope: ClassVar[str] = SCOPE
+    org_id: str
+    project: str  # the alias people type
+    project_id: str
+    source_env: str
+
+    @property
+    def target_env(self) -> str:
+        return STAGES[STAGES.index(self.source_env) + 1]
+
+    @property
+    def target(self) -> str:
+        return f"{NAME}:{self.project}:{self.target_env}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.project} policy bundle: {self.source_env} → {self.target_env}"
+
+
+class ZnyxSection(Section):
+    """`[znyx]`: the org, and short names for its projects."""
+
+    org: str
+    projects: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("org")
+    @classmethod
+    def _org(cls, v: str) -> str:
+        if not ID.match(v):
+            raise ValueError(f"{v!r} is not a Znyx org id")
+        return v
+
+    @field_validator("projects")
+    @classmethod
+    def _projects(cls, v: dict[str, str]) -> dict[str, str]:
+        return aliases(v, ID, "a Znyx project id")
+
+
+class ZnyxSettings(ProviderSettings):
+    znyx_api_url: AnyHttpUrl = AnyHttpUrl("https://api.znyx.ai")
+    znyx_token: SecretStr | None = None
+
+
+USAGE = "/promote znyx <project> <source_env>   e.g. /promote znyx guardrails staging"
+
+
+class ZnyxRules:
+    """The `/promote znyx …` grammar and target names, under one `[znyx]` section."""
+
+    name = NAME
+    label = LABEL
+    forms = (CommandForm(SCOPE, USAGE, "promote a Znyx policy bundle one stage"),)
+
+    def __init__(self, section: ZnyxSection) -> None:
+        self.section = section
+
+    def parse(self, args: list[str]) -> ZnyxPromote:
+        if len(args) != 2:
+            raise UsageError("`znyx` takes a project and a source environment.", USAGE)
+        project, source = args
+        if not WORD.match(project):
+            raise UsageError(f"{shown(project)} is not a project name.", USAGE)
+        projects = self.section.projects
+        by_id = {pid: alias for alias, pid in projects.items()}
+        alias = project if project in projects else by_id.get(project)
+        if alias is None:
+            known = ", ".join(sorted(projects)) or "none configured"
+            raise UsageError(f"Unknown Znyx project {shown(project)}. Known: {known}.", USAGE)
+        env = source.lower()
+        if env not in STAGES:
+            raise UsageError(
+                f"Unknown environment {shown(source)}. Environments: {', '.join(STAGES)}.", USAGE
+            )
+        if env == STAGES[-1]:
+            raise UsageError(
+                f"`{env}` is the last stage: there is nothing to promote it to. "
+                "Name the stage to promote *from*: dev (→ staging) or staging (→ prod).",
+                USAGE,
+            )
+        return ZnyxPromote(
+            org_id=self.section.org, project=alias, project_id=projects[alias], source_env=env
+        )
+
+    def help_line(self) -> str:
+        projects = ", ".join(sorted(self.section.projects)) or "none"
+        return f"Znyx projects: {projects}. Stages: {' → '.join(STAGES)}."
+
+    def targets(self) -> list[str]:
+        return [f"{NAME}:{p}:{env}" for p in self.section.projects for env in STAGES[1:]]
+
+
+# --- what Znyx says ----------------------------------------------------------------------
 
 
 class Bundle(BaseModel):
@@ -51,10 +172,10 @@ def error_detail(response: httpx.Response) -> str | None:
 
 
 class ZnyxProvider(BearerProvider):
-    name = "znyx"
-    label = "Znyx"
+    name = NAME
+    label = LABEL
     credential = "ZNYX_TOKEN"
-    scope = Scope.PUBLISH_BUNDLE.value
+    scope = SCOPE
     error_detail = staticmethod(error_detail)
 
     @staticmethod
@@ -80,8 +201,7 @@ class ZnyxProvider(BearerProvider):
         except (ValueError, TypeError, ValidationError) as exc:
             raise ProviderError("Znyx", f"Znyx sent an unreadable bundle list: {exc}") from exc
 
-    async def preview(self, action: Action) -> Preview:
-        assert isinstance(action, ZnyxPromote)
+    async def preview(self, action: ZnyxPromote) -> Preview:
         source = await self.active_bundle(action, action.source_env)
         if source is None:
             return Preview(
@@ -105,8 +225,7 @@ class ZnyxProvider(BearerProvider):
                 )
         return Preview(facts=facts, warnings=warnings)
 
-    async def execute(self, action: Action, *, promoted_by: str) -> Outcome:
-        assert isinstance(action, ZnyxPromote)
+    async def execute(self, action: ZnyxPromote, *, promoted_by: str) -> Outcome:
         src, dst = action.source_env, action.target_env
         response = await self.http.call(
             "POST",
@@ -138,9 +257,8 @@ class ZnyxProvider(BearerProvider):
             facts=facts,
         )
 
-    async def observe(self, action: Action, *, promoted_by: str) -> Outcome:
+    async def observe(self, action: ZnyxPromote, *, promoted_by: str) -> Outcome:
         """Znyx records who published each bundle; `promoted_by` names one request."""
-        assert isinstance(action, ZnyxPromote)
         dst = action.target_env
         mine = next(
             (b for b in await self.bundles(action, dst) if b.published_by == promoted_by), None
@@ -165,3 +283,21 @@ def _facts(bundle: Bundle, src: str, dst: str) -> list[Fact]:
         Fact(label="From → to", value=f"{src} → {dst}"),
         Fact(label="Published by", value=bundle.published_by or "—"),
     ]
+
+
+def _client(settings: ZnyxSettings) -> ZnyxProvider:
+    settings.required("znyx_token")
+    assert settings.znyx_token is not None
+    return ZnyxProvider.create(str(settings.znyx_api_url), settings.znyx_token.get_secret_value())
+
+
+SPEC = ProviderSpec(
+    name=NAME,
+    label=LABEL,
+    scopes={SCOPE: "promote a policy bundle one stage"},
+    section=ZnyxSection,
+    settings=ZnyxSettings,
+    rules=ZnyxRules,
+    client=_client,
+    fake="bot.sandbox.znyx:FakeZnyx",
+)

@@ -12,6 +12,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bot.providers.registry import PROVIDERS
 from bot.sandbox.appstore import FakeAppStore
 from bot.sandbox.whop import FakeWhop
 from bot.sandbox.znyx import FakeZnyx
@@ -45,7 +46,6 @@ CONFIG: dict[str, Any] = {
     "whop": {"apps": {"storefront": STORE_APP}},
     "appstore": {"apps": {"ios": IOS_APP}},
 }
-PROVIDER_SECTIONS = ("znyx", "whop", "appstore")
 
 
 def seed_znyx(znyx: FakeZnyx) -> None:
@@ -107,8 +107,8 @@ def rehearsal_config(own: dict[str, Any] | None) -> dict[str, Any]:
     """The sandbox config, or the caller's role map and policies over the sandbox's providers."""
     if own is None:
         return CONFIG
-    merged = {k: v for k, v in own.items() if k not in PROVIDER_SECTIONS}
-    merged.update({k: CONFIG[k] for k in PROVIDER_SECTIONS})
+    merged = {k: v for k, v in own.items() if k not in PROVIDERS}
+    merged.update({k: CONFIG[k] for k in PROVIDERS})
     return merged
 
 

@@ -51,6 +51,7 @@ class FakeZnyx:
     tokens: dict[str, set[str]] = field(default_factory=dict)  # token → scopes
     projects: dict[str, dict[str, list[Bundle]]] = field(default_factory=dict)
     promote_delay: float = 0.0  # seconds the promote call takes, to test slow providers
+    promote_gate: asyncio.Event | None = None  # when set up, promote answers once it is set
     calls: list[Call] = field(default_factory=list)
     _failures: list[tuple[int, object]] = field(default_factory=list)
 
@@ -139,6 +140,8 @@ class FakeZnyx:
             )
         if self.promote_delay:
             await asyncio.sleep(self.promote_delay)
+        if self.promote_gate is not None:
+            await self.promote_gate.wait()
         if self._failures:
             status, detail = self._failures.pop(0)
             return _error(status, detail)

@@ -14,7 +14,6 @@ from pathlib import Path
 import sqlite_utils
 
 from bot.core.model import (
-    ACTION_ADAPTER,
     Action,
     Approval,
     AuditEntry,
@@ -22,6 +21,7 @@ from bot.core.model import (
     Preview,
     Request,
     State,
+    action_from_json,
 )
 
 BUSY_TIMEOUT_MS = 5000
@@ -112,7 +112,7 @@ class SqliteStore:
                 " created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     action.target,
-                    ACTION_ADAPTER.dump_json(action).decode(),
+                    action.model_dump_json(),
                     requester,
                     channel,
                     State.PENDING.value,
@@ -278,7 +278,7 @@ class SqliteStore:
 def _request(row: dict, approvals: list[Approval]) -> Request:
     return Request(
         id=row["id"],
-        action=ACTION_ADAPTER.validate_json(row["action"]),
+        action=action_from_json(row["action"]),
         requester=row["requester"],
         channel=row["channel"],
         message_ts=row["message_ts"],

@@ -122,14 +122,14 @@ class Shell:
                 self._tell("Usage: as <Slack user id>, e.g. as U_BOB")
             else:
                 self.user = words[1]
-                roles = ", ".join(self.workflow.config.role_map.roles_of(self.user)) or "none"
+                roles = ", ".join(self.workflow.roles_of(self.user)) or "none"
                 self._tell(f"You are now @{self.user} (roles: {roles}).")
         elif verb == "whoami":
-            roles = ", ".join(self.workflow.config.role_map.roles_of(self.user)) or "none"
+            roles = ", ".join(self.workflow.roles_of(self.user)) or "none"
             self._tell(f"You are @{self.user} (roles: {roles}).")
         elif verb in ("help", "?"):
             self._tell(SHELL_HELP)
-            self._tell(help_text(self.workflow.config, self.user))
+            self._tell(help_text(self.workflow.rules, self.user))
         else:
             self._tell(f"Unknown command {words[0]!r}: type help.")
         return True

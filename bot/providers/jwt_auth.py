@@ -1,4 +1,4 @@
-"""App Store Connect API-key tokens: short-lived ES256 JWTs, as an `httpx.Auth`.
+"""API-key tokens: short-lived ES256 JWTs signed with a provider's private key, as an `httpx.Auth`.
 
 One token is kept in memory and reused until shortly before it expires; after a 401 it is
 re-signed once and the request sent again once. Tokens are never written anywhere.
@@ -15,8 +15,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-AUDIENCE = "appstoreconnect-v1"
-LIFETIME_SECONDS = 20 * 60  # Apple's maximum
+LIFETIME_SECONDS = 20 * 60  # the longest App Store Connect accepts
 RENEW_BEFORE_SECONDS = 60  # sign a new token when the current one has less than this left
 
 
@@ -46,7 +45,11 @@ def load_private_key_file(path: Path) -> ec.EllipticCurvePrivateKey:
     return load_private_key(data)
 
 
-class AppStoreToken(httpx.Auth):
+class ApiKeyToken(httpx.Auth):
+    """Signs `{iss, iat, exp, aud}` with `kid` in the header; subclasses set `audience`."""
+
+    audience: str
+
     def __init__(
         self,
         issuer_id: str,
@@ -74,7 +77,7 @@ class AppStoreToken(httpx.Auth):
                     "iss": self.issuer_id,
                     "iat": issued,
                     "exp": issued + LIFETIME_SECONDS,
-                    "aud": AUDIENCE,
+                    "aud": self.audience,
                 },
                 self._key,
                 algorithm="ES256",

@@ -1,0 +1,60 @@
+"""The rules the core works by, in its own small types: who holds which scopes, the approval
+policies, and the configured providers' grammars. The config module builds them from the file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.core.authz import RoleMap
+from bot.core.model import Action, Scope
+from bot.core.policy import Policy, policy_for
+
+
+@dataclass(frozen=True)
+class CommandForm:
+    """One line of `/promote help`: the scope it needs (None: anyone with a role), its usage
+    ("/promote <provider> <words…>") and what it does."""
+
+    scope: Scope | None
+    usage: str
+    what: str
+
+
+class ProviderRules(Protocol):
+    """What the core needs of a configured provider: its grammar and how its targets are named.
+
+    Built by the provider's module from its config section (aliases, ids); pure, no I/O."""
+
+    name: str  # the word after /promote, and the first part of its targets
+    label: str  # for people
+    forms: Sequence[CommandForm]
+
+    def parse(self, args: list[str]) -> Action:
+        """The words after the provider's name → its action, or raise `UsageError`."""
+        ...
+
+    def help_line(self) -> str | None:
+        """One line of help about what is configured (its projects or apps)."""
+        ...
+
+    def targets(self) -> Sequence[str]:
+        """Every target its actions can have under this config, for checking policy patterns."""
+        ...
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Everything the core decides with, as the config stands now."""
+
+    role_map: RoleMap = field(default_factory=RoleMap)
+    policies: Mapping[str, Policy] = field(default_factory=dict)
+    providers: Mapping[str, ProviderRules] = field(default_factory=dict)
+    unconfigured: Mapping[str, str] = field(default_factory=dict)  # known provider → its label
+
+    def policy(self, action: Action) -> Policy:
+        return policy_for(action.target, dict(self.policies))
+
+    def provider(self, name: str) -> ProviderRules | None:
+        return self.providers.get(name)

@@ -1,0 +1,81 @@
+"""What a provider module declares, in one place, so that the rest of the bot needs no list of
+providers but the registry: its name and label, its scopes, its config section and settings, its
+grammar (the core's `ProviderRules`), its client, and its sandbox fake."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.core.ports import Provider
+from bot.core.rules import ProviderRules
+
+ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def aliases(table: dict[str, str], ids: re.Pattern[str], what: str) -> dict[str, str]:
+    """Check a config table of short names people type → provider ids."""
+    for alias, value in table.items():
+        if not ALIAS.match(alias):
+            raise ValueError(f"{alias!r} is not a valid alias (letters, digits, _ . -)")
+        if not ids.match(value):
+            raise ValueError(f"{alias} = {value!r} is not {what}")
+    return table
+
+
+class SettingError(Exception):
+    """A provider's environment setting is missing or invalid; the message names it."""
+
+
+class ProviderSettings(BaseSettings):
+    """A provider's environment variables (names are the field names, upper-cased)."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    def required(self, *names: str) -> None:
+        """Fail with the first of `names` (field names) that is not set."""
+        for name in names:
+            if getattr(self, name) is None:
+                raise SettingError(f"{name.upper()} is not set")
+
+
+class Section(BaseModel):
+    """A provider's table in the config file; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+SectionT = TypeVar("SectionT", bound=Section)
+SettingsT = TypeVar("SettingsT", bound=ProviderSettings)
+
+
+@dataclass(frozen=True)
+class ProviderSpec(Generic[SectionT, SettingsT]):
+    name: str  # the word after /promote, its config table and its targets' prefix
+    label: str  # for people
+    scopes: Mapping[str, str]  # the provider's own scopes it needs → what they allow
+    section: type[SectionT]
+    settings: type[SettingsT]
+    rules: Callable[[SectionT], ProviderRules]
+    client: Callable[[SettingsT], Provider]
+    fake: str  # "module:Class" of its fake HTTP API, for the sandbox and the tests
+
+    def load_settings(self, overrides: Mapping[str, Any] | None = None) -> SettingsT:
+        """The provider's settings from the environment, `overrides` (field names) winning."""
+        known = self.settings.model_fields
+        given = {k: v for k, v in (overrides or {}).items() if k in known}
+        try:
+            return self.settings(**given)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = str(err["loc"][0]).upper() if err["loc"] else self.name
+            raise SettingError(f"{name}: {err['msg'].removeprefix('Value error, ')}") from None
+
+    def build(self, overrides: Mapping[str, Any] | None = None) -> Provider:
+        """The provider's client, from its settings; `SettingError` names what is missing."""
+        return self.client(self.load_settings(overrides))
