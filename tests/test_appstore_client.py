@@ -136,7 +136,7 @@ async def test_a_patch_that_times_out_is_read_back_not_sent_again(
     client = AppStoreProvider.create(url, _token(), timeout=httpx.Timeout(0.3))
     action = AppStoreExpire(app="ios", app_id=IOS_APP, build="155", build_id=ids.b155_exempt)
     with pytest.raises(ProviderTimeout):  # read back before the slow PATCH lands: still unknown
-        await client.execute(action, promoted_by="x")
+        await client.execute(action, promoted_by="x", expect={})
     assert len(fake.patches) == 1
     attach = AppStoreAttach(
         app="ios",
@@ -146,7 +146,7 @@ async def test_a_patch_that_times_out_is_read_back_not_sent_again(
         version_id=ids.v240,
         build_id=ids.b153_undeclared,
     )
-    outcome = await client.execute(attach, promoted_by="x")
+    outcome = await client.execute(attach, promoted_by="x", expect={})
     assert outcome.state == "unknown" and "Reading it back shows 152" in (outcome.check or "")
     assert len(fake.patches) == 2  # one per action, never repeated
     await client.aclose()

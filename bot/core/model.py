@@ -67,6 +67,13 @@ class Action(BaseModel):
         """What it does, in a few words, for the release message."""
         raise NotImplementedError
 
+    @property
+    def thing(self) -> str | None:
+        """The one thing in the provider it changes (an environment, an app's platform, a
+        version): at most one request per thing may be open. None until the provider's
+        preview has resolved what it needs to name it."""
+        return self.target
+
 
 def action_from_json(text: str | bytes) -> Action:
     """An action as `Action.model_dump_json` wrote it, as the class of its `kind`."""
@@ -91,6 +98,9 @@ class Preview(BaseModel):
     facts: list[Fact] = []
     warnings: list[str] = []
     refusal: str | None = None  # set when the action must not even be offered for approval
+    # What the preview showed as "now", in the provider's words (e.g. the production build):
+    # right before the write the provider reads it again, and does nothing if it moved.
+    expect: dict[str, str] = {}
     # the action with the ids the provider looked up, if any
     action: SerializeAsAny[Action] | None = None
 
@@ -105,6 +115,20 @@ class Outcome(BaseModel):
     headline: str
     facts: list[Fact] = []
     check: str | None = None  # for `unknown`: what a person should look at
+
+
+def changed(what: str, then: str, now: str) -> Outcome:
+    """The outcome of a write not sent because the provider moved since the preview."""
+    return Outcome(
+        state="failed",
+        headline=f"{what} was {then} when this was requested; it is now {now}: "
+        "nothing was changed, request again",
+    )
+
+
+def not_sent(why: str) -> Outcome:
+    """The outcome of a write not sent because it would change nothing, or couldn't be checked."""
+    return Outcome(state="failed", headline=f"not sent: {why}")
 
 
 class Approval(BaseModel):

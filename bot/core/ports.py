@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -21,8 +21,12 @@ class Provider(Protocol):
         """Read what the action would change; set `refusal` if it must not be offered."""
         ...
 
-    async def execute(self, action: Action, *, promoted_by: str) -> Outcome:
-        """Do the action, once. Never retried by the caller when the fate is unknown."""
+    async def execute(
+        self, action: Action, *, promoted_by: str, expect: Mapping[str, str]
+    ) -> Outcome:
+        """Do the action, once, if the provider still shows what `expect` (the preview's
+        "now") says; otherwise send nothing and answer `failed`, saying what changed. Never
+        retried by the caller when the fate is unknown."""
         ...
 
     async def observe(self, action: Action, *, promoted_by: str) -> Outcome | None:
@@ -32,6 +36,14 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Close the provider's HTTP client."""
         ...
+
+
+class OpenRequestExists(Exception):
+    """A request for the same thing is still open (pending, approved or executing)."""
+
+    def __init__(self, request_id: int) -> None:
+        super().__init__(f"request #{request_id} is open for the same thing")
+        self.request_id = request_id
 
 
 class Store(Protocol):
@@ -46,7 +58,13 @@ class Store(Protocol):
         preview: Preview | None,
         created_at: datetime,
         expires_at: datetime,
-    ) -> Request: ...
+    ) -> Request:
+        """Record a pending request; `OpenRequestExists` if one is open for `action.thing`."""
+        ...
+
+    def open_for(self, thing: str) -> Request | None:
+        """The open (pending, approved or executing) request for `thing`, if any."""
+        ...
 
     def get(self, request_id: int) -> Request | None: ...
 

@@ -27,7 +27,7 @@ from bot.core.commands import (
 from bot.core.errors import ProviderError
 from bot.core.model import BOT_ACTOR, Action, AuditEntry, Outcome, Preview, Request, State
 from bot.core.policy import Policy
-from bot.core.ports import Chat, ChatError, Provider, Store
+from bot.core.ports import Chat, ChatError, OpenRequestExists, Provider, Store
 from bot.core.rules import Rules
 from bot.core.states import OUTCOME_EVENT, Event, destination, sources
 
@@ -129,6 +129,9 @@ class Workflow:
         provider = self.providers.get(action.provider)
         if provider is None:
             return Reply(f"{action.provider} is not configured on this bot.")
+        busy = self._already_open(action)  # before reading the provider, when it can tell
+        if busy:
+            return busy
         try:
             preview = await provider.preview(action)
         except ProviderError as exc:
@@ -142,14 +145,19 @@ class Workflow:
         action = preview.action or action  # what is approved is exactly what will run
         preview = preview.model_copy(update={"action": None})
         policy = self.policy(action)
-        request = self.store.create_request(
-            action,
-            requester=user,
-            channel=channel,
-            preview=preview,
-            created_at=now,
-            expires_at=now + policy.expires_after,
-        )
+        try:
+            request = self.store.create_request(
+                action,
+                requester=user,
+                channel=channel,
+                preview=preview,
+                created_at=now,
+                expires_at=now + policy.expires_after,
+            )
+        except OpenRequestExists as exc:
+            return self._already_open(action, exc.request_id) or Reply(
+                f"Request #{exc.request_id} is already open for this; nothing was posted."
+            )
         self._audit(request.id, user, "requested", action.target, action.title)
         try:
             ts = await self.chat.post_request(channel, render.request_view(request, policy))
@@ -161,6 +169,27 @@ class Workflow:
         if policy.approvals == 0:
             return await self._execute(request.id, user)
         return None
+
+    def _already_open(self, action: Action, request_id: int | None = None) -> Reply | None:
+        """The answer when a request for the same thing is open: one at a time per thing."""
+        if request_id is not None:
+            open_request = self.store.get(request_id)
+        elif action.thing is not None:
+            open_request = self.store.open_for(action.thing)
+        else:
+            return None
+        if open_request is None:
+            return None
+        how = (
+            f"cancel it with `/promote cancel {open_request.id}`"
+            if open_request.state.is_open
+            else "wait for it to end"
+        )
+        return Reply(
+            f"#{open_request.id} {open_request.action.title} is already open for this "
+            f"(asked by {render.user(open_request.requester)}, {open_request.state.value}): "
+            f"{how}, or decide it, before asking again. Nothing was posted."
+        )
 
     # --- deciding ----------------------------------------------------------------------
 
@@ -319,7 +348,10 @@ class Workflow:
         showing = asyncio.create_task(self._refresh(request, self.policy(action)))
         try:
             provider = self.providers[action.provider]
-            outcome = await provider.execute(action, promoted_by=promoted_by(request))
+            expect = request.preview.expect if request.preview else {}
+            outcome = await provider.execute(
+                action, promoted_by=promoted_by(request), expect=expect
+            )
         except ProviderError as exc:
             outcome = _outcome_of_error(exc)
         except Exception:  # a bug after the call may have been sent: never guess

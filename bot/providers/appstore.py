@@ -10,6 +10,7 @@ reads the state back instead.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -26,7 +27,7 @@ from pydantic import (
 
 from bot.core.commands import UsageError, resolve_alias, shown
 from bot.core.errors import ProviderError, ProviderUncertain
-from bot.core.model import Action, Fact, Outcome, Preview
+from bot.core.model import Action, Fact, Outcome, Preview, changed, not_sent
 from bot.core.rules import CommandForm
 from bot.providers.http import DEFAULT_TIMEOUT, HTTPProvider, ProviderHTTP, RetryPolicy, segment
 from bot.providers.jwt_auth import (
@@ -59,6 +60,10 @@ class _AppStoreAction(Action):
     def target(self) -> str:
         return f"{NAME}:{self.app}"
 
+    @property
+    def thing(self) -> str | None:
+        return f"{NAME}:build:{self.build_id}" if self.build_id else None
+
 
 class AppStoreAttach(_AppStoreAction):
     """Attach a build to an App Store version: what ships when that version is released."""
@@ -70,6 +75,10 @@ class AppStoreAttach(_AppStoreAction):
     @property
     def title(self) -> str:
         return f"{self.app} {self.version}: attach build {self.build}"
+
+    @property
+    def thing(self) -> str | None:
+        return f"{NAME}:version:{self.version_id}" if self.version_id else None
 
 
 class AppStoreExpire(_AppStoreAction):
@@ -351,16 +360,18 @@ class AppStoreProvider(HTTPProvider):
             Fact(label="Encryption", value=build.encryption_text),
         ]
         resolved: Action = action.model_copy(update={"build_id": build.id})
+        expect = {"expired": _yes(build.expired), "encryption": build.encryption_text}
         if isinstance(action, AppStoreExpire):
             if build.expired:
                 return Preview(refusal=f"Build {build.describe()} is already expired.")
-            return Preview(facts=facts, action=resolved)
+            warnings = await self._attached_warning(build)
+            return Preview(facts=facts, warnings=warnings, expect=expect, action=resolved)
         if isinstance(action, AppStoreEncryption):
             if build.encryption is action.uses_non_exempt_encryption:
                 return Preview(
                     refusal=f"Build {build.describe()} is already declared {build.encryption_text}."
                 )
-            return Preview(facts=facts, action=resolved)
+            return Preview(facts=facts, expect=expect, action=resolved)
         version = await self.version(action)
         if isinstance(version, str):
             return Preview(refusal=version)
@@ -394,22 +405,61 @@ class AppStoreProvider(HTTPProvider):
                 "This build's encryption is not declared yet: declare it with "
                 f"/promote appstore encryption {action.app} {build.number} exempt|non-exempt."
             )
-        return Preview(facts=facts, warnings=warnings, action=resolved)
+        expect["attached"] = current.id if current else ""
+        expect["attached_shown"] = current.describe() if current else "no build"
+        return Preview(facts=facts, warnings=warnings, expect=expect, action=resolved)
+
+    async def version_of(self, build: Build) -> Resource | None:
+        """The App Store version `build` is attached to, if any."""
+        response = await self._get(
+            f"v1/builds/{segment(build.id)}/appStoreVersion",
+            missing=f"{LABEL} has no build {build.id}",
+        )
+        return _one(response)
+
+    async def _attached_warning(self, build: Build) -> list[str]:
+        """Expiring a build that a version ships with deserves a warning on the message."""
+        try:
+            version = await self.version_of(build)
+        except ProviderError as exc:
+            return [
+                f"Couldn't check whether build {build.number} is attached to a version: "
+                f"{exc.message}"
+            ]
+        if version is None:
+            return []
+        a = version.attributes
+        state = a.get("appVersionState") or a.get("appStoreState") or "state unknown"
+        return [
+            f"Build {build.number} is attached to version {a.get('versionString', version.id)} "
+            f"({state}): once expired, that version can't be submitted with it."
+        ]
 
     # --- execution -----------------------------------------------------------------------
 
-    async def execute(self, action: BuildAction, *, promoted_by: str) -> Outcome:
+    async def execute(
+        self, action: BuildAction, *, promoted_by: str, expect: Mapping[str, str]
+    ) -> Outcome:
+        try:
+            build = await self.build(action)
+            before = (
+                await self.attached(action.version_id)
+                if isinstance(action, AppStoreAttach) and action.version_id
+                else None
+            )
+        except ProviderError as exc:
+            return not_sent(f"couldn't read build {action.build} before the change ({exc.message})")
+        if isinstance(build, str):
+            return not_sent(build)
+        moved = _moved(action, build, before, expect)
+        if moved is not None:
+            return moved
         if isinstance(action, AppStoreAttach):
-            return await self._attach(action)
+            return await self._attach(action, before.describe() if before else "no build")
         return await self._modify_build(action)
 
-    async def _attach(self, action: AppStoreAttach) -> Outcome:
+    async def _attach(self, action: AppStoreAttach, replaced: str) -> Outcome:
         assert action.version_id and action.build_id
-        try:
-            before = await self.attached(action.version_id)
-            replaced = before.describe() if before else "no build"
-        except ProviderError as exc:
-            replaced = f"unknown ({exc.message})"
         body = {"data": {"type": "builds", "id": action.build_id}}
         try:
             await self.http.call(
@@ -545,6 +595,36 @@ class AppStoreProvider(HTTPProvider):
         if done:
             return Outcome(state="succeeded", headline=what, facts=facts)
         return Outcome(state="failed", headline=f"{LABEL} does not show {what}", facts=facts)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _moved(
+    action: BuildAction, build: Build, attached: Build | None, expect: Mapping[str, str]
+) -> Outcome | None:
+    """Compare what App Store Connect shows right before the write with what the preview
+    showed: None to go ahead, else the `failed` outcome saying why nothing was sent."""
+    what = f"build {build.number}"
+    if isinstance(action, AppStoreExpire) and build.expired:
+        return not_sent(f"{what} is already expired")
+    if isinstance(action, AppStoreEncryption) and (
+        build.encryption is action.uses_non_exempt_encryption
+    ):
+        return not_sent(f"{what} is already declared {build.encryption_text}")
+    if isinstance(action, AppStoreAttach) and attached is not None and attached.id == build.id:
+        return not_sent(f"{what} is already attached to {action.version}")
+    if "expired" in expect and _yes(build.expired) != expect["expired"]:
+        return changed(f"{what} expired", expect["expired"], _yes(build.expired))
+    if "encryption" in expect and build.encryption_text != expect["encryption"]:
+        return changed(f"{what}'s encryption", expect["encryption"], build.encryption_text)
+    attached_now = attached.id if attached else ""
+    if isinstance(action, AppStoreAttach) and attached_now != expect.get("attached", attached_now):
+        then = expect.get("attached_shown", expect["attached"])
+        now = attached.describe() if attached else "no build"
+        return changed(f"the build attached to {action.app} {action.version}", then, now)
+    return None
 
 
 def token(settings: AppStoreSettings) -> AppStoreToken:

@@ -8,6 +8,7 @@ see what it replaces; builds that can't or needn't be promoted are refused befor
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import ClassVar, Literal, TypeVar
 
 import httpx
@@ -23,7 +24,7 @@ from pydantic import (
 
 from bot.core.commands import UsageError, resolve_alias, shown
 from bot.core.errors import ProviderError, ProviderUncertain
-from bot.core.model import Action, Fact, Outcome, Preview
+from bot.core.model import Action, Fact, Outcome, Preview, changed, not_sent
 from bot.core.rules import CommandForm
 from bot.providers.http import BearerProvider, segment
 from bot.providers.spec import ProviderSettings, ProviderSpec, Section, aliases
@@ -46,10 +47,15 @@ class WhopPromote(Action):
     app: str  # the alias people type, or the app id when it has none
     app_id: str
     build_id: str
+    platform: str | None = None  # filled in by the preview, from the build
 
     @property
     def target(self) -> str:
         return f"{NAME}:{self.app}"
+
+    @property
+    def thing(self) -> str | None:
+        return f"{NAME}:{self.app_id}:{self.platform}" if self.platform else None
 
     @property
     def title(self) -> str:
@@ -235,16 +241,30 @@ class WhopProvider(BearerProvider):
             if build.status == "approved"
             else ["This build is a draft: it has not passed Whop's review."]
         )
-        return Preview(facts=facts, warnings=warnings)
+        return Preview(
+            facts=facts,
+            warnings=warnings,
+            expect={"production": production.id if production else ""},
+            action=action.model_copy(update={"platform": build.platform}),
+        )
 
-    async def execute(self, action: WhopPromote, *, promoted_by: str) -> Outcome:
-        replaced: str
+    async def execute(
+        self, action: WhopPromote, *, promoted_by: str, expect: Mapping[str, str]
+    ) -> Outcome:
         try:
             build = await self.build(action.build_id)
             production, _ = await self.production_build(action, build.platform)
-            replaced = production.id if production else "none"
         except ProviderError as exc:
-            replaced = f"unknown ({exc.message})"
+            return not_sent(f"couldn't read {action.app}'s builds before promoting ({exc.message})")
+        if build.is_production:
+            return not_sent(f"{build.id} is already the production {build.platform} build")
+        replaced = production.id if production else ""
+        if "production" in expect and replaced != expect["production"]:
+            return changed(
+                f"the production {build.platform} build",
+                expect["production"] or "none",
+                replaced or "none",
+            )
         bid = action.build_id
         response = await self.http.call(
             "POST",
@@ -264,7 +284,7 @@ class WhopProvider(BearerProvider):
         facts = [
             Fact(label="Production build", value=promoted.id),
             Fact(label="Platform", value=promoted.platform),
-            Fact(label="Replaced", value=replaced),
+            Fact(label="Replaced", value=replaced or "none"),
             Fact(label="Checksum", value=promoted.checksum),
         ]
         if not promoted.is_production:

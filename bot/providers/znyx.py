@@ -7,6 +7,7 @@ reads the active bundle of both environments so approvers see what will change.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import httpx
@@ -21,8 +22,8 @@ from pydantic import (
 )
 
 from bot.core.commands import WORD, UsageError, shown
-from bot.core.errors import ProviderError, ProviderUncertain
-from bot.core.model import Action, Fact, Outcome, Preview
+from bot.core.errors import ProviderError, ProviderNotFound, ProviderUncertain
+from bot.core.model import Action, Fact, Outcome, Preview, changed, not_sent
 from bot.core.rules import CommandForm
 from bot.providers.http import BearerProvider, segment
 from bot.providers.spec import ProviderSettings, ProviderSpec, Section, aliases
@@ -58,6 +59,10 @@ class ZnyxPromote(Action):
     @property
     def title(self) -> str:
         return f"{self.project} policy bundle: {self.source_env} → {self.target_env}"
+
+    @property
+    def thing(self) -> str:
+        return f"{NAME}:{self.project_id}:{self.target_env}"
 
 
 class ZnyxSection(Section):
@@ -202,30 +207,69 @@ class ZnyxProvider(BearerProvider):
             raise ProviderError("Znyx", f"Znyx sent an unreadable bundle list: {exc}") from exc
 
     async def preview(self, action: ZnyxPromote) -> Preview:
-        source = await self.active_bundle(action, action.source_env)
+        src, dst = action.source_env, action.target_env
+        source = await self.active_bundle(action, src)
         if source is None:
             return Preview(
-                refusal=f"Nothing to promote: {action.project} has no active bundle in "
-                f"{action.source_env}."
+                refusal=f"Nothing to promote: {action.project} has no active bundle in {src}."
             )
-        facts = [Fact(label=f"Will become active in {action.target_env}", value=describe(source))]
-        warnings: list[str] = []
+        promoting = Fact(
+            label="Promoting",
+            value=f"{src} {describe(source)} → becomes the active bundle of {dst} (a new version)",
+        )
+        expect = {"source": describe(source), "source_hash": source.policy_hash}
         try:
-            current = await self.active_bundle(action, action.target_env)
+            current = await self.active_bundle(action, dst)
         except ProviderError as exc:
-            warnings.append(f"Couldn't read {action.target_env}: {exc.message}")
-        else:
-            facts.insert(
-                0, Fact(label=f"Active in {action.target_env} now", value=describe(current))
+            warning = f"Couldn't read {dst}: {exc.message}"
+            return Preview(facts=[promoting], warnings=[warning], expect=expect)
+        if current is not None and current.policy_hash == source.policy_hash:
+            return Preview(
+                refusal=f"{dst} already runs this policy hash ({describe(current)}): promoting "
+                f"{src} {describe(source)} would only make a new version with the same policies."
             )
-            if current is not None and current.policy_hash == source.policy_hash:
-                warnings.append(
-                    f"{action.target_env} already runs this policy hash; "
-                    "promoting makes a new version with the same policies."
-                )
-        return Preview(facts=facts, warnings=warnings)
+        expect |= {
+            "destination": _now(current),
+            "destination_id": current.id if current else "",
+        }
+        facts = [Fact(label=f"Active in {dst} now", value=describe(current)), promoting]
+        return Preview(facts=facts, expect=expect)
 
-    async def execute(self, action: ZnyxPromote, *, promoted_by: str) -> Outcome:
+    async def _moved(self, action: ZnyxPromote, expect: Mapping[str, str]) -> Outcome | None:
+        """Read both environments again right before the write: None if they still show what
+        the preview showed, else the `failed` outcome that says what changed (nothing sent)."""
+        src, dst = action.source_env, action.target_env
+        try:
+            source = await self.active_bundle(action, src)
+            try:
+                current = await self.active_bundle(action, dst)
+            except ProviderNotFound:
+                if "destination_id" in expect:
+                    raise
+                current = None  # the preview couldn't read it either: Znyx decides
+        except ProviderError as exc:
+            return not_sent(f"couldn't read {action.project} before promoting ({exc.message})")
+        if (
+            "destination_id" in expect
+            and (current.id if current else "") != expect["destination_id"]
+        ):
+            return changed(f"{dst}'s active bundle", expect["destination"], _now(current))
+        if "source_hash" in expect and (
+            source is None or source.policy_hash != expect["source_hash"]
+        ):
+            return changed(f"{src}'s active bundle", expect["source"], _now(source))
+        if source is not None and current is not None and current.policy_hash == source.policy_hash:
+            return not_sent(f"{dst} already runs this policy hash ({describe(current)})")
+        return None
+
+    async def execute(
+        self, action: ZnyxPromote, *, promoted_by: str, expect: Mapping[str, str]
+    ) -> Outcome:
+        moved = await self._moved(action, expect)
+        return moved if moved is not None else await self.promote(action, promoted_by)
+
+    async def promote(self, action: ZnyxPromote, promoted_by: str) -> Outcome:
+        """The write itself: Znyx copies the source's active bundle into the next stage."""
         src, dst = action.source_env, action.target_env
         response = await self.http.call(
             "POST",
@@ -273,6 +317,10 @@ class ZnyxProvider(BearerProvider):
             headline=f"{action.project} bundle v{mine.version} reached {dst}",
             facts=_facts(mine, action.source_env, dst),
         )
+
+
+def _now(bundle: Bundle | None) -> str:
+    return describe(bundle) if bundle else "none"
 
 
 def _facts(bundle: Bundle, src: str, dst: str) -> list[Fact]:

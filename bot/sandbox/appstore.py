@@ -167,6 +167,7 @@ class FakeAppStore:
         app.router.add_get("/v1/builds", self._list_builds)
         app.router.add_get("/v1/builds/{id}", self._get_build)
         app.router.add_patch("/v1/builds/{id}", self._patch_build)
+        app.router.add_get("/v1/builds/{id}/appStoreVersion", self._build_version)
         app.router.add_get("/v1/apps/{id}/appStoreVersions", self._list_versions)
         app.router.add_get("/v1/appStoreVersions/{id}", self._get_version)
         app.router.add_get("/v1/appStoreVersions/{id}/build", self._version_build)
@@ -322,6 +323,13 @@ class FakeAppStore:
             return _not_found("appStoreVersions", request.match_info["id"])
         build = self.builds.get(version.build_id) if version.build_id else None
         return self._doc(build.resource(self.base) if build else None, request)
+
+    async def _build_version(self, request: web.Request) -> web.Response:
+        build = self.builds.get(request.match_info["id"])
+        if build is None:
+            return _not_found("builds", request.match_info["id"])
+        version = next((v for v in self.versions.values() if v.build_id == build.id), None)
+        return self._doc(version.resource(self.base) if version else None, request)
 
     async def _attach(self, request: web.Request) -> web.Response:
         version = self.versions.get(request.match_info["id"])

@@ -7,6 +7,7 @@ redelivered event can never both move a request to `executing`.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +24,11 @@ from bot.core.model import (
     State,
     action_from_json,
 )
+from bot.core.ports import OpenRequestExists
 
 BUSY_TIMEOUT_MS = 5000
+_OPEN = (State.PENDING, State.APPROVED, State.EXECUTING)  # states that hold their thing
+_OPEN_SQL = ", ".join(f"'{s.value}'" for s in _OPEN)
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
 
 
@@ -50,6 +54,7 @@ class SqliteStore:
                 CREATE TABLE IF NOT EXISTS requests (
                     id INTEGER PRIMARY KEY AUTOINCREMENT,
                     target TEXT NOT NULL,
+                    thing TEXT,
                     action TEXT NOT NULL,
                     requester TEXT NOT NULL,
                     channel TEXT NOT NULL,
@@ -91,6 +96,21 @@ class SqliteStore:
                 """
             )
 
+        if "thing" not in {c.name for c in self.db["requests"].columns}:
+            try:  # a database from before one-open-request-per-thing
+                with self.db.conn:
+                    self.db.execute("ALTER TABLE requests ADD COLUMN thing TEXT")
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
+        with self.db.conn:
+            # At most one open request per thing: the database refuses a second one, so two
+            # processes asking at once can't both post a release message.
+            self.db.execute(
+                "CREATE UNIQUE INDEX IF NOT EXISTS requests_open_thing ON requests (thing)"
+                f" WHERE state IN ({_OPEN_SQL})"
+            )
+
     def close(self) -> None:
         self.db.close()
 
@@ -106,27 +126,43 @@ class SqliteStore:
         created_at: datetime,
         expires_at: datetime,
     ) -> Request:
-        with self.db.conn:
-            cursor = self.db.execute(
-                "INSERT INTO requests (target, action, requester, channel, state, preview,"
-                " created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    action.target,
-                    action.model_dump_json(),
-                    requester,
-                    channel,
-                    State.PENDING.value,
-                    preview.model_dump_json() if preview else None,
-                    created_at.astimezone(UTC).isoformat(),
-                    created_at.astimezone(UTC).isoformat(),
-                    expires_at.astimezone(UTC).isoformat(),
-                ],
-            )
+        try:
+            with self.db.conn:
+                cursor = self.db.execute(
+                    "INSERT INTO requests (target, thing, action, requester, channel, state,"
+                    " preview, created_at, updated_at, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        action.target,
+                        action.thing,
+                        action.model_dump_json(),
+                        requester,
+                        channel,
+                        State.PENDING.value,
+                        preview.model_dump_json() if preview else None,
+                        created_at.astimezone(UTC).isoformat(),
+                        created_at.astimezone(UTC).isoformat(),
+                        expires_at.astimezone(UTC).isoformat(),
+                    ],
+                )
+        except sqlite3.IntegrityError:
+            existing = self.open_for(action.thing) if action.thing else None
+            if existing is None:
+                raise
+            raise OpenRequestExists(existing.id) from None
         request_id = cursor.lastrowid
         assert request_id is not None
         request = self.get(request_id)
         assert request is not None
         return request
+
+    def open_for(self, thing: str) -> Request | None:
+        rows = list(
+            self.db.query(
+                f"SELECT id FROM requests WHERE thing = ? AND state IN ({_OPEN_SQL})", [thing]
+            )
+        )
+        return self.get(rows[0]["id"]) if rows else None
 
     def get(self, request_id: int) -> Request | None:
         rows = list(self.db.query("SELECT * FROM requests WHERE id = ?", [request_id]))
