@@ -202,7 +202,7 @@ async def shell(settings: Settings, args: argparse.Namespace) -> None:
         workflow = Workflow(rules, store, providers, chat, lease=lease)
         await workflow.recover()
         await workflow.sweep()
-        await Shell(workflow, user, chat.write).run()
+        await Shell(workflow, user, chat.write, may_switch_user=args.sandbox).run()
 
 
 def _read_toml(path: Path) -> dict:

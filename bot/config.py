@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
 from pathlib import Path
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 from pydantic import (
     AnyHttpUrl,
@@ -38,11 +42,68 @@ class ConfigError(Exception):
     """A setting or config key is missing or invalid; the message names it, on one line."""
 
 
-def _first_error(exc: ValidationError, prefix: str = "") -> str:
+_EXPECTED = {
+    "list_type": 'expected a list, like ["a", "b"]',
+    "tuple_type": 'expected a list, like ["a", "b"]',
+    "set_type": 'expected a list, like ["a", "b"]',
+    "frozen_set_type": 'expected a list, like ["a", "b"]',
+    "dict_type": "expected a table (key = value pairs)",
+    "model_type": "expected a table (key = value pairs)",
+    "model_attributes_type": "expected a table (key = value pairs)",
+    "string_type": "expected a string in quotes",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "missing": "this key is required",
+}
+
+
+def _allowed_keys(root: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The keys a table at `loc` (inside `root`) may have, for an unknown-key error."""
+    current: Any = root
+    parts = list(loc)
+    while parts and current is not None:
+        part = parts.pop(0)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            current = field.annotation if field else None
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        else:
+            current = None
+        while get_origin(current) in (Union, UnionType):  # `Model | None`
+            current = next((a for a in get_args(current) if a is not type(None)), None)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _first_error(
+    exc: ValidationError,
+    prefix: str = "",
+    model: type[BaseModel] | None = None,
+    extra: Sequence[str] = (),
+) -> str:
+    """The first problem as one line, in plain words: `where: what was wrong`."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{prefix}{loc}: {msg}" if loc else f"{prefix.rstrip('.')}: {msg}".lstrip(": ")
+    loc = tuple(p for p in err["loc"] if p != "__root__")
+    where = prefix + ".".join(str(p) for p in loc)
+    kind = err["type"]
+    if kind == "extra_forbidden" and model is not None:
+        allowed = [*_allowed_keys(model, loc[:-1]), *(extra if len(loc) == 1 else ())]
+        msg = f"unknown key; allowed keys here: {', '.join(allowed)}"
+    elif kind in _EXPECTED:
+        msg = _EXPECTED[kind]
+    elif kind == "greater_than_equal":
+        msg = f"must be at least {err['ctx']['ge']}"
+    elif kind == "less_than_equal":
+        msg = f"must be at most {err['ctx']['le']}"
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
+    where = where.rstrip(".")
+    return f"{where}: {msg}" if where else msg
 
 
 # --- the environment ---------------------------------------------------------------------
@@ -158,21 +219,70 @@ def parse_config(data: dict, source: str = "config") -> Rules:
     try:
         file = _File.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_first_error(exc)}") from None
+        raise ConfigError(
+            f"{source}: {_first_error(exc, model=_File, extra=list(PROVIDERS))}"
+        ) from None
     providers = {}
     for name, table in sections.items():
         spec = PROVIDERS[name]
         try:
             section = spec.section.model_validate(table)
         except ValidationError as exc:
-            raise ConfigError(f"{source}: {_first_error(exc, prefix=name + '.')}") from None
+            line = _first_error(exc, prefix=name + ".", model=spec.section)
+            raise ConfigError(f"{source}: {line}") from None
         providers[name] = spec.rules(section)
-    return Rules(
+    rules = Rules(
         role_map=RoleMap(roles=dict(file.roles), members=dict(file.members)),
         policies=dict(file.policies),
         providers=providers,
         unconfigured={n: s.label for n, s in PROVIDERS.items() if n not in providers},
     )
+    for pattern, policy in rules.policies.items():
+        problem = _policy_problem(rules, pattern, policy)
+        if problem:
+            raise ConfigError(f"{source}: policies.{pattern}: {problem}")
+    return rules
+
+
+def _policy_problem(rules: Rules, pattern: str, policy: Policy) -> str | None:
+    """Why a policy could never apply, or never be met, under this config; None if it can."""
+    name = pattern.split(":", 1)[0]
+    if name != "*" and name not in rules.providers:
+        label = rules.unconfigured.get(name, name)
+        return f"{label} is not configured (no [{name}] in this file), so it never applies"
+    providers = [p for p in rules.providers.values() if name in ("*", p.name)]
+    targets = [t for p in providers for t in p.targets()]
+    matched = {t.split(":", 1)[0] for t in targets if fnmatchcase(t, pattern)}
+    if not matched:
+        shown = ", ".join(targets[:6]) + (", …" if len(targets) > 6 else "")
+        return (
+            f"matches no target of this config (its targets: {shown or 'none'}); "
+            "a project, app or environment must be named as the config names it"
+        )
+    role_map = rules.role_map
+    for scope in {f.scope for p in providers if p.name in matched for f in p.forms if f.scope}:
+        holders = [u for u in role_map.members if role_map.has_scope(u, scope)]
+        approvers = [
+            u
+            for u in holders
+            if not policy.approver_roles or set(policy.approver_roles) & set(role_map.roles_of(u))
+        ]
+        # The requester can't count when self-approval is off; someone outside the approvers
+        # who may request leaves all approvers free.
+        possible = len(approvers)
+        if not policy.allow_self_approval and set(holders) <= set(approvers) and approvers:
+            possible -= 1
+        if policy.approvals > possible:
+            who = f"members with `{scope}`"
+            if policy.approver_roles:
+                who += f" in {', '.join(policy.approver_roles)}"
+            if not policy.allow_self_approval:
+                who += ", less the requester"
+            return (
+                f"approvals = {policy.approvals} can never be met: only {possible} configured "
+                f"people could approve ({who})"
+            )
+    return None
 
 
 def load_config(path: Path) -> Rules:

@@ -165,6 +165,14 @@ class World:
         assert response.status_code == 200 and response.text == ""
         await self.slack.wait_for(lambda s: len(self.posted()) == before + 1)
 
+    async def answer(self, text: str, user: str = ALICE) -> str:
+        """Send a command answered after its ack; return what only the caller was told."""
+        before = len(self.told())
+        response = await self.sender.command(text, user)
+        assert response.status_code == 200 and response.text == ""
+        await self.slack.wait_for(lambda s: len(self.told()) == before + 1)
+        return self.told()[-1]
+
     async def finished(self) -> str:
         """Wait for the first thread reply and return its text."""
         await self.slack.wait_for(lambda s: len(self.thread()) >= 1)

@@ -19,17 +19,31 @@ def test_the_example_config_is_valid() -> None:
     assert config.role_map.scopes_of("U01ALICE")
 
 
+TEAM = {
+    "roles": {"rm": ["bundle:publish"], "lead": []},
+    "members": {"U1ALICE": ["rm"], "U1BOB": ["rm"]},
+    "znyx": {"org": "o", "projects": {"guardrails": "p"}},
+}
+
+
+def test_policies_that_can_be_met_pass() -> None:
+    ok = {**TEAM, "policies": {"znyx:*:prod": {"approvals": 1}, "*": {"approvals": 1}}}
+    assert parse_config(ok).policies["znyx:*:prod"].approvals == 1
+    self_ok = {**TEAM, "policies": {"znyx:*": {"approvals": 2, "allow_self_approval": True}}}
+    assert parse_config(self_ok).policies["znyx:*"].approvals == 2
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({}, "roles: Field required"),
+        ({}, "roles: this key is required"),
         ({"roles": {"rm": ["deploy:all"]}}, "role 'rm' has unknown scope 'deploy:all'"),
         (
             {"roles": {"rm": []}, "members": {"U1ALICE": ["admin"]}},
             "U1ALICE has unknown role 'admin'",
         ),
         ({"roles": {"rm": []}, "members": {"alice": ["rm"]}}, "'alice' is not a Slack user id"),
-        ({"roles": {}, "znyx": {"projects": {}}}, "znyx.org: Field required"),
+        ({"roles": {}, "znyx": {"projects": {}}}, "znyx.org: this key is required"),
         (
             {"roles": {}, "znyx": {"org": "o", "projects": {"a b": "p"}}},
             "'a b' is not a valid alias",
@@ -40,12 +54,48 @@ def test_the_example_config_is_valid() -> None:
         ),
         ({"roles": {}, "policies": {"nope": {}}}, "'nope' is not a target pattern"),
         ({"roles": {}, "policies": {"znyx:*": {"approvals": -1}}}, "policies.znyx:*.approvals"),
-        ({"roles": {}, "policies": {"znyx:*": {"aprovals": 2}}}, "policies.znyx:*.aprovals: Extra"),
+        (
+            {"roles": {}, "policies": {"znyx:*": {"aprovals": 2}}},
+            "policies.znyx:*.aprovals: unknown key; allowed keys here: approvals, "
+            "allow_self_approval, approver_roles, expires_after",
+        ),
         (
             {"roles": {}, "policies": {"znyx:*": {"approver_roles": ["x"]}}},
             "unknown approver role 'x'",
         ),
-        ({"roles": {}, "slack": {}}, "slack: Extra inputs are not permitted"),
+        (
+            {"roles": {}, "slack": {}},
+            "slack: unknown key; allowed keys here: roles, members, policies, znyx, whop, appstore",
+        ),
+        ({"roles": {}, "znyx": {"org": "o", "projekts": {}}}, "allowed keys here: org, projects"),
+        ({"roles": {"rm": "bundle:publish"}}, "roles.rm: expected a list, like"),
+        ({"roles": {"rm": []}, "members": {"U1ALICE": "rm"}}, "members.U1ALICE: expected a list"),
+        ({"roles": {}, "policies": {"znyx:*": {"approvals": "two"}}}, "expected a whole number"),
+        ({"roles": {}, "policies": {"znyx:*": {"approvals": 11}}}, "approvals: must be at most 10"),
+        ({"roles": {}, "znyx": "o"}, "znyx: expected a table"),
+        (
+            {"roles": {}, "policies": {"whop:*": {}}},
+            "policies.whop:*: Whop is not configured (no [whop] in this file), so it never applies",
+        ),
+        (
+            {**TEAM, "policies": {"znyx:guardrail:prod": {}}},
+            "policies.znyx:guardrail:prod: matches no target of this config (its targets: "
+            "znyx:guardrails:staging, znyx:guardrails:prod)",
+        ),
+        (
+            {**TEAM, "policies": {"znyx:*:qa": {}}},
+            "policies.znyx:*:qa: matches no target",
+        ),
+        (
+            {**TEAM, "policies": {"znyx:*:prod": {"approvals": 2}}},
+            "policies.znyx:*:prod: approvals = 2 can never be met: only 1 configured people could "
+            "approve (members with `bundle:publish`, less the requester)",
+        ),
+        (
+            {**TEAM, "policies": {"znyx:*": {"approvals": 1, "approver_roles": ["lead"]}}},
+            "approvals = 1 can never be met: only 0 configured people could approve "
+            "(members with `bundle:publish` in lead, less the requester)",
+        ),
         ({"roles": {}, "whop": {"apps": {"s": "store"}}}, "s = 'store' is not a Whop app id"),
     ],
 )

@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bot.config import parse_config
+from bot.core.workflow import Workflow
+from bot.store import SqliteStore
+from bot.transports.shell import Shell, ShellChat
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -121,3 +126,18 @@ def test_without_sandbox_the_user_must_be_named() -> None:
     assert (
         result.stderr == "promote-bot: --as USER is required without --sandbox (a Slack user id)\n"
     )
+
+
+async def test_without_sandbox_the_shell_acts_only_as_its_user() -> None:
+    rules = parse_config(
+        {"roles": {"rm": ["bundle:publish"]}, "members": {"U_ALICE": ["rm"], "U_BOB": ["rm"]}}
+    )
+    said: list[str] = []
+    chat = ShellChat(said.append)
+    store = SqliteStore()
+    shell = Shell(Workflow(rules, store, {}, chat), "U_ALICE", said.append, may_switch_user=False)
+    await shell.handle("as U_BOB")
+    await shell.handle("whoami")
+    assert "`as` works only with --sandbox" in said[0]
+    assert said[1] == "» You are @U_ALICE (roles: rm)."
+    assert store.history() == []  # nothing was recorded in anyone's name

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.core.model import AuditEntry, Fact, Outcome, Preview, State
+from bot.core.ports import OpenRequestExists
 from bot.providers.znyx import ZnyxPromote
 from bot.store import SqliteStore
 
@@ -115,3 +116,44 @@ def test_deliveries_are_remembered_then_forgotten() -> None:
     assert store.forget_deliveries(NOW + timedelta(minutes=30)) == 0
     assert store.forget_deliveries(NOW + timedelta(hours=2)) == 1
     assert store.first_delivery("t.1", NOW + timedelta(hours=2))
+
+
+def test_one_open_request_per_thing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "bot.db")
+    first = _create(store)
+    other = SqliteStore(tmp_path / "bot.db")  # another process on the same file
+    with pytest.raises(OpenRequestExists) as caught:
+        _create(other)
+    assert caught.value.request_id == first
+    open_request = other.open_for(ACTION.thing)
+    assert open_request is not None and open_request.id == first
+    assert store.transition(first, [State.PENDING], State.EXECUTING, at=NOW)
+    with pytest.raises(OpenRequestExists):  # executing still holds the thing
+        _create(other)
+    assert store.transition(first, [State.EXECUTING], State.SUCCEEDED, at=NOW)
+    assert other.open_for(ACTION.thing) is None
+    assert _create(other) == first + 1  # ended: the thing is free again
+
+
+def test_a_database_from_before_things_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE requests (id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL,"
+        " action TEXT NOT NULL, requester TEXT NOT NULL, channel TEXT NOT NULL, message_ts TEXT,"
+        " state TEXT NOT NULL, preview TEXT, outcome TEXT, decided_by TEXT,"
+        " created_at TEXT NOT NULL, updated_at TEXT NOT NULL, expires_at TEXT NOT NULL)"
+    )
+    old.execute(
+        "INSERT INTO requests (target, action, requester, channel, state, created_at,"
+        " updated_at, expires_at) VALUES (?, ?, 'U1', 'C1', 'pending', ?, ?, ?)",
+        [ACTION.target, ACTION.model_dump_json(), *(NOW.isoformat(),) * 3],
+    )
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    request = store.get(1)
+    assert request is not None and request.action == ACTION  # old rows still read
+    assert _create(store) == 2  # an old row holds no thing
+    with pytest.raises(OpenRequestExists):
+        _create(store)

@@ -52,6 +52,7 @@ class FakeZnyx:
     projects: dict[str, dict[str, list[Bundle]]] = field(default_factory=dict)
     promote_delay: float = 0.0  # seconds the promote call takes, to test slow providers
     promote_gate: asyncio.Event | None = None  # when set up, promote answers once it is set
+    promote_started: asyncio.Event = field(default_factory=asyncio.Event)  # a promote arrived
     calls: list[Call] = field(default_factory=list)
     _failures: list[tuple[int, object]] = field(default_factory=list)
 
@@ -140,6 +141,7 @@ class FakeZnyx:
             )
         if self.promote_delay:
             await asyncio.sleep(self.promote_delay)
+        self.promote_started.set()
         if self.promote_gate is not None:
             await self.promote_gate.wait()
         if self._failures:

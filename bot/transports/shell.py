@@ -24,7 +24,7 @@ _REQUEST = re.compile(r"^#?(\d{1,12})$")
 SHELL_HELP = """Shell commands:
   /promote …          as in Slack (try /promote help)
   approve <request>   click Approve          reject <request>   click Reject
-  as <user>           act as another user    whoami             who you are now
+  as <user>           act as another user (--sandbox only)    whoami   who you are now
   help                this help              exit               leave (so does end of input)"""
 
 
@@ -84,10 +84,20 @@ class ShellChat:
 
 
 class Shell:
-    def __init__(self, workflow: Workflow, user: str, write: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        workflow: Workflow,
+        user: str,
+        write: Callable[[str], None],
+        *,
+        may_switch_user: bool = True,
+    ) -> None:
+        """`may_switch_user` is for the sandbox only: against real providers the shell acts
+        only as the user it was started as, so the audit log never names someone who didn't."""
         self.workflow = workflow
         self.user = user
         self.write = write
+        self.may_switch_user = may_switch_user
 
     def _tell(self, reply: Reply | str | None) -> None:
         if reply is not None:
@@ -118,7 +128,13 @@ class Shell:
             else:
                 self._tell(await self.workflow.reject(self.user, int(match.group(1))))
         elif verb == "as":
-            if len(words) != 2 or not _USER.match(words[1]):
+            if not self.may_switch_user:
+                self._tell(
+                    f"`as` works only with --sandbox. Against real providers this shell acts "
+                    f"only as @{self.user}, so the audit log never names someone who didn't "
+                    "act: start it again with --as <user> to act as someone else."
+                )
+            elif len(words) != 2 or not _USER.match(words[1]):
                 self._tell("Usage: as <Slack user id>, e.g. as U_BOB")
             else:
                 self.user = words[1]
