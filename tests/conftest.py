@@ -225,8 +225,16 @@ def config_text() -> str:
 
 
 @pytest.fixture
-async def world(tmp_path: Path, config_text: str) -> AsyncIterator[World]:
-    slack = FakeSlack()
+def slack_groups() -> dict[str, list[str]]:
+    """The user groups of `world`'s fake Slack (id → members); a test module may override it."""
+    return {}
+
+
+@pytest.fixture
+async def world(
+    tmp_path: Path, config_text: str, slack_groups: dict[str, list[str]]
+) -> AsyncIterator[World]:
+    slack = FakeSlack(usergroups=slack_groups)
     znyx = FakeZnyx()
     seed_znyx(znyx)
     whop = FakeWhop()
