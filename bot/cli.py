@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -29,14 +30,17 @@ from bot.config import (
     parse_config,
     require,
 )
+from bot.core.policy import describe, pattern_for, policy_for
 from bot.core.ports import Provider
 from bot.core.rules import Rules
 from bot.core.workflow import Workflow
+from bot.live import LiveRules
 from bot.providers.registry import PROVIDERS
 from bot.providers.spec import SettingError
 from bot.store import SqliteStore
 from bot.transports.slack.app import create_app, identify
 from bot.transports.slack.chat import SlackChat
+from bot.transports.slack.groups import SlackGroups
 from bot.web import LISTENING, WebServer
 
 log = logging.getLogger("promote-bot")
@@ -71,6 +75,7 @@ class SlackBot:
     providers: dict[str, Provider]
     workflow: Workflow
     app: AsyncApp
+    live: LiveRules
 
     session: aiohttp.ClientSession
 
@@ -111,6 +116,13 @@ async def start_slack_bot(
     store = SqliteStore(settings.promote_bot_db)
     lease = timedelta(seconds=settings.promote_bot_lease_seconds)
     workflow = Workflow(rules, store, providers, SlackChat(client), lease=lease)
+    live = LiveRules(
+        workflow,
+        settings.promote_bot_config,
+        SlackGroups(client).members,
+        groups_every=settings.promote_bot_groups_refresh,
+    )
+    await live.refresh_groups()  # a failure is logged; the groups' members get no roles yet
     secret = settings.slack_signing_secret
     app = create_app(
         workflow,
@@ -120,14 +132,16 @@ async def start_slack_bot(
         if settings.socket_mode or secret is None
         else secret.get_secret_value(),
     )
-    return SlackBot(settings, store, providers, workflow, app, session)
+    return SlackBot(settings, store, providers, workflow, app, live, session)
 
 
-async def _until_stopped() -> None:
+async def _until_stopped(live: LiveRules) -> None:
+    """Until SIGINT or SIGTERM; SIGHUP reads the config file again."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, live.hangup)
     await stop.wait()
 
 
@@ -147,7 +161,7 @@ async def housekeeping(workflow: Workflow, every: float = SWEEP_SECONDS) -> None
 
 async def serve(settings: Settings) -> None:
     bot = await start_slack_bot(settings)
-    chores = asyncio.create_task(housekeeping(bot.workflow))
+    chores = [asyncio.create_task(housekeeping(bot.workflow)), asyncio.create_task(bot.live.run())]
     try:
         if settings.socket_mode:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -157,7 +171,7 @@ async def serve(settings: Settings) -> None:
             await handler.connect_async()
             log.info("promote-bot %s connected to Slack in Socket Mode", __version__)
             try:
-                await _until_stopped()
+                await _until_stopped(bot.live)
             finally:
                 await handler.close_async()
         else:
@@ -165,9 +179,10 @@ async def serve(settings: Settings) -> None:
             async with WebServer(web_app, host="0.0.0.0", port=settings.port) as server:
                 where = LISTENING.format(host="0.0.0.0", port=server.port, path=SLACK_PATH)
                 log.info("promote-bot %s %s", __version__, where)
-                await _until_stopped()
+                await _until_stopped(bot.live)
     finally:
-        chores.cancel()
+        for chore in chores:
+            chore.cancel()
         await bot.aclose()
 
 
@@ -214,6 +229,49 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def config_summary(rules: Rules, source: str) -> str:
+    """What `check-config` prints about a valid file: roles, members, groups, providers and the
+    policy each target gets."""
+    role_map = rules.role_map
+    lines = [f"{source} is valid."]
+    lines.append(f"Roles ({len(role_map.roles)}):")
+    lines += [f"  {r}: {', '.join(sorted(s)) or 'no scopes'}" for r, s in role_map.roles.items()]
+    lines.append(f"Members ({_count(len(role_map.members), 'person', 'people')}):")
+    lines += [f"  {u}: {', '.join(r)}" for u, r in role_map.members.items()]
+    lines.append(f"Groups ({_count(len(role_map.groups), 'Slack user group')}):")
+    lines += [f"  {g}: {', '.join(r)}" for g, r in role_map.groups.items()]
+    if role_map.groups:
+        lines.append(
+            "  Their members are not resolved here: `serve` looks them up in Slack "
+            "(usergroups.users.list); the shell can't, so there they get no roles."
+        )
+    lines.append("Providers:")
+    lines += [f"  {p.name}: {p.help_line() or p.label}" for p in rules.providers.values()]
+    if rules.unconfigured:
+        lines.append(f"  not configured: {', '.join(rules.unconfigured)}")
+    lines.append("Policies per target:")
+    targets = [t for p in rules.providers.values() for t in p.targets()]
+    for target in targets:
+        pattern = pattern_for(target, dict(rules.policies))
+        source_of = f'[policies."{pattern}"]' if pattern else "the default"
+        policy = policy_for(target, dict(rules.policies))
+        lines.append(f"  {target}: {describe(policy)} ({source_of})")
+    if not targets:
+        lines.append("  no targets: no provider is configured")
+    return "\n".join(lines)
+
+
+def check_config(path: Path) -> int:
+    """`promote-bot check-config`: validate offline, print a summary; 0, or 2 and one line."""
+    rules = load_config(path, setting="")  # a ConfigError: one line on stderr, exit 2
+    print(config_summary(rules, str(path)))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="promote-bot",
@@ -248,6 +306,20 @@ def _parser() -> argparse.ArgumentParser:
         help="config file (default: PROMOTE_BOT_CONFIG); with --sandbox, only its roles, "
         "members and policies are used, to rehearse a role map",
     )
+    check_parser = commands.add_parser(
+        "check-config",
+        help="validate a config file offline and print what it sets up",
+        description="Validate a config file without starting the bot and print its roles, "
+        "members, user groups, providers and the approval policy each target gets. "
+        "Exit status 0 when valid, 2 (with one line saying why) when not.",
+    )
+    check_parser.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        metavar="FILE",
+        help="the config file (default: PROMOTE_BOT_CONFIG, else ./promote-bot.toml)",
+    )
     return parser
 
 
@@ -262,6 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("slack_sdk", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        if args.command == "check-config":  # offline: needs no other setting
+            default = os.environ.get("PROMOTE_BOT_CONFIG") or "promote-bot.toml"
+            return check_config(args.file or Path(default))
         settings = load_settings()
         if args.command == "serve":
             asyncio.run(serve(settings))

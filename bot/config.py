@@ -32,6 +32,7 @@ from bot.providers.registry import PROVIDERS
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SLACK_USER = re.compile(r"^[UW][A-Z0-9_]{2,}$")  # _ for readable shell and sandbox users
+SLACK_GROUP = re.compile(r"^S[A-Z0-9_]{2,}$")  # a user group (its members get the roles)
 POLICY_PATTERN = re.compile(
     r"^(" + "|".join(map(re.escape, PROVIDERS)) + r"|\*)(:[A-Za-z0-9_.*?-]+){0,2}$"
 )
@@ -122,6 +123,7 @@ class Settings(BaseSettings):
     promote_bot_config: Path = Path("promote-bot.toml")
     promote_bot_db: Path = Path("promote-bot.db")
     promote_bot_lease_seconds: int = Field(default=300, ge=1, le=86400)
+    promote_bot_groups_refresh: int = Field(default=300, ge=10, le=86400)
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -200,8 +202,11 @@ class _File(BaseModel):
     @model_validator(mode="after")
     def _references(self) -> _File:
         for user, roles in self.members.items():
-            if not SLACK_USER.match(user):
-                raise ValueError(f"members: {user!r} is not a Slack user id (like U012AB3CD)")
+            if not SLACK_USER.match(user) and not SLACK_GROUP.match(user):
+                raise ValueError(
+                    f"members: {user!r} is not a Slack user id (like U012AB3CD) "
+                    "or user group id (like S012AB3CD)"
+                )
             for role in roles:
                 if role not in self.roles:
                     raise ValueError(f"members: {user} has unknown role {role!r}")
@@ -232,7 +237,11 @@ def parse_config(data: dict, source: str = "config") -> Rules:
             raise ConfigError(f"{source}: {line}") from None
         providers[name] = spec.rules(section)
     rules = Rules(
-        role_map=RoleMap(roles=dict(file.roles), members=dict(file.members)),
+        role_map=RoleMap(
+            roles=dict(file.roles),
+            members={k: v for k, v in file.members.items() if not SLACK_GROUP.match(k)},
+            groups={k: v for k, v in file.members.items() if SLACK_GROUP.match(k)},
+        ),
         policies=dict(file.policies),
         providers=providers,
         unconfigured={n: s.label for n, s in PROVIDERS.items() if n not in providers},
@@ -261,6 +270,8 @@ def _policy_problem(rules: Rules, pattern: str, policy: Policy) -> str | None:
         )
     role_map = rules.role_map
     for scope in {f.scope for p in providers if p.name in matched for f in p.forms if f.scope}:
+        if any(role_map.grants(roles, scope, policy) for roles in role_map.groups.values()):
+            continue  # a user group may approve: its size is known only once Slack answers
         holders = [u for u in role_map.members if role_map.has_scope(u, scope)]
         approvers = [
             u
@@ -285,16 +296,16 @@ def _policy_problem(rules: Rules, pattern: str, policy: Policy) -> str | None:
     return None
 
 
-def load_config(path: Path) -> Rules:
-    """Read and validate the TOML config file at `path`."""
+def load_config(path: Path, setting: str = "PROMOTE_BOT_CONFIG: ") -> Rules:
+    """Read and validate the TOML config file at `path` (named by `setting` when unreadable)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(
-            f"PROMOTE_BOT_CONFIG: {path} does not exist (copy promote-bot.example.toml)"
+            f"{setting}{path} does not exist (copy promote-bot.example.toml)"
         ) from None
     except OSError as exc:
-        raise ConfigError(f"PROMOTE_BOT_CONFIG: cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"{setting}cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse_config(data, source=str(path))

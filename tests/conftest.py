@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from bot.cli import SLACK_PATH, SlackBot, start_slack_bot
 from bot.config import Settings
+from bot.core.model import State
 from bot.sandbox.appstore import FakeAppStore
 from bot.sandbox.slack import FakeSlack
 from bot.sandbox.slack_requests import SlackSender
@@ -164,6 +165,11 @@ class World:
         response = await self.sender.command(text, user)
         assert response.status_code == 200 and response.text == ""
         await self.slack.wait_for(lambda s: len(self.posted()) == before + 1)
+        # The bot stores the message's ts once Slack has answered: wait for that too.
+        async with asyncio.timeout(5):
+            pending = self.bot.store.in_states
+            while any(r.message_ts is None for r in pending([State.PENDING])):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
 
     async def answer(self, text: str, user: str = ALICE) -> str:
         """Send a command answered after its ack; return what only the caller was told."""
@@ -227,8 +233,16 @@ def config_text() -> str:
 
 
 @pytest.fixture
-async def world(tmp_path: Path, config_text: str) -> AsyncIterator[World]:
-    slack = FakeSlack()
+def slack_groups() -> dict[str, list[str]]:
+    """The user groups of `world`'s fake Slack (id → members); a test module may override it."""
+    return {}
+
+
+@pytest.fixture
+async def world(
+    tmp_path: Path, config_text: str, slack_groups: dict[str, list[str]]
+) -> AsyncIterator[World]:
+    slack = FakeSlack(usergroups=slack_groups)
     znyx = FakeZnyx()
     seed_znyx(znyx)
     whop = FakeWhop()

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.core.authz import RoleMap, can_approve, can_decide, can_request
-from bot.core.model import Request, State
+from bot.core.authz import RoleMap, can_approve, can_decide, can_request, who_can_approve
+from bot.core.model import Approval, Request, State
 from bot.core.policy import Policy, describe, parse_duration, policy_for
 from bot.providers.znyx import ZnyxPromote
 
@@ -122,3 +122,27 @@ def test_policy_is_described_for_people() -> None:
     )
     assert describe(Policy(approvals=1, allow_self_approval=True)) == "needs 1 approval"
     assert describe(Policy(approvals=0), expires) == "runs without approval"
+
+
+def test_a_group_gives_its_roles_only_once_its_members_are_known() -> None:
+    grouped = RoleMap(roles=ROLES.roles, members=ROLES.members, groups={"SRM": ("rm",)})
+    assert grouped.roles_of("UERIN") == ()  # unresolved (the shell, or Slack never answered)
+    resolved = grouped.with_group_members({"SRM": frozenset({"UERIN", "UBOB"})})
+    assert resolved.roles_of("UERIN") == ("rm",)
+    assert resolved.roles_of("UBOB") == ("policy", "rm")
+    assert can_approve(resolved, Policy(), _request(), "UERIN")
+    assert grouped.with_group_members({"SOTHER": frozenset({"UERIN"})}).roles_of("UERIN") == ()
+
+
+def test_who_can_approve_names_the_groups_or_else_up_to_five_people() -> None:
+    grouped = RoleMap(roles=ROLES.roles, members=ROLES.members, groups={"SRM": ("rm",)})
+    assert who_can_approve(grouped, Policy(), _request()).groups == ("SRM",)
+    mobile_only = Policy(approver_roles=("mobile",))
+    assert who_can_approve(grouped, mobile_only, _request()).groups == ()
+    many = RoleMap(
+        roles=ROLES.roles, members={f"U{i}": ("policy",) for i in range(8)} | ROLES.members
+    )
+    who = who_can_approve(many, Policy(), _request("U0"))  # not the requester
+    assert who.people == ("U1", "U2", "U3", "U4", "U5") and who.more == 5  # U6, U7, BOB, …
+    approved = _request("U0").model_copy(update={"approvals": [Approval(user="U1", at=NOW)]})
+    assert "U1" not in who_can_approve(many, Policy(), approved).people

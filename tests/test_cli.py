@@ -167,3 +167,45 @@ def test_console_script_and_help() -> None:
         pytest.skip("package not installed as a console script here")
     result = subprocess.run(["promote-bot", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("promote-bot ")
+
+
+def test_check_config_prints_a_summary_of_a_good_file(tmp_path: Path) -> None:
+    config = tmp_path / "good.toml"
+    config.write_text(
+        CONFIG.replace("[znyx]", 'S0RELEASE = ["release-manager"]\n\n[znyx]')
+        + '\n[policies."znyx:*:prod"]\napprovals = 2\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}  # none needed
+    result = _run(env, "check-config", str(config))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith(f"{config} is valid.\n")
+    assert "Roles (3):" in out and "Members (4 people):" in out
+    assert "Groups (1 Slack user group):\n  S0RELEASE: release-manager" in out
+    assert "not resolved here" in out and "the shell can't" in out
+    assert "  znyx: Znyx projects: guardrails, twostage." in out
+    assert (
+        "  znyx:guardrails:prod: needs 2 approvals, not by the requester "
+        '([policies."znyx:*:prod"])' in out
+    )
+    assert "  whop:storefront: needs 1 approval, not by the requester (the default)" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (CONFIG.replace('"policy-engineer"]', '"nobody"]'), "U0BOB has unknown role 'nobody'"),
+        ("[roles\n", "not valid TOML"),
+        ("[roles]\n[members]\nsre-team = []\n", "'sre-team' is not a Slack user id"),
+    ],
+)
+def test_check_config_refuses_a_bad_file_in_one_line(tmp_path: Path, text: str, error: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    env = _env(tmp_path, PROMOTE_BOT_CONFIG=str(config))  # FILE from the setting
+    result = _run(env, "check-config")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"promote-bot: {config}") and error in result.stderr
+    assert result.stderr.count("\n") == 1
+    missing = _run(env, "check-config", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 2 and "nope.toml does not exist" in missing.stderr

@@ -31,6 +31,9 @@ def test_policies_that_can_be_met_pass() -> None:
     assert parse_config(ok).policies["znyx:*:prod"].approvals == 1
     self_ok = {**TEAM, "policies": {"znyx:*": {"approvals": 2, "allow_self_approval": True}}}
     assert parse_config(self_ok).policies["znyx:*"].approvals == 2
+    group = {**TEAM, "members": {**TEAM["members"], "S0LEADS": ["lead", "rm"]}}
+    leads = {**group, "policies": {"znyx:*": {"approvals": 3, "approver_roles": ["lead"]}}}
+    assert parse_config(leads).policies["znyx:*"].approvals == 3  # the group's size is unknown
 
 
 @pytest.mark.parametrize(

@@ -141,3 +141,18 @@ async def test_without_sandbox_the_shell_acts_only_as_its_user() -> None:
     assert "`as` works only with --sandbox" in said[0]
     assert said[1] == "» You are @U_ALICE (roles: rm)."
     assert store.history() == []  # nothing was recorded in anyone's name
+
+
+def test_in_the_shell_a_group_is_named_but_its_members_get_no_roles(tmp_path: Path) -> None:
+    config = tmp_path / "mine.toml"
+    config.write_text(
+        '[roles]\nmobile = ["developer:manage_builds"]\n'
+        '[members]\nU_DANA = ["mobile"]\nS_MOBILE = ["mobile"]\n'
+    )
+    script = "/promote whop apbu_ios151\nas U_ERIN\napprove 1\n"
+    result = shell(script, "--sandbox", "--config", str(config), "--as", "U_DANA")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "│ Can approve: group S_MOBILE (members unknown in the shell)" in out
+    assert "You are now @U_ERIN (roles: none)." in out
+    assert "» You can't approve or reject this" in out

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from bot.core.model import Request, Scope
 from bot.core.policy import Policy
@@ -10,13 +11,28 @@ from bot.core.policy import Policy
 
 @dataclass(frozen=True)
 class RoleMap:
-    """Roles are sets of scopes; Slack users are given roles."""
+    """Roles are sets of scopes; Slack users, and Slack user groups, are given roles.
+
+    A group's roles reach its members only once its members are known: `group_members` holds
+    them as plain data (group id → user ids), looked up outside the core. A group with no entry
+    there is unresolved, and gives nobody anything."""
 
     roles: dict[str, frozenset[Scope]] = field(default_factory=dict)
     members: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    group_members: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def with_group_members(self, resolved: Mapping[str, frozenset[str]]) -> RoleMap:
+        """The same map with the members of its groups as `resolved` says (others unresolved)."""
+        known = {g: frozenset(resolved[g]) for g in self.groups if g in resolved}
+        return replace(self, group_members=known)
 
     def roles_of(self, user: str) -> tuple[str, ...]:
-        return self.members.get(user, ())
+        roles = list(self.members.get(user, ()))
+        for group, granted in self.groups.items():
+            if user in self.group_members.get(group, ()):
+                roles += [r for r in granted if r not in roles]
+        return tuple(roles)
 
     def scopes_of(self, user: str) -> frozenset[Scope]:
         scopes: set[Scope] = set()
@@ -26,6 +42,12 @@ class RoleMap:
 
     def has_scope(self, user: str, scope: Scope) -> bool:
         return scope in self.scopes_of(user)
+
+    def grants(self, roles: tuple[str, ...], scope: Scope, policy: Policy) -> bool:
+        """Do `roles` let their holder approve an action needing `scope` under `policy`?"""
+        if not any(scope in self.roles.get(r, frozenset()) for r in roles):
+            return False
+        return not policy.approver_roles or bool(set(policy.approver_roles) & set(roles))
 
 
 @dataclass(frozen=True)
@@ -77,3 +99,43 @@ def can_approve(role_map: RoleMap, policy: Policy, request: Request, user: str) 
             False, "You asked for this promotion, so your approval doesn't count: ask someone else."
         )
     return ALLOW
+
+
+@dataclass(frozen=True)
+class WhoCanApprove:
+    """Who may still approve a request, for the release message: the user groups whose roles
+    let them, or else up to `limit` people (with how many more there are)."""
+
+    groups: tuple[str, ...] = ()
+    people: tuple[str, ...] = ()
+    more: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.groups or self.people)
+
+
+def who_can_approve(
+    role_map: RoleMap, policy: Policy, request: Request, limit: int = 5
+) -> WhoCanApprove:
+    """The groups granting the approver role; when none does, the people who hold it and have
+    not approved yet (not the requester unless the policy lets them)."""
+    scope = request.action.scope
+    groups = tuple(
+        g for g, roles in role_map.groups.items() if role_map.grants(roles, scope, policy)
+    )
+    if groups:
+        return WhoCanApprove(groups=groups)
+    done = set(request.approvers)
+    people = [
+        u
+        for u in role_map.members
+        if u not in done
+        and (u != request.requester or policy.allow_self_approval)
+        and role_map.grants(role_map.roles_of(u), scope, policy)
+    ]
+    return WhoCanApprove(people=tuple(people[:limit]), more=max(0, len(people) - limit))
+
+
+def counted_approvers(role_map: RoleMap, policy: Policy, request: Request) -> list[str]:
+    """The approvers whose approval still holds under the role map and policy as they are now."""
+    return [a.user for a in request.approvals if can_approve(role_map, policy, request, a.user)]

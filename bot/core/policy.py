@@ -57,12 +57,16 @@ def _specificity(pattern: str) -> tuple[int, int]:
     return (len(pattern) - wildcards, -wildcards)
 
 
+def pattern_for(target: str, policies: dict[str, Policy]) -> str | None:
+    """The most specific pattern matching `target`, or None (the default policy applies)."""
+    matching = [p for p in policies if fnmatchcase(target, p)]
+    return max(matching, key=_specificity) if matching else None
+
+
 def policy_for(target: str, policies: dict[str, Policy]) -> Policy:
     """The policy of the most specific pattern matching `target`, else the default policy."""
-    matching = [p for p in policies if fnmatchcase(target, p)]
-    if not matching:
-        return Policy()
-    return policies[max(matching, key=_specificity)]
+    pattern = pattern_for(target, policies)
+    return Policy() if pattern is None else policies[pattern]
 
 
 def _plural(n: int, word: str) -> str:

@@ -6,9 +6,11 @@ ids in views; each transport decides how to show a person.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from bot.core import authz
+from bot.core.authz import RoleMap, WhoCanApprove
 from bot.core.commands import USAGE, UsageError, usage
 from bot.core.model import BOT_ACTOR, AuditEntry, Fact, Outcome, Request, State
 from bot.core.policy import Policy, describe
@@ -37,13 +39,15 @@ class RequestView:
     state: State
     status: str
     requester: str
-    approvers: tuple[str, ...]
+    approvers: tuple[str, ...]  # approvals that count (while open: under the rules as they are now)
     decided_by: str | None
     policy: str
     facts: tuple[Fact, ...]
     warnings: tuple[str, ...]
     outcome: Outcome | None
     buttons: bool
+    discounted: tuple[str, ...] = ()  # approved, but no longer hold a role that lets them
+    can_approve: WhoCanApprove = field(default_factory=WhoCanApprove)  # while it waits
 
     @property
     def summary(self) -> str:
@@ -51,11 +55,21 @@ class RequestView:
         return f"#{self.request_id} {self.title}: {self.status}"
 
 
-def request_view(request: Request, policy: Policy) -> RequestView:
+def request_view(request: Request, policy: Policy, role_map: RoleMap | None = None) -> RequestView:
+    """The release message of `request`. With `role_map`, an open request counts only the
+    approvals that still hold under it and says who can approve; without, every approval counts."""
     state = request.state
+    approvers = tuple(request.approvers)
+    discounted: tuple[str, ...] = ()
+    can_approve = WhoCanApprove()
+    if role_map is not None and state.is_open:
+        approvers = tuple(authz.counted_approvers(role_map, policy, request))
+        discounted = tuple(u for u in request.approvers if u not in approvers)
+        if state is State.PENDING and policy.approvals:
+            can_approve = authz.who_can_approve(role_map, policy, request)
     status = _STATUS[state]
     if state is State.PENDING and policy.approvals:
-        status += f" ({len(request.approvals)} of {policy.approvals})"
+        status += f" ({len(approvers)} of {policy.approvals})"
     if request.outcome is not None and state.is_final:
         status += f": {request.outcome.headline}"
     preview = request.preview
@@ -66,13 +80,15 @@ def request_view(request: Request, policy: Policy) -> RequestView:
         state=state,
         status=status,
         requester=request.requester,
-        approvers=tuple(request.approvers),
+        approvers=approvers,
         decided_by=request.decided_by,
         policy=describe(policy, request.expires_at if state.is_open else None),
         facts=tuple(preview.facts) if preview else (),
         warnings=tuple(preview.warnings) if preview else (),
         outcome=request.outcome,
         buttons=state.is_open,
+        discounted=discounted,
+        can_approve=can_approve,
     )
 
 
@@ -125,16 +141,38 @@ def user(user_id: str) -> str:
     return "the bot" if user_id == BOT_ACTOR else f"<@{user_id}>"
 
 
-def status_text(request: Request, policy: Policy, timeline: list[AuditEntry]) -> str:
+def group(group_id: str) -> str:
+    """A reference to a Slack user group in reply texts."""
+    return f"<!subteam^{group_id}>"
+
+
+def who_can_approve_text(who: WhoCanApprove) -> str:
+    """ "<!subteam^S1>" or "<@U1>, <@U2> and 3 more", in the small markup of reply texts."""
+    if who.groups:
+        return " or ".join(group(g) for g in who.groups)
+    text = ", ".join(user(u) for u in who.people)
+    return text + (f" and {who.more} more" if who.more else "")
+
+
+def status_text(
+    request: Request,
+    policy: Policy,
+    timeline: list[AuditEntry],
+    role_map: RoleMap | None = None,
+) -> str:
     """`/promote status`: state, approvals, policy, timeline (oldest first), outcome."""
-    view = request_view(request, policy)
+    view = request_view(request, policy, role_map)
     approvers = ", ".join(user(u) for u in view.approvers) or "none yet"
+    if view.discounted:
+        approvers += " (no longer counting: " + ", ".join(user(u) for u in view.discounted) + ")"
     lines = [
         f"*#{request.id} {view.title}* — {view.status}",
         f"Target `{view.target}` · requested by {user(request.requester)} · approvals: {approvers}",
         f"Policy: {view.policy}",
-        "Timeline:",
     ]
+    if view.can_approve:
+        lines.append(f"Can approve: {who_can_approve_text(view.can_approve)}")
+    lines.append("Timeline:")
     for entry in reversed(timeline):
         detail = f" — {entry.detail}" if entry.detail else ""
         lines.append(f"• {fmt_time(entry.at)} {entry.event} by {user(entry.actor)}{detail}")

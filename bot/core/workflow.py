@@ -66,6 +66,22 @@ class Workflow:
         self.clock = clock
         self.lease = lease
 
+    def reload(self, rules: Rules) -> bool:
+        """Decide by `rules` from now on (a new config, or new members of its user groups).
+
+        The object is replaced, never changed in place: work already under way finishes with
+        the rules it started with. True when the role map or the policies changed."""
+        old, self.rules = self.rules, rules
+        return old.role_map != rules.role_map or dict(old.policies) != dict(rules.policies)
+
+    async def refresh_open(self) -> int:
+        """Redraw the release messages of open requests (after the rules changed: their counts
+        and who can approve may have too); how many."""
+        shown = 0
+        for request in self.store.in_states([State.PENDING, State.APPROVED]):
+            shown += await self._refresh(request, self.policy(request.action)) is not None
+        return shown
+
     # --- asking ------------------------------------------------------------------------
 
     def check(self, user: str, text: str) -> Reply | Command:
@@ -97,7 +113,9 @@ class Workflow:
             if request is None:
                 return Reply(f"There is no request #{command.request_id}.")
             timeline = self.store.history(request_id=request.id, limit=100)
-            return Reply(render.status_text(request, self.policy(request.action), timeline))
+            rules = self.rules
+            policy = rules.policy(request.action)
+            return Reply(render.status_text(request, policy, timeline, rules.role_map))
         if isinstance(command, History):
             entries = self.store.history(target=command.target, limit=HISTORY_LIMIT)
             return Reply(render.history_text(entries, command.target))
@@ -160,7 +178,8 @@ class Workflow:
             )
         self._audit(request.id, user, "requested", action.target, action.title)
         try:
-            ts = await self.chat.post_request(channel, render.request_view(request, policy))
+            view = render.request_view(request, policy, self.rules.role_map)
+            ts = await self.chat.post_request(channel, view)
         except ChatError as exc:
             self._move(request.id, Event.CANCEL, by=user)
             self._audit(request.id, user, "cancelled", action.target, f"could not post: {exc}")
@@ -214,8 +233,9 @@ class Workflow:
         if isinstance(request, Reply):
             await self._expire_if_due(request_id)
             return request
-        policy = self.policy(request.action)
-        decision = authz.can_approve(self.rules.role_map, policy, request, user)
+        rules = self.rules  # one click, one config, even if a reload lands meanwhile
+        policy = rules.policy(request.action)
+        decision = authz.can_approve(rules.role_map, policy, request, user)
         if not decision:
             self._audit(
                 request.id, user, "approval refused", request.action.target, decision.reason
@@ -229,27 +249,21 @@ class Workflow:
         self._audit(request.id, user, "approved", request.action.target)
         request = self.store.get(request.id)
         assert request is not None
-        counted = self._counted_approvals(request, policy)
+        counted = len(authz.counted_approvers(rules.role_map, policy, request))
         if counted >= policy.approvals:
             return await self._execute(request.id, user)
-        await self._refresh(request, policy)
+        await self._refresh(request, policy, rules)
         missing = policy.approvals - counted
         return Reply(f"Approval recorded. #{request.id} needs {missing} more.")
-
-    def _counted_approvals(self, request: Request, policy: Policy) -> int:
-        """Approvals that still hold under the config as it is now."""
-        role_map = self.rules.role_map
-        return sum(
-            1 for a in request.approvals if authz.can_approve(role_map, policy, request, a.user)
-        )
 
     async def reject(self, user: str, request_id: int) -> Reply | None:
         request = self._open_or_reply(request_id, "reject")
         if isinstance(request, Reply):
             await self._expire_if_due(request_id)
             return request
-        policy = self.policy(request.action)
-        decision = authz.can_decide(self.rules.role_map, policy, request, user)
+        rules = self.rules
+        policy = rules.policy(request.action)
+        decision = authz.can_decide(rules.role_map, policy, request, user)
         if not decision:
             self._audit(
                 request.id, user, "rejection refused", request.action.target, decision.reason
@@ -386,11 +400,13 @@ class Workflow:
 
     # --- messages and audit ------------------------------------------------------------
 
-    async def _refresh(self, request: Request, policy: Policy) -> render.RequestView | None:
+    async def _refresh(
+        self, request: Request, policy: Policy, rules: Rules | None = None
+    ) -> render.RequestView | None:
         """Show the request's current state on its release message."""
         if request.message_ts is None:
             return None
-        view = render.request_view(request, policy)
+        view = render.request_view(request, policy, (rules or self.rules).role_map)
         try:
             await self.chat.update_request(request.channel, request.message_ts, view)
         except ChatError as exc:

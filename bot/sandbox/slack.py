@@ -1,8 +1,9 @@
 """A fake Slack Web API that records every call the bot makes.
 
-Answers `auth.test`, `chat.postMessage`, `chat.update` and `chat.postEphemeral` like Slack
-does (`{"ok": true, …}` or `{"ok": false, "error": …}`), checks the bearer token, and also
-accepts posts to response URLs under `/response/…`, so `respond()` can be observed too.
+Answers `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral` and
+`usergroups.users.list` (members from `usergroups`; `usergroups_error` makes it fail) like
+Slack does (`{"ok": true, …}` or `{"ok": false, "error": …}`), checks the bearer token, and
+also accepts posts to response URLs under `/response/…`, so `respond()` can be observed too.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class FakeSlack:
     bot_user_id: str = "UPROMOTEBOT"
     team_id: str = "T0TEST"
     not_in_channels: set[str] = field(default_factory=set)  # where posting fails
+    usergroups: dict[str, list[str]] = field(default_factory=dict)  # user group id → user ids
+    usergroups_error: str | None = None  # e.g. "ratelimited": usergroups.users.list fails so
     calls: list[SlackCall] = field(default_factory=list)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Event | None = None
@@ -39,6 +42,7 @@ class FakeSlack:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)  # slack-sdk GETs some read methods
         app.router.add_post("/response/{key}", self._response_url)
         return app
 
@@ -97,6 +101,15 @@ class FakeSlack:
             ts = args.get("ts") if method == "chat.update" else self._next_ts()
             message = {"text": args.get("text"), "blocks": args.get("blocks"), "ts": ts}
             return web.json_response({"ok": True, "channel": channel, "ts": ts, "message": message})
+        if method == "usergroups.users.list":
+            if self.usergroups_error is not None:
+                return web.json_response({"ok": False, "error": self.usergroups_error})
+            group = args.get("usergroup")
+            if not group:
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            if group not in self.usergroups:
+                return web.json_response({"ok": False, "error": "no_such_subteam"})
+            return web.json_response({"ok": True, "users": list(self.usergroups[group])})
         return web.json_response({"ok": False, "error": "unknown_method"})
 
     async def _response_url(self, request: web.Request) -> web.Response:
@@ -110,7 +123,9 @@ class FakeSlack:
 
 
 async def _args(request: web.Request) -> dict:
-    """Slack's clients send JSON for some methods and form fields for others."""
+    """Slack's clients send JSON for some methods, form fields or a query string for others."""
+    if request.method == "GET":
+        return dict(request.query)
     raw = await request.text()
     if request.content_type == "application/json":
         return json.loads(raw) if raw else {}

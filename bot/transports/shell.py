@@ -13,11 +13,13 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
+from bot.core.authz import WhoCanApprove
 from bot.core.render import RequestView, help_text
 from bot.core.workflow import Reply, Workflow
 
 CHANNEL = "shell"
 _MENTION = re.compile(r"<@([A-Za-z0-9_]+)>")
+_GROUP = re.compile(r"<!subteam\^([A-Za-z0-9_]+)>")
 _USER = re.compile(r"^[UW][A-Z0-9_]{2,}$")
 _REQUEST = re.compile(r"^#?(\d{1,12})$")
 
@@ -29,8 +31,15 @@ SHELL_HELP = """Shell commands:
 
 
 def plain(text: str) -> str:
-    """Reply text for a terminal: `<@U1>` → `@U1`."""
-    return _MENTION.sub(r"@\1", text)
+    """Reply text for a terminal: `<@U1>` → `@U1`, `<!subteam^S1>` → `group S1`."""
+    return _GROUP.sub(r"group \1", _MENTION.sub(r"@\1", text))
+
+
+def who_can_approve(who: WhoCanApprove) -> str:
+    """User groups, whose members the shell can't look up, or else up to five people."""
+    if who.groups:
+        return " or ".join(f"group {g}" for g in who.groups) + " (members unknown in the shell)"
+    return ", ".join(f"@{u}" for u in who.people) + (f" and {who.more} more" if who.more else "")
 
 
 def release_text(view: RequestView) -> str:
@@ -39,7 +48,11 @@ def release_text(view: RequestView) -> str:
     people = f"Requested by @{view.requester}"
     if view.approvers:
         people += ", approved by " + ", ".join(f"@{u}" for u in view.approvers)
+    if view.discounted:
+        people += " (no longer counting: " + ", ".join(f"@{u}" for u in view.discounted) + ")"
     lines.append(f"│ {people}")
+    if view.can_approve:
+        lines.append(f"│ Can approve: {who_can_approve(view.can_approve)}")
     lines += [f"│ {f.label}: {f.value}" for f in view.facts]
     lines += [f"│ ⚠️ {w}" for w in view.warnings]
     lines.append(f"│ Target {view.target} · {view.policy}")

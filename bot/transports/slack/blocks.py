@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.core.authz import WhoCanApprove
 from bot.core.model import State
 from bot.core.render import RequestView
 
@@ -22,6 +23,18 @@ def mention(user: str) -> str:
     return f"<@{user}>"
 
 
+def group_mention(group: str) -> str:
+    return f"<!subteam^{group}>"
+
+
+def who_can_approve(who: WhoCanApprove) -> str:
+    """The user groups that may approve, by mention, or else up to five people."""
+    if who.groups:
+        return " or ".join(group_mention(g) for g in who.groups)
+    people = ", ".join(mention(u) for u in who.people)
+    return people + (f" and {who.more} more" if who.more else "")
+
+
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -35,8 +48,11 @@ def release_message(view: RequestView) -> list[dict]:
     people = [f"Requested by {mention(view.requester)}"]
     if view.approvers:
         people.append("approved by " + ", ".join(mention(u) for u in view.approvers))
+    if view.discounted:
+        people.append("no longer counting: " + ", ".join(mention(u) for u in view.discounted))
     if view.decided_by and view.state in (State.REJECTED, State.CANCELLED):
         people.append(f"{view.state.value} by {mention(view.decided_by)}")
+    who = f"\nCan approve: {who_can_approve(view.can_approve)}" if view.can_approve else ""
     blocks: list[dict] = [
         {
             "type": "header",
@@ -44,7 +60,7 @@ def release_message(view: RequestView) -> list[dict]:
         },
         {
             "type": "section",
-            "text": _mrkdwn(f"*{escape(view.status)}*\n" + "; ".join(people)),
+            "text": _mrkdwn(f"*{escape(view.status)}*\n" + "; ".join(people) + who),
         },
     ]
     if view.facts:

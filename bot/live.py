@@ -1,0 +1,186 @@
+"""The rules in force while the bot runs: the config file, read again on SIGHUP or when it
+changes, and the members of its Slack user groups, looked up now and then.
+
+The workflow is handed a new `Rules` object each time (`Workflow.reload`); nothing is changed
+in place. A file that does not validate is refused with one log line and the rules stay as
+they were; a group Slack can't answer for keeps the members it had at the last good answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+
+from bot.config import ConfigError, load_config
+from bot.core.rules import Rules
+from bot.core.workflow import Workflow
+from bot.transports.slack.groups import GroupLookupError
+
+log = logging.getLogger("promote-bot.config")
+
+FILE_CHECK_SECONDS = 3.0  # how often the config file's modification time is looked at
+RETRY_SECONDS = 30.0  # how soon groups are asked for again after Slack failed
+
+GroupMembers = Callable[[str], Awaitable[frozenset[str]]]
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _counted(kind: str, old: Mapping[str, object], new: Mapping[str, object]) -> str | None:
+    added = len(new.keys() - old.keys())
+    removed = len(old.keys() - new.keys())
+    changed = sum(1 for k in new.keys() & old.keys() if new[k] != old[k])
+    if not (added or removed or changed):
+        return None
+    parts = [f"{n} {what}" for n, what in ((added, "added"), (removed, "removed")) if n]
+    parts += [f"{changed} changed"] if changed else []
+    return f"{kind} " + ", ".join(parts)
+
+
+def _providers(rules: Rules) -> dict[str, object]:
+    """Each provider's config section (its aliases, ids), or what it tells in help."""
+    return {
+        name: getattr(p, "section", None) or (p.help_line(), tuple(p.targets()))
+        for name, p in rules.providers.items()
+    }
+
+
+def what_changed(old: Rules, new: Rules) -> str:
+    """ "members 1 removed; policies 1 changed", or "nothing changed", for the log."""
+    a, b = old.role_map, new.role_map
+    parts = [
+        _counted("roles", a.roles, b.roles),
+        _counted("members", a.members, b.members),
+        _counted("groups", a.groups, b.groups),
+        _counted("policies", dict(old.policies), dict(new.policies)),
+    ]
+    if _providers(old) != _providers(new):
+        parts.append("providers changed")
+    return "; ".join(p for p in parts if p) or "nothing changed"
+
+
+class LiveRules:
+    """Keeps `workflow.rules` following the config file and the user groups' members."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        path: Path,
+        group_members: GroupMembers | None,
+        *,
+        groups_every: float = 300.0,
+    ) -> None:
+        self.workflow = workflow
+        self.path = path
+        self.group_members = group_members
+        self.groups_every = groups_every
+        self.base = workflow.rules  # as the file says, groups unresolved
+        self.resolved: dict[str, frozenset[str]] = {}  # the last good answer per group
+        self._stamp = _stamp(path)
+        self._hup = asyncio.Event()
+        self._redraw = False  # the role map changed: open requests' messages should show it
+
+    # --- the config file -----------------------------------------------------------------
+
+    def hangup(self) -> None:
+        """SIGHUP: read the file again soon (safe to call from a signal handler)."""
+        self._hup.set()
+
+    def reload(self, why: str = "SIGHUP") -> bool:
+        """Read and validate the file; put it in force if it is valid. True if it was."""
+        self._stamp = _stamp(self.path)
+        try:
+            new = load_config(self.path)
+            added = set(new.providers) - set(self.workflow.providers)
+            if added:
+                raise ConfigError(
+                    f"{self.path}: adds {', '.join(sorted(added))}, which needs a restart "
+                    "(provider clients are built at start-up)"
+                )
+        except ConfigError as exc:
+            log.error("config reload refused (%s), the previous config stays: %s", why, exc)
+            return False
+        changes = what_changed(self.base, new)
+        self.base = new
+        self._apply()
+        log.info("config reloaded from %s (%s): %s", self.path, why, changes)
+        return True
+
+    def file_changed(self) -> bool:
+        return _stamp(self.path) != self._stamp
+
+    # --- user groups ---------------------------------------------------------------------
+
+    async def refresh_groups(self) -> bool:
+        """Ask Slack for the members of every group in the config; True if all answered.
+
+        A group Slack fails for keeps its last good members; one Slack says does not exist
+        has none."""
+        if self.group_members is None:
+            return True
+        groups = list(self.base.role_map.groups)
+        answers = await asyncio.gather(
+            *(self.group_members(g) for g in groups), return_exceptions=True
+        )
+        ok = True
+        for group, answer in zip(groups, answers, strict=True):
+            if isinstance(answer, frozenset):
+                self.resolved[group] = answer
+            elif isinstance(answer, GroupLookupError) and answer.gone:
+                log.warning("user group %s: %s; its members get no roles", group, answer.message)
+                self.resolved[group] = frozenset()
+            else:
+                ok = False
+                message = answer.message if isinstance(answer, GroupLookupError) else repr(answer)
+                kept = "keeping the members it had" if group in self.resolved else "no members yet"
+                log.warning("user group %s could not be read (%s); %s", group, message, kept)
+        for gone in set(self.resolved) - set(groups):
+            del self.resolved[gone]
+        self._apply()
+        return ok
+
+    def _apply(self) -> None:
+        role_map = self.base.role_map.with_group_members(self.resolved)
+        if self.workflow.reload(replace(self.base, role_map=role_map)):
+            self._redraw = True
+
+    # --- forever ---------------------------------------------------------------------------
+
+    async def run(self, file_every: float = FILE_CHECK_SECONDS) -> None:
+        """Reload on SIGHUP or when the file changes; refresh the groups when due."""
+        loop = asyncio.get_running_loop()
+        groups_due = loop.time() + self.groups_every
+        while True:
+            try:
+                async with asyncio.timeout(file_every):
+                    await self._hup.wait()
+            except TimeoutError:
+                pass
+            try:
+                known = set(self.base.role_map.groups)
+                if self._hup.is_set():
+                    self._hup.clear()
+                    self.reload("SIGHUP")
+                elif self.file_changed():
+                    self.reload("the file changed")
+                new_groups = set(self.base.role_map.groups) - known
+                if loop.time() >= groups_due or new_groups:
+                    ok = await self.refresh_groups()
+                    groups_due = loop.time() + (
+                        self.groups_every if ok else min(self.groups_every, RETRY_SECONDS)
+                    )
+                if self._redraw:
+                    self._redraw = False
+                    await self.workflow.refresh_open()
+            except Exception:  # the rules in force must outlive a bad moment
+                log.exception("keeping the config current failed; trying again")

@@ -1,0 +1,140 @@
+"""A real `promote-bot serve` process reads its config file again on SIGHUP, and when the
+file changes: a valid file is in force for the next click, a broken one is refused in one log
+line and the previous config stays."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox.slack import FakeSlack
+from bot.sandbox.slack_requests import SlackSender
+from bot.sandbox.znyx import FakeZnyx
+from bot.transports.slack.blocks import APPROVE
+from bot.web import WebServer, listening_port
+from tests.conftest import ALICE, CONFIG, DAVE, SIGNING_SECRET, ZNYX_TOKEN, seed_znyx, spawn_serve
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFIXES = ("SLACK_", "ZNYX_", "WHOP_", "ASC_", "PROMOTE_BOT", "PORT")
+ZNYX_ONLY = CONFIG[: CONFIG.index("[appstore.apps]")]  # no other provider, no other settings
+
+
+class Serve:
+    """One `promote-bot serve` process; its log lines are collected as they come."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int, slack_url: str) -> None:
+        self.process = process
+        self.sender = SlackSender(f"http://127.0.0.1:{port}", SIGNING_SECRET, slack_url)
+        self.lines: list[str] = []
+        self._new = asyncio.Event()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        while line := await self.process.stdout.readline():
+            self.lines.append(line.decode().rstrip("\n"))
+            self._new.set()
+
+    async def line(self, *parts: str, within: float = 15.0) -> str:
+        """The first log line holding every one of `parts`, waiting for it if need be."""
+        async with asyncio.timeout(within):
+            while True:
+                for line in self.lines:
+                    if all(p in line for p in parts):
+                        return line
+                self._new.clear()
+                await self._new.wait()
+
+    async def stop(self) -> None:
+        await self.sender.aclose()
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(self.process.wait(), 15)
+        await self._reader
+
+
+@pytest.fixture
+async def serve(tmp_path: Path) -> AsyncIterator[tuple[Serve, FakeSlack, FakeZnyx, Path]]:
+    slack, znyx = FakeSlack(), FakeZnyx()
+    seed_znyx(znyx)
+    config = tmp_path / "promote-bot.toml"
+    config.write_text(ZNYX_ONLY)
+    async with WebServer(slack.app()) as slack_server, WebServer(znyx.app()) as znyx_server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+        env.update(
+            PYTHONPATH=str(ROOT),
+            SLACK_BOT_TOKEN=slack.token,
+            SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            SLACK_API_URL=f"{slack_server.url}/api/",
+            ZNYX_API_URL=znyx_server.url,
+            ZNYX_TOKEN=ZNYX_TOKEN,
+            PROMOTE_BOT_CONFIG=str(config),
+            PROMOTE_BOT_DB=str(tmp_path / "bot.db"),
+            PORT="0",
+        )
+        process = await spawn_serve(env)
+        assert process.stdout is not None
+        async with asyncio.timeout(30):
+            port = await listening_port(process.stdout)
+        bot = Serve(process, port, slack_server.url)
+        try:
+            yield bot, slack, znyx, config
+        finally:
+            if bot.process.returncode is None:
+                await bot.stop()
+
+
+def _told(slack: FakeSlack) -> list[str]:
+    return [c.args.get("text", "") for c in slack.calls_to("response_url")]
+
+
+async def _request(bot: Serve, slack: FakeSlack) -> None:
+    before = len(slack.calls_to("chat.postMessage"))
+    await bot.sender.command("znyx guardrails dev", ALICE)
+    await slack.wait_for(lambda s: len(s.calls_to("chat.postMessage")) == before + 1, within=10)
+
+
+async def test_sighup_with_a_member_removed_refuses_their_click(
+    serve: tuple[Serve, FakeSlack, FakeZnyx, Path],
+) -> None:
+    bot, slack, znyx, config = serve
+    await _request(bot, slack)
+    config.write_text(ZNYX_ONLY.replace(f'{DAVE} = ["release-manager"]\n', ""))
+    bot.process.send_signal(signal.SIGHUP)
+    line = await bot.line("config reloaded", "(SIGHUP)")
+    assert "members 1 removed" in line
+    await bot.sender.click(APPROVE, 1, DAVE)
+    await slack.wait_for(lambda s: len(_told(s)) == 1, within=10)
+    assert _told(slack)[0].startswith("You can't approve or reject this")
+    assert znyx.promote_calls == []
+    assert bot.process.returncode is None
+
+
+async def test_a_broken_file_is_refused_in_one_line_and_the_old_config_stays(
+    serve: tuple[Serve, FakeSlack, FakeZnyx, Path],
+) -> None:
+    bot, slack, znyx, config = serve
+    config.write_text(ZNYX_ONLY.replace('"policy-engineer"]', '"nobody"]'))
+    bot.process.send_signal(signal.SIGHUP)
+    line = await bot.line("config reload refused", "(SIGHUP)")
+    assert "U0BOB has unknown role 'nobody'" in line and "the previous config stays" in line
+    await asyncio.sleep(0.2)
+    at = bot.lines.index(line)
+    assert not any("Traceback" in later for later in bot.lines[at:])
+    # Still running, still under the old config: DAVE may approve.
+    await _request(bot, slack)
+    await bot.sender.click(APPROVE, 1, DAVE)
+    await slack.wait_for(
+        lambda s: any("thread_ts" in c.args for c in s.calls_to("chat.postMessage")), within=10
+    )
+    assert len(znyx.promote_calls) == 1
+    # A fixed file is picked up without a signal, from its modification time.
+    config.write_text(ZNYX_ONLY.replace(f'{DAVE} = ["release-manager"]\n', ""))
+    assert "members 1 removed" in await bot.line("config reloaded", "(the file changed)")
+    assert bot.process.returncode is None
+    assert slack.token not in "\n".join(bot.lines)
