@@ -159,8 +159,41 @@ async def test_recovery_reads_znyx_and_finds_the_promotion(world: World) -> None
     world.znyx.publish("proj-guardrails", "staging", "sha256:x", by=promoted_by(request))
     assert await world.bot.workflow.recover() == 1
     reply = await world.finished()
-    assert "reached staging (read after the bot restarted)" in reply
+    assert "is active in staging (read after the bot stopped while promoting)" in reply
     assert world.bot.store.get(1).state is State.SUCCEEDED  # type: ignore[union-attr]
+    assert world.znyx.promote_calls == []
+
+
+@pytest.mark.parametrize(
+    ("published", "state", "told"),
+    [
+        ("sha256:" + "d" * 64, State.SUCCEEDED, "bundle v2 is active in staging"),
+        (
+            None,
+            State.FAILED,
+            "not done: staging's active bundle is v1 · sha256:555555555555, as "
+            "before; request again",
+        ),
+        (
+            "sha256:" + "9" * 64,
+            State.UNKNOWN,
+            "Znyx shows staging's active bundle is v2 · sha256:999999999999",
+        ),
+    ],
+)
+async def test_znyx_recovery_decides_by_comparing_without_promoted_by(
+    world: World, published: str | None, state: State, told: str
+) -> None:
+    """Znyx's list need not echo `promoted_by`: the destination is compared with what it showed
+    before the write (a newer version with the source's hash: done; unchanged: not done)."""
+    world.znyx.list_echoes_published_by = False
+    await _stuck(world, "znyx guardrails dev")
+    if published:
+        world.znyx.publish("proj-guardrails", "staging", published, by="someone")
+    assert await world.bot.workflow.recover() == 1
+    reply = await world.finished()
+    assert told in reply
+    assert world.bot.store.get(1).state is state  # type: ignore[union-attr]
     assert world.znyx.promote_calls == []
 
 
@@ -168,7 +201,9 @@ async def test_recovery_reads_whop_and_finds_nothing_happened(world: World) -> N
     await _stuck(world, f"whop storefront {world.builds.ios_approved}", CAROL)
     await world.bot.workflow.recover()
     reply = await world.finished()
-    assert "is not the production ios build" in reply
+    assert (
+        f"not done: the production ios build of storefront is {world.builds.ios_prod}, as before"
+    ) in reply
     assert world.bot.store.get(1).state is State.FAILED  # type: ignore[union-attr]
     assert world.whop.promote_calls == []
 

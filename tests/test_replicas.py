@@ -177,10 +177,11 @@ async def test_kill_9_during_the_provider_call_then_restart(
     request = store.get(1)
     assert request is not None and request.state is State.FAILED
     assert (
-        request.outcome is not None and "read after the bot restarted" in request.outcome.headline
+        request.outcome is not None
+        and "read after the bot stopped while promoting" in request.outcome.headline
     )
     assert len(f.whop.promote_calls) == 1  # never called again
     [thread] = [c.args for c in f.slack.calls_to("chat.postMessage") if "thread_ts" in c.args]
-    assert "is not the production ios build" in str(thread["blocks"])
+    assert "not done: the production ios build of storefront is" in str(thread["blocks"])
     final = f.slack.calls_to("chat.update")[-1].args
     assert not [b for b in final["blocks"] if b["type"] == "actions"]

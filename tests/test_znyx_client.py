@@ -60,6 +60,7 @@ async def test_preview_and_promote(znyx: tuple[FakeZnyx, str]) -> None:
         "source_hash": "sha256:" + "5" * 64,
         "destination": "v1 · sha256:000000000000",
         "destination_id": prod_before.id,
+        "destination_version": "1",
     }
     outcome = await client.execute(STAGING, promoted_by="slack:U1", expect=preview.expect)
     assert outcome.state == "succeeded"

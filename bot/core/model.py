@@ -131,6 +131,18 @@ def not_sent(why: str) -> Outcome:
     return Outcome(state="failed", headline=f"not sent: {why}")
 
 
+def not_done(what: str) -> Outcome:
+    """A read after an interruption shows exactly the state from before the write."""
+    return Outcome(state="failed", headline=f"not done: {what}, as before; request again")
+
+
+def unclear(provider: str, what: str, check: str) -> Outcome:
+    """A read after an interruption shows neither the change nor the state from before."""
+    return Outcome(
+        state="unknown", headline=f"{provider} shows {what}", check=f"{check} before asking again."
+    )
+
+
 class Approval(BaseModel):
     user: str
     at: datetime

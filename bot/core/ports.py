@@ -29,13 +29,22 @@ class Provider(Protocol):
         retried by the caller when the fate is unknown."""
         ...
 
-    async def observe(self, action: Action, *, promoted_by: str) -> Outcome | None:
-        """After a crash: read whether `action` took effect. None when it can't tell."""
+    async def observe(
+        self, action: Action, *, promoted_by: str, expect: Mapping[str, str]
+    ) -> Outcome | None:
+        """After a crash: read whether `action` took effect, comparing with `expect` (what the
+        provider showed before the write): `succeeded` if it shows the change, `failed` only if
+        it shows exactly the state from before, `unknown` otherwise; None when it can't tell."""
         ...
 
     async def aclose(self) -> None:
         """Close the provider's HTTP client."""
         ...
+
+
+class StoreError(Exception):
+    """The database can't be used (missing, read-only, full, not a database); the message
+    says so in plain words, naming the setting where that helps."""
 
 
 class OpenRequestExists(Exception):
@@ -83,8 +92,24 @@ class Store(Protocol):
         at: datetime,
         by: str | None = None,
         outcome: Outcome | None = None,
+        lease: tuple[str, datetime] | None = None,
     ) -> bool:
-        """Move to `to` only if the request is in one of `from_states`; True if it moved."""
+        """Move to `to` only if the request is in one of `from_states`; True if it moved.
+        Moving to `executing` takes `lease` (owner, until); leaving it drops the lease."""
+        ...
+
+    def renew(self, request_id: int, owner: str, until: datetime) -> bool:
+        """Extend `owner`'s lease on an executing request; False if it is no longer theirs."""
+        ...
+
+    def lapsed(self, now: datetime, *, unleased_before: datetime) -> list[Request]:
+        """Executing requests whose lease ran out."""
+        ...
+
+    def take_over(
+        self, request_id: int, owner: str, now: datetime, until: datetime, unleased_before: datetime
+    ) -> bool:
+        """Take a lapsed lease (compare-and-set)."""
         ...
 
     def in_states(

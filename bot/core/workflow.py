@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +38,13 @@ from bot.core.states import OUTCOME_EVENT, Event, destination, sources
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 20
-DEFAULT_LEASE = timedelta(minutes=5)  # longer than any execution can take (bounded timeouts)
+# A process executing a request holds a lease on it and renews it every third of its length;
+# another process (or a restart) takes over only a lease that lapsed: the holder is gone.
+DEFAULT_LEASE = timedelta(seconds=30)
+# One execution (reads, the write, the read back) ends within this, whatever the provider does:
+# past it the bot stops waiting and decides by reading the provider, as a recovery would.
+DEFAULT_DEADLINE = timedelta(seconds=60)
+READ_DEADLINE = timedelta(seconds=30)  # for that read
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,8 @@ class Workflow:
         *,
         clock: Callable[[], datetime] = utc_now,
         lease: timedelta = DEFAULT_LEASE,
+        deadline: timedelta = DEFAULT_DEADLINE,
+        owner: str | None = None,
     ) -> None:
         self.rules = rules
         self.store = store
@@ -65,6 +77,55 @@ class Workflow:
         self.chat = chat
         self.clock = clock
         self.lease = lease
+        self.deadline = deadline
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._working = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # --- work in flight ----------------------------------------------------------------
+
+    @asynccontextmanager
+    async def working(self) -> AsyncIterator[None]:
+        """Around work after an ack: a graceful shutdown waits for it (`drain`)."""
+        self._working += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._working -= 1
+            if self._working == 0:
+                self._idle.set()
+
+    @property
+    def busy(self) -> int:
+        return self._working
+
+    async def drain(self, within: float) -> bool:
+        """Wait until no work is in flight, for at most `within` seconds; True if none is."""
+        try:
+            async with asyncio.timeout(within):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    @asynccontextmanager
+    async def renewing(self, renew: Callable[[datetime], bool]) -> AsyncIterator[None]:
+        """Renew a lease (`renew(until)`) every third of its length while the body runs."""
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(self.lease.total_seconds() / 3)
+                if not renew(self.clock() + self.lease):
+                    log.warning("a lease was lost while working (taken over after a stall?)")
+                    return
+
+        task = asyncio.create_task(keep())
+        try:
+            yield
+        finally:
+            task.cancel()
 
     def reload(self, rules: Rules) -> bool:
         """Decide by `rules` from now on (a new config, or new members of its user groups).
@@ -302,49 +363,59 @@ class Workflow:
         return expired
 
     async def recover(self) -> int:
-        """Resolve requests a crash left `executing`, by reading the provider's state.
+        """Resolve requests whose executing process is gone (its lease lapsed), by reading
+        the provider and comparing with what the request recorded before the write. A
+        promotion is never sent again; what can't be told apart becomes `unknown`."""
+        now = self.clock()
+        resolved = 0
+        for request in self.store.lapsed(now, unleased_before=now - self.lease):
+            until = now + self.lease
+            if not self.store.take_over(
+                request.id, self.owner, now, until, unleased_before=now - self.lease
+            ):
+                continue  # another process took it first
+            outcome = await self._read_outcome(request, "the bot stopped while promoting")
+            resolved += await self._conclude(request, outcome, "recovered: ")
+        return resolved
 
-        Only requests executing for longer than the lease are taken: a younger one may be in
-        the hands of another live process sharing the database. A promotion is never sent
-        again; what can't be read becomes `unknown`."""
-        stuck = [
-            r
-            for r in self.store.in_states([State.EXECUTING])
-            if self.clock() - r.updated_at >= self.lease  # younger ones may be another replica's
-        ]
-        for request in stuck:
-            action = request.action
-            provider = self.providers.get(action.provider)
-            reason = f"{action.provider} is not configured"
-            outcome: Outcome | None = None
-            if provider is not None:
-                try:
-                    outcome = await provider.observe(action, promoted_by=promoted_by(request))
-                    reason = f"{action.provider} has no way to read whether it happened"
-                except ProviderError as exc:
-                    reason = f"reading {action.provider} failed: {exc.message}"
-            if outcome is None:
-                outcome = Outcome(
-                    state="unknown",
-                    headline=f"the bot stopped while promoting, and {reason}",
-                    check=f"Check in {action.provider} whether {action.title} happened "
-                    "before asking again.",
-                )
-            else:
-                outcome = outcome.model_copy(
-                    update={"headline": outcome.headline + " (read after the bot restarted)"}
-                )
-            moved = self._move(request.id, OUTCOME_EVENT[outcome.state], outcome=outcome)
-            if moved:
-                self._audit(
-                    request.id,
-                    BOT_ACTOR,
-                    f"recovered: {outcome.state}",
-                    action.target,
-                    outcome.headline,
-                )
-                await self._finish_message(request.id)
-        return len(stuck)
+    async def _read_outcome(self, request: Request, why: str) -> Outcome:
+        """Decide a request's outcome by reading the provider, never by writing again:
+        `succeeded` when it shows the change, `failed` when it shows exactly the state from
+        before the write, `unknown` otherwise or when the read fails."""
+        action = request.action
+        provider = self.providers.get(action.provider)
+        reason = f"{action.provider} is not configured"
+        outcome: Outcome | None = None
+        if provider is not None:
+            expect = request.preview.expect if request.preview else {}
+            try:
+                async with asyncio.timeout(READ_DEADLINE.total_seconds()):
+                    outcome = await provider.observe(
+                        action, promoted_by=promoted_by(request), expect=expect
+                    )
+                reason = f"{action.provider} has no way to read whether it happened"
+            except ProviderError as exc:
+                reason = f"reading {action.provider} failed: {exc.message}"
+            except TimeoutError:
+                reason = f"reading {action.provider} took longer than {READ_DEADLINE.seconds} s"
+        if outcome is None:
+            return Outcome(
+                state="unknown",
+                headline=f"{why}, and {reason}",
+                check=f"Check in {action.provider} whether {action.title} happened "
+                "before asking again.",
+            )
+        return outcome.model_copy(update={"headline": f"{outcome.headline} (read after {why})"})
+
+    async def _conclude(self, request: Request, outcome: Outcome, prefix: str = "") -> int:
+        """Record the outcome of an executing request and show it; 1 if this call did."""
+        if not self._move(request.id, OUTCOME_EVENT[outcome.state], outcome=outcome):
+            return 0
+        self._audit(
+            request.id, BOT_ACTOR, prefix + outcome.state, request.action.target, outcome.headline
+        )
+        await self._finish_message(request.id)
+        return 1
 
     # --- executing ---------------------------------------------------------------------
 
@@ -360,14 +431,30 @@ class Workflow:
         self._audit(request_id, user, "executing", action.target)
         # Show "promoting now" while the provider works, not before it starts.
         showing = asyncio.create_task(self._refresh(request, self.policy(action)))
+
+        def renew(until: datetime) -> bool:
+            return self.store.renew(request_id, self.owner, until)
+
         try:
-            provider = self.providers[action.provider]
-            expect = request.preview.expect if request.preview else {}
-            outcome = await provider.execute(
-                action, promoted_by=promoted_by(request), expect=expect
-            )
+            async with self.renewing(renew), asyncio.timeout(self.deadline.total_seconds()):
+                provider = self.providers[action.provider]
+                expect = request.preview.expect if request.preview else {}
+                outcome = await provider.execute(
+                    action, promoted_by=promoted_by(request), expect=expect
+                )
         except ProviderError as exc:
             outcome = _outcome_of_error(exc)
+        except TimeoutError:  # the provider kept the bot waiting: decide by reading, once
+            seconds = int(self.deadline.total_seconds())
+            outcome = await self._read_outcome(request, f"the promotion took over {seconds} s")
+            if outcome.state == "failed":  # the write may still be on its way: don't say no
+                outcome = outcome.model_copy(
+                    update={
+                        "state": "unknown",
+                        "check": f"The call was cut off after {seconds} s and may still take "
+                        f"effect: check {action.provider} before asking again.",
+                    }
+                )
         except Exception:  # a bug after the call may have been sent: never guess
             log.exception("promotion #%s ended in an unexpected error", request_id)
             outcome = Outcome(
@@ -393,9 +480,18 @@ class Workflow:
         by: str | None = None,
         outcome: Outcome | None = None,
     ) -> bool:
-        """The compare-and-set for `event`, as the state table defines it."""
+        """The compare-and-set for `event`, as the state table defines it; a claim takes the
+        lease on the request for this process."""
+        now = self.clock()
+        lease = (self.owner, now + self.lease) if event is Event.CLAIM else None
         return self.store.transition(
-            request_id, sources(event), destination(event), at=self.clock(), by=by, outcome=outcome
+            request_id,
+            sources(event),
+            destination(event),
+            at=now,
+            by=by,
+            outcome=outcome,
+            lease=lease,
         )
 
     # --- messages and audit ------------------------------------------------------------

@@ -27,7 +27,16 @@ from pydantic import (
 
 from bot.core.commands import UsageError, resolve_alias, shown
 from bot.core.errors import ProviderError, ProviderUncertain
-from bot.core.model import Action, Fact, Outcome, Preview, changed, not_sent
+from bot.core.model import (
+    Action,
+    Fact,
+    Outcome,
+    Preview,
+    changed,
+    not_done,
+    not_sent,
+    unclear,
+)
 from bot.core.rules import CommandForm
 from bot.providers.http import DEFAULT_TIMEOUT, HTTPProvider, ProviderHTTP, RetryPolicy, segment
 from bot.providers.jwt_auth import (
@@ -533,6 +542,9 @@ class AppStoreProvider(HTTPProvider):
             done = f"is declared {'non-exempt' if wanted else 'exempt'}"
         body = {"data": {"type": "builds", "id": action.build_id, "attributes": {field: wanted}}}
         path = f"v1/builds/{segment(action.build_id)}"
+        uncertain: ProviderUncertain | None = None
+        resource: Resource | None = None
+        note = ""
         try:
             response = await self.http.call(
                 "PATCH",
@@ -541,18 +553,25 @@ class AppStoreProvider(HTTPProvider):
                 json=body,
                 explain={404: f"{LABEL} has no build {action.build_id}", **_EXPLAIN_WRITE},
             )
-            resource = _one(response)
-            note = ""
-        except ProviderUncertain as exc:  # never PATCH again: read the build instead
+        except ProviderUncertain as exc:
+            uncertain = exc
+        else:
+            try:
+                resource = _one(response)
+            except ProviderError:  # answered 2xx: it happened, whatever the body says
+                uncertain = ProviderUncertain(
+                    LABEL, f"{LABEL} answered {response.status_code} with a body the bot can't read"
+                )
+        if uncertain is not None:  # never PATCH again: read the build instead
             try:
                 resource = _one(
                     await self._get(path, missing=f"{LABEL} has no build {action.build_id}")
                 )
             except ProviderError:
-                raise exc from None
-            note = f" (confirmed by reading it back after: {exc.message})"
+                raise uncertain from None
+            note = f" (confirmed by reading it back after: {uncertain.message})"
             if resource is None or resource.attributes.get(field) is not wanted:
-                raise exc from None
+                raise uncertain from None
         if resource is None or resource.attributes.get(field) is not wanted:
             return Outcome(
                 state="unknown",
@@ -570,31 +589,42 @@ class AppStoreProvider(HTTPProvider):
             ],
         )
 
-    async def observe(self, action: BuildAction, *, promoted_by: str) -> Outcome | None:
+    async def observe(
+        self, action: BuildAction, *, promoted_by: str, expect: Mapping[str, str]
+    ) -> Outcome | None:
+        """Read the version's build, or the build, and compare with what it was before."""
         if isinstance(action, AppStoreAttach):
             if not action.version_id:
                 return None
             now = await self.attached(action.version_id)
             done = now is not None and now.id == action.build_id
             shown = now.describe() if now else "no build"
+            before = "attached" in expect and (now.id if now else "") == expect["attached"]
             what = f"build {action.build} attached to {action.app} {action.version}"
+            state = f"{action.app} {action.version} has {shown} attached"
         else:
             build = await self.build(action)
             if isinstance(build, str):
                 return None
             if isinstance(action, AppStoreExpire):
                 done, what = build.expired, f"build {action.build} of {action.app} expired"
+                before = expect.get("expired") == _yes(build.expired)
             else:
                 done = build.encryption is action.uses_non_exempt_encryption
                 wanted = "non-exempt" if action.uses_non_exempt_encryption else "exempt"
                 what = f"build {action.build} of {action.app} declared {wanted}"
+                before = expect.get("encryption") == build.encryption_text
             shown = (
                 f"{build.describe()}, expired: {build.expired}, encryption: {build.encryption_text}"
             )
+            state = f"build {shown}"
         facts = [Fact(label="Read back", value=shown)]
         if done:
             return Outcome(state="succeeded", headline=what, facts=facts)
-        return Outcome(state="failed", headline=f"{LABEL} does not show {what}", facts=facts)
+        if before:
+            return not_done(state).model_copy(update={"facts": facts})
+        check = f"Check {action.app} in App Store Connect"
+        return unclear(LABEL, state, check).model_copy(update={"facts": facts})
 
 
 def _yes(flag: bool) -> str:

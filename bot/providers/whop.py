@@ -24,7 +24,16 @@ from pydantic import (
 
 from bot.core.commands import UsageError, resolve_alias, shown
 from bot.core.errors import ProviderError, ProviderUncertain
-from bot.core.model import Action, Fact, Outcome, Preview, changed, not_sent
+from bot.core.model import (
+    Action,
+    Fact,
+    Outcome,
+    Preview,
+    changed,
+    not_done,
+    not_sent,
+    unclear,
+)
 from bot.core.rules import CommandForm
 from bot.providers.http import BearerProvider, segment
 from bot.providers.spec import ProviderSettings, ProviderSpec, Section, aliases
@@ -300,7 +309,9 @@ class WhopProvider(BearerProvider):
             facts=facts,
         )
 
-    async def observe(self, action: WhopPromote, *, promoted_by: str) -> Outcome:
+    async def observe(
+        self, action: WhopPromote, *, promoted_by: str, expect: Mapping[str, str]
+    ) -> Outcome:
         build = await self.build(action.build_id)
         facts = [Fact(label="Build", value=build.id), Fact(label="Platform", value=build.platform)]
         if build.is_production:
@@ -309,11 +320,12 @@ class WhopProvider(BearerProvider):
                 headline=f"{build.id} is the production {build.platform} build of {action.app}",
                 facts=facts,
             )
-        return Outcome(
-            state="failed",
-            headline=f"Whop shows {build.id} is not the production {build.platform} build",
-            facts=facts,
-        )
+        production, _ = await self.production_build(action, build.platform)
+        now = production.id if production else ""
+        what = f"the production {build.platform} build of {action.app} is {now or 'none'}"
+        if "production" in expect and now == expect["production"]:
+            return not_done(what)
+        return unclear(LABEL, what, f"Check the production {build.platform} build in Whop")
 
 
 M = TypeVar("M", bound=BaseModel)

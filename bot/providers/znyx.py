@@ -23,7 +23,16 @@ from pydantic import (
 
 from bot.core.commands import WORD, UsageError, shown
 from bot.core.errors import ProviderError, ProviderNotFound, ProviderUncertain
-from bot.core.model import Action, Fact, Outcome, Preview, changed, not_sent
+from bot.core.model import (
+    Action,
+    Fact,
+    Outcome,
+    Preview,
+    changed,
+    not_done,
+    not_sent,
+    unclear,
+)
 from bot.core.rules import CommandForm
 from bot.providers.http import BearerProvider, segment
 from bot.providers.spec import ProviderSettings, ProviderSpec, Section, aliases
@@ -231,6 +240,7 @@ class ZnyxProvider(BearerProvider):
         expect |= {
             "destination": _now(current),
             "destination_id": current.id if current else "",
+            "destination_version": str(current.version) if current else "0",
         }
         facts = [Fact(label=f"Active in {dst} now", value=describe(current)), promoting]
         return Preview(facts=facts, expect=expect)
@@ -301,22 +311,35 @@ class ZnyxProvider(BearerProvider):
             facts=facts,
         )
 
-    async def observe(self, action: ZnyxPromote, *, promoted_by: str) -> Outcome:
-        """Znyx records who published each bundle; `promoted_by` names one request."""
-        dst = action.target_env
-        mine = next(
-            (b for b in await self.bundles(action, dst) if b.published_by == promoted_by), None
+    async def observe(
+        self, action: ZnyxPromote, *, promoted_by: str, expect: Mapping[str, str]
+    ) -> Outcome:
+        """Compare the destination with what it showed before the write: a newer active
+        version with the source's policy hash means it was done. Znyx's list need not echo
+        `promoted_by`; when it does, that settles it too."""
+        src, dst = action.source_env, action.target_env
+        bundles = await self.bundles(action, dst)
+        active = next((b for b in bundles if b.is_active), None)
+        mine = next((b for b in bundles if b.published_by == promoted_by), None)
+        before_version = int(expect.get("destination_version") or 0)
+        hash_moved = (
+            active is not None
+            and active.policy_hash == expect.get("source_hash")
+            and active.id != expect.get("destination_id")
+            and active.version > before_version
         )
-        if mine is None:
+        if mine is not None or hash_moved:
+            done = mine if mine is not None and mine.is_active else active
+            assert done is not None
             return Outcome(
-                state="failed",
-                headline=f"Znyx shows no bundle in {dst} promoted by this request",
+                state="succeeded",
+                headline=f"{action.project} bundle v{done.version} is active in {dst}",
+                facts=_facts(done, src, dst),
             )
-        return Outcome(
-            state="succeeded",
-            headline=f"{action.project} bundle v{mine.version} reached {dst}",
-            facts=_facts(mine, action.source_env, dst),
-        )
+        what = f"{dst}'s active bundle is {_now(active)}"
+        if "destination_id" in expect and (active.id if active else "") == expect["destination_id"]:
+            return not_done(what)
+        return unclear(LABEL, what, f"Check which bundle is active in {action.project} {dst}")
 
 
 def _now(bundle: Bundle | None) -> str:

@@ -119,6 +119,7 @@ class FakeAppStore:
     revoked: set[str] = field(default_factory=set)  # tokens to refuse although valid
     tokens_seen: set[str] = field(default_factory=set)
     patch_delay: float = 0.0
+    patch_answers_garbled: bool = False  # apply a PATCH of a build, answer 200 with an HTML body
     calls: list[Call] = field(default_factory=list)
     _failures: list[tuple[str | None, int, str, str, dict[str, str]]] = field(default_factory=list)
     base: str = "https://api.appstoreconnect.apple.com"
@@ -293,6 +294,8 @@ class FakeAppStore:
                     "usesNonExemptEncryption must be true or false.",
                 )
             build.uses_non_exempt_encryption = value
+        if self.patch_answers_garbled:  # a proxy mangled the body of a PATCH that was applied
+            return web.Response(status=200, text="<html>ok</html>", content_type="text/html")
         return self._doc(build.resource(self.base), request)
 
     async def _list_versions(self, request: web.Request) -> web.Response:

@@ -53,6 +53,7 @@ class FakeZnyx:
     promote_delay: float = 0.0  # seconds the promote call takes, to test slow providers
     promote_gate: asyncio.Event | None = None  # when set up, promote answers once it is set
     promote_started: asyncio.Event = field(default_factory=asyncio.Event)  # a promote arrived
+    list_echoes_published_by: bool = True  # False: the bundle list leaves published_by out
     calls: list[Call] = field(default_factory=list)
     _failures: list[tuple[int, object]] = field(default_factory=list)
 
@@ -163,7 +164,11 @@ class FakeZnyx:
         envs = self._locate(request)
         if isinstance(envs, web.Response):
             return envs
-        return web.json_response([asdict(b) for b in envs[request.match_info["env"]]])
+        bundles = [asdict(b) for b in envs[request.match_info["env"]]]
+        if not self.list_echoes_published_by:  # as some Znyx deployments answer
+            for bundle in bundles:
+                bundle.pop("published_by", None)
+        return web.json_response(bundles)
 
     def _version(
         self, request: web.Request, envs: dict[str, list[Bundle]]

@@ -6,11 +6,13 @@ redelivered event can never both move a request to `executing`.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import sqlite_utils
 
@@ -24,27 +26,88 @@ from bot.core.model import (
     State,
     action_from_json,
 )
-from bot.core.ports import OpenRequestExists
+from bot.core.ports import OpenRequestExists, StoreError
 
+T = TypeVar("T")
+S = TypeVar("S")
+SETTING = "PROMOTE_BOT_DB"
 BUSY_TIMEOUT_MS = 5000
 _OPEN = (State.PENDING, State.APPROVED, State.EXECUTING)  # states that hold their thing
 _OPEN_SQL = ", ".join(f"'{s.value}'" for s in _OPEN)
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
 
 
+def _check_path(path: Path) -> None:
+    """What can be told before SQLite tries: a missing folder, a folder where the file goes."""
+    if not path.parent.is_dir():
+        raise StoreError(f"{SETTING}: the folder {path.parent} does not exist")
+    if path.exists() and not path.is_file():
+        raise StoreError(f"{SETTING}: {path} is not a file")
+
+
+def _plain(exc: sqlite3.Error, path: object) -> str:
+    """An SQLite error in words a person running the bot can act on."""
+    text = str(exc).lower()
+    if "not a database" in text:
+        return f"{path} is not a SQLite database"
+    if "readonly" in text or "read-only" in text:
+        return f"{path} is read-only: the bot must be able to write it (and its folder)"
+    if "unable to open" in text:
+        return f"cannot open or create {path}: is its folder writable?"
+    if "disk" in text and "full" in text:
+        return f"the disk holding {path} is full"
+    if "locked" in text or "busy" in text:
+        return f"{path} stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s"
+    return f"{path}: {exc}"
+
+
+def _guard(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def guarded(self: SqliteStore, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(_plain(exc, self.path or ":memory:")) from exc
+
+    return guarded
+
+
+def _store_errors(cls: type[S]) -> type[S]:
+    """Every public method turns an SQLite error into a `StoreError` in plain words, so a full
+    disk is told to people and logged once, not shown as a traceback per command."""
+    for name, method in list(vars(cls).items()):
+        if not name.startswith("_") and callable(method):
+            setattr(cls, name, _guard(method))
+    return cls
+
+
+@_store_errors
 class SqliteStore:
     def __init__(self, path: Path | str | None = None) -> None:
-        """Open (and create if needed) the database at `path`; None keeps it in memory."""
-        if path is None:
-            self.db = sqlite_utils.Database(memory=True)
-        else:
-            self.db = sqlite_utils.Database(str(path))
-            self.db.enable_wal()
-        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        # WAL with NORMAL survives any process crash; only the last commits before a power loss
-        # can go. The one commit that must not, the claim before a provider call, is FULL.
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        self._create_schema()
+        """Open (and create if needed) the database at `path`; None keeps it in memory.
+
+        Start-up proves the database can be written: any problem is a `StoreError` whose one
+        line names PROMOTE_BOT_DB, rather than a traceback at the first command."""
+        self.path = Path(path) if path is not None else None
+        try:
+            if self.path is None:
+                self.db = sqlite_utils.Database(memory=True)
+            else:
+                _check_path(self.path)
+                self.db = sqlite_utils.Database(str(self.path))
+                self.db.enable_wal()
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # WAL with NORMAL survives any process crash; only the last commits before a power
+            # loss can go. The one commit that must not, the claim before a provider call, FULL.
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self._create_schema()
+            with self.db.conn:  # a write, so a read-only file is told now, not at first use
+                self.db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', ?)",
+                    [datetime.now(UTC).isoformat()],
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{SETTING}: {_plain(exc, self.path or ':memory:')}") from None
 
     def _create_schema(self) -> None:
         """Idempotent: safe on every start and from several processes."""
@@ -55,6 +118,8 @@ class SqliteStore:
                     id INTEGER PRIMARY KEY AUTOINCREMENT,
                     target TEXT NOT NULL,
                     thing TEXT,
+                    lease_owner TEXT,
+                    lease_until TEXT,
                     action TEXT NOT NULL,
                     requester TEXT NOT NULL,
                     channel TEXT NOT NULL,
@@ -89,6 +154,21 @@ class SqliteStore:
                     at TEXT NOT NULL
                 );
                 CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at);
+                CREATE TABLE IF NOT EXISTS meta (
+                    key TEXT PRIMARY KEY,
+                    value TEXT NOT NULL
+                );
+                CREATE TABLE IF NOT EXISTS inbox (
+                    key TEXT PRIMARY KEY,
+                    kind TEXT NOT NULL,
+                    payload TEXT NOT NULL,
+                    received_at TEXT NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    owner TEXT,
+                    lease_until TEXT,
+                    done_at TEXT
+                );
+                CREATE INDEX IF NOT EXISTS inbox_waiting ON inbox (done_at, lease_until);
                 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
                 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
                 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -96,13 +176,8 @@ class SqliteStore:
                 """
             )
 
-        if "thing" not in {c.name for c in self.db["requests"].columns}:
-            try:  # a database from before one-open-request-per-thing
-                with self.db.conn:
-                    self.db.execute("ALTER TABLE requests ADD COLUMN thing TEXT")
-            except sqlite3.OperationalError as exc:  # another process added it just now
-                if "duplicate column" not in str(exc):
-                    raise
+        for column in ("thing", "lease_owner", "lease_until"):  # a database from before them
+            self._add_column("requests", column, "TEXT")
         with self.db.conn:
             # At most one open request per thing: the database refuses a second one, so two
             # processes asking at once can't both post a release message.
@@ -110,6 +185,16 @@ class SqliteStore:
                 "CREATE UNIQUE INDEX IF NOT EXISTS requests_open_thing ON requests (thing)"
                 f" WHERE state IN ({_OPEN_SQL})"
             )
+
+    def _add_column(self, table: str, column: str, kind: str) -> None:
+        if column in {c.name for c in self.db[table].columns}:
+            return
+        try:
+            with self.db.conn:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        except sqlite3.OperationalError as exc:  # another process added it just now
+            if "duplicate column" not in str(exc):
+                raise
 
     def close(self) -> None:
         self.db.close()
@@ -213,17 +298,104 @@ class SqliteStore:
         at: datetime,
         by: str | None = None,
         outcome: Outcome | None = None,
+        lease: tuple[str, datetime] | None = None,
     ) -> bool:
-        """The compare-and-set: one UPDATE that only matches in one of `from_states`."""
+        """The compare-and-set: one UPDATE that only matches in one of `from_states`. Moving to
+        `executing` takes `lease` (owner, until); leaving it drops the lease."""
         marks = ", ".join("?" for _ in from_states)
         durable = to is State.EXECUTING  # the provider is called next: this must reach the disk
         if durable:
             self.db.execute("PRAGMA synchronous = FULL")
         try:
-            return self._transition(request_id, marks, from_states, to, at, by, outcome)
+            return self._transition(request_id, marks, from_states, to, at, by, outcome, lease)
         finally:
             if durable:
                 self.db.execute("PRAGMA synchronous = NORMAL")
+
+    def renew(self, request_id: int, owner: str, until: datetime) -> bool:
+        """Extend `owner`'s lease on an executing request; False if it is no longer theirs."""
+        with self.db.conn:
+            cursor = self.db.execute(
+                "UPDATE requests SET lease_until = ? WHERE id = ? AND state = ?"
+                " AND lease_owner = ?",
+                [_utc(until), request_id, State.EXECUTING.value, owner],
+            )
+        return cursor.rowcount == 1
+
+    def lapsed(self, now: datetime, *, unleased_before: datetime) -> list[Request]:
+        """Executing requests whose lease ran out (nobody is working on them any more);
+        requests from before leases count as lapsed once untouched since `unleased_before`."""
+        rows = self.db.query(
+            "SELECT id FROM requests WHERE state = ? AND (lease_until <= ?"
+            " OR (lease_until IS NULL AND updated_at <= ?)) ORDER BY id",
+            [State.EXECUTING.value, _utc(now), _utc(unleased_before)],
+        )
+        return [r for r in (self.get(row["id"]) for row in rows) if r is not None]
+
+    def take_over(
+        self, request_id: int, owner: str, now: datetime, until: datetime, unleased_before: datetime
+    ) -> bool:
+        """Take a lapsed lease (compare-and-set): only one process recovers a request."""
+        with self.db.conn:
+            cursor = self.db.execute(
+                "UPDATE requests SET lease_owner = ?, lease_until = ? WHERE id = ? AND state = ?"
+                " AND (lease_until <= ? OR (lease_until IS NULL AND updated_at <= ?))",
+                [
+                    owner,
+                    _utc(until),
+                    request_id,
+                    State.EXECUTING.value,
+                    _utc(now),
+                    _utc(unleased_before),
+                ],
+            )
+        return cursor.rowcount == 1
+
+    # --- acknowledged work ---------------------------------------------------------------
+
+    def inbox_put(self, key: str, kind: str, payload: dict, at: datetime) -> bool:
+        """Record work acknowledged to Slack before the ack; False for a redelivered `key`."""
+        with self.db.conn:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO inbox (key, kind, payload, received_at) VALUES (?, ?, ?, ?)",
+                [key, kind, json.dumps(payload), _utc(at)],
+            )
+        return cursor.rowcount == 1
+
+    def inbox_claim(self, key: str, owner: str, now: datetime, until: datetime) -> dict | None:
+        """Take the item `key` to work on, if it is not done and nobody holds it; its
+        `kind`, `payload` and `attempts` (counting this one), or None."""
+        with self.db.conn:
+            cursor = self.db.execute(
+                "UPDATE inbox SET owner = ?, lease_until = ?, attempts = attempts + 1"
+                " WHERE key = ? AND done_at IS NULL AND (lease_until IS NULL OR lease_until <= ?)",
+                [owner, _utc(until), key, _utc(now)],
+            )
+        if cursor.rowcount != 1:
+            return None
+        row = next(self.db.query("SELECT * FROM inbox WHERE key = ?", [key]))
+        return {"kind": row["kind"], "payload": json.loads(row["payload"]), **row}
+
+    def inbox_renew(self, key: str, owner: str, until: datetime) -> bool:
+        with self.db.conn:
+            cursor = self.db.execute(
+                "UPDATE inbox SET lease_until = ? WHERE key = ? AND owner = ? AND done_at IS NULL",
+                [_utc(until), key, owner],
+            )
+        return cursor.rowcount == 1
+
+    def inbox_done(self, key: str, at: datetime) -> None:
+        with self.db.conn:
+            self.db.execute("UPDATE inbox SET done_at = ? WHERE key = ?", [_utc(at), key])
+
+    def inbox_waiting(self, now: datetime, *, received_before: datetime) -> list[str]:
+        """Keys of acknowledged work not done, nobody holding it, received before then."""
+        rows = self.db.query(
+            "SELECT key FROM inbox WHERE done_at IS NULL AND received_at <= ?"
+            " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY received_at",
+            [_utc(received_before), _utc(now)],
+        )
+        return [row["key"] for row in rows]
 
     def _transition(
         self,
@@ -234,17 +406,22 @@ class SqliteStore:
         at: datetime,
         by: str | None,
         outcome: Outcome | None,
+        lease: tuple[str, datetime] | None,
     ) -> bool:
+        owner, until = lease if to is State.EXECUTING and lease else (None, None)
         with self.db.conn:
             cursor = self.db.execute(
                 "UPDATE requests SET state = ?, updated_at = ?,"
-                " decided_by = COALESCE(?, decided_by), outcome = COALESCE(?, outcome)"
+                " decided_by = COALESCE(?, decided_by), outcome = COALESCE(?, outcome),"
+                " lease_owner = ?, lease_until = ?"
                 f" WHERE id = ? AND state IN ({marks})",
                 [
                     to.value,
                     at.isoformat(),
                     by,
                     outcome.model_dump_json() if outcome else None,
+                    owner,
+                    _utc(until) if until else None,
                     request_id,
                     *(s.value for s in from_states),
                 ],
@@ -264,6 +441,7 @@ class SqliteStore:
         """Drop delivery keys older than Slack could redeliver them; how many."""
         cutoff = (now - DELIVERY_MEMORY).astimezone(UTC).isoformat()
         with self.db.conn:
+            self.db.execute("DELETE FROM inbox WHERE done_at IS NOT NULL AND done_at < ?", [cutoff])
             return self.db.execute("DELETE FROM deliveries WHERE at < ?", [cutoff]).rowcount
 
     # --- audit ---------------------------------------------------------------------------
@@ -309,6 +487,10 @@ class SqliteStore:
             )
             for r in rows
         ]
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat()
 
 
 def _request(row: dict, approvals: list[Approval]) -> Request:
