@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -31,7 +33,7 @@ from bot.config import (
     require,
 )
 from bot.core.policy import describe, pattern_for, policy_for
-from bot.core.ports import Provider
+from bot.core.ports import Provider, StoreError
 from bot.core.rules import Rules
 from bot.core.workflow import Workflow
 from bot.live import LiveRules
@@ -41,6 +43,7 @@ from bot.store import SqliteStore
 from bot.transports.slack.app import create_app, identify
 from bot.transports.slack.chat import SlackChat
 from bot.transports.slack.groups import SlackGroups
+from bot.transports.slack.inbox import Inbox
 from bot.web import LISTENING, WebServer
 
 log = logging.getLogger("promote-bot")
@@ -78,6 +81,7 @@ class SlackBot:
     live: LiveRules
 
     session: aiohttp.ClientSession
+    inbox: Inbox
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -98,7 +102,12 @@ async def start_slack_bot(
     if not settings.socket_mode:
         require(settings, "slack_signing_secret")
     rules = load_config(settings.promote_bot_config)
-    providers = await build_providers(rules, provider_settings)
+    store = open_store(settings.promote_bot_db)
+    try:
+        providers = await build_providers(rules, provider_settings)
+    except ConfigError:
+        store.close()
+        raise
     assert settings.slack_bot_token is not None
     # One session for every Web API call (slack-sdk opens one per call without it).
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=SLACK_CONNECTIONS))
@@ -112,8 +121,8 @@ async def start_slack_bot(
         identity = await identify(client)  # raises ConfigError naming the setting
     except ConfigError:
         await session.close()
+        store.close()
         raise
-    store = SqliteStore(settings.promote_bot_db)
     lease = timedelta(seconds=settings.promote_bot_lease_seconds)
     workflow = Workflow(rules, store, providers, SlackChat(client), lease=lease)
     live = LiveRules(
@@ -124,6 +133,7 @@ async def start_slack_bot(
     )
     await live.refresh_groups()  # a failure is logged; the groups' members get no roles yet
     secret = settings.slack_signing_secret
+    inbox = Inbox(workflow)
     app = create_app(
         workflow,
         identity=identity,
@@ -131,8 +141,17 @@ async def start_slack_bot(
         signing_secret=None
         if settings.socket_mode or secret is None
         else secret.get_secret_value(),
+        inbox=inbox,
     )
-    return SlackBot(settings, store, providers, workflow, app, live, session)
+    return SlackBot(settings, store, providers, workflow, app, live, session, inbox)
+
+
+def open_store(path: Path) -> SqliteStore:
+    """The database, proven writable; any problem is one line naming PROMOTE_BOT_DB."""
+    try:
+        return SqliteStore(path)
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 async def _until_stopped(live: LiveRules) -> None:
@@ -146,22 +165,58 @@ async def _until_stopped(live: LiveRules) -> None:
 
 
 SWEEP_SECONDS = 10.0
+SETTLE_SECONDS = 0.2
 
 
-async def housekeeping(workflow: Workflow, every: float = SWEEP_SECONDS) -> None:
-    """Forever: resolve what a crashed process left executing, and expire overdue requests."""
+async def housekeeping(bot: SlackBot, every: float = SWEEP_SECONDS) -> None:
+    """Forever: resolve what a stopped process left executing, do acknowledged work it left
+    undone, and expire overdue requests."""
+    failing = False
     while True:
         try:
-            await workflow.recover()
-            await workflow.sweep()
+            await bot.workflow.recover()
+            await bot.inbox.recover()
+            await bot.workflow.sweep()
+            failing = False
+        except StoreError as exc:  # a full disk: said once, not every ten seconds
+            if not failing:
+                log.error("housekeeping can't use the database: %s", exc)
+            failing = True
         except Exception:  # housekeeping must outlive a bad moment of Slack or the disk
             log.exception("housekeeping failed; trying again in %s s", every)
         await asyncio.sleep(every)
 
 
+def _refusing_while(stopping: asyncio.Event) -> Middleware:
+    """While shutting down, new requests get 503 so Slack's next try reaches another replica."""
+
+    @web.middleware
+    async def refuse(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if stopping.is_set():
+            return web.Response(status=503, text="promote-bot is shutting down")
+        return await handler(request)
+
+    return refuse
+
+
+async def _finish_in_flight(workflow: Workflow, within: float) -> None:
+    """Let work already acknowledged finish (a promotion, its messages), up to `within` s."""
+    await asyncio.sleep(SETTLE_SECONDS)  # work acked just now reaches `working()`
+    if workflow.busy:
+        log.info("stopping: letting %s piece(s) of work finish (up to %g s)", workflow.busy, within)
+    if not await workflow.drain(within):
+        log.warning(
+            "stopping with %s piece(s) of work unfinished: another process or the next start "
+            "resolves them by reading the providers",
+            workflow.busy,
+        )
+        await workflow.abandon()
+
+
 async def serve(settings: Settings) -> None:
     bot = await start_slack_bot(settings)
-    chores = [asyncio.create_task(housekeeping(bot.workflow)), asyncio.create_task(bot.live.run())]
+    chores = [asyncio.create_task(housekeeping(bot)), asyncio.create_task(bot.live.run())]
+    within = settings.promote_bot_shutdown_seconds
     try:
         if settings.socket_mode:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -173,13 +228,19 @@ async def serve(settings: Settings) -> None:
             try:
                 await _until_stopped(bot.live)
             finally:
-                await handler.close_async()
+                await handler.close_async()  # Slack sends new work to the other connections
+            await _finish_in_flight(bot.workflow, within)
         else:
             web_app = bot.app.web_app(path=SLACK_PATH, port=settings.port)
+            stopping = asyncio.Event()
+            web_app.middlewares.append(_refusing_while(stopping))
             async with WebServer(web_app, host="0.0.0.0", port=settings.port) as server:
                 where = LISTENING.format(host="0.0.0.0", port=server.port, path=SLACK_PATH)
                 log.info("promote-bot %s %s", __version__, where)
                 await _until_stopped(bot.live)
+                stopping.set()
+                await _finish_in_flight(bot.workflow, within)
+        log.info("promote-bot stopped")
     finally:
         for chore in chores:
             chore.cancel()
@@ -208,7 +269,7 @@ async def shell(settings: Settings, args: argparse.Namespace) -> None:
             rules = load_config(args.config or settings.promote_bot_config)
             db, user, overrides = settings.promote_bot_db, args.as_user, None
         providers = await build_providers(rules, overrides)
-        store = SqliteStore(db)
+        store = open_store(db)
         stack.callback(store.close)
         for provider in providers.values():
             stack.push_async_callback(provider.aclose)

@@ -122,7 +122,8 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=0, le=65535)
     promote_bot_config: Path = Path("promote-bot.toml")
     promote_bot_db: Path = Path("promote-bot.db")
-    promote_bot_lease_seconds: int = Field(default=300, ge=1, le=86400)
+    promote_bot_lease_seconds: int = Field(default=30, ge=1, le=3600)
+    promote_bot_shutdown_seconds: float = Field(default=25.0, ge=0, le=3600)
     promote_bot_groups_refresh: int = Field(default=300, ge=10, le=86400)
 
     @field_validator("slack_bot_token")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,7 +22,9 @@ from bot.sandbox.slack import FakeSlack
 from bot.sandbox.slack_requests import SlackSender
 from bot.sandbox.whop import FakeWhop
 from bot.sandbox.znyx import FakeZnyx
-from bot.web import WebServer
+from bot.web import WebServer, listening_port
+
+ROOT = Path(__file__).resolve().parents[1]
 
 IOS_APP = "1234567890"
 ASC_ISSUER = "69a6de70-0000-47e3-e053-5b8c7c11a4d1"
@@ -284,3 +288,88 @@ async def world(
             finally:
                 await sender.aclose()
                 await bot.aclose()
+
+
+# --- `promote-bot serve` as processes of their own -----------------------------------
+
+APPROVERS = [f"U0APPROVER{i:02d}" for i in range(50)]
+
+
+class Fakes:
+    """The fakes a `serve` process talks to: Slack, Znyx and Whop, seeded."""
+
+    def __init__(self) -> None:
+        self.slack, self.znyx, self.whop = FakeSlack(), FakeZnyx(), FakeWhop()
+        seed_znyx(self.znyx)
+        self.builds = seed_whop(self.whop)
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[tuple[Fakes, dict[str, str]]]:
+    f = Fakes()
+    async with (
+        WebServer(f.slack.app()) as slack,
+        WebServer(f.znyx.app()) as znyx,
+        WebServer(f.whop.app()) as whop,
+    ):
+        urls = {"slack": slack.url, "znyx": znyx.url, "whop": whop.url}
+        yield f, urls
+
+
+def serve_env(tmp_path: Path, urls: dict[str, str], **extra: str) -> dict[str, str]:
+    config = tmp_path / "promote-bot.toml"
+    members = "\n".join(f'{u} = ["policy-engineer"]' for u in APPROVERS)
+    config.write_text(CONFIG.replace("[znyx]", members + "\n\n[znyx]"))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "ZNYX_", "WHOP_", "ASC_", "PROMOTE_BOT"))
+    }
+    env.update(
+        PYTHONPATH=str(ROOT),
+        SLACK_BOT_TOKEN=FakeSlack.token,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=f"{urls['slack']}/api/",
+        ZNYX_API_URL=urls["znyx"],
+        ZNYX_TOKEN=ZNYX_TOKEN,
+        WHOP_API_URL=urls["whop"],
+        WHOP_API_KEY=WHOP_KEY,
+        ASC_API_URL="http://127.0.0.1:9",  # never called in these tests
+        ASC_ISSUER_ID=ASC_ISSUER,
+        ASC_KEY_ID=ASC_KID,
+        ASC_PRIVATE_KEY=ASC_PEM,
+        PROMOTE_BOT_CONFIG=str(config),
+        PROMOTE_BOT_DB=str(tmp_path / "shared.db"),
+        PORT="0",
+        **extra,
+    )
+    return env
+
+
+class Bot:
+    """One `promote-bot serve` process and a sender for it."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int, slack_url: str) -> None:
+        self.process = process
+        self.sender = SlackSender(f"http://127.0.0.1:{port}", SIGNING_SECRET, slack_url)
+
+    @classmethod
+    async def start(cls, env: dict[str, str], slack_url: str) -> Bot:
+        process = await spawn_serve(env)
+        assert process.stdout is not None
+        async with asyncio.timeout(30):
+            port = await listening_port(process.stdout)
+        asyncio.get_running_loop().create_task(_drain(process))
+        return cls(process, port, slack_url)
+
+    async def stop(self, sig: int = signal.SIGTERM) -> None:
+        await self.sender.aclose()
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+            await asyncio.wait_for(self.process.wait(), 15)
+
+
+async def _drain(process: asyncio.subprocess.Process) -> None:
+    assert process.stdout is not None
+    while await process.stdout.readline():
+        pass

@@ -166,3 +166,17 @@ def _p384_pem() -> str:
 def test_keys_that_do_not_load(pem: str, reason: str) -> None:
     with pytest.raises(PrivateKeyError, match=reason):
         load_private_key(pem)
+
+
+async def test_a_2xx_with_an_unreadable_body_is_never_failed(
+    asc: tuple[FakeAppStore, AppStoreWorld, str],
+) -> None:
+    fake, ids, url = asc
+    fake.patch_answers_garbled = True  # applied, but answered with an HTML body
+    client = AppStoreProvider.create(url, _token())
+    action = AppStoreExpire(app="ios", app_id=IOS_APP, build="155", build_id=ids.b155_exempt)
+    outcome = await client.execute(action, promoted_by="x", expect={"expired": "no"})
+    assert outcome.state == "succeeded", outcome
+    assert "confirmed by reading it back" in outcome.headline
+    assert fake.builds[ids.b155_exempt].expired and len(fake.patches) == 1
+    await client.aclose()

@@ -4,124 +4,20 @@ and recovery after a kill -9 in the middle of a provider call."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from bot.core.model import State
-from bot.sandbox.slack import FakeSlack
-from bot.sandbox.slack_requests import SlackSender
-from bot.sandbox.whop import FakeWhop
-from bot.sandbox.znyx import FakeZnyx
 from bot.store import SqliteStore
 from bot.transports.slack.blocks import APPROVE
-from bot.web import WebServer, listening_port
-from tests.conftest import (
-    ALICE,
-    ASC_ISSUER,
-    ASC_KID,
-    ASC_PEM,
-    CAROL,
-    CONFIG,
-    DAVE,
-    SIGNING_SECRET,
-    WHOP_KEY,
-    ZNYX_TOKEN,
-    seed_whop,
-    seed_znyx,
-    spawn_serve,
-)
-
-ROOT = Path(__file__).resolve().parents[1]
-APPROVERS = [f"U0APPROVER{i:02d}" for i in range(50)]
-
-
-class Fakes:
-    def __init__(self) -> None:
-        self.slack, self.znyx, self.whop = FakeSlack(), FakeZnyx(), FakeWhop()
-        seed_znyx(self.znyx)
-        self.builds = seed_whop(self.whop)
-
-
-@pytest.fixture
-async def fakes() -> AsyncIterator[tuple[Fakes, dict[str, str]]]:
-    f = Fakes()
-    async with (
-        WebServer(f.slack.app()) as slack,
-        WebServer(f.znyx.app()) as znyx,
-        WebServer(f.whop.app()) as whop,
-    ):
-        urls = {"slack": slack.url, "znyx": znyx.url, "whop": whop.url}
-        yield f, urls
-
-
-def _env(tmp_path: Path, urls: dict[str, str], **extra: str) -> dict[str, str]:
-    config = tmp_path / "promote-bot.toml"
-    members = "\n".join(f'{u} = ["policy-engineer"]' for u in APPROVERS)
-    config.write_text(CONFIG.replace("[znyx]", members + "\n\n[znyx]"))
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SLACK_", "ZNYX_", "WHOP_", "ASC_", "PROMOTE_BOT"))
-    }
-    env.update(
-        PYTHONPATH=str(ROOT),
-        SLACK_BOT_TOKEN=FakeSlack.token,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=f"{urls['slack']}/api/",
-        ZNYX_API_URL=urls["znyx"],
-        ZNYX_TOKEN=ZNYX_TOKEN,
-        WHOP_API_URL=urls["whop"],
-        WHOP_API_KEY=WHOP_KEY,
-        ASC_API_URL="http://127.0.0.1:9",  # never called in these tests
-        ASC_ISSUER_ID=ASC_ISSUER,
-        ASC_KEY_ID=ASC_KID,
-        ASC_PRIVATE_KEY=ASC_PEM,
-        PROMOTE_BOT_CONFIG=str(config),
-        PROMOTE_BOT_DB=str(tmp_path / "shared.db"),
-        PORT="0",
-        **extra,
-    )
-    return env
-
-
-class Bot:
-    """One `promote-bot serve` process and a sender for it."""
-
-    def __init__(self, process: asyncio.subprocess.Process, port: int, slack_url: str) -> None:
-        self.process = process
-        self.sender = SlackSender(f"http://127.0.0.1:{port}", SIGNING_SECRET, slack_url)
-
-    @classmethod
-    async def start(cls, env: dict[str, str], slack_url: str) -> Bot:
-        process = await spawn_serve(env)
-        assert process.stdout is not None
-        async with asyncio.timeout(30):
-            port = await listening_port(process.stdout)
-        asyncio.get_running_loop().create_task(_drain(process))
-        return cls(process, port, slack_url)
-
-    async def stop(self, sig: int = signal.SIGTERM) -> None:
-        await self.sender.aclose()
-        if self.process.returncode is None:
-            self.process.send_signal(sig)
-            await asyncio.wait_for(self.process.wait(), 15)
-
-
-async def _drain(process: asyncio.subprocess.Process) -> None:
-    assert process.stdout is not None
-    while await process.stdout.readline():
-        pass
+from tests.conftest import ALICE, APPROVERS, CAROL, DAVE, Bot, Fakes, serve_env
 
 
 async def test_two_processes_on_one_database_promote_once(
     tmp_path: Path, fakes: tuple[Fakes, dict[str, str]]
 ) -> None:
     f, urls = fakes
-    env = _env(tmp_path, urls)
+    env = serve_env(tmp_path, urls)
     one, two = await Bot.start(env, urls["slack"]), await Bot.start(env, urls["slack"])
     try:
         await one.sender.command("znyx guardrails dev", ALICE)
@@ -152,7 +48,7 @@ async def test_kill_9_during_the_provider_call_then_restart(
 ) -> None:
     f, urls = fakes
     f.whop.promote_delay = 60.0  # Whop holds the promote call open
-    env = _env(tmp_path, urls, PROMOTE_BOT_LEASE_SECONDS="1")
+    env = serve_env(tmp_path, urls, PROMOTE_BOT_LEASE_SECONDS="1")
     first = await Bot.start(env, urls["slack"])
     try:
         await first.sender.command(f"whop storefront {f.builds.ios_approved}", CAROL)

@@ -111,11 +111,12 @@ def test_audit_is_append_only_and_filterable() -> None:
 
 def test_deliveries_are_remembered_then_forgotten() -> None:
     store = SqliteStore()
-    assert store.first_delivery("t.1", NOW)
-    assert not store.first_delivery("t.1", NOW + timedelta(minutes=5))
+    assert store.inbox_put("t.1", "command", {"user": "U1"}, NOW)
+    assert not store.inbox_put("t.1", "command", {"user": "U1"}, NOW + timedelta(minutes=5))
+    store.inbox_done("t.1", NOW)
     assert store.forget_deliveries(NOW + timedelta(minutes=30)) == 0
     assert store.forget_deliveries(NOW + timedelta(hours=2)) == 1
-    assert store.first_delivery("t.1", NOW + timedelta(hours=2))
+    assert store.inbox_put("t.1", "command", {"user": "U1"}, NOW + timedelta(hours=2))
 
 
 def test_one_open_request_per_thing(tmp_path: Path) -> None:
@@ -157,3 +158,45 @@ def test_a_database_from_before_things_is_upgraded(tmp_path: Path) -> None:
     assert _create(store) == 2  # an old row holds no thing
     with pytest.raises(OpenRequestExists):
         _create(store)
+
+
+def test_acknowledged_work_is_claimed_once_and_left_for_others_when_its_holder_stops(
+    tmp_path: Path,
+) -> None:
+    one, two = SqliteStore(tmp_path / "bot.db"), SqliteStore(tmp_path / "bot.db")
+    lease = timedelta(seconds=30)
+    assert one.inbox_put("t.1", "command", {"user": "U1", "text": "help"}, NOW)
+    item = one.inbox_claim("t.1", "one", NOW, NOW + lease)
+    assert item is not None and item["payload"] == {"user": "U1", "text": "help"}
+    assert item["attempts"] == 1
+    assert two.inbox_claim("t.1", "two", NOW, NOW + lease) is None  # held by `one`
+    assert two.inbox_waiting(NOW + timedelta(seconds=10), received_before=NOW) == []
+    assert one.inbox_renew("t.1", "one", NOW + timedelta(seconds=40))
+    later = NOW + timedelta(seconds=41)  # `one` stopped renewing: its lease lapsed
+    assert two.inbox_waiting(later, received_before=NOW) == ["t.1"]
+    taken = two.inbox_claim("t.1", "two", later, later + lease)
+    assert taken is not None and taken["attempts"] == 2
+    assert not one.inbox_renew("t.1", "one", later + lease)  # no longer theirs
+    two.inbox_done("t.1", later)
+    assert one.inbox_claim("t.1", "one", later + lease * 2, later + lease * 3) is None
+
+
+def test_an_executing_lease_is_renewed_and_taken_over_only_once_lapsed(tmp_path: Path) -> None:
+    one, two = SqliteStore(tmp_path / "bot.db"), SqliteStore(tmp_path / "bot.db")
+    lease = timedelta(seconds=30)
+    request_id = _create(one)
+    assert one.transition(
+        request_id, [State.PENDING], State.EXECUTING, at=NOW, lease=("one", NOW + lease)
+    )
+    soon = NOW + timedelta(seconds=20)
+    assert two.lapsed(soon, unleased_before=soon - lease) == []
+    assert not two.take_over(request_id, "two", soon, soon + lease, unleased_before=soon - lease)
+    assert one.renew(request_id, "one", soon + lease)  # alive: 20 s later it renews
+    late = NOW + timedelta(seconds=45)
+    assert two.lapsed(late, unleased_before=late - lease) == []  # renewed: still alive
+    gone = soon + lease + timedelta(seconds=1)
+    assert [r.id for r in two.lapsed(gone, unleased_before=gone - lease)] == [request_id]
+    assert two.take_over(request_id, "two", gone, gone + lease, unleased_before=gone - lease)
+    assert not one.take_over(request_id, "one", gone, gone + lease, unleased_before=gone - lease)
+    assert not one.renew(request_id, "one", gone + lease)
+    assert two.transition(request_id, [State.EXECUTING], State.SUCCEEDED, at=gone)

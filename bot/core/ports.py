@@ -116,12 +116,24 @@ class Store(Protocol):
         self, states: Sequence[State], *, expired_by: datetime | None = None
     ) -> list[Request]: ...
 
-    def first_delivery(self, key: str, at: datetime) -> bool:
-        """True the first time `key` is seen: a redelivered payload is not acted on twice."""
+    def forget_deliveries(self, now: datetime) -> int:
+        """Drop finished acknowledged work too old to be redelivered."""
         ...
 
-    def forget_deliveries(self, now: datetime) -> int:
-        """Drop keys too old to be redelivered."""
+    def inbox_put(self, key: str, kind: str, payload: dict, at: datetime) -> bool:
+        """Record acknowledged work; False for a key seen before (a redelivery)."""
+        ...
+
+    def inbox_claim(self, key: str, owner: str, now: datetime, until: datetime) -> dict | None:
+        """Take acknowledged work to do, if not done and nobody holds it."""
+        ...
+
+    def inbox_renew(self, key: str, owner: str, until: datetime) -> bool: ...
+
+    def inbox_done(self, key: str, at: datetime) -> None: ...
+
+    def inbox_waiting(self, now: datetime, *, received_before: datetime) -> list[str]:
+        """Keys of acknowledged work not done that nobody holds."""
         ...
 
     def audit(self, entry: AuditEntry) -> None: ...

@@ -79,7 +79,7 @@ class Workflow:
         self.lease = lease
         self.deadline = deadline
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._working = 0
+        self._working: set[asyncio.Task[object]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -88,18 +88,28 @@ class Workflow:
     @asynccontextmanager
     async def working(self) -> AsyncIterator[None]:
         """Around work after an ack: a graceful shutdown waits for it (`drain`)."""
-        self._working += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._working.add(task)
         self._idle.clear()
         try:
             yield
         finally:
-            self._working -= 1
-            if self._working == 0:
+            self._working.discard(task)
+            if not self._working:
                 self._idle.set()
 
     @property
     def busy(self) -> int:
-        return self._working
+        return len(self._working)
+
+    async def abandon(self) -> None:
+        """Past the shutdown deadline: stop the work still in flight without recording any
+        outcome (a guess); its leases are given up so a recovery reads the providers at once."""
+        tasks = list(self._working)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def drain(self, within: float) -> bool:
         """Wait until no work is in flight, for at most `within` seconds; True if none is."""
@@ -349,10 +359,6 @@ class Workflow:
 
     # --- housekeeping ------------------------------------------------------------------
 
-    def first_delivery(self, key: str | None) -> bool:
-        """False for a payload already handled (Slack redelivers; replicas share the store)."""
-        return key is None or self.store.first_delivery(key, self.clock())
-
     async def sweep(self) -> int:
         """Expire open requests past their expiry and update their messages; how many.
         Also forgets delivery keys too old for Slack to redeliver."""
@@ -444,6 +450,10 @@ class Workflow:
                 )
         except ProviderError as exc:
             outcome = _outcome_of_error(exc)
+        except asyncio.CancelledError:  # shutting down past its deadline: nothing is known
+            renew(self.clock())  # give the lease up: a recovery reads the provider at once
+            showing.cancel()
+            raise
         except TimeoutError:  # the provider kept the bot waiting: decide by reading, once
             seconds = int(self.deadline.total_seconds())
             outcome = await self._read_outcome(request, f"the promotion took over {seconds} s")

@@ -54,6 +54,7 @@ class FakeZnyx:
     promote_gate: asyncio.Event | None = None  # when set up, promote answers once it is set
     promote_started: asyncio.Event = field(default_factory=asyncio.Event)  # a promote arrived
     list_echoes_published_by: bool = True  # False: the bundle list leaves published_by out
+    list_gate: asyncio.Event | None = None  # when set up, bundle lists answer once it is set
     calls: list[Call] = field(default_factory=list)
     _failures: list[tuple[int, object]] = field(default_factory=list)
 
@@ -164,6 +165,8 @@ class FakeZnyx:
         envs = self._locate(request)
         if isinstance(envs, web.Response):
             return envs
+        if self.list_gate is not None:
+            await self.list_gate.wait()
         bundles = [asdict(b) for b in envs[request.match_info["env"]]]
         if not self.list_echoes_published_by:  # as some Znyx deployments answer
             for bundle in bundles:

@@ -374,7 +374,7 @@ class SqliteStore:
         if cursor.rowcount != 1:
             return None
         row = next(self.db.query("SELECT * FROM inbox WHERE key = ?", [key]))
-        return {"kind": row["kind"], "payload": json.loads(row["payload"]), **row}
+        return {**row, "payload": json.loads(row["payload"])}
 
     def inbox_renew(self, key: str, owner: str, until: datetime) -> bool:
         with self.db.conn:
@@ -428,21 +428,14 @@ class SqliteStore:
             )
         return cursor.rowcount == 1
 
-    def first_delivery(self, key: str, at: datetime) -> bool:
-        """True the first time `key` (Slack's trigger id) is seen, by any process."""
-        with self.db.conn:
-            cursor = self.db.execute(
-                "INSERT OR IGNORE INTO deliveries (key, at) VALUES (?, ?)",
-                [key, at.astimezone(UTC).isoformat()],
-            )
-        return cursor.rowcount == 1
-
     def forget_deliveries(self, now: datetime) -> int:
         """Drop delivery keys older than Slack could redeliver them; how many."""
         cutoff = (now - DELIVERY_MEMORY).astimezone(UTC).isoformat()
         with self.db.conn:
-            self.db.execute("DELETE FROM inbox WHERE done_at IS NOT NULL AND done_at < ?", [cutoff])
-            return self.db.execute("DELETE FROM deliveries WHERE at < ?", [cutoff]).rowcount
+            self.db.execute("DELETE FROM deliveries WHERE at < ?", [cutoff])  # from before inbox
+            return self.db.execute(
+                "DELETE FROM inbox WHERE done_at IS NOT NULL AND done_at < ?", [cutoff]
+            ).rowcount
 
     # --- audit ---------------------------------------------------------------------------
 

@@ -19,8 +19,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import ConfigError
+from bot.core.ports import StoreError
 from bot.core.workflow import Reply, Workflow
 from bot.transports.slack.blocks import APPROVE, REJECT
+from bot.transports.slack.inbox import Inbox, store_trouble
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +83,11 @@ def create_app(
     identity: AuthorizeResult,
     api_url: str,
     signing_secret: str | None,
+    inbox: Inbox | None = None,
 ) -> AsyncApp:
-    """The Slack app; `signing_secret` is None only for Socket Mode."""
+    """The Slack app; `signing_secret` is None only for Socket Mode. Acknowledged work goes
+    through `inbox`, so it survives the process (see bot/transports/slack/inbox.py)."""
+    inbox = inbox or Inbox(workflow)
 
     async def authorize() -> AuthorizeResult:
         return identity
@@ -99,21 +104,43 @@ def create_app(
         checked = workflow.check(command["user_id"], command.get("text", ""))
         if isinstance(checked, Reply):
             await ack(response_type="ephemeral", text=checked.text)
-        else:
-            await ack()
+            return
+        payload = {
+            "user": command["user_id"],
+            "text": command.get("text", ""),
+            "channel": command.get("channel_id"),
+            "response_url": command.get("response_url"),
+        }
+        try:
+            if command.get("trigger_id"):
+                inbox.accept(command["trigger_id"], "command", payload)
+        except StoreError as exc:
+            inbox.store_failed(exc)
+            await ack(response_type="ephemeral", text=store_trouble(exc))
+            return
+        await ack()
 
     @_answering_errors
     async def run_command(body: dict[str, Any], respond: AsyncRespond) -> None:
-        command = body
-        if not workflow.first_delivery(command.get("trigger_id")):
-            return  # Slack delivered this one twice: it was handled already
-        checked = workflow.check(command["user_id"], command.get("text", ""))
+        if body.get("trigger_id"):
+            await inbox.handle(body["trigger_id"], respond)
+            return
+        checked = workflow.check(body["user_id"], body.get("text", ""))  # no key: do it now
         if not isinstance(checked, Reply):  # a Reply was already given with the ack
-            await _tell(
-                respond, await workflow.run(command["user_id"], checked, command["channel_id"])
-            )
+            await _tell(respond, await workflow.run(body["user_id"], checked, body["channel_id"]))
 
-    async def ack_click(ack: AsyncAck) -> None:
+    async def ack_click(ack: AsyncAck, body: dict[str, Any]) -> None:
+        actions = body.get("actions") or [{}]
+        payload = {
+            "user": (body.get("user") or {}).get("id"),
+            "request_id": _request_id(body),
+            "response_url": body.get("response_url"),
+        }
+        try:
+            if body.get("trigger_id"):
+                inbox.accept(body["trigger_id"], str(actions[0].get("action_id")), payload)
+        except StoreError as exc:
+            inbox.store_failed(exc)
         await ack()
 
     def clicked(
@@ -123,7 +150,8 @@ def create_app(
 
         @_answering_errors
         async def on_click(body: dict[str, Any], respond: AsyncRespond) -> None:
-            if not workflow.first_delivery(body.get("trigger_id")):
+            if body.get("trigger_id"):
+                await inbox.handle(body["trigger_id"], respond)
                 return
             request_id = _request_id(body)
             if request_id is None:
@@ -135,8 +163,9 @@ def create_app(
         return on_click
 
     app.command(COMMAND)(ack=ack_command, lazy=[run_command])
-    app.action(APPROVE)(ack=ack_click, lazy=[clicked(workflow.approve)])
-    app.action(REJECT)(ack=ack_click, lazy=[clicked(workflow.reject)])
+    for action_id, decide in ((APPROVE, workflow.approve), (REJECT, workflow.reject)):
+        inbox.on_click(action_id, decide)
+        app.action(action_id)(ack=ack_click, lazy=[clicked(decide)])
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:
