@@ -103,6 +103,17 @@ class SqliteStore:
             except sqlite3.OperationalError as exc:  # another process added it just now
                 if "duplicate column" not in str(exc):
                     raise
+        if "rolls_back" not in {c.name for c in self.db["requests"].columns}:
+            try:  # a database from before rollbacks
+                with self.db.conn:
+                    self.db.execute("ALTER TABLE requests ADD COLUMN rolls_back INTEGER")
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
+        with self.db.conn:
+            self.db.execute(
+                "CREATE INDEX IF NOT EXISTS requests_rolls_back ON requests (rolls_back)"
+            )
         with self.db.conn:
             # At most one open request per thing: the database refuses a second one, so two
             # processes asking at once can't both post a release message.
@@ -125,13 +136,14 @@ class SqliteStore:
         preview: Preview | None,
         created_at: datetime,
         expires_at: datetime,
+        rolls_back: int | None = None,
     ) -> Request:
         try:
             with self.db.conn:
                 cursor = self.db.execute(
                     "INSERT INTO requests (target, thing, action, requester, channel, state,"
-                    " preview, created_at, updated_at, expires_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " preview, created_at, updated_at, expires_at, rolls_back)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         action.target,
                         action.thing,
@@ -143,6 +155,7 @@ class SqliteStore:
                         created_at.astimezone(UTC).isoformat(),
                         created_at.astimezone(UTC).isoformat(),
                         expires_at.astimezone(UTC).isoformat(),
+                        rolls_back,
                     ],
                 )
         except sqlite3.IntegrityError:
@@ -175,7 +188,15 @@ class SqliteStore:
                 [request_id],
             )
         ]
-        return _request(rows[0], approvals)
+        undone_by = list(
+            self.db.query(
+                "SELECT id FROM requests WHERE rolls_back = ? AND state = ? ORDER BY id LIMIT 1",
+                [request_id, State.SUCCEEDED.value],
+            )
+        )
+        return _request(rows[0], approvals).model_copy(
+            update={"rolled_back_by": undone_by[0]["id"] if undone_by else None}
+        )
 
     def in_states(
         self, states: Sequence[State], *, expired_by: datetime | None = None
@@ -326,4 +347,5 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         expires_at=datetime.fromisoformat(row["expires_at"]),
         decided_by=row["decided_by"],
         approvals=approvals,
+        rolls_back=row.get("rolls_back"),
     )
