@@ -284,14 +284,17 @@ def _policy_problem(rules: Rules, pattern: str, policy: Policy) -> str | None:
         possible = len(approvers)
         if not policy.allow_self_approval and set(holders) <= set(approvers) and approvers:
             possible -= 1
-        if policy.approvals > possible:
+        needed = {"approvals": policy.approvals, "rollback_approvals": policy.rollback_approvals}
+        for key, count in needed.items():
+            if count is None or count <= possible:
+                continue
             who = f"members with `{scope}`"
             if policy.approver_roles:
                 who += f" in {', '.join(policy.approver_roles)}"
             if not policy.allow_self_approval:
                 who += ", less the requester"
             return (
-                f"approvals = {policy.approvals} can never be met: only {possible} configured "
+                f"{key} = {count} can never be met: only {possible} configured "
                 f"people could approve ({who})"
             )
     return None

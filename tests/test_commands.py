@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from bot.config import parse_config
-from bot.core.commands import Help, Promote, UsageError, parse, parse_request_id
+from bot.core.commands import Help, Promote, Rollback, UsageError, parse, parse_request_id
 from bot.core.rules import Rules
 from bot.providers.appstore import AppStoreAttach, AppStoreEncryption, AppStoreExpire
 from bot.providers.whop import WhopPromote
-from bot.providers.znyx import ZnyxPromote
+from bot.providers.znyx import ZnyxActivate, ZnyxPromote
 
 CONFIG = parse_config(
     {
@@ -181,3 +181,61 @@ def test_appstore_usage_errors(text: str, message: str) -> None:
         parse(text, CONFIG)
     assert message in caught.value.message
     assert caught.value.usage and "/promote appstore" in caught.value.usage
+
+
+@pytest.mark.parametrize(("text", "expected"), [("rollback 12", 12), ("ROLLBACK #7", 7)])
+def test_rollback(text: str, expected: int) -> None:
+    assert parse(text, CONFIG) == Rollback(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rollback", "`rollback` takes one request number."),
+        ("rollback 1 2", "`rollback` takes one request number."),
+        ("rollback last", "`last` is not a request number."),
+    ],
+)
+def test_rollback_usage_errors(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(text, CONFIG)
+    assert caught.value.message == message
+    assert caught.value.usage and caught.value.usage.startswith("/promote rollback <request>")
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "version"),
+    [
+        ("znyx guardrails activate prod 7", "prod", 7),
+        ("znyx proj-g ACTIVATE Dev v3", "dev", 3),  # the id, any case, a `v`
+        ("znyx guardrails activate staging V12", "staging", 12),
+    ],
+)
+def test_znyx_activate(text: str, env: str, version: int) -> None:
+    command = parse(text, CONFIG)
+    assert isinstance(command, Promote)
+    assert command.action == ZnyxActivate(
+        org_id="org-1", project="guardrails", project_id="proj-g", env=env, version=version
+    )
+    assert command.action.target == f"znyx:guardrails:{env}"
+    assert command.action.thing == f"znyx:proj-g:{env}"  # the same thing a promotion changes
+    assert command.action.undoing is None  # not a rollback: the policy's `approvals` apply
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("znyx guardrails activate prod", "takes an environment and a version"),
+        ("znyx guardrails activate prod 7 now", "takes an environment and a version"),
+        ("znyx guardrails activate qa 7", "Unknown environment `qa`"),
+        ("znyx guardrails activate prod seven", "`seven` is not a bundle version"),
+        ("znyx guardrails activate prod 0", "`0` is not a bundle version"),
+        ("znyx guardrails activate prod -1", "`-1` is not a bundle version"),
+        ("znyx nowhere activate prod 1", "Unknown Znyx project `nowhere`"),
+    ],
+)
+def test_znyx_activate_usage_errors(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(text, CONFIG)
+    assert message in caught.value.message
+    assert caught.value.usage and "activate <env> <version>" in caught.value.usage

@@ -83,11 +83,19 @@ def test_policies_that_can_be_met_pass() -> None:
         (
             {**TEAM, "policies": {"znyx:guardrail:prod": {}}},
             "policies.znyx:guardrail:prod: matches no target of this config (its targets: "
-            "znyx:guardrails:staging, znyx:guardrails:prod)",
+            "znyx:guardrails:dev, znyx:guardrails:staging, znyx:guardrails:prod)",
         ),
         (
             {**TEAM, "policies": {"znyx:*:qa": {}}},
             "policies.znyx:*:qa: matches no target",
+        ),
+        (
+            {**TEAM, "policies": {"znyx:*:prod": {"rollback_approvals": 2}}},
+            "policies.znyx:*:prod: rollback_approvals = 2 can never be met: only 1 configured",
+        ),
+        (
+            {"roles": {}, "policies": {"znyx:*": {"rollback_approvals": -1}}},
+            "rollback_approvals: must be at least 0",
         ),
         (
             {**TEAM, "policies": {"znyx:*:prod": {"approvals": 2}}},

@@ -41,7 +41,7 @@ async def test_happy_path(world: World) -> None:
     assert new is not None and new.version == 2 and new.policy_hash == "sha256:" + "5" * 64
 
     final = world.slack.calls_to("chat.update")[-1].args
-    assert buttons(final["blocks"]) == []
+    assert buttons(final["blocks"]) == [("promote_rollback", "1")]  # no Approve/Reject left
     final_text = block_text(final["blocks"])
     assert "Promoted" in final_text and f"approved by <@{BOB}>" in final_text
 

@@ -18,8 +18,8 @@ import pytest
 from bot.cli import main
 from bot.core.model import State
 from bot.store import SqliteStore
-from bot.transports.slack.blocks import APPROVE
-from tests.conftest import ALICE, BOB, DAVE, Bot, Fakes, World, serve_env
+from bot.transports.slack.blocks import APPROVE, ROLLBACK
+from tests.conftest import ALICE, BOB, DAVE, Bot, Fakes, World, buttons, serve_env
 
 
 def _threads(f: Fakes) -> list[dict]:
@@ -60,7 +60,7 @@ async def test_sigterm_lets_a_promotion_in_flight_finish(
     assert len(_threads(f)) == 1 and "Promoted" in str(_threads(f)[0]["blocks"])
     final = f.slack.calls_to("chat.update")[-1].args
     assert "Promoted" in final["text"]
-    assert not [b for b in final["blocks"] if b["type"] == "actions"]
+    assert [a for a, _ in buttons(final["blocks"])] == [ROLLBACK]  # no Approve / Reject left
     await bot.sender.aclose()
 
 

@@ -9,7 +9,14 @@ from bot.core.model import Approval, Fact, Outcome, Preview, Request, State
 from bot.core.policy import Policy
 from bot.core.render import request_view
 from bot.providers.znyx import ZnyxPromote
-from bot.transports.slack.blocks import APPROVE, REJECT, escape, release_message, thread_reply
+from bot.transports.slack.blocks import (
+    APPROVE,
+    REJECT,
+    ROLLBACK,
+    escape,
+    release_message,
+    thread_reply,
+)
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -59,7 +66,8 @@ def test_final_states_have_no_buttons_and_say_who() -> None:
     request = _request(State.SUCCEEDED, approvals=approved, outcome=outcome)
     view = request_view(request, Policy())
     blocks = release_message(view)
-    assert not [b for b in blocks if b["type"] == "actions"]
+    [actions] = [b for b in blocks if b["type"] == "actions"]  # only Roll back is left
+    assert [e["action_id"] for e in actions["elements"]] == [ROLLBACK]
     dumped = json.dumps(blocks, ensure_ascii=False)
     assert "✅ Promoted: guardrails bundle v4 is active in prod" in dumped
     assert "approved by <@UBOB>" in dumped

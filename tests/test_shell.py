@@ -156,3 +156,36 @@ def test_in_the_shell_a_group_is_named_but_its_members_get_no_roles(tmp_path: Pa
     assert "│ Can approve: group S_MOBILE (members unknown in the shell)" in out
     assert "You are now @U_ERIN (roles: none)." in out
     assert "» You can't approve or reject this" in out
+
+
+def test_roll_back_in_the_shell_with_rollback_approvals(tmp_path: Path) -> None:
+    config = tmp_path / "mine.toml"
+    config.write_text(
+        '[roles]\nmobile = ["developer:manage_builds"]\n'
+        '[members]\nU_DANA = ["mobile"]\nU_ERIN = ["mobile"]\n'
+        '[policies."whop:*"]\napprovals = 1\nrollback_approvals = 0\n'
+    )
+    script = "\n".join(
+        [
+            "/promote whop apbu_ios151",
+            "as U_ERIN",
+            "approve 1",
+            "rollback 1",  # the typed button: runs at once under rollback_approvals = 0
+            "/promote rollback 1",
+            "/promote status 2",
+        ]
+    )
+    result = shell(script + "\n", "--sandbox", "--config", str(config), "--as", "U_DANA")
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert "↳ #1 ✅ Promoted: apbu_ios151 is the production ios build of storefront" in out
+    assert "    [rollback 1]" in out
+    assert "┌ #2 Promote storefront app build apbu_ios150 → production" in out
+    assert "│ ↩️ Rolls back #1" in out and "runs without approval" in out
+    assert "↳ #2 ✅ Promoted: apbu_ios150 is the production ios build of storefront" in out
+    assert (
+        "#1 ✅ Promoted: apbu_ios151 is the production ios build of storefront (rolled back by #2)"
+        in out
+    )
+    assert "» #1 was already rolled back by #2." in out
+    assert "» ↩️ Rolls back #1" in out

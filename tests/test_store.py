@@ -155,6 +155,7 @@ def test_a_database_from_before_things_is_upgraded(tmp_path: Path) -> None:
     store = SqliteStore(path)
     request = store.get(1)
     assert request is not None and request.action == ACTION  # old rows still read
+    assert request.rolls_back is None and request.rolled_back_by is None
     assert _create(store) == 2  # an old row holds no thing
     with pytest.raises(OpenRequestExists):
         _create(store)
@@ -200,3 +201,25 @@ def test_an_executing_lease_is_renewed_and_taken_over_only_once_lapsed(tmp_path:
     assert not one.take_over(request_id, "one", gone, gone + lease, unleased_before=gone - lease)
     assert not one.renew(request_id, "one", gone + lease)
     assert two.transition(request_id, [State.EXECUTING], State.SUCCEEDED, at=gone)
+
+
+def test_a_rollback_names_what_it_undoes_once_it_succeeded(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db")
+    first = _create(store)
+    later = NOW + timedelta(minutes=1)
+    for to in (State.EXECUTING, State.SUCCEEDED):
+        assert store.transition(first, [State.PENDING, State.EXECUTING], to, at=later)
+    rollback = store.create_request(
+        ACTION,
+        requester="U2",
+        channel="C1",
+        preview=None,
+        created_at=later,
+        expires_at=later + timedelta(hours=1),
+        rolls_back=first,
+    )
+    assert rollback.rolls_back == first
+    assert store.get(first).rolled_back_by is None  # type: ignore[union-attr]  # not yet
+    for to in (State.EXECUTING, State.SUCCEEDED):
+        assert store.transition(rollback.id, [State.PENDING, State.EXECUTING], to, at=later)
+    assert store.get(first).rolled_back_by == rollback.id  # type: ignore[union-attr]

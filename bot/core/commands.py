@@ -1,6 +1,6 @@
 """Parsing `/promote …` text into a command. Pure.
 
-The core's own verbs (help, status, history, cancel) are parsed here; a provider's verb is
+The core's own verbs (help, status, history, cancel, rollback) are parsed here; a provider's verb is
 handed to that provider's grammar (`ProviderRules.parse`), with the helpers below.
 """
 
@@ -20,6 +20,7 @@ USAGE: dict[str, str] = {
     "status": "/promote status <request>   e.g. /promote status 12",
     "history": "/promote history [<target>]",
     "cancel": "/promote cancel <request>",
+    "rollback": "/promote rollback <request>   e.g. /promote rollback 12",
 }
 
 WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -61,7 +62,12 @@ class Cancel:
     request_id: int
 
 
-Command = Help | Promote | Status | History | Cancel
+@dataclass(frozen=True)
+class Rollback:
+    request_id: int  # the succeeded request to undo
+
+
+Command = Help | Promote | Status | History | Cancel | Rollback
 
 
 def _clean(text: str) -> list[str]:
@@ -121,11 +127,11 @@ def parse(text: str, rules: Rules) -> Command:
     if verb in rules.unconfigured:
         label = rules.unconfigured[verb]
         raise UsageError(f"{label} is not configured on this bot (no [{verb}] in its config).")
-    if verb in ("status", "cancel"):
+    if verb in ("status", "cancel", "rollback"):
         if len(args) != 1:
             raise UsageError(f"`{verb}` takes one request number.", USAGE[verb])
         request_id = parse_request_id(args[0], USAGE[verb])
-        return Status(request_id) if verb == "status" else Cancel(request_id)
+        return {"status": Status, "cancel": Cancel, "rollback": Rollback}[verb](request_id)
     if verb == "history":
         if len(args) > 1 or (args and not _TARGET.match(args[0])):
             raise UsageError("`history` takes at most one target.", usage("history", rules))

@@ -47,6 +47,11 @@ class Action(BaseModel):
     kind: str
     provider: ClassVar[str]  # the registry name of the provider that runs it
     scope: ClassVar[Scope]  # the provider scope a requester and an approver must hold
+    reversible: ClassVar[bool] = True  # False: once done, there is no way back (no rollback)
+
+    # Set on a rollback only: what the promotion it undoes installed, in the provider's words.
+    # The provider refuses it (and sends nothing) unless the thing still shows exactly that.
+    undoing: str | None = None
 
     _kinds: ClassVar[dict[str, type[Action]]] = {}
 
@@ -115,6 +120,10 @@ class Outcome(BaseModel):
     headline: str
     facts: list[Fact] = []
     check: str | None = None  # for `unknown`: what a person should look at
+    # What the thing showed right before the write, and what the write installed, in the
+    # provider's words: what a rollback restores, and what it expects to find.
+    before: dict[str, str] = {}
+    installed: dict[str, str] = {}
 
 
 def changed(what: str, then: str, now: str) -> Outcome:
@@ -164,6 +173,8 @@ class Request(BaseModel):
     expires_at: datetime
     decided_by: str | None = None  # who rejected or cancelled
     approvals: list[Approval] = []
+    rolls_back: int | None = None  # the request this one undoes, if it is a rollback
+    rolled_back_by: int | None = None  # the rollback that undid this one, once it succeeded
 
     @property
     def approvers(self) -> list[str]:

@@ -44,6 +44,8 @@ class Policy(BaseModel):
     allow_self_approval: bool = False
     approver_roles: tuple[str, ...] | None = None
     expires_after: timedelta = DEFAULT_EXPIRY
+    # for a rollback of a promotion under this policy, instead of `approvals` (a faster way back)
+    rollback_approvals: int | None = Field(default=None, ge=0, le=10)
 
     @field_validator("expires_after", mode="before")
     @classmethod

@@ -67,8 +67,10 @@ class Store(Protocol):
         preview: Preview | None,
         created_at: datetime,
         expires_at: datetime,
+        rolls_back: int | None = None,
     ) -> Request:
-        """Record a pending request; `OpenRequestExists` if one is open for `action.thing`."""
+        """Record a pending request (a rollback of request `rolls_back`, if given);
+        `OpenRequestExists` if one is open for `action.thing`."""
         ...
 
     def open_for(self, thing: str) -> Request | None:

@@ -48,6 +48,18 @@ class RequestView:
     buttons: bool
     discounted: tuple[str, ...] = ()  # approved, but no longer hold a role that lets them
     can_approve: WhoCanApprove = field(default_factory=WhoCanApprove)  # while it waits
+    rolls_back: int | None = None  # the request this rollback undoes
+    rolled_back_by: int | None = None  # the rollback that undid this request
+    can_roll_back: bool = False  # succeeded, not undone yet, and not a one-way change
+
+    @property
+    def link(self) -> str | None:
+        """ "Rolls back #3" or "Rolled back by #5": how it relates to another request."""
+        if self.rolled_back_by is not None:
+            return f"↩️ Rolled back by #{self.rolled_back_by}"
+        if self.rolls_back is not None:
+            return f"↩️ Rolls back #{self.rolls_back}"
+        return None
 
     @property
     def summary(self) -> str:
@@ -72,6 +84,8 @@ def request_view(request: Request, policy: Policy, role_map: RoleMap | None = No
         status += f" ({len(approvers)} of {policy.approvals})"
     if request.outcome is not None and state.is_final:
         status += f": {request.outcome.headline}"
+    if request.rolled_back_by is not None:
+        status += f" (rolled back by #{request.rolled_back_by})"
     preview = request.preview
     return RequestView(
         request_id=request.id,
@@ -89,6 +103,11 @@ def request_view(request: Request, policy: Policy, role_map: RoleMap | None = No
         buttons=state.is_open,
         discounted=discounted,
         can_approve=can_approve,
+        rolls_back=request.rolls_back,
+        rolled_back_by=request.rolled_back_by,
+        can_roll_back=state is State.SUCCEEDED
+        and request.rolled_back_by is None
+        and request.action.reversible,
     )
 
 
@@ -104,6 +123,7 @@ _CORE_FORMS: list[tuple[str, str]] = [
     ("status", "a request's state, approvals and timeline"),
     ("history", "the last 20 events, for one target if given"),
     ("cancel", "cancel a pending request (yours, or one you could approve)"),
+    ("rollback", "undo a succeeded promotion: a new request that restores what it replaced"),
 ]
 
 
@@ -170,6 +190,8 @@ def status_text(
         f"Target `{view.target}` · requested by {user(request.requester)} · approvals: {approvers}",
         f"Policy: {view.policy}",
     ]
+    if view.link:
+        lines.append(view.link)
     if view.can_approve:
         lines.append(f"Can approve: {who_can_approve_text(view.can_approve)}")
     lines.append("Timeline:")

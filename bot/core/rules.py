@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.core.authz import RoleMap
-from bot.core.model import Action, Scope
+from bot.core.model import Action, Outcome, Scope
 from bot.core.policy import Policy, policy_for
 
 
@@ -43,6 +43,11 @@ class ProviderRules(Protocol):
         """Every target its actions can have under this config, for checking policy patterns."""
         ...
 
+    def rollback(self, action: Action, outcome: Outcome) -> Action | str:
+        """The action that restores what `action` replaced, from what its succeeded `outcome`
+        recorded (`before` and `installed`), with `undoing` set; or why there is no way back."""
+        ...
+
 
 @dataclass(frozen=True)
 class Rules:
@@ -54,7 +59,11 @@ class Rules:
     unconfigured: Mapping[str, str] = field(default_factory=dict)  # known provider → its label
 
     def policy(self, action: Action) -> Policy:
-        return policy_for(action.target, dict(self.policies))
+        """The policy of the action's target; a rollback needs its `rollback_approvals`."""
+        policy = policy_for(action.target, dict(self.policies))
+        if action.undoing is not None and policy.rollback_approvals is not None:
+            policy = policy.model_copy(update={"approvals": policy.rollback_approvals})
+        return policy
 
     def provider(self, name: str) -> ProviderRules | None:
         return self.providers.get(name)

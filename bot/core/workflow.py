@@ -24,6 +24,7 @@ from bot.core.commands import (
     Help,
     History,
     Promote,
+    Rollback,
     Status,
     UsageError,
     parse,
@@ -192,6 +193,8 @@ class Workflow:
             return Reply(render.history_text(entries, command.target))
         if isinstance(command, Cancel):
             return await self.cancel(user, command.request_id)
+        if isinstance(command, Rollback):
+            return await self.rollback(user, command.request_id, channel)
         return Reply(render.help_text(self.rules, user))
 
     async def cancel(self, user: str, request_id: int) -> Reply | None:
@@ -213,7 +216,37 @@ class Workflow:
         await self._finish_message(request.id)
         return Reply(f"Request #{request.id} is cancelled.")
 
-    async def open_request(self, user: str, action: Action, channel: str) -> Reply | None:
+    async def rollback(
+        self, user: str, request_id: int, channel: str | None = None
+    ) -> Reply | None:
+        """Open a request that restores what succeeded request `request_id` replaced: its
+        provider turns it into the action that undoes it. Posted in `channel`, by default
+        beside the request it undoes; a request like any other from there on."""
+        undone = self.store.get(request_id)
+        if undone is None:
+            return Reply(f"There is no request #{request_id}.")
+        if undone.state is not State.SUCCEEDED or undone.outcome is None:
+            return Reply(
+                f"#{undone.id} is {undone.state.value}: only a succeeded promotion can be "
+                "rolled back."
+            )
+        if undone.rolled_back_by is not None:
+            return Reply(f"#{undone.id} was already rolled back by #{undone.rolled_back_by}.")
+        rules = self.rules
+        provider = rules.provider(undone.action.provider)
+        if provider is None:
+            return Reply(f"{undone.action.provider} is not configured on this bot.")
+        undo = provider.rollback(undone.action, undone.outcome)
+        if isinstance(undo, str):
+            return Reply(f"#{undone.id} can't be rolled back: {undo}")
+        decision = authz.can_request(rules.role_map, user, undo.scope)
+        if not decision:
+            return Reply(decision.reason)
+        return await self.open_request(user, undo, channel or undone.channel, rolls_back=undone.id)
+
+    async def open_request(
+        self, user: str, action: Action, channel: str, *, rolls_back: int | None = None
+    ) -> Reply | None:
         """Read the preview, record the request and post its release message."""
         provider = self.providers.get(action.provider)
         if provider is None:
@@ -242,12 +275,14 @@ class Workflow:
                 preview=preview,
                 created_at=now,
                 expires_at=now + policy.expires_after,
+                rolls_back=rolls_back,
             )
         except OpenRequestExists as exc:
             return self._already_open(action, exc.request_id) or Reply(
                 f"Request #{exc.request_id} is already open for this; nothing was posted."
             )
-        self._audit(request.id, user, "requested", action.target, action.title)
+        what = action.title if rolls_back is None else f"rollback of #{rolls_back}: {action.title}"
+        self._audit(request.id, user, "requested", action.target, what)
         try:
             view = render.request_view(request, policy, self.rules.role_map)
             ts = await self.chat.post_request(channel, view)
@@ -421,6 +456,7 @@ class Workflow:
             request.id, BOT_ACTOR, prefix + outcome.state, request.action.target, outcome.headline
         )
         await self._finish_message(request.id)
+        await self._rolled_back(request.id)
         return 1
 
     # --- executing ---------------------------------------------------------------------
@@ -480,6 +516,7 @@ class Workflow:
         self._audit(request_id, BOT_ACTOR, event, action.target, outcome.headline)
         await showing  # the final update must come after the "promoting now" one
         await self._finish_message(request_id)
+        await self._rolled_back(request_id)
         return None
 
     def _move(
@@ -530,6 +567,18 @@ class Workflow:
             await self.chat.post_in_thread(request.channel, request.message_ts, view)
         except ChatError as exc:
             log.warning("could not post the outcome of #%s: %s", request.id, exc)
+
+    async def _rolled_back(self, request_id: int) -> None:
+        """When a rollback succeeded: record it against the request it undid, and show
+        "rolled back by #M" on that request's message."""
+        request = self.store.get(request_id)
+        if request is None or request.rolls_back is None or request.state is not State.SUCCEEDED:
+            return
+        undone = self.store.get(request.rolls_back)
+        if undone is None:
+            return
+        self._audit(undone.id, BOT_ACTOR, "rolled back", undone.action.target, f"by #{request.id}")
+        await self._refresh(undone, self.policy(undone.action))
 
     def _audit(
         self, request_id: int | None, actor: str, event: str, target: str | None, detail: str = ""

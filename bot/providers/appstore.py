@@ -90,8 +90,26 @@ class AppStoreAttach(_AppStoreAction):
         return f"{NAME}:version:{self.version_id}" if self.version_id else None
 
 
+class AppStoreDetach(_AppStoreAction):
+    """Take the build off an App Store version (`data: null`): the rollback of attaching a
+    build to a version that had none. `build` is the build it takes off."""
+
+    kind: Literal["appstore.detach"] = "appstore.detach"
+    version: str
+    version_id: str
+
+    @property
+    def title(self) -> str:
+        return f"{self.app} {self.version}: detach build {self.build}"
+
+    @property
+    def thing(self) -> str:
+        return f"{NAME}:version:{self.version_id}"
+
+
 class AppStoreExpire(_AppStoreAction):
     kind: Literal["appstore.expire"] = "appstore.expire"
+    reversible: ClassVar[bool] = False  # App Store Connect can't unexpire a build
 
     @property
     def title(self) -> str:
@@ -108,7 +126,7 @@ class AppStoreEncryption(_AppStoreAction):
         return f"{self.app} build {self.build}: declare encryption {declared}"
 
 
-BuildAction = AppStoreAttach | AppStoreExpire | AppStoreEncryption
+BuildAction = AppStoreAttach | AppStoreExpire | AppStoreEncryption | AppStoreDetach
 
 
 class AppStoreSection(Section):
@@ -182,6 +200,42 @@ class AppStoreRules:
             app=app, app_id=app_id, build=build, uses_non_exempt_encryption=declared == "non-exempt"
         )
 
+    def rollback(self, action: Action, outcome: Outcome) -> BuildAction | str:
+        """Attach again the build that was attached before (or detach, if none was); declare
+        the encryption as it was. An expired build stays expired."""
+        if isinstance(action, AppStoreExpire):
+            return "an expired build can't be made unexpired: App Store Connect has no way back"
+        if isinstance(action, AppStoreEncryption):
+            before = outcome.before.get("encryption")
+            installed = outcome.installed.get("encryption")
+            if not before or not installed:
+                return _NO_RECORD
+            if before not in ("exempt", "non-exempt"):
+                return (
+                    f"build {action.build}'s encryption was not declared before it, and "
+                    "App Store Connect can't take a declaration back"
+                )
+            return action.model_copy(
+                update={"uses_non_exempt_encryption": before == "non-exempt", "undoing": installed}
+            )
+        if isinstance(action, AppStoreAttach | AppStoreDetach) and action.version_id:
+            before, number = outcome.before.get("attached"), outcome.before.get("number")
+            installed = outcome.installed.get("attached")
+            if before is None or installed is None:
+                return _NO_RECORD
+            common = {
+                "app": action.app,
+                "app_id": action.app_id,
+                "version": action.version,
+                "version_id": action.version_id,
+                "undoing": installed,
+            }
+            if before:
+                return AppStoreAttach(build=number or before, build_id=before, **common)
+            number = outcome.installed.get("number") or installed
+            return AppStoreDetach(build=number, build_id=installed, **common)
+        return "it is not an App Store Connect change the bot can undo"
+
     def help_line(self) -> str:
         apps = ", ".join(sorted(self.section.apps)) or "none (give the app id)"
         return f"App Store apps: {apps}."
@@ -195,6 +249,8 @@ class AppStoreToken(ApiKeyToken):
 
     audience = "appstoreconnect-v1"
 
+
+_NO_RECORD = "the bot has no record of what it replaced (it was read back after a restart)"
 
 # --- what App Store Connect says -----------------------------------------------------------
 _EXPLAIN_WRITE = {
@@ -320,7 +376,7 @@ class AppStoreProvider(HTTPProvider):
             )
         return Build(found[0])
 
-    async def version(self, action: AppStoreAttach) -> Resource | str:
+    async def version(self, action: AppStoreAttach | AppStoreDetach) -> Resource | str:
         if action.version_id or "-" in action.version:
             version_id = action.version_id or action.version
             resource = _one(
@@ -358,6 +414,8 @@ class AppStoreProvider(HTTPProvider):
     # --- previews ------------------------------------------------------------------------
 
     async def preview(self, action: BuildAction) -> Preview:
+        if isinstance(action, AppStoreDetach):
+            return await self._preview_detach(action)
         build = await self.build(action)
         if isinstance(build, str):
             return Preview(refusal=build)
@@ -376,6 +434,12 @@ class AppStoreProvider(HTTPProvider):
             warnings = await self._attached_warning(build)
             return Preview(facts=facts, warnings=warnings, expect=expect, action=resolved)
         if isinstance(action, AppStoreEncryption):
+            if action.undoing is not None and build.encryption_text != action.undoing:
+                return Preview(
+                    refusal=f"Something else was declared since: build {build.describe()} is "
+                    f"declared {build.encryption_text} now, not {action.undoing}, so there is "
+                    "nothing to roll back. Nothing was posted."
+                )
             if build.encryption is action.uses_non_exempt_encryption:
                 return Preview(
                     refusal=f"Build {build.describe()} is already declared {build.encryption_text}."
@@ -393,6 +457,8 @@ class AppStoreProvider(HTTPProvider):
         if build.expired:
             return Preview(refusal=f"Build {build.describe()} is expired: it can't be attached.")
         current = await self.attached(version.id)
+        if action.undoing is not None and (current.id if current else "") != action.undoing:
+            return Preview(refusal=_attached_since(action.app, action.version, current))
         if current is not None and current.id == build.id:
             return Preview(
                 refusal=f"Build {build.describe()} is already attached to {action.version}."
@@ -449,6 +515,8 @@ class AppStoreProvider(HTTPProvider):
     async def execute(
         self, action: BuildAction, *, promoted_by: str, expect: Mapping[str, str]
     ) -> Outcome:
+        if isinstance(action, AppStoreDetach):
+            return await self._execute_detach(action, expect)
         try:
             build = await self.build(action)
             before = (
@@ -464,8 +532,23 @@ class AppStoreProvider(HTTPProvider):
         if moved is not None:
             return moved
         if isinstance(action, AppStoreAttach):
-            return await self._attach(action, before.describe() if before else "no build")
-        return await self._modify_build(action)
+            outcome = await self._attach(action, before.describe() if before else "no build")
+            return outcome.model_copy(
+                update={
+                    "before": _attached_record(before),
+                    "installed": {"attached": action.build_id or "", "number": build.number},
+                }
+            )
+        outcome = await self._modify_build(action)
+        if isinstance(action, AppStoreEncryption):
+            declared = "non-exempt" if action.uses_non_exempt_encryption else "exempt"
+            outcome = outcome.model_copy(
+                update={
+                    "before": {"encryption": build.encryption_text},
+                    "installed": {"encryption": declared},
+                }
+            )
+        return outcome
 
     async def _attach(self, action: AppStoreAttach, replaced: str) -> Outcome:
         assert action.version_id and action.build_id
@@ -589,10 +672,95 @@ class AppStoreProvider(HTTPProvider):
             ],
         )
 
+    # --- detach: the rollback of an attach to a version that had no build ---------------
+
+    async def _preview_detach(self, action: AppStoreDetach) -> Preview:
+        current = await self.attached(action.version_id)
+        if action.undoing is not None and (current.id if current else "") != action.undoing:
+            return Preview(refusal=_attached_since(action.app, action.version, current))
+        if current is None:
+            return Preview(refusal=f"{action.app} {action.version} has no build attached.")
+        version = await self.version(action)
+        state = (
+            version.attributes.get("appVersionState") or version.attributes.get("appStoreState")
+            if isinstance(version, Resource)
+            else "state unknown"
+        )
+        facts = [
+            Fact(label="Version", value=f"{action.version} ({state})"),
+            Fact(label="Attached now", value=current.describe()),
+            Fact(
+                label="Detaching", value=f"build {current.number}: the version will have no build"
+            ),
+        ]
+        expect = {"attached": current.id, "attached_shown": current.describe()}
+        return Preview(facts=facts, expect=expect)
+
+    async def _execute_detach(self, action: AppStoreDetach, expect: Mapping[str, str]) -> Outcome:
+        try:
+            before = await self.attached(action.version_id)
+        except ProviderError as exc:
+            return not_sent(f"couldn't read {action.app} {action.version} before ({exc.message})")
+        if before is None:
+            return not_sent(f"no build is attached to {action.app} {action.version}")
+        if before.id != expect.get("attached", before.id):
+            then = expect.get("attached_shown", expect["attached"])
+            return changed(
+                f"the build attached to {action.app} {action.version}", then, before.describe()
+            )
+        try:
+            await self.http.call(
+                "PATCH",
+                f"v1/appStoreVersions/{segment(action.version_id)}/relationships/build",
+                idempotent=False,
+                json={"data": None},
+                explain={404: f"{LABEL} has no version {action.version_id}", **_EXPLAIN_WRITE},
+            )
+            note = ""
+        except ProviderUncertain as exc:  # never PATCH again: read it back instead
+            note = f" (confirmed by reading it back after: {exc.message})"
+            uncertain: ProviderUncertain | None = exc
+        else:
+            uncertain = None
+        now = await self._attached_or_error(action.version_id)
+        facts = [
+            Fact(label="Version", value=f"{action.version} ({action.version_id})"),
+            Fact(label="Attached now", value=now.describe() if isinstance(now, Build) else now),
+            Fact(label="Detached", value=before.describe()),
+        ]
+        if now == "no build":
+            return Outcome(
+                state="succeeded",
+                headline=f"no build is attached to {action.app} {action.version}{note}",
+                facts=facts,
+                before=_attached_record(before),
+                installed=_attached_record(None),
+            )
+        return Outcome(
+            state="unknown",
+            headline=uncertain.message
+            if uncertain
+            else f"{LABEL} accepted the change, but reading it back still shows a build",
+            facts=facts,
+            check=f"Check the build attached to {action.app} {action.version}.",
+        )
+
     async def observe(
         self, action: BuildAction, *, promoted_by: str, expect: Mapping[str, str]
     ) -> Outcome | None:
         """Read the version's build, or the build, and compare with what it was before."""
+        if isinstance(action, AppStoreDetach):
+            now = await self.attached(action.version_id)
+            shown = now.describe() if now else "no build"
+            facts = [Fact(label="Read back", value=shown)]
+            if now is None:
+                what = f"build {action.build} detached from {action.app} {action.version}"
+                return Outcome(state="succeeded", headline=what, facts=facts)
+            state = f"{action.app} {action.version} has {shown} attached"
+            if now.id == expect.get("attached"):
+                return not_done(state).model_copy(update={"facts": facts})
+            check = f"Check {action.app} in App Store Connect"
+            return unclear(LABEL, state, check).model_copy(update={"facts": facts})
         if isinstance(action, AppStoreAttach):
             if not action.version_id:
                 return None
@@ -629,6 +797,21 @@ class AppStoreProvider(HTTPProvider):
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
+
+
+def _attached_record(build: Build | None) -> dict[str, str]:
+    """A version's attached build, as an outcome's `before` or `installed` records it."""
+    if build is None:
+        return {"attached": "", "number": "", "shown": "no build"}
+    return {"attached": build.id, "number": build.number, "shown": build.describe()}
+
+
+def _attached_since(app: str, version: str, current: Build | None) -> str:
+    now = f"build {current.describe()}" if current else "no build"
+    return (
+        f"Something else was attached since: {app} {version} has {now} attached now, so there "
+        "is nothing to roll back. Nothing was posted."
+    )
 
 
 def _moved(

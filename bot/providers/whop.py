@@ -120,6 +120,22 @@ class WhopRules:
             raise UsageError(f"Which Whop app is this build of? Apps: {known}.", USAGE)
         return WhopPromote(app=app, app_id=app_id, build_id=build_id)
 
+    def rollback(self, action: Action, outcome: Outcome) -> WhopPromote | str:
+        """Promote again the build that was production before, while the one it installed is."""
+        if not isinstance(action, WhopPromote) or not action.platform:
+            return "it is not a Whop build promotion"
+        before, installed = outcome.before.get("production"), outcome.installed.get("production")
+        if before is None or not installed:
+            return (
+                "the bot has no record of the build it replaced (it was read back after a restart)"
+            )
+        if not before:
+            return (
+                f"there was no production {action.platform} build before it, "
+                "and Whop can't unset one"
+            )
+        return action.model_copy(update={"build_id": before, "undoing": installed})
+
     def help_line(self) -> str:
         apps = ", ".join(sorted(self.section.apps)) or "none (give the app_… id)"
         return f"Whop apps: {apps}."
@@ -214,6 +230,18 @@ class WhopProvider(BearerProvider):
 
     async def preview(self, action: WhopPromote) -> Preview:
         build = await self.build(action.build_id)
+        if action.undoing is not None:  # a rollback: only while what it undoes is production
+            production = (
+                build
+                if build.is_production
+                else (await self.production_build(action, build.platform))[0]
+            )
+            if (production.id if production else "") != action.undoing:
+                return Preview(
+                    refusal=f"Something else was promoted since: the production {build.platform} "
+                    f"build of {action.app} is {production.id if production else 'none'} now, "
+                    f"not {action.undoing}, so there is nothing to roll back. Nothing was posted."
+                )
         if build.is_production:
             return Preview(
                 refusal=f"Build {build.id} is already the production {build.platform} build."
@@ -307,6 +335,8 @@ class WhopProvider(BearerProvider):
             state="succeeded",
             headline=f"{promoted.id} is the production {promoted.platform} build of {action.app}",
             facts=facts,
+            before={"production": replaced, "platform": promoted.platform},
+            installed={"production": promoted.id, "platform": promoted.platform},
         )
 
     async def observe(

@@ -1,7 +1,8 @@
 """Znyx policy bundles (provider-docs 003 and znyx-bundles.yml).
 
 Promote moves the active bundle of a project one stage: dev → staging → prod. The preview
-reads the active bundle of both environments so approvers see what will change.
+reads the active bundle of both environments so approvers see what will change. Activate makes
+an explicit version of an environment active again: how a promotion is rolled back.
 """
 
 from __future__ import annotations
@@ -74,6 +75,35 @@ class ZnyxPromote(Action):
         return f"{NAME}:{self.project_id}:{self.target_env}"
 
 
+class ZnyxActivate(Action):
+    """Make an explicit bundle version of an environment its active bundle (`undoing` set:
+    the rollback of a promotion, valid only while the version it installed is active)."""
+
+    kind: Literal["znyx.activate"] = "znyx.activate"
+    provider: ClassVar[str] = NAME
+    scope: ClassVar[str] = SCOPE
+    org_id: str
+    project: str  # the alias people type
+    project_id: str
+    env: str
+    version: int
+
+    @property
+    def target(self) -> str:
+        return f"{NAME}:{self.project}:{self.env}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.project} policy bundle: activate v{self.version} in {self.env}"
+
+    @property
+    def thing(self) -> str:
+        return f"{NAME}:{self.project_id}:{self.env}"
+
+
+ZnyxAction = ZnyxPromote | ZnyxActivate
+
+
 class ZnyxSection(Section):
     """`[znyx]`: the org, and short names for its projects."""
 
@@ -99,6 +129,11 @@ class ZnyxSettings(ProviderSettings):
 
 
 USAGE = "/promote znyx <project> <source_env>   e.g. /promote znyx guardrails staging"
+ACTIVATE_USAGE = (
+    "/promote znyx <project> activate <env> <version>"
+    "   e.g. /promote znyx guardrails activate prod 7"
+)
+_VERSION = re.compile(r"^[vV]?([0-9]{1,9})$")
 
 
 class ZnyxRules:
@@ -106,28 +141,46 @@ class ZnyxRules:
 
     name = NAME
     label = LABEL
-    forms = (CommandForm(SCOPE, USAGE, "promote a Znyx policy bundle one stage"),)
+    forms = (
+        CommandForm(SCOPE, USAGE, "promote a Znyx policy bundle one stage"),
+        CommandForm(SCOPE, ACTIVATE_USAGE, "make an explicit bundle version active"),
+    )
 
     def __init__(self, section: ZnyxSection) -> None:
         self.section = section
 
-    def parse(self, args: list[str]) -> ZnyxPromote:
-        if len(args) != 2:
-            raise UsageError("`znyx` takes a project and a source environment.", USAGE)
-        project, source = args
+    def _project(self, project: str, usage: str) -> str:
+        """The alias of a project given by alias or id."""
         if not WORD.match(project):
-            raise UsageError(f"{shown(project)} is not a project name.", USAGE)
+            raise UsageError(f"{shown(project)} is not a project name.", usage)
         projects = self.section.projects
         by_id = {pid: alias for alias, pid in projects.items()}
         alias = project if project in projects else by_id.get(project)
         if alias is None:
             known = ", ".join(sorted(projects)) or "none configured"
-            raise UsageError(f"Unknown Znyx project {shown(project)}. Known: {known}.", USAGE)
-        env = source.lower()
+            raise UsageError(f"Unknown Znyx project {shown(project)}. Known: {known}.", usage)
+        return alias
+
+    @staticmethod
+    def _env(word: str, usage: str) -> str:
+        env = word.lower()
         if env not in STAGES:
             raise UsageError(
-                f"Unknown environment {shown(source)}. Environments: {', '.join(STAGES)}.", USAGE
+                f"Unknown environment {shown(word)}. Environments: {', '.join(STAGES)}.", usage
             )
+        return env
+
+    def parse(self, args: list[str]) -> ZnyxAction:
+        if len(args) >= 2 and args[1].lower() == "activate":
+            return self._parse_activate(args)
+        if len(args) != 2:
+            raise UsageError(
+                "`znyx` takes a project and a source environment.", f"{USAGE}\n{ACTIVATE_USAGE}"
+            )
+        project, source = args
+        alias = self._project(project, USAGE)
+        projects = self.section.projects
+        env = self._env(source, USAGE)
         if env == STAGES[-1]:
             raise UsageError(
                 f"`{env}` is the last stage: there is nothing to promote it to. "
@@ -138,12 +191,55 @@ class ZnyxRules:
             org_id=self.section.org, project=alias, project_id=projects[alias], source_env=env
         )
 
+    def _parse_activate(self, args: list[str]) -> ZnyxActivate:
+        if len(args) != 4:
+            raise UsageError(
+                "`znyx <project> activate` takes an environment and a version.", ACTIVATE_USAGE
+            )
+        project, _, env_word, version_word = args
+        alias = self._project(project, ACTIVATE_USAGE)
+        env = self._env(env_word, ACTIVATE_USAGE)
+        match = _VERSION.match(version_word)
+        if match is None or int(match.group(1)) < 1:
+            raise UsageError(
+                f"{shown(version_word)} is not a bundle version (a number, like 7).",
+                ACTIVATE_USAGE,
+            )
+        return ZnyxActivate(
+            org_id=self.section.org,
+            project=alias,
+            project_id=self.section.projects[alias],
+            env=env,
+            version=int(match.group(1)),
+        )
+
+    def rollback(self, action: Action, outcome: Outcome) -> ZnyxActivate | str:
+        """Activate again, in the environment it changed, the version that was active before."""
+        if not isinstance(action, ZnyxPromote | ZnyxActivate):
+            return "it is not a Znyx bundle change"
+        env = action.target_env if isinstance(action, ZnyxPromote) else action.env
+        before, installed = outcome.before.get("version"), outcome.installed.get("version")
+        if before is None or not installed:
+            return (
+                "the bot has no record of the bundle it replaced (it was read back after a restart)"
+            )
+        if not before:
+            return f"{env} had no active bundle before it, and Znyx can't deactivate one"
+        return ZnyxActivate(
+            org_id=action.org_id,
+            project=action.project,
+            project_id=action.project_id,
+            env=env,
+            version=int(before),
+            undoing=installed,
+        )
+
     def help_line(self) -> str:
         projects = ", ".join(sorted(self.section.projects)) or "none"
         return f"Znyx projects: {projects}. Stages: {' → '.join(STAGES)}."
 
     def targets(self) -> list[str]:
-        return [f"{NAME}:{p}:{env}" for p in self.section.projects for env in STAGES[1:]]
+        return [f"{NAME}:{p}:{env}" for p in self.section.projects for env in STAGES]
 
 
 # --- what Znyx says ----------------------------------------------------------------------
@@ -193,17 +289,17 @@ class ZnyxProvider(BearerProvider):
     error_detail = staticmethod(error_detail)
 
     @staticmethod
-    def _env_path(action: ZnyxPromote, env: str) -> str:
+    def _env_path(action: ZnyxAction, env: str) -> str:
         return (
             f"v1/orgs/{segment(action.org_id)}/projects/{segment(action.project_id)}"
             f"/envs/{segment(env)}"
         )
 
-    async def active_bundle(self, action: ZnyxPromote, env: str) -> Bundle | None:
+    async def active_bundle(self, action: ZnyxAction, env: str) -> Bundle | None:
         """The active bundle of `env`, or None when it has none."""
         return next((b for b in await self.bundles(action, env) if b.is_active), None)
 
-    async def bundles(self, action: ZnyxPromote, env: str) -> list[Bundle]:
+    async def bundles(self, action: ZnyxAction, env: str) -> list[Bundle]:
         response = await self.http.call(
             "GET",
             self._env_path(action, env) + "/bundles",
@@ -215,7 +311,9 @@ class ZnyxProvider(BearerProvider):
         except (ValueError, TypeError, ValidationError) as exc:
             raise ProviderError("Znyx", f"Znyx sent an unreadable bundle list: {exc}") from exc
 
-    async def preview(self, action: ZnyxPromote) -> Preview:
+    async def preview(self, action: ZnyxAction) -> Preview:
+        if isinstance(action, ZnyxActivate):
+            return await self._preview_activate(action)
         src, dst = action.source_env, action.target_env
         source = await self.active_bundle(action, src)
         if source is None:
@@ -245,9 +343,12 @@ class ZnyxProvider(BearerProvider):
         facts = [Fact(label=f"Active in {dst} now", value=describe(current)), promoting]
         return Preview(facts=facts, expect=expect)
 
-    async def _moved(self, action: ZnyxPromote, expect: Mapping[str, str]) -> Outcome | None:
-        """Read both environments again right before the write: None if they still show what
-        the preview showed, else the `failed` outcome that says what changed (nothing sent)."""
+    async def _moved(
+        self, action: ZnyxPromote, expect: Mapping[str, str]
+    ) -> tuple[Outcome | None, Bundle | None]:
+        """Read both environments again right before the write: (None, the destination's
+        active bundle) if they still show what the preview showed, else the `failed` outcome
+        that says what changed (nothing sent)."""
         src, dst = action.source_env, action.target_env
         try:
             source = await self.active_bundle(action, src)
@@ -258,25 +359,31 @@ class ZnyxProvider(BearerProvider):
                     raise
                 current = None  # the preview couldn't read it either: Znyx decides
         except ProviderError as exc:
-            return not_sent(f"couldn't read {action.project} before promoting ({exc.message})")
+            read = f"couldn't read {action.project} before promoting ({exc.message})"
+            return not_sent(read), None
         if (
             "destination_id" in expect
             and (current.id if current else "") != expect["destination_id"]
         ):
-            return changed(f"{dst}'s active bundle", expect["destination"], _now(current))
+            return changed(f"{dst}'s active bundle", expect["destination"], _now(current)), current
         if "source_hash" in expect and (
             source is None or source.policy_hash != expect["source_hash"]
         ):
-            return changed(f"{src}'s active bundle", expect["source"], _now(source))
+            return changed(f"{src}'s active bundle", expect["source"], _now(source)), current
         if source is not None and current is not None and current.policy_hash == source.policy_hash:
-            return not_sent(f"{dst} already runs this policy hash ({describe(current)})")
-        return None
+            return not_sent(f"{dst} already runs this policy hash ({describe(current)})"), current
+        return None, current
 
     async def execute(
-        self, action: ZnyxPromote, *, promoted_by: str, expect: Mapping[str, str]
+        self, action: ZnyxAction, *, promoted_by: str, expect: Mapping[str, str]
     ) -> Outcome:
-        moved = await self._moved(action, expect)
-        return moved if moved is not None else await self.promote(action, promoted_by)
+        if isinstance(action, ZnyxActivate):
+            return await self._execute_activate(action, expect)
+        moved, current = await self._moved(action, expect)
+        if moved is not None:
+            return moved
+        outcome = await self.promote(action, promoted_by)
+        return outcome.model_copy(update={"before": _record(action.target_env, current)})
 
     async def promote(self, action: ZnyxPromote, promoted_by: str) -> Outcome:
         """The write itself: Znyx copies the source's active bundle into the next stage."""
@@ -309,14 +416,116 @@ class ZnyxProvider(BearerProvider):
             state="succeeded",
             headline=f"{action.project} bundle v{bundle.version} is active in {dst}",
             facts=facts,
+            installed=_record(dst, bundle),
+        )
+
+    # --- activate: an explicit version, or a rollback ----------------------------------
+
+    async def _preview_activate(self, action: ZnyxActivate) -> Preview:
+        env, n = action.env, action.version
+        bundles = await self.bundles(action, env)
+        current = next((b for b in bundles if b.is_active), None)
+        chosen = next((b for b in bundles if b.version == n), None)
+        if action.undoing is not None and _version(current) != action.undoing:
+            return Preview(
+                refusal=f"Something else was made active since: {env}'s active bundle is "
+                f"{_now(current)} now, not v{action.undoing}, so there is nothing to roll back. "
+                "Nothing was posted."
+            )
+        if chosen is None:
+            known = ", ".join(f"v{b.version}" for b in bundles[-10:]) or "none"
+            return Preview(
+                refusal=f"{action.project} has no bundle v{n} in {env} (its versions: {known})."
+            )
+        if chosen.is_active:
+            return Preview(
+                refusal=f"v{n} is already the active bundle of {env}: {describe(chosen)}."
+            )
+        published = f"published {chosen.published_at.replace('T', ' ')[:16]}"
+        if chosen.published_by:
+            published += f" by {chosen.published_by}"
+        facts = [
+            Fact(label=f"Active in {env} now", value=describe(current)),
+            Fact(label="Activating", value=f"{describe(chosen)} ({published})"),
+        ]
+        warnings = []
+        if current is not None and current.policy_hash == chosen.policy_hash:
+            warnings.append(f"v{n} has the same policy hash as the active bundle of {env}.")
+        expect = {"destination": _now(current), "destination_id": current.id if current else ""}
+        return Preview(facts=facts, warnings=warnings, expect=expect)
+
+    async def _execute_activate(self, action: ZnyxActivate, expect: Mapping[str, str]) -> Outcome:
+        env, n = action.env, action.version
+        try:
+            bundles = await self.bundles(action, env)
+        except ProviderError as exc:
+            return not_sent(
+                f"couldn't read {action.project} {env} before activating ({exc.message})"
+            )
+        current = next((b for b in bundles if b.is_active), None)
+        if (
+            "destination_id" in expect
+            and (current.id if current else "") != expect["destination_id"]
+        ):
+            return changed(f"{env}'s active bundle", expect["destination"], _now(current))
+        chosen = next((b for b in bundles if b.version == n), None)
+        if chosen is None:
+            return not_sent(f"{action.project} has no bundle v{n} in {env} any more")
+        if chosen.is_active:
+            return not_sent(f"v{n} is already the active bundle of {env}")
+        response = await self.http.call(
+            "POST",
+            self._env_path(action, env) + f"/bundles/{n}/activate",
+            idempotent=False,
+            explain={404: f"Znyx has no bundle v{n} in {env} of {action.project}"},
+        )
+        try:
+            bundle = Bundle.model_validate(response.json())
+        except (ValueError, ValidationError) as exc:
+            raise ProviderUncertain(
+                "Znyx", f"Znyx answered {response.status_code} with a body the bot can't read"
+            ) from exc
+        facts = [
+            Fact(label="Bundle", value=bundle.id),
+            Fact(label="Version", value=str(bundle.version)),
+            Fact(label="Policy hash", value=bundle.policy_hash),
+            Fact(label="Environment", value=env),
+            Fact(label="Replaced", value=_now(current)),
+        ]
+        if not bundle.is_active or bundle.version != n:
+            return Outcome(
+                state="unknown",
+                headline=f"Znyx answered, but does not show v{n} active in {env}",
+                facts=facts,
+                check=f"Check which bundle is active in {action.project} {env}.",
+            )
+        return Outcome(
+            state="succeeded",
+            headline=f"{action.project} bundle v{n} is active in {env}",
+            facts=facts,
+            before=_record(env, current),
+            installed=_record(env, bundle),
         )
 
     async def observe(
-        self, action: ZnyxPromote, *, promoted_by: str, expect: Mapping[str, str]
+        self, action: ZnyxAction, *, promoted_by: str, expect: Mapping[str, str]
     ) -> Outcome:
         """Compare the destination with what it showed before the write: a newer active
         version with the source's policy hash means it was done. Znyx's list need not echo
-        `promoted_by`; when it does, that settles it too."""
+        `promoted_by`; when it does, that settles it too. An activation publishes nothing:
+        whether its version is active is what can be read."""
+        if isinstance(action, ZnyxActivate):
+            active = await self.active_bundle(action, action.env)
+            if active is not None and active.version == action.version:
+                return Outcome(
+                    state="succeeded",
+                    headline=f"{action.project} bundle v{action.version} is active in {action.env}",
+                    facts=[Fact(label="Active now", value=describe(active))],
+                )
+            what = f"{action.env}'s active bundle is {_now(active)}"
+            if (active.id if active else "") == expect.get("destination_id"):
+                return not_done(what)
+            return unclear(LABEL, what, f"Check which bundle is active in {action.project}")
         src, dst = action.source_env, action.target_env
         bundles = await self.bundles(action, dst)
         active = next((b for b in bundles if b.is_active), None)
@@ -344,6 +553,15 @@ class ZnyxProvider(BearerProvider):
 
 def _now(bundle: Bundle | None) -> str:
     return describe(bundle) if bundle else "none"
+
+
+def _version(bundle: Bundle | None) -> str:
+    return str(bundle.version) if bundle else ""
+
+
+def _record(env: str, bundle: Bundle | None) -> dict[str, str]:
+    """An environment's active bundle, as an outcome's `before` or `installed` records it."""
+    return {"env": env, "version": _version(bundle), "shown": _now(bundle)}
 
 
 def _facts(bundle: Bundle, src: str, dst: str) -> list[Fact]:

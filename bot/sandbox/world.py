@@ -118,5 +118,6 @@ def banner() -> str:
         "promote-bot sandbox: fake Znyx, Whop and App Store Connect on this machine.\n"
         f"People:\n{people}\n"
         "Try: /promote znyx guardrails staging   then: as U_BOB   then: approve 1\n"
-        "     /promote whop apbu_ios151   /promote appstore ios 2.4.0 153   help"
+        "     /promote whop apbu_ios151   /promote appstore ios 2.4.0 153   help\n"
+        "     once one succeeded: rollback 1   or: /promote znyx guardrails activate prod 1"
     )

@@ -3,7 +3,8 @@
 Bearer or `X-API-Key` tokens, each with its scopes; FastAPI-style errors (`{"detail": …}`);
 per project an ordered set of environments (dev → staging → prod), each with its bundles,
 at most one of them active. Promote copies the source's active bundle into the next stage as
-a new version and makes it active there.
+a new version and makes it active there; activate makes an explicit version of an environment
+its active one again (a rollback), publishing nothing.
 """
 
 from __future__ import annotations
@@ -89,6 +90,15 @@ class FakeZnyx:
     @property
     def promote_calls(self) -> list[Call]:
         return [c for c in self.calls if c.path.endswith("/promote")]
+
+    @property
+    def activate_calls(self) -> list[Call]:
+        return [c for c in self.calls if c.path.endswith("/activate")]
+
+    @property
+    def writes(self) -> list[Call]:
+        """Every call that may change something (promote and activate)."""
+        return [c for c in self.calls if c.method == "POST"]
 
     # --- HTTP ----------------------------------------------------------------------------
 

@@ -178,6 +178,11 @@ class SqliteStore:
 
         for column in ("thing", "lease_owner", "lease_until"):  # a database from before them
             self._add_column("requests", column, "TEXT")
+        self._add_column("requests", "rolls_back", "INTEGER")  # from before rollbacks
+        with self.db.conn:
+            self.db.execute(
+                "CREATE INDEX IF NOT EXISTS requests_rolls_back ON requests (rolls_back)"
+            )
         with self.db.conn:
             # At most one open request per thing: the database refuses a second one, so two
             # processes asking at once can't both post a release message.
@@ -210,13 +215,14 @@ class SqliteStore:
         preview: Preview | None,
         created_at: datetime,
         expires_at: datetime,
+        rolls_back: int | None = None,
     ) -> Request:
         try:
             with self.db.conn:
                 cursor = self.db.execute(
                     "INSERT INTO requests (target, thing, action, requester, channel, state,"
-                    " preview, created_at, updated_at, expires_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " preview, created_at, updated_at, expires_at, rolls_back)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         action.target,
                         action.thing,
@@ -228,6 +234,7 @@ class SqliteStore:
                         created_at.astimezone(UTC).isoformat(),
                         created_at.astimezone(UTC).isoformat(),
                         expires_at.astimezone(UTC).isoformat(),
+                        rolls_back,
                     ],
                 )
         except sqlite3.IntegrityError:
@@ -260,7 +267,15 @@ class SqliteStore:
                 [request_id],
             )
         ]
-        return _request(rows[0], approvals)
+        undone_by = list(
+            self.db.query(
+                "SELECT id FROM requests WHERE rolls_back = ? AND state = ? ORDER BY id LIMIT 1",
+                [request_id, State.SUCCEEDED.value],
+            )
+        )
+        return _request(rows[0], approvals).model_copy(
+            update={"rolled_back_by": undone_by[0]["id"] if undone_by else None}
+        )
 
     def in_states(
         self, states: Sequence[State], *, expired_by: datetime | None = None
@@ -501,4 +516,5 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         expires_at=datetime.fromisoformat(row["expires_at"]),
         decided_by=row["decided_by"],
         approvals=approvals,
+        rolls_back=row.get("rolls_back"),
     )

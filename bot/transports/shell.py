@@ -26,6 +26,7 @@ _REQUEST = re.compile(r"^#?(\d{1,12})$")
 SHELL_HELP = """Shell commands:
   /promote …          as in Slack (try /promote help)
   approve <request>   click Approve          reject <request>   click Reject
+  rollback <request>  click Roll back (on a succeeded promotion)
   as <user>           act as another user (--sandbox only)    whoami   who you are now
   help                this help              exit               leave (so does end of input)"""
 
@@ -53,11 +54,15 @@ def release_text(view: RequestView) -> str:
     lines.append(f"│ {people}")
     if view.can_approve:
         lines.append(f"│ Can approve: {who_can_approve(view.can_approve)}")
+    if view.link:
+        lines.append(f"│ {view.link}")
     lines += [f"│ {f.label}: {f.value}" for f in view.facts]
     lines += [f"│ ⚠️ {w}" for w in view.warnings]
     lines.append(f"│ Target {view.target} · {view.policy}")
     if view.buttons:
         lines.append(f"└ [approve {view.request_id}]  [reject {view.request_id}]")
+    elif view.can_roll_back:
+        lines.append(f"└ [rollback {view.request_id}]")
     else:
         lines.append("└")
     return "\n".join(lines)
@@ -71,6 +76,10 @@ def thread_text(view: RequestView) -> str:
         lines += [f"    {f.label}: {f.value}" for f in view.outcome.facts]
         if view.outcome.check:
             lines.append(f"    What to check: {view.outcome.check}")
+    if view.rolls_back is not None:
+        lines.append(f"    ↩️ Rolls back #{view.rolls_back}")
+    if view.can_roll_back:
+        lines.append(f"    [rollback {view.request_id}]")
     return "\n".join(lines)
 
 
@@ -132,14 +141,16 @@ class Shell:
                 self._tell(checked)
             else:
                 self._tell(await self.workflow.run(self.user, checked, CHANNEL))
-        elif verb in ("approve", "reject"):
+        elif verb in ("approve", "reject", "rollback"):
             match = _REQUEST.match(words[1]) if len(words) == 2 else None
             if match is None:
                 self._tell(f"Usage: {verb} <request number>, e.g. {verb} 1")
             elif verb == "approve":
                 self._tell(await self.workflow.approve(self.user, int(match.group(1))))
-            else:
+            elif verb == "reject":
                 self._tell(await self.workflow.reject(self.user, int(match.group(1))))
+            else:
+                self._tell(await self.workflow.rollback(self.user, int(match.group(1)), CHANNEL))
         elif verb == "as":
             if not self.may_switch_user:
                 self._tell(

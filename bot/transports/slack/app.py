@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import ConfigError
 from bot.core.ports import StoreError
 from bot.core.workflow import Reply, Workflow
-from bot.transports.slack.blocks import APPROVE, REJECT
+from bot.transports.slack.blocks import APPROVE, REJECT, ROLLBACK
 from bot.transports.slack.inbox import Inbox, store_trouble
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,11 @@ def create_app(
         return on_click
 
     app.command(COMMAND)(ack=ack_command, lazy=[run_command])
-    for action_id, decide in ((APPROVE, workflow.approve), (REJECT, workflow.reject)):
+    for action_id, decide in (
+        (APPROVE, workflow.approve),
+        (REJECT, workflow.reject),
+        (ROLLBACK, workflow.rollback),
+    ):
         inbox.on_click(action_id, decide)
         app.action(action_id)(ack=ack_click, lazy=[clicked(decide)])
 

@@ -8,6 +8,7 @@ from bot.core.render import RequestView
 
 APPROVE = "promote_approve"
 REJECT = "promote_reject"
+ROLLBACK = "promote_rollback"
 
 _SECTION_LIMIT = 3000
 _FIELD_LIMIT = 2000
@@ -43,6 +44,32 @@ def _mrkdwn(text: str, limit: int = _SECTION_LIMIT) -> dict:
     return {"type": "mrkdwn", "text": _cut(text, limit)}
 
 
+def rollback_button(view: RequestView) -> dict:
+    """Roll back: opens a new request that restores what this promotion replaced."""
+    return {
+        "type": "actions",
+        "block_id": f"rollback_{view.request_id}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": ROLLBACK,
+                "text": {"type": "plain_text", "text": "Roll back"},
+                "value": str(view.request_id),
+                "confirm": {
+                    "title": {"type": "plain_text", "text": "Ask to roll this back?"},
+                    "text": _mrkdwn(
+                        escape(
+                            _cut(f"A new request will undo #{view.request_id}: {view.title}", 250)
+                        )
+                    ),
+                    "confirm": {"type": "plain_text", "text": "Ask"},
+                    "deny": {"type": "plain_text", "text": "Not now"},
+                },
+            }
+        ],
+    }
+
+
 def release_message(view: RequestView) -> list[dict]:
     """The release message: what, who, the policy, what changes, and the buttons while open."""
     people = [f"Requested by {mention(view.requester)}"]
@@ -53,6 +80,8 @@ def release_message(view: RequestView) -> list[dict]:
     if view.decided_by and view.state in (State.REJECTED, State.CANCELLED):
         people.append(f"{view.state.value} by {mention(view.decided_by)}")
     who = f"\nCan approve: {who_can_approve(view.can_approve)}" if view.can_approve else ""
+    if view.link:
+        who += f"\n{view.link}"
     blocks: list[dict] = [
         {
             "type": "header",
@@ -104,6 +133,8 @@ def release_message(view: RequestView) -> list[dict]:
                 ],
             }
         )
+    if view.can_roll_back:
+        blocks.append(rollback_button(view))
     blocks.append(
         {
             "type": "context",
@@ -133,5 +164,10 @@ def thread_reply(view: RequestView) -> tuple[str, list[dict]]:
     else:
         who = f" by {mention(view.decided_by)}" if view.decided_by else ""
         lines = [f"*{escape(view.status)}*{who}"]
+    if view.rolls_back is not None:
+        lines.append(f"↩️ Rolls back #{view.rolls_back}")
     text = "\n".join(lines)
-    return view.summary, [{"type": "section", "text": _mrkdwn(text)}]
+    reply = [{"type": "section", "text": _mrkdwn(text)}]
+    if view.can_roll_back:
+        reply.append(rollback_button(view))
+    return view.summary, reply
