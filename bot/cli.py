@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import __version__
@@ -110,12 +111,20 @@ async def start_slack_bot(
         raise
     assert settings.slack_bot_token is not None
     # One session for every Web API call (slack-sdk opens one per call without it).
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=SLACK_CONNECTIONS))
+    # slack-sdk applies its `timeout` only to sessions it makes itself: ours carries it.
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=SLACK_CONNECTIONS),
+        timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT_SECONDS),
+    )
     client = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=str(settings.slack_api_url),
         timeout=SLACK_TIMEOUT_SECONDS,
         session=session,
+        # A 429 was not acted on, so waiting out its Retry-After and sending again is safe.
+        # No retry on a dropped connection: a post Slack made would be made twice; the
+        # workflow finds such a post instead, and brings messages up to date itself.
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
     )
     try:
         identity = await identify(client)  # raises ConfigError naming the setting
@@ -165,7 +174,21 @@ async def _until_stopped(live: LiveRules) -> None:
 
 
 SWEEP_SECONDS = 10.0
+DELIVER_SECONDS = 2.0
 SETTLE_SECONDS = 0.2
+
+
+async def deliver(workflow: Workflow, every: float = DELIVER_SECONDS) -> None:
+    """Forever: bring release messages and outcome replies that lag behind the store up to
+    date (after Slack failed, or after a restart)."""
+    while True:
+        try:
+            await workflow.deliver_due()
+        except StoreError:
+            pass  # housekeeping says it, once
+        except Exception:
+            log.exception("delivering messages failed; trying again in %s s", every)
+        await asyncio.sleep(every)
 
 
 async def housekeeping(bot: SlackBot, every: float = SWEEP_SECONDS) -> None:
@@ -215,7 +238,11 @@ async def _finish_in_flight(workflow: Workflow, within: float) -> None:
 
 async def serve(settings: Settings) -> None:
     bot = await start_slack_bot(settings)
-    chores = [asyncio.create_task(housekeeping(bot)), asyncio.create_task(bot.live.run())]
+    chores = [
+        asyncio.create_task(housekeeping(bot)),
+        asyncio.create_task(deliver(bot.workflow)),
+        asyncio.create_task(bot.live.run()),
+    ]
     within = settings.promote_bot_shutdown_seconds
     try:
         if settings.socket_mode:

@@ -175,6 +175,8 @@ class Request(BaseModel):
     approvals: list[Approval] = []
     rolls_back: int | None = None  # the request this one undoes, if it is a rollback
     rolled_back_by: int | None = None  # the rollback that undid this one, once it succeeded
+    msg_version: int = 1  # bumped by every change its release message must show
+    copies: list[str] = []  # other posts of its release message (a retried post), kept in step
 
     @property
     def approvers(self) -> list[str]:

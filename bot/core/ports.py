@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -79,7 +79,21 @@ class Store(Protocol):
 
     def get(self, request_id: int) -> Request | None: ...
 
-    def set_message(self, request_id: int, ts: str) -> None: ...
+    def set_message(self, request_id: int, ts: str, *, shown: int | None = None) -> None: ...
+
+    def add_copy(self, request_id: int, ts: str) -> bool: ...
+
+    def touch_message(self, request_id: int) -> None: ...
+
+    def messages_due(self, now: datetime) -> list[int]: ...
+
+    def message_shown(self, request_id: int, version: int, *, thread: bool = False) -> None: ...
+
+    def message_failed(self, request_id: int, next_try: Callable[[int], datetime]) -> int: ...
+
+    def claim_thread(self, request_id: int) -> bool: ...
+
+    def release_thread(self, request_id: int) -> None: ...
 
     def add_approval(self, request_id: int, user: str, at: datetime) -> bool:
         """Record `user`'s approval if the request is open and they have not approved yet."""
@@ -148,14 +162,29 @@ class Store(Protocol):
 
 
 class ChatError(Exception):
-    """The chat refused a post or an update; the message says why."""
+    """The chat refused a post or an update, or could not be reached; the message says why.
+
+    `maybe_done`: the request may have reached the chat (a reset after sending, a timeout),
+    so a post must not simply be sent again. `retry_after`: seconds the chat asked to wait."""
+
+    def __init__(
+        self, message: str, *, maybe_done: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.maybe_done = maybe_done
+        self.retry_after = retry_after
 
 
 class Chat(Protocol):
     """Where release messages live. Slack in production, the terminal in the shell."""
 
-    async def post_request(self, channel: str, view: RequestView) -> str:
+    async def post_request(self, channel: str, view: RequestView, *, request_id: int) -> str:
         """Post a release message; return its reference (Slack's `ts`)."""
+        ...
+
+    async def find_request(self, channel: str, request_id: int) -> str | None:
+        """The reference of a release message of `request_id` the chat shows, if any (after a
+        post whose answer was lost)."""
         ...
 
     async def update_request(self, channel: str, ts: str, view: RequestView) -> None: ...

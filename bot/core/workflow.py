@@ -46,6 +46,7 @@ DEFAULT_LEASE = timedelta(seconds=30)
 # past it the bot stops waiting and decides by reading the provider, as a recovery would.
 DEFAULT_DEADLINE = timedelta(seconds=60)
 READ_DEADLINE = timedelta(seconds=30)  # for that read
+MESSAGE_BACKOFF_CAP = 15  # seconds between tries to bring a message up to date, at most
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class Workflow:
         self.deadline = deadline
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._working: set[asyncio.Task[object]] = set()
+        self._message_locks: dict[int, asyncio.Lock] = {}
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -151,7 +153,8 @@ class Workflow:
         and who can approve may have too); how many."""
         shown = 0
         for request in self.store.in_states([State.PENDING, State.APPROVED]):
-            shown += await self._refresh(request, self.policy(request.action)) is not None
+            self.store.touch_message(request.id)
+            shown += await self.converge(request.id)
         return shown
 
     # --- asking ------------------------------------------------------------------------
@@ -213,7 +216,7 @@ class Workflow:
         if not self._move(request.id, Event.CANCEL, by=user):
             return Reply(f"Request #{request.id} was decided a moment ago; nothing to cancel.")
         self._audit(request.id, user, "cancelled", request.action.target)
-        await self._finish_message(request.id)
+        await self.converge(request.id)
         return Reply(f"Request #{request.id} is cancelled.")
 
     async def rollback(
@@ -285,12 +288,17 @@ class Workflow:
         self._audit(request.id, user, "requested", action.target, what)
         try:
             view = render.request_view(request, policy, self.rules.role_map)
-            ts = await self.chat.post_request(channel, view)
+            ts = await self.chat.post_request(channel, view, request_id=request.id)
         except ChatError as exc:
-            self._move(request.id, Event.CANCEL, by=user)
-            self._audit(request.id, user, "cancelled", action.target, f"could not post: {exc}")
-            return Reply(f"I couldn't post the release message here ({exc}), so nothing was done.")
-        self.store.set_message(request.id, ts)
+            ts = await self._posted_after_all(request, exc)
+            if ts is None:
+                self._move(request.id, Event.CANCEL, by=user)
+                self._audit(request.id, user, "cancelled", action.target, f"could not post: {exc}")
+                return Reply(
+                    f"I couldn't post the release message here ({exc}), so nothing was done."
+                )
+        self.store.set_message(request.id, ts, shown=request.msg_version)
+        await self.converge(request.id)  # it may have changed while the post was on its way
         if policy.approvals == 0:
             return await self._execute(request.id, user)
         return None
@@ -358,7 +366,7 @@ class Workflow:
         counted = len(authz.counted_approvers(rules.role_map, policy, request))
         if counted >= policy.approvals:
             return await self._execute(request.id, user)
-        await self._refresh(request, policy, rules)
+        await self.converge(request.id)
         missing = policy.approvals - counted
         return Reply(f"Approval recorded. #{request.id} needs {missing} more.")
 
@@ -378,7 +386,7 @@ class Workflow:
         if not self._move(request.id, Event.REJECT, by=user):
             return Reply(f"Request #{request.id} was decided a moment ago; nothing to reject.")
         self._audit(request.id, user, "rejected", request.action.target)
-        await self._finish_message(request.id)
+        await self.converge(request.id)
         return None
 
     async def _expire_if_due(self, request_id: int) -> bool:
@@ -389,7 +397,7 @@ class Workflow:
         if not self._move(request_id, Event.EXPIRE):
             return False
         self._audit(request_id, BOT_ACTOR, "expired", request.action.target)
-        await self._finish_message(request_id)
+        await self.converge(request_id)
         return True
 
     # --- housekeeping ------------------------------------------------------------------
@@ -455,7 +463,7 @@ class Workflow:
         self._audit(
             request.id, BOT_ACTOR, prefix + outcome.state, request.action.target, outcome.headline
         )
-        await self._finish_message(request.id)
+        await self.converge(request.id)
         await self._rolled_back(request.id)
         return 1
 
@@ -472,7 +480,7 @@ class Workflow:
         action = request.action
         self._audit(request_id, user, "executing", action.target)
         # Show "promoting now" while the provider works, not before it starts.
-        showing = asyncio.create_task(self._refresh(request, self.policy(action)))
+        showing = asyncio.create_task(self.converge(request_id))
 
         def renew(until: datetime) -> bool:
             return self.store.renew(request_id, self.owner, until)
@@ -515,7 +523,7 @@ class Workflow:
             event = f"late outcome: {outcome.state}"
         self._audit(request_id, BOT_ACTOR, event, action.target, outcome.headline)
         await showing  # the final update must come after the "promoting now" one
-        await self._finish_message(request_id)
+        await self.converge(request_id)
         await self._rolled_back(request_id)
         return None
 
@@ -543,30 +551,87 @@ class Workflow:
 
     # --- messages and audit ------------------------------------------------------------
 
-    async def _refresh(
-        self, request: Request, policy: Policy, rules: Rules | None = None
-    ) -> render.RequestView | None:
-        """Show the request's current state on its release message."""
-        if request.message_ts is None:
-            return None
-        view = render.request_view(request, policy, (rules or self.rules).role_map)
-        try:
-            await self.chat.update_request(request.channel, request.message_ts, view)
-        except ChatError as exc:
-            log.warning("could not update the message of #%s: %s", request.id, exc)
-        return view
+    async def converge(self, request_id: int) -> bool:
+        """Make Slack show what the store holds: the release message (and any copy of it) at
+        the stored version and, once the request has ended, its outcome in the thread, once.
+        A failure is recorded and tried again by `deliver_due` with backoff; True if Slack
+        shows the latest now."""
+        async with self._message_locks.setdefault(request_id, asyncio.Lock()):
+            for _ in range(3):  # again if it changed while Slack was being told
+                request = self.store.get(request_id)
+                if request is None or request.message_ts is None:
+                    return True
+                version = request.msg_version
+                view = render.request_view(
+                    request, self.policy(request.action), self.rules.role_map
+                )
+                thread = False
+                try:
+                    for ts in (request.message_ts, *request.copies):
+                        await self.chat.update_request(request.channel, ts, view)
+                    if request.state.is_final and self.store.claim_thread(request_id):
+                        thread = True
+                        await self.chat.post_in_thread(request.channel, request.message_ts, view)
+                except ChatError as exc:
+                    if thread and exc.maybe_done:  # never post an outcome twice: count it
+                        log.warning(
+                            "the outcome of #%s may not have reached its thread: %s",
+                            request_id,
+                            exc,
+                        )
+                    elif thread:
+                        self.store.release_thread(request_id)
+                    self._message_failed(request_id, exc)
+                    return False
+                self.store.message_shown(request_id, version, thread=thread)
+                current = self.store.get(request_id)
+                if current is None or current.msg_version == version:
+                    return True
+            return False
 
-    async def _finish_message(self, request_id: int) -> None:
-        """Show the final state on the release message and tell the thread."""
-        request = self.store.get(request_id)
-        if request is None or request.message_ts is None:
-            return
-        view = await self._refresh(request, self.policy(request.action))
-        assert view is not None
+    def _message_failed(self, request_id: int, exc: ChatError) -> None:
+        now = self.clock()
+
+        def next_try(attempts: int) -> datetime:
+            delay = min(2.0**attempts, MESSAGE_BACKOFF_CAP)
+            return now + timedelta(seconds=max(delay, exc.retry_after or 0.0))
+
+        attempts = self.store.message_failed(request_id, next_try)
+        if attempts == 1:
+            log.warning("Slack did not take the message of #%s (%s); trying again", request_id, exc)
+
+    async def deliver_due(self) -> int:
+        """Bring every message that lags behind the store up to date (after Slack failed,
+        or a restart); how many are now current."""
+        done = 0
+        for request_id in self.store.messages_due(self.clock()):
+            done += await self.converge(request_id)
+        return done
+
+    async def _posted_after_all(self, request: Request, exc: ChatError) -> str | None:
+        """A post whose fate is unclear (reset after sending, a timeout) is not sent blindly
+        again: if Slack shows it, it is adopted."""
+        if not exc.maybe_done:
+            return None
         try:
-            await self.chat.post_in_thread(request.channel, request.message_ts, view)
-        except ChatError as exc:
-            log.warning("could not post the outcome of #%s: %s", request.id, exc)
+            return await self.chat.find_request(request.channel, request.id)
+        except ChatError as again:
+            log.warning("could not look for the release message of #%s: %s", request.id, again)
+            return None
+
+    async def adopt(self, request_id: int, channel: str, ts: str) -> bool:
+        """A click revealed a copy of the release message (a post retried after its answer was
+        lost): keep it in step with the request from now on."""
+        request = self.store.get(request_id)
+        if request is None or channel != request.channel:
+            return False
+        if request.message_ts is None:
+            self.store.set_message(request_id, ts)
+        elif not self.store.add_copy(request_id, ts):
+            return False
+        log.info("adopted a copy of the release message of #%s (%s)", request_id, ts)
+        await self.converge(request_id)
+        return True
 
     async def _rolled_back(self, request_id: int) -> None:
         """When a rollback succeeded: record it against the request it undid, and show
@@ -578,7 +643,8 @@ class Workflow:
         if undone is None:
             return
         self._audit(undone.id, BOT_ACTOR, "rolled back", undone.action.target, f"by #{request.id}")
-        await self._refresh(undone, self.policy(undone.action))
+        self.store.touch_message(undone.id)
+        await self.converge(undone.id)
 
     def _audit(
         self, request_id: int | None, actor: str, event: str, target: str | None, detail: str = ""

@@ -179,6 +179,20 @@ class SqliteStore:
         for column in ("thing", "lease_owner", "lease_until"):  # a database from before them
             self._add_column("requests", column, "TEXT")
         self._add_column("requests", "rolls_back", "INTEGER")  # from before rollbacks
+        # What Slack must show converges to the stored truth: every change bumps msg_version,
+        # the sender records the version it delivered (msg_shown), and the outcome's thread
+        # reply is owed once the request ends (thread_posted).
+        for column, kind in (
+            ("msg_version", "INTEGER NOT NULL DEFAULT 1"),
+            ("msg_shown", "INTEGER NOT NULL DEFAULT 0"),
+            ("thread_posted", "INTEGER NOT NULL DEFAULT 0"),
+            ("msg_attempts", "INTEGER NOT NULL DEFAULT 0"),
+            ("msg_next_at", "TEXT"),
+            ("copies", "TEXT NOT NULL DEFAULT '[]'"),
+        ):
+            if self._add_column("requests", column, kind) and column == "thread_posted":
+                with self.db.conn:  # what ended before is shown already: owe nothing for it
+                    self.db.execute("UPDATE requests SET thread_posted = 1, msg_shown = 1")
         with self.db.conn:
             self.db.execute(
                 "CREATE INDEX IF NOT EXISTS requests_rolls_back ON requests (rolls_back)"
@@ -191,15 +205,18 @@ class SqliteStore:
                 f" WHERE state IN ({_OPEN_SQL})"
             )
 
-    def _add_column(self, table: str, column: str, kind: str) -> None:
+    def _add_column(self, table: str, column: str, kind: str) -> bool:
+        """Add a column a database from before it lacks; True if this call added it."""
         if column in {c.name for c in self.db[table].columns}:
-            return
+            return False
         try:
             with self.db.conn:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         except sqlite3.OperationalError as exc:  # another process added it just now
             if "duplicate column" not in str(exc):
                 raise
+            return False
+        return True
 
     def close(self) -> None:
         self.db.close()
@@ -290,9 +307,89 @@ class SqliteStore:
         ids = [row["id"] for row in self.db.query(sql + " ORDER BY id", params)]
         return [r for r in (self.get(i) for i in ids) if r is not None]
 
-    def set_message(self, request_id: int, ts: str) -> None:
+    def set_message(self, request_id: int, ts: str, *, shown: int | None = None) -> None:
+        """Record the release message's ts (and the version it showed when posted)."""
         with self.db.conn:
-            self.db.execute("UPDATE requests SET message_ts = ? WHERE id = ?", [ts, request_id])
+            self.db.execute(
+                "UPDATE requests SET message_ts = ?, msg_shown = MAX(msg_shown, COALESCE(?, 0))"
+                " WHERE id = ?",
+                [ts, shown, request_id],
+            )
+
+    def add_copy(self, request_id: int, ts: str) -> bool:
+        """Adopt another copy of the release message (a post that was retried); it is kept in
+        step with the request from now on. False if it is known already."""
+        request = self.get(request_id)
+        if request is None or ts == request.message_ts or ts in request.copies:
+            return False
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET copies = ?, msg_version = msg_version + 1 WHERE id = ?",
+                [json.dumps([*request.copies, ts]), request_id],
+            )
+        return True
+
+    def touch_message(self, request_id: int) -> None:
+        """Something shown on the release message changed outside the request's own row."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET msg_version = msg_version + 1 WHERE id = ?", [request_id]
+            )
+
+    def messages_due(self, now: datetime) -> list[int]:
+        """Requests whose release message (or outcome reply) lags behind what is stored."""
+        finals = ", ".join(f"'{s.value}'" for s in State if s.is_final)
+        rows = self.db.query(
+            "SELECT id FROM requests WHERE message_ts IS NOT NULL"
+            f" AND (msg_version > msg_shown OR (state IN ({finals}) AND thread_posted = 0))"
+            " AND (msg_next_at IS NULL OR msg_next_at <= ?) ORDER BY id",
+            [_utc(now)],
+        )
+        return [row["id"] for row in rows]
+
+    def message_shown(self, request_id: int, version: int, *, thread: bool = False) -> None:
+        """Slack shows `version` (and the outcome's reply, if `thread`)."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET msg_shown = MAX(msg_shown, ?), msg_attempts = 0,"
+                " msg_next_at = NULL, thread_posted = CASE WHEN ? THEN 1 ELSE thread_posted END"
+                " WHERE id = ?",
+                [version, int(thread), request_id],
+            )
+
+    def message_failed(self, request_id: int, next_try: Callable[[int], datetime]) -> int:
+        """Slack refused or failed: count the attempt and try again at `next_try(attempts)`;
+        how many attempts so far."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET msg_attempts = msg_attempts + 1 WHERE id = ?", [request_id]
+            )
+            row = next(
+                self.db.query("SELECT msg_attempts FROM requests WHERE id = ?", [request_id])
+            )
+            attempts = int(row["msg_attempts"])
+            self.db.execute(
+                "UPDATE requests SET msg_next_at = ? WHERE id = ?",
+                [_utc(next_try(attempts)), request_id],
+            )
+        return attempts
+
+    def claim_thread(self, request_id: int) -> bool:
+        """Take the duty of posting the outcome's thread reply (compare-and-set): once."""
+        with self.db.conn:
+            cursor = self.db.execute(
+                "UPDATE requests SET thread_posted = 2 WHERE id = ? AND thread_posted = 0",
+                [request_id],
+            )
+        return cursor.rowcount == 1
+
+    def release_thread(self, request_id: int) -> None:
+        """The reply certainly did not reach Slack: it is owed again."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET thread_posted = 0 WHERE id = ? AND thread_posted = 2",
+                [request_id],
+            )
 
     def add_approval(self, request_id: int, user: str, at: datetime) -> bool:
         with self.db.conn:
@@ -302,6 +399,10 @@ class SqliteStore:
                 " (SELECT 1 FROM requests WHERE id = ? AND state IN (?, ?))",
                 [request_id, user, at.isoformat(), request_id, State.PENDING, State.APPROVED],
             )
+            if cursor.rowcount == 1:
+                self.db.execute(
+                    "UPDATE requests SET msg_version = msg_version + 1 WHERE id = ?", [request_id]
+                )
         return cursor.rowcount == 1
 
     def transition(
@@ -428,7 +529,7 @@ class SqliteStore:
             cursor = self.db.execute(
                 "UPDATE requests SET state = ?, updated_at = ?,"
                 " decided_by = COALESCE(?, decided_by), outcome = COALESCE(?, outcome),"
-                " lease_owner = ?, lease_until = ?"
+                " lease_owner = ?, lease_until = ?, msg_version = msg_version + 1"
                 f" WHERE id = ? AND state IN ({marks})",
                 [
                     to.value,
@@ -517,4 +618,6 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         decided_by=row["decided_by"],
         approvals=approvals,
         rolls_back=row.get("rolls_back"),
+        msg_version=row.get("msg_version", 1),
+        copies=json.loads(row.get("copies") or "[]"),
     )

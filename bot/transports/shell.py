@@ -90,7 +90,10 @@ class ShellChat:
         self.write = write
         self._shown: dict[str, str] = {}
 
-    async def post_request(self, channel: str, view: RequestView) -> str:
+    async def find_request(self, channel: str, request_id: int) -> str | None:
+        return None  # a terminal never loses a post
+
+    async def post_request(self, channel: str, view: RequestView, *, request_id: int) -> str:
         self.write(release_text(view))
         ts = str(view.request_id)
         self._shown[ts] = view.status

@@ -1,8 +1,13 @@
-"""The `Chat` port on Slack's Web API, through slack-sdk's AsyncWebClient."""
+"""The `Chat` port on Slack's Web API, through slack-sdk's AsyncWebClient.
+
+Release messages carry Slack message metadata naming their request, so a post whose answer was
+lost can be found again (`find_request`) instead of being posted twice.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -13,13 +18,22 @@ from bot.core.ports import ChatError
 from bot.core.render import RequestView
 from bot.transports.slack import blocks
 
+REQUEST_EVENT = "promote_bot_request"  # the metadata event type of a release message
+OUTCOME_EVENT = "promote_bot_outcome"  # ... and of an outcome posted in its thread
+SEARCH_DEPTH = 100  # how many recent messages of a channel are looked through
+
 _EXPLAIN = {
     "not_in_channel": "I'm not in this channel: add me with /invite @promote-bot",
     "channel_not_found": "I can't see this channel: add me with /invite @promote-bot",
     "is_archived": "this channel is archived",
     "invalid_auth": "Slack rejected SLACK_BOT_TOKEN",
     "missing_scope": "the Slack app lacks a scope it needs (reinstall it from manifest.yml)",
+    "ratelimited": "Slack is rate-limiting the bot",
 }
+
+
+def _metadata(event_type: str, request_id: int) -> dict[str, Any]:
+    return {"event_type": event_type, "event_payload": {"request_id": request_id}}
 
 
 class SlackChat:
@@ -30,18 +44,50 @@ class SlackChat:
         try:
             return await call
         except SlackApiError as exc:
-            code = str(exc.response.get("error", "unknown_error"))
-            raise ChatError(_EXPLAIN.get(code, f"Slack said {code}")) from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            response = exc.response
+            code = str(response.get("error", "unknown_error"))
+            status = getattr(response, "status_code", 200)
+            retry_after = None
+            if code == "ratelimited" or status == 429:
+                try:
+                    retry_after = float(response.headers.get("Retry-After", "30"))
+                except (TypeError, ValueError):
+                    retry_after = 30.0
+            raise ChatError(
+                _EXPLAIN.get(code, f"Slack said {code} (HTTP {status})"),
+                maybe_done=status >= 500,  # Slack may have done it before failing
+                retry_after=retry_after,
+            ) from None
+        except aiohttp.ClientConnectorError as exc:  # never reached Slack
             raise ChatError(f"Slack could not be reached ({type(exc).__name__})") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:  # sent; the answer was lost
+            raise ChatError(
+                f"Slack did not answer ({type(exc).__name__})", maybe_done=True
+            ) from None
 
-    async def post_request(self, channel: str, view: RequestView) -> str:
+    async def post_request(self, channel: str, view: RequestView, *, request_id: int) -> str:
         response = await self._call(
             self.client.chat_postMessage(
-                channel=channel, text=view.summary, blocks=blocks.release_message(view)
+                channel=channel,
+                text=view.summary,
+                blocks=blocks.release_message(view),
+                metadata=_metadata(REQUEST_EVENT, request_id),
             )
         )
         return str(response["ts"])
+
+    async def find_request(self, channel: str, request_id: int) -> str | None:
+        response = await self._call(
+            self.client.conversations_history(
+                channel=channel, limit=SEARCH_DEPTH, include_all_metadata=True
+            )
+        )
+        for message in response.get("messages") or []:
+            meta = message.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if meta.get("event_type") == REQUEST_EVENT and payload.get("request_id") == request_id:
+                return str(message["ts"])
+        return None
 
     async def update_request(self, channel: str, ts: str, view: RequestView) -> None:
         await self._call(
@@ -54,6 +100,14 @@ class SlackChat:
         text, reply_blocks = blocks.thread_reply(view)
         await self._call(
             self.client.chat_postMessage(
-                channel=channel, thread_ts=ts, text=text, blocks=reply_blocks
+                channel=channel,
+                thread_ts=ts,
+                text=text,
+                blocks=reply_blocks,
+                metadata=_metadata(OUTCOME_EVENT, view.request_id),
             )
         )
+
+    async def tell(self, channel: str, user: str, text: str) -> None:
+        """An answer only `user` sees in `channel`, when their response_url failed."""
+        await self._call(self.client.chat_postEphemeral(channel=channel, user=user, text=text))
