@@ -42,6 +42,7 @@ from bot.providers.registry import PROVIDERS
 from bot.providers.spec import SettingError
 from bot.store import SqliteStore
 from bot.transports.slack.app import create_app, identify
+from bot.transports.slack.app import web_app as slack_web_app
 from bot.transports.slack.chat import SlackChat
 from bot.transports.slack.groups import SlackGroups
 from bot.transports.slack.inbox import Inbox
@@ -142,7 +143,7 @@ async def start_slack_bot(
     )
     await live.refresh_groups()  # a failure is logged; the groups' members get no roles yet
     secret = settings.slack_signing_secret
-    inbox = Inbox(workflow)
+    inbox = Inbox(workflow, identity, SlackChat(client).tell)
     app = create_app(
         workflow,
         identity=identity,
@@ -258,7 +259,7 @@ async def serve(settings: Settings) -> None:
                 await handler.close_async()  # Slack sends new work to the other connections
             await _finish_in_flight(bot.workflow, within)
         else:
-            web_app = bot.app.web_app(path=SLACK_PATH, port=settings.port)
+            web_app = slack_web_app(bot.app, SLACK_PATH, settings.port)
             stopping = asyncio.Event()
             web_app.middlewares.append(_refusing_while(stopping))
             async with WebServer(web_app, host="0.0.0.0", port=settings.port) as server:

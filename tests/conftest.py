@@ -22,6 +22,7 @@ from bot.sandbox.slack import FakeSlack
 from bot.sandbox.slack_requests import SlackSender
 from bot.sandbox.whop import FakeWhop
 from bot.sandbox.znyx import FakeZnyx
+from bot.transports.slack.app import web_app as slack_web_app
 from bot.web import WebServer, listening_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -280,7 +281,7 @@ async def world(
             "asc_private_key_path": None,
         }
         bot = await start_slack_bot(settings, provider_settings)
-        web_app = bot.app.web_app(path=SLACK_PATH)
+        web_app = slack_web_app(bot.app, SLACK_PATH)
         async with WebServer(web_app) as bot_server:
             sender = SlackSender(bot_server.url, SIGNING_SECRET, slack_server.url)
             try:

@@ -619,6 +619,14 @@ class Workflow:
             log.warning("could not look for the release message of #%s: %s", request.id, again)
             return None
 
+    def refuse_click(self, user: str, request_id: int, why: str) -> None:
+        """A click that is not for this request from this installation: no effect, but
+        logged and audited."""
+        log.warning("refused a click by %s on #%s: it came from %s", user, request_id, why)
+        request = self.store.get(request_id)
+        target = request.action.target if request else None
+        self._audit(request_id if request else None, user, "click refused", target, why)
+
     async def adopt(self, request_id: int, channel: str, ts: str) -> bool:
         """A click revealed a copy of the release message (a post retried after its answer was
         lost): keep it in step with the request from now on."""

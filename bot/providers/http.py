@@ -12,7 +12,7 @@ import asyncio
 import email.utils
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -31,6 +31,7 @@ from bot.core.errors import (
     ProviderUncertain,
     ProviderUnreachable,
 )
+from bot.core.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,9 @@ class ProviderHTTP:
         self.scope = scope
         self.error_detail = error_detail
         self.retry = retry or RetryPolicy()
+        # What this client sends as credentials: never repeated in what it reports.
+        self.secrets = [v for k, v in (headers or {}).items() if k.lower() == "authorization"]
+        self.secrets += [v.split(" ", 1)[-1] for v in self.secrets]
         self.sleep = sleep
         self.client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
@@ -162,7 +166,7 @@ class ProviderHTTP:
                     await self.sleep(self.retry.delay(attempt))
                     continue
                 raise ProviderUnreachable(
-                    self.name, f"{self.name} could not be reached ({_kind(exc)})"
+                    self.name, f"{self.name} could not be reached ({_kind(exc, self.secrets)})"
                 ) from exc
             except httpx.TimeoutException as exc:
                 if idempotent and not last:
@@ -178,7 +182,8 @@ class ProviderHTTP:
                     continue
                 raise ProviderUncertain(
                     self.name,
-                    f"the connection to {self.name} dropped before it answered ({_kind(exc)})",
+                    f"the connection to {self.name} dropped before it answered "
+                    f"({_kind(exc, self.secrets)})",
                 ) from exc
             status = response.status_code
             if status < 400:
@@ -207,7 +212,7 @@ class ProviderHTTP:
                 "{name} had a server error" if status >= 500 else "{name} refused the request"
             )
         text = template.format(name=self.name, credential=self.credential, scope=self.scope)
-        detail = _safe_detail(self.error_detail, response)
+        detail = _safe_detail(self.error_detail, response, self.secrets)
         message = f"{text} (HTTP {status}{': ' + detail if detail else ''})"
         if status >= 500:
             cls: type[ProviderError] = ProviderServerError
@@ -216,13 +221,15 @@ class ProviderHTTP:
         return cls(self.name, message, status=status)
 
 
-def _kind(exc: Exception) -> str:
-    text = str(exc)
+def _kind(exc: Exception, secrets: Iterable[str] = ()) -> str:
+    text = redact(str(exc), secrets)
     return text[:120] if text else type(exc).__name__
 
 
 def _safe_detail(
-    extract: Callable[[httpx.Response], str | None], response: httpx.Response
+    extract: Callable[[httpx.Response], str | None],
+    response: httpx.Response,
+    secrets: Iterable[str] = (),
 ) -> str | None:
     try:
         detail = extract(response)
@@ -230,7 +237,8 @@ def _safe_detail(
         detail = None
     if detail is None:
         return None
-    detail = " ".join(str(detail).split())
+    # Some APIs echo the request's headers back: the credential must not travel on.
+    detail = redact(" ".join(str(detail).split()), secrets)
     return detail[:300] + ("…" if len(detail) > 300 else "")
 
 

@@ -28,6 +28,26 @@ class SlackCall:
 
 
 @dataclass
+class Failure:
+    """How the fake fails a method: Slack's `ok: false` with `error`, an HTTP `status` (429 with
+    `retry_after`), `reset` (does the work, then drops the connection before answering) or
+    `hang` (seconds before answering); `times` calls, or until `until` (time.monotonic())."""
+
+    error: str | None = None
+    status: int = 200
+    retry_after: int | None = None
+    reset: bool = False
+    hang: float = 0.0
+    times: int | None = 1
+    until: float | None = None
+
+    def applies(self) -> bool:
+        if self.until is not None:
+            return time.monotonic() < self.until
+        return self.times is None or self.times > 0
+
+
+@dataclass
 class FakeSlack:
     token: str = "xoxb-test-token"
     bot_user_id: str = "UPROMOTEBOT"
@@ -36,6 +56,10 @@ class FakeSlack:
     usergroups: dict[str, list[str]] = field(default_factory=dict)  # user group id → user ids
     usergroups_error: str | None = None  # e.g. "ratelimited": usergroups.users.list fails so
     calls: list[SlackCall] = field(default_factory=list)
+    app_id: str = "A0PROMOTE"
+    bot_id: str = "BPROMOTEBOT"
+    messages: dict[str, list[dict]] = field(default_factory=dict)  # channel → what it shows
+    failures: dict[str, Failure] = field(default_factory=dict)  # method → how it fails now
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Event | None = None
 
@@ -44,7 +68,46 @@ class FakeSlack:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)  # slack-sdk GETs some read methods
         app.router.add_post("/response/{key}", self._response_url)
+        app.router.add_get("/_fake/release/{request_id}", self._release)  # for test senders
         return app
+
+    async def _release(self, request: web.Request) -> web.Response:
+        """Where the latest release message of a request is: what a click on it carries."""
+        found = self.release_messages(int(request.match_info["request_id"]))
+        if not found:
+            return web.json_response({}, status=404)
+        last = found[-1]
+        return web.json_response(
+            {"channel": last["channel"], "ts": last["ts"], "bot_id": last.get("bot_id")}
+        )
+
+    def fail(self, method: str, **how: object) -> Failure:
+        """Make `method` (or "response_url") fail as `Failure(**how)` says."""
+        failure = Failure(**how)  # type: ignore[arg-type]
+        self.failures[method] = failure
+        return failure
+
+    def shown(self, channel: str, ts: str) -> dict | None:
+        """The message at `ts` as the channel shows it now (after its updates)."""
+        return next((m for m in self.messages.get(channel, []) if m["ts"] == ts), None)
+
+    def release_messages(self, request_id: int) -> list[dict]:
+        """Every top-level message with a button (or metadata) for `request_id`."""
+        found = []
+        for channel, messages in self.messages.items():
+            for m in messages:
+                meta = (m.get("metadata") or {}).get("event_payload") or {}
+                values = [
+                    e.get("value")
+                    for b in m.get("blocks") or []
+                    if b.get("type") == "actions"
+                    for e in b.get("elements", [])
+                ]
+                if "thread_ts" not in m and (
+                    meta.get("request_id") == request_id or str(request_id) in values
+                ):
+                    found.append({**m, "channel": channel})
+        return found
 
     def response_url(self, base_url: str, key: str = "1") -> str:
         return f"{base_url}/response/{key}"
@@ -76,6 +139,11 @@ class FakeSlack:
         args = await _args(request)
         token = token or args.pop("token", None)
         self._record(method, args, token)
+        failure = self.failures.get(method)
+        if failure is not None and failure.applies():
+            if failure.times is not None:
+                failure.times -= 1
+            return await self._fail(request, method, args, failure)
         if token != self.token:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if method == "auth.test":
@@ -87,7 +155,8 @@ class FakeSlack:
                     "user": "promote-bot",
                     "team_id": self.team_id,
                     "user_id": self.bot_user_id,
-                    "bot_id": "BPROMOTEBOT",
+                    "bot_id": self.bot_id,
+                    "app_id": self.app_id,
                 }
             )
         if method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
@@ -98,9 +167,12 @@ class FakeSlack:
                 return web.json_response({"ok": False, "error": "not_in_channel"})
             if method == "chat.postEphemeral":
                 return web.json_response({"ok": True, "message_ts": self._next_ts()})
-            ts = args.get("ts") if method == "chat.update" else self._next_ts()
-            message = {"text": args.get("text"), "blocks": args.get("blocks"), "ts": ts}
-            return web.json_response({"ok": True, "channel": channel, "ts": ts, "message": message})
+            return web.json_response(self._post_or_update(method, channel, args))
+        if method == "conversations.history":
+            channel = args.get("channel", "")
+            limit = int(args.get("limit") or 100)
+            top = [m for m in self.messages.get(channel, []) if "thread_ts" not in m]
+            return web.json_response({"ok": True, "messages": list(reversed(top))[:limit]})
         if method == "usergroups.users.list":
             if self.usergroups_error is not None:
                 return web.json_response({"ok": False, "error": self.usergroups_error})
@@ -112,10 +184,56 @@ class FakeSlack:
             return web.json_response({"ok": True, "users": list(self.usergroups[group])})
         return web.json_response({"ok": False, "error": "unknown_method"})
 
+    def _post_or_update(self, method: str, channel: str, args: dict) -> dict:
+        """Do what chat.postMessage or chat.update does to the channel; Slack's answer."""
+        shown = self.messages.setdefault(channel, [])
+        if method == "chat.update":
+            message = self.shown(channel, str(args.get("ts")))
+            if message is None:
+                return {"ok": False, "error": "message_not_found"}
+            message.update(text=args.get("text"), blocks=args.get("blocks"))
+        else:
+            meta = args.get("metadata")
+            message = {
+                "type": "message",
+                "ts": self._next_ts(),
+                "text": args.get("text"),
+                "blocks": args.get("blocks"),
+                "bot_id": self.bot_id,
+                "app_id": self.app_id,
+                "metadata": json.loads(meta) if isinstance(meta, str) else meta,
+            }
+            if args.get("thread_ts"):
+                message["thread_ts"] = args["thread_ts"]
+            shown.append(message)
+        return {"ok": True, "channel": channel, "ts": message["ts"], "message": message}
+
+    async def _fail(
+        self, request: web.Request, method: str, args: dict, failure: Failure
+    ) -> web.StreamResponse:
+        if failure.hang:
+            await asyncio.sleep(failure.hang)
+        if failure.reset:
+            if method in ("chat.postMessage", "chat.update") and args.get("channel"):
+                self._post_or_update(method, args["channel"], args)  # done, answer lost
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)  # never sent: the connection is gone
+        headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else {}
+        error = failure.error or ("ratelimited" if failure.status == 429 else "internal_error")
+        return web.json_response(
+            {"ok": False, "error": error}, status=failure.status, headers=headers
+        )
+
     async def _response_url(self, request: web.Request) -> web.Response:
         args = await _args(request)
         args["key"] = request.match_info["key"]
         self._record("response_url", args, None)
+        failure = self.failures.get("response_url")
+        if failure is not None and failure.applies():
+            if failure.times is not None:
+                failure.times -= 1
+            return await self._fail(request, "response_url", args, failure)
         return web.Response(text="ok")
 
     def _next_ts(self) -> str:
@@ -130,7 +248,7 @@ async def _args(request: web.Request) -> dict:
     if request.content_type == "application/json":
         return json.loads(raw) if raw else {}
     args: dict = dict(parse_qsl(raw))
-    for key in ("blocks", "attachments"):
+    for key in ("blocks", "attachments", "metadata"):
         if isinstance(args.get(key), str):
             args[key] = json.loads(args[key])
     return args

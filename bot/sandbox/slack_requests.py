@@ -63,19 +63,28 @@ class SlackSender:
         )
 
     def click_body(
-        self, action_id: str, value: str, user: str, channel: str = "CRELEASES", ts: str = "1"
+        self,
+        action_id: str,
+        value: str,
+        user: str,
+        channel: str = "CRELEASES",
+        ts: str = "1",
+        *,
+        bot_id: str | None = "BPROMOTEBOT",
+        team: str = "T0TEST",
+        app: str = "A0PROMOTE",
     ) -> str:
         n = next(_trigger)
         payload = {
             "type": "block_actions",
-            "user": {"id": user, "username": user.lower(), "team_id": "T0TEST"},
-            "api_app_id": "A0PROMOTE",
+            "user": {"id": user, "username": user.lower(), "team_id": team},
+            "api_app_id": app,
             "token": "legacy-verification-token",
             "container": {"type": "message", "message_ts": ts, "channel_id": channel},
             "trigger_id": f"{n}.{_RUN}",
-            "team": {"id": "T0TEST", "domain": "test"},
+            "team": {"id": team, "domain": "test"},
             "channel": {"id": channel, "name": "releases"},
-            "message": {"type": "message", "ts": ts, "text": "release"},
+            "message": {"type": "message", "ts": ts, "text": "release", "bot_id": bot_id},
             "response_url": f"{self.response_base}/response/click{n}",
             "actions": [
                 {
@@ -92,5 +101,18 @@ class SlackSender:
     async def command(self, text: str, user: str, channel: str = "CRELEASES") -> httpx.Response:
         return await self.post(self.command_body(text, user, channel))
 
-    async def click(self, action_id: str, request_id: int | str, user: str) -> httpx.Response:
-        return await self.post(self.click_body(action_id, str(request_id), user))
+    async def click(
+        self, action_id: str, request_id: int | str, user: str, **where: str
+    ) -> httpx.Response:
+        """Click a button of request `request_id`'s release message, as the fake Slack shows
+        it (its channel and ts); `where` overrides them (channel, ts, bot_id, team, app)."""
+        found = await self._release(request_id) if "ts" not in where else {}
+        args = {**found, **where}
+        return await self.post(self.click_body(action_id, str(request_id), user, **args))
+
+    async def _release(self, request_id: int | str) -> dict[str, str]:
+        try:
+            response = await self.http.get(f"{self.response_base}/_fake/release/{request_id}")
+        except httpx.HTTPError:
+            return {}
+        return response.json() if response.status_code == 200 else {}

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from aiohttp import web
+from aiohttp.typedefs import Handler
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
@@ -22,7 +24,7 @@ from bot.config import ConfigError
 from bot.core.ports import StoreError
 from bot.core.workflow import Reply, Workflow
 from bot.transports.slack.blocks import APPROVE, REJECT, ROLLBACK
-from bot.transports.slack.inbox import Inbox, store_trouble
+from bot.transports.slack.inbox import Inbox, click_payload, store_trouble
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +74,36 @@ async def identify(client: AsyncWebClient) -> AuthorizeResult:
         raise ConfigError(
             f"SLACK_API_URL: Slack could not be reached at {client.base_url} ({type(exc).__name__})"
         ) from None
-    return AuthorizeResult.from_auth_test_response(
+    identity = AuthorizeResult.from_auth_test_response(
         auth_test_response=response, bot_token=client.token
     )
+    identity["app_id"] = response.get("app_id")  # clicks must come from this app
+    return identity
+
+
+def web_app(app: AsyncApp, path: str, port: int = 0) -> web.Application:
+    """Bolt's aiohttp app for `path`, answering every request below 500: a payload that makes
+    Bolt or a listener fail is a bad request (400, one log line), never a 500 and a traceback."""
+    application = app.web_app(path=path, port=port)
+
+    @web.middleware
+    async def below_500(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            log.warning("a request to %s could not be read: %r", request.path, exc)
+            return web.Response(status=400, text="promote-bot could not read this request")
+        if response.status >= 500 and response.status != 503:  # 503: shutting down, on purpose
+            log.warning(
+                "a request to %s failed in Bolt (%s); answered 400", request.path, response.status
+            )
+            return web.Response(status=400, text="promote-bot could not read this request")
+        return response
+
+    application.middlewares.append(below_500)
+    return application
 
 
 def create_app(
@@ -87,7 +116,7 @@ def create_app(
 ) -> AsyncApp:
     """The Slack app; `signing_secret` is None only for Socket Mode. Acknowledged work goes
     through `inbox`, so it survives the process (see bot/transports/slack/inbox.py)."""
-    inbox = inbox or Inbox(workflow)
+    inbox = inbox or Inbox(workflow, identity)
 
     async def authorize() -> AuthorizeResult:
         return identity
@@ -101,7 +130,10 @@ def create_app(
     )
 
     async def ack_command(ack: AsyncAck, command: dict[str, Any]) -> None:
-        checked = workflow.check(command["user_id"], command.get("text", ""))
+        if not isinstance(command.get("user_id"), str):
+            await ack(response_type="ephemeral", text="promote-bot could not read this command.")
+            return
+        checked = workflow.check(command["user_id"], str(command.get("text") or ""))
         if isinstance(checked, Reply):
             await ack(response_type="ephemeral", text=checked.text)
             return
@@ -122,6 +154,8 @@ def create_app(
 
     @_answering_errors
     async def run_command(body: dict[str, Any], respond: AsyncRespond) -> None:
+        if not isinstance(body.get("user_id"), str):
+            return  # answered with the ack
         if body.get("trigger_id"):
             await inbox.handle(body["trigger_id"], respond)
             return
@@ -130,15 +164,13 @@ def create_app(
             await _tell(respond, await workflow.run(body["user_id"], checked, body["channel_id"]))
 
     async def ack_click(ack: AsyncAck, body: dict[str, Any]) -> None:
-        actions = body.get("actions") or [{}]
-        payload = {
-            "user": (body.get("user") or {}).get("id"),
-            "request_id": _request_id(body),
-            "response_url": body.get("response_url"),
-        }
+        payload = click_payload(body)
+        actions = body.get("actions")
+        first = actions[0] if isinstance(actions, list) and actions else {}
+        action_id = first.get("action_id") if isinstance(first, dict) else None
         try:
-            if body.get("trigger_id"):
-                inbox.accept(body["trigger_id"], str(actions[0].get("action_id")), payload)
+            if body.get("trigger_id") and action_id:
+                inbox.accept(str(body["trigger_id"]), str(action_id), payload)
         except StoreError as exc:
             inbox.store_failed(exc)
         await ack()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -36,9 +36,44 @@ def store_trouble(exc: StoreError) -> str:
     )
 
 
+def click_payload(body: dict[str, Any]) -> dict[str, Any]:
+    """What the work after a click's ack needs, read defensively from any payload."""
+
+    def part(key: str) -> dict[str, Any]:
+        value = body.get(key)
+        return value if isinstance(value, dict) else {}
+
+    actions = body.get("actions")
+    action = (
+        actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
+    )
+    value = str(action.get("value", ""))
+    container = part("container")
+    return {
+        "user": part("user").get("id"),
+        "request_id": int(value) if value.isdecimal() and len(value) <= 12 else None,
+        "response_url": body.get("response_url"),
+        "team": part("team").get("id") or part("user").get("team_id"),
+        "app": body.get("api_app_id"),
+        "channel": part("channel").get("id") or container.get("channel_id"),
+        "message_ts": part("message").get("ts") or container.get("message_ts"),
+        "message_bot": part("message").get("bot_id"),
+    }
+
+
 class Inbox:
-    def __init__(self, workflow: Workflow) -> None:
+    def __init__(
+        self,
+        workflow: Workflow,
+        identity: Mapping[str, Any] | None = None,
+        tell_privately: Callable[[str, str, str], Awaitable[None]] | None = None,
+    ) -> None:
+        """`identity`: this installation (auth.test: team_id, app_id, bot_id); clicks from
+        elsewhere are refused. `tell_privately(channel, user, text)`: how to answer someone
+        whose response_url failed (chat.postEphemeral)."""
         self.workflow = workflow
+        self.identity = identity or {}
+        self.tell_privately = tell_privately
         self.clicks: dict[str, Decide] = {}  # action_id → what a click on it does
         self._store_failing = False
 
@@ -65,9 +100,10 @@ class Inbox:
             ):
                 if item["attempts"] > MAX_ATTEMPTS:
                     log.error("gave up on %s %s after %s attempts", item["kind"], key, MAX_ATTEMPTS)
-                    await tell(respond, Reply("promote-bot could not handle this; it is logged."))
+                    reply = Reply("promote-bot could not handle this; it is logged.")
                 else:
-                    await tell(respond, await self._do(item["kind"], payload))
+                    reply = await self._do(item["kind"], payload)
+                await self.answer(respond, payload, reply)
         except asyncio.CancelledError:  # shutting down past its deadline: left for another
             wf.store.inbox_renew(key, wf.owner, wf.clock())
             raise
@@ -83,6 +119,27 @@ class Inbox:
             self._store_failing = False
             log.warning("the database answers again")
 
+    async def answer(
+        self, respond: AsyncRespond, payload: dict[str, Any], reply: Reply | None
+    ) -> None:
+        """At the response_url; if that fails, by chat.postEphemeral to the same person in
+        the same channel; if that fails too, a log line naming the request."""
+        if reply is None or await tell(respond, reply):
+            return
+        channel, user = payload.get("channel"), payload.get("user")
+        if self.tell_privately is not None and channel and user:
+            try:
+                await self.tell_privately(channel, user, reply.text)
+                return
+            except Exception as exc:
+                log.warning("chat.postEphemeral failed too: %s", exc)
+        log.error(
+            "an answer for %s about request %s could not be delivered: %s",
+            user,
+            payload.get("request_id", "(a command)"),
+            reply.text[:200],
+        )
+
     async def _do(self, kind: str, payload: dict[str, Any]) -> Reply | None:
         wf = self.workflow
         user = payload["user"]
@@ -96,7 +153,35 @@ class Inbox:
             return Reply("That button is not one promote-bot knows.")
         if payload.get("request_id") is None:
             return Reply("That button carries no request number.")
-        return await decide(user, int(payload["request_id"]))
+        request_id = int(payload["request_id"])
+        refusal = await self._foreign(payload, request_id)
+        if refusal is not None:
+            wf.refuse_click(user, request_id, refusal)
+            return Reply(f"That button does nothing: it came from {refusal}.")
+        return await decide(user, request_id)
+
+    async def _foreign(self, payload: dict[str, Any], request_id: int) -> str | None:
+        """Why a click is not one for this request from this installation, or None. A copy of
+        the release message the bot itself posted (a retried post) is adopted instead."""
+        team, app = self.identity.get("team_id"), self.identity.get("app_id")
+        if payload.get("team") is not None and team and payload["team"] != team:
+            return f"another workspace ({payload['team']})"
+        if payload.get("app") is not None and app and payload["app"] != app:
+            return f"another app ({payload['app']})"
+        if "channel" not in payload:  # recorded before clicks carried their message
+            return None
+        request = self.workflow.store.get(request_id)
+        if request is None:
+            return None  # the workflow says there is no such request
+        if payload.get("channel") != request.channel:
+            return f"a channel that is not #{request_id}'s"
+        ts = payload.get("message_ts")
+        if ts in (request.message_ts, *request.copies):
+            return None
+        ours = payload.get("message_bot") and payload["message_bot"] == self.identity.get("bot_id")
+        if ts and ours and await self.workflow.adopt(request_id, request.channel, ts):
+            return None
+        return f"a message that is not #{request_id}'s release message"
 
     async def recover(self) -> int:
         """Do acknowledged work that nobody holds any more (its process died); how many."""
@@ -115,11 +200,17 @@ class Inbox:
             log.error("the database is failing: %s", exc)
 
 
-async def tell(respond: AsyncRespond, reply: Reply | None) -> None:
-    """An answer only the person who acted sees."""
+async def tell(respond: AsyncRespond, reply: Reply | None) -> bool:
+    """An answer only the person who acted sees, at the response_url; False if it failed."""
     if reply is None:
-        return
+        return True
     try:
-        await respond(text=reply.text, response_type="ephemeral", replace_original=False)
+        response = await respond(text=reply.text, response_type="ephemeral", replace_original=False)
     except Exception as exc:  # a dead response_url must not hide the work that was done
         log.warning("could not answer at the response_url: %s", type(exc).__name__)
+        return False
+    status = getattr(response, "status_code", 200)
+    if status >= 400:
+        log.warning("the response_url answered %s", status)
+        return False
+    return True

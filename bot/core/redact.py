@@ -1,0 +1,27 @@
+"""Credentials never leave in text: what a provider says is shown to people, stored in the
+audit log and logged, so anything shaped like a credential is cut out first. Pure."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+_PATTERNS = (
+    re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{6,}"),  # Authorization values
+    re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),  # a JWT
+    re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{4,}"),  # Slack tokens
+    re.compile(r"\bxapp-[A-Za-z0-9-]{4,}"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S),
+)
+REDACTED = "[redacted]"
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with the given secret values and credential-shaped strings replaced."""
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    for pattern in _PATTERNS:
+        text = pattern.sub(
+            lambda m: f"{m.group(1)} {REDACTED}" if m.re is _PATTERNS[0] else REDACTED, text
+        )
+    return text

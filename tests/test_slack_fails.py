@@ -1,0 +1,220 @@
+"""Slack fails too: every message converges to the stored truth, every answer reaches its
+person, and only clicks from this installation's own messages act. Fake Slack failing on a
+schedule; real HTTP throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from bot.core.model import State
+from bot.store import SqliteStore
+from bot.transports.slack.blocks import APPROVE, REJECT
+from tests.conftest import (
+    ALICE,
+    BOB,
+    DAVE,
+    WHOP_KEY,
+    Bot,
+    Fakes,
+    World,
+    block_text,
+    buttons,
+    serve_env,
+)
+
+
+def _live_buttons(world_slack, request_id: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """Approve/Reject buttons left on any copy of the request's release message."""
+    return [
+        action
+        for m in world_slack.release_messages(request_id)
+        for action, _ in buttons(m.get("blocks") or [])
+        if action in (APPROVE, REJECT)
+    ]
+
+
+async def _until(predicate, within: float) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 (several fakes and the store change here)
+            await asyncio.sleep(0.05)
+
+
+async def test_failing_updates_still_end_in_the_final_state(world: World) -> None:
+    await world.requested("znyx guardrails staging", ALICE)
+    world.slack.fail("chat.update", status=500, times=None)  # Slack keeps failing updates
+    world.slack.fail("chat.postMessage", error="internal_error", times=2)  # and the thread post
+    await world.sender.click(APPROVE, 1, BOB)
+    await _until(lambda: world.bot.store.get(1).state is State.SUCCEEDED, 10)  # type: ignore[union-attr]
+    assert _live_buttons(world.slack, 1) == [APPROVE, REJECT]  # what Slack still shows
+
+    del world.slack.failures["chat.update"]  # Slack recovers
+    recovered = time.monotonic()
+    workflow = world.bot.workflow
+    while _live_buttons(world.slack, 1) or not world.thread():
+        await asyncio.sleep(0.5)
+        await workflow.deliver_due()  # what `serve` runs every 2 s
+        assert time.monotonic() - recovered < 30
+    [message] = world.slack.release_messages(1)
+    assert "Promoted" in message["text"]
+    assert len(world.thread()) == 1  # the outcome, once
+    await workflow.deliver_due()
+    assert len(world.thread()) == 1
+
+
+async def test_a_rate_limited_update_waits_as_slack_asks(world: World) -> None:
+    await world.requested("znyx guardrails staging", ALICE)
+    world.slack.fail("chat.update", status=429, retry_after=1, times=1)
+    await world.sender.click(APPROVE, 1, BOB)
+    await world.slack.wait_for(lambda s: len(world.thread()) == 1, within=10)
+    await _until(lambda: not _live_buttons(world.slack, 1), 10)
+
+
+async def test_a_post_reset_after_slack_made_it_is_adopted_not_posted_twice(
+    world: World,
+) -> None:
+    world.slack.fail("chat.postMessage", reset=True, times=1)  # posted, but the answer is lost
+    response = await world.sender.command("znyx guardrails staging", ALICE)
+    assert response.status_code == 200
+    await world.slack.wait_for(lambda s: len(s.calls_to("conversations.history")) == 1)
+    await _until(lambda: world.bot.store.get(1).message_ts is not None, 5)  # type: ignore[union-attr]
+    assert len(world.slack.release_messages(1)) == 1  # found, not posted again
+    await world.sender.click(APPROVE, 1, BOB)
+    await world.slack.wait_for(lambda s: len(world.thread()) == 1)
+    await _until(lambda: not _live_buttons(world.slack, 1), 5)
+    assert world.bot.store.get(1).state is State.SUCCEEDED  # type: ignore[union-attr]
+
+
+async def test_a_copy_a_click_reveals_is_adopted_and_kept_in_step(world: World) -> None:
+    await world.requested("znyx guardrails staging", ALICE)
+    # A second copy of the release message (a post Slack made twice), by the bot itself.
+    copy = world.slack._post_or_update(
+        "chat.postMessage",
+        "CRELEASES",
+        {
+            "text": "copy",
+            "blocks": world.posted()[0]["blocks"],
+            "metadata": {"event_type": "promote_bot_request", "event_payload": {"request_id": 1}},
+        },
+    )
+    await world.sender.click(REJECT, 1, BOB, channel="CRELEASES", ts=copy["ts"])
+    await world.slack.wait_for(lambda s: len(world.thread()) == 1)
+    assert world.bot.store.get(1).state is State.REJECTED  # type: ignore[union-attr]
+    await _until(lambda: not _live_buttons(world.slack, 1), 5)  # both copies show the end
+    assert len(world.slack.release_messages(1)) == 2
+
+
+@pytest.mark.parametrize(
+    ("where", "why"),
+    [
+        ({"team": "T0OTHER"}, "another workspace (T0OTHER)"),
+        ({"app": "A0OTHER"}, "another app (A0OTHER)"),
+        ({"channel": "CELSEWHERE"}, "a channel that is not #1's"),
+        ({"channel": "CRELEASES", "ts": "1699999999.000001", "bot_id": "BSOMEONE"}, "not #1's"),
+    ],
+)
+async def test_a_click_from_elsewhere_has_no_effect(
+    world: World, where: dict[str, str], why: str
+) -> None:
+    await world.requested("znyx guardrails staging", ALICE)
+    before = len(world.told())
+    response = await world.sender.click(APPROVE, 1, BOB, **where)
+    assert response.status_code == 200
+    await world.slack.wait_for(lambda s: len(world.told()) == before + 1)
+    assert "That button does nothing" in world.told()[-1] and why in world.told()[-1]
+    request = world.bot.store.get(1)
+    assert request is not None and request.state is State.PENDING and request.approvals == []
+    refused = [e for e in world.bot.store.history(request_id=1) if e.event == "click refused"]
+    assert len(refused) == 1 and why in refused[0].detail
+    assert world.znyx.promote_calls == []
+
+
+async def test_a_failed_response_url_answer_arrives_by_post_ephemeral(world: World) -> None:
+    await world.requested("znyx guardrails staging", ALICE)
+    world.slack.fail("response_url", status=500, times=1)
+    await world.sender.click(APPROVE, 1, ALICE)  # her own approval doesn't count: she's told
+    await world.slack.wait_for(lambda s: len(s.calls_to("chat.postEphemeral")) == 1)
+    [ephemeral] = world.slack.calls_to("chat.postEphemeral")
+    assert ephemeral.args["user"] == ALICE and ephemeral.args["channel"] == "CRELEASES"
+    assert "your approval doesn't count" in ephemeral.args["text"]
+
+
+async def test_a_provider_echoing_the_token_leaves_it_nowhere(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    world.whop.fail_next(
+        400,
+        "invalid_request_error",
+        f"Bad request. Headers: Authorization: Bearer {WHOP_KEY}; x-api-key={WHOP_KEY}",
+    )
+    await world.requested(f"whop storefront {world.builds.ios_approved}", ALICE)
+    await world.sender.click(APPROVE, 1, DAVE)
+    await world.slack.wait_for(lambda s: len(world.thread()) == 1)
+    reply = block_text(world.thread()[0]["blocks"])
+    assert "Bad request" in reply and "[redacted]" in reply
+    everywhere = [
+        str([c.args for c in world.slack.calls]),
+        str(world.bot.store.history(limit=100)),
+        str(world.bot.store.get(1)),
+        caplog.text,
+    ]
+    assert not any(WHOP_KEY in text for text in everywhere)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"type": "block_actions", "actions": [], "user": {"id": "U0BOB"}}',
+        '{"type": "block_actions", "actions": [{}], "user": {"id": "U0BOB"}, "trigger_id": "x"}',
+        '{"type": "block_actions", "actions": [{"action_id": "promote_approve"}]}',
+        '{"type": "block_actions", "actions": "nope", "user": "U0BOB"}',
+        '{"type": "view_submission"}',
+        "[]",
+        "not json",
+    ],
+)
+async def test_every_signed_request_gets_an_answer_below_500(world: World, payload: str) -> None:
+    body = urlencode({"payload": payload})
+    response = await world.sender.post(body)
+    assert response.status_code < 500, response.text
+    assert "Traceback" not in response.text
+    for text in ("", "text=help&user_id=U0BOB", "command=%2Fpromote"):
+        response = await world.sender.post(text)
+        assert response.status_code < 500, response.text
+
+
+async def test_messages_converge_across_a_restart(
+    tmp_path: Path, fakes: tuple[Fakes, dict[str, str]]
+) -> None:
+    f, urls = fakes
+    env = serve_env(tmp_path, urls)
+    first = await Bot.start(env, urls["slack"])
+    await first.sender.command("znyx guardrails staging", ALICE)
+    await f.slack.wait_for(lambda s: len(s.release_messages(1)) == 1, within=10)
+    f.slack.fail("chat.update", status=500, times=None)
+    f.slack.fail("chat.postMessage", status=500, times=None)
+    await first.sender.click(APPROVE, 1, BOB)
+    await _until(lambda: SqliteStore(tmp_path / "shared.db").get(1).state is State.SUCCEEDED, 15)  # type: ignore[union-attr]
+    await first.stop(signal.SIGTERM)
+    f.slack.failures.clear()  # Slack recovers while the bot is down
+
+    second = await Bot.start(env, urls["slack"])
+    try:
+        await _until(lambda: not _live_buttons(f.slack, 1), 30)
+        await _until(
+            lambda: (
+                len([m for ms in f.slack.messages.values() for m in ms if "thread_ts" in m]) == 1
+            ),
+            30,
+        )
+    finally:
+        await second.stop()
+    [message] = f.slack.release_messages(1)
+    assert "Promoted" in message["text"]
