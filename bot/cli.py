@@ -10,10 +10,10 @@ import signal
 import sys
 import tempfile
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from bot.config import (
 from bot.core.policy import describe, pattern_for, policy_for
 from bot.core.ports import Provider
 from bot.core.rules import Rules
-from bot.core.workflow import Workflow
+from bot.core.workflow import Workflow, utc_now
 from bot.live import LiveRules
 from bot.providers.registry import PROVIDERS
 from bot.providers.spec import SettingError
@@ -87,9 +87,13 @@ class SlackBot:
 
 
 async def start_slack_bot(
-    settings: Settings, provider_settings: Mapping[str, Any] | None = None
+    settings: Settings,
+    provider_settings: Mapping[str, Any] | None = None,
+    *,
+    clock: Callable[[], datetime] = utc_now,
 ) -> SlackBot:
-    """Check the settings, the config and the bot token; build everything `serve` runs."""
+    """Check the settings, the config and the bot token; build everything `serve` runs.
+    `clock` is what the workflow reads the time from (tests move it across freeze windows)."""
     if settings.slack_bot_token is None:
         raise ConfigError(
             "SLACK_BOT_TOKEN is not set, so there is no Slack to serve. "
@@ -115,7 +119,8 @@ async def start_slack_bot(
         raise
     store = SqliteStore(settings.promote_bot_db)
     lease = timedelta(seconds=settings.promote_bot_lease_seconds)
-    workflow = Workflow(rules, store, providers, SlackChat(client), lease=lease)
+    chat = SlackChat(client, identity.get("url"))
+    workflow = Workflow(rules, store, providers, chat, clock=clock, lease=lease)
     live = LiveRules(
         workflow,
         settings.promote_bot_config,

@@ -151,6 +151,7 @@ class Request(BaseModel):
     updated_at: datetime
     expires_at: datetime
     decided_by: str | None = None  # who rejected or cancelled
+    emergency: str | None = None  # break-glass: why it may pass a lock or a freeze
     approvals: list[Approval] = []
 
     @property

@@ -44,6 +44,13 @@ class Policy(BaseModel):
     allow_self_approval: bool = False
     approver_roles: tuple[str, ...] | None = None
     expires_after: timedelta = DEFAULT_EXPIRY
+    # A break-glass request (`--emergency`) needs this many; None: one more than `approvals`.
+    emergency_approvals: int | None = Field(default=None, ge=1, le=10)
+
+    def for_emergency(self) -> Policy:
+        """The policy a break-glass request is held to: one approval more (or as configured)."""
+        needed = self.emergency_approvals
+        return self.model_copy(update={"approvals": needed or self.approvals + 1})
 
     @field_validator("expires_after", mode="before")
     @classmethod

@@ -1,7 +1,7 @@
 """A fake Slack Web API that records every call the bot makes.
 
-Answers `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral` and
-`usergroups.users.list` (members from `usergroups`; `usergroups_error` makes it fail) like
+Answers `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`, `views.publish`
+and `usergroups.users.list` (members from `usergroups`; `usergroups_error` makes it fail) like
 Slack does (`{"ok": true, …}` or `{"ok": false, "error": …}`), checks the bearer token, and
 also accepts posts to response URLs under `/response/…`, so `respond()` can be observed too.
 """
@@ -101,6 +101,17 @@ class FakeSlack:
             ts = args.get("ts") if method == "chat.update" else self._next_ts()
             message = {"text": args.get("text"), "blocks": args.get("blocks"), "ts": ts}
             return web.json_response({"ok": True, "channel": channel, "ts": ts, "message": message})
+        if method == "views.publish":
+            view = args.get("view")
+            if isinstance(view, str):
+                view = json.loads(view)
+                args["view"] = view
+            if not args.get("user_id") or not isinstance(view, dict):
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            if view.get("type") != "home":
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            published = {**view, "id": f"V{next(self._ts):08d}", "team_id": self.team_id}
+            return web.json_response({"ok": True, "view": published})
         if method == "usergroups.users.list":
             if self.usergroups_error is not None:
                 return web.json_response({"ok": False, "error": self.usergroups_error})

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from bot.core.holds import Lock
 from bot.core.model import (
     Action,
     Approval,
@@ -89,6 +90,12 @@ class SqliteStore:
                     at TEXT NOT NULL
                 );
                 CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at);
+                CREATE TABLE IF NOT EXISTS locks (
+                    pattern TEXT PRIMARY KEY,
+                    reason TEXT NOT NULL,
+                    by TEXT NOT NULL,
+                    at TEXT NOT NULL
+                );
                 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
                 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
                 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -100,6 +107,13 @@ class SqliteStore:
             try:  # a database from before one-open-request-per-thing
                 with self.db.conn:
                     self.db.execute("ALTER TABLE requests ADD COLUMN thing TEXT")
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
+        if "emergency" not in {c.name for c in self.db["requests"].columns}:
+            try:  # a database from before break-glass requests
+                with self.db.conn:
+                    self.db.execute("ALTER TABLE requests ADD COLUMN emergency TEXT")
             except sqlite3.OperationalError as exc:  # another process added it just now
                 if "duplicate column" not in str(exc):
                     raise
@@ -125,13 +139,14 @@ class SqliteStore:
         preview: Preview | None,
         created_at: datetime,
         expires_at: datetime,
+        emergency: str | None = None,
     ) -> Request:
         try:
             with self.db.conn:
                 cursor = self.db.execute(
                     "INSERT INTO requests (target, thing, action, requester, channel, state,"
-                    " preview, created_at, updated_at, expires_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " preview, created_at, updated_at, expires_at, emergency)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         action.target,
                         action.thing,
@@ -143,6 +158,7 @@ class SqliteStore:
                         created_at.astimezone(UTC).isoformat(),
                         created_at.astimezone(UTC).isoformat(),
                         expires_at.astimezone(UTC).isoformat(),
+                        emergency,
                     ],
                 )
         except sqlite3.IntegrityError:
@@ -266,6 +282,34 @@ class SqliteStore:
         with self.db.conn:
             return self.db.execute("DELETE FROM deliveries WHERE at < ?", [cutoff]).rowcount
 
+    # --- locks ---------------------------------------------------------------------------
+
+    def add_lock(self, lock: Lock) -> Lock | None:
+        """Store `lock`; None if stored, else the lock already set on that pattern."""
+        with self.db.conn:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO locks (pattern, reason, by, at) VALUES (?, ?, ?, ?)",
+                [lock.pattern, lock.reason, lock.by, lock.at.astimezone(UTC).isoformat()],
+            )
+        if cursor.rowcount == 1:
+            return None
+        return next((held for held in self.locks() if held.pattern == lock.pattern), lock)
+
+    def remove_lock(self, pattern: str) -> Lock | None:
+        """Lift the lock on exactly `pattern`; the lock lifted, or None if there was none."""
+        with self.db.conn:
+            rows = list(
+                self.db.query(
+                    "DELETE FROM locks WHERE pattern = ? RETURNING pattern, reason, by, at",
+                    [pattern],
+                )
+            )
+        return _lock(rows[0]) if rows else None
+
+    def locks(self) -> list[Lock]:
+        """Every lock, oldest first."""
+        return [_lock(r) for r in self.db.query("SELECT * FROM locks ORDER BY at, pattern")]
+
     # --- audit ---------------------------------------------------------------------------
 
     def audit(self, entry: AuditEntry) -> None:
@@ -325,5 +369,15 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         updated_at=datetime.fromisoformat(row["updated_at"]),
         expires_at=datetime.fromisoformat(row["expires_at"]),
         decided_by=row["decided_by"],
+        emergency=row.get("emergency"),
         approvals=approvals,
+    )
+
+
+def _lock(row: dict) -> Lock:
+    return Lock(
+        pattern=row["pattern"],
+        reason=row["reason"],
+        by=row["by"],
+        at=datetime.fromisoformat(row["at"]),
     )

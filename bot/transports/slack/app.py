@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import ConfigError
 from bot.core.workflow import Reply, Workflow
 from bot.transports.slack.blocks import APPROVE, REJECT
+from bot.transports.slack.home import register_home
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ def create_app(
     app.command(COMMAND)(ack=ack_command, lazy=[run_command])
     app.action(APPROVE)(ack=ack_click, lazy=[clicked(workflow.approve)])
     app.action(REJECT)(ack=ack_click, lazy=[clicked(workflow.reject)])
+    register_home(app, workflow)
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:
