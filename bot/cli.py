@@ -267,6 +267,8 @@ def config_summary(rules: Rules, source: str) -> str:
         lines.append(f"  {target}: {describe(policy)} ({source_of})")
     if not targets:
         lines.append("  no targets: no provider is configured")
+    lines.append(f"Freezes ({len(rules.freezes)}):")
+    lines += [f"  {', '.join(f.targets)}: {f.describe()}" for f in rules.freezes]
     return "\n".join(lines)
 
 
