@@ -10,10 +10,10 @@ import signal
 import sys
 import tempfile
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from bot.config import (
 from bot.core.policy import describe, pattern_for, policy_for
 from bot.core.ports import Provider, StoreError
 from bot.core.rules import Rules
-from bot.core.workflow import Workflow
+from bot.core.workflow import Workflow, utc_now
 from bot.live import LiveRules
 from bot.providers.registry import PROVIDERS
 from bot.providers.spec import SettingError
@@ -93,9 +93,13 @@ class SlackBot:
 
 
 async def start_slack_bot(
-    settings: Settings, provider_settings: Mapping[str, Any] | None = None
+    settings: Settings,
+    provider_settings: Mapping[str, Any] | None = None,
+    *,
+    clock: Callable[[], datetime] = utc_now,
 ) -> SlackBot:
-    """Check the settings, the config and the bot token; build everything `serve` runs."""
+    """Check the settings, the config and the bot token; build everything `serve` runs.
+    `clock` is what the workflow reads the time from (tests move it across freeze windows)."""
     if settings.slack_bot_token is None:
         raise ConfigError(
             "SLACK_BOT_TOKEN is not set, so there is no Slack to serve. "
@@ -134,7 +138,8 @@ async def start_slack_bot(
         store.close()
         raise
     lease = timedelta(seconds=settings.promote_bot_lease_seconds)
-    workflow = Workflow(rules, store, providers, SlackChat(client), lease=lease)
+    chat = SlackChat(client, identity.get("url"))
+    workflow = Workflow(rules, store, providers, chat, clock=clock, lease=lease)
     live = LiveRules(
         workflow,
         settings.promote_bot_config,
@@ -143,7 +148,7 @@ async def start_slack_bot(
     )
     await live.refresh_groups()  # a failure is logged; the groups' members get no roles yet
     secret = settings.slack_signing_secret
-    inbox = Inbox(workflow, identity, SlackChat(client).tell)
+    inbox = Inbox(workflow, identity, chat.tell)
     app = create_app(
         workflow,
         identity=identity,
@@ -351,6 +356,8 @@ def config_summary(rules: Rules, source: str) -> str:
         lines.append(f"  {target}: {describe(policy)} ({source_of})")
     if not targets:
         lines.append("  no targets: no provider is configured")
+    lines.append(f"Freezes ({len(rules.freezes)}):")
+    lines += [f"  {', '.join(f.targets)}: {f.describe()}" for f in rules.freezes]
     return "\n".join(lines)
 
 

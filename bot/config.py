@@ -8,10 +8,13 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AnyHttpUrl,
@@ -26,6 +29,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core.authz import RoleMap
+from bot.core.holds import Freeze, parse_weekly
 from bot.core.policy import Policy
 from bot.core.rules import Rules
 from bot.providers.registry import PROVIDERS
@@ -218,15 +222,102 @@ class _File(BaseModel):
         return self
 
 
+class _Freeze(BaseModel):
+    """One `[[freeze]]` table: targets, why, and a dated (`from`/`until`) or `weekly` window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    targets: list[str] = Field(min_length=1)
+    reason: str = Field(default="Freeze", min_length=1, max_length=200)
+    timezone: str
+    start: datetime | str | None = Field(default=None, alias="from")
+    until: datetime | str | None = None
+    weekly: str | None = None
+
+
+def _local_time(value: datetime | str, key: str) -> datetime:
+    """A local date and time (TOML `2026-12-20T00:00` or a string of it), without an offset."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"{key}: {value!r} is not a date and time like 2026-12-20T00:00"
+            ) from None
+    if value.tzinfo is not None:
+        raise ValueError(f"{key}: write it without an offset: it is read in `timezone`")
+    return value
+
+
+def _freeze(index: int, table: object) -> Freeze:
+    """Build one freeze from its table, or raise ValueError saying what is wrong."""
+    model = _Freeze.model_validate(table)
+    name = f"freeze {index}"
+    try:
+        ZoneInfo(model.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"timezone: {model.timezone!r} is not a time zone like 'Europe/Berlin' or 'UTC'"
+        ) from None
+    for pattern in model.targets:
+        if not POLICY_PATTERN.match(pattern):
+            raise ValueError(f"targets: {pattern!r} is not a target pattern like 'name:*:prod'")
+    dated = model.start is not None or model.until is not None
+    if dated and model.weekly is not None:
+        raise ValueError("give either `from` and `until`, or `weekly`, not both")
+    if model.weekly is not None:
+        weekly = parse_weekly(model.weekly)
+        return Freeze(name, tuple(model.targets), model.reason, model.timezone, weekly=weekly)
+    if model.start is None or model.until is None:
+        raise ValueError(
+            "a window needs `from` and `until` (e.g. 2026-12-20T00:00), or `weekly` "
+            "(e.g. 'Fri 16:00 - Mon 08:00')"
+        )
+    start, until = _local_time(model.start, "from"), _local_time(model.until, "until")
+    freeze = Freeze(name, tuple(model.targets), model.reason, model.timezone, start, until)
+    bounds = freeze.dated_window()  # as instants: a DST change between them counts
+    if bounds.end <= bounds.start:
+        raise ValueError("`until` must be after `from`")
+    return freeze
+
+
+def _freezes(tables: object, source: str, rules: Rules) -> tuple[Freeze, ...]:
+    if not isinstance(tables, list):
+        raise ConfigError(f"{source}: freeze: write each window as a [[freeze]] table")
+    freezes = []
+    for index, table in enumerate(tables, start=1):
+        label = f"freeze {index}"
+        if isinstance(table, dict) and isinstance(table.get("reason"), str):
+            label += f" ({table['reason']!r})"
+        try:
+            freeze = _freeze(index, table)
+        except ValidationError as exc:
+            raise ConfigError(
+                f"{source}: [[freeze]] {label}: {_first_error(exc, model=_Freeze)}"
+            ) from None
+        except ValueError as exc:
+            raise ConfigError(f"{source}: [[freeze]] {label}: {exc}") from None
+        every = [t for p in rules.providers.values() for t in p.targets()]
+        for pattern in freeze.targets:
+            if not any(fnmatchcase(t, pattern) for t in every):
+                raise ConfigError(
+                    f"{source}: [[freeze]] {label}: targets: {pattern!r} matches no target of "
+                    "this config"
+                )
+        freezes.append(freeze)
+    return tuple(freezes)
+
+
 def parse_config(data: dict, source: str = "config") -> Rules:
     """Validate the config file's contents and build the core's rules from them."""
     data = dict(data)
     sections = {name: data.pop(name) for name in PROVIDERS if name in data}
+    freeze_tables = data.pop("freeze", [])
     try:
         file = _File.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            f"{source}: {_first_error(exc, model=_File, extra=list(PROVIDERS))}"
+            f"{source}: {_first_error(exc, model=_File, extra=[*PROVIDERS, 'freeze'])}"
         ) from None
     providers = {}
     for name, table in sections.items():
@@ -251,6 +342,8 @@ def parse_config(data: dict, source: str = "config") -> Rules:
         problem = _policy_problem(rules, pattern, policy)
         if problem:
             raise ConfigError(f"{source}: policies.{pattern}: {problem}")
+    if freeze_tables:
+        rules = replace(rules, freezes=_freezes(freeze_tables, source, rules))
     return rules
 
 

@@ -7,7 +7,8 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from bot.cli import SLACK_PATH, SlackBot, start_slack_bot
 from bot.config import Settings
 from bot.core.model import State
+from bot.core.workflow import utc_now
 from bot.sandbox.appstore import FakeAppStore
 from bot.sandbox.slack import FakeSlack
 from bot.sandbox.slack_requests import SlackSender
@@ -140,6 +142,16 @@ def seed_appstore(asc: FakeAppStore) -> AppStoreWorld:
 
 
 @dataclass
+class ManualClock:
+    """The bot's clock in tests: the real time until a test sets `at` (then it stays there)."""
+
+    at: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.at or utc_now()
+
+
+@dataclass
 class World:
     slack: FakeSlack
     znyx: FakeZnyx
@@ -150,6 +162,8 @@ class World:
     bot: SlackBot
     sender: SlackSender
     slack_url: str
+    clock: ManualClock = field(default_factory=ManualClock)
+    provider_settings: dict = field(default_factory=dict)
 
     def posted(self) -> list[dict]:
         """Release messages (top-level posts), in order."""
@@ -280,12 +294,25 @@ async def world(
             "asc_private_key": ASC_PEM,
             "asc_private_key_path": None,
         }
-        bot = await start_slack_bot(settings, provider_settings)
+        clock = ManualClock()
+        bot = await start_slack_bot(settings, provider_settings, clock=clock)
         web_app = slack_web_app(bot.app, SLACK_PATH)
         async with WebServer(web_app) as bot_server:
             sender = SlackSender(bot_server.url, SIGNING_SECRET, slack_server.url)
             try:
-                yield World(slack, znyx, whop, builds, asc, asc_ids, bot, sender, slack_server.url)
+                yield World(
+                    slack,
+                    znyx,
+                    whop,
+                    builds,
+                    asc,
+                    asc_ids,
+                    bot,
+                    sender,
+                    slack_server.url,
+                    clock,
+                    provider_settings,
+                )
             finally:
                 await sender.aclose()
                 await bot.aclose()

@@ -56,6 +56,8 @@ def test_manifest_declares_what_the_bot_uses_and_no_more() -> None:
     assert command["command"] == "/promote" and "znyx" in command["usage_hint"]
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["settings"]["socket_mode_enabled"] is True
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == [
         "channels:history",  # find a release message whose post's answer was lost
         "chat:write",

@@ -189,3 +189,30 @@ def test_roll_back_in_the_shell_with_rollback_approvals(tmp_path: Path) -> None:
     )
     assert "» #1 was already rolled back by #2." in out
     assert "» ↩️ Rolls back #1" in out
+
+
+def test_pending_locks_and_break_glass_in_the_shell(tmp_path: Path) -> None:
+    script = "\n".join(
+        [
+            "/promote znyx guardrails staging",
+            "/promote lock znyx:*:prod incident 4521",
+            "as U_BOB",
+            "/promote pending",
+            "approve 1",  # locked: refused, naming who and why
+            "/promote locks",
+            "/promote znyx guardrails staging --emergency hotfix",  # #1 is still open for it
+            "/promote unlock znyx:*:prod",
+            "approve 1",
+        ]
+    )
+    result = shell(script + "\n", "--sandbox", cwd=tmp_path)
+    out = result.stdout
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert "» 🔒 Locked `znyx:*:prod`: incident 4521. 1 open request now shows it." in out
+    assert "U_BOB> /promote pending\n» *1 open request you may act on*" in out
+    assert "#1 guardrails policy bundle: staging → prod" in out and "🔒 held" in out
+    assert "» #1 can't be approved now:" in out
+    assert "locked by @U_ALICE since" in out and "incident 4521" in out
+    assert "U_BOB> /promote locks\n» *Locks*\n» • 🔒 `znyx:*:prod` locked by @U_ALICE" in out
+    assert "» 🔓 Unlocked `znyx:*:prod`." in out
+    assert "↳ #1 ✅ Promoted" in out

@@ -21,11 +21,18 @@ USAGE: dict[str, str] = {
     "history": "/promote history [<target>]",
     "cancel": "/promote cancel <request>",
     "rollback": "/promote rollback <request>   e.g. /promote rollback 12",
+    "pending": "/promote pending",
+    "locks": "/promote locks",
+    "lock": "/promote lock <target-pattern> <reason…>",
+    "unlock": "/promote unlock <target-pattern>",
 }
+EMERGENCY = "--emergency"
 
 WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _TARGET = re.compile(r"^[a-z][a-z0-9_-]{0,31}(:[A-Za-z0-9_.-]{1,64}){1,2}$")
 _REQUEST_ID = re.compile(r"^#?(\d{1,12})$")
+_PATTERN = re.compile(r"^([a-z][a-z0-9_-]{0,31}|\*)(:[A-Za-z0-9_.*?-]{1,64}){0,2}$")
+REASON_LIMIT = 300
 
 
 class UsageError(Exception):
@@ -45,6 +52,7 @@ class Help:
 @dataclass(frozen=True)
 class Promote:
     action: Action
+    emergency: str | None = None  # break-glass: passes locks and freezes, needs one more approval
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,28 @@ class Rollback:
     request_id: int  # the succeeded request to undo
 
 
-Command = Help | Promote | Status | History | Cancel | Rollback
+@dataclass(frozen=True)
+class Pending:
+    pass
+
+
+@dataclass(frozen=True)
+class Locks:
+    pass
+
+
+@dataclass(frozen=True)
+class Lock:
+    pattern: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unlock:
+    pattern: str
+
+
+Command = Help | Promote | Status | History | Cancel | Rollback | Pending | Locks | Lock | Unlock
 
 
 def _clean(text: str) -> list[str]:
@@ -102,6 +131,10 @@ def resolve_alias(
 def usage(key: str, rules: Rules) -> str:
     """The usage line of one of the core's verbs; `history` with a target this bot has."""
     line = USAGE[key]
+    if key == "lock":
+        example = next((t for p in rules.providers.values() for t in p.targets()[-1:]), None)
+        if example:
+            line += f"   e.g. /promote lock {example} incident 4521"
     if key == "history":
         example = next((t for p in rules.providers.values() for t in p.targets()[-1:]), None)
         if example:
@@ -123,7 +156,8 @@ def parse(text: str, rules: Rules) -> Command:
     verb, args = words[0].lower(), words[1:]
     provider = rules.provider(verb)
     if provider is not None:
-        return Promote(provider.parse(args))
+        args, emergency = split_emergency(args)
+        return Promote(provider.parse(args), emergency)
     if verb in rules.unconfigured:
         label = rules.unconfigured[verb]
         raise UsageError(f"{label} is not configured on this bot (no [{verb}] in its config).")
@@ -136,4 +170,46 @@ def parse(text: str, rules: Rules) -> Command:
         if len(args) > 1 or (args and not _TARGET.match(args[0])):
             raise UsageError("`history` takes at most one target.", usage("history", rules))
         return History(args[0] if args else None)
+    if verb in ("pending", "locks"):
+        if args:
+            raise UsageError(f"`{verb}` takes nothing more.", USAGE[verb])
+        return Pending() if verb == "pending" else Locks()
+    if verb in ("lock", "unlock"):
+        return _lock(verb, args)
     raise UsageError(f"Unknown command {shown(words[0])}.", all_usages(rules))
+
+
+def split_emergency(args: list[str]) -> tuple[list[str], str | None]:
+    """The words before `--emergency`, and the reason after it (None without the flag)."""
+    flags = [i for i, word in enumerate(args) if word.lower() == EMERGENCY]
+    if not flags:
+        return args, None
+    at = flags[0]
+    reason = " ".join(args[at + 1 :])
+    if not reason or len(flags) > 1:
+        raise UsageError(
+            f"`{EMERGENCY}` comes last, followed by why, e.g. `{EMERGENCY} incident 4521 hotfix`."
+        )
+    return args[:at], _reason(reason)
+
+
+def _reason(text: str) -> str:
+    """A reason people typed, safe to show: no pings or links, and not too long."""
+    text = text.replace("<", "‹").replace(">", "›")
+    return text[:REASON_LIMIT] + ("…" if len(text) > REASON_LIMIT else "")
+
+
+def _lock(verb: str, args: list[str]) -> Lock | Unlock:
+    if not args or (verb == "unlock" and len(args) != 1):
+        what = "a target pattern and why" if verb == "lock" else "one target pattern"
+        raise UsageError(f"`{verb}` takes {what}.", USAGE[verb])
+    if not _PATTERN.match(args[0]):
+        raise UsageError(
+            f"{shown(args[0])} is not a target pattern like `<provider>:*:prod`.",
+            USAGE[verb],
+        )
+    if verb == "unlock":
+        return Unlock(args[0])
+    if len(args) < 2:
+        raise UsageError("`lock` needs a reason after the pattern.", USAGE["lock"])
+    return Lock(args[0], _reason(" ".join(args[1:])))

@@ -172,6 +172,7 @@ class Request(BaseModel):
     updated_at: datetime
     expires_at: datetime
     decided_by: str | None = None  # who rejected or cancelled
+    emergency: str | None = None  # break-glass: why it may pass a lock or a freeze
     approvals: list[Approval] = []
     rolls_back: int | None = None  # the request this one undoes, if it is a rollback
     rolled_back_by: int | None = None  # the rollback that undid this one, once it succeeded

@@ -46,6 +46,13 @@ class Policy(BaseModel):
     expires_after: timedelta = DEFAULT_EXPIRY
     # for a rollback of a promotion under this policy, instead of `approvals` (a faster way back)
     rollback_approvals: int | None = Field(default=None, ge=0, le=10)
+    # A break-glass request (`--emergency`) needs this many; None: one more than `approvals`.
+    emergency_approvals: int | None = Field(default=None, ge=1, le=10)
+
+    def for_emergency(self) -> Policy:
+        """The policy a break-glass request is held to: one approval more (or as configured)."""
+        needed = self.emergency_approvals
+        return self.model_copy(update={"approvals": needed or self.approvals + 1})
 
     @field_validator("expires_after", mode="before")
     @classmethod

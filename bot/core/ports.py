@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from bot.core.holds import Lock
 from bot.core.model import Action, AuditEntry, Outcome, Preview, Request, State
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class Store(Protocol):
         created_at: datetime,
         expires_at: datetime,
         rolls_back: int | None = None,
+        emergency: str | None = None,
     ) -> Request:
         """Record a pending request (a rollback of request `rolls_back`, if given);
         `OpenRequestExists` if one is open for `action.thing`."""
@@ -152,6 +154,18 @@ class Store(Protocol):
         """Keys of acknowledged work not done that nobody holds."""
         ...
 
+    def add_lock(self, lock: Lock) -> Lock | None:
+        """Store `lock`; None if stored, else the lock already set on that pattern."""
+        ...
+
+    def remove_lock(self, pattern: str) -> Lock | None:
+        """Lift the lock on exactly `pattern`; the lock lifted, or None if there was none."""
+        ...
+
+    def locks(self) -> list[Lock]:
+        """Every lock, shared by every process using the store."""
+        ...
+
     def audit(self, entry: AuditEntry) -> None: ...
 
     def history(
@@ -191,4 +205,8 @@ class Chat(Protocol):
 
     async def post_in_thread(self, channel: str, ts: str, view: RequestView) -> None:
         """Post the request's outcome (or the reason it ended) under its message."""
+        ...
+
+    def link(self, channel: str, ts: str) -> str | None:
+        """A link to a release message, if the chat has such links (no I/O)."""
         ...

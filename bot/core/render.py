@@ -6,12 +6,14 @@ ids in views; each transport decides how to show a person.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.core import authz
 from bot.core.authz import RoleMap, WhoCanApprove
 from bot.core.commands import USAGE, UsageError, usage
+from bot.core.holds import Freeze, Lock, fmt, next_freeze, running
 from bot.core.model import BOT_ACTOR, AuditEntry, Fact, Outcome, Request, State
 from bot.core.policy import Policy, describe
 from bot.core.rules import CommandForm, Rules
@@ -61,15 +63,24 @@ class RequestView:
             return f"↩️ Rolls back #{self.rolls_back}"
         return None
 
+    holds: tuple[str, ...] = ()  # locks and freezes on its target, while it is open
+    emergency: str | None = None  # break-glass: the reason it was asked for anyway
+
     @property
     def summary(self) -> str:
         """A one-line plain text, for notifications and fallbacks."""
         return f"#{self.request_id} {self.title}: {self.status}"
 
 
-def request_view(request: Request, policy: Policy, role_map: RoleMap | None = None) -> RequestView:
+def request_view(
+    request: Request,
+    policy: Policy,
+    role_map: RoleMap | None = None,
+    holds: Sequence[str] = (),
+) -> RequestView:
     """The release message of `request`. With `role_map`, an open request counts only the
-    approvals that still hold under it and says who can approve; without, every approval counts."""
+    approvals that still hold under it and says who can approve; without, every approval counts.
+    `holds` are the locks and freezes on its target now (shown while it is open)."""
     state = request.state
     approvers = tuple(request.approvers)
     discounted: tuple[str, ...] = ()
@@ -108,6 +119,8 @@ def request_view(request: Request, policy: Policy, role_map: RoleMap | None = No
         can_roll_back=state is State.SUCCEEDED
         and request.rolled_back_by is None
         and request.action.reversible,
+        holds=tuple(holds) if state.is_open else (),
+        emergency=request.emergency,
     )
 
 
@@ -124,6 +137,10 @@ _CORE_FORMS: list[tuple[str, str]] = [
     ("history", "the last 20 events, for one target if given"),
     ("cancel", "cancel a pending request (yours, or one you could approve)"),
     ("rollback", "undo a succeeded promotion: a new request that restores what it replaced"),
+    ("pending", "the open requests you may act on, oldest first"),
+    ("locks", "current locks and freezes, and the next freeze"),
+    ("lock", "lock targets you hold the scope for (add --emergency <why> to a request to pass)"),
+    ("unlock", "lift a lock"),
 ]
 
 
@@ -205,15 +222,122 @@ def status_text(
     return "\n".join(lines)
 
 
+def event_line(e: AuditEntry) -> str:
+    """One audit entry on one line."""
+    ref = f"#{e.request_id} " if e.request_id is not None else ""
+    where = f" `{e.target}`" if e.target else ""
+    detail = f" — {e.detail}" if e.detail else ""
+    return f"{fmt_time(e.at)} {ref}{e.event}{where} by {user(e.actor)}{detail}"
+
+
 def history_text(entries: list[AuditEntry], target: str | None) -> str:
     """`/promote history`: the newest audit entries, newest first."""
     scope = f" for `{target}`" if target else ""
     if not entries:
         return f"No history{scope} yet."
     lines = [f"*Last {len(entries)} events{scope}* (newest first):"]
-    for e in entries:
-        ref = f"#{e.request_id} " if e.request_id is not None else ""
-        where = f" `{e.target}`" if e.target else ""
-        detail = f" — {e.detail}" if e.detail else ""
-        lines.append(f"• {fmt_time(e.at)} {ref}{e.event}{where} by {user(e.actor)}{detail}")
+    lines += [f"• {event_line(e)}" for e in entries]
     return "\n".join(lines)
+
+
+# --- what is pending, what holds, the home tab ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListedRequest:
+    """An open request in a list (`/promote pending`, the App Home)."""
+
+    request_id: int
+    title: str
+    target: str
+    status: str
+    requester: str
+    created_at: datetime
+    link: str | None  # to its release message, when the chat has links
+    held: bool  # a lock or a freeze stops it now
+    emergency: str | None
+
+
+def listed(request: Request, view: RequestView, link: str | None) -> ListedRequest:
+    return ListedRequest(
+        request_id=request.id,
+        title=view.title,
+        target=view.target,
+        status=view.status,
+        requester=request.requester,
+        created_at=request.created_at,
+        link=link,
+        held=bool(view.holds) and not request.emergency,
+        emergency=request.emergency,
+    )
+
+
+def listed_line(item: ListedRequest) -> str:
+    """ "#3 guardrails … — ⏳ Waiting (0 of 1) · asked by <@U1> 2026-… · <link|open>"."""
+    ref = f"<{item.link}|#{item.request_id}>" if item.link else f"#{item.request_id}"
+    line = f"{ref} {item.title} — {item.status} · asked by {user(item.requester)}"
+    line += f" {fmt_time(item.created_at)}"
+    if item.emergency:
+        line += f" · 🚨 {item.emergency}"
+    if item.held:
+        line += " · 🔒 held"
+    return line
+
+
+@dataclass(frozen=True)
+class HoldsView:
+    """Locks and freezes in force, and the next freeze to start."""
+
+    locks: tuple[str, ...] = ()
+    freezes: tuple[str, ...] = ()
+    next_freeze: str | None = None
+
+
+def holds_view(locks: Sequence[Lock], freezes: Sequence[Freeze], now: datetime) -> HoldsView:
+    lock_lines = tuple(
+        f"🔒 `{lock.pattern}` locked by {user(lock.by)} since {fmt(lock.at)}: {lock.reason}"
+        for lock in locks
+    )
+    freeze_lines = tuple(
+        f"❄️ {freeze.reason} on {', '.join(f'`{t}`' for t in freeze.targets)}, "
+        f"until {fmt(window.end, freeze)}"
+        for freeze, window in running(freezes, now)
+    )
+    upcoming = next_freeze(freezes, now)
+    next_line = None
+    if upcoming is not None:
+        freeze, start = upcoming
+        targets = ", ".join(f"`{t}`" for t in freeze.targets)
+        next_line = f"{freeze.reason} on {targets}, from {fmt(start, freeze)}"
+    return HoldsView(lock_lines, freeze_lines, next_line)
+
+
+def locks_text(view: HoldsView) -> str:
+    """`/promote locks`."""
+    lines = ["*Locks*"] + [f"• {line}" for line in view.locks or ("none",)]
+    lines += ["*Freezes now*"] + [f"• {line}" for line in view.freezes or ("none",)]
+    lines.append(f"*Next freeze*: {view.next_freeze or 'none configured ahead'}")
+    return "\n".join(lines)
+
+
+def pending_text(items: Sequence[ListedRequest]) -> str:
+    """`/promote pending`: the open requests the caller may act on, oldest first."""
+    if not items:
+        return "Nothing is waiting for you: no open request you could approve, reject or cancel."
+    lines = [
+        f"*{len(items)} open request{'s' if len(items) != 1 else ''} you may act on* "
+        "(oldest first):"
+    ]
+    lines += [f"• {listed_line(item)}" for item in items]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class HomeView:
+    """The App Home of one person."""
+
+    user: str
+    waiting: tuple[ListedRequest, ...]  # they may approve, and haven't
+    mine: tuple[ListedRequest, ...]  # they asked for, still open
+    holds: HoldsView
+    events: tuple[AuditEntry, ...]  # newest first

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.core.authz import RoleMap
+from bot.core.holds import Freeze
 from bot.core.model import Action, Outcome, Scope
 from bot.core.policy import Policy, policy_for
 
@@ -57,6 +58,7 @@ class Rules:
     policies: Mapping[str, Policy] = field(default_factory=dict)
     providers: Mapping[str, ProviderRules] = field(default_factory=dict)
     unconfigured: Mapping[str, str] = field(default_factory=dict)  # known provider → its label
+    freezes: tuple[Freeze, ...] = ()  # the config's [[freeze]] windows, in file order
 
     def policy(self, action: Action) -> Policy:
         """The policy of the action's target; a rollback needs its `rollback_approvals`."""

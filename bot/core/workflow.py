@@ -16,21 +16,26 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
 
-from bot.core import authz, render
+from bot.core import authz, holds, render
 from bot.core.commands import (
     Cancel,
     Command,
     Help,
     History,
+    Lock,
+    Locks,
+    Pending,
     Promote,
     Rollback,
     Status,
+    Unlock,
     UsageError,
     parse,
 )
 from bot.core.errors import ProviderError
-from bot.core.model import BOT_ACTOR, Action, AuditEntry, Outcome, Preview, Request, State
+from bot.core.model import BOT_ACTOR, Action, AuditEntry, Outcome, Preview, Request, Scope, State
 from bot.core.policy import Policy
 from bot.core.ports import Chat, ChatError, OpenRequestExists, Provider, Store
 from bot.core.rules import Rules
@@ -39,6 +44,7 @@ from bot.core.states import OUTCOME_EVENT, Event, destination, sources
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 20
+HOME_EVENTS = 10
 # A process executing a request holds a lease on it and renews it every third of its length;
 # another process (or a restart) takes over only a lease that lapsed: the holder is gone.
 DEFAULT_LEASE = timedelta(seconds=30)
@@ -146,7 +152,11 @@ class Workflow:
         The object is replaced, never changed in place: work already under way finishes with
         the rules it started with. True when the role map or the policies changed."""
         old, self.rules = self.rules, rules
-        return old.role_map != rules.role_map or dict(old.policies) != dict(rules.policies)
+        return (
+            old.role_map != rules.role_map
+            or dict(old.policies) != dict(rules.policies)
+            or old.freezes != rules.freezes
+        )
 
     async def refresh_open(self) -> int:
         """Redraw the release messages of open requests (after the rules changed: their counts
@@ -177,20 +187,32 @@ class Workflow:
                 return Reply(decision.reason)
         elif not role_map.scopes_of(user):
             return Reply("You have no role in promote-bot, so you can't see or change requests.")
+        elif isinstance(command, Lock | Unlock):
+            refusal = self._may_lock(user, command)
+            if refusal:
+                return refusal
         return command
 
     async def run(self, user: str, command: Command, channel: str) -> Reply | None:
         """Carry out a command that `check` let through (the part after the ack)."""
         if isinstance(command, Promote):
-            return await self.open_request(user, command.action, channel)
+            return await self.open_request(user, command.action, channel, command.emergency)
         if isinstance(command, Status):
             request = self.store.get(command.request_id)
             if request is None:
                 return Reply(f"There is no request #{command.request_id}.")
             timeline = self.store.history(request_id=request.id, limit=100)
             rules = self.rules
-            policy = rules.policy(request.action)
+            policy = self.policy_of(request, rules)
             return Reply(render.status_text(request, policy, timeline, rules.role_map))
+        if isinstance(command, Pending):
+            return Reply(render.pending_text(self.pending(user)))
+        if isinstance(command, Locks):
+            return Reply(render.locks_text(self.holds_view()))
+        if isinstance(command, Lock):
+            return await self.lock(user, command.pattern, command.reason)
+        if isinstance(command, Unlock):
+            return await self.unlock(user, command.pattern)
         if isinstance(command, History):
             entries = self.store.history(target=command.target, limit=HISTORY_LIMIT)
             return Reply(render.history_text(entries, command.target))
@@ -248,12 +270,24 @@ class Workflow:
         return await self.open_request(user, undo, channel or undone.channel, rolls_back=undone.id)
 
     async def open_request(
-        self, user: str, action: Action, channel: str, *, rolls_back: int | None = None
+        self,
+        user: str,
+        action: Action,
+        channel: str,
+        emergency: str | None = None,
+        *,
+        rolls_back: int | None = None,
     ) -> Reply | None:
-        """Read the preview, record the request and post its release message."""
+        """Read the preview, record the request and post its release message. A lock or a
+        freeze on the target refuses it before anything is read, unless it is an `emergency`."""
         provider = self.providers.get(action.provider)
         if provider is None:
             return Reply(f"{action.provider} is not configured on this bot.")
+        on_hold = self.holds_on(action.target)
+        if on_hold and not emergency:
+            detail = "; ".join(h.text for h in on_hold)
+            self._audit(None, user, "refused", action.target, detail)
+            return Reply(_held_text(f"`{action.target}` can't be promoted now", on_hold))
         busy = self._already_open(action)  # before reading the provider, when it can tell
         if busy:
             return busy
@@ -270,6 +304,8 @@ class Workflow:
         action = preview.action or action  # what is approved is exactly what will run
         preview = preview.model_copy(update={"action": None})
         policy = self.policy(action)
+        if emergency:
+            policy = policy.for_emergency()
         try:
             request = self.store.create_request(
                 action,
@@ -279,6 +315,7 @@ class Workflow:
                 created_at=now,
                 expires_at=now + policy.expires_after,
                 rolls_back=rolls_back,
+                emergency=emergency,
             )
         except OpenRequestExists as exc:
             return self._already_open(action, exc.request_id) or Reply(
@@ -286,8 +323,15 @@ class Workflow:
             )
         what = action.title if rolls_back is None else f"rollback of #{rolls_back}: {action.title}"
         self._audit(request.id, user, "requested", action.target, what)
+        if emergency:
+            passes = "; ".join(h.text for h in on_hold) or "nothing holds it now"
+            self._audit(
+                request.id, user, "🚨 emergency", action.target, f"{emergency} (passes: {passes})"
+            )
         try:
-            view = render.request_view(request, policy, self.rules.role_map)
+            view = render.request_view(
+                request, policy, self.rules.role_map, self._hold_texts(request)
+            )
             ts = await self.chat.post_request(channel, view, request_id=request.id)
         except ChatError as exc:
             ts = await self._posted_after_all(request, exc)
@@ -329,6 +373,135 @@ class Workflow:
     def policy(self, action: Action) -> Policy:
         return self.rules.policy(action)
 
+    def policy_of(self, request: Request, rules: Rules | None = None) -> Policy:
+        """The policy `request` is held to: its target's, with one approval more for an
+        emergency."""
+        policy = (rules or self.rules).policy(request.action)
+        return policy.for_emergency() if request.emergency else policy
+
+    # --- locks and freezes -------------------------------------------------------------
+
+    def holds_on(self, target: str) -> list[holds.Hold]:
+        """The locks (shared by every process, through the store) and running freezes on
+        `target` now."""
+        return holds.holds_on(target, self.store.locks(), self.rules.freezes, self.clock())
+
+    def _hold_texts(self, request: Request) -> tuple[str, ...]:
+        if not request.state.is_open:
+            return ()
+        return tuple(h.text for h in self.holds_on(request.action.target))
+
+    def _held(self, request: Request, doing: str) -> Reply | None:
+        """The refusal when a lock or a freeze stops `request` now (never for an emergency)."""
+        if request.emergency:
+            return None
+        on_hold = self.holds_on(request.action.target)
+        if not on_hold:
+            return None
+        return Reply(_held_text(f"#{request.id} can't be {doing} now", on_hold))
+
+    def lock_scopes(self, pattern: str) -> tuple[list[str], frozenset[Scope]]:
+        """The targets of this config `pattern` matches, and the scopes that lock them."""
+        head = pattern.split(":", 1)[0]
+        providers = [p for p in self.rules.providers.values() if fnmatchcase(p.name, head)]
+        targets = [t for p in providers for t in p.targets() if fnmatchcase(t, pattern)]
+        matched = [p for p in providers if any(fnmatchcase(t, pattern) for t in p.targets())]
+        return targets, frozenset(f.scope for p in matched or providers for f in p.forms if f.scope)
+
+    def _may_lock(self, user: str, command: Lock | Unlock) -> Reply | None:
+        """Whoever holds the scopes of the targets a pattern covers may lock and unlock it."""
+        targets, scopes = self.lock_scopes(command.pattern)
+        if isinstance(command, Lock) and not targets:
+            every = [t for p in self.rules.providers.values() for t in p.targets()]
+            shown = ", ".join(every[:6]) + (", …" if len(every) > 6 else "")
+            return Reply(
+                f"`{command.pattern}` matches no target of this bot (its targets: "
+                f"{shown or 'none'}), so there is nothing to lock."
+            )
+        verb = "lock" if isinstance(command, Lock) else "unlock"
+        for scope in sorted(scopes):
+            decision = authz.can_request(self.rules.role_map, user, scope)
+            if not decision:
+                return Reply(decision.reason.replace("request this", f"{verb} this"))
+        return None
+
+    async def lock(self, user: str, pattern: str, reason: str) -> Reply | None:
+        """Lock every target `pattern` matches, for every process, until someone unlocks it."""
+        lock = holds.Lock(pattern=pattern, reason=reason, by=user, at=self.clock())
+        existing = self.store.add_lock(lock)
+        if existing is not None:
+            return Reply(
+                f"`{pattern}` is already locked by {render.user(existing.by)} since "
+                f"{holds.fmt(existing.at)}: {existing.reason}"
+            )
+        self._audit(None, user, "locked", pattern, reason)
+        shown = await self._refresh_matching(pattern)
+        return Reply(f"🔒 Locked `{pattern}`: {reason}.{_on_messages(shown)}")
+
+    async def unlock(self, user: str, pattern: str) -> Reply | None:
+        lifted = self.store.remove_lock(pattern)
+        if lifted is None:
+            current = ", ".join(f"`{lock.pattern}`" for lock in self.store.locks()) or "none"
+            return Reply(f"There is no lock on `{pattern}` (locks now: {current}).")
+        self._audit(None, user, "unlocked", pattern, f"locked by {lifted.by}: {lifted.reason}")
+        shown = await self._refresh_matching(pattern)
+        return Reply(f"🔓 Unlocked `{pattern}`.{_on_messages(shown)}")
+
+    async def _refresh_matching(self, pattern: str) -> int:
+        """Redraw the release messages of open requests whose target `pattern` matches."""
+        shown = 0
+        for request in self.store.in_states([State.PENDING, State.APPROVED]):
+            if fnmatchcase(request.action.target, pattern):
+                self.store.touch_message(request.id)  # it shows the lock now, or no more
+                shown += await self.converge(request.id)
+        return shown
+
+    def holds_view(self) -> render.HoldsView:
+        return render.holds_view(self.store.locks(), self.rules.freezes, self.clock())
+
+    # --- what is waiting ---------------------------------------------------------------
+
+    def _listed(self, request: Request, rules: Rules) -> render.ListedRequest:
+        policy = self.policy_of(request, rules)
+        view = render.request_view(request, policy, rules.role_map, self._hold_texts(request))
+        ts = request.message_ts
+        return render.listed(request, view, self.chat.link(request.channel, ts) if ts else None)
+
+    def pending(self, user: str) -> list[render.ListedRequest]:
+        """The open requests `user` may act on (approve, reject or cancel), oldest first."""
+        rules = self.rules
+        mine = []
+        for request in self.store.in_states([State.PENDING, State.APPROVED]):
+            if self.clock() >= request.expires_at:
+                continue
+            policy = self.policy_of(request, rules)
+            if request.requester == user or authz.can_decide(rules.role_map, policy, request, user):
+                mine.append(self._listed(request, rules))
+        return mine
+
+    def home(self, user: str) -> render.HomeView:
+        """What `user`'s App Home shows: requests waiting for their approval, their own open
+        requests, the locks and freezes, and the last events."""
+        rules = self.rules
+        waiting, mine = [], []
+        for request in self.store.in_states([State.PENDING]):
+            if self.clock() >= request.expires_at:
+                continue
+            policy = self.policy_of(request, rules)
+            if request.requester == user:
+                mine.append(self._listed(request, rules))
+            if user not in request.approvers and authz.can_approve(
+                rules.role_map, policy, request, user
+            ):
+                waiting.append(self._listed(request, rules))
+        return render.HomeView(
+            user=user,
+            waiting=tuple(waiting),
+            mine=tuple(mine),
+            holds=self.holds_view(),
+            events=tuple(self.store.history(limit=HOME_EVENTS)),
+        )
+
     def roles_of(self, user: str) -> tuple[str, ...]:
         return self.rules.role_map.roles_of(user)
 
@@ -348,17 +521,25 @@ class Workflow:
             await self._expire_if_due(request_id)
             return request
         rules = self.rules  # one click, one config, even if a reload lands meanwhile
-        policy = rules.policy(request.action)
+        policy = self.policy_of(request, rules)
         decision = authz.can_approve(rules.role_map, policy, request, user)
         if not decision:
             self._audit(
                 request.id, user, "approval refused", request.action.target, decision.reason
             )
             return Reply(decision.reason)
+        held = self._held(request, "approved")
+        if held:
+            self._audit(request.id, user, "approval refused", request.action.target, held.text)
+            return held
         if not self.store.add_approval(request.id, user, self.clock()):
             current = self.store.get(request.id)
             if current is not None and not current.state.is_open:
                 return Reply(f"Request #{request.id} is {current.state.value}; nothing to approve.")
+            if current is not None and len(
+                authz.counted_approvers(rules.role_map, policy, current)
+            ) >= max(policy.approvals, 1):
+                return await self._execute(request.id, user)  # held when last approved; free now
             return Reply(f"You have already approved #{request.id}.")
         self._audit(request.id, user, "approved", request.action.target)
         request = self.store.get(request.id)
@@ -470,7 +651,30 @@ class Workflow:
     # --- executing ---------------------------------------------------------------------
 
     async def _execute(self, request_id: int, user: str) -> Reply | None:
-        """Claim the request (compare-and-set to `executing`) and call the provider once."""
+        """Claim the request (compare-and-set to `executing`) and call the provider once.
+
+        A lock or a freeze that came after the last approval still stops it (it stays open
+        with its approvals: an approval after the lock is lifted runs it)."""
+        before = self.store.get(request_id)
+        if before is not None and before.state.is_open:
+            held = self._held(before, "run")
+            if held:
+                self._audit(request_id, BOT_ACTOR, "held", before.action.target, held.text)
+                self.store.touch_message(request_id)
+                await self.converge(request_id)
+                return Reply(
+                    held.text + "\nIts approvals are kept: approve it again once nothing holds it."
+                )
+            if before.emergency:
+                passes = "; ".join(h.text for h in self.holds_on(before.action.target))
+                if passes:
+                    self._audit(
+                        request_id,
+                        BOT_ACTOR,
+                        "🚨 emergency passes",
+                        before.action.target,
+                        f"{before.emergency} (passes: {passes})",
+                    )
         if not self._move(request_id, Event.CLAIM):
             current = self.store.get(request_id)
             state = current.state.value if current else "gone"
@@ -563,7 +767,7 @@ class Workflow:
                     return True
                 version = request.msg_version
                 view = render.request_view(
-                    request, self.policy(request.action), self.rules.role_map
+                    request, self.policy_of(request), self.rules.role_map, self._hold_texts(request)
                 )
                 thread = False
                 try:
@@ -667,6 +871,22 @@ class Workflow:
                 detail=detail,
             )
         )
+
+
+def _held_text(what: str, on_hold: list[holds.Hold]) -> str:
+    lines = [f"{what}:", *(f"• {h.text}" for h in on_hold)]
+    lines.append(
+        "In an emergency, ask with `--emergency <why>` at the end: it needs one more approval."
+    )
+    return "\n".join(lines)
+
+
+def _on_messages(shown: int) -> str:
+    if not shown:
+        return ""
+    return (
+        f" {shown} open request{'s' if shown != 1 else ''} now show{'s' if shown == 1 else ''} it."
+    )
 
 
 def promoted_by(request: Request) -> str:

@@ -1,7 +1,7 @@
 """A fake Slack Web API that records every call the bot makes.
 
-Answers `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral` and
-`usergroups.users.list` (members from `usergroups`; `usergroups_error` makes it fail) like
+Answers `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`, `views.publish`
+and `usergroups.users.list` (members from `usergroups`; `usergroups_error` makes it fail) like
 Slack does (`{"ok": true, …}` or `{"ok": false, "error": …}`), checks the bearer token, and
 also accepts posts to response URLs under `/response/…`, so `respond()` can be observed too.
 """
@@ -173,6 +173,17 @@ class FakeSlack:
             limit = int(args.get("limit") or 100)
             top = [m for m in self.messages.get(channel, []) if "thread_ts" not in m]
             return web.json_response({"ok": True, "messages": list(reversed(top))[:limit]})
+        if method == "views.publish":
+            view = args.get("view")
+            if isinstance(view, str):
+                view = json.loads(view)
+                args["view"] = view
+            if not args.get("user_id") or not isinstance(view, dict):
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            if view.get("type") != "home":
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            published = {**view, "id": f"V{next(self._ts):08d}", "team_id": self.team_id}
+            return web.json_response({"ok": True, "view": published})
         if method == "usergroups.users.list":
             if self.usergroups_error is not None:
                 return web.json_response({"ok": False, "error": self.usergroups_error})

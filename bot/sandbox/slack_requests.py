@@ -98,6 +98,38 @@ class SlackSender:
         }
         return urlencode({"payload": json.dumps(payload)})
 
+    def event_body(self, event: dict) -> str:
+        """An Events API callback around `event`, as JSON (how Slack sends events)."""
+        n = next(_trigger)
+        return json.dumps(
+            {
+                "token": "legacy-verification-token",
+                "team_id": "T0TEST",
+                "api_app_id": "A0PROMOTE",
+                "event": event,
+                "type": "event_callback",
+                "event_id": f"Ev{n:08d}{_RUN}",
+                "event_time": int(time.time()),
+            }
+        )
+
+    async def event(self, event: dict) -> httpx.Response:
+        body = self.event_body(event)
+        headers = {**self.signed_headers(body), "Content-Type": "application/json"}
+        return await self.post(body, headers)
+
+    async def home_opened(self, user: str) -> httpx.Response:
+        """`app_home_opened` for the Home tab, as Slack sends it when `user` opens the app."""
+        return await self.event(
+            {
+                "type": "app_home_opened",
+                "user": user,
+                "channel": f"D{user[1:]}",
+                "tab": "home",
+                "event_ts": f"{time.time():.6f}",
+            }
+        )
+
     async def command(self, text: str, user: str, channel: str = "CRELEASES") -> httpx.Response:
         return await self.post(self.command_body(text, user, channel))
 

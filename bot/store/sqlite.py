@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from bot.core.holds import Lock
 from bot.core.model import (
     Action,
     Approval,
@@ -169,6 +170,12 @@ class SqliteStore:
                     done_at TEXT
                 );
                 CREATE INDEX IF NOT EXISTS inbox_waiting ON inbox (done_at, lease_until);
+                CREATE TABLE IF NOT EXISTS locks (
+                    pattern TEXT PRIMARY KEY,
+                    reason TEXT NOT NULL,
+                    by TEXT NOT NULL,
+                    at TEXT NOT NULL
+                );
                 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
                 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
                 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -179,6 +186,7 @@ class SqliteStore:
         for column in ("thing", "lease_owner", "lease_until"):  # a database from before them
             self._add_column("requests", column, "TEXT")
         self._add_column("requests", "rolls_back", "INTEGER")  # from before rollbacks
+        self._add_column("requests", "emergency", "TEXT")  # from before break-glass requests
         # What Slack must show converges to the stored truth: every change bumps msg_version,
         # the sender records the version it delivered (msg_shown), and the outcome's thread
         # reply is owed once the request ends (thread_posted).
@@ -233,13 +241,14 @@ class SqliteStore:
         created_at: datetime,
         expires_at: datetime,
         rolls_back: int | None = None,
+        emergency: str | None = None,
     ) -> Request:
         try:
             with self.db.conn:
                 cursor = self.db.execute(
                     "INSERT INTO requests (target, thing, action, requester, channel, state,"
-                    " preview, created_at, updated_at, expires_at, rolls_back)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " preview, created_at, updated_at, expires_at, rolls_back, emergency)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         action.target,
                         action.thing,
@@ -252,6 +261,7 @@ class SqliteStore:
                         created_at.astimezone(UTC).isoformat(),
                         expires_at.astimezone(UTC).isoformat(),
                         rolls_back,
+                        emergency,
                     ],
                 )
         except sqlite3.IntegrityError:
@@ -553,6 +563,34 @@ class SqliteStore:
                 "DELETE FROM inbox WHERE done_at IS NOT NULL AND done_at < ?", [cutoff]
             ).rowcount
 
+    # --- locks ---------------------------------------------------------------------------
+
+    def add_lock(self, lock: Lock) -> Lock | None:
+        """Store `lock`; None if stored, else the lock already set on that pattern."""
+        with self.db.conn:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO locks (pattern, reason, by, at) VALUES (?, ?, ?, ?)",
+                [lock.pattern, lock.reason, lock.by, lock.at.astimezone(UTC).isoformat()],
+            )
+        if cursor.rowcount == 1:
+            return None
+        return next((held for held in self.locks() if held.pattern == lock.pattern), lock)
+
+    def remove_lock(self, pattern: str) -> Lock | None:
+        """Lift the lock on exactly `pattern`; the lock lifted, or None if there was none."""
+        with self.db.conn:
+            rows = list(
+                self.db.query(
+                    "DELETE FROM locks WHERE pattern = ? RETURNING pattern, reason, by, at",
+                    [pattern],
+                )
+            )
+        return _lock(rows[0]) if rows else None
+
+    def locks(self) -> list[Lock]:
+        """Every lock, oldest first."""
+        return [_lock(r) for r in self.db.query("SELECT * FROM locks ORDER BY at, pattern")]
+
     # --- audit ---------------------------------------------------------------------------
 
     def audit(self, entry: AuditEntry) -> None:
@@ -616,8 +654,18 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         updated_at=datetime.fromisoformat(row["updated_at"]),
         expires_at=datetime.fromisoformat(row["expires_at"]),
         decided_by=row["decided_by"],
+        emergency=row.get("emergency"),
         approvals=approvals,
         rolls_back=row.get("rolls_back"),
         msg_version=row.get("msg_version", 1),
         copies=json.loads(row.get("copies") or "[]"),
+    )
+
+
+def _lock(row: dict) -> Lock:
+    return Lock(
+        pattern=row["pattern"],
+        reason=row["reason"],
+        by=row["by"],
+        at=datetime.fromisoformat(row["at"]),
     )

@@ -58,6 +58,9 @@ def release_text(view: RequestView) -> str:
         lines.append(f"│ {view.link}")
     lines += [f"│ {f.label}: {f.value}" for f in view.facts]
     lines += [f"│ ⚠️ {w}" for w in view.warnings]
+    if view.emergency:
+        lines.append(f"│ 🚨 Emergency (needs one approval more): {view.emergency}")
+    lines += [f"│ {plain(hold)}" for hold in view.holds]
     lines.append(f"│ Target {view.target} · {view.policy}")
     if view.buttons:
         lines.append(f"└ [approve {view.request_id}]  [reject {view.request_id}]")
@@ -106,6 +109,9 @@ class ShellChat:
 
     async def post_in_thread(self, channel: str, ts: str, view: RequestView) -> None:
         self.write(thread_text(view))
+
+    def link(self, channel: str, ts: str) -> str | None:
+        return None  # the terminal has no links: requests are named by number
 
 
 class Shell:

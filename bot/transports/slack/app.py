@@ -24,6 +24,7 @@ from bot.config import ConfigError
 from bot.core.ports import StoreError
 from bot.core.workflow import Reply, Workflow
 from bot.transports.slack.blocks import APPROVE, REJECT, ROLLBACK
+from bot.transports.slack.home import register_home
 from bot.transports.slack.inbox import Inbox, click_payload, store_trouble
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,7 @@ def create_app(
     ):
         inbox.on_click(action_id, decide)
         app.action(action_id)(ack=ack_click, lazy=[clicked(decide)])
+    register_home(app, workflow)
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.core.authz import WhoCanApprove
 from bot.core.model import State
-from bot.core.render import RequestView
+from bot.core.render import HomeView, ListedRequest, RequestView, event_line
 
 APPROVE = "promote_approve"
 REJECT = "promote_reject"
@@ -104,6 +104,18 @@ def release_message(view: RequestView) -> list[dict]:
         )
     for warning in view.warnings:
         blocks.append({"type": "context", "elements": [_mrkdwn(f"⚠️ {escape(warning)}")]})
+    if view.emergency:
+        blocks.append(
+            {
+                "type": "section",
+                "text": _mrkdwn(
+                    f"🚨 *Emergency* (passes locks and freezes, needs one approval more): "
+                    f"{escape(view.emergency)}"
+                ),
+            }
+        )
+    for hold in view.holds:
+        blocks.append({"type": "section", "text": _mrkdwn(hold)})
     if view.buttons:
         blocks.append(
             {
@@ -171,3 +183,50 @@ def thread_reply(view: RequestView) -> tuple[str, list[dict]]:
     if view.can_roll_back:
         reply.append(rollback_button(view))
     return view.summary, reply
+
+
+# --- the App Home ------------------------------------------------------------------------
+
+_HOME_BLOCKS = 100  # Slack's limit for a home tab
+
+
+def _listed(item: ListedRequest) -> str:
+    ref = f"<{item.link}|#{item.request_id}>" if item.link else f"#{item.request_id}"
+    line = f"{ref} *{escape(item.title)}* — {escape(item.status)}\n"
+    line += f"`{escape(item.target)}` · asked by {mention(item.requester)}"
+    if item.emergency:
+        line += f" · 🚨 {escape(item.emergency)}"
+    if item.held:
+        line += " · 🔒 held by a lock or a freeze"
+    return line
+
+
+def home_tab(view: HomeView) -> dict:
+    """The App Home of one person, as a `home` view for views.publish."""
+    blocks: list[dict] = []
+
+    def header(text: str) -> None:
+        blocks.append({"type": "header", "text": {"type": "plain_text", "text": text}})
+
+    def lines(items: list[str], empty: str) -> None:
+        for item in items or [empty]:
+            blocks.append({"type": "section", "text": _mrkdwn(item)})
+
+    header("Waiting for your approval")
+    lines([_listed(i) for i in view.waiting[:20]], "_Nothing is waiting for you._")
+    blocks.append({"type": "divider"})
+    header("Your open requests")
+    lines([_listed(i) for i in view.mine[:20]], "_You have no open request._")
+    blocks.append({"type": "divider"})
+    header("Locks and freezes")
+    holds = view.holds
+    lines([*holds.locks, *holds.freezes], "_Nothing is locked or frozen now._")
+    if holds.next_freeze:
+        blocks.append(
+            {"type": "context", "elements": [_mrkdwn(f"Next freeze: {holds.next_freeze}")]}
+        )
+    blocks.append({"type": "divider"})
+    header(f"Last {len(view.events)} events" if view.events else "Events")
+    events = "\n".join(f"• {event_line(e)}" for e in view.events)  # the core's markup
+    lines([events] if events else [], "_Nothing has happened yet._")
+    return {"type": "home", "blocks": blocks[:_HOME_BLOCKS]}

@@ -37,8 +37,17 @@ def _metadata(event_type: str, request_id: int) -> dict[str, Any]:
 
 
 class SlackChat:
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, workspace_url: str | None = None) -> None:
+        """`workspace_url` is auth.test's `url` (https://<team>.slack.com/), for links."""
         self.client = client
+        self.workspace_url = workspace_url
+
+    def link(self, channel: str, ts: str) -> str | None:
+        """The message's archive link, built rather than asked for: chat.getPermalink would be
+        one rate-limited Web API call per listed request, and its answer is this same URL."""
+        if not self.workspace_url:
+            return None
+        return f"{self.workspace_url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
 
     async def _call(self, call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
         try:

@@ -1,0 +1,45 @@
+"""The App Home tab: published with views.publish each time someone opens it.
+
+Slack sends `app_home_opened` (a bot event, see manifest.yml) when a person opens the app;
+Bolt acks the event at once and this listener then reads the store and publishes that person's
+home: requests waiting for their approval, their own open requests, locks and freezes, and the
+last events.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.core.workflow import Workflow
+from bot.transports.slack.blocks import home_tab
+
+log = logging.getLogger(__name__)
+
+
+async def publish_home(workflow: Workflow, client: AsyncWebClient, user: str) -> bool:
+    """Publish `user`'s App Home as things stand now; False (logged) if Slack refused."""
+    try:
+        await client.views_publish(user_id=user, view=home_tab(workflow.home(user)))
+    except SlackApiError as exc:
+        log.warning("views.publish for %s failed: %s", user, exc.response.get("error"))
+        return False
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("views.publish for %s failed: %s", user, type(exc).__name__)
+        return False
+    return True
+
+
+def register_home(app: AsyncApp, workflow: Workflow) -> None:
+    """Listen for `app_home_opened` on `app` and publish the home of whoever opened it."""
+
+    @app.event("app_home_opened")
+    async def on_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
+        if event.get("tab", "home") != "home" or not event.get("user"):
+            return  # the Messages tab, or a payload without a person
+        await publish_home(workflow, client, str(event["user"]))
