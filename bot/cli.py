@@ -12,7 +12,7 @@ import tempfile
 import tomllib
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from aiohttp.typedefs import Handler, Middleware
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import __version__
+from bot import __version__, logs
 from bot.config import (
     ConfigError,
     Settings,
@@ -36,7 +36,10 @@ from bot.core.policy import describe, pattern_for, policy_for
 from bot.core.ports import Provider, StoreError
 from bot.core.rules import Rules
 from bot.core.workflow import Workflow
+from bot.health import PATHS as HEALTH_PATHS
+from bot.health import Health
 from bot.live import LiveRules
+from bot.metrics import MeasuredWebClient, Metrics, time_acks
 from bot.providers.registry import PROVIDERS
 from bot.providers.spec import SettingError
 from bot.store import SqliteStore
@@ -82,6 +85,7 @@ class SlackBot:
 
     session: aiohttp.ClientSession
     inbox: Inbox
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -111,11 +115,13 @@ async def start_slack_bot(
     assert settings.slack_bot_token is not None
     # One session for every Web API call (slack-sdk opens one per call without it).
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=SLACK_CONNECTIONS))
-    client = AsyncWebClient(
+    metrics = Metrics()
+    client: AsyncWebClient = MeasuredWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=str(settings.slack_api_url),
         timeout=SLACK_TIMEOUT_SECONDS,
         session=session,
+        metrics=metrics,
     )
     try:
         identity = await identify(client)  # raises ConfigError naming the setting
@@ -124,7 +130,10 @@ async def start_slack_bot(
         store.close()
         raise
     lease = timedelta(seconds=settings.promote_bot_lease_seconds)
-    workflow = Workflow(rules, store, providers, SlackChat(client), lease=lease)
+    measured = {name: metrics.measure(provider) for name, provider in providers.items()}
+    workflow = Workflow(rules, store, measured, SlackChat(client), lease=lease)
+    workflow.observers.append(metrics.on_audit)
+    metrics.watch_store(store, workflow.owner)
     live = LiveRules(
         workflow,
         settings.promote_bot_config,
@@ -143,7 +152,8 @@ async def start_slack_bot(
         else secret.get_secret_value(),
         inbox=inbox,
     )
-    return SlackBot(settings, store, providers, workflow, app, live, session, inbox)
+    time_acks(app, metrics)
+    return SlackBot(settings, store, providers, workflow, app, live, session, inbox, metrics)
 
 
 def open_store(path: Path) -> SqliteStore:
@@ -192,7 +202,7 @@ def _refusing_while(stopping: asyncio.Event) -> Middleware:
 
     @web.middleware
     async def refuse(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if stopping.is_set():
+        if stopping.is_set() and request.path not in HEALTH_PATHS:  # /readyz says 503 itself
             return web.Response(status=503, text="promote-bot is shutting down")
         return await handler(request)
 
@@ -223,17 +233,25 @@ async def serve(settings: Settings) -> None:
 
             assert settings.slack_app_token is not None
             handler = AsyncSocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
-            await handler.connect_async()
-            log.info("promote-bot %s connected to Slack in Socket Mode", __version__)
-            try:
-                await _until_stopped(bot.live)
-            finally:
-                await handler.close_async()  # Slack sends new work to the other connections
-            await _finish_in_flight(bot.workflow, within)
+            health = Health(
+                bot.store, bot.metrics, slack_connected=handler.client.is_connected
+            )  # no Bolt web server in Socket Mode: the endpoints get a small app of their own
+            async with WebServer(health.app(), host="0.0.0.0", port=settings.port) as server:
+                where = LISTENING.format(host="0.0.0.0", port=server.port, path="/healthz")
+                log.info("promote-bot %s: health and metrics %s", __version__, where)
+                await handler.connect_async()
+                log.info("promote-bot %s connected to Slack in Socket Mode", __version__)
+                try:
+                    await _until_stopped(bot.live)
+                finally:
+                    health.stopping.set()
+                    await handler.close_async()  # Slack sends new work to the other connections
+                await _finish_in_flight(bot.workflow, within)
         else:
             web_app = bot.app.web_app(path=SLACK_PATH, port=settings.port)
             stopping = asyncio.Event()
             web_app.middlewares.append(_refusing_while(stopping))
+            Health(bot.store, bot.metrics, stopping=stopping).add_routes(web_app)
             async with WebServer(web_app, host="0.0.0.0", port=settings.port) as server:
                 where = LISTENING.format(host="0.0.0.0", port=server.port, path=SLACK_PATH)
                 log.info("promote-bot %s %s", __version__, where)
@@ -384,12 +402,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(quiet: bool) -> None:
+    """LOG_LEVEL and LOG_FORMAT, read before the other settings are validated (so that their
+    problems are reported whatever they are); every secret setting's value is redacted."""
+    level = os.environ.get("LOG_LEVEL", "").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        level = "WARNING" if quiet else "INFO"  # a bad value is reported with the settings
+    fmt = "json" if os.environ.get("LOG_FORMAT", "").lower() == "json" else "text"
+    models = [Settings, *(spec.settings for spec in PROVIDERS.values())]
+    logs.configure(level, fmt, secrets=logs.secret_values(models))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.command == "shell" else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _configure_logging(quiet=args.command == "shell")
     # Per-request INFO lines from the HTTP clients cost CPU under load (5.6% of the bot's samples
     # at c=128) and say nothing the audit log and our own warnings don't.
     for noisy in ("slack_sdk", "httpx", "httpcore"):

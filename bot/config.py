@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
 from types import UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AnyHttpUrl,
@@ -125,6 +125,18 @@ class Settings(BaseSettings):
     promote_bot_lease_seconds: int = Field(default=30, ge=1, le=3600)
     promote_bot_shutdown_seconds: float = Field(default=25.0, ge=0, le=3600)
     promote_bot_groups_refresh: int = Field(default=300, ge=10, le=86400)
+    log_level: str | None = None  # unset: INFO for serve, WARNING for the shell
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        names = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        if v.upper() not in names:
+            raise ValueError(f"expected one of {', '.join(names)}")
+        return v.upper()
 
     @field_validator("slack_bot_token")
     @classmethod
