@@ -29,6 +29,7 @@ from bot.config import (
     Settings,
     load_config,
     load_settings,
+    load_settings_all,
     parse_config,
     require,
 )
@@ -62,13 +63,16 @@ async def build_providers(
     """One client per provider the config uses, from its settings (environment variables,
     `overrides` by field name winning); a missing or bad setting is a `ConfigError`."""
     providers: dict[str, Provider] = {}
-    try:
-        for name in rules.providers:
+    problems: list[str] = []
+    for name in rules.providers:  # every provider's problems, not only the first one's
+        try:
             providers[name] = PROVIDERS[name].build(overrides)
-    except SettingError as exc:
+        except SettingError as exc:
+            problems += exc.problems
+    if problems:
         for provider in providers.values():
             await provider.aclose()
-        raise ConfigError(str(exc)) from None
+        raise ConfigError("\n".join(problems))
     return providers
 
 
@@ -95,23 +99,49 @@ class SlackBot:
 
 
 async def start_slack_bot(
-    settings: Settings, provider_settings: Mapping[str, Any] | None = None
+    settings: Settings,
+    provider_settings: Mapping[str, Any] | None = None,
+    problems: Sequence[str] = (),
 ) -> SlackBot:
-    """Check the settings, the config and the bot token; build everything `serve` runs."""
-    if settings.slack_bot_token is None:
-        raise ConfigError(
+    """Check the settings, the config and the bot token; build everything `serve` runs.
+
+    Every problem found is reported at once (one line each, `problems` from the settings
+    first): the settings, the config file and each configured provider's settings."""
+    problems = list(problems)
+    said = {line.split(":", 1)[0] for line in problems}
+    if settings.slack_bot_token is None and "SLACK_BOT_TOKEN" not in said:
+        problems.append(
             "SLACK_BOT_TOKEN is not set, so there is no Slack to serve. "
             "To try the bot without Slack: promote-bot shell --sandbox"
         )
     if not settings.socket_mode:
-        require(settings, "slack_signing_secret")
-    rules = load_config(settings.promote_bot_config)
-    store = open_store(settings.promote_bot_db)
+        try:
+            require(settings, "slack_signing_secret")
+        except ConfigError as exc:
+            problems.append(str(exc))
+    rules: Rules | None = None
     try:
-        providers = await build_providers(rules, provider_settings)
-    except ConfigError:
-        store.close()
-        raise
+        rules = load_config(settings.promote_bot_config)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    providers: dict[str, Provider] = {}
+    if rules is not None:
+        try:
+            providers = await build_providers(rules, provider_settings)
+        except ConfigError as exc:
+            problems += str(exc).splitlines()
+    store: SqliteStore | None = None
+    try:
+        store = open_store(settings.promote_bot_db)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    if problems:
+        for provider in providers.values():
+            await provider.aclose()
+        if store is not None:
+            store.close()
+        raise ConfigError("\n".join(problems))
+    assert rules is not None and store is not None
     assert settings.slack_bot_token is not None
     # One session for every Web API call (slack-sdk opens one per call without it).
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=SLACK_CONNECTIONS))
@@ -223,8 +253,8 @@ async def _finish_in_flight(workflow: Workflow, within: float) -> None:
         await workflow.abandon()
 
 
-async def serve(settings: Settings) -> None:
-    bot = await start_slack_bot(settings)
+async def serve(settings: Settings, problems: Sequence[str] = ()) -> None:
+    bot = await start_slack_bot(settings, problems=problems)
     chores = [asyncio.create_task(housekeeping(bot)), asyncio.create_task(bot.live.run())]
     within = settings.promote_bot_shutdown_seconds
     try:
@@ -424,13 +454,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":  # offline: needs no other setting
             default = os.environ.get("PROMOTE_BOT_CONFIG") or "promote-bot.toml"
             return check_config(args.file or Path(default))
-        settings = load_settings()
-        if args.command == "serve":
-            asyncio.run(serve(settings))
+        if args.command == "serve":  # every problem at once, the config's and providers' too
+            settings, problems = load_settings_all()
+            asyncio.run(serve(settings, problems))
         elif args.command == "shell":
-            asyncio.run(shell(settings, args))
+            asyncio.run(shell(load_settings(), args))
     except ConfigError as exc:
-        print(f"promote-bot: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"promote-bot: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         pass

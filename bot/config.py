@@ -158,12 +158,25 @@ class Settings(BaseSettings):
 
 
 def load_settings() -> Settings:
+    settings, problems = load_settings_all()
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings
+
+
+def load_settings_all() -> tuple[Settings, list[str]]:
+    """The settings, and every problem with them (one line each); a setting with a problem
+    takes its default, so that start-up can go on looking for more problems."""
     try:
-        return Settings()
+        return Settings(), []
     except ValidationError as exc:
-        err = exc.errors()[0]
-        name = str(err["loc"][0]).upper() if err["loc"] else "settings"
-        raise ConfigError(f"{name}: {err['msg'].removeprefix('Value error, ')}") from None
+        problems, bad = [], set()
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "settings"
+            bad.add(field)
+            problems.append(f"{field.upper()}: {err['msg'].removeprefix('Value error, ')}")
+        defaults = {f: Settings.model_fields[f].default for f in bad if f in Settings.model_fields}
+        return Settings(**defaults), problems
 
 
 def require(settings: Settings, *names: str) -> None:
