@@ -23,4 +23,7 @@ ENV PROMOTE_BOT_DB=/data/promote-bot.db \
     PORT=3000
 VOLUME ["/data"]
 EXPOSE 3000
+# /healthz answers on PORT in HTTP and Socket Mode alike (the slim image has no curl).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '3000')}/healthz\", timeout=4)"]
 CMD ["promote-bot", "serve"]

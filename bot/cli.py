@@ -12,7 +12,7 @@ import tempfile
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,13 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import __version__
+from bot import __version__, logs
 from bot.config import (
     ConfigError,
     Settings,
     load_config,
     load_settings,
+    load_settings_all,
     parse_config,
     require,
 )
@@ -37,7 +38,10 @@ from bot.core.policy import describe, pattern_for, policy_for
 from bot.core.ports import Provider, StoreError
 from bot.core.rules import Rules
 from bot.core.workflow import Workflow, utc_now
+from bot.health import PATHS as HEALTH_PATHS
+from bot.health import Health
 from bot.live import LiveRules
+from bot.metrics import MeasuredWebClient, Metrics, time_acks
 from bot.providers.registry import PROVIDERS
 from bot.providers.spec import SettingError
 from bot.store import SqliteStore
@@ -61,13 +65,16 @@ async def build_providers(
     """One client per provider the config uses, from its settings (environment variables,
     `overrides` by field name winning); a missing or bad setting is a `ConfigError`."""
     providers: dict[str, Provider] = {}
-    try:
-        for name in rules.providers:
+    problems: list[str] = []
+    for name in rules.providers:  # every provider's problems, not only the first one's
+        try:
             providers[name] = PROVIDERS[name].build(overrides)
-    except SettingError as exc:
+        except SettingError as exc:
+            problems += exc.problems
+    if problems:
         for provider in providers.values():
             await provider.aclose()
-        raise ConfigError(str(exc)) from None
+        raise ConfigError("\n".join(problems))
     return providers
 
 
@@ -84,6 +91,7 @@ class SlackBot:
 
     session: aiohttp.ClientSession
     inbox: Inbox
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -95,25 +103,49 @@ class SlackBot:
 async def start_slack_bot(
     settings: Settings,
     provider_settings: Mapping[str, Any] | None = None,
-    *,
+    problems: Sequence[str] = (),
     clock: Callable[[], datetime] = utc_now,
 ) -> SlackBot:
     """Check the settings, the config and the bot token; build everything `serve` runs.
-    `clock` is what the workflow reads the time from (tests move it across freeze windows)."""
-    if settings.slack_bot_token is None:
-        raise ConfigError(
+
+    Every problem found is reported at once (one line each, `problems` from the settings
+    first): the settings, the config file and each configured provider's settings. `clock`
+    is what the workflow reads the time from (tests move it across freeze windows)."""
+    problems = list(problems)
+    said = {line.split(":", 1)[0] for line in problems}
+    if settings.slack_bot_token is None and "SLACK_BOT_TOKEN" not in said:
+        problems.append(
             "SLACK_BOT_TOKEN is not set, so there is no Slack to serve. "
             "To try the bot without Slack: promote-bot shell --sandbox"
         )
     if not settings.socket_mode:
-        require(settings, "slack_signing_secret")
-    rules = load_config(settings.promote_bot_config)
-    store = open_store(settings.promote_bot_db)
+        try:
+            require(settings, "slack_signing_secret")
+        except ConfigError as exc:
+            problems.append(str(exc))
+    rules: Rules | None = None
     try:
-        providers = await build_providers(rules, provider_settings)
-    except ConfigError:
-        store.close()
-        raise
+        rules = load_config(settings.promote_bot_config)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    providers: dict[str, Provider] = {}
+    if rules is not None:
+        try:
+            providers = await build_providers(rules, provider_settings)
+        except ConfigError as exc:
+            problems += str(exc).splitlines()
+    store: SqliteStore | None = None
+    try:
+        store = open_store(settings.promote_bot_db)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    if problems:
+        for provider in providers.values():
+            await provider.aclose()
+        if store is not None:
+            store.close()
+        raise ConfigError("\n".join(problems))
+    assert rules is not None and store is not None
     assert settings.slack_bot_token is not None
     # One session for every Web API call (slack-sdk opens one per call without it).
     # slack-sdk applies its `timeout` only to sessions it makes itself: ours carries it.
@@ -121,7 +153,8 @@ async def start_slack_bot(
         connector=aiohttp.TCPConnector(limit=SLACK_CONNECTIONS),
         timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT_SECONDS),
     )
-    client = AsyncWebClient(
+    metrics = Metrics()
+    client: AsyncWebClient = MeasuredWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=str(settings.slack_api_url),
         timeout=SLACK_TIMEOUT_SECONDS,
@@ -130,6 +163,7 @@ async def start_slack_bot(
         # No retry on a dropped connection: a post Slack made would be made twice; the
         # workflow finds such a post instead, and brings messages up to date itself.
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
+        metrics=metrics,
     )
     try:
         identity = await identify(client)  # raises ConfigError naming the setting
@@ -138,8 +172,11 @@ async def start_slack_bot(
         store.close()
         raise
     lease = timedelta(seconds=settings.promote_bot_lease_seconds)
+    measured = {name: metrics.measure(provider) for name, provider in providers.items()}
     chat = SlackChat(client, identity.get("url"))
-    workflow = Workflow(rules, store, providers, chat, clock=clock, lease=lease)
+    workflow = Workflow(rules, store, measured, chat, clock=clock, lease=lease)
+    workflow.observers.append(metrics.on_audit)
+    metrics.watch_store(store, workflow.owner)
     live = LiveRules(
         workflow,
         settings.promote_bot_config,
@@ -158,7 +195,8 @@ async def start_slack_bot(
         else secret.get_secret_value(),
         inbox=inbox,
     )
-    return SlackBot(settings, store, providers, workflow, app, live, session, inbox)
+    time_acks(app, metrics)
+    return SlackBot(settings, store, providers, workflow, app, live, session, inbox, metrics)
 
 
 def open_store(path: Path) -> SqliteStore:
@@ -221,7 +259,7 @@ def _refusing_while(stopping: asyncio.Event) -> Middleware:
 
     @web.middleware
     async def refuse(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if stopping.is_set():
+        if stopping.is_set() and request.path not in HEALTH_PATHS:  # /readyz says 503 itself
             return web.Response(status=503, text="promote-bot is shutting down")
         return await handler(request)
 
@@ -242,8 +280,8 @@ async def _finish_in_flight(workflow: Workflow, within: float) -> None:
         await workflow.abandon()
 
 
-async def serve(settings: Settings) -> None:
-    bot = await start_slack_bot(settings)
+async def serve(settings: Settings, problems: Sequence[str] = ()) -> None:
+    bot = await start_slack_bot(settings, problems=problems)
     chores = [
         asyncio.create_task(housekeeping(bot)),
         asyncio.create_task(deliver(bot.workflow)),
@@ -256,17 +294,25 @@ async def serve(settings: Settings) -> None:
 
             assert settings.slack_app_token is not None
             handler = AsyncSocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
-            await handler.connect_async()
-            log.info("promote-bot %s connected to Slack in Socket Mode", __version__)
-            try:
-                await _until_stopped(bot.live)
-            finally:
-                await handler.close_async()  # Slack sends new work to the other connections
-            await _finish_in_flight(bot.workflow, within)
+            health = Health(
+                bot.store, bot.metrics, slack_connected=handler.client.is_connected
+            )  # no Bolt web server in Socket Mode: the endpoints get a small app of their own
+            async with WebServer(health.app(), host="0.0.0.0", port=settings.port) as server:
+                where = LISTENING.format(host="0.0.0.0", port=server.port, path="/healthz")
+                log.info("promote-bot %s: health and metrics %s", __version__, where)
+                await handler.connect_async()
+                log.info("promote-bot %s connected to Slack in Socket Mode", __version__)
+                try:
+                    await _until_stopped(bot.live)
+                finally:
+                    health.stopping.set()
+                    await handler.close_async()  # Slack sends new work to the other connections
+                await _finish_in_flight(bot.workflow, within)
         else:
             web_app = slack_web_app(bot.app, SLACK_PATH, settings.port)
             stopping = asyncio.Event()
             web_app.middlewares.append(_refusing_while(stopping))
+            Health(bot.store, bot.metrics, stopping=stopping).add_routes(web_app)
             async with WebServer(web_app, host="0.0.0.0", port=settings.port) as server:
                 where = LISTENING.format(host="0.0.0.0", port=server.port, path=SLACK_PATH)
                 log.info("promote-bot %s %s", __version__, where)
@@ -419,12 +465,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(quiet: bool) -> None:
+    """LOG_LEVEL and LOG_FORMAT, read before the other settings are validated (so that their
+    problems are reported whatever they are); every secret setting's value is redacted."""
+    level = os.environ.get("LOG_LEVEL", "").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        level = "WARNING" if quiet else "INFO"  # a bad value is reported with the settings
+    fmt = "json" if os.environ.get("LOG_FORMAT", "").lower() == "json" else "text"
+    models = [Settings, *(spec.settings for spec in PROVIDERS.values())]
+    logs.configure(level, fmt, secrets=logs.secret_values(models))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.command == "shell" else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _configure_logging(quiet=args.command == "shell")
     # Per-request INFO lines from the HTTP clients cost CPU under load (5.6% of the bot's samples
     # at c=128) and say nothing the audit log and our own warnings don't.
     for noisy in ("slack_sdk", "httpx", "httpcore"):
@@ -433,13 +487,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":  # offline: needs no other setting
             default = os.environ.get("PROMOTE_BOT_CONFIG") or "promote-bot.toml"
             return check_config(args.file or Path(default))
-        settings = load_settings()
-        if args.command == "serve":
-            asyncio.run(serve(settings))
+        if args.command == "serve":  # every problem at once, the config's and providers' too
+            settings, problems = load_settings_all()
+            asyncio.run(serve(settings, problems))
         elif args.command == "shell":
-            asyncio.run(shell(settings, args))
+            asyncio.run(shell(load_settings(), args))
     except ConfigError as exc:
-        print(f"promote-bot: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"promote-bot: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         pass

@@ -13,7 +13,7 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 from types import UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -129,6 +129,18 @@ class Settings(BaseSettings):
     promote_bot_lease_seconds: int = Field(default=30, ge=1, le=3600)
     promote_bot_shutdown_seconds: float = Field(default=25.0, ge=0, le=3600)
     promote_bot_groups_refresh: int = Field(default=300, ge=10, le=86400)
+    log_level: str | None = None  # unset: INFO for serve, WARNING for the shell
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        names = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        if v.upper() not in names:
+            raise ValueError(f"expected one of {', '.join(names)}")
+        return v.upper()
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -150,12 +162,25 @@ class Settings(BaseSettings):
 
 
 def load_settings() -> Settings:
+    settings, problems = load_settings_all()
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings
+
+
+def load_settings_all() -> tuple[Settings, list[str]]:
+    """The settings, and every problem with them (one line each); a setting with a problem
+    takes its default, so that start-up can go on looking for more problems."""
     try:
-        return Settings()
+        return Settings(), []
     except ValidationError as exc:
-        err = exc.errors()[0]
-        name = str(err["loc"][0]).upper() if err["loc"] else "settings"
-        raise ConfigError(f"{name}: {err['msg'].removeprefix('Value error, ')}") from None
+        problems, bad = [], set()
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "settings"
+            bad.add(field)
+            problems.append(f"{field.upper()}: {err['msg'].removeprefix('Value error, ')}")
+        defaults = {f: Settings.model_fields[f].default for f in bad if f in Settings.model_fields}
+        return Settings(**defaults), problems
 
 
 def require(settings: Settings, *names: str) -> None:

@@ -108,6 +108,38 @@ def test_start_up_errors_are_one_line_and_exit_2(
     assert not any(secret in stderr for secret in SECRETS)
 
 
+def test_every_missing_or_invalid_setting_is_listed_at_once(tmp_path: Path) -> None:
+    env = _env(
+        tmp_path,
+        SLACK_SIGNING_SECRET="",
+        ZNYX_TOKEN="",
+        WHOP_API_KEY="",
+        ASC_KEY_ID="",
+        ASC_PRIVATE_KEY="",
+        PORT="http",
+        LOG_LEVEL="loud",
+        PROMOTE_BOT_DB=str(tmp_path / "no-such-dir" / "bot.db"),
+    )
+    result = _run(env, "serve")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert all(line.startswith("promote-bot: ") for line in lines)
+    said = [line.removeprefix("promote-bot: ") for line in lines]
+    for start in (
+        "PORT: Input should be a valid integer",
+        "LOG_LEVEL: expected one of DEBUG",
+        "SLACK_SIGNING_SECRET is not set",
+        "ZNYX_TOKEN is not set",
+        "WHOP_API_KEY is not set",
+        "ASC_KEY_ID is not set",
+        "ASC_PRIVATE_KEY_PATH or ASC_PRIVATE_KEY must be set",
+        "PROMOTE_BOT_DB:",
+    ):
+        assert sum(line.startswith(start) for line in said) == 1, (start, said)
+    assert len(said) == 8
+    assert not any(secret in result.stderr for secret in SECRETS)
+
+
 def test_a_bad_config_key_is_named(tmp_path: Path) -> None:
     env = _env(tmp_path)
     Path(env["PROMOTE_BOT_CONFIG"]).write_text(CONFIG.replace('"policy-engineer"]', '"nobody"]'))

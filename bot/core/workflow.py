@@ -91,6 +91,8 @@ class Workflow:
         self._message_locks: dict[int, asyncio.Lock] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        # Called with each audit entry once it is recorded (metrics); must not raise or block.
+        self.observers: list[Callable[[AuditEntry], None]] = []
 
     # --- work in flight ----------------------------------------------------------------
 
@@ -861,15 +863,42 @@ class Workflow:
     def _audit(
         self, request_id: int | None, actor: str, event: str, target: str | None, detail: str = ""
     ) -> None:
-        self.store.audit(
-            AuditEntry(
-                at=self.clock(),
-                request_id=request_id,
-                actor=actor,
-                event=event,
-                target=target,
-                detail=detail,
-            )
+        entry = AuditEntry(
+            at=self.clock(),
+            request_id=request_id,
+            actor=actor,
+            event=event,
+            target=target,
+            detail=detail,
+        )
+        self.store.audit(entry)
+        self._log_event(entry)
+        for observe in self.observers:
+            observe(entry)
+
+    def _log_event(self, entry: AuditEntry) -> None:
+        """One INFO line per request event: request id, target, actor, state (and the event)."""
+        if not log.isEnabledFor(logging.INFO):
+            return
+        request = self.store.get(entry.request_id) if entry.request_id is not None else None
+        state = request.state.value if request is not None else "none"
+        number = f"#{entry.request_id}" if entry.request_id is not None else "-"
+        fields = {
+            "request_id": entry.request_id,
+            "event": entry.event,
+            "target": entry.target,
+            "actor": entry.actor,
+            "state": state,
+        }
+        log.info(
+            "request %s %s: target=%s actor=%s state=%s%s",
+            number,
+            entry.event,
+            entry.target,
+            entry.actor,
+            state,
+            f" ({entry.detail})" if entry.detail else "",
+            extra=fields,
         )
 
 

@@ -842,7 +842,11 @@ def _moved(
 
 def token(settings: AppStoreSettings) -> AppStoreToken:
     """The token signer; a key that does not load names its setting."""
-    settings.required("asc_issuer_id", "asc_key_id")
+    missing = settings.missing("asc_issuer_id", "asc_key_id")
+    if settings.asc_private_key is None and settings.asc_private_key_path is None:
+        missing.append("ASC_PRIVATE_KEY_PATH or ASC_PRIVATE_KEY must be set")
+    if missing:
+        raise SettingError(*missing)
     assert settings.asc_issuer_id is not None and settings.asc_key_id is not None
     try:
         if settings.asc_private_key is not None:

@@ -29,7 +29,12 @@ def aliases(table: dict[str, str], ids: re.Pattern[str], what: str) -> dict[str,
 
 
 class SettingError(Exception):
-    """A provider's environment setting is missing or invalid; the message names it."""
+    """A provider's environment settings are missing or invalid; the message names each, one
+    line per problem."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
 
 
 class ProviderSettings(BaseSettings):
@@ -38,10 +43,13 @@ class ProviderSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
     def required(self, *names: str) -> None:
-        """Fail with the first of `names` (field names) that is not set."""
-        for name in names:
-            if getattr(self, name) is None:
-                raise SettingError(f"{name.upper()} is not set")
+        """Fail naming every one of `names` (field names) that is not set."""
+        if missing := self.missing(*names):
+            raise SettingError(*missing)
+
+    def missing(self, *names: str) -> list[str]:
+        """A line for each of `names` (field names) that is not set."""
+        return [f"{name.upper()} is not set" for name in names if getattr(self, name) is None]
 
 
 class Section(BaseModel):
@@ -72,9 +80,11 @@ class ProviderSpec(Generic[SectionT, SettingsT]):
         try:
             return self.settings(**given)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            name = str(err["loc"][0]).upper() if err["loc"] else self.name
-            raise SettingError(f"{name}: {err['msg'].removeprefix('Value error, ')}") from None
+            problems = []
+            for err in exc.errors():
+                name = str(err["loc"][0]).upper() if err["loc"] else self.name
+                problems.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+            raise SettingError(*problems) from None
 
     def build(self, overrides: Mapping[str, Any] | None = None) -> Provider:
         """The provider's client, from its settings; `SettingError` names what is missing."""

@@ -4,6 +4,8 @@ Answers `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`, `v
 and `usergroups.users.list` (members from `usergroups`; `usergroups_error` makes it fail) like
 Slack does (`{"ok": true, …}` or `{"ok": false, "error": …}`), checks the bearer token, and
 also accepts posts to response URLs under `/response/…`, so `respond()` can be observed too.
+`apps.connections.open` (with `app_token`) hands out its own `/socket` websocket, which says
+hello like Slack's Socket Mode endpoint and stays open.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Failure:
 @dataclass
 class FakeSlack:
     token: str = "xoxb-test-token"
+    app_token: str = "xapp-test-token"  # for apps.connections.open (Socket Mode)
     bot_user_id: str = "UPROMOTEBOT"
     team_id: str = "T0TEST"
     not_in_channels: set[str] = field(default_factory=set)  # where posting fails
@@ -60,6 +63,7 @@ class FakeSlack:
     bot_id: str = "BPROMOTEBOT"
     messages: dict[str, list[dict]] = field(default_factory=dict)  # channel → what it shows
     failures: dict[str, Failure] = field(default_factory=dict)  # method → how it fails now
+    sockets: list[web.WebSocketResponse] = field(default_factory=list)  # open Socket Mode ones
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Event | None = None
 
@@ -69,6 +73,7 @@ class FakeSlack:
         app.router.add_get("/api/{method}", self._api)  # slack-sdk GETs some read methods
         app.router.add_post("/response/{key}", self._response_url)
         app.router.add_get("/_fake/release/{request_id}", self._release)  # for test senders
+        app.router.add_get("/socket", self._socket)
         return app
 
     async def _release(self, request: web.Request) -> web.Response:
@@ -139,6 +144,10 @@ class FakeSlack:
         args = await _args(request)
         token = token or args.pop("token", None)
         self._record(method, args, token)
+        if method == "apps.connections.open":
+            if token != self.app_token:
+                return web.json_response({"ok": False, "error": "invalid_auth"})
+            return web.json_response({"ok": True, "url": f"ws://{request.host}/socket"})
         failure = self.failures.get(method)
         if failure is not None and failure.applies():
             if failure.times is not None:
@@ -235,6 +244,19 @@ class FakeSlack:
         return web.json_response(
             {"ok": False, "error": error}, status=failure.status, headers=headers
         )
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        """Socket Mode's websocket: says hello, then keeps the connection open (answering
+        pings) until the client or the server closes it."""
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self.sockets.append(ws)
+        self._record("socket", {}, None)
+        await ws.send_json({"type": "hello", "num_connections": len(self.sockets)})
+        async for _message in ws:
+            pass
+        self.sockets.remove(ws)
+        return ws
 
     async def _response_url(self, request: web.Request) -> web.Response:
         args = await _args(request)

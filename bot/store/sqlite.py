@@ -635,6 +635,33 @@ class SqliteStore:
             for r in rows
         ]
 
+    # --- for health checks and metrics ----------------------------------------------------
+
+    def ping(self, at: datetime) -> None:
+        """Prove the database takes a write now (readiness); a `StoreError` if not."""
+        with self.db.conn:
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('ready_at', ?)", [_utc(at)]
+            )
+
+    def state_counts(self) -> dict[str, int]:
+        """How many requests are in each state."""
+        rows = self.db.query("SELECT state, COUNT(*) AS n FROM requests GROUP BY state")
+        return {row["state"]: row["n"] for row in rows}
+
+    def inbox_undone(self) -> int:
+        """Acknowledged work not done yet."""
+        rows = self.db.query("SELECT COUNT(*) AS n FROM inbox WHERE done_at IS NULL")
+        return int(next(rows)["n"])
+
+    def executing_by(self, owner: str) -> int:
+        """Requests executing under `owner`'s lease (one process)."""
+        rows = self.db.query(
+            "SELECT COUNT(*) AS n FROM requests WHERE state = ? AND lease_owner = ?",
+            [State.EXECUTING.value, owner],
+        )
+        return int(next(rows)["n"])
+
 
 def _utc(at: datetime) -> str:
     return at.astimezone(UTC).isoformat()

@@ -7,9 +7,11 @@ previews, provider calls and Web API posts run after it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -107,6 +109,20 @@ def web_app(app: AsyncApp, path: str, port: int = 0) -> web.Application:
     return application
 
 
+@contextlib.contextmanager
+def _bolt_sees_no_token_setting() -> Iterator[None]:
+    """`AsyncApp(token=None)` falls back to the SLACK_BOT_TOKEN environment variable, and with a
+    `client` given as well it then warns "As you gave `client` as well, `token` will be unused"
+    (slack_bolt/app/async_app.py). We give the token through `authorize`, read from our own
+    settings: so Bolt is built without that variable in sight, and has nothing to warn about."""
+    token = os.environ.pop("SLACK_BOT_TOKEN", None)
+    try:
+        yield
+    finally:
+        if token is not None:
+            os.environ["SLACK_BOT_TOKEN"] = token
+
+
 def create_app(
     workflow: Workflow,
     *,
@@ -122,13 +138,14 @@ def create_app(
     async def authorize() -> AuthorizeResult:
         return identity
 
-    app = AsyncApp(
-        client=AsyncWebClient(base_url=api_url),  # Bolt's own; the token comes from `authorize`
-        authorize=authorize,
-        signing_secret=signing_secret or "",
-        request_verification_enabled=signing_secret is not None,
-        logger=logging.getLogger("slack_bolt"),
-    )
+    with _bolt_sees_no_token_setting():
+        app = AsyncApp(
+            client=AsyncWebClient(base_url=api_url),  # Bolt's own; the token: from `authorize`
+            authorize=authorize,
+            signing_secret=signing_secret or "",
+            request_verification_enabled=signing_secret is not None,
+            logger=logging.getLogger("slack_bolt"),
+        )
 
     async def ack_command(ack: AsyncAck, command: dict[str, Any]) -> None:
         if not isinstance(command.get("user_id"), str):

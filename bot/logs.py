@@ -1,0 +1,129 @@
+"""Logging: a level (LOG_LEVEL), text or JSON lines (LOG_FORMAT), and secrets redacted.
+
+Redaction is a `logging.Filter` on the one handler, so it sees every record of every library
+(slack_bolt, aiohttp, httpx) before it is formatted: the configured secret values, `Bearer …`,
+Slack tokens (`xoxb-`, `xoxp-`, `xoxa-`, `xapp-`), JWT-shaped strings and PEM private keys
+become `[redacted]`, in the message, its arguments, extra fields and tracebacks alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
+REDACTED = "[redacted]"
+PATTERNS = (
+    re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"\bxox[bpae]-[A-Za-z0-9-]+"),
+    re.compile(r"\bxapp-[A-Za-z0-9-]+"),
+    re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),  # a JWT
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+)
+MIN_SECRET = 6  # shorter configured values would redact ordinary words
+# What a LogRecord has of its own; anything else on it came as `extra=`.
+_RECORD_KEYS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+HANDLER_NAME = "promote-bot"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class Redactor(logging.Filter):
+    """Replaces secrets in every record that passes; never drops one."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        for pattern in PATTERNS:
+            text = pattern.sub(REDACTED, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: keep what there is, formatted plainly
+            message = f"{record.msg} {record.args}"
+        record.msg, record.args = self.redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        for key, value in list(vars(record).items()):
+            if key not in _RECORD_KEYS and isinstance(value, str):
+                setattr(record, key, self.redact(value))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the record's extra fields
+    (request_id, event, target, actor, state, …) and the traceback if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_KEYS and key not in entry:
+                entry[key] = (
+                    value if isinstance(value, str | int | float | bool | None) else str(value)
+                )
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def secret_values(
+    models: Iterable[type[BaseSettings]], environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """The values of every `SecretStr` setting of `models` found in the environment (even one
+    that fails validation, so a wrong token is not logged either)."""
+    environ = os.environ if environ is None else environ
+    upper = {k.upper(): v for k, v in environ.items()}
+    found = []
+    for model in models:
+        for name, info in model.model_fields.items():
+            if "SecretStr" in repr(info.annotation) or info.annotation is SecretStr:
+                value = upper.get(name.upper())
+                if value:
+                    found.append(value)
+    return found
+
+
+def configure(
+    level: str | int = logging.INFO,
+    fmt: str = "text",
+    secrets: Iterable[str] = (),
+    stream: IO[str] | None = None,
+) -> logging.Handler:
+    """Give the root logger one handler that redacts and formats as `fmt` (replacing one an
+    earlier call installed; handlers of others, like pytest's, are left alone)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(Redactor(secrets))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.set_name(HANDLER_NAME)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler

@@ -1,0 +1,255 @@
+"""Prometheus metrics for `GET /metrics`, one registry per bot.
+
+Each `Metrics` has its own `CollectorRegistry` (never prometheus-client's global one), so tests
+that run several bots in one process don't collide. Counters and histograms are updated where
+things happen (a provider call, an ack, a Slack API error, a request event); the gauges that
+describe the database (requests by state, messages waiting, requests executing) are read from
+the store when Prometheus scrapes, so every replica reports the same truth.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import aiohttp
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
+from bot.core.errors import ProviderError
+from bot.core.model import Action, AuditEntry, Outcome, Preview, State
+from bot.core.ports import Provider
+
+log = logging.getLogger(__name__)
+
+PREFIX = "promote_bot_"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# An ack is a few milliseconds; Slack gives up after 3 s.
+ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+# A provider call is a read or a write over the internet, 20 s at most (then a retry).
+PROVIDER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+
+
+class CountingStore(Protocol):
+    """What the scrape-time gauges read from the store."""
+
+    def state_counts(self) -> Mapping[str, int]: ...
+
+    def inbox_undone(self) -> int: ...
+
+    def messages_due(self, now: datetime) -> list[int]: ...
+
+    def executing_by(self, owner: str) -> int: ...
+
+
+def messages_waiting(store: CountingStore) -> int:
+    """Slack messages not delivered yet: release messages (or outcome replies) that lag behind
+    the store, and acknowledged commands and clicks whose messages are still to come."""
+    return len(store.messages_due(datetime.max.replace(tzinfo=UTC))) + store.inbox_undone()
+
+
+class Metrics:
+    """The bot's metrics, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.commands = Counter(
+            PREFIX + "commands",
+            "Slash commands by outcome at the ack: accepted (work follows), answered (help, a "
+            "usage error, a refusal or a store failure, in the ack), error.",
+            ["outcome"],
+            registry=r,
+        )
+        self.request_events = Counter(
+            PREFIX + "request_events",
+            "Request events recorded in the audit log (requested, approved, rejected, "
+            "executing, succeeded, failed, unknown, expired, cancelled, refused, …).",
+            ["event"],
+            registry=r,
+        )
+        self.provider_calls = Counter(
+            PREFIX + "provider_calls",
+            "Provider calls by provider, operation (preview, execute, observe) and outcome.",
+            ["provider", "operation", "outcome"],
+            registry=r,
+        )
+        self.provider_seconds = Histogram(
+            PREFIX + "provider_call_seconds",
+            "How long provider calls took, retries included.",
+            ["provider", "operation"],
+            buckets=PROVIDER_BUCKETS,
+            registry=r,
+        )
+        self.ack_seconds = Histogram(
+            PREFIX + "ack_seconds",
+            "From a Slack payload reaching the app to its acknowledgement.",
+            ["kind"],
+            buckets=ACK_BUCKETS,
+            registry=r,
+        )
+        self.slack_api_errors = Counter(
+            PREFIX + "slack_api_errors",
+            "Slack Web API calls that failed, by method (an error answer, or no answer).",
+            ["method"],
+            registry=r,
+        )
+        self._stores: list[tuple[CountingStore, str]] = []
+        r.register(_StoreGauges(self._stores))
+
+    def watch_store(self, store: CountingStore, owner: str) -> None:
+        """Report requests by state, messages waiting and requests executing (by `owner`,
+        this process) from `store`, read at each scrape."""
+        self._stores.append((store, owner))
+
+    def render(self) -> bytes:
+        """The Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def on_audit(self, entry: AuditEntry) -> None:
+        """A request event was recorded (the workflow's audit observers)."""
+        self.request_events.labels(event=entry.event.split(":")[0]).inc()
+
+    def measure(self, provider: Provider) -> Provider:
+        return MeasuredProvider(provider, self)
+
+
+class _StoreGauges:
+    """Gauges read from the store at scrape time."""
+
+    def __init__(self, stores: list[tuple[CountingStore, str]]) -> None:
+        self.stores = stores
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        if not self.stores:
+            return
+        store, owner = self.stores[0]
+        by_state = GaugeMetricFamily(
+            PREFIX + "requests", "Requests in the database, by state.", labels=["state"]
+        )
+        waiting = GaugeMetricFamily(
+            PREFIX + "messages_waiting", "Slack messages waiting to be delivered."
+        )
+        executing = GaugeMetricFamily(
+            PREFIX + "requests_executing", "Requests this process is executing now."
+        )
+        up = GaugeMetricFamily(PREFIX + "store_up", "1 when the store answered this scrape.")
+        try:
+            counts = store.state_counts()
+            for state in State:
+                by_state.add_metric([state.value], counts.get(state.value, 0))
+            waiting.add_metric([], messages_waiting(store))
+            executing.add_metric([], store.executing_by(owner))
+        except Exception as exc:  # a scrape must answer even when the disk is full
+            log.warning("metrics: the store did not answer: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield from (by_state, waiting, executing, up)
+
+
+class MeasuredProvider:
+    """A provider whose calls are counted and timed; everything else passes through."""
+
+    def __init__(self, provider: Provider, metrics: Metrics) -> None:
+        self.provider = provider
+        self.name = provider.name
+        self._metrics = metrics
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.provider, name)
+
+    async def _timed(self, operation: str, call: Any, outcome_of: Callable[[Any], str]) -> Any:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await call
+            outcome = outcome_of(result)
+            return result
+        except ProviderError as exc:
+            outcome = "unknown" if exc.fate == "unknown" else "error"
+            raise
+        finally:
+            m = self._metrics
+            m.provider_seconds.labels(self.name, operation).observe(time.perf_counter() - started)
+            m.provider_calls.labels(self.name, operation, outcome).inc()
+
+    async def preview(self, action: Action) -> Preview:
+        return await self._timed(
+            "preview",
+            self.provider.preview(action),
+            lambda p: "refused" if p.refusal else "ok",
+        )
+
+    async def execute(
+        self, action: Action, *, promoted_by: str, expect: Mapping[str, str]
+    ) -> Outcome:
+        return await self._timed(
+            "execute",
+            self.provider.execute(action, promoted_by=promoted_by, expect=expect),
+            lambda o: o.state,
+        )
+
+    async def observe(
+        self, action: Action, *, promoted_by: str, expect: Mapping[str, str]
+    ) -> Outcome | None:
+        return await self._timed(
+            "observe",
+            self.provider.observe(action, promoted_by=promoted_by, expect=expect),
+            lambda o: "unclear" if o is None else o.state,
+        )
+
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+
+
+class MeasuredWebClient(AsyncWebClient):
+    """slack-sdk's client, counting failed Web API calls by method."""
+
+    def __init__(self, *args: Any, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.metrics = metrics
+
+    async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:  # type: ignore[override]
+        try:
+            return await super().api_call(api_method, **kwargs)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError):
+            self.metrics.slack_api_errors.labels(method=api_method).inc()
+            raise
+
+
+def time_acks(app: AsyncApp, metrics: Metrics) -> None:
+    """Time each payload from reaching the app to its ack, and count slash commands by the
+    ack's outcome, in HTTP and Socket Mode alike: both adapters hand every payload to
+    `app.async_dispatch` and send what it returns (with lazy listeners, right after the ack).
+    A Bolt middleware can't do it: Bolt runs the listeners after the whole middleware chain."""
+    dispatch = app.async_dispatch
+
+    @functools.wraps(dispatch)
+    async def timed(req: AsyncBoltRequest) -> BoltResponse:
+        started = time.perf_counter()
+        response = await dispatch(req)
+        body = req.body if isinstance(req.body, dict) else {}
+        kind = "command" if "command" in body else str(body.get("type") or "other")
+        metrics.ack_seconds.labels(kind=kind).observe(time.perf_counter() - started)
+        if kind == "command":
+            status, answered = response.status, bool(response.body)
+            outcome = "error" if status != 200 else "answered" if answered else "accepted"
+            metrics.commands.labels(outcome=outcome).inc()
+        return response
+
+    app.async_dispatch = timed  # type: ignore[method-assign]
