@@ -44,6 +44,7 @@ from bot.transports.slack.app import create_app, identify
 from bot.transports.slack.chat import SlackChat
 from bot.transports.slack.groups import SlackGroups
 from bot.transports.slack.inbox import Inbox
+from bot.transports.slack.workers import WorkPool
 from bot.web import LISTENING, WebServer
 
 log = logging.getLogger("promote-bot")
@@ -82,6 +83,7 @@ class SlackBot:
 
     session: aiohttp.ClientSession
     inbox: Inbox
+    pool: WorkPool
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -134,6 +136,7 @@ async def start_slack_bot(
     await live.refresh_groups()  # a failure is logged; the groups' members get no roles yet
     secret = settings.slack_signing_secret
     inbox = Inbox(workflow)
+    pool = WorkPool(inbox, settings.promote_bot_workers)
     app = create_app(
         workflow,
         identity=identity,
@@ -141,9 +144,9 @@ async def start_slack_bot(
         signing_secret=None
         if settings.socket_mode or secret is None
         else secret.get_secret_value(),
-        inbox=inbox,
+        pool=pool,
     )
-    return SlackBot(settings, store, providers, workflow, app, live, session, inbox)
+    return SlackBot(settings, store, providers, workflow, app, live, session, inbox, pool)
 
 
 def open_store(path: Path) -> SqliteStore:
