@@ -35,7 +35,7 @@ async def test_a_burst_gets_every_ack_then_every_release_message(world: World) -
     responses = await asyncio.gather(*(world.sender.command(t, DAVE) for t in COMMANDS))
     assert [r.status_code for r in responses] == [200] * len(COMMANDS)
     assert all(r.text == "" for r in responses)  # acked empty: the work comes after
-    await world.slack.wait_for(lambda s: len(world.posted()) == len(COMMANDS), within=15)
+    await world.slack.wait_for(lambda s: len(world.posted()) == len(COMMANDS), within=30)
     async with asyncio.timeout(5):  # each item is marked done just after its message
         while _undone(world):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
@@ -63,11 +63,11 @@ async def test_no_more_than_the_configured_workers_run_at_once(
 
     gate.set()
     # Three distinct things: three release messages; the repeats are told #N is open.
-    await world.slack.wait_for(lambda s: len(world.posted()) == 3, within=15)
-    await world.slack.wait_for(lambda s: len(world.told()) == 3, within=15)
+    await world.slack.wait_for(lambda s: len(world.posted()) == 3, within=30)
+    await world.slack.wait_for(lambda s: len(world.told()) == 3, within=30)
     assert all("already open" in t for t in world.told())
     assert world.bot.pool.peak == two_workers
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(15):
         while world.bot.workflow.busy:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
