@@ -1,6 +1,8 @@
 """The fakes for a benchmark run, in a process of their own: Slack, Znyx and App Store Connect.
 
-Prints one JSON line with their URLs, then serves until killed. `GET /_stats` on the Slack fake
+`python -m bench.fakes [PROJECTS]` seeds PROJECTS extra Znyx projects (proj-b0, proj-b1, …), so
+that every benchmark command can promote a thing of its own. Prints one JSON line with their
+URLs, then serves until killed. `GET /_stats` on the Slack fake
 answers counts and arrival times, so the harness can time what happens after an ack.
 """
 
@@ -52,9 +54,13 @@ def stats(slack: FakeSlack, znyx: FakeZnyx, asc: FakeAppStore) -> web.Applicatio
     return app
 
 
-async def main() -> None:
+async def main(projects: int) -> None:
     slack, znyx, asc = FakeSlack(), FakeZnyx(), FakeAppStore()
     seed_znyx(znyx)
+    for i in range(projects):
+        znyx.add_project(f"proj-b{i}")
+        for env, digit in (("dev", "d"), ("staging", "5"), ("prod", "0")):
+            znyx.publish(f"proj-b{i}", env, "sha256:" + digit * 64)
     key = ec.generate_private_key(ec.SECP256R1())
     seed_appstore(asc, key)
     pem = key.private_bytes(
@@ -73,6 +79,6 @@ async def main() -> None:
 
 if __name__ == "__main__":
     try:
-        asyncio.run(main())
+        asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 0))
     except KeyboardInterrupt:
         sys.exit(0)

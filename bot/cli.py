@@ -50,6 +50,7 @@ from bot.transports.slack.app import web_app as slack_web_app
 from bot.transports.slack.chat import SlackChat
 from bot.transports.slack.groups import SlackGroups
 from bot.transports.slack.inbox import Inbox
+from bot.transports.slack.workers import WorkPool
 from bot.web import LISTENING, WebServer
 
 log = logging.getLogger("promote-bot")
@@ -91,6 +92,7 @@ class SlackBot:
 
     session: aiohttp.ClientSession
     inbox: Inbox
+    pool: WorkPool
     metrics: Metrics = field(default_factory=Metrics)
 
     async def aclose(self) -> None:
@@ -186,6 +188,7 @@ async def start_slack_bot(
     await live.refresh_groups()  # a failure is logged; the groups' members get no roles yet
     secret = settings.slack_signing_secret
     inbox = Inbox(workflow, identity, chat.tell)
+    pool = WorkPool(inbox, settings.promote_bot_workers)
     app = create_app(
         workflow,
         identity=identity,
@@ -193,10 +196,10 @@ async def start_slack_bot(
         signing_secret=None
         if settings.socket_mode or secret is None
         else secret.get_secret_value(),
-        inbox=inbox,
+        pool=pool,
     )
     time_acks(app, metrics)
-    return SlackBot(settings, store, providers, workflow, app, live, session, inbox, metrics)
+    return SlackBot(settings, store, providers, workflow, app, live, session, inbox, pool, metrics)
 
 
 def open_store(path: Path) -> SqliteStore:

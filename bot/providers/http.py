@@ -40,7 +40,10 @@ DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 # Promotions must never queue behind each other for a connection (httpx's default is 100).
 # Few idle connections: httpcore's pool probes every idle socket on every request and release
 # (encode/httpcore#1035), so 100 of them made 500 concurrent calls take 9.8 s instead of 1.3 s.
-DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=20)
+# But fewer than the work pool's workers (PROMOTE_BOT_WORKERS, 32) closes a connection after
+# nearly every call under a burst: a new TCP connect each time, and httpcore's close path looks
+# for trio with the import system each time (py-spy: 7% of the bot's CPU at c=128).
+DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=40)
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,25 @@
-"""Bolt listeners: ack at once, then turn the payload into core calls (lazy listeners).
+"""Bolt listeners: ack at once, then turn the payload into core calls (in a work pool).
 
 One `AsyncApp` serves both HTTP (`POST /slack/events`) and Socket Mode. Nothing slow sits
-between a request and its ack: the ack path only parses and checks the role map (no I/O);
-previews, provider calls and Web API posts run after it.
+between a request and its ack: the ack path only parses, checks the role map and records the
+work in the inbox (one small insert); previews, provider calls and Web API posts run after it,
+in a bounded pool of workers (bot/transports/slack/workers.py), so a burst delays release
+messages, never acks.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterator
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -28,40 +30,11 @@ from bot.core.workflow import Reply, Workflow
 from bot.transports.slack.blocks import APPROVE, REJECT, ROLLBACK
 from bot.transports.slack.home import register_home
 from bot.transports.slack.inbox import Inbox, click_payload, store_trouble
+from bot.transports.slack.workers import WorkPool
 
 log = logging.getLogger(__name__)
 
 COMMAND = "/promote"
-
-
-async def _tell(respond: AsyncRespond, reply: Reply | None) -> None:
-    """An answer only the person who acted sees."""
-    if reply is not None:
-        await respond(text=reply.text, response_type="ephemeral", replace_original=False)
-
-
-def _answering_errors(
-    work: Callable[[dict[str, Any], AsyncRespond], Awaitable[None]],
-) -> Callable[[dict[str, Any], AsyncRespond], Awaitable[None]]:
-    """Work after the ack: a bug is logged and the person told, never left in silence."""
-
-    @functools.wraps(work)
-    async def guarded(body: dict[str, Any], respond: AsyncRespond) -> None:
-        try:
-            await work(body, respond)
-        except Exception:
-            log.exception("%s failed", work.__name__)
-            await _tell(respond, Reply("promote-bot hit an internal error; it has been logged."))
-
-    return guarded
-
-
-def _request_id(body: dict[str, Any]) -> int | None:
-    try:
-        value = body["actions"][0]["value"]
-        return int(value) if str(value).isdecimal() and len(str(value)) <= 12 else None
-    except (KeyError, IndexError, TypeError):
-        return None
 
 
 async def identify(client: AsyncWebClient) -> AuthorizeResult:
@@ -130,10 +103,19 @@ def create_app(
     api_url: str,
     signing_secret: str | None,
     inbox: Inbox | None = None,
+    pool: WorkPool | None = None,
 ) -> AsyncApp:
     """The Slack app; `signing_secret` is None only for Socket Mode. Acknowledged work goes
-    through `inbox`, so it survives the process (see bot/transports/slack/inbox.py)."""
-    inbox = inbox or Inbox(workflow, identity)
+    through `inbox`, so it survives the process (see bot/transports/slack/inbox.py), and is
+    done by `pool`'s workers after the ack."""
+    inbox = inbox or (pool.inbox if pool else Inbox(workflow, identity))
+    pool = pool or WorkPool(inbox)
+
+    def record(key: str | None, kind: str, payload: dict[str, Any]) -> None:
+        """Record acknowledged work and wake a worker; a redelivery is dropped here."""
+        key = key or f"local.{uuid.uuid4().hex}"  # Slack always sends one; recorded anyway
+        if inbox.accept(key, kind, payload):
+            pool.wake(key)
 
     async def authorize() -> AuthorizeResult:
         return identity
@@ -162,24 +144,12 @@ def create_app(
             "response_url": command.get("response_url"),
         }
         try:
-            if command.get("trigger_id"):
-                inbox.accept(command["trigger_id"], "command", payload)
+            record(command.get("trigger_id"), "command", payload)
         except StoreError as exc:
             inbox.store_failed(exc)
             await ack(response_type="ephemeral", text=store_trouble(exc))
             return
         await ack()
-
-    @_answering_errors
-    async def run_command(body: dict[str, Any], respond: AsyncRespond) -> None:
-        if not isinstance(body.get("user_id"), str):
-            return  # answered with the ack
-        if body.get("trigger_id"):
-            await inbox.handle(body["trigger_id"], respond)
-            return
-        checked = workflow.check(body["user_id"], body.get("text", ""))  # no key: do it now
-        if not isinstance(checked, Reply):  # a Reply was already given with the ack
-            await _tell(respond, await workflow.run(body["user_id"], checked, body["channel_id"]))
 
     async def ack_click(ack: AsyncAck, body: dict[str, Any]) -> None:
         payload = click_payload(body)
@@ -187,39 +157,22 @@ def create_app(
         first = actions[0] if isinstance(actions, list) and actions else {}
         action_id = first.get("action_id") if isinstance(first, dict) else None
         try:
-            if body.get("trigger_id") and action_id:
-                inbox.accept(str(body["trigger_id"]), str(action_id), payload)
+            if action_id:
+                record(body.get("trigger_id"), str(action_id), payload)
         except StoreError as exc:
             inbox.store_failed(exc)
         await ack()
 
-    def clicked(
-        decide: Callable[[str, int], Awaitable[Reply | None]],
-    ) -> Callable[[dict[str, Any], AsyncRespond], Awaitable[None]]:
-        """A button's work after its ack: the request id is all the button carries."""
-
-        @_answering_errors
-        async def on_click(body: dict[str, Any], respond: AsyncRespond) -> None:
-            if body.get("trigger_id"):
-                await inbox.handle(body["trigger_id"], respond)
-                return
-            request_id = _request_id(body)
-            if request_id is None:
-                await _tell(respond, Reply("That button carries no request number."))
-                return
-            await _tell(respond, await decide(body["user"]["id"], request_id))
-
-        on_click.__name__ = f"on_{decide.__name__}"  # Bolt tells lazy functions apart by name
-        return on_click
-
-    app.command(COMMAND)(ack=ack_command, lazy=[run_command])
+    # No lazy listeners: Bolt would copy each request and start a task for each; the pool
+    # takes the recorded work instead.
+    app.command(COMMAND)(ack_command)
     for action_id, decide in (
         (APPROVE, workflow.approve),
         (REJECT, workflow.reject),
         (ROLLBACK, workflow.rollback),
     ):
         inbox.on_click(action_id, decide)
-        app.action(action_id)(ack=ack_click, lazy=[clicked(decide)])
+        app.action(action_id)(ack_click)
     register_home(app, workflow)
 
     @app.error

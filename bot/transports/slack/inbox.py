@@ -86,6 +86,11 @@ class Inbox:
 
     async def handle(self, key: str, respond: AsyncRespond | None = None) -> None:
         """Do the work recorded under `key`, unless it is done or another process has it."""
+        async with self.workflow.working():
+            await self.work_on(key, respond)
+
+    async def work_on(self, key: str, respond: AsyncRespond | None = None) -> None:
+        """`handle` for a caller that already holds `workflow.working()` (the work pool)."""
         wf = self.workflow
         now = wf.clock()
         item = wf.store.inbox_claim(key, wf.owner, now, now + wf.lease)
@@ -94,10 +99,7 @@ class Inbox:
         payload = item["payload"]
         respond = respond or AsyncRespond(response_url=payload.get("response_url"))
         try:
-            async with (
-                wf.working(),
-                wf.renewing(lambda until: wf.store.inbox_renew(key, wf.owner, until)),
-            ):
+            async with wf.renewing(lambda until: wf.store.inbox_renew(key, wf.owner, until)):
                 if item["attempts"] > MAX_ATTEMPTS:
                     log.error("gave up on %s %s after %s attempts", item["kind"], key, MAX_ATTEMPTS)
                     reply = Reply("promote-bot could not handle this; it is logged.")
