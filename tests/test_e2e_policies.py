@@ -218,3 +218,19 @@ async def test_a_failed_read_makes_it_unknown_and_a_young_one_is_left_alone(worl
     assert "Outcome unknown" in reply and "reading whop failed" in reply
     assert "What to check" in reply
     assert world.bot.store.get(2).state is State.EXECUTING  # type: ignore[union-attr]
+
+
+async def test_a_promotion_read_back_after_a_restart_can_still_be_rolled_back(
+    world: World,
+) -> None:
+    world.znyx.list_echoes_published_by = False
+    await _stuck(world, "znyx guardrails dev")
+    world.znyx.publish("proj-guardrails", "staging", "sha256:" + "d" * 64, by="someone")
+    assert await world.bot.workflow.recover() == 1
+    await world.finished()
+    request = world.bot.store.get(1)
+    assert request is not None and request.outcome is not None
+    assert request.outcome.before["version"] == "1"  # what it replaced, from before the write
+    await world.requested("rollback 1", ALICE)
+    message = block_text(world.posted()[-1]["blocks"])
+    assert "Rolls back #1" in message and "v1" in message

@@ -345,10 +345,14 @@ class WhopProvider(BearerProvider):
         build = await self.build(action.build_id)
         facts = [Fact(label="Build", value=build.id), Fact(label="Platform", value=build.platform)]
         if build.is_production:
+            known = "production" in expect  # what the write replaced: what a rollback restores
+            platform = build.platform
             return Outcome(
                 state="succeeded",
                 headline=f"{build.id} is the production {build.platform} build of {action.app}",
                 facts=facts,
+                before={"production": expect["production"], "platform": platform} if known else {},
+                installed={"production": build.id, "platform": platform} if known else {},
             )
         production, _ = await self.production_build(action, build.platform)
         now = production.id if production else ""

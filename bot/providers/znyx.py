@@ -540,10 +540,17 @@ class ZnyxProvider(BearerProvider):
         if mine is not None or hash_moved:
             done = mine if mine is not None and mine.is_active else active
             assert done is not None
+            before: dict[str, str] = {}
+            if "destination_id" in expect:  # what the write replaced: what a rollback restores
+                version = expect.get("destination_version", "0")
+                shown = expect.get("destination", "none")
+                before = {"env": dst, "version": "" if version == "0" else version, "shown": shown}
             return Outcome(
                 state="succeeded",
                 headline=f"{action.project} bundle v{done.version} is active in {dst}",
                 facts=_facts(done, src, dst),
+                before=before,
+                installed=_record(dst, done) if before else {},
             )
         what = f"{dst}'s active bundle is {_now(active)}"
         if "destination_id" in expect and (active.id if active else "") == expect["destination_id"]:
