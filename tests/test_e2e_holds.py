@@ -270,3 +270,13 @@ async def test_locks_survive_a_restart_and_hold_across_processes(world: World) -
     assert f"`znyx:*:prod` locked by <@{DAVE}>" in said and "incident 4521" in said
     assert "Unlocked" in await via_another_bot("unlock znyx:*:prod", DAVE)
     await world.requested("znyx guardrails staging", ALICE)  # the first bot sees that too
+
+
+async def test_a_freeze_that_begins_shows_on_pending_messages(world: World) -> None:
+    world.clock.at = utc(2026, 12, 19, 22, 30)  # Berlin: half an hour before the freeze
+    await world.requested("znyx guardrails staging", ALICE)
+    await world.bot.workflow.sweep()
+    assert "Year-end freeze" not in block_text(world.slack.release_messages(1)[0]["blocks"])
+    world.clock.at = utc(2026, 12, 19, 23, 0)  # it begins: nothing in the store changed
+    await world.bot.workflow.sweep()  # what `serve` runs every 10 s
+    assert "Year-end freeze" in block_text(world.slack.release_messages(1)[0]["blocks"])

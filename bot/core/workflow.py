@@ -89,6 +89,7 @@ class Workflow:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._working: set[asyncio.Task[object]] = set()
         self._message_locks: dict[int, asyncio.Lock] = {}
+        self._holds_shown: dict[int, tuple[str, ...]] = {}  # what the sweep last saw, per request
         self._idle = asyncio.Event()
         self._idle.set()
         # Called with each audit entry once it is recorded (metrics); must not raise or block.
@@ -592,7 +593,22 @@ class Workflow:
         expired = 0
         for request in self.store.in_states(sources(Event.EXPIRE), expired_by=self.clock()):
             expired += await self._expire_if_due(request.id)
+        await self._redraw_changed_holds()
         return expired
+
+    async def _redraw_changed_holds(self) -> None:
+        """A freeze window that began or ended changes what open release messages must show
+        (nothing in the store changed, so no version was bumped): redraw those."""
+        open_ids = set()
+        for request in self.store.in_states([State.PENDING, State.APPROVED]):
+            open_ids.add(request.id)
+            holds = self._hold_texts(request)
+            if self._holds_shown.get(request.id, holds) != holds:
+                self.store.touch_message(request.id)
+                await self.converge(request.id)
+            self._holds_shown[request.id] = holds
+        for gone in set(self._holds_shown) - open_ids:
+            del self._holds_shown[gone]
 
     async def recover(self) -> int:
         """Resolve requests whose executing process is gone (its lease lapsed), by reading
