@@ -15,7 +15,7 @@ import pytest
 
 from bot.core.model import State
 from bot.store import SqliteStore
-from bot.transports.slack.blocks import APPROVE, REJECT
+from bot.transports.slack.blocks import APPROVE, REJECT, ROLLBACK
 from tests.conftest import (
     ALICE,
     BOB,
@@ -218,3 +218,20 @@ async def test_messages_converge_across_a_restart(
         await second.stop()
     [message] = f.slack.release_messages(1)
     assert "Promoted" in message["text"]
+
+
+async def test_roll_back_from_the_outcome_reply_leaves_the_reply_alone(world: World) -> None:
+    await world.requested("znyx guardrails staging", ALICE)
+    await world.sender.click(APPROVE, 1, BOB)
+    await world.slack.wait_for(lambda s: len(world.thread()) == 1)
+    [release] = world.slack.release_messages(1)
+    replies = [m for m in world.slack.messages["CRELEASES"] if m.get("thread_ts")]
+    [reply] = replies
+    outcome_text = reply["text"]
+    await world.sender.click(
+        ROLLBACK, 1, DAVE, channel="CRELEASES", ts=reply["ts"], thread_ts=release["ts"]
+    )
+    await world.slack.wait_for(lambda s: len(world.posted()) == 2)  # the rollback's message
+    assert "Rolls back #1" in block_text(world.posted()[-1]["blocks"])
+    assert reply["text"] == outcome_text  # the thread keeps its outcome
+    assert world.bot.store.get(1).copies == []  # type: ignore[union-attr]

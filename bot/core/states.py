@@ -16,6 +16,7 @@ class Event(StrEnum):
     SUCCEED = "succeed"
     FAIL = "fail"
     LOSE = "lose"  # the provider may or may not have acted: `unknown`
+    CORRECT = "correct"  # the provider's own late answer overrules a recovery's reading
 
 
 _OPEN = (State.PENDING, State.APPROVED)
@@ -28,6 +29,8 @@ TABLE: dict[tuple[State, Event], State] = {
     (State.EXECUTING, Event.SUCCEED): State.SUCCEEDED,
     (State.EXECUTING, Event.FAIL): State.FAILED,
     (State.EXECUTING, Event.LOSE): State.UNKNOWN,
+    (State.FAILED, Event.CORRECT): State.SUCCEEDED,
+    (State.UNKNOWN, Event.CORRECT): State.SUCCEEDED,
 }
 
 OUTCOME_EVENT = {"succeeded": Event.SUCCEED, "failed": Event.FAIL, "unknown": Event.LOSE}

@@ -8,6 +8,7 @@ person who acted (shown only to them) or None when the release message says it a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -53,6 +54,8 @@ DEFAULT_LEASE = timedelta(seconds=30)
 DEFAULT_DEADLINE = timedelta(seconds=60)
 READ_DEADLINE = timedelta(seconds=30)  # for that read
 MESSAGE_BACKOFF_CAP = 15  # seconds between tries to bring a message up to date, at most
+# How long a provider write cut off by a shutdown may still land: longer than its HTTP timeout.
+WRITE_SETTLES = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,12 @@ class Workflow:
         async def keep() -> None:
             while True:
                 await asyncio.sleep(self.lease.total_seconds() / 3)
-                if not renew(self.clock() + self.lease):
+                try:
+                    renewed = renew(self.clock() + self.lease)
+                except Exception as exc:  # a busy or failing disk: try again, don't stop
+                    log.warning("could not renew a lease (trying again): %s", exc)
+                    continue
+                if not renewed:
                     log.warning("a lease was lost while working (taken over after a stall?)")
                     return
 
@@ -711,18 +719,28 @@ class Workflow:
             async with self.renewing(renew), asyncio.timeout(self.deadline.total_seconds()):
                 provider = self.providers[action.provider]
                 expect = request.preview.expect if request.preview else {}
+                if not expect:  # asked before the bot recorded what it would replace
+                    raise ProviderError(
+                        action.provider,
+                        "not sent: this request was made before the bot recorded what it would "
+                        "replace, so it can't check that nothing moved since; request again",
+                    )
                 outcome = await provider.execute(
                     action, promoted_by=promoted_by(request), expect=expect
                 )
         except ProviderError as exc:
             outcome = _outcome_of_error(exc)
         except asyncio.CancelledError:  # shutting down past its deadline: nothing is known
-            renew(self.clock())  # give the lease up: a recovery reads the provider at once
+            # A write cut off now may still land at the provider: a recovery reads only once
+            # that can no longer happen, so it never takes an in-flight write for "not done".
+            with contextlib.suppress(Exception):
+                renew(self.clock() + WRITE_SETTLES)
             showing.cancel()
             raise
         except TimeoutError:  # the provider kept the bot waiting: decide by reading, once
             seconds = int(self.deadline.total_seconds())
-            outcome = await self._read_outcome(request, f"the promotion took over {seconds} s")
+            async with self.renewing(renew):
+                outcome = await self._read_outcome(request, f"the promotion took over {seconds} s")
             if outcome.state == "failed":  # the write may still be on its way: don't say no
                 outcome = outcome.model_copy(
                     update={
@@ -740,6 +758,13 @@ class Workflow:
             )
         if self._move(request_id, OUTCOME_EVENT[outcome.state], outcome=outcome):
             event = outcome.state
+        elif outcome.state == "succeeded" and self._move(
+            request_id, Event.CORRECT, outcome=outcome
+        ):
+            # Resolved by a recovery while this process still waited (it had stalled past its
+            # lease): the provider's own answer is the truth, and the message shows it.
+            log.warning("promotion #%s succeeded after a recovery had decided it", request_id)
+            event = "corrected: succeeded"
         else:  # held past the lease and resolved by a recovery meanwhile: keep the truth too
             log.warning("promotion #%s ended after it had been recovered", request_id)
             event = f"late outcome: {outcome.state}"

@@ -73,6 +73,7 @@ class SlackSender:
         bot_id: str | None = "BPROMOTEBOT",
         team: str = "T0TEST",
         app: str = "A0PROMOTE",
+        thread_ts: str | None = None,
     ) -> str:
         n = next(_trigger)
         payload = {
@@ -84,7 +85,13 @@ class SlackSender:
             "trigger_id": f"{n}.{_RUN}",
             "team": {"id": team, "domain": "test"},
             "channel": {"id": channel, "name": "releases"},
-            "message": {"type": "message", "ts": ts, "text": "release", "bot_id": bot_id},
+            "message": {
+                "type": "message",
+                "ts": ts,
+                "text": "release",
+                "bot_id": bot_id,
+                **({"thread_ts": thread_ts} if thread_ts else {}),
+            },
             "response_url": f"{self.response_base}/response/click{n}",
             "actions": [
                 {

@@ -58,6 +58,7 @@ def click_payload(body: dict[str, Any]) -> dict[str, Any]:
         "channel": part("channel").get("id") or container.get("channel_id"),
         "message_ts": part("message").get("ts") or container.get("message_ts"),
         "message_bot": part("message").get("bot_id"),
+        "message_thread": part("message").get("thread_ts"),
     }
 
 
@@ -181,8 +182,16 @@ class Inbox:
         if ts in (request.message_ts, *request.copies):
             return None
         ours = payload.get("message_bot") and payload["message_bot"] == self.identity.get("bot_id")
-        if ts and ours and await self.workflow.adopt(request_id, request.channel, ts):
-            return None
+        thread = payload.get("message_thread")
+        if ours and thread and thread == request.message_ts:
+            return None  # the outcome the bot posted in the request's own thread (Roll back)
+        if (
+            ts
+            and ours
+            and not thread
+            and await self.workflow.adopt(request_id, request.channel, ts)
+        ):
+            return None  # a top-level copy of the release message: kept in step from now on
         return f"a message that is not #{request_id}'s release message"
 
     async def recover(self) -> int:
