@@ -245,7 +245,7 @@ async def housekeeping(bot: SlackBot, every: float = SWEEP_SECONDS) -> None:
     while True:
         try:
             await bot.workflow.recover()
-            await bot.inbox.recover()
+            await bot.inbox.recover(bot.pool.wake)
             await bot.workflow.sweep()
             failing = False
         except StoreError as exc:  # a full disk: said once, not every ten seconds

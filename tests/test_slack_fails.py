@@ -235,3 +235,28 @@ async def test_roll_back_from_the_outcome_reply_leaves_the_reply_alone(world: Wo
     assert "Rolls back #1" in block_text(world.posted()[-1]["blocks"])
     assert reply["text"] == outcome_text  # the thread keeps its outcome
     assert world.bot.store.get(1).copies == []  # type: ignore[union-attr]
+
+
+async def test_a_request_whose_process_died_before_posting_is_posted_later(world: World) -> None:
+    """Recorded, then the process died before the post: the thing would stay blocked unseen."""
+    from datetime import timedelta
+
+    from bot.core.commands import Promote, parse
+    from bot.core.model import Preview
+
+    command = parse("znyx guardrails staging", world.bot.workflow.rules)
+    assert isinstance(command, Promote)
+    long_ago = world.bot.workflow.clock() - timedelta(minutes=2)
+    world.bot.store.create_request(
+        command.action,
+        requester=ALICE,
+        channel="CRELEASES",
+        preview=Preview(expect={"source": "x"}),
+        created_at=long_ago,
+        expires_at=long_ago + timedelta(hours=24),
+    )
+    await world.bot.workflow.deliver_due()
+    [message] = world.slack.release_messages(1)
+    assert buttons(message["blocks"]) == [(APPROVE, "1"), (REJECT, "1")]
+    await world.bot.workflow.deliver_due()
+    assert len(world.slack.release_messages(1)) == 1  # once

@@ -38,7 +38,7 @@ from bot.core.commands import (
 from bot.core.errors import ProviderError
 from bot.core.model import BOT_ACTOR, Action, AuditEntry, Outcome, Preview, Request, Scope, State
 from bot.core.policy import Policy
-from bot.core.ports import Chat, ChatError, OpenRequestExists, Provider, Store
+from bot.core.ports import Chat, ChatError, OpenRequestExists, Provider, Store, StoreError
 from bot.core.rules import Rules
 from bot.core.states import OUTCOME_EVENT, Event, destination, sources
 
@@ -56,6 +56,7 @@ READ_DEADLINE = timedelta(seconds=30)  # for that read
 MESSAGE_BACKOFF_CAP = 15  # seconds between tries to bring a message up to date, at most
 # How long a provider write cut off by a shutdown may still land: longer than its HTTP timeout.
 WRITE_SETTLES = timedelta(seconds=30)
+UNPOSTED_GRACE = timedelta(seconds=30)  # a live process posts well within this (10 s timeout)
 
 
 @dataclass(frozen=True)
@@ -505,12 +506,14 @@ class Workflow:
                 rules.role_map, policy, request, user
             ):
                 waiting.append(self._listed(request, rules))
+        # Events and holds are what `history` and `locks` show: only to people with a role.
+        insider = bool(rules.role_map.scopes_of(user))
         return render.HomeView(
             user=user,
             waiting=tuple(waiting),
             mine=tuple(mine),
-            holds=self.holds_view(),
-            events=tuple(self.store.history(limit=HOME_EVENTS)),
+            holds=self.holds_view() if insider else render.holds_view([], (), self.clock()),
+            events=tuple(self.store.history(limit=HOME_EVENTS)) if insider else (),
         )
 
     def roles_of(self, user: str) -> tuple[str, ...]:
@@ -852,8 +855,41 @@ class Workflow:
         or a restart); how many are now current."""
         done = 0
         for request_id in self.store.messages_due(self.clock()):
-            done += await self.converge(request_id)
+            try:
+                done += await self.converge(request_id)
+            except StoreError:
+                raise  # the store is down: said once by housekeeping
+            except Exception:  # one message's bug must not hold up every other message
+                log.exception("bringing the message of #%s up to date failed", request_id)
+                self._message_failed(request_id, ChatError("an internal error"))
+        await self._post_unposted()
         return done
+
+    async def _post_unposted(self) -> None:
+        """A request recorded but whose release message was never posted (its process died
+        in between) would block its thing unseen: post it now, unless Slack shows it."""
+        cutoff = self.clock() - UNPOSTED_GRACE
+        for request in self.store.in_states([State.PENDING, State.APPROVED]):
+            if request.message_ts is not None or request.created_at > cutoff:
+                continue
+            try:
+                ts = await self.chat.find_request(request.channel, request.id)
+                if ts is None:
+                    view = render.request_view(
+                        request,
+                        self.policy_of(request),
+                        self.rules.role_map,
+                        self._hold_texts(request),
+                    )
+                    ts = await self.chat.post_request(request.channel, view, request_id=request.id)
+            except ChatError as exc:
+                log.warning("could not post the release message of #%s: %s", request.id, exc)
+                continue
+            log.warning(
+                "posted the release message of #%s, which a stopped process left", request.id
+            )
+            self.store.set_message(request.id, ts)
+            await self.converge(request.id)
 
     async def _posted_after_all(self, request: Request, exc: ChatError) -> str | None:
         """A post whose fate is unclear (reset after sending, a timeout) is not sent blindly

@@ -31,8 +31,9 @@ Decide = Callable[[str, int], Awaitable[Reply | None]]
 
 def store_trouble(exc: StoreError) -> str:
     return (
-        "promote-bot can't use its database right now, so nothing was done "
-        f"({exc}). Try again in a few minutes; the people running the bot have been told."
+        f"promote-bot can't use its database right now ({exc}). Try again in a few minutes; "
+        "if this was an approval that may have started a promotion, check `/promote status` "
+        "first. The people running the bot have been told."
     )
 
 
@@ -194,14 +195,19 @@ class Inbox:
             return None  # a top-level copy of the release message: kept in step from now on
         return f"a message that is not #{request_id}'s release message"
 
-    async def recover(self) -> int:
-        """Do acknowledged work that nobody holds any more (its process died); how many."""
+    async def recover(self, wake: Callable[[str], None] | None = None) -> int:
+        """Do acknowledged work that nobody holds any more (its process died); how many.
+        With `wake` (the work pool's), it is handed to the workers instead of done here, so
+        housekeeping is not held up by it."""
         wf = self.workflow
         now = wf.clock()
         keys = wf.store.inbox_waiting(now, received_before=now - GRACE)
         for key in keys:
             log.warning("doing acknowledged work %s that a stopped process left", key)
-            await self.handle(key)
+            if wake is not None:
+                wake(key)
+            else:
+                await self.handle(key)
         return len(keys)
 
     def store_failed(self, exc: StoreError) -> None:
