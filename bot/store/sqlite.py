@@ -35,6 +35,7 @@ SETTING = "PROMOTE_BOT_DB"
 BUSY_TIMEOUT_MS = 5000
 _OPEN = (State.PENDING, State.APPROVED, State.EXECUTING)  # states that hold their thing
 _OPEN_SQL = ", ".join(f"'{s.value}'" for s in _OPEN)
+_FINAL_SQL = ", ".join(f"'{s.value}'" for s in State if s.is_final)
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
 
 
@@ -198,9 +199,14 @@ class SqliteStore:
             ("msg_next_at", "TEXT"),
             ("copies", "TEXT NOT NULL DEFAULT '[]'"),
         ):
-            if self._add_column("requests", column, kind) and column == "thread_posted":
-                with self.db.conn:  # what ended before is shown already: owe nothing for it
-                    self.db.execute("UPDATE requests SET thread_posted = 1, msg_shown = 1")
+            # What ended before is shown already: its outcome reply is not owed again.
+            backfill = (
+                "UPDATE requests SET thread_posted = 1, msg_shown = msg_version"
+                f" WHERE state IN ({_FINAL_SQL})"
+                if column == "thread_posted"
+                else ""
+            )
+            self._add_column("requests", column, kind, backfill)
         with self.db.conn:
             self.db.execute(
                 "CREATE INDEX IF NOT EXISTS requests_rolls_back ON requests (rolls_back)"
@@ -213,13 +219,16 @@ class SqliteStore:
                 f" WHERE state IN ({_OPEN_SQL})"
             )
 
-    def _add_column(self, table: str, column: str, kind: str) -> bool:
-        """Add a column a database from before it lacks; True if this call added it."""
+    def _add_column(self, table: str, column: str, kind: str, backfill: str = "") -> bool:
+        """Add a column a database from before it lacks, with `backfill` (SQL) in the same
+        transaction, so a crash leaves both or neither; True if this call added it."""
         if column in {c.name for c in self.db[table].columns}:
             return False
         try:
             with self.db.conn:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                if backfill:
+                    self.db.execute(backfill)
         except sqlite3.OperationalError as exc:  # another process added it just now
             if "duplicate column" not in str(exc):
                 raise
