@@ -18,8 +18,8 @@ from bot.core.holds import Lock
 from bot.core.model import AuditEntry, Fact, Outcome, Preview, State
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.providers.znyx import ZnyxPromote
-from bot.store import AnyStore, PostgresStore, SqliteStore
-from bot.store.postgres import SCHEMA_VERSION
+from bot.store import AnyStore, SqliteStore
+from bot.store.postgres import SCHEMA_VERSION, PostgresStore
 from tests.conftest import fresh_postgres_database
 
 Factory = Callable[[], AnyStore]

@@ -38,19 +38,16 @@ from bot.core.ports import OpenRequestExists, StoreError
 T = TypeVar("T")
 S = TypeVar("S")
 SETTING = "PROMOTE_BOT_DB"
-SCHEMES = ("postgresql://", "postgres://")
-CONNECT_TIMEOUT_SECONDS = 5
+# Unless the URI says otherwise: a database that does not answer is an error in seconds, not a
+# call that blocks the bot (the store is called synchronously) until TCP gives up.
+CONNECT_DEFAULTS = {"connect_timeout": "5", "tcp_user_timeout": "10000"}
 LOCK_TIMEOUT_MS = 5000  # as long as SQLite's busy timeout
+STATEMENT_TIMEOUT_MS = 15000
 MIGRATION_LOCK = 0x70726F6D  # pg_advisory_lock key: "prom"
 _OPEN = [s.value for s in (State.PENDING, State.APPROVED, State.EXECUTING)]  # hold their thing
 _OPEN_SQL = ", ".join(f"'{s}'" for s in _OPEN)
 _FINAL = [s.value for s in State if s.is_final]
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
-
-
-def is_postgres(where: object) -> bool:
-    """Whether a PROMOTE_BOT_DB value names a PostgreSQL database (a libpq URI)."""
-    return isinstance(where, str) and where.lower().startswith(SCHEMES)
 
 
 # Each migration runs once, in one transaction, in order; never edit one that was released:
@@ -235,14 +232,12 @@ class PostgresStore:
             if self._conn is not None:
                 self._conn.close()
             self._conn = None
-            conn = psycopg.connect(
-                self.url,
-                autocommit=True,
-                row_factory=dict_row,
-                connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            )
+            given = conninfo_to_dict(self.url)
+            defaults = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
+            conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row, **defaults)
             conn.execute("SET TIME ZONE 'UTC'")
             conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+            conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
             self._conn = conn
         return self._conn
 
@@ -268,6 +263,7 @@ class PostgresStore:
         version reached."""
         with self._lock:
             conn = self._connection()
+            conn.execute("SET statement_timeout = 0")  # migrating, or waiting for it, may be long
             conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
             try:
                 conn.execute(
@@ -293,6 +289,7 @@ class PostgresStore:
             finally:
                 if not conn.broken:
                     conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK])
+                    conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
         return current
 
     def schema_version(self) -> int:
