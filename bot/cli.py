@@ -44,7 +44,7 @@ from bot.live import LiveRules
 from bot.metrics import MeasuredWebClient, Metrics, time_acks
 from bot.providers.registry import PROVIDERS
 from bot.providers.spec import SettingError
-from bot.store import SqliteStore
+from bot.store import AnyStore, open_any
 from bot.transports.slack.app import create_app, identify
 from bot.transports.slack.app import web_app as slack_web_app
 from bot.transports.slack.chat import SlackChat
@@ -84,7 +84,7 @@ class SlackBot:
     """Everything `serve` runs, built from the settings and the config file."""
 
     settings: Settings
-    store: SqliteStore
+    store: AnyStore
     providers: dict[str, Provider]
     workflow: Workflow
     app: AsyncApp
@@ -136,7 +136,7 @@ async def start_slack_bot(
             providers = await build_providers(rules, provider_settings)
         except ConfigError as exc:
             problems += str(exc).splitlines()
-    store: SqliteStore | None = None
+    store: AnyStore | None = None
     try:
         store = open_store(settings.promote_bot_db)
     except ConfigError as exc:
@@ -202,10 +202,11 @@ async def start_slack_bot(
     return SlackBot(settings, store, providers, workflow, app, live, session, inbox, pool, metrics)
 
 
-def open_store(path: Path) -> SqliteStore:
-    """The database, proven writable; any problem is one line naming PROMOTE_BOT_DB."""
+def open_store(where: Path | str) -> AnyStore:
+    """The database (a SQLite file, or PostgreSQL for a postgresql:// URI), proven writable;
+    any problem is one line naming PROMOTE_BOT_DB."""
     try:
-        return SqliteStore(path)
+        return open_any(where)
     except StoreError as exc:
         raise ConfigError(str(exc)) from None
 

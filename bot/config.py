@@ -125,13 +125,22 @@ class Settings(BaseSettings):
     slack_api_url: AnyHttpUrl = AnyHttpUrl("https://slack.com/api/")
     port: int = Field(default=3000, ge=0, le=65535)
     promote_bot_config: Path = Path("promote-bot.toml")
-    promote_bot_db: Path = Path("promote-bot.db")
+    promote_bot_db: Path | str = Path("promote-bot.db")  # a SQLite file, or a postgresql:// URI
     promote_bot_lease_seconds: int = Field(default=30, ge=1, le=3600)
     promote_bot_shutdown_seconds: float = Field(default=25.0, ge=0, le=3600)
     promote_bot_groups_refresh: int = Field(default=300, ge=10, le=86400)
     promote_bot_workers: int = Field(default=32, ge=1, le=1000)  # work after acks, at once
     log_level: str | None = None  # unset: INFO for serve, WARNING for the shell
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("promote_bot_db", mode="before")
+    @classmethod
+    def _db(cls, v: object) -> Path | str:
+        """A libpq URI (postgresql://… or postgres://…) stays a string; anything else is the
+        path of a SQLite file, as before."""
+        if isinstance(v, str) and v.lower().startswith(("postgresql://", "postgres://")):
+            return v
+        return Path(v) if isinstance(v, str) else v  # type: ignore[return-value]
 
     @field_validator("log_level")
     @classmethod

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,12 +21,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from bot.cli import SLACK_PATH, SlackBot, start_slack_bot
 from bot.config import Settings
 from bot.core.model import State
+from bot.core.ports import StoreError
 from bot.core.workflow import utc_now
 from bot.sandbox.appstore import FakeAppStore
 from bot.sandbox.slack import FakeSlack
 from bot.sandbox.slack_requests import SlackSender
 from bot.sandbox.whop import FakeWhop
 from bot.sandbox.znyx import FakeZnyx
+from bot.store import AnyStore, open_any
 from bot.transports.slack.app import web_app as slack_web_app
 from bot.web import WebServer, listening_port
 
@@ -369,8 +374,8 @@ def serve_env(tmp_path: Path, urls: dict[str, str], **extra: str) -> dict[str, s
         PROMOTE_BOT_CONFIG=str(config),
         PROMOTE_BOT_DB=str(tmp_path / "shared.db"),
         PORT="0",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -401,3 +406,66 @@ async def _drain(process: asyncio.subprocess.Process) -> None:
     assert process.stdout is not None
     while await process.stdout.readline():
         pass
+
+
+# --- the databases: SQLite files, and one real PostgreSQL for the whole session --------
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server (binaries from the `pgserver` package), started once; the
+    folder of its Unix socket. Stopped at the end of the session."""
+    with warnings.catch_warnings():  # "XDG_RUNTIME_DIR is not set": nothing to act on here
+        warnings.simplefilter("ignore")
+        import pgserver  # only sessions that test PostgreSQL start it
+
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    try:
+        yield str(pgserver_socket(server.get_uri()))
+    finally:
+        server.cleanup()
+
+
+def pgserver_socket(uri: str) -> Path:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return Path(str(conninfo_to_dict(uri)["host"]))
+
+
+_DATABASES = itertools.count(1)
+
+
+def fresh_postgres_database(socket: str) -> str:
+    """A new, empty database on the session's server; its URI (a Unix socket, `?host=`)."""
+    import psycopg
+
+    name = f"promote_bot_{os.getpid()}_{next(_DATABASES)}"
+    with psycopg.connect(f"postgresql://postgres@/postgres?host={socket}", autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    return f"postgresql://postgres@/{name}?host={socket}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """PROMOTE_BOT_DB for one test, on each backend: a SQLite file, or a fresh PostgreSQL
+    database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "shared.db")
+    return fresh_postgres_database(request.getfixturevalue("postgres"))
+
+
+@pytest.fixture
+def store_factory(shared_db: str) -> Iterator[Callable[[], AnyStore]]:
+    """Opens the test's database again on every call, as another process would (its own
+    connection); every store opened is closed after the test."""
+    opened: list[AnyStore] = []
+
+    def factory() -> AnyStore:
+        store = open_any(shared_db)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        with contextlib.suppress(StoreError):  # closed already, by its own thread
+            store.close()

@@ -241,3 +241,17 @@ def test_check_config_refuses_a_bad_file_in_one_line(tmp_path: Path, text: str, 
     assert result.stderr.count("\n") == 1
     missing = _run(env, "check-config", str(tmp_path / "nope.toml"))
     assert missing.returncode == 2 and "nope.toml does not exist" in missing.stderr
+
+
+def test_a_postgres_database_that_cannot_be_reached_is_one_line_and_exit_2(
+    tmp_path: Path,
+) -> None:
+    url = "postgresql://promote_bot:db-very-secret@127.0.0.1:9/promote_bot?connect_timeout=2"
+    result = _run(_env(tmp_path, PROMOTE_BOT_DB=url), "serve")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        "promote-bot: PROMOTE_BOT_DB: cannot reach the PostgreSQL database promote_bot on"
+        " 127.0.0.1:9: is PostgreSQL running there?"
+    ), line
+    assert "db-very-secret" not in result.stderr

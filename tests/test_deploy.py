@@ -64,3 +64,13 @@ def test_compose_and_dockerfile_use_the_endpoints() -> None:
     assert compose["services"]["bot"]["env_file"] == "promote-bot.env"
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile
+
+
+def test_compose_runs_the_bot_on_its_postgres_service() -> None:
+    services = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    bot, postgres = services["bot"], services["postgres"]
+    db = bot["environment"]["PROMOTE_BOT_DB"]
+    assert db.startswith("postgresql://") and "@postgres:5432/" in db
+    assert postgres["environment"]["POSTGRES_DB"] == db.rsplit("/", 1)[1]
+    assert postgres["environment"]["POSTGRES_USER"] in db
+    assert bot["depends_on"]["postgres"]["condition"] == "service_healthy"

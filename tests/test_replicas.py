@@ -1,5 +1,6 @@
-"""Real `promote-bot serve` processes sharing one SQLite file: exactly once across replicas,
-and recovery after a kill -9 in the middle of a provider call."""
+"""Real `promote-bot serve` processes sharing one database (a SQLite file, and a real
+PostgreSQL database): exactly once across replicas, and recovery after a kill -9 in the middle
+of a provider call."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ import signal
 from pathlib import Path
 
 from bot.core.model import State
-from bot.store import SqliteStore
+from bot.store import open_any
 from bot.transports.slack.blocks import APPROVE
 from tests.conftest import ALICE, APPROVERS, CAROL, DAVE, Bot, Fakes, serve_env
 
 
 async def test_two_processes_on_one_database_promote_once(
-    tmp_path: Path, fakes: tuple[Fakes, dict[str, str]]
+    tmp_path: Path, fakes: tuple[Fakes, dict[str, str]], shared_db: str
 ) -> None:
     f, urls = fakes
-    env = serve_env(tmp_path, urls)
+    env = serve_env(tmp_path, urls, PROMOTE_BOT_DB=shared_db)
     one, two = await Bot.start(env, urls["slack"]), await Bot.start(env, urls["slack"])
     try:
         await one.sender.command("znyx guardrails dev", ALICE)
@@ -37,18 +38,18 @@ async def test_two_processes_on_one_database_promote_once(
     finally:
         await one.stop()
         await two.stop()
-    store = SqliteStore(tmp_path / "shared.db")
+    store = open_any(shared_db)
     request = store.get(1)
     assert request is not None and request.state is State.SUCCEEDED
     assert [e.event for e in store.history(request_id=1)].count("executing") == 1
 
 
 async def test_kill_9_during_the_provider_call_then_restart(
-    tmp_path: Path, fakes: tuple[Fakes, dict[str, str]]
+    tmp_path: Path, fakes: tuple[Fakes, dict[str, str]], shared_db: str
 ) -> None:
     f, urls = fakes
     f.whop.promote_delay = 60.0  # Whop holds the promote call open
-    env = serve_env(tmp_path, urls, PROMOTE_BOT_LEASE_SECONDS="1")
+    env = serve_env(tmp_path, urls, PROMOTE_BOT_LEASE_SECONDS="1", PROMOTE_BOT_DB=shared_db)
     first = await Bot.start(env, urls["slack"])
     try:
         await first.sender.command(f"whop storefront {f.builds.ios_approved}", CAROL)
@@ -59,7 +60,7 @@ async def test_kill_9_during_the_provider_call_then_restart(
                 await asyncio.sleep(0.02)
     finally:
         await first.stop(signal.SIGKILL)
-    store = SqliteStore(tmp_path / "shared.db")
+    store = open_any(shared_db)
     assert store.get(1).state is State.EXECUTING  # type: ignore[union-attr]
     await asyncio.sleep(1.1)  # past the lease: nobody is executing it any more
 

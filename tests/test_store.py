@@ -1,24 +1,34 @@
-"""The SQLite store on real files: idempotent schema, compare-and-set, append-only audit."""
+"""The store on both backends, a SQLite file and a real PostgreSQL database (each test runs on
+each): compare-and-set, leases, append-only audit; then what only one backend has (SQLite's
+idempotent upgrade, PostgreSQL's versioned migrations)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from bot.core.holds import Lock
 from bot.core.model import AuditEntry, Fact, Outcome, Preview, State
-from bot.core.ports import OpenRequestExists
+from bot.core.ports import OpenRequestExists, StoreError
 from bot.providers.znyx import ZnyxPromote
-from bot.store import SqliteStore
+from bot.store import AnyStore, SqliteStore
+from bot.store.postgres import SCHEMA_VERSION, PostgresStore
+from tests.conftest import fresh_postgres_database
+
+Factory = Callable[[], AnyStore]
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ACTION = ZnyxPromote(org_id="o", project="guardrails", project_id="p", source_env="staging")
 
 
-def _create(store: SqliteStore) -> int:
+def _create(store: AnyStore) -> int:
     request = store.create_request(
         ACTION,
         requester="UALICE",
@@ -30,25 +40,25 @@ def _create(store: SqliteStore) -> int:
     return request.id
 
 
-def test_round_trip_and_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "bot.db"
-    store = SqliteStore(path)
+def test_round_trip_and_reopen(store_factory: Factory) -> None:
+    store = store_factory()
     request_id = _create(store)
     store.set_message(request_id, "1700000000.000001")
     store.close()
-    store = SqliteStore(path)  # the schema is created idempotently
+    store = store_factory()  # the schema is created (or migrated) again: nothing changes
     request = store.get(request_id)
     assert request is not None
     assert request.action == ACTION and request.state is State.PENDING
     assert request.message_ts == "1700000000.000001"
     assert request.preview == Preview(facts=[Fact(label="a", value="b")])
     assert request.expires_at == NOW + timedelta(hours=24)
-    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    if isinstance(store, SqliteStore):
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.get(999) is None
 
 
-def test_transition_is_a_compare_and_set() -> None:
-    store = SqliteStore()
+def test_transition_is_a_compare_and_set(store_factory: Factory) -> None:
+    store = store_factory()
     request_id = _create(store)
     open_states = (State.PENDING, State.APPROVED)
     assert store.transition(request_id, open_states, State.EXECUTING, at=NOW)
@@ -62,8 +72,8 @@ def test_transition_is_a_compare_and_set() -> None:
     assert store.in_states([State.EXECUTING]) == []
 
 
-def test_approvals_are_distinct_and_only_while_open() -> None:
-    store = SqliteStore()
+def test_approvals_are_distinct_and_only_while_open(store_factory: Factory) -> None:
+    store = store_factory()
     request_id = _create(store)
     assert store.add_approval(request_id, "UBOB", NOW)
     assert not store.add_approval(request_id, "UBOB", NOW)
@@ -76,14 +86,13 @@ def test_approvals_are_distinct_and_only_while_open() -> None:
     assert not store.add_approval(999, "UBOB", NOW)
 
 
-def test_one_winner_among_many_connections(tmp_path: Path) -> None:
-    path = tmp_path / "bot.db"
-    request_id = _create(SqliteStore(path))
+def test_one_winner_among_many_connections(store_factory: Factory) -> None:
+    request_id = _create(store_factory())
     barrier = threading.Barrier(16)
     wins: list[bool] = []
 
     def contend() -> None:
-        store = SqliteStore(path)  # each thread its own connection, as another process would
+        store = store_factory()  # each thread its own connection, as another process would
         barrier.wait()
         wins.append(store.transition(request_id, (State.PENDING,), State.EXECUTING, at=NOW))
         store.close()
@@ -96,21 +105,28 @@ def test_one_winner_among_many_connections(tmp_path: Path) -> None:
     assert sorted(wins) == [False] * 15 + [True]
 
 
-def test_audit_is_append_only_and_filterable() -> None:
-    store = SqliteStore()
+def test_audit_is_append_only_and_filterable(store_factory: Factory, shared_db: str) -> None:
+    store = store_factory()
     for i, target in enumerate(["znyx:a:prod", "znyx:b:prod", "znyx:a:prod"]):
         store.audit(AuditEntry(at=NOW, request_id=i, actor="U", event=f"e{i}", target=target))
     assert [e.event for e in store.history()] == ["e2", "e1", "e0"]
     assert [e.event for e in store.history("znyx:a:prod")] == ["e2", "e0"]
     assert [e.event for e in store.history(limit=1)] == ["e2"]
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        store.db.execute("UPDATE audit SET actor = 'someone else'")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        store.db.execute("DELETE FROM audit")
+    statements = ["UPDATE audit SET actor = 'someone else'", "DELETE FROM audit"]
+    if isinstance(store, SqliteStore):
+        for statement in statements:
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                store.db.execute(statement)
+    else:  # not even the database's owner, on a connection of its own, changes it
+        with psycopg.connect(shared_db, autocommit=True) as conn:
+            for statement in [*statements, "TRUNCATE audit"]:
+                with pytest.raises(psycopg.IntegrityError, match="append-only"):
+                    conn.execute(statement)  # type: ignore[arg-type]
+    assert [e.event for e in store.history()] == ["e2", "e1", "e0"]
 
 
-def test_deliveries_are_remembered_then_forgotten() -> None:
-    store = SqliteStore()
+def test_deliveries_are_remembered_then_forgotten(store_factory: Factory) -> None:
+    store = store_factory()
     assert store.inbox_put("t.1", "command", {"user": "U1"}, NOW)
     assert not store.inbox_put("t.1", "command", {"user": "U1"}, NOW + timedelta(minutes=5))
     store.inbox_done("t.1", NOW)
@@ -119,10 +135,10 @@ def test_deliveries_are_remembered_then_forgotten() -> None:
     assert store.inbox_put("t.1", "command", {"user": "U1"}, NOW + timedelta(hours=2))
 
 
-def test_one_open_request_per_thing(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "bot.db")
+def test_one_open_request_per_thing(store_factory: Factory) -> None:
+    store = store_factory()
     first = _create(store)
-    other = SqliteStore(tmp_path / "bot.db")  # another process on the same file
+    other = store_factory()  # another process on the same database
     with pytest.raises(OpenRequestExists) as caught:
         _create(other)
     assert caught.value.request_id == first
@@ -162,9 +178,9 @@ def test_a_database_from_before_things_is_upgraded(tmp_path: Path) -> None:
 
 
 def test_acknowledged_work_is_claimed_once_and_left_for_others_when_its_holder_stops(
-    tmp_path: Path,
+    store_factory: Factory,
 ) -> None:
-    one, two = SqliteStore(tmp_path / "bot.db"), SqliteStore(tmp_path / "bot.db")
+    one, two = store_factory(), store_factory()
     lease = timedelta(seconds=30)
     assert one.inbox_put("t.1", "command", {"user": "U1", "text": "help"}, NOW)
     item = one.inbox_claim("t.1", "one", NOW, NOW + lease)
@@ -182,8 +198,10 @@ def test_acknowledged_work_is_claimed_once_and_left_for_others_when_its_holder_s
     assert one.inbox_claim("t.1", "one", later + lease * 2, later + lease * 3) is None
 
 
-def test_an_executing_lease_is_renewed_and_taken_over_only_once_lapsed(tmp_path: Path) -> None:
-    one, two = SqliteStore(tmp_path / "bot.db"), SqliteStore(tmp_path / "bot.db")
+def test_an_executing_lease_is_renewed_and_taken_over_only_once_lapsed(
+    store_factory: Factory,
+) -> None:
+    one, two = store_factory(), store_factory()
     lease = timedelta(seconds=30)
     request_id = _create(one)
     assert one.transition(
@@ -203,8 +221,8 @@ def test_an_executing_lease_is_renewed_and_taken_over_only_once_lapsed(tmp_path:
     assert two.transition(request_id, [State.EXECUTING], State.SUCCEEDED, at=gone)
 
 
-def test_a_rollback_names_what_it_undoes_once_it_succeeded(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "db")
+def test_a_rollback_names_what_it_undoes_once_it_succeeded(store_factory: Factory) -> None:
+    store = store_factory()
     first = _create(store)
     later = NOW + timedelta(minutes=1)
     for to in (State.EXECUTING, State.SUCCEEDED):
@@ -223,3 +241,136 @@ def test_a_rollback_names_what_it_undoes_once_it_succeeded(tmp_path: Path) -> No
     for to in (State.EXECUTING, State.SUCCEEDED):
         assert store.transition(rollback.id, [State.PENDING, State.EXECUTING], to, at=later)
     assert store.get(first).rolled_back_by == rollback.id  # type: ignore[union-attr]
+
+
+def test_release_messages_converge_to_what_is_stored(store_factory: Factory) -> None:
+    store = store_factory()
+    request_id = _create(store)
+    assert store.messages_due(NOW) == []  # no message posted yet: nothing to bring up to date
+    store.set_message(request_id, "1.1", shown=1)
+    assert store.messages_due(NOW) == []
+    assert store.add_approval(request_id, "UBOB", NOW)  # the message must show it
+    assert store.messages_due(NOW) == [request_id]
+    assert store.message_failed(request_id, lambda n: NOW + timedelta(seconds=10 * n)) == 1
+    assert store.messages_due(NOW + timedelta(seconds=5)) == []  # waiting to try again
+    assert store.message_failed(request_id, lambda n: NOW + timedelta(seconds=10 * n)) == 2
+    assert store.messages_due(NOW + timedelta(seconds=20)) == [request_id]
+    version = store.get(request_id).msg_version  # type: ignore[union-attr]
+    store.message_shown(request_id, version)
+    assert store.messages_due(datetime.max.replace(tzinfo=UTC)) == []
+    assert store.add_copy(request_id, "1.2") and not store.add_copy(request_id, "1.2")
+    assert not store.add_copy(request_id, "1.1")  # the message itself
+    assert store.get(request_id).copies == ["1.2"]  # type: ignore[union-attr]
+    store.message_shown(request_id, version + 1)
+    store.touch_message(request_id)
+    assert store.messages_due(NOW) == [request_id]
+    store.message_shown(request_id, version + 2)
+    for to in (State.EXECUTING, State.SUCCEEDED):
+        store.transition(request_id, [State.PENDING, State.EXECUTING], to, at=NOW)
+    store.message_shown(request_id, store.get(request_id).msg_version)  # type: ignore[union-attr]
+    assert store.messages_due(NOW) == [request_id]  # the outcome's thread reply is owed
+    assert store.claim_thread(request_id) and not store_factory().claim_thread(request_id)
+    assert store.messages_due(NOW) == []
+    store.release_thread(request_id)  # it did not reach Slack
+    assert store.messages_due(NOW) == [request_id]
+    store.message_shown(request_id, 0, thread=True)
+    assert store.messages_due(NOW) == [] and not store.claim_thread(request_id)
+
+
+def test_locks_and_what_health_and_metrics_count(store_factory: Factory) -> None:
+    store, other = store_factory(), store_factory()
+    lock = Lock(pattern="znyx:*:prod", reason="release week", by="UALICE", at=NOW)
+    assert store.add_lock(lock) is None
+    held = other.add_lock(dataclasses.replace(lock, by="UBOB"))
+    assert held == lock  # the lock already set, by whom and when
+    assert other.locks() == [lock]
+    assert other.remove_lock("znyx:*:prod") == lock and store.remove_lock("znyx:*:prod") is None
+    assert store.locks() == []
+
+    store.ping(NOW)
+    first, lease = _create(store), ("one", NOW + timedelta(seconds=30))
+    assert store.transition(first, [State.PENDING], State.EXECUTING, at=NOW, lease=lease)
+    assert other.state_counts() == {"executing": 1}
+    assert other.executing_by("one") == 1 and other.executing_by("two") == 0
+    assert store.inbox_put("t.1", "command", {}, NOW) and store.inbox_put("t.2", "click", {}, NOW)
+    store.inbox_done("t.1", NOW)
+    assert other.inbox_undone() == 1
+    entry = AuditEntry(at=NOW, request_id=first, actor="U", event="opened", target=ACTION.target)
+    store.audit(entry)
+    assert other.history(request_id=first) == [entry]
+    assert other.history(ACTION.target, request_id=first + 1) == []
+
+
+# --- PostgreSQL only: versioned migrations, plain errors ---------------------------------
+
+
+@pytest.fixture
+def pg_url(postgres: str) -> str:
+    return fresh_postgres_database(postgres)
+
+
+def test_postgres_migrations_apply_once_when_processes_start_together(pg_url: str) -> None:
+    barrier = threading.Barrier(8)
+    stores: list[PostgresStore] = []
+    problems: list[BaseException] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            stores.append(PostgresStore(pg_url))
+        except BaseException as exc:  # pragma: no cover - told by the assert below
+            problems.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == [] and len(stores) == 8
+    with psycopg.connect(pg_url) as conn:
+        versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
+    assert versions == [(SCHEMA_VERSION,)]
+    assert _create(stores[0]) == 1 and stores[1].schema_version() == SCHEMA_VERSION
+    for store in stores:
+        store.close()
+
+
+def test_postgres_refuses_a_schema_newer_than_the_bot(pg_url: str) -> None:
+    PostgresStore(pg_url).close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", [SCHEMA_VERSION + 1])
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(pg_url)
+    assert str(caught.value).startswith("PROMOTE_BOT_DB: the PostgreSQL database")
+    assert f"schema version {SCHEMA_VERSION + 1}, newer than this promote-bot" in str(caught.value)
+
+
+def test_postgres_problems_are_one_line_naming_the_setting_without_the_password(
+    postgres: str,
+) -> None:
+    cases = [
+        (f"postgresql://postgres:s3cret@/no_such_db?host={postgres}", "does not exist"),
+        ("postgresql://bot:s3cret@127.0.0.1:9/promote?connect_timeout=2", "cannot reach"),
+    ]
+    for url, words in cases:
+        with pytest.raises(StoreError) as caught:
+            PostgresStore(url)
+        text = str(caught.value)
+        assert text.startswith("PROMOTE_BOT_DB: ") and words in text, text
+        assert "\n" not in text and "s3cret" not in text
+
+
+def test_a_lost_postgres_connection_is_a_store_error_then_the_next_call_reconnects(
+    pg_url: str,
+) -> None:
+    store = PostgresStore(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    with pytest.raises(StoreError, match="connection"):
+        store.ping(NOW)
+    store.ping(NOW)  # a new connection
+    assert _create(store) == 1
+    store.close()

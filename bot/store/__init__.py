@@ -1,5 +1,33 @@
 """Persistence: the only package that talks to the database."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
 from bot.store.sqlite import SqliteStore
 
-__all__ = ["SqliteStore"]
+if TYPE_CHECKING:
+    from bot.store.postgres import PostgresStore
+
+AnyStore: TypeAlias = "SqliteStore | PostgresStore"
+SCHEMES = ("postgresql://", "postgres://")  # libpq's URI schemes
+
+
+def is_postgres(where: object) -> bool:
+    """Whether a PROMOTE_BOT_DB value names a PostgreSQL database (a libpq URI)."""
+    return isinstance(where, str) and where.lower().startswith(SCHEMES)
+
+
+def open_any(where: Path | str) -> AnyStore:
+    """The store PROMOTE_BOT_DB names: PostgreSQL for a postgresql:// (or postgres://) URI,
+    else the SQLite file at that path. psycopg is imported only for PostgreSQL (it takes a
+    third of a second)."""
+    if is_postgres(where):
+        from bot.store.postgres import PostgresStore
+
+        return PostgresStore(str(where))
+    return SqliteStore(where)
+
+
+__all__ = ["AnyStore", "SqliteStore", "is_postgres", "open_any"]
