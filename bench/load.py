@@ -4,7 +4,8 @@
 send times (wall clock), the run's wall time and the CPU seconds this process spent (so the
 report can show that the generator, not the system under test, is not the bottleneck). Jobs:
   {"url", "secret", "kind": "command", "texts": [...], "user", "concurrency", "gap"?}
-  {"url", "secret", "kind": "click", "ids": [...], "user", "concurrency", "gap"?}
+  {"url", "secret", "kind": "click", "ids": [...], "ts": [...], "user", "concurrency", "gap"?}
+(a click carries its release message's ts, as Slack's do: `ts[i]` is request `ids[i]`'s)
 
 Every body is built and signed before the clock starts, each with its own trigger id, and
 sent with a plain aiohttp client (one connection per concurrent sender, kept alive): httpx
@@ -30,7 +31,10 @@ async def run(job: dict) -> dict:
     if job["kind"] == "command":
         bodies = [signer.command_body(text, job["user"]) for text in job["texts"]]
     else:
-        bodies = [signer.click_body(APPROVE, str(i), job["user"]) for i in job["ids"]]
+        bodies = [
+            signer.click_body(APPROVE, str(i), job["user"], ts=ts)
+            for i, ts in zip(job["ids"], job["ts"], strict=True)
+        ]
     requests = [(b.encode(), signer.signed_headers(b)) for b in bodies]
     latencies: list[float] = [0.0] * len(bodies)
     sent: list[float] = [0.0] * len(bodies)

@@ -361,7 +361,7 @@ async def main(quick: bool, profile: bool) -> None:
         # 4. approve click → promote call arriving at the fake provider, one at a time
         await fakes.control(promote_delay=0.0)
         clicks = max(int(100 * scale), 20)
-        first_id = await _open_requests(bot, fakes, things, clicks)
+        opened = await _open_requests(bot, fakes, things, clicks)
         since = time.time()
         out = await load(
             {
@@ -369,7 +369,7 @@ async def main(quick: bool, profile: bool) -> None:
                 "secret": SECRET,
                 "kind": "click",
                 "gap": 0.05,
-                "ids": list(range(first_id, first_id + clicks)),
+                **opened,
                 "user": APPROVER,
                 "concurrency": 1,
             }
@@ -385,14 +385,14 @@ async def main(quick: bool, profile: bool) -> None:
         await fakes.control(promote_delay=0.2)
         singles_s = []
         for _ in range(3):
-            request_id = await _open_requests(bot, fakes, things, 1)
+            opened = await _open_requests(bot, fakes, things, 1)
             since = time.time()
             out = await load(
                 {
                     "url": bot.url,
                     "secret": SECRET,
                     "kind": "click",
-                    "ids": [request_id],
+                    **opened,
                     "user": APPROVER,
                     "concurrency": 1,
                 }
@@ -401,7 +401,7 @@ async def main(quick: bool, profile: bool) -> None:
             singles_s.append(done - out["sent"][0])
         one = statistics.median(singles_s)
         many = max(int(500 * scale), 50)
-        first_id = await _open_requests(bot, fakes, things, many)
+        opened = await _open_requests(bot, fakes, things, many)
         spy = await _py_spy(bot, workdir / "profile.txt") if profile else None
         since = time.time()
         out = await load(
@@ -409,7 +409,7 @@ async def main(quick: bool, profile: bool) -> None:
                 "url": bot.url,
                 "secret": SECRET,
                 "kind": "click",
-                "ids": list(range(first_id, first_id + many)),
+                **opened,
                 "user": APPROVER,
                 "concurrency": many,
             }
@@ -479,8 +479,9 @@ def _system(name: str, env: dict[str, str], db: Path) -> Process:
     return Process([sys.executable, "-m", "bench.bare_bolt"], env)
 
 
-async def _open_requests(bot: Process, fakes: Fakes, things: Things, count: int) -> int:
-    """Open `count` pending requests, each for its own thing; return the id of the first."""
+async def _open_requests(bot: Process, fakes: Fakes, things: Things, count: int) -> dict:
+    """Open `count` pending requests, each for its own thing; return their ids and the ts of
+    their release messages (what a click on each carries), as a click job's "ids" and "ts"."""
     since = time.time()
     db = Path(bot.env["PROMOTE_BOT_DB"])
     texts = things.take(db, count, to_promote=True)
@@ -497,7 +498,20 @@ async def _open_requests(bot: Process, fakes: Fakes, things: Things, count: int)
         }
     )
     await fakes.wait("posts", count, since)
-    return before + 1
+    deadline = time.monotonic() + 30
+    while True:  # the ts is stored once the post's answer is back
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute(
+                "SELECT id, message_ts FROM requests WHERE id > ? AND message_ts IS NOT NULL"
+                " ORDER BY id",
+                [before],
+            ).fetchall()
+        if len(rows) >= count or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    if len(rows) != count:
+        raise RuntimeError(f"{count} requests opened, {len(rows)} with a release message")
+    return {"ids": [r[0] for r in rows], "ts": [r[1] for r in rows]}
 
 
 async def _py_spy(bot: Process, out: Path) -> asyncio.subprocess.Process:
