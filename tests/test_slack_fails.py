@@ -8,6 +8,7 @@ import asyncio
 import logging
 import signal
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -260,3 +261,23 @@ async def test_a_request_whose_process_died_before_posting_is_posted_later(world
     assert buttons(message["blocks"]) == [(APPROVE, "1"), (REJECT, "1")]
     await world.bot.workflow.deliver_due()
     assert len(world.slack.release_messages(1)) == 1  # once
+
+
+async def test_a_deleted_release_message_is_not_retried_forever(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    await world.requested("znyx guardrails staging", ALICE)
+    [message] = world.slack.release_messages(1)
+    shown = world.slack.messages[message["channel"]]
+    shown.remove(world.slack.shown(message["channel"], message["ts"]))  # deleted in Slack
+    assert "cancelled" in (await world.answer("cancel 1", ALICE)).lower()
+    await world.slack.wait_for(lambda s: len(world.thread()) == 1)  # the outcome still posted
+    store = world.bot.store
+    later = world.bot.workflow.clock() + timedelta(hours=1)
+    await _until(lambda: store.messages_due(later) == [], 5)  # owed nothing, not even later
+    updates = len(world.slack.calls_to("chat.update"))
+    for _ in range(3):  # what `serve` runs every 2 s: nothing left to do
+        await world.bot.workflow.deliver_due()
+    assert len(world.slack.calls_to("chat.update")) == updates
+    assert "can't be brought up to date" in caplog.text
+    assert store.get(1).state is State.CANCELLED  # type: ignore[union-attr]

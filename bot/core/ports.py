@@ -179,14 +179,21 @@ class ChatError(Exception):
     """The chat refused a post or an update, or could not be reached; the message says why.
 
     `maybe_done`: the request may have reached the chat (a reset after sending, a timeout),
-    so a post must not simply be sent again. `retry_after`: seconds the chat asked to wait."""
+    so a post must not simply be sent again. `retry_after`: seconds the chat asked to wait.
+    `gone`: the message or its channel is no more (deleted, archived): trying again can't help."""
 
     def __init__(
-        self, message: str, *, maybe_done: bool = False, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        maybe_done: bool = False,
+        retry_after: float | None = None,
+        gone: bool = False,
     ) -> None:
         super().__init__(message)
         self.maybe_done = maybe_done
         self.retry_after = retry_after
+        self.gone = gone
 
 
 class Chat(Protocol):

@@ -818,10 +818,18 @@ class Workflow:
                 thread = False
                 try:
                     for ts in (request.message_ts, *request.copies):
-                        await self.chat.update_request(request.channel, ts, view)
+                        try:
+                            await self.chat.update_request(request.channel, ts, view)
+                        except ChatError as exc:
+                            self._unless_gone(request_id, exc, f"the message {ts}")
                     if request.state.is_final and self.store.claim_thread(request_id):
                         thread = True
-                        await self.chat.post_in_thread(request.channel, request.message_ts, view)
+                        try:
+                            await self.chat.post_in_thread(
+                                request.channel, request.message_ts, view
+                            )
+                        except ChatError as exc:
+                            self._unless_gone(request_id, exc, "the thread")
                 except ChatError as exc:
                     if thread and exc.maybe_done:  # never post an outcome twice: count it
                         log.warning(
@@ -838,6 +846,14 @@ class Workflow:
                 if current is None or current.msg_version == version:
                     return True
             return False
+
+    @staticmethod
+    def _unless_gone(request_id: int, exc: ChatError, what: str) -> None:
+        """Raise `exc` unless what it failed on is gone for good (deleted, archived): that is
+        logged and skipped, since trying again forever could never make it show anything."""
+        if not exc.gone:
+            raise exc
+        log.warning("%s of #%s can't be brought up to date: %s; skipped", what, request_id, exc)
 
     def _message_failed(self, request_id: int, exc: ChatError) -> None:
         now = self.clock()

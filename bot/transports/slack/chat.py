@@ -29,7 +29,11 @@ _EXPLAIN = {
     "invalid_auth": "Slack rejected SLACK_BOT_TOKEN",
     "missing_scope": "the Slack app lacks a scope it needs (reinstall it from manifest.yml)",
     "ratelimited": "Slack is rate-limiting the bot",
+    "message_not_found": "the message is no longer in Slack (deleted?)",
+    "thread_not_found": "the message's thread is no longer in Slack",
 }
+# The message (or its channel) is no more: updating it again can never work.
+_GONE = {"message_not_found", "thread_not_found", "cant_update_message", "is_archived"}
 
 
 def _metadata(event_type: str, request_id: int) -> dict[str, Any]:
@@ -66,6 +70,7 @@ class SlackChat:
                 _EXPLAIN.get(code, f"Slack said {code} (HTTP {status})"),
                 maybe_done=status >= 500,  # Slack may have done it before failing
                 retry_after=retry_after,
+                gone=code in _GONE,
             ) from None
         except aiohttp.ClientConnectorError as exc:  # never reached Slack
             raise ChatError(f"Slack could not be reached ({type(exc).__name__})") from None
