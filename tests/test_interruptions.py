@@ -238,6 +238,9 @@ async def test_a_full_disk_is_told_plainly_and_logged_once(
         text = response.json()["text"]
         assert "can't use its database right now" in text and "Try again" in text
         assert "is full" in text and "Traceback" not in text
+    await world.sender.click(APPROVE, 1, BOB)  # a click's ack carries no text: told apart
+    await world.slack.wait_for(lambda s: any("can't use its database" in t for t in world.told()))
     failing = [r for r in caplog.records if "the database is failing" in r.getMessage()]
-    assert len(failing) == 1  # once, not once per command
+    assert len(failing) == 1  # once, not once per command or click
     assert world.posted()[1:] == []
+    assert world.bot.store.get(1).state is State.PENDING  # type: ignore[union-attr]

@@ -116,6 +116,8 @@ async def test_a_copy_a_click_reveals_is_adopted_and_kept_in_step(world: World) 
     [
         ({"team": "T0OTHER"}, "another workspace (T0OTHER)"),
         ({"app": "A0OTHER"}, "another app (A0OTHER)"),
+        ({"team": None}, "another workspace (none named)"),
+        ({"app": None}, "another app (none named)"),
         ({"channel": "CELSEWHERE"}, "a channel that is not #1's"),
         ({"channel": "CRELEASES", "ts": "1699999999.000001", "bot_id": "BSOMEONE"}, "not #1's"),
     ],

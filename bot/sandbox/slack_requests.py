@@ -71,8 +71,8 @@ class SlackSender:
         ts: str = "1",
         *,
         bot_id: str | None = "BPROMOTEBOT",
-        team: str = "T0TEST",
-        app: str = "A0PROMOTE",
+        team: str | None = "T0TEST",
+        app: str | None = "A0PROMOTE",
         thread_ts: str | None = None,
     ) -> str:
         n = next(_trigger)
@@ -141,7 +141,7 @@ class SlackSender:
         return await self.post(self.command_body(text, user, channel))
 
     async def click(
-        self, action_id: str, request_id: int | str, user: str, **where: str
+        self, action_id: str, request_id: int | str, user: str, **where: str | None
     ) -> httpx.Response:
         """Click a button of request `request_id`'s release message, as the fake Slack shows
         it (its channel and ts); `where` overrides them (channel, ts, bot_id, team, app)."""

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -29,7 +29,7 @@ from bot.core.ports import StoreError
 from bot.core.workflow import Reply, Workflow
 from bot.transports.slack.blocks import APPROVE, REJECT, ROLLBACK
 from bot.transports.slack.home import register_home
-from bot.transports.slack.inbox import Inbox, click_payload, store_trouble
+from bot.transports.slack.inbox import Inbox, click_payload, store_trouble, tell
 from bot.transports.slack.workers import WorkPool
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def create_app(
             return
         await ack()
 
-    async def ack_click(ack: AsyncAck, body: dict[str, Any]) -> None:
+    async def ack_click(ack: AsyncAck, respond: AsyncRespond, body: dict[str, Any]) -> None:
         payload = click_payload(body)
         actions = body.get("actions")
         first = actions[0] if isinstance(actions, list) and actions else {}
@@ -161,6 +161,9 @@ def create_app(
                 record(body.get("trigger_id"), str(action_id), payload)
         except StoreError as exc:
             inbox.store_failed(exc)
+            await ack()  # a click's ack carries no text: the person is told at response_url
+            await tell(respond, Reply(store_trouble(exc)))
+            return
         await ack()
 
     # No lazy listeners: Bolt would copy each request and start a task for each; the pool

@@ -167,12 +167,15 @@ class Inbox:
     async def _foreign(self, payload: dict[str, Any], request_id: int) -> str | None:
         """Why a click is not one for this request from this installation, or None. A copy of
         the release message the bot itself posted (a retried post) is adopted instead."""
-        team, app = self.identity.get("team_id"), self.identity.get("app_id")
-        if payload.get("team") is not None and team and payload["team"] != team:
-            return f"another workspace ({payload['team']})"
-        if payload.get("app") is not None and app and payload["app"] != app:
-            return f"another app ({payload['app']})"
-        if "channel" not in payload:  # recorded before clicks carried their message
+        legacy = "channel" not in payload  # recorded before clicks carried where they came from
+        for key, what, ours in (
+            ("team", "workspace", self.identity.get("team_id")),
+            ("app", "app", self.identity.get("app_id")),
+        ):
+            theirs = payload.get(key)
+            if ours and theirs != ours and not (legacy and theirs is None):
+                return f"another {what} ({theirs or 'none named'})"
+        if legacy:
             return None
         request = self.workflow.store.get(request_id)
         if request is None:
