@@ -145,3 +145,20 @@ async def test_recovery_reads_the_app_store_version(world: World) -> None:
     assert "build 153 attached to ios 2.4.0" in await world.finished()
     assert world.bot.store.get(1).state is State.SUCCEEDED  # type: ignore[union-attr]
     assert world.asc.patches == []
+
+
+async def test_an_attach_read_back_after_a_restart_can_still_be_rolled_back(world: World) -> None:
+    await world.requested("appstore ios 2.4.0 153", CAROL)
+    shown_before = world.bot.store.get(1).preview.expect["attached_shown"]  # type: ignore[union-attr]
+    long_ago = world.bot.workflow.clock() - timedelta(hours=1)
+    assert world.bot.store.transition(1, (State.PENDING,), State.EXECUTING, at=long_ago)
+    world.asc.versions[world.asc_ids.v240].build_id = world.asc_ids.b153_undeclared
+    assert await world.bot.workflow.recover() == 1
+    await world.finished()
+    outcome = world.bot.store.get(1).outcome  # type: ignore[union-attr]
+    assert outcome is not None and outcome.installed["attached"] == world.asc_ids.b153_undeclared
+    assert outcome.before["shown"] == shown_before  # what the preview showed, not a guess
+    assert outcome.before["number"]
+    await world.requested("rollback 1", CAROL)
+    message = block_text(world.posted()[-1]["blocks"])
+    assert "Rolls back #1" in message and outcome.before["number"] in message

@@ -480,8 +480,7 @@ class AppStoreProvider(HTTPProvider):
                 "This build's encryption is not declared yet: declare it with "
                 f"/promote appstore encryption {action.app} {build.number} exempt|non-exempt."
             )
-        expect["attached"] = current.id if current else ""
-        expect["attached_shown"] = current.describe() if current else "no build"
+        expect.update(_expected_attached(current))
         return Preview(facts=facts, warnings=warnings, expect=expect, action=resolved)
 
     async def version_of(self, build: Build) -> Resource | None:
@@ -693,7 +692,7 @@ class AppStoreProvider(HTTPProvider):
                 label="Detaching", value=f"build {current.number}: the version will have no build"
             ),
         ]
-        expect = {"attached": current.id, "attached_shown": current.describe()}
+        expect = _expected_attached(current)
         return Preview(facts=facts, expect=expect)
 
     async def _execute_detach(self, action: AppStoreDetach, expect: Mapping[str, str]) -> Outcome:
@@ -755,7 +754,13 @@ class AppStoreProvider(HTTPProvider):
             facts = [Fact(label="Read back", value=shown)]
             if now is None:
                 what = f"build {action.build} detached from {action.app} {action.version}"
-                return Outcome(state="succeeded", headline=what, facts=facts)
+                return Outcome(
+                    state="succeeded",
+                    headline=what,
+                    facts=facts,
+                    before=_recorded_attached(expect),
+                    installed=_attached_record(None),
+                )
             state = f"{action.app} {action.version} has {shown} attached"
             if now.id == expect.get("attached"):
                 return not_done(state).model_copy(update={"facts": facts})
@@ -770,6 +775,7 @@ class AppStoreProvider(HTTPProvider):
             before = "attached" in expect and (now.id if now else "") == expect["attached"]
             what = f"build {action.build} attached to {action.app} {action.version}"
             state = f"{action.app} {action.version} has {shown} attached"
+            record = (_recorded_attached(expect), _attached_record(now))
         else:
             build = await self.build(action)
             if isinstance(build, str):
@@ -777,18 +783,27 @@ class AppStoreProvider(HTTPProvider):
             if isinstance(action, AppStoreExpire):
                 done, what = build.expired, f"build {action.build} of {action.app} expired"
                 before = expect.get("expired") == _yes(build.expired)
+                record = ({}, {})  # an expired build has no way back
             else:
                 done = build.encryption is action.uses_non_exempt_encryption
                 wanted = "non-exempt" if action.uses_non_exempt_encryption else "exempt"
                 what = f"build {action.build} of {action.app} declared {wanted}"
                 before = expect.get("encryption") == build.encryption_text
+                was = expect.get("encryption")
+                record = ({"encryption": was} if was else {}, {"encryption": wanted})
             shown = (
                 f"{build.describe()}, expired: {build.expired}, encryption: {build.encryption_text}"
             )
             state = f"build {shown}"
         facts = [Fact(label="Read back", value=shown)]
-        if done:
-            return Outcome(state="succeeded", headline=what, facts=facts)
+        if done:  # with what it replaced, as the preview saw it, so it can be rolled back
+            return Outcome(
+                state="succeeded",
+                headline=what,
+                facts=facts,
+                before=record[0],
+                installed=record[1],
+            )
         if before:
             return not_done(state).model_copy(update={"facts": facts})
         check = f"Check {action.app} in App Store Connect"
@@ -797,6 +812,30 @@ class AppStoreProvider(HTTPProvider):
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
+
+
+def _expected_attached(build: Build | None) -> dict[str, str]:
+    """A version's attached build as a preview records it, to compare with before the write
+    and, after a recovery, to know what the write replaced."""
+    if build is None:
+        return {"attached": "", "attached_number": "", "attached_shown": "no build"}
+    return {
+        "attached": build.id,
+        "attached_number": build.number,
+        "attached_shown": build.describe(),
+    }
+
+
+def _recorded_attached(expect: Mapping[str, str]) -> dict[str, str]:
+    """What a preview recorded as attached, as an outcome's `before`; nothing if it recorded
+    nothing (a request from before previews recorded it: not rolled back on a guess)."""
+    if "attached" not in expect:
+        return {}
+    return {
+        "attached": expect["attached"],
+        "number": expect.get("attached_number", ""),
+        "shown": expect.get("attached_shown", ""),
+    }
 
 
 def _attached_record(build: Build | None) -> dict[str, str]:
