@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from bot.core.errors import (
     ProviderAuthError,
@@ -17,7 +18,13 @@ from bot.core.errors import (
     ProviderUncertain,
     ProviderUnreachable,
 )
-from bot.providers.http import ProviderHTTP, RetryPolicy, retry_after_seconds, segment
+from bot.providers.http import (
+    ProviderHTTP,
+    RetryPolicy,
+    retry_after_seconds,
+    segment,
+    unreadable,
+)
 
 
 class Recorder:
@@ -158,3 +165,19 @@ def test_backoff_is_bounded_and_jittered() -> None:
 )
 def test_segment_cannot_escape_its_place(value: str, quoted: str) -> None:
     assert segment(value) == quoted
+
+
+def test_an_unreadable_body_is_described_by_its_fields_never_its_values() -> None:
+    class Resource(BaseModel):
+        id: str
+        version: int
+
+    echoed = "sk_live_0123456789abcdef"  # a body echoing a credential the bot sent
+    try:
+        Resource.model_validate({"version": echoed, "extra": echoed})
+    except ValidationError as exc:
+        text = unreadable(exc)
+    assert echoed not in text
+    assert "id: Field required" in text and "version: Input should be a valid integer" in text
+    assert unreadable(ValueError("Expecting value: line 1 column 1 (char 0)")).startswith("Expect")
+    assert unreadable(KeyError(echoed)) == "KeyError"

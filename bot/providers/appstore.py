@@ -38,7 +38,14 @@ from bot.core.model import (
     unclear,
 )
 from bot.core.rules import CommandForm
-from bot.providers.http import DEFAULT_TIMEOUT, HTTPProvider, ProviderHTTP, RetryPolicy, segment
+from bot.providers.http import (
+    DEFAULT_TIMEOUT,
+    HTTPProvider,
+    ProviderHTTP,
+    RetryPolicy,
+    segment,
+    unreadable,
+)
 from bot.providers.jwt_auth import (
     ApiKeyToken,
     PrivateKeyError,
@@ -307,14 +314,18 @@ def _one(response: httpx.Response) -> Resource | None:
         data = response.json().get("data")
         return None if data is None else Resource.model_validate(data)
     except (ValueError, AttributeError, ValidationError) as exc:
-        raise ProviderError(LABEL, f"{LABEL} sent a response the bot can't read: {exc}") from exc
+        raise ProviderError(
+            LABEL, f"{LABEL} sent a response the bot can't read: {unreadable(exc)}"
+        ) from exc
 
 
 def _many(response: httpx.Response) -> list[Resource]:
     try:
         return [Resource.model_validate(d) for d in response.json()["data"]]
     except (ValueError, KeyError, TypeError, ValidationError) as exc:
-        raise ProviderError(LABEL, f"{LABEL} sent a list the bot can't read: {exc}") from exc
+        raise ProviderError(
+            LABEL, f"{LABEL} sent a list the bot can't read: {unreadable(exc)}"
+        ) from exc
 
 
 class AppStoreProvider(HTTPProvider):

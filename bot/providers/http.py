@@ -19,6 +19,7 @@ from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
+from pydantic import ValidationError
 
 from bot.core.errors import (
     ProviderAuthError,
@@ -77,6 +78,17 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
+def unreadable(exc: Exception) -> str:
+    """Why a provider's body could not be read, naming fields but never their values (a body
+    may echo a credential): "data.id: Field required; ..." or the JSON error."""
+    if isinstance(exc, ValidationError):
+        errors = exc.errors(include_input=False, include_url=False, include_context=False)
+        return "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or 'body'}: {e['msg']}" for e in errors[:3]
+        )
+    return type(exc).__name__ if isinstance(exc, KeyError | TypeError) else str(exc)
 
 
 def segment(value: str) -> str:

@@ -35,7 +35,7 @@ from bot.core.model import (
     unclear,
 )
 from bot.core.rules import CommandForm
-from bot.providers.http import BearerProvider, segment
+from bot.providers.http import BearerProvider, segment, unreadable
 from bot.providers.spec import ProviderSettings, ProviderSpec, Section, aliases
 
 NAME = "znyx"
@@ -309,7 +309,9 @@ class ZnyxProvider(BearerProvider):
         try:
             return [Bundle.model_validate(b) for b in response.json()]
         except (ValueError, TypeError, ValidationError) as exc:
-            raise ProviderError("Znyx", f"Znyx sent an unreadable bundle list: {exc}") from exc
+            raise ProviderError(
+                "Znyx", f"Znyx sent an unreadable bundle list: {unreadable(exc)}"
+            ) from exc
 
     async def preview(self, action: ZnyxAction) -> Preview:
         if isinstance(action, ZnyxActivate):
