@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
+from urllib.parse import unquote
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
@@ -99,7 +100,7 @@ def secret_values(
     that fails validation, so a wrong token is not logged either)."""
     environ = os.environ if environ is None else environ
     upper = {k.upper(): v for k, v in environ.items()}
-    found = []
+    found = _uri_passwords(upper.get("PROMOTE_BOT_DB", ""))
     for model in models:
         for name, info in model.model_fields.items():
             if "SecretStr" in repr(info.annotation) or info.annotation is SecretStr:
@@ -107,6 +108,17 @@ def secret_values(
                 if value:
                     found.append(value)
     return found
+
+
+def _uri_passwords(uri: str) -> list[str]:
+    """The password in a URI's user part (between `://` and its last `@`), as written and
+    decoded: a PostgreSQL URI in PROMOTE_BOT_DB is a secret setting too."""
+    rest = uri.split("://", 1)[1] if "://" in uri else ""
+    user = rest.rsplit("@", 1)[0] if "@" in rest else ""
+    if ":" not in user:
+        return []
+    password = user.split(":", 1)[1]
+    return [password, unquote(password)]
 
 
 def configure(

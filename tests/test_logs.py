@@ -114,3 +114,13 @@ def test_text_is_the_default_format_and_log_level_is_checked(tmp_path: Path) -> 
         logging.getLogger().removeHandler(handler)
         logging.getLogger().setLevel(logging.WARNING)
     assert stream.getvalue().rstrip().endswith("INFO test.text: plain [redacted]")
+
+
+def test_the_password_of_a_postgresql_uri_is_a_secret_too() -> None:
+    environ = {"PROMOTE_BOT_DB": "postgresql://bot:pa%40ss:word@db.internal:5432/promote"}
+    found = logs.secret_values([], environ)
+    assert "pa%40ss:word" in found and "pa@ss:word" in found
+    assert logs.secret_values([], {"PROMOTE_BOT_DB": "/var/lib/promote-bot.db"}) == []
+    record = logging.LogRecord("x", logging.ERROR, "", 0, "using pa@ss:word", None, None)
+    logs.Redactor(found).filter(record)
+    assert "pa@ss" not in record.getMessage()

@@ -18,7 +18,7 @@ from bot.core.holds import Lock
 from bot.core.model import AuditEntry, Fact, Outcome, Preview, State
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.providers.znyx import ZnyxPromote
-from bot.store import AnyStore, SqliteStore
+from bot.store import AnyStore, SqliteStore, postgres
 from bot.store.postgres import SCHEMA_VERSION, PostgresStore
 from tests.conftest import fresh_postgres_database
 
@@ -351,13 +351,55 @@ def test_postgres_problems_are_one_line_naming_the_setting_without_the_password(
     cases = [
         (f"postgresql://postgres:s3cret@/no_such_db?host={postgres}", "does not exist"),
         ("postgresql://bot:s3cret@127.0.0.1:9/promote?connect_timeout=2", "cannot reach"),
+        # Passwords written without percent-encoding: libpq misreads them, and quotes them.
+        ("postgresql://bot:s3cret/x@127.0.0.1:9/promote?connect_timeout=2", "percent-encode"),
+        ("postgresql://bot:s3cret@x@127.0.0.1:9/promote?connect_timeout=2", "percent-encode"),
+        ("postgresql://bot:s3%zzcret@127.0.0.1:9/promote?connect_timeout=2", "percent-encode"),
     ]
     for url, words in cases:
         with pytest.raises(StoreError) as caught:
             PostgresStore(url)
         text = str(caught.value)
         assert text.startswith("PROMOTE_BOT_DB: ") and words in text, text
-        assert "\n" not in text and "s3cret" not in text
+        assert "\n" not in text and "s3" not in text and "the the" not in text, text
+
+
+def test_a_starting_process_waits_for_another_ones_upgrade(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "LOCK_TIMEOUT_MS", 200)  # an ordinary lock gives up sooner
+    with psycopg.connect(pg_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [postgres.MIGRATION_LOCK])  # upgrading
+        threading.Timer(1.0, other.execute, ["SELECT pg_advisory_unlock_all()"]).start()
+        store = PostgresStore(pg_url)  # waited for it, past its own lock timeout
+    assert store.schema_version() == SCHEMA_VERSION
+    store.close()
+
+
+def test_compare_and_swap_holds_whatever_isolation_the_server_defaults_to(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        name = admin.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        admin.execute(f"ALTER DATABASE {name} SET default_transaction_isolation = 'serializable'")
+        admin.execute(f"ALTER DATABASE {name} SET synchronous_commit = off")
+    first = PostgresStore(pg_url)
+    request_id = _create(first)
+    stores = [PostgresStore(pg_url) for _ in range(8)]
+    assert stores[0]._rows("SHOW synchronous_commit") == [{"synchronous_commit": "on"}]
+    barrier = threading.Barrier(len(stores))
+    won: list[bool] = []
+
+    def approve(store: PostgresStore) -> None:
+        barrier.wait()
+        won.append(store.transition(request_id, (State.PENDING,), State.APPROVED, at=NOW))
+
+    threads = [threading.Thread(target=approve, args=[s]) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(won) == [False] * 7 + [True]  # one winner, the others lose quietly
+    for store in [first, *stores]:
+        store.close()
 
 
 def test_a_lost_postgres_connection_is_a_store_error_then_the_next_call_reconnects(

@@ -43,6 +43,7 @@ SETTING = "PROMOTE_BOT_DB"
 CONNECT_DEFAULTS = {"connect_timeout": "5", "tcp_user_timeout": "10000"}
 LOCK_TIMEOUT_MS = 5000  # as long as SQLite's busy timeout
 STATEMENT_TIMEOUT_MS = 15000
+MIGRATION_WAIT_MS = 120_000  # how long a starting process waits for another's upgrade
 MIGRATION_LOCK = 0x70726F6D  # pg_advisory_lock key: "prom"
 _OPEN = [s.value for s in (State.PENDING, State.APPROVED, State.EXECUTING)]  # hold their thing
 _OPEN_SQL = ", ".join(f"'{s}'" for s in _OPEN)
@@ -142,22 +143,58 @@ MIGRATIONS: list[tuple[int, str]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
+def _userinfo(url: str) -> str | None:
+    """What a URI holds between `://` and its last `@` (user and password), if anything."""
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    return rest.rsplit("@", 1)[0] if "@" in rest else None
+
+
+def _secrets(url: str) -> set[str]:
+    """The password a URI (or key=value string) carries, as written and as libpq reads it."""
+    found = set()
+    info = _userinfo(url)
+    if info and ":" in info:
+        found.add(info.split(":", 1)[1])
+    try:
+        password = conninfo_to_dict(url).get("password")
+    except psycopg.Error:
+        password = None
+    if password:
+        found.add(str(password))
+    return {secret for secret in found if len(secret) >= 3}
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` without the URI's password, whatever libpq quoted of it."""
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "[password]")
+    return text
+
+
 def where(url: str) -> str:
     """The database a URI names, for messages: host (or socket folder), port and name, never
     the password."""
+    unparsed = (
+        "PostgreSQL database (PROMOTE_BOT_DB does not parse as a URI: percent-encode any"
+        " @ : / ? # % in the user or password)"
+    )
+    info = _userinfo(url)
+    if info is not None and any(c in info for c in "@/?#"):  # libpq would misread the rest
+        return unparsed
     try:
         parts = conninfo_to_dict(url)
     except psycopg.Error:
-        return "the PostgreSQL database (the URI does not parse)"
+        return unparsed
     host = parts.get("host") or "localhost"
     port = f":{parts['port']}" if parts.get("port") else ""
     return f"PostgreSQL database {parts.get('dbname') or parts.get('user') or ''!s} on {host}{port}"
 
 
 def _plain(exc: psycopg.Error, url: str) -> str:
-    """A PostgreSQL error in words a person running the bot can act on."""
+    """A PostgreSQL error in words a person running the bot can act on; never the password."""
     db = where(url)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = _scrub(text, url)
     low = text.lower()
     if isinstance(exc, errors.DiskFull) or "no space left" in low:
         return f"the disk holding the {db} is full"
@@ -167,6 +204,10 @@ def _plain(exc: psycopg.Error, url: str) -> str:
         return f"the {db} refused: {text} (the bot's user must own its tables)"
     if isinstance(exc, errors.LockNotAvailable):
         return f"the {db} stayed locked by another process for {LOCK_TIMEOUT_MS // 1000} s"
+    if isinstance(exc, errors.QueryCanceled):
+        return f"the {db} took longer than {STATEMENT_TIMEOUT_MS // 1000} s to answer ({text})"
+    if isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure):
+        return f"the {db} refused a change that raced another one; try again ({text})"
     if isinstance(exc, psycopg.OperationalError):
         if "does not exist" in low:
             return f"the {db} does not exist: create it first ({text})"
@@ -238,6 +279,11 @@ class PostgresStore:
             conn.execute("SET TIME ZONE 'UTC'")
             conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
             conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            # What the compare-and-swaps rely on, whatever the server's defaults: a waiting
+            # UPDATE re-checks its WHERE and loses quietly, and a commit is on disk (a move to
+            # `executing` that a server crash undid could let a provider be called twice).
+            conn.execute("SET default_transaction_isolation = 'read committed'")
+            conn.execute("SET synchronous_commit = on")
             self._conn = conn
         return self._conn
 
@@ -263,8 +309,16 @@ class PostgresStore:
         version reached."""
         with self._lock:
             conn = self._connection()
-            conn.execute("SET statement_timeout = 0")  # migrating, or waiting for it, may be long
-            conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
+            # Migrating, or waiting while another process migrates, may take long.
+            conn.execute("SET statement_timeout = 0")
+            conn.execute(f"SET lock_timeout = {MIGRATION_WAIT_MS}")
+            try:
+                conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
+            except errors.LockNotAvailable:
+                raise StoreError(
+                    f"{SETTING}: another promote-bot has been upgrading the {where(self.url)}"
+                    f" for over {MIGRATION_WAIT_MS // 1000} s; is one stuck?"
+                ) from None
             try:
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -290,6 +344,7 @@ class PostgresStore:
                 if not conn.broken:
                     conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK])
                     conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+                    conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
         return current
 
     def schema_version(self) -> int:
@@ -367,7 +422,9 @@ class PostgresStore:
                     "emergency": emergency,
                 },  # type: ignore[arg-type]
             )
-        except errors.UniqueViolation:
+        except errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != "requests_open_thing":
+                raise  # not a race for the thing: say what it is
             return []
 
     def open_for(self, thing: str) -> Request | None:
