@@ -301,6 +301,29 @@ def test_locks_and_what_health_and_metrics_count(store_factory: Factory) -> None
     assert other.history(ACTION.target, request_id=first + 1) == []
 
 
+def test_copies_adopted_at_once_by_several_processes_are_all_kept(
+    store_factory: Factory,
+) -> None:
+    first = store_factory()
+    request_id = _create(first)
+    barrier = threading.Barrier(6)
+    adopted: list[bool] = []
+
+    def adopt(n: int) -> None:
+        store = store_factory()  # a process of its own (SQLite: opened in its thread)
+        barrier.wait()
+        adopted.extend(store.add_copy(request_id, f"2.{n}{i}") for i in range(5))
+
+    threads = [threading.Thread(target=adopt, args=[n]) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    request = first.get(request_id)
+    assert adopted == [True] * 30
+    assert request is not None and len(request.copies) == 30  # none overwritten by another
+
+
 # --- PostgreSQL only: versioned migrations, plain errors ---------------------------------
 
 

@@ -338,15 +338,15 @@ class SqliteStore:
     def add_copy(self, request_id: int, ts: str) -> bool:
         """Adopt another copy of the release message (a post that was retried); it is kept in
         step with the request from now on. False if it is known already."""
-        request = self.get(request_id)
-        if request is None or ts == request.message_ts or ts in request.copies:
-            return False
-        with self.db.conn:
-            self.db.execute(
-                "UPDATE requests SET copies = ?, msg_version = msg_version + 1 WHERE id = ?",
-                [json.dumps([*request.copies, ts]), request_id],
-            )
-        return True
+        with self.db.conn:  # one statement: another process may adopt one at the same time
+            changed = self.db.execute(
+                "UPDATE requests SET copies = json_insert(copies, '$[#]', ?),"
+                " msg_version = msg_version + 1"
+                " WHERE id = ? AND message_ts IS NOT ?"
+                " AND NOT EXISTS (SELECT 1 FROM json_each(requests.copies) WHERE value = ?)",
+                [ts, request_id, ts, ts],
+            ).rowcount
+        return changed > 0
 
     def touch_message(self, request_id: int) -> None:
         """Something shown on the release message changed outside the request's own row."""
