@@ -171,20 +171,30 @@ def _scrub(text: str, url: str) -> str:
     return text
 
 
+UNPARSED = (
+    "PostgreSQL database (its URI does not parse as written: percent-encode any"
+    " @ : / ? # % in the user or password)"
+)
+
+
+def _parts(url: str) -> dict[str, Any] | None:
+    """The URI's parts as libpq reads them; None if it can't, or would misread them (a
+    password with an unencoded `@ / ? #` ends up as a host, a port or a database name)."""
+    info = _userinfo(url)
+    if info is not None and any(c in info for c in "@/?#"):
+        return None
+    try:
+        return conninfo_to_dict(url)
+    except psycopg.Error:
+        return None
+
+
 def where(url: str) -> str:
     """The database a URI names, for messages: host (or socket folder), port and name, never
     the password."""
-    unparsed = (
-        "PostgreSQL database (PROMOTE_BOT_DB does not parse as a URI: percent-encode any"
-        " @ : / ? # % in the user or password)"
-    )
-    info = _userinfo(url)
-    if info is not None and any(c in info for c in "@/?#"):  # libpq would misread the rest
-        return unparsed
-    try:
-        parts = conninfo_to_dict(url)
-    except psycopg.Error:
-        return unparsed
+    parts = _parts(url)
+    if parts is None:
+        return UNPARSED
     host = parts.get("host") or "localhost"
     port = f":{parts['port']}" if parts.get("port") else ""
     return f"PostgreSQL database {parts.get('dbname') or parts.get('user') or ''!s} on {host}{port}"
@@ -193,6 +203,8 @@ def where(url: str) -> str:
 def _plain(exc: psycopg.Error, url: str) -> str:
     """A PostgreSQL error in words a person running the bot can act on; never the password."""
     db = where(url)
+    if db == UNPARSED:  # libpq's words would quote pieces of the password as something else
+        return f"the {db}"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     text = _scrub(text, url)
     low = text.lower()
