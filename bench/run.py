@@ -195,7 +195,7 @@ class Things:
         return texts
 
 
-async def main(quick: bool, profile: bool) -> None:
+async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
     scale = 0.2 if quick else 1.0
     fakes_proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -222,6 +222,7 @@ async def main(quick: bool, profile: bool) -> None:
         "ZNYX_TOKEN": world.ZNYX_TOKEN,
         "PROMOTE_BOT_CONFIG": str(workdir / "bench.toml"),
         "PORT": "0",
+        **({"PROMOTE_BOT_WORKERS": str(workers)} if workers else {}),
     }
     things = Things(PROJECTS)
     results: dict[str, float] = {}
@@ -453,7 +454,7 @@ async def main(quick: bool, profile: bool) -> None:
         await fakes_proc.wait()
         await fakes.http.aclose()
 
-    report(rows, results, quick, profile_md)
+    report(rows, results, quick, profile_md, workers)
 
 
 async def _preview_latency(urls: dict[str, str], config: Path) -> float:
@@ -614,7 +615,11 @@ def _machine() -> str:
 
 
 def report(
-    rows: list[tuple[str, str, str, str]], results: dict[str, float], quick: bool, profile_md: str
+    rows: list[tuple[str, str, str, str]],
+    results: dict[str, float],
+    quick: bool,
+    profile_md: str,
+    workers: int | None = None,
 ) -> None:
     header = ("measure", "promote-bot", "bare Bolt", "bot / bare")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
@@ -634,7 +639,11 @@ def report(
         checks.append(
             f"| {name} | {value:.3g} | {sign} {target} | {'met' if met else '**missed**'} |"
         )
-    command = "python -m bench.run --profile" + (" --quick" if quick else "")
+    command = (
+        "python -m bench.run --profile"
+        + (" --quick" if quick else "")
+        + (f" --workers {workers}" if workers else "")
+    )
     md = f"""# Benchmarks
 
 Run on demand with `{command}` (not part of the test suite); it rewrites this file.
@@ -690,5 +699,8 @@ if __name__ == "__main__":
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the bot during the promotions-at-once phase"
     )
+    parser.add_argument(
+        "--workers", type=int, help="PROMOTE_BOT_WORKERS for the bot (its default otherwise)"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.quick, args.profile))
+    asyncio.run(main(args.quick, args.profile, args.workers))
