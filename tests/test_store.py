@@ -20,6 +20,7 @@ from bot.core.ports import OpenRequestExists, StoreError
 from bot.providers.znyx import ZnyxPromote
 from bot.store import AnyStore, SqliteStore, postgres
 from bot.store.postgres import SCHEMA_VERSION, PostgresStore
+from bot.store.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from tests.conftest import fresh_postgres_database
 
 Factory = Callable[[], AnyStore]
@@ -166,15 +167,55 @@ def test_a_database_from_before_things_is_upgraded(tmp_path: Path) -> None:
         " updated_at, expires_at) VALUES (?, ?, 'U1', 'C1', 'pending', ?, ?, ?)",
         [ACTION.target, ACTION.model_dump_json(), *(NOW.isoformat(),) * 3],
     )
+    old.execute("CREATE TABLE deliveries (key TEXT PRIMARY KEY, at TEXT NOT NULL)")
     old.commit()
     old.close()
     store = SqliteStore(path)
+    assert store.schema_version() == SQLITE_SCHEMA_VERSION
+    assert "deliveries" not in store.db.table_names()  # version 2 dropped it
     request = store.get(1)
     assert request is not None and request.action == ACTION  # old rows still read
     assert request.rolls_back is None and request.rolled_back_by is None
     assert _create(store) == 2  # an old row holds no thing
     with pytest.raises(OpenRequestExists):
         _create(store)
+
+
+def test_sqlite_migrations_apply_once_when_processes_start_together(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    barrier = threading.Barrier(8)
+    versions: list[int] = []
+    problems: list[BaseException] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            store = SqliteStore(path)  # a process of its own (opened in its thread)
+            versions.append(store.schema_version())
+            store.close()
+        except BaseException as exc:  # pragma: no cover - told by the assert below
+            problems.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == [] and versions == [SQLITE_SCHEMA_VERSION] * 8
+    store = SqliteStore(path)
+    assert _create(store) == 1 and store.schema_version() == SQLITE_SCHEMA_VERSION
+
+
+def test_sqlite_refuses_a_schema_newer_than_the_bot(tmp_path: Path) -> None:
+    path = tmp_path / "newer.db"
+    SqliteStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SQLITE_SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError) as caught:
+        SqliteStore(path)
+    text = str(caught.value)
+    assert text.startswith("PROMOTE_BOT_DB: ") and "\n" not in text
+    assert f"schema version {SQLITE_SCHEMA_VERSION + 1}, newer than this promote-bot" in text
 
 
 def test_acknowledged_work_is_claimed_once_and_left_for_others_when_its_holder_stops(

@@ -36,6 +36,12 @@ BUSY_TIMEOUT_MS = 5000
 _OPEN = (State.PENDING, State.APPROVED, State.EXECUTING)  # states that hold their thing
 _OPEN_SQL = ", ".join(f"'{s.value}'" for s in _OPEN)
 _FINAL_SQL = ", ".join(f"'{s.value}'" for s in State if s.is_final)
+# Schema versions after 1 (see `SqliteStore.migrate`): statements applied in one transaction.
+MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
+    # Deliveries are deduplicated by the inbox of acknowledged work now.
+    (2, ("DROP INDEX IF EXISTS deliveries_at", "DROP TABLE IF EXISTS deliveries")),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
 
 
@@ -102,7 +108,7 @@ class SqliteStore:
             # WAL with NORMAL survives any process crash; only the last commits before a power
             # loss can go. The one commit that must not, the claim before a provider call, FULL.
             self.db.execute("PRAGMA synchronous = NORMAL")
-            self._create_schema()
+            self.migrate()
             with self.db.conn:  # a write, so a read-only file is told now, not at first use
                 self.db.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', ?)",
@@ -110,9 +116,54 @@ class SqliteStore:
                 )
         except sqlite3.Error as exc:
             raise StoreError(f"{SETTING}: {_plain(exc, self.path or ':memory:')}") from None
+        except StoreError as exc:  # from a guarded method: the words are plain already
+            text = str(exc)
+            raise StoreError(text if text.startswith(SETTING) else f"{SETTING}: {text}") from None
 
-    def _create_schema(self) -> None:
-        """Idempotent: safe on every start and from several processes."""
+    def migrate(self) -> int:
+        """Bring the schema to SCHEMA_VERSION (kept in `PRAGMA user_version`); the version
+        reached. Version 1 is the schema as it grew before it had versions, reached by idempotent
+        steps that tolerate another process taking them at the same time; each later version is
+        one `BEGIN IMMEDIATE` transaction that checks the version again, so processes starting
+        together apply it once. A database newer than this bot is refused."""
+        current = self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"{SETTING}: {self.path or ':memory:'} has schema version {current}, newer than"
+                f" this promote-bot knows ({SCHEMA_VERSION}): upgrade the bot"
+            )
+        if current < 1:
+            self._baseline()
+            self._advance(1, ())  # never back: another process may be at 2 already
+        for version, statements in MIGRATIONS:
+            if self.schema_version() < version:
+                self._advance(version, statements)
+        return self.schema_version()
+
+    def _advance(self, version: int, statements: Sequence[str]) -> None:
+        """Apply `statements` and record `version`, unless this database is there already:
+        one `BEGIN IMMEDIATE` transaction (the write lock), so one process migrates at a time
+        and each version is applied once."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self.schema_version() < version:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version}")
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+
+    def schema_version(self) -> int:
+        """The schema version of this database (0: from before versions)."""
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _baseline(self) -> None:
+        """Schema version 1 (less the `deliveries` table, which version 2 drops where it was).
+        Idempotent: safe on any database from before versions, and from several processes at
+        once."""
         with self.db.conn:
             self.db.executescript(
                 """
@@ -151,11 +202,6 @@ class SqliteStore:
                     detail TEXT NOT NULL DEFAULT ''
                 );
                 CREATE INDEX IF NOT EXISTS audit_target ON audit (target);
-                CREATE TABLE IF NOT EXISTS deliveries (
-                    key TEXT PRIMARY KEY,
-                    at TEXT NOT NULL
-                );
-                CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at);
                 CREATE TABLE IF NOT EXISTS meta (
                     key TEXT PRIMARY KEY,
                     value TEXT NOT NULL
@@ -567,7 +613,6 @@ class SqliteStore:
         """Drop delivery keys older than Slack could redeliver them; how many."""
         cutoff = (now - DELIVERY_MEMORY).astimezone(UTC).isoformat()
         with self.db.conn:
-            self.db.execute("DELETE FROM deliveries WHERE at < ?", [cutoff])  # from before inbox
             return self.db.execute(
                 "DELETE FROM inbox WHERE done_at IS NOT NULL AND done_at < ?", [cutoff]
             ).rowcount
