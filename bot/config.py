@@ -412,7 +412,11 @@ def _policy_problem(rules: Rules, pattern: str, policy: Policy) -> str | None:
         possible = len(approvers)
         if not policy.allow_self_approval and set(holders) <= set(approvers) and approvers:
             possible -= 1
-        needed = {"approvals": policy.approvals, "rollback_approvals": policy.rollback_approvals}
+        needed = {
+            "approvals": policy.approvals,
+            "rollback_approvals": policy.rollback_approvals,
+            "emergency_approvals": policy.emergency_approvals,  # when set; else approvals + 1
+        }
         for key, count in needed.items():
             if count is None or count <= possible:
                 continue

@@ -94,6 +94,10 @@ def test_policies_that_can_be_met_pass() -> None:
             "policies.znyx:*:prod: rollback_approvals = 2 can never be met: only 1 configured",
         ),
         (
+            {**TEAM, "policies": {"znyx:*:prod": {"emergency_approvals": 2}}},
+            "policies.znyx:*:prod: emergency_approvals = 2 can never be met: only 1 configured",
+        ),
+        (
             {"roles": {}, "policies": {"znyx:*": {"rollback_approvals": -1}}},
             "rollback_approvals: must be at least 0",
         ),
