@@ -283,3 +283,43 @@ async def test_a_deleted_release_message_is_not_retried_forever(
     assert len(world.slack.calls_to("chat.update")) == updates
     assert "can't be brought up to date" in caplog.text
     assert store.get(1).state is State.CANCELLED  # type: ignore[union-attr]
+
+
+async def test_an_outcome_reply_whose_answer_was_lost_is_looked_for_not_posted_again(
+    world: World,
+) -> None:
+    await world.requested("znyx guardrails staging", ALICE)
+    world.slack.fail("chat.postMessage", reset=True, times=1)  # the reply lands, its answer not
+    await world.sender.click(APPROVE, 1, BOB)
+    store, workflow = world.bot.store, world.bot.workflow
+    await _until(lambda: store.get(1).state is State.SUCCEEDED, 10)  # type: ignore[union-attr]
+    await world.slack.wait_for(lambda s: len(world.thread()) == 1)
+    later = workflow.clock() + timedelta(seconds=30)
+    await _until(lambda: store.messages_due(later) == [1], 5)  # owed a look, not a post
+    workflow.clock = lambda: later  # type: ignore[method-assign]  # past the backoff
+    assert await workflow.deliver_due() == 1
+    assert [c.args["ts"] for c in world.slack.calls_to("conversations.replies")] == [
+        store.get(1).message_ts  # type: ignore[union-attr]
+    ]
+    assert len(world.thread()) == 1  # found there: not posted again
+    assert store.messages_due(later + timedelta(hours=1)) == []
+
+
+async def test_an_outcome_reply_a_stopped_process_claimed_is_posted_once_its_claim_lapses(
+    world: World,
+) -> None:
+    await world.requested("znyx guardrails staging", ALICE)
+    store, workflow = world.bot.store, world.bot.workflow
+    now = workflow.clock()
+    # Another process claimed the reply and stopped before posting it: the request is over.
+    assert store.transition(1, (State.PENDING,), State.CANCELLED, at=now, by=ALICE)
+    assert store.claim_thread(1, now, now + timedelta(seconds=60)) == "post"
+    store.touch_message(1)
+    assert await workflow.deliver_due() == 1  # the message is redrawn; the reply is held
+    assert world.thread() == []
+    later = now + timedelta(seconds=61)
+    workflow.clock = lambda: later  # type: ignore[method-assign]
+    assert await workflow.deliver_due() == 1
+    assert len(world.slack.calls_to("conversations.replies")) == 1  # looked: not there
+    assert len(world.thread()) == 1  # so posted, once
+    assert await workflow.deliver_due() == 0 and len(world.thread()) == 1

@@ -310,12 +310,25 @@ def test_release_messages_converge_to_what_is_stored(store_factory: Factory) -> 
         store.transition(request_id, [State.PENDING, State.EXECUTING], to, at=NOW)
     store.message_shown(request_id, store.get(request_id).msg_version)  # type: ignore[union-attr]
     assert store.messages_due(NOW) == [request_id]  # the outcome's thread reply is owed
-    assert store.claim_thread(request_id) and not store_factory().claim_thread(request_id)
+    minute = timedelta(minutes=1)
+    assert store.claim_thread(request_id, NOW, NOW + minute) == "post"
+    assert store_factory().claim_thread(request_id, NOW, NOW + minute) is None  # held
     assert store.messages_due(NOW) == []
     store.release_thread(request_id)  # it did not reach Slack
     assert store.messages_due(NOW) == [request_id]
-    store.message_shown(request_id, 0, thread=True)
-    assert store.messages_due(NOW) == [] and not store.claim_thread(request_id)
+    assert store.claim_thread(request_id, NOW, NOW + minute) == "post"
+    store.message_shown(request_id, 0)  # the message, not the reply: the claim stands
+    assert store.messages_due(NOW + minute / 2) == []
+    # Its process stopped mid-post: once the claim lapses, the reply is looked for, once.
+    assert store.messages_due(NOW + minute) == [request_id]
+    later = NOW + minute
+    assert store.claim_thread(request_id, later, later + minute) == "check"
+    assert store_factory().claim_thread(request_id, later, later + minute) is None
+    store.thread_uncertain(request_id, later + timedelta(seconds=2))  # Slack didn't answer
+    assert store.messages_due(later + timedelta(seconds=2)) == [request_id]
+    store.message_shown(request_id, 0, thread=True)  # found there, or posted
+    end = datetime.max.replace(tzinfo=UTC)
+    assert store.messages_due(end) == [] and store.claim_thread(request_id, end, end) is None
 
 
 def test_locks_and_what_health_and_metrics_count(store_factory: Factory) -> None:
@@ -392,8 +405,8 @@ def test_postgres_migrations_apply_once_when_processes_start_together(pg_url: st
         t.join()
     assert problems == [] and len(stores) == 8
     with psycopg.connect(pg_url) as conn:
-        versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
-    assert versions == [(SCHEMA_VERSION,)]
+        versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]  # each once
     assert _create(stores[0]) == 1 and stores[1].schema_version() == SCHEMA_VERSION
     for store in stores:
         store.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from bot.core.holds import Lock
 from bot.core.model import Action, AuditEntry, Outcome, Preview, Request, State
@@ -93,7 +93,17 @@ class Store(Protocol):
 
     def message_failed(self, request_id: int, next_try: Callable[[int], datetime]) -> int: ...
 
-    def claim_thread(self, request_id: int) -> bool: ...
+    def claim_thread(
+        self, request_id: int, now: datetime, until: datetime
+    ) -> Literal["post", "check"] | None:
+        """Take the duty of the outcome's thread reply until `until` (compare-and-set): "post"
+        when it is owed, "check" when an earlier post may have reached Slack (its answer was
+        lost, or its process stopped) and its time to look has come; None otherwise."""
+        ...
+
+    def thread_uncertain(self, request_id: int, at: datetime) -> None:
+        """The reply may or may not have reached Slack: look for it from `at` on."""
+        ...
 
     def release_thread(self, request_id: int) -> None: ...
 
@@ -212,6 +222,11 @@ class Chat(Protocol):
 
     async def post_in_thread(self, channel: str, ts: str, view: RequestView) -> None:
         """Post the request's outcome (or the reason it ended) under its message."""
+        ...
+
+    async def find_outcome(self, channel: str, ts: str, request_id: int) -> bool:
+        """Whether the thread under message `ts` holds `request_id`'s outcome (after a post
+        whose answer was lost); False if the message or its thread is gone."""
         ...
 
     def link(self, channel: str, ts: str) -> str | None:

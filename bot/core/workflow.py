@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
+from typing import Literal
 
 from bot.core import authz, holds, render
 from bot.core.commands import (
@@ -53,6 +54,9 @@ DEFAULT_LEASE = timedelta(seconds=30)
 # past it the bot stops waiting and decides by reading the provider, as a recovery would.
 DEFAULT_DEADLINE = timedelta(seconds=60)
 READ_DEADLINE = timedelta(seconds=30)  # for that read
+# How long a process holds the duty of posting an outcome's thread reply: well past Slack's
+# answer (10 s timeout), so a live post is never doubled; a stopped one is looked for after it.
+THREAD_CLAIM = timedelta(seconds=60)
 MESSAGE_BACKOFF_CAP = 15  # seconds between tries to bring a message up to date, at most
 # How long a provider write cut off by a shutdown may still land: longer than its HTTP timeout.
 WRITE_SETTLES = timedelta(seconds=30)
@@ -815,15 +819,21 @@ class Workflow:
                 view = render.request_view(
                     request, self.policy_of(request), self.rules.role_map, self._hold_texts(request)
                 )
-                thread = False
+                claim: Literal["post", "check"] | None = None
                 try:
                     for ts in (request.message_ts, *request.copies):
                         try:
                             await self.chat.update_request(request.channel, ts, view)
                         except ChatError as exc:
                             self._unless_gone(request_id, exc, f"the message {ts}")
-                    if request.state.is_final and self.store.claim_thread(request_id):
-                        thread = True
+                    if request.state.is_final:
+                        now = self.clock()
+                        claim = self.store.claim_thread(request_id, now, now + THREAD_CLAIM)
+                    if claim == "check" and await self.chat.find_outcome(
+                        request.channel, request.message_ts, request_id
+                    ):
+                        log.info("the outcome of #%s did reach its thread", request_id)
+                    elif claim is not None:
                         try:
                             await self.chat.post_in_thread(
                                 request.channel, request.message_ts, view
@@ -831,17 +841,20 @@ class Workflow:
                         except ChatError as exc:
                             self._unless_gone(request_id, exc, "the thread")
                 except ChatError as exc:
-                    if thread and exc.maybe_done:  # never post an outcome twice: count it
+                    if claim is not None and (exc.maybe_done or claim == "check"):
+                        # Never posted twice, never guessed: looked for at the next try.
                         log.warning(
-                            "the outcome of #%s may not have reached its thread: %s",
+                            "the outcome of #%s may not have reached its thread (%s);"
+                            " looking for it again",
                             request_id,
                             exc,
                         )
-                    elif thread:
+                        self.store.thread_uncertain(request_id, self.clock())
+                    elif claim is not None:
                         self.store.release_thread(request_id)
                     self._message_failed(request_id, exc)
                     return False
-                self.store.message_shown(request_id, version, thread=thread)
+                self.store.message_shown(request_id, version, thread=claim is not None)
                 current = self.store.get(request_id)
                 if current is None or current.msg_version == version:
                     return True

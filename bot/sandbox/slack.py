@@ -1,9 +1,10 @@
 """A fake Slack Web API that records every call the bot makes.
 
-Answers `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`, `views.publish`
-and `usergroups.users.list` (members from `usergroups`; `usergroups_error` makes it fail) like
-Slack does (`{"ok": true, …}` or `{"ok": false, "error": …}`), checks the bearer token, and
-also accepts posts to response URLs under `/response/…`, so `respond()` can be observed too.
+Answers `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`, `views.publish`,
+`conversations.history`, `conversations.replies` and `usergroups.users.list` (members from
+`usergroups`; `usergroups_error` makes it fail) like Slack does (`{"ok": true, …}` or
+`{"ok": false, "error": …}`), checks the bearer token, and also accepts posts to response URLs
+under `/response/…`, so `respond()` can be observed too.
 `apps.connections.open` (with `app_token`) hands out its own `/socket` websocket, which says
 hello like Slack's Socket Mode endpoint and stays open.
 """
@@ -182,6 +183,16 @@ class FakeSlack:
             limit = int(args.get("limit") or 100)
             top = [m for m in self.messages.get(channel, []) if "thread_ts" not in m]
             return web.json_response({"ok": True, "messages": list(reversed(top))[:limit]})
+        if method == "conversations.replies":
+            channel, ts = args.get("channel", ""), str(args.get("ts", ""))
+            if self.shown(channel, ts) is None:
+                return web.json_response({"ok": False, "error": "thread_not_found"})
+            thread = [
+                m
+                for m in self.messages.get(channel, [])
+                if m["ts"] == ts or m.get("thread_ts") == ts
+            ]
+            return web.json_response({"ok": True, "messages": thread})
         if method == "views.publish":
             view = args.get("view")
             if isinstance(view, str):

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import psycopg
 from psycopg import errors, sql
@@ -139,6 +139,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    # When a claim on the outcome's thread reply lapses, or an uncertain one is looked for.
+    (2, "ALTER TABLE requests ADD COLUMN thread_until TIMESTAMPTZ"),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -512,9 +514,10 @@ class PostgresStore:
         """Requests whose release message (or outcome reply) lags behind what is stored."""
         rows = self._rows(
             "SELECT id FROM requests WHERE message_ts IS NOT NULL"
-            " AND (msg_version > msg_shown OR (state = ANY(%s) AND thread_posted = 0))"
+            " AND (msg_version > msg_shown OR (state = ANY(%s) AND (thread_posted = 0"
+            " OR (thread_posted = 2 AND thread_until <= %s))))"
             " AND (msg_next_at IS NULL OR msg_next_at <= %s) ORDER BY id",
-            [_FINAL, now],
+            [_FINAL, now, now],
         )
         return [row["id"] for row in rows]
 
@@ -523,8 +526,9 @@ class PostgresStore:
         self._execute(
             "UPDATE requests SET msg_shown = GREATEST(msg_shown, %s), msg_attempts = 0,"
             " msg_next_at = NULL,"
-            " thread_posted = CASE WHEN %s THEN 1 ELSE thread_posted END WHERE id = %s",
-            [version, thread, request_id],
+            " thread_posted = CASE WHEN %s THEN 1 ELSE thread_posted END,"
+            " thread_until = CASE WHEN %s THEN NULL ELSE thread_until END WHERE id = %s",
+            [version, thread, thread, request_id],
         )
 
     def message_failed(self, request_id: int, next_try: Callable[[int], datetime]) -> int:
@@ -543,18 +547,36 @@ class PostgresStore:
             )
         return attempts
 
-    def claim_thread(self, request_id: int) -> bool:
-        """Take the duty of posting the outcome's thread reply (compare-and-set): once."""
-        cursor = self._execute(
-            "UPDATE requests SET thread_posted = 2 WHERE id = %s AND thread_posted = 0",
-            [request_id],
+    def claim_thread(
+        self, request_id: int, now: datetime, until: datetime
+    ) -> Literal["post", "check"] | None:
+        """Take the duty of the outcome's thread reply until `until` (see `Store`)."""
+        if self._execute(
+            "UPDATE requests SET thread_posted = 2, thread_until = %s"
+            " WHERE id = %s AND thread_posted = 0",
+            [until, request_id],
+        ).rowcount:
+            return "post"
+        if self._execute(
+            "UPDATE requests SET thread_until = %s"
+            " WHERE id = %s AND thread_posted = 2 AND thread_until <= %s",
+            [until, request_id, now],
+        ).rowcount:
+            return "check"
+        return None
+
+    def thread_uncertain(self, request_id: int, at: datetime) -> None:
+        """The reply may or may not have reached Slack: look for it from `at` on."""
+        self._execute(
+            "UPDATE requests SET thread_until = %s WHERE id = %s AND thread_posted = 2",
+            [at, request_id],
         )
-        return cursor.rowcount == 1
 
     def release_thread(self, request_id: int) -> None:
         """The reply certainly did not reach Slack: it is owed again."""
         self._execute(
-            "UPDATE requests SET thread_posted = 0 WHERE id = %s AND thread_posted = 2",
+            "UPDATE requests SET thread_posted = 0, thread_until = NULL"
+            " WHERE id = %s AND thread_posted = 2",
             [request_id],
         )
 

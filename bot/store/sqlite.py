@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import sqlite_utils
 
@@ -40,6 +40,8 @@ _FINAL_SQL = ", ".join(f"'{s.value}'" for s in State if s.is_final)
 MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     # Deliveries are deduplicated by the inbox of acknowledged work now.
     (2, ("DROP INDEX IF EXISTS deliveries_at", "DROP TABLE IF EXISTS deliveries")),
+    # When a claim on the outcome's thread reply lapses, or an uncertain one is looked for.
+    (3, ("ALTER TABLE requests ADD COLUMN thread_until TEXT",)),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
@@ -406,9 +408,10 @@ class SqliteStore:
         finals = ", ".join(f"'{s.value}'" for s in State if s.is_final)
         rows = self.db.query(
             "SELECT id FROM requests WHERE message_ts IS NOT NULL"
-            f" AND (msg_version > msg_shown OR (state IN ({finals}) AND thread_posted = 0))"
+            f" AND (msg_version > msg_shown OR (state IN ({finals}) AND (thread_posted = 0"
+            " OR (thread_posted = 2 AND thread_until <= ?))))"
             " AND (msg_next_at IS NULL OR msg_next_at <= ?) ORDER BY id",
-            [_utc(now)],
+            [_utc(now), _utc(now)],
         )
         return [row["id"] for row in rows]
 
@@ -417,9 +420,9 @@ class SqliteStore:
         with self.db.conn:
             self.db.execute(
                 "UPDATE requests SET msg_shown = MAX(msg_shown, ?), msg_attempts = 0,"
-                " msg_next_at = NULL, thread_posted = CASE WHEN ? THEN 1 ELSE thread_posted END"
-                " WHERE id = ?",
-                [version, int(thread), request_id],
+                " msg_next_at = NULL, thread_posted = CASE WHEN ? THEN 1 ELSE thread_posted END,"
+                " thread_until = CASE WHEN ? THEN NULL ELSE thread_until END WHERE id = ?",
+                [version, int(thread), int(thread), request_id],
             )
 
     def message_failed(self, request_id: int, next_try: Callable[[int], datetime]) -> int:
@@ -439,20 +442,39 @@ class SqliteStore:
             )
         return attempts
 
-    def claim_thread(self, request_id: int) -> bool:
-        """Take the duty of posting the outcome's thread reply (compare-and-set): once."""
+    def claim_thread(
+        self, request_id: int, now: datetime, until: datetime
+    ) -> Literal["post", "check"] | None:
+        """Take the duty of the outcome's thread reply until `until` (see `Store`)."""
         with self.db.conn:
-            cursor = self.db.execute(
-                "UPDATE requests SET thread_posted = 2 WHERE id = ? AND thread_posted = 0",
-                [request_id],
+            if self.db.execute(
+                "UPDATE requests SET thread_posted = 2, thread_until = ?"
+                " WHERE id = ? AND thread_posted = 0",
+                [_utc(until), request_id],
+            ).rowcount:
+                return "post"
+            if self.db.execute(
+                "UPDATE requests SET thread_until = ?"
+                " WHERE id = ? AND thread_posted = 2 AND thread_until <= ?",
+                [_utc(until), request_id, _utc(now)],
+            ).rowcount:
+                return "check"
+        return None
+
+    def thread_uncertain(self, request_id: int, at: datetime) -> None:
+        """The reply may or may not have reached Slack: look for it from `at` on."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET thread_until = ? WHERE id = ? AND thread_posted = 2",
+                [_utc(at), request_id],
             )
-        return cursor.rowcount == 1
 
     def release_thread(self, request_id: int) -> None:
         """The reply certainly did not reach Slack: it is owed again."""
         with self.db.conn:
             self.db.execute(
-                "UPDATE requests SET thread_posted = 0 WHERE id = ? AND thread_posted = 2",
+                "UPDATE requests SET thread_posted = 0, thread_until = NULL"
+                " WHERE id = ? AND thread_posted = 2",
                 [request_id],
             )
 

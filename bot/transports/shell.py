@@ -110,6 +110,9 @@ class ShellChat:
     async def post_in_thread(self, channel: str, ts: str, view: RequestView) -> None:
         self.write(thread_text(view))
 
+    async def find_outcome(self, channel: str, ts: str, request_id: int) -> bool:
+        return False  # a terminal shows what it printed; a stopped shell's output is gone
+
     def link(self, channel: str, ts: str) -> str | None:
         return None  # the terminal has no links: requests are named by number
 

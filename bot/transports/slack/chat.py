@@ -103,6 +103,24 @@ class SlackChat:
                 return str(message["ts"])
         return None
 
+    async def find_outcome(self, channel: str, ts: str, request_id: int) -> bool:
+        try:
+            response = await self._call(
+                self.client.conversations_replies(
+                    channel=channel, ts=ts, limit=SEARCH_DEPTH, include_all_metadata=True
+                )
+            )
+        except ChatError as exc:
+            if exc.gone:
+                return False  # no thread to hold it: posting finds the same and stops
+            raise
+        for message in response.get("messages") or []:
+            meta = message.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if meta.get("event_type") == OUTCOME_EVENT and payload.get("request_id") == request_id:
+                return True
+        return False
+
     async def update_request(self, channel: str, ts: str, view: RequestView) -> None:
         await self._call(
             self.client.chat_update(
