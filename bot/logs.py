@@ -111,14 +111,14 @@ def secret_values(
 
 
 def _uri_passwords(uri: str) -> list[str]:
-    """The password in a URI's user part (between `://` and its last `@`), as written and
-    decoded: a PostgreSQL URI in PROMOTE_BOT_DB is a secret setting too."""
+    """The password in a URI's user part (between `://` and its last `@`) or given as
+    `password=` (a query parameter, or a key=value string), as written and decoded: a
+    PostgreSQL URI in PROMOTE_BOT_DB is a secret setting too."""
     rest = uri.split("://", 1)[1] if "://" in uri else ""
     user = rest.rsplit("@", 1)[0] if "@" in rest else ""
-    if ":" not in user:
-        return []
-    password = user.split(":", 1)[1]
-    return [password, unquote(password)]
+    found = [user.split(":", 1)[1]] if ":" in user else []
+    found += re.findall(r"\bpassword\s*=\s*'?([^&\s']+)", uri)
+    return [form for password in found for form in (password, unquote(password))]
 
 
 def configure(

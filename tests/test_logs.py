@@ -121,6 +121,8 @@ def test_the_password_of_a_postgresql_uri_is_a_secret_too() -> None:
     found = logs.secret_values([], environ)
     assert "pa%40ss:word" in found and "pa@ss:word" in found
     assert logs.secret_values([], {"PROMOTE_BOT_DB": "/var/lib/promote-bot.db"}) == []
+    for given in ("postgresql://bot@db/promote?password=hunter22", "host=db password=hunter22"):
+        assert "hunter22" in logs.secret_values([], {"PROMOTE_BOT_DB": given})
     record = logging.LogRecord("x", logging.ERROR, "", 0, "using pa@ss:word", None, None)
     logs.Redactor(found).filter(record)
     assert "pa@ss" not in record.getMessage()

@@ -289,18 +289,25 @@ async def test_an_outcome_reply_whose_answer_was_lost_is_looked_for_not_posted_a
     world: World,
 ) -> None:
     await world.requested("znyx guardrails staging", ALICE)
+    [message] = world.slack.release_messages(1)
+    for n in range(250):  # a busy thread: the reply is looked for past its first page
+        world.slack.messages[message["channel"]].append(
+            {"type": "message", "ts": f"1800000000.{n:06d}", "thread_ts": message["ts"]}
+        )
     world.slack.fail("chat.postMessage", reset=True, times=1)  # the reply lands, its answer not
     await world.sender.click(APPROVE, 1, BOB)
     store, workflow = world.bot.store, world.bot.workflow
     await _until(lambda: store.get(1).state is State.SUCCEEDED, 10)  # type: ignore[union-attr]
     await world.slack.wait_for(lambda s: len(world.thread()) == 1)
-    later = workflow.clock() + timedelta(seconds=30)
+    soon, later = (workflow.clock() + timedelta(seconds=s) for s in (5, 31))
     await _until(lambda: store.messages_due(later) == [1], 5)  # owed a look, not a post
-    workflow.clock = lambda: later  # type: ignore[method-assign]  # past the backoff
+    workflow.clock = lambda: soon  # type: ignore[method-assign]
+    await workflow.deliver_due()  # the message is redrawn; the reply not yet looked for
+    assert world.slack.calls_to("conversations.replies") == [] and len(world.thread()) == 1
+    workflow.clock = lambda: later  # type: ignore[method-assign]  # a late post has landed
     assert await workflow.deliver_due() == 1
-    assert [c.args["ts"] for c in world.slack.calls_to("conversations.replies")] == [
-        store.get(1).message_ts  # type: ignore[union-attr]
-    ]
+    looked = world.slack.calls_to("conversations.replies")
+    assert [c.args["ts"] for c in looked] == [message["ts"]] * 2  # two pages of 200
     assert len(world.thread()) == 1  # found there: not posted again
     assert store.messages_due(later + timedelta(hours=1)) == []
 

@@ -218,6 +218,47 @@ def test_sqlite_refuses_a_schema_newer_than_the_bot(tmp_path: Path) -> None:
     assert f"schema version {SQLITE_SCHEMA_VERSION + 1}, newer than this promote-bot" in text
 
 
+def _a_reply_claimed_before_replies_were_looked_for(store: AnyStore) -> None:
+    """A request whose outcome reply was claimed by a bot from before `thread_until`."""
+    request_id = _create(store)
+    for to in (State.EXECUTING, State.SUCCEEDED):
+        store.transition(request_id, [State.PENDING, State.EXECUTING], to, at=NOW)
+    store.set_message(request_id, "1.1", shown=store.get(request_id).msg_version)  # type: ignore[union-attr]
+    store.claim_thread(request_id, NOW, NOW)
+
+
+def _is_looked_for_once_a_minute_on(store: AnyStore) -> None:
+    now = datetime.now(UTC)
+    assert store.schema_version() == (
+        SQLITE_SCHEMA_VERSION if isinstance(store, SqliteStore) else SCHEMA_VERSION
+    )
+    assert store.messages_due(now + timedelta(seconds=50)) == []  # a live post may still land
+    later = now + timedelta(seconds=61)
+    assert store.messages_due(later) == [1]
+    assert store.claim_thread(1, later, later + timedelta(minutes=5)) == "check"
+
+
+def test_an_upgrade_looks_for_replies_claimed_before_it_on_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    store = SqliteStore(path)
+    _a_reply_claimed_before_replies_were_looked_for(store)
+    store.close()
+    with sqlite3.connect(path) as conn:  # as version 2 left it
+        conn.execute("ALTER TABLE requests DROP COLUMN thread_until")
+        conn.execute("PRAGMA user_version = 2")
+    _is_looked_for_once_a_minute_on(SqliteStore(path))
+
+
+def test_an_upgrade_looks_for_replies_claimed_before_it_on_postgres(pg_url: str) -> None:
+    store = PostgresStore(pg_url)
+    _a_reply_claimed_before_replies_were_looked_for(store)
+    store.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # as version 1 left it
+        conn.execute("ALTER TABLE requests DROP COLUMN thread_until")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 2")
+    _is_looked_for_once_a_minute_on(PostgresStore(pg_url))
+
+
 def test_acknowledged_work_is_claimed_once_and_left_for_others_when_its_holder_stops(
     store_factory: Factory,
 ) -> None:
@@ -314,7 +355,9 @@ def test_release_messages_converge_to_what_is_stored(store_factory: Factory) -> 
     assert store.claim_thread(request_id, NOW, NOW + minute) == "post"
     assert store_factory().claim_thread(request_id, NOW, NOW + minute) is None  # held
     assert store.messages_due(NOW) == []
-    store.release_thread(request_id)  # it did not reach Slack
+    store.release_thread(request_id, NOW + 2 * minute)  # not this claim: nothing happens
+    assert store.messages_due(NOW) == []
+    store.release_thread(request_id, NOW + minute)  # it did not reach Slack
     assert store.messages_due(NOW) == [request_id]
     assert store.claim_thread(request_id, NOW, NOW + minute) == "post"
     store.message_shown(request_id, 0)  # the message, not the reply: the claim stands
@@ -324,8 +367,10 @@ def test_release_messages_converge_to_what_is_stored(store_factory: Factory) -> 
     later = NOW + minute
     assert store.claim_thread(request_id, later, later + minute) == "check"
     assert store_factory().claim_thread(request_id, later, later + minute) is None
-    store.thread_uncertain(request_id, later + timedelta(seconds=2))  # Slack didn't answer
-    assert store.messages_due(later + timedelta(seconds=2)) == [request_id]
+    settled = later + timedelta(seconds=30)
+    store.thread_uncertain(request_id, later + minute, settled)  # Slack didn't answer
+    assert store.messages_due(settled - timedelta(seconds=1)) == []  # let a late post land
+    assert store.messages_due(settled) == [request_id]
     store.message_shown(request_id, 0, thread=True)  # found there, or posted
     end = datetime.max.replace(tzinfo=UTC)
     assert store.messages_due(end) == [] and store.claim_thread(request_id, end, end) is None

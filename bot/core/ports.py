@@ -101,11 +101,14 @@ class Store(Protocol):
         lost, or its process stopped) and its time to look has come; None otherwise."""
         ...
 
-    def thread_uncertain(self, request_id: int, at: datetime) -> None:
-        """The reply may or may not have reached Slack: look for it from `at` on."""
+    def thread_uncertain(self, request_id: int, held_until: datetime, look_at: datetime) -> None:
+        """The reply may or may not have reached Slack: look for it from `look_at` on; only
+        while the claim that ran until `held_until` is still this caller's."""
         ...
 
-    def release_thread(self, request_id: int) -> None: ...
+    def release_thread(self, request_id: int, held_until: datetime) -> None:
+        """The reply certainly did not reach Slack: owed again (while the claim is ours)."""
+        ...
 
     def add_approval(self, request_id: int, user: str, at: datetime) -> bool:
         """Record `user`'s approval if the request is open and they have not approved yet."""

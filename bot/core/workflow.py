@@ -54,9 +54,12 @@ DEFAULT_LEASE = timedelta(seconds=30)
 # past it the bot stops waiting and decides by reading the provider, as a recovery would.
 DEFAULT_DEADLINE = timedelta(seconds=60)
 READ_DEADLINE = timedelta(seconds=30)  # for that read
-# How long a process holds the duty of posting an outcome's thread reply: well past Slack's
-# answer (10 s timeout), so a live post is never doubled; a stopped one is looked for after it.
-THREAD_CLAIM = timedelta(seconds=60)
+# How long a process holds the duty of posting an outcome's thread reply: well past the longest
+# post (10 s timeout, a rate-limited wait, 10 s again), so a live post is never doubled; one a
+# stopped process left is looked for after it.
+THREAD_CLAIM = timedelta(minutes=5)
+# How long after a post whose answer was lost it is looked for: long enough for it to land.
+THREAD_SETTLE = timedelta(seconds=30)
 MESSAGE_BACKOFF_CAP = 15  # seconds between tries to bring a message up to date, at most
 # How long a provider write cut off by a shutdown may still land: longer than its HTTP timeout.
 WRITE_SETTLES = timedelta(seconds=30)
@@ -828,7 +831,8 @@ class Workflow:
                             self._unless_gone(request_id, exc, f"the message {ts}")
                     if request.state.is_final:
                         now = self.clock()
-                        claim = self.store.claim_thread(request_id, now, now + THREAD_CLAIM)
+                        held_until = now + THREAD_CLAIM
+                        claim = self.store.claim_thread(request_id, now, held_until)
                     if claim == "check" and await self.chat.find_outcome(
                         request.channel, request.message_ts, request_id
                     ):
@@ -849,9 +853,10 @@ class Workflow:
                             request_id,
                             exc,
                         )
-                        self.store.thread_uncertain(request_id, self.clock())
+                        look_at = self.clock() + THREAD_SETTLE
+                        self.store.thread_uncertain(request_id, held_until, look_at)
                     elif claim is not None:
-                        self.store.release_thread(request_id)
+                        self.store.release_thread(request_id, held_until)
                     self._message_failed(request_id, exc)
                     return False
                 self.store.message_shown(request_id, version, thread=claim is not None)

@@ -192,7 +192,11 @@ class FakeSlack:
                 for m in self.messages.get(channel, [])
                 if m["ts"] == ts or m.get("thread_ts") == ts
             ]
-            return web.json_response({"ok": True, "messages": thread})
+            start, limit = int(args.get("cursor") or 0), int(args.get("limit") or 1000)
+            page: dict = {"ok": True, "messages": thread[start : start + limit]}
+            if start + limit < len(thread):  # Slack's cursor is opaque; this one is an offset
+                page["response_metadata"] = {"next_cursor": str(start + limit)}
+            return web.json_response(page)
         if method == "views.publish":
             view = args.get("view")
             if isinstance(view, str):

@@ -140,7 +140,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     # When a claim on the outcome's thread reply lapses, or an uncertain one is looked for.
-    (2, "ALTER TABLE requests ADD COLUMN thread_until TIMESTAMPTZ"),
+    # A reply claimed before it (posted, or maybe not) is looked for once, a minute on.
+    (
+        2,
+        "ALTER TABLE requests ADD COLUMN thread_until TIMESTAMPTZ;"
+        " UPDATE requests SET thread_until = now() + interval '60 seconds'"
+        " WHERE thread_posted = 2",
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -333,6 +339,9 @@ class PostgresStore:
                     f"{SETTING}: another promote-bot has been upgrading the {where(self.url)}"
                     f" for over {MIGRATION_WAIT_MS // 1000} s; is one stuck?"
                 ) from None
+            # The long wait was for the upgrade lock only: a migration's own statements give
+            # up as soon as any statement would, rather than queue every replica behind them.
+            conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
             try:
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -565,19 +574,20 @@ class PostgresStore:
             return "check"
         return None
 
-    def thread_uncertain(self, request_id: int, at: datetime) -> None:
-        """The reply may or may not have reached Slack: look for it from `at` on."""
+    def thread_uncertain(self, request_id: int, held_until: datetime, look_at: datetime) -> None:
+        """The reply may or may not have reached Slack: look for it from `look_at` on."""
         self._execute(
-            "UPDATE requests SET thread_until = %s WHERE id = %s AND thread_posted = 2",
-            [at, request_id],
+            "UPDATE requests SET thread_until = %s"
+            " WHERE id = %s AND thread_posted = 2 AND thread_until = %s",
+            [look_at, request_id, held_until],
         )
 
-    def release_thread(self, request_id: int) -> None:
+    def release_thread(self, request_id: int, held_until: datetime) -> None:
         """The reply certainly did not reach Slack: it is owed again."""
         self._execute(
             "UPDATE requests SET thread_posted = 0, thread_until = NULL"
-            " WHERE id = %s AND thread_posted = 2",
-            [request_id],
+            " WHERE id = %s AND thread_posted = 2 AND thread_until = %s",
+            [request_id, held_until],
         )
 
     def add_approval(self, request_id: int, user: str, at: datetime) -> bool:

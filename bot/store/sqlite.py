@@ -41,7 +41,15 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     # Deliveries are deduplicated by the inbox of acknowledged work now.
     (2, ("DROP INDEX IF EXISTS deliveries_at", "DROP TABLE IF EXISTS deliveries")),
     # When a claim on the outcome's thread reply lapses, or an uncertain one is looked for.
-    (3, ("ALTER TABLE requests ADD COLUMN thread_until TEXT",)),
+    # A reply claimed before it (posted, or maybe not) is looked for once, a minute on.
+    (
+        3,
+        (
+            "ALTER TABLE requests ADD COLUMN thread_until TEXT",
+            "UPDATE requests SET thread_until ="
+            " strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', '+60 seconds') WHERE thread_posted = 2",
+        ),
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
@@ -461,21 +469,22 @@ class SqliteStore:
                 return "check"
         return None
 
-    def thread_uncertain(self, request_id: int, at: datetime) -> None:
-        """The reply may or may not have reached Slack: look for it from `at` on."""
+    def thread_uncertain(self, request_id: int, held_until: datetime, look_at: datetime) -> None:
+        """The reply may or may not have reached Slack: look for it from `look_at` on."""
         with self.db.conn:
             self.db.execute(
-                "UPDATE requests SET thread_until = ? WHERE id = ? AND thread_posted = 2",
-                [_utc(at), request_id],
+                "UPDATE requests SET thread_until = ?"
+                " WHERE id = ? AND thread_posted = 2 AND thread_until = ?",
+                [_utc(look_at), request_id, _utc(held_until)],
             )
 
-    def release_thread(self, request_id: int) -> None:
+    def release_thread(self, request_id: int, held_until: datetime) -> None:
         """The reply certainly did not reach Slack: it is owed again."""
         with self.db.conn:
             self.db.execute(
                 "UPDATE requests SET thread_posted = 0, thread_until = NULL"
-                " WHERE id = ? AND thread_posted = 2",
-                [request_id],
+                " WHERE id = ? AND thread_posted = 2 AND thread_until = ?",
+                [request_id, _utc(held_until)],
             )
 
     def add_approval(self, request_id: int, user: str, at: datetime) -> bool:

@@ -21,6 +21,7 @@ from bot.transports.slack import blocks
 REQUEST_EVENT = "promote_bot_request"  # the metadata event type of a release message
 OUTCOME_EVENT = "promote_bot_outcome"  # ... and of an outcome posted in its thread
 SEARCH_DEPTH = 100  # how many recent messages of a channel are looked through
+THREAD_PAGE, THREAD_PAGES = 200, 10  # a thread is looked through 200 replies at a time
 
 _EXPLAIN = {
     "not_in_channel": "I'm not in this channel: add me with /invite @promote-bot",
@@ -32,6 +33,8 @@ _EXPLAIN = {
     "message_not_found": "the message is no longer in Slack (deleted?)",
     "thread_not_found": "the message's thread is no longer in Slack",
 }
+# Errors after which "some aspect of the operation may have succeeded" (Slack's words).
+_MAYBE_DONE = {"internal_error", "fatal_error", "request_timeout", "service_unavailable"}
 # The message (or its channel) is no more: updating it again can never work.
 _GONE = {"message_not_found", "thread_not_found", "cant_update_message", "is_archived"}
 
@@ -68,7 +71,8 @@ class SlackChat:
                     retry_after = 30.0
             raise ChatError(
                 _EXPLAIN.get(code, f"Slack said {code} (HTTP {status})"),
-                maybe_done=status >= 500,  # Slack may have done it before failing
+                # Slack may have done it before failing (its docs say so of these errors).
+                maybe_done=status >= 500 or code in _MAYBE_DONE,
                 retry_after=retry_after,
                 gone=code in _GONE,
             ) from None
@@ -104,22 +108,33 @@ class SlackChat:
         return None
 
     async def find_outcome(self, channel: str, ts: str, request_id: int) -> bool:
-        try:
-            response = await self._call(
-                self.client.conversations_replies(
-                    channel=channel, ts=ts, limit=SEARCH_DEPTH, include_all_metadata=True
+        cursor = None
+        for _ in range(THREAD_PAGES):  # a thread lists oldest first: page through it
+            try:
+                response = await self._call(
+                    self.client.conversations_replies(
+                        channel=channel,
+                        ts=ts,
+                        limit=THREAD_PAGE,
+                        cursor=cursor,
+                        include_all_metadata=True,
+                    )
                 )
-            )
-        except ChatError as exc:
-            if exc.gone:
-                return False  # no thread to hold it: posting finds the same and stops
-            raise
-        for message in response.get("messages") or []:
-            meta = message.get("metadata") or {}
-            payload = meta.get("event_payload") or {}
-            if meta.get("event_type") == OUTCOME_EVENT and payload.get("request_id") == request_id:
-                return True
-        return False
+            except ChatError as exc:
+                if exc.gone:
+                    return False  # no thread to hold it: posting finds the same and stops
+                raise
+            for message in response.get("messages") or []:
+                meta = message.get("metadata") or {}
+                payload = meta.get("event_payload") or {}
+                if meta.get("event_type") == OUTCOME_EVENT and payload.get("request_id") == (
+                    request_id
+                ):
+                    return True
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return False
+        raise ChatError(f"the thread of {ts} is longer than the bot looks through")
 
     async def update_request(self, channel: str, ts: str, view: RequestView) -> None:
         await self._call(
