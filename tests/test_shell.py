@@ -216,3 +216,12 @@ def test_pending_locks_and_break_glass_in_the_shell(tmp_path: Path) -> None:
     assert "U_BOB> /promote locks\n» *Locks*\n» • 🔒 `znyx:*:prod` locked by @U_ALICE" in out
     assert "» 🔓 Unlocked `znyx:*:prod`." in out
     assert "↳ #1 ✅ Promoted" in out
+
+
+def test_a_break_glass_request_that_could_never_be_approved_is_refused() -> None:
+    # The sandbox has two people who may publish bundles: a break-glass request needs two
+    # approvals, and the requester can't give one, so only one person is left to.
+    result = shell("/promote znyx guardrails staging --emergency prod is down\n", "--sandbox")
+    assert result.returncode == 0
+    assert "needs 2 approvals, and only 1 configured person other than you" in result.stdout
+    assert "nothing was posted" in result.stdout and "┌ #1" not in result.stdout

@@ -136,6 +136,21 @@ def who_can_approve(
     return WhoCanApprove(people=tuple(people[:limit]), more=max(0, len(people) - limit))
 
 
+def approvers_possible(
+    role_map: RoleMap, policy: Policy, scope: Scope, requester: str
+) -> int | None:
+    """How many configured people could approve `requester`'s request under `policy`; None
+    when a user group may approve (its size is known only once Slack answers)."""
+    if any(role_map.grants(roles, scope, policy) for roles in role_map.groups.values()):
+        return None
+    return sum(
+        1
+        for u in role_map.members
+        if (u != requester or policy.allow_self_approval)
+        and role_map.grants(role_map.roles_of(u), scope, policy)
+    )
+
+
 def counted_approvers(role_map: RoleMap, policy: Policy, request: Request) -> list[str]:
     """The approvers whose approval still holds under the role map and policy as they are now."""
     return [a.user for a in request.approvals if can_approve(role_map, policy, request, a.user)]

@@ -310,6 +310,10 @@ class Workflow:
         busy = self._already_open(action)  # before reading the provider, when it can tell
         if busy:
             return busy
+        if emergency:
+            short = self._emergency_unreachable(user, action)
+            if short:
+                return Reply(short)
         try:
             preview = await provider.preview(action)
         except ProviderError as exc:
@@ -924,6 +928,22 @@ class Workflow:
             )
             self.store.set_message(request.id, ts)
             await self.converge(request.id)
+
+    def _emergency_unreachable(self, user: str, action: Action) -> str | None:
+        """Why a break-glass request could never get its approvals, or None: it would only
+        sit there until it expires."""
+        policy = self.policy(action).for_emergency()
+        possible = authz.approvers_possible(self.rules.role_map, policy, action.scope, user)
+        if possible is None or possible >= policy.approvals:
+            return None
+        return (
+            f"A break-glass request for `{action.target}` needs {policy.approvals} approvals, "
+            f"and only {possible} configured {'person' if possible == 1 else 'people'}"
+            f"{'' if policy.allow_self_approval else ' other than you'} could give them, so it"
+            " could never run: nothing was posted. Ask for "
+            "it without --emergency once the hold is lifted, or have `emergency_approvals` "
+            "set for this target in the config."
+        )
 
     async def _posted_after_all(self, request: Request, exc: ChatError) -> str | None:
         """A post whose fate is unclear (reset after sending, a timeout) is not sent blindly
