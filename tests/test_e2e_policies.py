@@ -156,12 +156,28 @@ async def test_recovery_reads_znyx_and_finds_the_promotion(world: World) -> None
     await _stuck(world, "znyx guardrails dev")
     request = world.bot.store.get(1)
     assert request is not None
-    world.znyx.publish("proj-guardrails", "staging", "sha256:x", by=promoted_by(request))
+    mine = promoted_by(request, world.bot.store.installation)
+    world.znyx.publish("proj-guardrails", "staging", "sha256:x", by=mine)
     assert await world.bot.workflow.recover() == 1
     reply = await world.finished()
     assert "is active in staging (read after the bot stopped while promoting)" in reply
     assert world.bot.store.get(1).state is State.SUCCEEDED  # type: ignore[union-attr]
     assert world.znyx.promote_calls == []
+
+
+async def test_recovery_never_takes_another_bots_bundle_for_its_own(world: World) -> None:
+    await _stuck(world, "znyx guardrails dev")
+    request = world.bot.store.get(1)
+    assert request is not None
+    # A second promote-bot (its own database) on the same Znyx org, its own request #1 by the
+    # same person, published a bundle of another hash; this bot's write never landed.
+    theirs = promoted_by(request, "0ther")
+    assert theirs != promoted_by(request, world.bot.store.installation)
+    world.znyx.publish("proj-guardrails", "staging", "sha256:" + "e" * 64, by=theirs)
+    assert await world.bot.workflow.recover() == 1
+    reply = await world.finished()
+    assert "Outcome unknown" in reply
+    assert world.bot.store.get(1).state is State.UNKNOWN  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(

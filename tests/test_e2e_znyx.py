@@ -36,7 +36,8 @@ async def test_happy_path(world: World) -> None:
 
     [call] = world.znyx.promote_calls
     assert call.path == "/v1/orgs/org-test/projects/proj-guardrails/envs/staging/promote"
-    assert call.body == {"promoted_by": f"slack:{ALICE} via promote-bot #1"}
+    installation = world.bot.store.installation
+    assert call.body == {"promoted_by": f"slack:{ALICE} via promote-bot #1 ({installation})"}
     new = world.znyx.active("proj-guardrails", "prod")
     assert new is not None and new.version == 2 and new.policy_hash == "sha256:" + "5" * 64
 

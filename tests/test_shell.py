@@ -59,7 +59,7 @@ def test_a_whole_session(tmp_path: Path) -> None:
     assert "U_MALLORY> /promote znyx guardrails dev\n» You can't request this" in out
     assert "U_MALLORY> approve 1\n» You can't approve or reject this" in out
     assert "↳ #1 ✅ Promoted: guardrails bundle v2 is active in prod" in out
-    assert "Published by: slack:U_ALICE via promote-bot #1" in out
+    assert "Published by: slack:U_ALICE via promote-bot #1 (" in out  # (this database's name)
 
     assert "» Build apbu_ios153 is pending: only approved or draft builds can be promoted." in out
 

@@ -59,6 +59,10 @@ class OpenRequestExists(Exception):
 class Store(Protocol):
     """Requests, approvals and the audit log. `transition` is the compare-and-set."""
 
+    # This database's own name (random, made once): what it writes to a provider is told apart
+    # from what another bot sharing that provider wrote.
+    installation: str
+
     def create_request(
         self,
         action: Action,

@@ -661,7 +661,9 @@ class Workflow:
             try:
                 async with asyncio.timeout(READ_DEADLINE.total_seconds()):
                     outcome = await provider.observe(
-                        action, promoted_by=promoted_by(request), expect=expect
+                        action,
+                        promoted_by=promoted_by(request, self.store.installation),
+                        expect=expect,
                     )
                 reason = f"{action.provider} has no way to read whether it happened"
             except ProviderError as exc:
@@ -740,7 +742,7 @@ class Workflow:
                         "replace, so it can't check that nothing moved since; request again",
                     )
                 outcome = await provider.execute(
-                    action, promoted_by=promoted_by(request), expect=expect
+                    action, promoted_by=promoted_by(request, self.store.installation), expect=expect
                 )
         except ProviderError as exc:
             outcome = _outcome_of_error(exc)
@@ -1049,9 +1051,10 @@ def _on_messages(shown: int) -> str:
     )
 
 
-def promoted_by(request: Request) -> str:
-    """Who the provider is told did it; unique per request, so a read can find it later."""
-    return f"slack:{request.requester} via promote-bot #{request.id}"
+def promoted_by(request: Request, installation: str) -> str:
+    """Who the provider is told did it; unique per request and bot database (two bots may share
+    a provider), so a read after a restart can find it and never takes another's for it."""
+    return f"slack:{request.requester} via promote-bot #{request.id} ({installation})"
 
 
 def _outcome_of_error(exc: ProviderError) -> Outcome:

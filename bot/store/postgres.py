@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -275,6 +276,14 @@ class PostgresStore:
                 "INSERT INTO meta (key, value) VALUES ('opened_at', %s)"
                 " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                 [datetime.now(UTC).isoformat()],
+            )
+            self._execute(
+                "INSERT INTO meta (key, value) VALUES ('installation', %s)"
+                " ON CONFLICT (key) DO NOTHING",
+                [secrets.token_hex(4)],
+            )
+            self.installation = str(
+                self._rows("SELECT value FROM meta WHERE key = 'installation'")[0]["value"]
             )
         except psycopg.Error as exc:
             self.close()

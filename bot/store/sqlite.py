@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import secrets
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -124,6 +125,13 @@ class SqliteStore:
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', ?)",
                     [datetime.now(UTC).isoformat()],
                 )
+                self.db.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('installation', ?)",
+                    [secrets.token_hex(4)],
+                )
+            self.installation = str(
+                self.db.execute("SELECT value FROM meta WHERE key = 'installation'").fetchone()[0]
+            )
         except sqlite3.Error as exc:
             raise StoreError(f"{SETTING}: {_plain(exc, self.path or ':memory:')}") from None
         except StoreError as exc:  # from a guarded method: the words are plain already
