@@ -313,6 +313,7 @@ class Workflow:
         if emergency:
             short = self._emergency_unreachable(user, action)
             if short:
+                self._audit(None, user, "refused", action.target, short)
                 return Reply(short)
         try:
             preview = await provider.preview(action)
