@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.core import authz
 from bot.core.authz import RoleMap
 from bot.core.holds import Freeze, parse_weekly
 from bot.core.policy import Policy
@@ -401,17 +402,12 @@ def _policy_problem(rules: Rules, pattern: str, policy: Policy) -> str | None:
     for scope in {f.scope for p in providers if p.name in matched for f in p.forms if f.scope}:
         if any(role_map.grants(roles, scope, policy) for roles in role_map.groups.values()):
             continue  # a user group may approve: its size is known only once Slack answers
+        # The best case: whoever of those who may request leaves the most people to approve.
         holders = [u for u in role_map.members if role_map.has_scope(u, scope)]
-        approvers = [
-            u
-            for u in holders
-            if not policy.approver_roles or set(policy.approver_roles) & set(role_map.roles_of(u))
-        ]
-        # The requester can't count when self-approval is off; someone outside the approvers
-        # who may request leaves all approvers free.
-        possible = len(approvers)
-        if not policy.allow_self_approval and set(holders) <= set(approvers) and approvers:
-            possible -= 1
+        possible = max(
+            (authz.approvers_possible(role_map, policy, scope, h) or 0 for h in holders),
+            default=0,
+        )
         needed = {
             "approvals": policy.approvals,
             "rollback_approvals": policy.rollback_approvals,

@@ -16,10 +16,11 @@ import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
-from urllib.parse import unquote
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
+
+from bot.core.redact import uri_passwords
 
 REDACTED = "[redacted]"
 PATTERNS = (
@@ -100,7 +101,7 @@ def secret_values(
     that fails validation, so a wrong token is not logged either)."""
     environ = os.environ if environ is None else environ
     upper = {k.upper(): v for k, v in environ.items()}
-    found = _uri_passwords(upper.get("PROMOTE_BOT_DB", ""))
+    found = uri_passwords(upper.get("PROMOTE_BOT_DB", ""))  # a PostgreSQL URI's password
     for model in models:
         for name, info in model.model_fields.items():
             if "SecretStr" in repr(info.annotation) or info.annotation is SecretStr:
@@ -108,17 +109,6 @@ def secret_values(
                 if value:
                     found.append(value)
     return found
-
-
-def _uri_passwords(uri: str) -> list[str]:
-    """The password in a URI's user part (between `://` and its last `@`) or given as
-    `password=` (a query parameter, or a key=value string), as written and decoded: a
-    PostgreSQL URI in PROMOTE_BOT_DB is a secret setting too."""
-    rest = uri.split("://", 1)[1] if "://" in uri else ""
-    user = rest.rsplit("@", 1)[0] if "@" in rest else ""
-    found = [user.split(":", 1)[1]] if ":" in user else []
-    found += re.findall(r"\bpassword\s*=\s*'?([^&\s']+)", uri)
-    return [form for password in found for form in (password, unquote(password))]
 
 
 def configure(

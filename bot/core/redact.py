@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from urllib.parse import unquote
 
 _PATTERNS = (
     re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{6,}"),  # Authorization values
@@ -25,3 +26,18 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
             lambda m: f"{m.group(1)} {REDACTED}" if m.re is _PATTERNS[0] else REDACTED, text
         )
     return text
+
+
+def uri_userinfo(uri: str) -> str | None:
+    """What a URI holds between `://` and its last `@` (user and password), if anything."""
+    rest = uri.split("://", 1)[1] if "://" in uri else ""
+    return rest.rsplit("@", 1)[0] if "@" in rest else None
+
+
+def uri_passwords(uri: str) -> list[str]:
+    """The password a database URI carries in its user part or as `password=` (a query
+    parameter, or a key=value string), as written and percent-decoded."""
+    user = uri_userinfo(uri) or ""
+    found = [user.split(":", 1)[1]] if ":" in user else []
+    found += re.findall(r"\bpassword\s*=\s*'?([^&\s']+)", uri)
+    return [form for password in found for form in (password, unquote(password))]

@@ -35,6 +35,7 @@ from bot.core.model import (
     action_from_json,
 )
 from bot.core.ports import OpenRequestExists, StoreError
+from bot.core.redact import uri_passwords, uri_userinfo
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -152,18 +153,9 @@ MIGRATIONS: list[tuple[int, str]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-def _userinfo(url: str) -> str | None:
-    """What a URI holds between `://` and its last `@` (user and password), if anything."""
-    rest = url.split("://", 1)[1] if "://" in url else ""
-    return rest.rsplit("@", 1)[0] if "@" in rest else None
-
-
 def _secrets(url: str) -> set[str]:
     """The password a URI (or key=value string) carries, as written and as libpq reads it."""
-    found = set()
-    info = _userinfo(url)
-    if info and ":" in info:
-        found.add(info.split(":", 1)[1])
+    found = set(uri_passwords(url))
     try:
         password = conninfo_to_dict(url).get("password")
     except psycopg.Error:
@@ -189,7 +181,7 @@ UNPARSED = (
 def _parts(url: str) -> dict[str, Any] | None:
     """The URI's parts as libpq reads them; None if it can't, or would misread them (a
     password with an unencoded `@ / ? #` ends up as a host, a port or a database name)."""
-    info = _userinfo(url)
+    info = uri_userinfo(url)
     if info is not None and any(c in info for c in "@/?#"):
         return None
     try:

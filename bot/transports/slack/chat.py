@@ -43,6 +43,13 @@ def _metadata(event_type: str, request_id: int) -> dict[str, Any]:
     return {"event_type": event_type, "event_payload": {"request_id": request_id}}
 
 
+def _names(message: dict[str, Any], event_type: str, request_id: int) -> bool:
+    """Does `message` carry the metadata `_metadata(event_type, request_id)` gave it?"""
+    meta = message.get("metadata") or {}
+    payload = meta.get("event_payload") or {}
+    return meta.get("event_type") == event_type and payload.get("request_id") == request_id
+
+
 class SlackChat:
     def __init__(self, client: AsyncWebClient, workspace_url: str | None = None) -> None:
         """`workspace_url` is auth.test's `url` (https://<team>.slack.com/), for links."""
@@ -101,9 +108,7 @@ class SlackChat:
             )
         )
         for message in response.get("messages") or []:
-            meta = message.get("metadata") or {}
-            payload = meta.get("event_payload") or {}
-            if meta.get("event_type") == REQUEST_EVENT and payload.get("request_id") == request_id:
+            if _names(message, REQUEST_EVENT, request_id):
                 return str(message["ts"])
         return None
 
@@ -124,13 +129,8 @@ class SlackChat:
                 if exc.gone:
                     return False  # no thread to hold it: posting finds the same and stops
                 raise
-            for message in response.get("messages") or []:
-                meta = message.get("metadata") or {}
-                payload = meta.get("event_payload") or {}
-                if meta.get("event_type") == OUTCOME_EVENT and payload.get("request_id") == (
-                    request_id
-                ):
-                    return True
+            if any(_names(m, OUTCOME_EVENT, request_id) for m in response.get("messages") or []):
+                return True
             cursor = (response.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return False
