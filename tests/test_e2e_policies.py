@@ -81,9 +81,9 @@ async def test_two_approvals_need_two_different_people(world: World) -> None:
     await world.requested("znyx guardrails staging", ALICE)
     text = block_text(world.posted()[0]["blocks"])
     assert "needs 2 approvals, not by the requester, expires" in text and "(0 of 2)" in text
-    for user in (BOB, BOB, ALICE):
+    for answered, user in enumerate((BOB, BOB, ALICE), start=1):  # each after the last's answer
         await world.sender.click(APPROVE, 1, user)
-    await world.slack.wait_for(lambda s: len(world.told()) == 3)
+        await world.slack.wait_for(lambda s, n=answered: len(world.told()) == n)
     assert world.told() == [
         "Approval recorded. #1 needs 1 more.",
         "You have already approved #1.",

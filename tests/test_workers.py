@@ -105,3 +105,30 @@ async def test_a_graceful_stop_waits_for_queued_work(two_workers: int, world: Wo
     gate.set()
     assert await drained
     assert len(world.posted()) == 3 and world.bot.pool.queued == 0
+
+
+async def test_no_work_starts_while_a_payload_is_being_answered(world: World) -> None:
+    """Acks first: while another payload is being answered (held open here, as a slow one
+    would be), an acked command's work waits; it starts once answering stops."""
+    pool = world.bot.pool
+    with pool.answering():
+        response = await world.sender.command("znyx guardrails staging", ALICE)
+        assert response.status_code == 200 and response.text == ""
+        await asyncio.sleep(0.3)
+        assert _list_calls(world) == 0 and world.posted() == []  # not even the preview read
+        assert pool.queued == 1 and pool.deferred >= 1
+    await world.slack.wait_for(lambda s: len(world.posted()) == 1, within=10)
+
+
+async def test_a_steady_stream_of_payloads_delays_work_but_never_starves_it(
+    world: World,
+) -> None:
+    """Work that has waited `patience` seconds for a quiet moment starts anyway."""
+    pool = world.bot.pool
+    pool.patience = 0.5
+    with pool.answering():  # never quiet while the command's work waits
+        sent = asyncio.get_running_loop().time()
+        assert (await world.sender.command("znyx guardrails staging", ALICE)).status_code == 200
+        await world.slack.wait_for(lambda s: len(world.posted()) == 1, within=10)
+        waited = asyncio.get_running_loop().time() - sent
+    assert waited >= pool.patience

@@ -148,14 +148,14 @@ class ZnyxRules:
 
     def __init__(self, section: ZnyxSection) -> None:
         self.section = section
+        self._by_id = {pid: alias for alias, pid in section.projects.items()}
 
     def _project(self, project: str, usage: str) -> str:
         """The alias of a project given by alias or id."""
         if not WORD.match(project):
             raise UsageError(f"{shown(project)} is not a project name.", usage)
         projects = self.section.projects
-        by_id = {pid: alias for alias, pid in projects.items()}
-        alias = project if project in projects else by_id.get(project)
+        alias = project if project in projects else self._by_id.get(project)
         if alias is None:
             known = ", ".join(sorted(projects)) or "none configured"
             raise UsageError(f"Unknown Znyx project {shown(project)}. Known: {known}.", usage)

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 import aiohttp
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -38,8 +38,14 @@ async def publish_home(workflow: Workflow, client: AsyncWebClient, user: str) ->
 def register_home(app: AsyncApp, workflow: Workflow) -> None:
     """Listen for `app_home_opened` on `app` and publish the home of whoever opened it."""
 
-    @app.event("app_home_opened")
+    async def ack(ack: AsyncAck) -> None:
+        await ack()
+
     async def on_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab", "home") != "home" or not event.get("user"):
             return  # the Messages tab, or a payload without a person
         await publish_home(workflow, client, str(event["user"]))
+
+    # Acked at once; Bolt runs the publishing after the ack, as a lazy listener (the app
+    # answers each payload only once its ack listener returns).
+    app.event("app_home_opened")(ack=ack, lazy=[on_home_opened])
