@@ -266,7 +266,8 @@ def slack_groups() -> dict[str, list[str]]:
 async def world(
     tmp_path: Path, config_text: str, slack_groups: dict[str, list[str]]
 ) -> AsyncIterator[World]:
-    slack = FakeSlack(usergroups=slack_groups)
+    clock = ManualClock()
+    slack = FakeSlack(usergroups=slack_groups, clock=lambda: clock().timestamp())
     znyx = FakeZnyx()
     seed_znyx(znyx)
     whop = FakeWhop()
@@ -299,7 +300,6 @@ async def world(
             "asc_private_key": ASC_PEM,
             "asc_private_key_path": None,
         }
-        clock = ManualClock()
         bot = await start_slack_bot(settings, provider_settings, clock=clock)
         web_app = slack_web_app(bot.app, SLACK_PATH)
         async with WebServer(web_app) as bot_server:

@@ -190,7 +190,7 @@ async def test_pending_and_locks_per_person(world: World) -> None:
     await world.requested("znyx guardrails staging", ALICE)  # 1: bundle:publish
     await world.requested(f"whop storefront {world.builds.ios_approved}", CAROL)  # 2: builds
 
-    link = "https://test.slack.com/archives/CRELEASES/p1700000000"
+    link = f"https://test.slack.com/archives/CRELEASES/p{int(world.clock().timestamp())}"
     for user, expected, absent in [
         (ALICE, ["#1>", "#2>"], []),  # her own, and one she may approve
         (BOB, ["#1>"], ["#2"]),  # no developer:manage_builds

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -90,6 +91,24 @@ async def test_a_post_reset_after_slack_made_it_is_adopted_not_posted_twice(
     await world.slack.wait_for(lambda s: len(world.thread()) == 1)
     await _until(lambda: not _live_buttons(world.slack, 1), 5)
     assert world.bot.store.get(1).state is State.SUCCEEDED  # type: ignore[union-attr]
+
+
+async def test_a_lost_post_under_many_later_messages_is_found_not_posted_twice(
+    world: World,
+) -> None:
+    """A process posted a release message and stopped before storing its ts; by the time a
+    recovery looks, 250 other messages came after it (more than one page of history)."""
+    await world.requested("znyx guardrails staging", ALICE)
+    [posted] = world.slack.release_messages(1)
+    with sqlite3.connect(world.bot.settings.promote_bot_db) as db:  # as the stopped process left it
+        db.execute("UPDATE requests SET message_ts = NULL WHERE id = 1")
+    for i in range(250):
+        world.slack._post_or_update("chat.postMessage", "CRELEASES", {"text": f"chatter {i}"})
+    world.clock.at = world.clock() + timedelta(minutes=1)  # past the grace of a live post
+    await world.bot.workflow.deliver_due()
+    assert world.bot.store.get(1).message_ts == posted["ts"]  # type: ignore[union-attr]
+    assert len(world.slack.release_messages(1)) == 1  # found, not posted again
+    assert len(world.slack.calls_to("conversations.history")) == 2  # on the second page
 
 
 async def test_a_copy_a_click_reveals_is_adopted_and_kept_in_step(world: World) -> None:

@@ -220,9 +220,10 @@ class Chat(Protocol):
         """Post a release message; return its reference (Slack's `ts`)."""
         ...
 
-    async def find_request(self, channel: str, request_id: int) -> str | None:
+    async def find_request(self, channel: str, request_id: int, since: datetime) -> str | None:
         """The reference of a release message of `request_id` the chat shows, if any (after a
-        post whose answer was lost)."""
+        post whose answer was lost), looking at every message since `since` (when the request
+        was made); ChatError if there are more of those than the chat looks through."""
         ...
 
     async def update_request(self, channel: str, ts: str, view: RequestView) -> None: ...

@@ -914,7 +914,7 @@ class Workflow:
             if request.message_ts is not None or request.created_at > cutoff:
                 continue
             try:
-                ts = await self.chat.find_request(request.channel, request.id)
+                ts = await self.chat.find_request(request.channel, request.id, request.created_at)
                 if ts is None:
                     view = render.request_view(
                         request,
@@ -954,7 +954,7 @@ class Workflow:
         if not exc.maybe_done:
             return None
         try:
-            return await self.chat.find_request(request.channel, request.id)
+            return await self.chat.find_request(request.channel, request.id, request.created_at)
         except ChatError as again:
             log.warning("could not look for the release message of #%s: %s", request.id, again)
             return None

@@ -65,6 +65,9 @@ class FakeSlack:
     messages: dict[str, list[dict]] = field(default_factory=dict)  # channel → what it shows
     failures: dict[str, Failure] = field(default_factory=dict)  # method → how it fails now
     sockets: list[web.WebSocketResponse] = field(default_factory=list)  # open Socket Mode ones
+    # Seconds since the epoch that message timestamps are made of, as Slack's are; tests with
+    # a clock of their own give it here, so the bot and its Slack agree on the time.
+    clock: Callable[[], float] = time.time
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Event | None = None
 
@@ -179,10 +182,27 @@ class FakeSlack:
                 return web.json_response({"ok": True, "message_ts": self._next_ts()})
             return web.json_response(self._post_or_update(method, channel, args))
         if method == "conversations.history":
+            # Newest first, between `oldest` and `latest` (exclusive unless `inclusive`),
+            # `limit` (default 100) a page, the next page behind `response_metadata`.
             channel = args.get("channel", "")
-            limit = int(args.get("limit") or 100)
-            top = [m for m in self.messages.get(channel, []) if "thread_ts" not in m]
-            return web.json_response({"ok": True, "messages": list(reversed(top))[:limit]})
+            oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or "inf")
+            inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
+            top = [
+                m
+                for m in reversed(self.messages.get(channel, []))
+                if "thread_ts" not in m
+                and (
+                    oldest <= float(m["ts"]) <= latest
+                    if inclusive
+                    else oldest < float(m["ts"]) < latest
+                )
+            ]
+            start, limit = int(args.get("cursor") or 0), int(args.get("limit") or 100)
+            page = {"ok": True, "messages": top[start : start + limit]}
+            page["has_more"] = start + limit < len(top)
+            if page["has_more"]:  # Slack's cursor is opaque; this one is an offset
+                page["response_metadata"] = {"next_cursor": str(start + limit)}
+            return web.json_response(page)
         if method == "conversations.replies":
             channel, ts = args.get("channel", ""), str(args.get("ts", ""))
             if self.shown(channel, ts) is None:
@@ -285,7 +305,8 @@ class FakeSlack:
         return web.Response(text="ok")
 
     def _next_ts(self) -> str:
-        return f"1700000000.{next(self._ts):06d}"
+        """A message's ts: its second, and a sequence number (unique, in posting order)."""
+        return f"{int(self.clock())}.{next(self._ts):06d}"
 
 
 async def _args(request: web.Request) -> dict:

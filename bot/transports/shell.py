@@ -11,6 +11,7 @@ import asyncio
 import re
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import TextIO
 
 from bot.core.authz import WhoCanApprove
@@ -93,7 +94,7 @@ class ShellChat:
         self.write = write
         self._shown: dict[str, str] = {}
 
-    async def find_request(self, channel: str, request_id: int) -> str | None:
+    async def find_request(self, channel: str, request_id: int, since: datetime) -> str | None:
         return None  # a terminal never loses a post
 
     async def post_request(self, channel: str, view: RequestView, *, request_id: int) -> str:

@@ -7,6 +7,7 @@ lost can be found again (`find_request`) instead of being posted twice.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -20,7 +21,10 @@ from bot.transports.slack import blocks
 
 REQUEST_EVENT = "promote_bot_request"  # the metadata event type of a release message
 OUTCOME_EVENT = "promote_bot_outcome"  # ... and of an outcome posted in its thread
-SEARCH_DEPTH = 100  # how many recent messages of a channel are looked through
+# A lost release message is looked for among the channel's messages since its request was made
+# (less this much, for clocks that differ), 200 at a time, newest first, up to 10 pages.
+HISTORY_SKEW = timedelta(minutes=5)
+HISTORY_PAGE, HISTORY_PAGES = 200, 10
 THREAD_PAGE, THREAD_PAGES = 200, 10  # a thread is looked through 200 replies at a time
 
 _EXPLAIN = {
@@ -101,16 +105,29 @@ class SlackChat:
         )
         return str(response["ts"])
 
-    async def find_request(self, channel: str, request_id: int) -> str | None:
-        response = await self._call(
-            self.client.conversations_history(
-                channel=channel, limit=SEARCH_DEPTH, include_all_metadata=True
+    async def find_request(self, channel: str, request_id: int, since: datetime) -> str | None:
+        cursor = None
+        oldest = f"{(since - HISTORY_SKEW).timestamp():.6f}"
+        for _ in range(HISTORY_PAGES):
+            response = await self._call(
+                self.client.conversations_history(
+                    channel=channel,
+                    oldest=oldest,
+                    limit=HISTORY_PAGE,
+                    cursor=cursor,
+                    include_all_metadata=True,
+                )
             )
+            for message in response.get("messages") or []:
+                if _names(message, REQUEST_EVENT, request_id):
+                    return str(message["ts"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+        raise ChatError(
+            f"{HISTORY_PAGES * HISTORY_PAGE} messages came after #{request_id} in its channel, "
+            "more than the bot looks through"
         )
-        for message in response.get("messages") or []:
-            if _names(message, REQUEST_EVENT, request_id):
-                return str(message["ts"])
-        return None
 
     async def find_outcome(self, channel: str, ts: str, request_id: int) -> bool:
         cursor = None
