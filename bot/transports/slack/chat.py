@@ -6,7 +6,8 @@ lost can be found again (`find_request`) instead of being posted twice.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -105,53 +106,52 @@ class SlackChat:
         )
         return str(response["ts"])
 
+    async def _pages(
+        self, call: Awaitable[AsyncSlackResponse], most: int, too_many: str
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The messages of each page of a cursor-paged answer (slack-sdk follows the cursor);
+        ChatError(`too_many`) if there are more than `most` pages."""
+        pages = (await self._call(call)).__aiter__()
+        for _ in range(most):
+            page = await self._call(pages.__anext__())  # the first is the answer itself
+            yield page.get("messages") or []
+            if not (page.get("response_metadata") or {}).get("next_cursor"):
+                return
+        raise ChatError(too_many)
+
     async def find_request(self, channel: str, request_id: int, since: datetime) -> str | None:
-        cursor = None
-        oldest = f"{(since - HISTORY_SKEW).timestamp():.6f}"
-        for _ in range(HISTORY_PAGES):
-            response = await self._call(
-                self.client.conversations_history(
-                    channel=channel,
-                    oldest=oldest,
-                    limit=HISTORY_PAGE,
-                    cursor=cursor,
-                    include_all_metadata=True,
-                )
-            )
-            for message in response.get("messages") or []:
-                if _names(message, REQUEST_EVENT, request_id):
-                    return str(message["ts"])
-            cursor = (response.get("response_metadata") or {}).get("next_cursor")
-            if not cursor:
-                return None
-        raise ChatError(
+        history = self.client.conversations_history(
+            channel=channel,
+            oldest=f"{(since - HISTORY_SKEW).timestamp():.6f}",
+            limit=HISTORY_PAGE,
+            include_all_metadata=True,
+        )
+        too_many = (
             f"{HISTORY_PAGES * HISTORY_PAGE} messages came after #{request_id} in its channel, "
             "more than the bot looks through"
         )
+        async with contextlib.aclosing(self._pages(history, HISTORY_PAGES, too_many)) as pages:
+            async for messages in pages:
+                for message in messages:
+                    if _names(message, REQUEST_EVENT, request_id):
+                        return str(message["ts"])
+        return None
 
     async def find_outcome(self, channel: str, ts: str, request_id: int) -> bool:
-        cursor = None
-        for _ in range(THREAD_PAGES):  # a thread lists oldest first: page through it
-            try:
-                response = await self._call(
-                    self.client.conversations_replies(
-                        channel=channel,
-                        ts=ts,
-                        limit=THREAD_PAGE,
-                        cursor=cursor,
-                        include_all_metadata=True,
-                    )
-                )
-            except ChatError as exc:
-                if exc.gone:
-                    return False  # no thread to hold it: posting finds the same and stops
-                raise
-            if any(_names(m, OUTCOME_EVENT, request_id) for m in response.get("messages") or []):
-                return True
-            cursor = (response.get("response_metadata") or {}).get("next_cursor")
-            if not cursor:
-                return False
-        raise ChatError(f"the thread of {ts} is longer than the bot looks through")
+        replies = self.client.conversations_replies(
+            channel=channel, ts=ts, limit=THREAD_PAGE, include_all_metadata=True
+        )
+        too_many = f"the thread of {ts} is longer than the bot looks through"
+        try:
+            async with contextlib.aclosing(self._pages(replies, THREAD_PAGES, too_many)) as pages:
+                async for messages in pages:
+                    if any(_names(m, OUTCOME_EVENT, request_id) for m in messages):
+                        return True
+        except ChatError as exc:
+            if exc.gone:
+                return False  # no thread to hold it: posting finds the same and stops
+            raise
+        return False
 
     async def update_request(self, channel: str, ts: str, view: RequestView) -> None:
         await self._call(
