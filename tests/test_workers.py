@@ -63,9 +63,10 @@ async def test_no_more_than_the_configured_workers_run_at_once(
     responses = await asyncio.gather(*(world.sender.command(t, ALICE) for t in texts))
     # Every ack came back while the work after them is stuck on the provider.
     assert [r.status_code for r in responses] == [200] * len(texts)
-    await _znyx_listed(world, two_workers)
+    reads = 2 * two_workers  # each preview reads both environments at once
+    await _znyx_listed(world, reads)
     await asyncio.sleep(0.3)  # room for a wrongly admitted third piece of work to show itself
-    assert _list_calls(world) == two_workers
+    assert _list_calls(world) == reads
     assert world.bot.workflow.busy == two_workers
     assert world.bot.pool.queued == len(texts) - two_workers
 
@@ -97,7 +98,7 @@ async def test_a_graceful_stop_waits_for_queued_work(two_workers: int, world: Wo
     texts = ["znyx guardrails dev", "znyx guardrails staging", "znyx twostage staging"]
     for text in texts:
         assert (await world.sender.command(text, ALICE)).status_code == 200
-    await _znyx_listed(world, two_workers)
+    await _znyx_listed(world, 2 * two_workers)  # both environments each
     assert world.bot.pool.queued == 1
     drained = asyncio.create_task(world.bot.workflow.drain(10))
     await asyncio.sleep(0.1)

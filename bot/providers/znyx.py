@@ -7,6 +7,7 @@ an explicit version of an environment active again: how a promotion is rolled ba
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from typing import ClassVar, Literal
@@ -317,7 +318,14 @@ class ZnyxProvider(BearerProvider):
         if isinstance(action, ZnyxActivate):
             return await self._preview_activate(action)
         src, dst = action.source_env, action.target_env
-        source = await self.active_bundle(action, src)
+        # Both environments are read at once: one round trip to Znyx instead of two.
+        source, current = await asyncio.gather(
+            self.active_bundle(action, src),
+            self.active_bundle(action, dst),
+            return_exceptions=True,
+        )
+        if isinstance(source, BaseException):
+            raise source
         if source is None:
             return Preview(
                 refusal=f"Nothing to promote: {action.project} has no active bundle in {src}."
@@ -327,11 +335,11 @@ class ZnyxProvider(BearerProvider):
             value=f"{src} {describe(source)} → becomes the active bundle of {dst} (a new version)",
         )
         expect = {"source": describe(source), "source_hash": source.policy_hash}
-        try:
-            current = await self.active_bundle(action, dst)
-        except ProviderError as exc:
-            warning = f"Couldn't read {dst}: {exc.message}"
+        if isinstance(current, ProviderError):
+            warning = f"Couldn't read {dst}: {current.message}"
             return Preview(facts=[promoting], warnings=[warning], expect=expect)
+        if isinstance(current, BaseException):
+            raise current
         if current is not None and current.policy_hash == source.policy_hash:
             return Preview(
                 refusal=f"{dst} already runs this policy hash ({describe(current)}): promoting "
@@ -352,17 +360,20 @@ class ZnyxProvider(BearerProvider):
         active bundle) if they still show what the preview showed, else the `failed` outcome
         that says what changed (nothing sent)."""
         src, dst = action.source_env, action.target_env
-        try:
-            source = await self.active_bundle(action, src)
-            try:
-                current = await self.active_bundle(action, dst)
-            except ProviderNotFound:
-                if "destination_id" in expect:
-                    raise
-                current = None  # the preview couldn't read it either: Znyx decides
-        except ProviderError as exc:
-            read = f"couldn't read {action.project} before promoting ({exc.message})"
-            return not_sent(read), None
+        source, current = await asyncio.gather(  # both at once: one round trip, not two
+            self.active_bundle(action, src),
+            self.active_bundle(action, dst),
+            return_exceptions=True,
+        )
+        if isinstance(current, ProviderNotFound) and "destination_id" not in expect:
+            current = None  # the preview couldn't read it either: Znyx decides
+        for read in (source, current):
+            if isinstance(read, ProviderError):
+                return not_sent(
+                    f"couldn't read {action.project} before promoting ({read.message})"
+                ), None
+            if isinstance(read, BaseException):
+                raise read
         if (
             "destination_id" in expect
             and (current.id if current else "") != expect["destination_id"]
