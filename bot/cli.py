@@ -40,7 +40,7 @@ from bot.core.rules import Rules
 from bot.core.workflow import Workflow, utc_now
 from bot.health import PATHS as HEALTH_PATHS
 from bot.health import Health
-from bot.live import LiveRules
+from bot.live import LiveRules, ask_groups
 from bot.metrics import MeasuredWebClient, Metrics, time_acks
 from bot.providers.registry import PROVIDERS
 from bot.providers.spec import SettingError
@@ -167,9 +167,15 @@ async def start_slack_bot(
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
         metrics=metrics,
     )
+    group_members = SlackGroups(client).members
+    # The user groups' members are asked for while auth.test is in flight (two round trips to
+    # Slack at once, not one after the other); the answers are taken once the token is good.
+    asking = asyncio.create_task(ask_groups(group_members, rules.role_map.groups))
     try:
         identity = await identify(client)  # raises ConfigError naming the setting
     except ConfigError:
+        asking.cancel()
+        await asyncio.gather(asking, return_exceptions=True)
         await session.close()
         store.close()
         raise
@@ -182,10 +188,11 @@ async def start_slack_bot(
     live = LiveRules(
         workflow,
         settings.promote_bot_config,
-        SlackGroups(client).members,
+        group_members,
         groups_every=settings.promote_bot_groups_refresh,
     )
-    await live.refresh_groups()  # a failure is logged; the groups' members get no roles yet
+    # A failure is logged; the groups' members get no roles yet.
+    await live.refresh_groups(await asking)
     secret = settings.slack_signing_secret
     inbox = Inbox(workflow, identity, chat.tell)
     pool = WorkPool(inbox, settings.promote_bot_workers)
