@@ -224,6 +224,16 @@ def test_console_script_and_help() -> None:
     assert result.returncode == 0 and result.stdout.startswith("promote-bot ")
 
 
+def test_importing_the_cli_leaves_the_garbage_collector_as_it_was() -> None:
+    """It is paused only while bot/cli.py imports what it needs."""
+    check = "import gc, bot.cli; print(gc.isenabled())"
+    for before in ("", "import gc; gc.disable(); "):
+        result = subprocess.run(
+            [sys.executable, "-c", before + check], capture_output=True, text=True, cwd=ROOT
+        )
+        assert result.stdout.strip() == ("False" if before else "True"), result.stderr
+
+
 def test_check_config_prints_a_summary_of_a_good_file(tmp_path: Path) -> None:
     config = tmp_path / "good.toml"
     config.write_text(
