@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,6 +26,14 @@ FILE_CHECK_SECONDS = 3.0  # how often the config file's modification time is loo
 RETRY_SECONDS = 30.0  # how soon groups are asked for again after Slack failed
 
 GroupMembers = Callable[[str], Awaitable[frozenset[str]]]
+GroupAnswers = Mapping[str, frozenset[str] | BaseException]  # group → members, or why not
+
+
+async def ask_groups(group_members: GroupMembers, groups: Iterable[str]) -> GroupAnswers:
+    """Ask for the members of every group at once; each answer, or what went wrong."""
+    groups = list(groups)
+    answers = await asyncio.gather(*(group_members(g) for g in groups), return_exceptions=True)
+    return dict(zip(groups, answers, strict=True))
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -121,19 +129,21 @@ class LiveRules:
 
     # --- user groups ---------------------------------------------------------------------
 
-    async def refresh_groups(self) -> bool:
+    async def refresh_groups(self, asked: GroupAnswers | None = None) -> bool:
         """Ask Slack for the members of every group in the config; True if all answered.
+        `asked`: what `ask_groups` already got for them (start-up asks while it checks the
+        token, and takes the answers only once the token proved good).
 
         A group Slack fails for keeps its last good members; one Slack says does not exist
         has none."""
         if self.group_members is None:
             return True
         groups = list(self.base.role_map.groups)
-        answers = await asyncio.gather(
-            *(self.group_members(g) for g in groups), return_exceptions=True
-        )
+        if asked is None or set(asked) != set(groups):
+            asked = await ask_groups(self.group_members, groups)
         ok = True
-        for group, answer in zip(groups, answers, strict=True):
+        for group in groups:
+            answer = asked[group]
             if isinstance(answer, frozenset):
                 self.resolved[group] = answer
             elif isinstance(answer, GroupLookupError) and answer.gone:

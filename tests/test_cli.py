@@ -44,6 +44,10 @@ def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     return {k: v for k, v in env.items() if v != ""}
 
 
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
@@ -182,6 +186,25 @@ async def test_a_rejected_bot_token_is_one_line_and_exit_2(tmp_path: Path) -> No
     assert output == "promote-bot: SLACK_BOT_TOKEN: Slack rejected it (invalid_auth)\n"
 
 
+async def test_a_rejected_bot_token_stays_one_line_with_user_groups_asked_alongside(
+    tmp_path: Path,
+) -> None:
+    """The groups' members are asked for while auth.test is in flight (here: a slow one);
+    refused too, they are dropped unsaid: the token's line is the only one."""
+    slack = FakeSlack(token="xoxb-the-real-one")
+    slack.fail("auth.test", error="invalid_auth", hang=0.5)
+    env = _env(tmp_path)
+    _write(
+        Path(env["PROMOTE_BOT_CONFIG"]), CONFIG.replace("[znyx]", 'S0RELEASE = ["mobile"]\n[znyx]')
+    )
+    async with WebServer(slack.app()) as fake:
+        process = await spawn_serve({**env, "SLACK_API_URL": f"{fake.url}/api/"})
+        output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
+    assert process.returncode == 2
+    assert output == "promote-bot: SLACK_BOT_TOKEN: Slack rejected it (invalid_auth)\n"
+    assert sorted(c.method for c in slack.calls) == ["auth.test", "usergroups.users.list"]
+
+
 async def test_an_unreachable_slack_is_one_line_and_exit_2(tmp_path: Path) -> None:
     async with WebServer(FakeSlack().app()) as fake:
         url = f"{fake.url}/api/"  # closed again when the block ends
@@ -199,6 +222,16 @@ def test_console_script_and_help() -> None:
         pytest.skip("package not installed as a console script here")
     result = subprocess.run(["promote-bot", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("promote-bot ")
+
+
+def test_importing_the_cli_leaves_the_garbage_collector_as_it_was() -> None:
+    """It is paused only while bot/cli.py imports what it needs."""
+    check = "import gc, bot.cli; print(gc.isenabled())"
+    for before in ("", "import gc; gc.disable(); "):
+        result = subprocess.run(
+            [sys.executable, "-c", before + check], capture_output=True, text=True, cwd=ROOT
+        )
+        assert result.stdout.strip() == ("False" if before else "True"), result.stderr
 
 
 def test_check_config_prints_a_summary_of_a_good_file(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -142,18 +143,26 @@ class ProviderHTTP:
         self.secrets = [v for k, v in (headers or {}).items() if k.lower() == "authorization"]
         self.secrets += [v.split(" ", 1)[-1] for v in self.secrets]
         self.sleep = sleep
-        self.client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/",
-            headers={"Accept": "application/json", **(headers or {})},
-            auth=auth,
-            timeout=timeout,
-            limits=DEFAULT_LIMITS,
-            transport=transport,
-            follow_redirects=False,
-        )
+        self._client_options: dict[str, Any] = {
+            "base_url": base_url.rstrip("/") + "/",
+            "headers": {"Accept": "application/json", **(headers or {})},
+            "auth": auth,
+            "timeout": timeout,
+            "limits": DEFAULT_LIMITS,
+            "transport": transport,
+            "follow_redirects": False,
+        }
+
+    @functools.cached_property
+    def client(self) -> httpx.AsyncClient:
+        """The client, made at its first use rather than at start-up: making one imports
+        httpcore and builds an SSL context from the CA bundle (50-90 ms), which the first
+        answer to Slack need not wait for."""
+        return httpx.AsyncClient(**self._client_options)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if "client" in vars(self):  # never used: nothing was opened
+            await self.client.aclose()
 
     async def call(
         self,
