@@ -4,6 +4,7 @@ the provider tests run the same code against fake servers over real HTTP."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -181,3 +182,20 @@ def test_an_unreadable_body_is_described_by_its_fields_never_its_values() -> Non
     assert "id: Field required" in text and "version: Input should be a valid integer" in text
     assert unreadable(ValueError("Expecting value: line 1 column 1 (char 0)")).startswith("Expect")
     assert unreadable(KeyError(echoed)) == "KeyError"
+
+
+async def test_a_client_that_cannot_set_up_https_sends_nothing_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HTTP client is made at the first call: a CA bundle that can't be read is then a
+    plain "not sent" naming SSL_CERT_FILE (a write is certainly not done), not a crash."""
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not a certificate")
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    client = ProviderHTTP(
+        "Acme", "https://acme.test/api", credential="T", scope="x", error_detail=lambda r: None
+    )
+    with pytest.raises(ProviderUnreachable) as caught:
+        await client.call("POST", "x", idempotent=False)
+    assert caught.value.fate == "failed" and "SSL_CERT_FILE" in caught.value.message
+    await client.aclose()

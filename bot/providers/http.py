@@ -178,13 +178,19 @@ class ProviderHTTP:
 
         `explain` gives this call's own words for a status ("no active bundle in staging").
         """
+        try:
+            client = self.client  # made at the first call
+        except OSError as exc:  # no CA bundle where SSL_CERT_FILE says, or not a readable one
+            raise ProviderUnreachable(
+                self.name,
+                f"{self.name} could not be reached: the bot could not set up HTTPS "
+                f"({type(exc).__name__}: {exc}; check SSL_CERT_FILE)",
+            ) from exc
         attempts = self.retry.attempts
         for attempt in range(1, attempts + 1):
             last = attempt == attempts
             try:
-                response = await self.client.request(
-                    method, path.lstrip("/"), json=json, params=params
-                )
+                response = await client.request(method, path.lstrip("/"), json=json, params=params)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 if not last:
                     await self.sleep(self.retry.delay(attempt))
