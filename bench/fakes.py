@@ -26,14 +26,20 @@ from bot.web import WebServer
 
 def stats(slack: FakeSlack, znyx: FakeZnyx, asc: FakeAppStore) -> web.Application:
     async def get(request: web.Request) -> web.Response:
-        since = float(request.query.get("since", "0"))
+        asked = await request.json() if request.method == "POST" else dict(request.query)
+        since = float(asked.get("since", 0))
+        under = set(asked["under"]) if asked.get("under") is not None else None
         # The call lists only grow, in arrival order: look at the tail since `since` only.
         recent = slack.calls[bisect.bisect_left(slack.calls, since, key=lambda c: c.at) :]
         posts = [c for c in recent if c.method == "chat.postMessage"]
         znyx_recent = znyx.calls[bisect.bisect_left(znyx.calls, since, key=lambda c: c.at) :]
         return web.json_response(
             {
-                "threads": [c.at for c in posts if "thread_ts" in c.args],
+                "threads": [
+                    c.at
+                    for c in posts
+                    if "thread_ts" in c.args and (under is None or c.args["thread_ts"] in under)
+                ],
                 "posts": [c.at for c in posts if "thread_ts" not in c.args],
                 "promotes": [c.at for c in znyx_recent if c.path.endswith("/promote")],
                 "asc_tokens": len(asc.tokens_seen),
@@ -50,6 +56,7 @@ def stats(slack: FakeSlack, znyx: FakeZnyx, asc: FakeAppStore) -> web.Applicatio
 
     app = web.Application()
     app.router.add_get("/_stats", get)
+    app.router.add_post("/_stats", get)  # with `under`: hundreds of message ts
     app.router.add_post("/_control", control)
     return app
 
