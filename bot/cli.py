@@ -186,7 +186,7 @@ async def start_slack_bot(
     asking = asyncio.create_task(ask_groups(group_members, rules.role_map.groups))
     try:
         identity = await identify(client)  # raises ConfigError naming the setting
-    except ConfigError:
+    except BaseException:  # a rejected token, or stopped meanwhile: nothing left running
         asking.cancel()
         await asyncio.gather(asking, return_exceptions=True)
         await session.close()

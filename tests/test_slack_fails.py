@@ -111,6 +111,28 @@ async def test_a_lost_post_under_many_later_messages_is_found_not_posted_twice(
     assert len(world.slack.calls_to("conversations.history")) == 2  # on the second page
 
 
+async def test_an_unposted_request_slack_fails_to_show_is_looked_for_again_a_minute_on(
+    world: World,
+) -> None:
+    """Not every 2 s: while Slack can't say whether it shows the message, the bot neither
+    posts it (it may be there) nor asks again at once."""
+    await world.requested("znyx guardrails staging", ALICE)
+    with sqlite3.connect(world.bot.settings.promote_bot_db) as db:  # as a stopped process left it
+        db.execute("UPDATE requests SET message_ts = NULL WHERE id = 1")
+    world.slack.fail("conversations.history", error="internal_error", times=None)
+    world.clock.at = world.clock() + timedelta(minutes=1)
+    for _ in range(3):
+        await world.bot.workflow.deliver_due()
+    assert len(world.slack.calls_to("conversations.history")) == 1
+    assert len(world.slack.release_messages(1)) == 1  # not posted again meanwhile
+    world.slack.failures.clear()
+    world.clock.at += timedelta(minutes=1)
+    await world.bot.workflow.deliver_due()
+    assert len(world.slack.calls_to("conversations.history")) == 2
+    assert world.bot.store.get(1).message_ts is not None  # type: ignore[union-attr]
+    assert len(world.slack.release_messages(1)) == 1
+
+
 async def test_a_copy_a_click_reveals_is_adopted_and_kept_in_step(world: World) -> None:
     await world.requested("znyx guardrails staging", ALICE)
     # A second copy of the release message (a post Slack made twice), by the bot itself.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -109,15 +110,28 @@ async def test_a_graceful_stop_waits_for_queued_work(two_workers: int, world: Wo
 
 
 async def test_no_work_starts_while_a_payload_is_being_answered(world: World) -> None:
-    """Acks first: while another payload is being answered (held open here, as a slow one
-    would be), an acked command's work waits; it starts once answering stops."""
+    """Acks first: while another payload is being answered (held open in a Bolt middleware
+    here, as a slow one would be), an acked command's work waits; it starts once that payload
+    has been answered."""
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(body: dict, next: Callable[[], Awaitable[None]]) -> None:
+        if body.get("text") == "help":
+            held.set()
+            await release.wait()
+        await next()
+
+    world.bot.app.use(hold)
+    slow = asyncio.create_task(world.sender.command("help", DAVE))
+    await held.wait()
     pool = world.bot.pool
-    with pool.answering():
-        response = await world.sender.command("znyx guardrails staging", ALICE)
-        assert response.status_code == 200 and response.text == ""
-        await asyncio.sleep(0.3)
-        assert _list_calls(world) == 0 and world.posted() == []  # not even the preview read
-        assert pool.queued == 1 and pool.deferred >= 1
+    response = await world.sender.command("znyx guardrails staging", ALICE)
+    assert response.status_code == 200 and response.text == ""
+    await asyncio.sleep(0.3)
+    assert _list_calls(world) == 0 and world.posted() == []  # not even the preview read
+    assert pool.queued == 1 and pool.deferred >= 1
+    release.set()
+    assert (await slow).status_code == 200
     await world.slack.wait_for(lambda s: len(world.posted()) == 1, within=10)
 
 

@@ -64,6 +64,7 @@ MESSAGE_BACKOFF_CAP = 15  # seconds between tries to bring a message up to date,
 # How long a provider write cut off by a shutdown may still land: longer than its HTTP timeout.
 WRITE_SETTLES = timedelta(seconds=30)
 UNPOSTED_GRACE = timedelta(seconds=30)  # a live process posts well within this (10 s timeout)
+UNPOSTED_RETRY = timedelta(minutes=1)  # after Slack failed to show or take one, try it again
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class Workflow:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._working: set[asyncio.Task[object]] = set()
         self._message_locks: dict[int, asyncio.Lock] = {}
+        self._unposted_retry: dict[int, datetime] = {}  # request → when to look for it again
         self._holds_shown: dict[int, tuple[str, ...]] = {}  # what the sweep last saw, per request
         self._idle = asyncio.Event()
         self._idle.set()
@@ -909,10 +911,14 @@ class Workflow:
     async def _post_unposted(self) -> None:
         """A request recorded but whose release message was never posted (its process died
         in between) would block its thing unseen: post it now, unless Slack shows it."""
-        cutoff = self.clock() - UNPOSTED_GRACE
+        now = self.clock()
+        cutoff = now - UNPOSTED_GRACE
+        self._unposted_retry = {r: at for r, at in self._unposted_retry.items() if at > now}
         for request in self.store.in_states([State.PENDING, State.APPROVED]):
             if request.message_ts is not None or request.created_at > cutoff:
                 continue
+            if request.id in self._unposted_retry:
+                continue  # Slack failed for it a moment ago (or it is unsure): not every 2 s
             try:
                 ts = await self.chat.find_request(request.channel, request.id, request.created_at)
                 if ts is None:
@@ -925,7 +931,9 @@ class Workflow:
                     ts = await self.chat.post_request(request.channel, view, request_id=request.id)
             except ChatError as exc:
                 log.warning("could not post the release message of #%s: %s", request.id, exc)
+                self._unposted_retry[request.id] = now + UNPOSTED_RETRY
                 continue
+            self._unposted_retry.pop(request.id, None)
             log.warning(
                 "posted the release message of #%s, which a stopped process left", request.id
             )

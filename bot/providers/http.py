@@ -143,6 +143,7 @@ class ProviderHTTP:
         self.secrets = [v for k, v in (headers or {}).items() if k.lower() == "authorization"]
         self.secrets += [v.split(" ", 1)[-1] for v in self.secrets]
         self.sleep = sleep
+        self._closed = False
         self._client_options: dict[str, Any] = {
             "base_url": base_url.rstrip("/") + "/",
             "headers": {"Accept": "application/json", **(headers or {})},
@@ -161,6 +162,7 @@ class ProviderHTTP:
         return httpx.AsyncClient(**self._client_options)
 
     async def aclose(self) -> None:
+        self._closed = True  # a call after this is refused, not given a client of its own
         if "client" in vars(self):  # never used: nothing was opened
             await self.client.aclose()
 
@@ -178,6 +180,8 @@ class ProviderHTTP:
 
         `explain` gives this call's own words for a status ("no active bundle in staging").
         """
+        if self._closed:
+            raise ProviderUnreachable(self.name, f"not sent: the bot is stopping ({self.name})")
         try:
             client = self.client  # made at the first call
         except OSError as exc:  # no CA bundle where SSL_CERT_FILE says, or not a readable one

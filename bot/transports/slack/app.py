@@ -186,12 +186,12 @@ def create_app(
         except StoreError as exc:
             inbox.store_failed(exc)
             await ack()  # a click's ack carries no text: the person is told at response_url
-            await tell(respond, Reply(store_trouble(exc)))
+            pool.after_ack(tell(respond, Reply(store_trouble(exc))))
             return
         await ack()
 
-    # No lazy listeners: Bolt would copy each request and start a task for each; the pool
-    # takes the recorded work instead.
+    # These listeners only record and ack (Bolt answers when they return): no lazy listeners,
+    # which would copy each request and start a task for each; the pool takes the work.
     app.command(COMMAND)(ack_command)
     for action_id, decide in (
         (APPROVE, workflow.approve),

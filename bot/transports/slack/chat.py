@@ -127,8 +127,8 @@ class SlackChat:
             include_all_metadata=True,
         )
         too_many = (
-            f"{HISTORY_PAGES * HISTORY_PAGE} messages came after #{request_id} in its channel, "
-            "more than the bot looks through"
+            f"over {HISTORY_PAGES * HISTORY_PAGE} messages came to the channel since shortly "
+            f"before #{request_id} was made, more than the bot looks through"
         )
         async with contextlib.aclosing(self._pages(history, HISTORY_PAGES, too_many)) as pages:
             async for messages in pages:

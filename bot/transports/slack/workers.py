@@ -21,7 +21,8 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 from bot.transports.slack.inbox import Inbox
 
@@ -47,9 +48,10 @@ class WorkPool:
         self._quiet = asyncio.Event()  # set: no payload answered for SETTLE seconds
         self._quiet.set()
         self._settling: asyncio.TimerHandle | None = None
-        self.deferred = 0  # items whose start waited for the acks (for tests and the bench)
+        self.deferred = 0  # times a worker waited for the acks before an item (tests, bench)
         self._queue: deque[tuple[str, float]] = deque()  # key, when it was queued
         self._workers: set[asyncio.Task[None]] = set()
+        self._replies: set[asyncio.Task[None]] = set()
         self.peak = 0  # the most pieces of work that ran at once (for tests and the bench)
         self._running = 0
 
@@ -83,6 +85,19 @@ class WorkPool:
             async with asyncio.timeout_at(self._queue[0][1] + self.patience):
                 while not self._quiet.is_set():  # set, then cleared before this worker ran
                     await self._quiet.wait()
+
+    def after_ack(self, reply: Coroutine[Any, Any, object]) -> None:
+        """Send `reply` (an answer at a response_url, not recorded work) once the ack is out,
+        as a task a graceful shutdown waits for: Bolt answers a payload only when its listener
+        returns, so a listener must not wait on the network after `ack()`."""
+
+        async def send() -> None:
+            async with self.inbox.workflow.working():
+                await reply
+
+        task = asyncio.get_running_loop().create_task(send(), name="promote-bot reply")
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
 
     def wake(self, key: str) -> None:
         """Have the recorded item `key` done soon; never blocks (called on the ack path)."""
