@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 import pytest
@@ -25,8 +26,31 @@ from tests.conftest import fresh_postgres_database
 
 Factory = Callable[[], AnyStore]
 
+T = TypeVar("T")
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ACTION = ZnyxPromote(org_id="o", project="guardrails", project_id="p", source_env="staging")
+
+
+def _together(count: int, work: Callable[[threading.Barrier, int], T]) -> tuple[list[T], list]:
+    """Run `work(barrier, i)` for i < `count`, each in a thread of its own (as so many
+    processes would), all waiting on `barrier` where `work` says; what they returned (in the
+    order they finished) and what they raised."""
+    barrier = threading.Barrier(count)
+    results: list[T] = []
+    problems: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            results.append(work(barrier, i))
+        except BaseException as exc:  # pragma: no cover - told by the caller's assert
+            problems.append(exc)
+
+    threads = [threading.Thread(target=run, args=[i]) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, problems
 
 
 def _create(store: AnyStore) -> int:
@@ -89,20 +113,15 @@ def test_approvals_are_distinct_and_only_while_open(store_factory: Factory) -> N
 
 def test_one_winner_among_many_connections(store_factory: Factory) -> None:
     request_id = _create(store_factory())
-    barrier = threading.Barrier(16)
-    wins: list[bool] = []
 
-    def contend() -> None:
+    def contend(barrier: threading.Barrier, _: int) -> bool:
         store = store_factory()  # each thread its own connection, as another process would
         barrier.wait()
-        wins.append(store.transition(request_id, (State.PENDING,), State.EXECUTING, at=NOW))
+        won = store.transition(request_id, (State.PENDING,), State.EXECUTING, at=NOW)
         store.close()
+        return won
 
-    threads = [threading.Thread(target=contend) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    wins, _ = _together(16, contend)
     assert sorted(wins) == [False] * 15 + [True]
 
 
@@ -183,24 +202,15 @@ def test_a_database_from_before_things_is_upgraded(tmp_path: Path) -> None:
 
 def test_sqlite_migrations_apply_once_when_processes_start_together(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
-    barrier = threading.Barrier(8)
-    versions: list[int] = []
-    problems: list[BaseException] = []
 
-    def start() -> None:
+    def start(barrier: threading.Barrier, _: int) -> int:
         barrier.wait()
-        try:
-            store = SqliteStore(path)  # a process of its own (opened in its thread)
-            versions.append(store.schema_version())
-            store.close()
-        except BaseException as exc:  # pragma: no cover - told by the assert below
-            problems.append(exc)
+        store = SqliteStore(path)  # a process of its own (opened in its thread)
+        version = store.schema_version()
+        store.close()
+        return version
 
-    threads = [threading.Thread(target=start) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    versions, problems = _together(8, start)
     assert problems == [] and versions == [SQLITE_SCHEMA_VERSION] * 8
     store = SqliteStore(path)
     assert _create(store) == 1 and store.schema_version() == SQLITE_SCHEMA_VERSION
@@ -405,19 +415,14 @@ def test_copies_adopted_at_once_by_several_processes_are_all_kept(
 ) -> None:
     first = store_factory()
     request_id = _create(first)
-    barrier = threading.Barrier(6)
-    adopted: list[bool] = []
 
-    def adopt(n: int) -> None:
+    def adopt(barrier: threading.Barrier, n: int) -> list[bool]:
         store = store_factory()  # a process of its own (SQLite: opened in its thread)
         barrier.wait()
-        adopted.extend(store.add_copy(request_id, f"2.{n}{i}") for i in range(5))
+        return [store.add_copy(request_id, f"2.{n}{i}") for i in range(5)]
 
-    threads = [threading.Thread(target=adopt, args=[n]) for n in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    each, _ = _together(6, adopt)
+    adopted = [added for added_by_one in each for added in added_by_one]
     request = first.get(request_id)
     assert adopted == [True] * 30
     assert request is not None and len(request.copies) == 30  # none overwritten by another
@@ -432,22 +437,11 @@ def pg_url(postgres: str) -> str:
 
 
 def test_postgres_migrations_apply_once_when_processes_start_together(pg_url: str) -> None:
-    barrier = threading.Barrier(8)
-    stores: list[PostgresStore] = []
-    problems: list[BaseException] = []
-
-    def start() -> None:
+    def start(barrier: threading.Barrier, _: int) -> PostgresStore:
         barrier.wait()
-        try:
-            stores.append(PostgresStore(pg_url))
-        except BaseException as exc:  # pragma: no cover - told by the assert below
-            problems.append(exc)
+        return PostgresStore(pg_url)
 
-    threads = [threading.Thread(target=start) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    stores, problems = _together(8, start)
     assert problems == [] and len(stores) == 8
     with psycopg.connect(pg_url) as conn:
         versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
