@@ -46,6 +46,7 @@ from bot.config import (
 from bot.core.policy import describe, pattern_for, policy_for
 from bot.core.ports import Provider, StoreError
 from bot.core.rules import Rules
+from bot.core.scheduler import Scheduler
 from bot.core.workflow import Workflow, utc_now
 from bot.health import PATHS as HEALTH_PATHS
 from bot.health import Health
@@ -241,41 +242,23 @@ async def _until_stopped(live: LiveRules) -> None:
     await stop.wait()
 
 
-SWEEP_SECONDS = 10.0
-DELIVER_SECONDS = 2.0
 SETTLE_SECONDS = 0.2
+INBOX_SECONDS = 10.0  # how often acknowledged work a stopped process left is looked for
 
 
-async def deliver(workflow: Workflow, every: float = DELIVER_SECONDS) -> None:
-    """Forever: bring release messages and outcome replies that lag behind the store up to
-    date (after Slack failed, or after a restart)."""
-    while True:
-        try:
-            await workflow.deliver_due()
-        except StoreError:
-            pass  # housekeeping says it, once
-        except Exception:
-            log.exception("delivering messages failed; trying again in %s s", every)
-        await asyncio.sleep(every)
+def scheduler_for(bot: SlackBot) -> Scheduler:
+    """Every timed job `serve` runs: the core's (expiry, recovery, delivery, leases), the
+    inbox's recovery, and keeping the config and the user groups current."""
+    scheduler = Scheduler()
+    bot.workflow.schedule(scheduler)
 
+    async def inbox() -> None:
+        await bot.inbox.recover(bot.pool.wake)
 
-async def housekeeping(bot: SlackBot, every: float = SWEEP_SECONDS) -> None:
-    """Forever: resolve what a stopped process left executing, do acknowledged work it left
-    undone, and expire overdue requests."""
-    failing = False
-    while True:
-        try:
-            await bot.workflow.recover()
-            await bot.inbox.recover(bot.pool.wake)
-            await bot.workflow.sweep()
-            failing = False
-        except StoreError as exc:  # a full disk: said once, not every ten seconds
-            if not failing:
-                log.error("housekeeping can't use the database: %s", exc)
-            failing = True
-        except Exception:  # housekeeping must outlive a bad moment of Slack or the disk
-            log.exception("housekeeping failed; trying again in %s s", every)
-        await asyncio.sleep(every)
+    scheduler.add("inbox", inbox, INBOX_SECONDS)
+    bot.live.schedule(scheduler)
+    bot.metrics.watch_jobs(scheduler)
+    return scheduler
 
 
 def _refusing_while(stopping: asyncio.Event) -> Middleware:
@@ -306,11 +289,8 @@ async def _finish_in_flight(workflow: Workflow, within: float) -> None:
 
 async def serve(settings: Settings, problems: Sequence[str] = ()) -> None:
     bot = await start_slack_bot(settings, problems=problems)
-    chores = [
-        asyncio.create_task(housekeeping(bot)),
-        asyncio.create_task(deliver(bot.workflow)),
-        asyncio.create_task(bot.live.run()),
-    ]
+    scheduler = scheduler_for(bot)
+    scheduler.start()
     within = settings.promote_bot_shutdown_seconds
     try:
         if settings.socket_mode:
@@ -345,8 +325,7 @@ async def serve(settings: Settings, problems: Sequence[str] = ()) -> None:
                 await _finish_in_flight(bot.workflow, within)
         log.info("promote-bot stopped")
     finally:
-        for chore in chores:
-            chore.cancel()
+        await scheduler.stop()
         await bot.aclose()
 
 
@@ -381,7 +360,10 @@ async def shell(settings: Settings, args: argparse.Namespace) -> None:
         workflow = Workflow(rules, store, providers, chat, lease=lease)
         await workflow.recover()
         await workflow.sweep()
-        await Shell(workflow, user, chat.write, may_switch_user=args.sandbox).run()
+        scheduler = Scheduler()
+        workflow.schedule(scheduler)
+        async with scheduler:
+            await Shell(workflow, user, chat.write, may_switch_user=args.sandbox).run()
 
 
 def _read_toml(path: Path) -> dict:

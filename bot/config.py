@@ -30,7 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core import authz
 from bot.core.authz import RoleMap
-from bot.core.holds import Freeze, parse_weekly
+from bot.core.freezes import Freeze, parse_weekly
 from bot.core.policy import Policy
 from bot.core.rules import Rules
 from bot.providers.registry import PROVIDERS

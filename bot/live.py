@@ -4,6 +4,8 @@ changes, and the members of its Slack user groups, looked up now and then.
 The workflow is handed a new `Rules` object each time (`Workflow.reload`); nothing is changed
 in place. A file that does not validate is refused with one log line and the rules stay as
 they were; a group Slack can't answer for keeps the members it had at the last good answer.
+Both run as jobs of the bot's scheduler (`schedule`): `config` looks at the file every few
+seconds (at once on SIGHUP), `groups` asks Slack every `groups_every` seconds.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from bot.config import ConfigError, load_config
 from bot.core.rules import Rules
+from bot.core.scheduler import RunAgainIn, Scheduler
 from bot.core.workflow import Workflow
 from bot.transports.slack.groups import GroupLookupError
 
@@ -95,14 +98,17 @@ class LiveRules:
         self.base = workflow.rules  # as the file says, groups unresolved
         self.resolved: dict[str, frozenset[str]] = {}  # the last good answer per group
         self._stamp = _stamp(path)
-        self._hup = asyncio.Event()
+        self._hup = False
         self._redraw = False  # the role map changed: open requests' messages should show it
+        self._scheduler: Scheduler | None = None
 
     # --- the config file -----------------------------------------------------------------
 
     def hangup(self) -> None:
-        """SIGHUP: read the file again soon (safe to call from a signal handler)."""
-        self._hup.set()
+        """SIGHUP: read the file again now (safe to call from a signal handler)."""
+        self._hup = True
+        if self._scheduler is not None:
+            self._scheduler.wake("config")
 
     def reload(self, why: str = "SIGHUP") -> bool:
         """Read and validate the file; put it in force if it is valid. True if it was."""
@@ -164,33 +170,34 @@ class LiveRules:
         if self.workflow.reload(replace(self.base, role_map=role_map)):
             self._redraw = True
 
-    # --- forever ---------------------------------------------------------------------------
+    # --- as the scheduler's jobs -------------------------------------------------------------
 
-    async def run(self, file_every: float = FILE_CHECK_SECONDS) -> None:
-        """Reload on SIGHUP or when the file changes; refresh the groups when due."""
-        loop = asyncio.get_running_loop()
-        groups_due = loop.time() + self.groups_every
-        while True:
-            try:
-                async with asyncio.timeout(file_every):
-                    await self._hup.wait()
-            except TimeoutError:
-                pass
-            try:
-                known = set(self.base.role_map.groups)
-                if self._hup.is_set():
-                    self._hup.clear()
-                    self.reload("SIGHUP")
-                elif self.file_changed():
-                    self.reload("the file changed")
-                new_groups = set(self.base.role_map.groups) - known
-                if loop.time() >= groups_due or new_groups:
-                    ok = await self.refresh_groups()
-                    groups_due = loop.time() + (
-                        self.groups_every if ok else min(self.groups_every, RETRY_SECONDS)
-                    )
-                if self._redraw:
-                    self._redraw = False
-                    await self.workflow.refresh_open()
-            except Exception:  # the rules in force must outlive a bad moment
-                log.exception("keeping the config current failed; trying again")
+    def schedule(self, scheduler: Scheduler, file_every: float = FILE_CHECK_SECONDS) -> None:
+        """Look at the config file every `file_every` seconds (and on SIGHUP), and refresh the
+        groups every `groups_every` seconds, as jobs `config` and `groups` of `scheduler`."""
+        self._scheduler = scheduler
+        scheduler.add("config", self.check_file, file_every)
+        scheduler.add("groups", self.check_groups, self.groups_every, first=self.groups_every)
+
+    async def check_file(self) -> None:
+        """Reload on SIGHUP or when the file changed; new groups are asked for at once."""
+        known = set(self.base.role_map.groups)
+        if self._hup:
+            self._hup = False
+            self.reload("SIGHUP")
+        elif self.file_changed():
+            self.reload("the file changed")
+        if set(self.base.role_map.groups) - known and self._scheduler is not None:
+            self._scheduler.wake("groups")
+        await self._redraw_if_changed()
+
+    async def check_groups(self) -> RunAgainIn:
+        """Refresh the groups; when to do it next (sooner after a failure)."""
+        ok = await self.refresh_groups()
+        await self._redraw_if_changed()
+        return RunAgainIn(self.groups_every if ok else min(self.groups_every, RETRY_SECONDS))
+
+    async def _redraw_if_changed(self) -> None:
+        if self._redraw:
+            self._redraw = False
+            await self.workflow.refresh_open()

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
@@ -29,6 +29,8 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from bot.core.errors import ProviderError
 from bot.core.model import Action, AuditEntry, Outcome, Preview, State
 from bot.core.ports import Provider
+from bot.core.scheduler import Scheduler
+from bot.core.steps import Steps
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +108,17 @@ class Metrics:
         )
         self._stores: list[tuple[CountingStore, str]] = []
         r.register(_StoreGauges(self._stores))
+        self._schedulers: list[Scheduler] = []
+        r.register(_JobMetrics(self._schedulers))
 
     def watch_store(self, store: CountingStore, owner: str) -> None:
         """Report requests by state, messages waiting and requests executing (by `owner`,
         this process) from `store`, read at each scrape."""
         self._stores.append((store, owner))
+
+    def watch_jobs(self, scheduler: Scheduler) -> None:
+        """Report each timed job's runs, failures, time spent and last success."""
+        self._schedulers.append(scheduler)
 
     def render(self) -> bytes:
         """The Prometheus text format."""
@@ -162,6 +170,42 @@ class _StoreGauges:
         yield from (by_state, waiting, executing, up)
 
 
+class _JobMetrics:
+    """The scheduler's jobs, read at scrape time: one series per named job (a fixed set)."""
+
+    def __init__(self, schedulers: list[Scheduler]) -> None:
+        self.schedulers = schedulers
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        runs = CounterMetricFamily(
+            PREFIX + "job_runs", "Runs of each timed job, by outcome.", labels=["job", "outcome"]
+        )
+        seconds = CounterMetricFamily(
+            PREFIX + "job_seconds", "Time spent in each timed job.", labels=["job"]
+        )
+        last = GaugeMetricFamily(
+            PREFIX + "job_last_success_timestamp_seconds",
+            "When each timed job last ended well (Unix time; 0: not yet).",
+            labels=["job"],
+        )
+        running = GaugeMetricFamily(
+            PREFIX + "job_running", "1 while a timed job is running.", labels=["job"]
+        )
+        for scheduler in self.schedulers:
+            for name, stats in scheduler.stats.items():
+                failed = stats.failures
+                runs.add_metric([name, "ok"], stats.runs - failed)
+                runs.add_metric([name, "failed"], failed - stats.timeouts)
+                runs.add_metric([name, "timeout"], stats.timeouts)
+                seconds.add_metric([name], stats.seconds)
+                last.add_metric([name], stats.last_success or 0.0)
+                running.add_metric([name], 1.0 if stats.running else 0.0)
+        yield from (runs, seconds, last, running)
+
+
 class MeasuredProvider:
     """A provider whose calls are counted and timed; everything else passes through."""
 
@@ -196,20 +240,20 @@ class MeasuredProvider:
         )
 
     async def execute(
-        self, action: Action, *, promoted_by: str, expect: Mapping[str, str]
+        self, action: Action, *, promoted_by: str, expect: Mapping[str, str], steps: Steps
     ) -> Outcome:
         return await self._timed(
             "execute",
-            self.provider.execute(action, promoted_by=promoted_by, expect=expect),
+            self.provider.execute(action, promoted_by=promoted_by, expect=expect, steps=steps),
             lambda o: o.state,
         )
 
     async def observe(
-        self, action: Action, *, promoted_by: str, expect: Mapping[str, str]
+        self, action: Action, *, promoted_by: str, expect: Mapping[str, str], steps: Steps
     ) -> Outcome | None:
         return await self._timed(
             "observe",
-            self.provider.observe(action, promoted_by=promoted_by, expect=expect),
+            self.provider.observe(action, promoted_by=promoted_by, expect=expect, steps=steps),
             lambda o: "unclear" if o is None else o.state,
         )
 

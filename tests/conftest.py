@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from bot.cli import SLACK_PATH, SlackBot, start_slack_bot
 from bot.config import Settings
+from bot.core.context import utc_now
 from bot.core.model import State
 from bot.core.ports import StoreError
-from bot.core.workflow import utc_now
 from bot.sandbox.appstore import FakeAppStore
 from bot.sandbox.slack import FakeSlack
 from bot.sandbox.slack_requests import SlackSender

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bot.core.errors import ProviderTimeout
+from bot.core.steps import Steps
 from bot.providers.appstore import AppStoreAttach, AppStoreExpire, AppStoreProvider, AppStoreToken
 from bot.providers.jwt_auth import (
     LIFETIME_SECONDS,
@@ -136,7 +137,7 @@ async def test_a_patch_that_times_out_is_read_back_not_sent_again(
     client = AppStoreProvider.create(url, _token(), timeout=httpx.Timeout(0.3))
     action = AppStoreExpire(app="ios", app_id=IOS_APP, build="155", build_id=ids.b155_exempt)
     with pytest.raises(ProviderTimeout):  # read back before the slow PATCH lands: still unknown
-        await client.execute(action, promoted_by="x", expect={})
+        await client.execute(action, promoted_by="x", expect={}, steps=Steps.in_memory())
     assert len(fake.patches) == 1
     attach = AppStoreAttach(
         app="ios",
@@ -146,7 +147,7 @@ async def test_a_patch_that_times_out_is_read_back_not_sent_again(
         version_id=ids.v240,
         build_id=ids.b153_undeclared,
     )
-    outcome = await client.execute(attach, promoted_by="x", expect={})
+    outcome = await client.execute(attach, promoted_by="x", expect={}, steps=Steps.in_memory())
     assert outcome.state == "unknown" and "Reading it back shows 152" in (outcome.check or "")
     assert len(fake.patches) == 2  # one per action, never repeated
     await client.aclose()
@@ -175,7 +176,9 @@ async def test_a_2xx_with_an_unreadable_body_is_never_failed(
     fake.patch_answers_garbled = True  # applied, but answered with an HTML body
     client = AppStoreProvider.create(url, _token())
     action = AppStoreExpire(app="ios", app_id=IOS_APP, build="155", build_id=ids.b155_exempt)
-    outcome = await client.execute(action, promoted_by="x", expect={"expired": "no"})
+    outcome = await client.execute(
+        action, promoted_by="x", expect={"expired": "no"}, steps=Steps.in_memory()
+    )
     assert outcome.state == "succeeded", outcome
     assert "confirmed by reading it back" in outcome.headline
     assert fake.builds[ids.b155_exempt].expired and len(fake.patches) == 1

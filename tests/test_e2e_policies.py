@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
+from bot.core.execution import promoted_by
 from bot.core.model import State
-from bot.core.workflow import promoted_by
 from bot.transports.slack.blocks import APPROVE
 from tests.conftest import ALICE, BOB, CAROL, CONFIG, DAVE, World, block_text, buttons
 

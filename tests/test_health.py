@@ -87,6 +87,35 @@ async def test_http_mode_endpoints_and_metrics_as_a_promotion_runs(
         await bot.stop()
 
 
+async def test_every_timed_job_of_serve_runs_and_is_in_the_metrics(
+    tmp_path: Path, fakes: tuple[Fakes, dict[str, str]]
+) -> None:
+    _, urls = fakes
+    bot = await Bot.start(serve_env(tmp_path, urls), urls["slack"])
+    url = bot.sender.url.removesuffix("/slack/events")
+    jobs = ("recover", "expire", "deliver", "inbox", "config")  # the first runs come at once
+    try:
+        async with httpx.AsyncClient() as http:
+            await wait_ready(http, url)
+            async with asyncio.timeout(15):
+                while True:
+                    page = samples((await http.get(f"{url}/metrics")).text)
+                    ran = {
+                        j
+                        for j in jobs
+                        if value(page, "promote_bot_job_runs_total", job=j, outcome="ok")
+                    }
+                    if ran == set(jobs):
+                        break
+                    await asyncio.sleep(0.1)
+            for job in (*jobs, "leases", "groups"):  # those two run later: listed already
+                assert ("promote_bot_job_running", frozenset({("job", job)})) in page
+                assert value(page, "promote_bot_job_runs_total", job=job, outcome="failed") == 0
+            assert value(page, "promote_bot_job_last_success_timestamp_seconds", job="deliver") > 0
+    finally:
+        await bot.stop()
+
+
 async def test_readyz_is_503_while_shutting_down_and_healthz_still_answers(
     tmp_path: Path, fakes: tuple[Fakes, dict[str, str]]
 ) -> None:

@@ -11,7 +11,9 @@ import pytest
 from bot.config import ConfigError, parse_config
 from bot.core.commands import Lock as LockCommand
 from bot.core.commands import Promote, Unlock, UsageError, parse
-from bot.core.holds import Freeze, Lock, Weekly, holds_on, next_freeze, parse_weekly
+from bot.core.freezes import Freeze, Weekly, next_freeze, parse_weekly
+from bot.core.holds import holds_on
+from bot.core.model import Lock
 from bot.core.policy import Policy
 from tests.conftest import CONFIG
 

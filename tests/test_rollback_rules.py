@@ -11,7 +11,8 @@ import pytest
 from bot.config import parse_config
 from bot.core.model import Outcome, Request, State
 from bot.core.policy import Policy
-from bot.core.render import request_view, status_text
+from bot.core.render import request_view
+from bot.core.texts import status_text
 from bot.providers.appstore import (
     AppStoreAttach,
     AppStoreDetach,

@@ -286,18 +286,20 @@ async def test_a_request_whose_process_died_before_posting_is_posted_later(world
     from datetime import timedelta
 
     from bot.core.commands import Promote, parse
-    from bot.core.model import Preview
+    from bot.core.model import NewRequest, Preview
 
     command = parse("znyx guardrails staging", world.bot.workflow.rules)
     assert isinstance(command, Promote)
     long_ago = world.bot.workflow.clock() - timedelta(minutes=2)
     world.bot.store.create_request(
-        command.action,
-        requester=ALICE,
-        channel="CRELEASES",
-        preview=Preview(expect={"source": "x"}),
-        created_at=long_ago,
-        expires_at=long_ago + timedelta(hours=24),
+        NewRequest(
+            command.action,
+            requester=ALICE,
+            channel="CRELEASES",
+            preview=Preview(expect={"source": "x"}),
+            created_at=long_ago,
+            expires_at=long_ago + timedelta(hours=24),
+        )
     )
     await world.bot.workflow.deliver_due()
     [message] = world.slack.release_messages(1)

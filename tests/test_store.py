@@ -15,8 +15,7 @@ from typing import TypeVar
 import psycopg
 import pytest
 
-from bot.core.holds import Lock
-from bot.core.model import AuditEntry, Fact, Outcome, Preview, State
+from bot.core.model import AuditEntry, Fact, Lock, NewRequest, Outcome, Preview, State
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.providers.znyx import ZnyxPromote
 from bot.store import AnyStore, SqliteStore, postgres
@@ -55,12 +54,14 @@ def _together(count: int, work: Callable[[threading.Barrier, int], T]) -> tuple[
 
 def _create(store: AnyStore) -> int:
     request = store.create_request(
-        ACTION,
-        requester="UALICE",
-        channel="C1",
-        preview=Preview(facts=[Fact(label="a", value="b")]),
-        created_at=NOW,
-        expires_at=NOW + timedelta(hours=24),
+        NewRequest(
+            ACTION,
+            requester="UALICE",
+            channel="C1",
+            preview=Preview(facts=[Fact(label="a", value="b")]),
+            created_at=NOW,
+            expires_at=NOW + timedelta(hours=24),
+        )
     )
     return request.id
 
@@ -255,6 +256,7 @@ def test_an_upgrade_looks_for_replies_claimed_before_it_on_sqlite(tmp_path: Path
     store.close()
     with sqlite3.connect(path) as conn:  # as version 2 left it
         conn.execute("ALTER TABLE requests DROP COLUMN thread_until")
+        conn.execute("DROP TABLE steps")  # version 4
         conn.execute("PRAGMA user_version = 2")
     _is_looked_for_once_a_minute_on(SqliteStore(path))
 
@@ -265,7 +267,8 @@ def test_an_upgrade_looks_for_replies_claimed_before_it_on_postgres(pg_url: str)
     store.close()
     with psycopg.connect(pg_url, autocommit=True) as conn:  # as version 1 left it
         conn.execute("ALTER TABLE requests DROP COLUMN thread_until")
-        conn.execute("DELETE FROM schema_migrations WHERE version = 2")
+        conn.execute("DROP TABLE steps")  # version 3
+        conn.execute("DELETE FROM schema_migrations WHERE version >= 2")
     _is_looked_for_once_a_minute_on(PostgresStore(pg_url))
 
 
@@ -320,13 +323,15 @@ def test_a_rollback_names_what_it_undoes_once_it_succeeded(store_factory: Factor
     for to in (State.EXECUTING, State.SUCCEEDED):
         assert store.transition(first, [State.PENDING, State.EXECUTING], to, at=later)
     rollback = store.create_request(
-        ACTION,
-        requester="U2",
-        channel="C1",
-        preview=None,
-        created_at=later,
-        expires_at=later + timedelta(hours=1),
-        rolls_back=first,
+        NewRequest(
+            ACTION,
+            requester="U2",
+            channel="C1",
+            preview=None,
+            created_at=later,
+            expires_at=later + timedelta(hours=1),
+            rolls_back=first,
+        )
     )
     assert rollback.rolls_back == first
     assert store.get(first).rolled_back_by is None  # type: ignore[union-attr]  # not yet

@@ -14,6 +14,7 @@ from bot.core.errors import (
     ProviderTimeout,
     ProviderUnreachable,
 )
+from bot.core.steps import Steps
 from bot.providers.znyx import ZnyxPromote, ZnyxProvider
 from bot.sandbox.znyx import FakeZnyx
 from bot.web import WebServer
@@ -62,7 +63,9 @@ async def test_preview_and_promote(znyx: tuple[FakeZnyx, str]) -> None:
         "destination_id": prod_before.id,
         "destination_version": "1",
     }
-    outcome = await client.execute(STAGING, promoted_by="slack:U1", expect=preview.expect)
+    outcome = await client.execute(
+        STAGING, promoted_by="slack:U1", expect=preview.expect, steps=Steps.in_memory()
+    )
     assert outcome.state == "succeeded"
     assert outcome.headline == "guardrails bundle v2 is active in prod"
     prod = fake.active("proj-guardrails", "prod")
@@ -70,7 +73,9 @@ async def test_preview_and_promote(znyx: tuple[FakeZnyx, str]) -> None:
     assert {f.label: f.value for f in outcome.facts}["Bundle"] == prod.id
     again = await client.preview(STAGING)  # the same policies would only make a new version
     assert again.refusal is not None and "prod already runs this policy hash" in again.refusal
-    replay = await client.execute(STAGING, promoted_by="slack:U1", expect=preview.expect)
+    replay = await client.execute(
+        STAGING, promoted_by="slack:U1", expect=preview.expect, steps=Steps.in_memory()
+    )
     assert replay.state == "failed" and "nothing was changed, request again" in replay.headline
     assert "prod's active bundle was v1 · sha256:000000000000" in replay.headline
     assert len(fake.promote_calls) == 1  # neither was sent
@@ -81,7 +86,7 @@ async def test_wrong_token_is_401_and_never_echoed(znyx: tuple[FakeZnyx, str]) -
     _, url = znyx
     client = _client(url, token="stolen-or-expired-token")
     with pytest.raises(ProviderAuthError) as caught:
-        await client.promote(STAGING, "x")
+        await client.promote(STAGING, "x", Steps.in_memory())
     assert "rejected the bot's credentials (ZNYX_TOKEN)" in caught.value.message
     assert "Not authenticated" in caught.value.message
     assert "stolen-or-expired-token" not in caught.value.message
@@ -92,7 +97,7 @@ async def test_token_without_scope_is_403(znyx: tuple[FakeZnyx, str]) -> None:
     fake, url = znyx
     client = _client(url, token="znyx-read-only")
     with pytest.raises(ProviderAuthError) as caught:
-        await client.promote(STAGING, "x")
+        await client.promote(STAGING, "x", Steps.in_memory())
     assert "lack the `bundle:publish` scope" in caught.value.message
     assert "Insufficient scope" in caught.value.message
     assert fake.active("proj-guardrails", "prod").version == 1  # type: ignore[union-attr]
@@ -105,7 +110,7 @@ async def test_422_lists_what_was_invalid(znyx: tuple[FakeZnyx, str]) -> None:
     fake.fail_next(422, detail)
     client = _client(url)
     with pytest.raises(ProviderRejected) as caught:
-        await client.promote(STAGING, "x")
+        await client.promote(STAGING, "x", Steps.in_memory())
     assert caught.value.status == 422
     assert "rejected the request as invalid (HTTP 422: body.promoted_by: String too long)" in (
         caught.value.message
@@ -120,7 +125,7 @@ async def test_5xx_on_promote_is_not_retried_and_its_fate_is_unknown(
     fake.fail_next(503, "upstream unavailable")
     client = _client(url)
     with pytest.raises(ProviderServerError) as caught:
-        await client.promote(STAGING, "x")
+        await client.promote(STAGING, "x", Steps.in_memory())
     assert caught.value.fate == "unknown" and "upstream unavailable" in caught.value.message
     assert len(fake.promote_calls) == 1
     await client.aclose()
@@ -131,7 +136,7 @@ async def test_timeout_after_sending_is_unknown(znyx: tuple[FakeZnyx, str]) -> N
     fake.promote_delay = 1.0
     client = _client(url, timeout=0.2)
     with pytest.raises(ProviderTimeout) as caught:
-        await client.promote(STAGING, "x")
+        await client.promote(STAGING, "x", Steps.in_memory())
     assert caught.value.fate == "unknown" and "did not answer within 0.2 s" in caught.value.message
     assert len(fake.promote_calls) == 1
     await client.aclose()
@@ -142,7 +147,7 @@ async def test_unreachable_is_certainly_failed() -> None:
         url = server.url  # a port that was just closed again
     client = _client(url)
     with pytest.raises(ProviderUnreachable) as caught:
-        await client.promote(STAGING, "x")
+        await client.promote(STAGING, "x", Steps.in_memory())
     assert caught.value.fate == "failed" and "could not be reached" in caught.value.message
     await client.aclose()
 
@@ -161,7 +166,7 @@ async def test_ids_cannot_leave_their_path_segment(znyx: tuple[FakeZnyx, str]) -
     tricky = STAGING.model_copy(update={"project_id": "../proj-guardrails"})
     client = _client(url)
     with pytest.raises(ProviderRejected):
-        await client.promote(tricky, "x")
+        await client.promote(tricky, "x", Steps.in_memory())
     assert fake.promote_calls[-1].path.startswith("/v1/orgs/org-test/projects/")
     assert fake.active("proj-guardrails", "prod").version == 1  # type: ignore[union-attr]
     await client.aclose()

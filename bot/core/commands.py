@@ -45,8 +45,19 @@ class UsageError(Exception):
 
 
 @dataclass(frozen=True)
-class Help:
-    pass
+class Bare:
+    """A command of one word: `help`, `pending`, `locks`."""
+
+
+@dataclass(frozen=True)
+class OnRequest:
+    """A command about one request by its number: `status 12`, `cancel 12`, `rollback 12`."""
+
+    request_id: int
+
+
+class Help(Bare):
+    """What the caller may do."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +66,8 @@ class Promote:
     emergency: str | None = None  # break-glass: passes locks and freezes, needs one more approval
 
 
-@dataclass(frozen=True)
-class Status:
-    request_id: int
+class Status(OnRequest):
+    """A request's state, approvals and timeline."""
 
 
 @dataclass(frozen=True)
@@ -65,30 +75,26 @@ class History:
     target: str | None = None
 
 
-@dataclass(frozen=True)
-class Cancel:
-    request_id: int
+class Cancel(OnRequest):
+    """Cancel an open request."""
 
 
-@dataclass(frozen=True)
-class Rollback:
-    request_id: int  # the succeeded request to undo
+class Pending(Bare):
+    """The open requests the caller may act on."""
 
 
-@dataclass(frozen=True)
-class Pending:
-    pass
-
-
-@dataclass(frozen=True)
-class Locks:
-    pass
+class Rollback(OnRequest):
+    """Undo a succeeded promotion (`request_id`) with a new request."""
 
 
 @dataclass(frozen=True)
 class Lock:
     pattern: str
     reason: str
+
+
+class Locks(Bare):
+    """The locks and freezes now."""
 
 
 @dataclass(frozen=True)

@@ -1,164 +1,25 @@
-"""What holds a target back: locks people set and freeze windows from the config. Pure.
-
-Patterns are the same target patterns as policies (`<provider>:*:prod`, `<provider>:*`),
-matched with fnmatch. Window arithmetic works in the freeze's own time zone (zoneinfo), so a weekly
-"Fri 16:00 - Mon 08:00" stays at 16:00 local time across a daylight-saving change; every
-comparison is made in UTC, never on wall-clock times.
-"""
+"""What holds a target back now: locks people set (`/promote lock`, in the store, shared by
+every process) and the config's freeze windows; setting and lifting locks; and keeping what
+open release messages show about them true as windows open and close."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from fnmatch import fnmatchcase
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_WEEKLY = re.compile(
-    r"^\s*([A-Za-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})\s*-\s*([A-Za-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})\s*$"
-)
+from bot.core import authz, render, texts
+from bot.core.audit import Audit
+from bot.core.commands import Lock as LockCommand
+from bot.core.commands import Unlock
+from bot.core.context import Context
+from bot.core.freezes import Freeze, fmt
+from bot.core.model import Lock, Reply, Request, Scope, State
 
-
-@dataclass(frozen=True)
-class Lock:
-    """A lock someone set with `/promote lock`: nothing matching `pattern` may be promoted."""
-
-    pattern: str
-    reason: str
-    by: str
-    at: datetime
-
-
-@dataclass(frozen=True)
-class Weekly:
-    """A window every week, from (weekday, time) to (weekday, time), local to its zone."""
-
-    start_day: int  # 0 = Monday
-    start: time
-    end_day: int
-    end: time
-
-    def __str__(self) -> str:
-        return (
-            f"{DAYS[self.start_day].title()} {self.start:%H:%M} - "
-            f"{DAYS[self.end_day].title()} {self.end:%H:%M}"
-        )
-
-
-def parse_weekly(text: str) -> Weekly:
-    """`"Fri 16:00 - Mon 08:00"` → `Weekly`, or ValueError saying what is wrong."""
-    match = _WEEKLY.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a weekly window like 'Fri 16:00 - Mon 08:00'")
-    d1, h1, m1, d2, h2, m2 = match.groups()
-    days = []
-    for day in (d1, d2):
-        if day.lower() not in DAYS:
-            raise ValueError(f"{day!r} is not a day (use {', '.join(d.title() for d in DAYS)})")
-        days.append(DAYS.index(day.lower()))
-    try:
-        start, end = time(int(h1), int(m1)), time(int(h2), int(m2))
-    except ValueError:
-        raise ValueError(f"{text!r} has a time that is not HH:MM (00:00 to 23:59)") from None
-    if days[0] == days[1] and start == end:
-        raise ValueError(f"{text!r} starts and ends at the same moment")
-    return Weekly(days[0], start, days[1], end)
-
-
-@dataclass(frozen=True)
-class Window:
-    """One occurrence of a freeze, as instants (UTC)."""
-
-    start: datetime
-    end: datetime
-
-
-@dataclass(frozen=True)
-class Freeze:
-    """A freeze window from the config: dated (`start`/`until`, local times) or `weekly`."""
-
-    name: str  # how people and errors refer to it: "freeze 1 (Year-end freeze)"
-    targets: tuple[str, ...]
-    reason: str
-    timezone: str
-    start: datetime | None = None  # naive, local to `timezone`
-    until: datetime | None = None
-    weekly: Weekly | None = None
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    def applies_to(self, target: str) -> bool:
-        return any(fnmatchcase(target, p) for p in self.targets)
-
-    def window_at(self, now: datetime) -> Window | None:
-        """The occurrence of this freeze that `now` falls in, if any."""
-        now = now.astimezone(UTC)
-        if self.weekly is None:
-            window = self.dated_window()
-            return window if window.start <= now < window.end else None
-        start = self._last_weekly_start(now)
-        end = self._weekly_end(start)
-        return Window(start, end) if now < end else None
-
-    def next_start(self, now: datetime) -> datetime | None:
-        """When this freeze next starts after `now` (UTC); None if it never will."""
-        now = now.astimezone(UTC)
-        if self.weekly is None:
-            window = self.dated_window()
-            return window.start if window.start > now else None
-        return self._weekly_at(self._last_weekly_start(now), 7)
-
-    def describe(self) -> str:
-        """ "Year-end freeze (2026-12-20 00:00 – 2027-01-04 08:00 Europe/Berlin)"."""
-        if self.weekly is not None:
-            when = f"every {self.weekly} {self.timezone}"
-        else:
-            assert self.start is not None and self.until is not None
-            when = f"{self.start:%Y-%m-%d %H:%M} – {self.until:%Y-%m-%d %H:%M} {self.timezone}"
-        return f"{self.reason} ({when})"
-
-    # --- arithmetic --------------------------------------------------------------------
-
-    def _local(self, day: date, at: time) -> datetime:
-        """The instant (UTC) of a local date and time; in a DST gap, the later side of it."""
-        return datetime.combine(day, at, tzinfo=self.zone).astimezone(UTC)
-
-    def dated_window(self) -> Window:
-        """The window of a dated freeze, as instants."""
-        assert self.start is not None and self.until is not None
-        zone = self.zone
-        start = self.start.replace(tzinfo=zone).astimezone(UTC)
-        return Window(start, self.until.replace(tzinfo=zone).astimezone(UTC))
-
-    def _last_weekly_start(self, now: datetime) -> datetime:
-        """The latest weekly start at or before `now` (UTC)."""
-        assert self.weekly is not None
-        today = now.astimezone(self.zone).date()
-        back = (today.weekday() - self.weekly.start_day) % 7
-        start = self._local(today - timedelta(days=back), self.weekly.start)
-        return start if start <= now else self._weekly_at(start, -7)
-
-    def _weekly_at(self, start: datetime, days: int) -> datetime:
-        """The weekly start `days` days (local calendar days) from the start `start`."""
-        assert self.weekly is not None
-        day = start.astimezone(self.zone).date() + timedelta(days=days)
-        return self._local(day, self.weekly.start)
-
-    def _weekly_end(self, start: datetime) -> datetime:
-        """The first weekly end after `start`."""
-        assert self.weekly is not None
-        first = start.astimezone(self.zone).date()
-        for ahead in range(8):
-            day = first + timedelta(days=ahead)
-            if day.weekday() == self.weekly.end_day:
-                end = self._local(day, self.weekly.end)
-                if end > start:
-                    return end
-        raise AssertionError("a weekly window always ends within 8 days")  # pragma: no cover
+if TYPE_CHECKING:
+    from bot.core.delivery import Delivery
 
 
 @dataclass(frozen=True)
@@ -172,7 +33,7 @@ class Hold:
 def holds_on(
     target: str, locks: Iterable[Lock], freezes: Sequence[Freeze], now: datetime
 ) -> list[Hold]:
-    """Every lock and running freeze that covers `target` at `now`."""
+    """Every lock and running freeze that covers `target` at `now`. Pure."""
     found = [
         Hold(
             "lock",
@@ -190,24 +51,117 @@ def holds_on(
     return found
 
 
-def running(freezes: Sequence[Freeze], now: datetime) -> list[tuple[Freeze, Window]]:
-    """The freezes in force at `now`, with the window each is in."""
-    out = []
-    for freeze in freezes:
-        window = freeze.window_at(now)
-        if window is not None:
-            out.append((freeze, window))
-    return out
+def holds_now(ctx: Context, target: str) -> list[Hold]:
+    """The locks and running freezes on `target` now."""
+    return holds_on(target, ctx.store.locks(), ctx.rules.freezes, ctx.clock())
 
 
-def next_freeze(freezes: Sequence[Freeze], now: datetime) -> tuple[Freeze, datetime] | None:
-    """The freeze that starts next after `now`, and when."""
-    upcoming = [(f, at) for f in freezes if (at := f.next_start(now)) is not None]
-    return min(upcoming, key=lambda pair: pair[1]) if upcoming else None
+def hold_texts(ctx: Context, request: Request) -> tuple[str, ...]:
+    """What `request`'s release message shows of them (while it is open)."""
+    if not request.state.is_open:
+        return ()
+    return tuple(h.text for h in holds_now(ctx, request.action.target))
 
 
-def fmt(at: datetime, freeze: Freeze | None = None) -> str:
-    """A moment for people: in the freeze's zone when there is one, else UTC."""
-    if freeze is None:
-        return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-    return f"{at.astimezone(freeze.zone):%a %Y-%m-%d %H:%M} {freeze.timezone}"
+def held_text(what: str, on_hold: list[Hold]) -> str:
+    lines = [f"{what}:", *(f"• {h.text}" for h in on_hold)]
+    lines.append(
+        "In an emergency, ask with `--emergency <why>` at the end: it needs one more approval."
+    )
+    return "\n".join(lines)
+
+
+def _on_messages(shown: int) -> str:
+    if not shown:
+        return ""
+    return (
+        f" {shown} open request{'s' if shown != 1 else ''} now show{'s' if shown == 1 else ''} it."
+    )
+
+
+class Holds:
+    def __init__(self, ctx: Context, audit: Audit, delivery: Delivery) -> None:
+        self.ctx = ctx
+        self.audit = audit
+        self.delivery = delivery
+        self._shown: dict[int, tuple[str, ...]] = {}  # what the last look saw, per request
+
+    def on(self, target: str) -> list[Hold]:
+        return holds_now(self.ctx, target)
+
+    def stopping(self, request: Request, doing: str) -> Reply | None:
+        """The refusal when a lock or a freeze stops `request` now (never for an emergency)."""
+        if request.emergency:
+            return None
+        on_hold = self.on(request.action.target)
+        if not on_hold:
+            return None
+        return Reply(held_text(f"#{request.id} can't be {doing} now", on_hold))
+
+    def lock_scopes(self, pattern: str) -> tuple[list[str], frozenset[Scope]]:
+        """The targets of this config `pattern` matches, and the scopes that lock them."""
+        head = pattern.split(":", 1)[0]
+        providers = [p for p in self.ctx.rules.providers.values() if fnmatchcase(p.name, head)]
+        targets = [t for p in providers for t in p.targets() if fnmatchcase(t, pattern)]
+        matched = [p for p in providers if any(fnmatchcase(t, pattern) for t in p.targets())]
+        return targets, frozenset(f.scope for p in matched or providers for f in p.forms if f.scope)
+
+    def may_lock(self, user: str, command: LockCommand | Unlock) -> Reply | None:
+        """Whoever holds the scopes of the targets a pattern covers may lock and unlock it."""
+        rules = self.ctx.rules
+        targets, scopes = self.lock_scopes(command.pattern)
+        if isinstance(command, LockCommand) and not targets:
+            every = [t for p in rules.providers.values() for t in p.targets()]
+            shown = ", ".join(every[:6]) + (", …" if len(every) > 6 else "")
+            return Reply(
+                f"`{command.pattern}` matches no target of this bot (its targets: "
+                f"{shown or 'none'}), so there is nothing to lock."
+            )
+        verb = "lock" if isinstance(command, LockCommand) else "unlock"
+        for scope in sorted(scopes):
+            decision = authz.can_request(rules.role_map, user, scope)
+            if not decision:
+                return Reply(decision.reason.replace("request this", f"{verb} this"))
+        return None
+
+    async def lock(self, user: str, pattern: str, reason: str) -> Reply:
+        """Lock every target `pattern` matches, for every process, until someone unlocks it."""
+        lock = Lock(pattern=pattern, reason=reason, by=user, at=self.ctx.clock())
+        existing = self.ctx.store.add_lock(lock)
+        if existing is not None:
+            return Reply(
+                f"`{pattern}` is already locked by {texts.user(existing.by)} since "
+                f"{fmt(existing.at)}: {existing.reason}"
+            )
+        self.audit.record(None, user, "locked", pattern, reason)
+        shown = await self.delivery.redraw(lambda r: fnmatchcase(r.action.target, pattern))
+        return Reply(f"🔒 Locked `{pattern}`: {reason}.{_on_messages(shown)}")
+
+    async def unlock(self, user: str, pattern: str) -> Reply:
+        lifted = self.ctx.store.remove_lock(pattern)
+        if lifted is None:
+            current = ", ".join(f"`{lock.pattern}`" for lock in self.ctx.store.locks()) or "none"
+            return Reply(f"There is no lock on `{pattern}` (locks now: {current}).")
+        self.audit.record(
+            None, user, "unlocked", pattern, f"locked by {lifted.by}: {lifted.reason}"
+        )
+        shown = await self.delivery.redraw(lambda r: fnmatchcase(r.action.target, pattern))
+        return Reply(f"🔓 Unlocked `{pattern}`.{_on_messages(shown)}")
+
+    def view(self) -> render.HoldsView:
+        """Locks and freezes in force, and the next freeze (`/promote locks`, the App Home)."""
+        return render.holds_view(self.ctx.store.locks(), self.ctx.rules.freezes, self.ctx.clock())
+
+    async def redraw_changed(self) -> None:
+        """A freeze window that began or ended changes what open release messages must show
+        (nothing in the store changed, so no version was bumped): redraw those."""
+        open_ids = set()
+        for request in self.ctx.store.in_states([State.PENDING, State.APPROVED]):
+            open_ids.add(request.id)
+            now = hold_texts(self.ctx, request)
+            if self._shown.get(request.id, now) != now:
+                self.ctx.store.touch_message(request.id)
+                await self.delivery.converge(request.id)
+            self._shown[request.id] = now
+        for gone in set(self._shown) - open_ids:
+            del self._shown[gone]

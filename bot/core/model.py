@@ -5,6 +5,7 @@ Actions are declared by the provider modules; the core knows them only through `
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
@@ -182,6 +183,51 @@ class Request(BaseModel):
     @property
     def approvers(self) -> list[str]:
         return [a.user for a in self.approvals]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A short answer shown only to the person who acted."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    """A request about to be recorded (pending): what the store is given to create it."""
+
+    action: Action
+    requester: str
+    channel: str
+    preview: Preview | None
+    created_at: datetime
+    expires_at: datetime
+    rolls_back: int | None = None  # the succeeded request this one undoes, if a rollback
+    emergency: str | None = None  # break-glass: why it may pass a lock or a freeze
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A lock someone set with `/promote lock`: nothing matching `pattern` may be promoted."""
+
+    pattern: str
+    reason: str
+    by: str
+    at: datetime
+
+
+class StepRecord(BaseModel):
+    """One write of an execution, as its journal keeps it: marked `sent_at` before the write
+    went out, `done_at` with what the provider answered (`result`) once it did."""
+
+    name: str
+    sent_at: datetime
+    done_at: datetime | None = None
+    result: dict[str, Any] = {}
+
+    @property
+    def done(self) -> bool:
+        return self.done_at is not None
 
 
 class AuditEntry(BaseModel):

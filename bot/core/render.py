@@ -1,7 +1,8 @@
-"""From requests and outcomes to neutral views and texts that every transport can show.
+"""What a release message shows, and the lists and tabs made of them: neutral views of the
+core's data that every transport renders its own way (Block Kit, a terminal). Pure.
 
-Text uses a small markup both Slack and a terminal read well: `code`, *bold*. User ids stay
-ids in views; each transport decides how to show a person.
+Text in views uses the core's small markup (bot/core/markup.py); user ids stay ids, and each
+transport decides how to show a person.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from datetime import datetime
 
 from bot.core import authz
 from bot.core.authz import RoleMap, WhoCanApprove
-from bot.core.commands import USAGE, UsageError, usage
-from bot.core.holds import Freeze, Lock, fmt, next_freeze, running
-from bot.core.model import BOT_ACTOR, AuditEntry, Fact, Outcome, Request, State
+from bot.core.freezes import Freeze, fmt, next_freeze, running
+from bot.core.markup import user
+from bot.core.model import AuditEntry, Fact, Lock, Outcome, Request, State
 from bot.core.policy import Policy, describe
-from bot.core.rules import CommandForm, Rules
 
 _STATUS = {
     State.PENDING: "⏳ Waiting for approval",
@@ -124,122 +124,6 @@ def request_view(
     )
 
 
-def usage_error(error: UsageError) -> str:
-    text = error.message
-    if error.usage:
-        forms = "\n".join(f"`{line}`" for line in error.usage.splitlines())
-        text += f"\nUsage:\n{forms}"
-    return text
-
-
-_CORE_FORMS: list[tuple[str, str]] = [
-    ("status", "a request's state, approvals and timeline"),
-    ("history", "the last 20 events, for one target if given"),
-    ("cancel", "cancel a pending request (yours, or one you could approve)"),
-    ("rollback", "undo a succeeded promotion: a new request that restores what it replaced"),
-    ("pending", "the open requests you may act on, oldest first"),
-    ("locks", "current locks and freezes, and the next freeze"),
-    ("lock", "lock targets you hold the scope for (add --emergency <why> to a request to pass)"),
-    ("unlock", "lift a lock"),
-]
-
-
-def help_text(rules: Rules, user: str) -> str:
-    """What `user` may do, as the role map stands now."""
-    role_map = rules.role_map
-    scopes = role_map.scopes_of(user)
-    lines = ["*promote-bot* — promote releases, with approvals and an audit trail."]
-    forms: list[CommandForm] = []
-    notes: list[str] = []
-    for provider in rules.providers.values():
-        mine = [f for f in provider.forms if f.scope in scopes]
-        forms += mine
-        note = provider.help_line() if mine else None
-        if note:
-            notes.append(note)
-    if scopes:
-        forms += [CommandForm(None, usage(key, rules), what) for key, what in _CORE_FORMS]
-    forms.append(CommandForm(None, USAGE["help"], "this help"))
-    lines += [f"• `{form.usage}` — {form.what}" for form in forms]
-    lines += notes
-    roles = ", ".join(role_map.roles_of(user)) or "none"
-    if not scopes:
-        lines.append("You have no role that lets you request or approve promotions.")
-    lines.append(f"Your roles: {roles}.")
-    return "\n".join(lines)
-
-
-def fmt_time(at: datetime) -> str:
-    return f"{at:%Y-%m-%d %H:%M} UTC"
-
-
-def user(user_id: str) -> str:
-    """A reference to a person in reply texts; transports show it their own way."""
-    return "the bot" if user_id == BOT_ACTOR else f"<@{user_id}>"
-
-
-def group(group_id: str) -> str:
-    """A reference to a Slack user group in reply texts."""
-    return f"<!subteam^{group_id}>"
-
-
-def who_can_approve_text(who: WhoCanApprove) -> str:
-    """ "<!subteam^S1>" or "<@U1>, <@U2> and 3 more", in the small markup of reply texts."""
-    if who.groups:
-        return " or ".join(group(g) for g in who.groups)
-    text = ", ".join(user(u) for u in who.people)
-    return text + (f" and {who.more} more" if who.more else "")
-
-
-def status_text(
-    request: Request,
-    policy: Policy,
-    timeline: list[AuditEntry],
-    role_map: RoleMap | None = None,
-) -> str:
-    """`/promote status`: state, approvals, policy, timeline (oldest first), outcome."""
-    view = request_view(request, policy, role_map)
-    approvers = ", ".join(user(u) for u in view.approvers) or "none yet"
-    if view.discounted:
-        approvers += " (no longer counting: " + ", ".join(user(u) for u in view.discounted) + ")"
-    lines = [
-        f"*#{request.id} {view.title}* — {view.status}",
-        f"Target `{view.target}` · requested by {user(request.requester)} · approvals: {approvers}",
-        f"Policy: {view.policy}",
-    ]
-    if view.link:
-        lines.append(view.link)
-    if view.can_approve:
-        lines.append(f"Can approve: {who_can_approve_text(view.can_approve)}")
-    lines.append("Timeline:")
-    for entry in reversed(timeline):
-        detail = f" — {entry.detail}" if entry.detail else ""
-        lines.append(f"• {fmt_time(entry.at)} {entry.event} by {user(entry.actor)}{detail}")
-    if request.outcome is not None:
-        lines += [f"• {f.label}: `{f.value}`" for f in request.outcome.facts]
-        if request.outcome.check:
-            lines.append(f"What to check: {request.outcome.check}")
-    return "\n".join(lines)
-
-
-def event_line(e: AuditEntry) -> str:
-    """One audit entry on one line."""
-    ref = f"#{e.request_id} " if e.request_id is not None else ""
-    where = f" `{e.target}`" if e.target else ""
-    detail = f" — {e.detail}" if e.detail else ""
-    return f"{fmt_time(e.at)} {ref}{e.event}{where} by {user(e.actor)}{detail}"
-
-
-def history_text(entries: list[AuditEntry], target: str | None) -> str:
-    """`/promote history`: the newest audit entries, newest first."""
-    scope = f" for `{target}`" if target else ""
-    if not entries:
-        return f"No history{scope} yet."
-    lines = [f"*Last {len(entries)} events{scope}* (newest first):"]
-    lines += [f"• {event_line(e)}" for e in entries]
-    return "\n".join(lines)
-
-
 # --- what is pending, what holds, the home tab ------------------------------------------------
 
 
@@ -272,18 +156,6 @@ def listed(request: Request, view: RequestView, link: str | None) -> ListedReque
     )
 
 
-def listed_line(item: ListedRequest) -> str:
-    """ "#3 guardrails … — ⏳ Waiting (0 of 1) · asked by <@U1> 2026-… · <link|open>"."""
-    ref = f"<{item.link}|#{item.request_id}>" if item.link else f"#{item.request_id}"
-    line = f"{ref} {item.title} — {item.status} · asked by {user(item.requester)}"
-    line += f" {fmt_time(item.created_at)}"
-    if item.emergency:
-        line += f" · 🚨 {item.emergency}"
-    if item.held:
-        line += " · 🔒 held"
-    return line
-
-
 @dataclass(frozen=True)
 class HoldsView:
     """Locks and freezes in force, and the next freeze to start."""
@@ -310,26 +182,6 @@ def holds_view(locks: Sequence[Lock], freezes: Sequence[Freeze], now: datetime) 
         targets = ", ".join(f"`{t}`" for t in freeze.targets)
         next_line = f"{freeze.reason} on {targets}, from {fmt(start, freeze)}"
     return HoldsView(lock_lines, freeze_lines, next_line)
-
-
-def locks_text(view: HoldsView) -> str:
-    """`/promote locks`."""
-    lines = ["*Locks*"] + [f"• {line}" for line in view.locks or ("none",)]
-    lines += ["*Freezes now*"] + [f"• {line}" for line in view.freezes or ("none",)]
-    lines.append(f"*Next freeze*: {view.next_freeze or 'none configured ahead'}")
-    return "\n".join(lines)
-
-
-def pending_text(items: Sequence[ListedRequest]) -> str:
-    """`/promote pending`: the open requests the caller may act on, oldest first."""
-    if not items:
-        return "Nothing is waiting for you: no open request you could approve, reject or cancel."
-    lines = [
-        f"*{len(items)} open request{'s' if len(items) != 1 else ''} you may act on* "
-        "(oldest first):"
-    ]
-    lines += [f"• {listed_line(item)}" for item in items]
-    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.core.authz import RoleMap
-from bot.core.holds import Freeze
-from bot.core.model import Action, Outcome, Scope
+from bot.core.freezes import Freeze
+from bot.core.model import Action, Outcome, Request, Scope
 from bot.core.policy import Policy, policy_for
 
 
@@ -66,6 +66,12 @@ class Rules:
         if action.undoing is not None and policy.rollback_approvals is not None:
             policy = policy.model_copy(update={"approvals": policy.rollback_approvals})
         return policy
+
+    def policy_of(self, request: Request) -> Policy:
+        """The policy `request` is held to: its target's, with one approval more for an
+        emergency."""
+        policy = self.policy(request.action)
+        return policy.for_emergency() if request.emergency else policy
 
     def provider(self, name: str) -> ProviderRules | None:
         return self.providers.get(name)

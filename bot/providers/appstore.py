@@ -38,6 +38,7 @@ from bot.core.model import (
     unclear,
 )
 from bot.core.rules import CommandForm
+from bot.core.steps import Steps
 from bot.providers.http import (
     DEFAULT_TIMEOUT,
     HTTPProvider,
@@ -523,10 +524,10 @@ class AppStoreProvider(HTTPProvider):
     # --- execution -----------------------------------------------------------------------
 
     async def execute(
-        self, action: BuildAction, *, promoted_by: str, expect: Mapping[str, str]
+        self, action: BuildAction, *, promoted_by: str, expect: Mapping[str, str], steps: Steps
     ) -> Outcome:
         if isinstance(action, AppStoreDetach):
-            return await self._execute_detach(action, expect)
+            return await self._execute_detach(action, expect, steps)
         try:
             build = await self.build(action)
             before = (
@@ -542,14 +543,15 @@ class AppStoreProvider(HTTPProvider):
         if moved is not None:
             return moved
         if isinstance(action, AppStoreAttach):
-            outcome = await self._attach(action, before.describe() if before else "no build")
+            replaced = before.describe() if before else "no build"
+            outcome = await self._attach(action, replaced, steps)
             return outcome.model_copy(
                 update={
                     "before": _attached_record(before),
                     "installed": {"attached": action.build_id or "", "number": build.number},
                 }
             )
-        outcome = await self._modify_build(action)
+        outcome = await self._modify_build(action, steps)
         if isinstance(action, AppStoreEncryption):
             declared = "non-exempt" if action.uses_non_exempt_encryption else "exempt"
             outcome = outcome.model_copy(
@@ -560,14 +562,15 @@ class AppStoreProvider(HTTPProvider):
             )
         return outcome
 
-    async def _attach(self, action: AppStoreAttach, replaced: str) -> Outcome:
+    async def _attach(self, action: AppStoreAttach, replaced: str, steps: Steps) -> Outcome:
         assert action.version_id and action.build_id
         body = {"data": {"type": "builds", "id": action.build_id}}
         try:
-            await self.http.call(
+            await self.http.write(
+                steps,
+                "attach",
                 "PATCH",
                 f"v1/appStoreVersions/{segment(action.version_id)}/relationships/build",
-                idempotent=False,
                 json=body,
                 explain={
                     404: f"{LABEL} has no version {action.version_id} or build {action.build_id}",
@@ -626,7 +629,9 @@ class AppStoreProvider(HTTPProvider):
             f"{action.version} in App Store Connect before asking again.",
         )
 
-    async def _modify_build(self, action: AppStoreExpire | AppStoreEncryption) -> Outcome:
+    async def _modify_build(
+        self, action: AppStoreExpire | AppStoreEncryption, steps: Steps
+    ) -> Outcome:
         assert action.build_id
         if isinstance(action, AppStoreExpire):
             field, wanted, done = "expired", True, "is expired"
@@ -639,10 +644,11 @@ class AppStoreProvider(HTTPProvider):
         resource: Resource | None = None
         note = ""
         try:
-            response = await self.http.call(
+            response = await self.http.write(
+                steps,
+                field,
                 "PATCH",
                 path,
-                idempotent=False,
                 json=body,
                 explain={404: f"{LABEL} has no build {action.build_id}", **_EXPLAIN_WRITE},
             )
@@ -706,7 +712,9 @@ class AppStoreProvider(HTTPProvider):
         expect = _expected_attached(current)
         return Preview(facts=facts, expect=expect)
 
-    async def _execute_detach(self, action: AppStoreDetach, expect: Mapping[str, str]) -> Outcome:
+    async def _execute_detach(
+        self, action: AppStoreDetach, expect: Mapping[str, str], steps: Steps
+    ) -> Outcome:
         try:
             before = await self.attached(action.version_id)
         except ProviderError as exc:
@@ -719,10 +727,11 @@ class AppStoreProvider(HTTPProvider):
                 f"the build attached to {action.app} {action.version}", then, before.describe()
             )
         try:
-            await self.http.call(
+            await self.http.write(
+                steps,
+                "detach",
                 "PATCH",
                 f"v1/appStoreVersions/{segment(action.version_id)}/relationships/build",
-                idempotent=False,
                 json={"data": None},
                 explain={404: f"{LABEL} has no version {action.version_id}", **_EXPLAIN_WRITE},
             )
@@ -756,7 +765,7 @@ class AppStoreProvider(HTTPProvider):
         )
 
     async def observe(
-        self, action: BuildAction, *, promoted_by: str, expect: Mapping[str, str]
+        self, action: BuildAction, *, promoted_by: str, expect: Mapping[str, str], steps: Steps
     ) -> Outcome | None:
         """Read the version's build, or the build, and compare with what it was before."""
         if isinstance(action, AppStoreDetach):

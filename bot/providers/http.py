@@ -34,6 +34,7 @@ from bot.core.errors import (
     ProviderUnreachable,
 )
 from bot.core.redact import redact
+from bot.core.steps import Steps
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,31 @@ class ProviderHTTP:
                 continue
             raise self.error(response, explain or {})
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def write(
+        self,
+        steps: Steps,
+        step: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        explain: Mapping[int, str] | None = None,
+    ) -> httpx.Response:
+        """A write, as step `step` of the request's journal (bot/core/steps.py): marked before
+        it is sent, sent once (never retried once it may have arrived), and its answer
+        recorded; a step the journal shows answered is not sent again, its answer stands."""
+
+        async def send() -> dict[str, Any]:
+            response = await self.call(method, path, idempotent=False, json=json, explain=explain)
+            return {"status": response.status_code, "body": response.text}
+
+        answer = await steps.write(step, send, provider=self.name)
+        return httpx.Response(
+            int(answer["status"]),
+            text=str(answer.get("body") or ""),
+            headers={"Content-Type": "application/json"},
+        )
 
     def error(self, response: httpx.Response, explain: Mapping[int, str]) -> ProviderError:
         """The one mapping from an HTTP error response to an exception with plain words."""

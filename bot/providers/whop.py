@@ -35,6 +35,7 @@ from bot.core.model import (
     unclear,
 )
 from bot.core.rules import CommandForm
+from bot.core.steps import Steps
 from bot.providers.http import BearerProvider, segment
 from bot.providers.spec import ProviderSettings, ProviderSpec, Section, aliases
 
@@ -286,7 +287,7 @@ class WhopProvider(BearerProvider):
         )
 
     async def execute(
-        self, action: WhopPromote, *, promoted_by: str, expect: Mapping[str, str]
+        self, action: WhopPromote, *, promoted_by: str, expect: Mapping[str, str], steps: Steps
     ) -> Outcome:
         try:
             build = await self.build(action.build_id)
@@ -303,10 +304,11 @@ class WhopProvider(BearerProvider):
                 replaced or "none",
             )
         bid = action.build_id
-        response = await self.http.call(
+        response = await self.http.write(
+            steps,
+            "promote",
             "POST",
             f"app_builds/{segment(bid)}/promote",
-            idempotent=False,
             explain={
                 400: f"Whop refused to promote {bid}",
                 404: f"Whop has no app build {bid}",
@@ -340,7 +342,7 @@ class WhopProvider(BearerProvider):
         )
 
     async def observe(
-        self, action: WhopPromote, *, promoted_by: str, expect: Mapping[str, str]
+        self, action: WhopPromote, *, promoted_by: str, expect: Mapping[str, str], steps: Steps
     ) -> Outcome:
         build = await self.build(action.build_id)
         facts = [Fact(label="Build", value=build.id), Fact(label="Platform", value=build.platform)]

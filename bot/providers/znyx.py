@@ -36,6 +36,7 @@ from bot.core.model import (
     unclear,
 )
 from bot.core.rules import CommandForm
+from bot.core.steps import Steps
 from bot.providers.http import BearerProvider, segment, unreadable
 from bot.providers.spec import ProviderSettings, ProviderSpec, Section, aliases
 
@@ -388,23 +389,24 @@ class ZnyxProvider(BearerProvider):
         return None, current
 
     async def execute(
-        self, action: ZnyxAction, *, promoted_by: str, expect: Mapping[str, str]
+        self, action: ZnyxAction, *, promoted_by: str, expect: Mapping[str, str], steps: Steps
     ) -> Outcome:
         if isinstance(action, ZnyxActivate):
-            return await self._execute_activate(action, expect)
+            return await self._execute_activate(action, expect, steps)
         moved, current = await self._moved(action, expect)
         if moved is not None:
             return moved
-        outcome = await self.promote(action, promoted_by)
+        outcome = await self.promote(action, promoted_by, steps)
         return outcome.model_copy(update={"before": _record(action.target_env, current)})
 
-    async def promote(self, action: ZnyxPromote, promoted_by: str) -> Outcome:
+    async def promote(self, action: ZnyxPromote, promoted_by: str, steps: Steps) -> Outcome:
         """The write itself: Znyx copies the source's active bundle into the next stage."""
         src, dst = action.source_env, action.target_env
-        response = await self.http.call(
+        response = await self.http.write(
+            steps,
+            "promote",
             "POST",
             self._env_path(action, src) + "/promote",
-            idempotent=False,
             json={"promoted_by": promoted_by},
             explain={
                 400: f"Znyx has no stage after {src} for {action.project} (does {dst} exist?)",
@@ -467,7 +469,9 @@ class ZnyxProvider(BearerProvider):
         expect = {"destination": _now(current), "destination_id": current.id if current else ""}
         return Preview(facts=facts, warnings=warnings, expect=expect)
 
-    async def _execute_activate(self, action: ZnyxActivate, expect: Mapping[str, str]) -> Outcome:
+    async def _execute_activate(
+        self, action: ZnyxActivate, expect: Mapping[str, str], steps: Steps
+    ) -> Outcome:
         env, n = action.env, action.version
         try:
             bundles = await self.bundles(action, env)
@@ -486,10 +490,11 @@ class ZnyxProvider(BearerProvider):
             return not_sent(f"{action.project} has no bundle v{n} in {env} any more")
         if chosen.is_active:
             return not_sent(f"v{n} is already the active bundle of {env}")
-        response = await self.http.call(
+        response = await self.http.write(
+            steps,
+            "activate",
             "POST",
             self._env_path(action, env) + f"/bundles/{n}/activate",
-            idempotent=False,
             explain={404: f"Znyx has no bundle v{n} in {env} of {action.project}"},
         )
         try:
@@ -521,7 +526,7 @@ class ZnyxProvider(BearerProvider):
         )
 
     async def observe(
-        self, action: ZnyxAction, *, promoted_by: str, expect: Mapping[str, str]
+        self, action: ZnyxAction, *, promoted_by: str, expect: Mapping[str, str], steps: Steps
     ) -> Outcome:
         """Compare the destination with what it showed before the write: a newer active
         version with the source's policy hash means it was done. Znyx's list need not echo

@@ -13,7 +13,7 @@ import functools
 import json
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -23,15 +23,16 @@ from psycopg import errors, sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
-from bot.core.holds import Lock
 from bot.core.model import (
-    Action,
     Approval,
     AuditEntry,
+    Lock,
+    NewRequest,
     Outcome,
     Preview,
     Request,
     State,
+    StepRecord,
     action_from_json,
 )
 from bot.core.ports import OpenRequestExists, StoreError
@@ -148,6 +149,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         "ALTER TABLE requests ADD COLUMN thread_until TIMESTAMPTZ;"
         " UPDATE requests SET thread_until = now() + interval '60 seconds'"
         " WHERE thread_posted = 2",
+    ),
+    # The journal of each execution's writes (bot/core/steps.py).
+    (
+        3,
+        "CREATE TABLE IF NOT EXISTS steps (request_id BIGINT NOT NULL REFERENCES requests (id),"
+        " name TEXT NOT NULL, sent_at TIMESTAMPTZ NOT NULL, done_at TIMESTAMPTZ, result TEXT,"
+        " seq BIGINT GENERATED ALWAYS AS IDENTITY, PRIMARY KEY (request_id, name))",
     ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -384,24 +392,12 @@ class PostgresStore:
 
     # --- requests ------------------------------------------------------------------------
 
-    def create_request(
-        self,
-        action: Action,
-        *,
-        requester: str,
-        channel: str,
-        preview: Preview | None,
-        created_at: datetime,
-        expires_at: datetime,
-        rolls_back: int | None = None,
-        emergency: str | None = None,
-    ) -> Request:
+    def create_request(self, new: NewRequest) -> Request:
         # INSERT ... SELECT ... WHERE NOT EXISTS takes no id when the thing is held, so request
         # numbers stay consecutive; the unique index still decides a race.
+        action = new.action
         for _ in range(3):  # the holder may end between our INSERT and our look at it
-            rows = self._insert_request(
-                action, requester, channel, preview, created_at, expires_at, rolls_back, emergency
-            )
+            rows = self._insert_request(new)
             if rows:
                 request = self.get(rows[0]["id"])
                 assert request is not None
@@ -411,17 +407,7 @@ class PostgresStore:
                 raise OpenRequestExists(existing.id)
         raise StoreError(f"the {where(self.url)} kept refusing a request for {action.target}")
 
-    def _insert_request(
-        self,
-        action: Action,
-        requester: str,
-        channel: str,
-        preview: Preview | None,
-        created_at: datetime,
-        expires_at: datetime,
-        rolls_back: int | None,
-        emergency: str | None,
-    ) -> list[dict[str, Any]]:
+    def _insert_request(self, new: NewRequest) -> list[dict[str, Any]]:
         try:
             return self._rows(
                 "INSERT INTO requests (target, thing, action, requester, channel, state,"
@@ -433,17 +419,17 @@ class PostgresStore:
                 f" WHERE thing = %(thing)s::text AND state IN ({_OPEN_SQL}))"
                 " RETURNING id",
                 {
-                    "target": action.target,
-                    "thing": action.thing,
-                    "action": action.model_dump_json(),
-                    "requester": requester,
-                    "channel": channel,
+                    "target": new.action.target,
+                    "thing": new.action.thing,
+                    "action": new.action.model_dump_json(),
+                    "requester": new.requester,
+                    "channel": new.channel,
                     "state": State.PENDING.value,
-                    "preview": preview.model_dump_json() if preview else None,
-                    "created": created_at,
-                    "expires": expires_at,
-                    "rolls_back": rolls_back,
-                    "emergency": emergency,
+                    "preview": new.preview.model_dump_json() if new.preview else None,
+                    "created": new.created_at,
+                    "expires": new.expires_at,
+                    "rolls_back": new.rolls_back,
+                    "emergency": new.emergency,
                 },  # type: ignore[arg-type]
             )
         except errors.UniqueViolation as exc:
@@ -779,6 +765,45 @@ class PostgresStore:
                 event=r["event"],
                 target=r["target"],
                 detail=r["detail"],
+            )
+            for r in rows
+        ]
+
+    # --- execution steps -----------------------------------------------------------------
+
+    def step_sent(self, request_id: int, name: str, at: datetime) -> bool:
+        """Mark a step sent before its write goes out; False if it is marked already."""
+        rows = self._rows(
+            "INSERT INTO steps (request_id, name, sent_at) VALUES (%s, %s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING name",
+            [request_id, name, at],
+        )
+        return bool(rows)
+
+    def step_done(
+        self, request_id: int, name: str, result: Mapping[str, Any], at: datetime
+    ) -> None:
+        self._execute(
+            "UPDATE steps SET done_at = %s, result = %s WHERE request_id = %s AND name = %s",
+            [at, json.dumps(dict(result)), request_id, name],
+        )
+
+    def step_unsent(self, request_id: int, name: str) -> None:
+        self._execute(
+            "DELETE FROM steps WHERE request_id = %s AND name = %s AND done_at IS NULL",
+            [request_id, name],
+        )
+
+    def steps(self, request_id: int) -> list[StepRecord]:
+        rows = self._rows(
+            "SELECT * FROM steps WHERE request_id = %s ORDER BY sent_at, seq", [request_id]
+        )
+        return [
+            StepRecord(
+                name=r["name"],
+                sent_at=r["sent_at"],
+                done_at=r["done_at"],
+                result=json.loads(r["result"]) if r["result"] else {},
             )
             for r in rows
         ]

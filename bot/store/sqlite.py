@@ -10,22 +10,23 @@ import functools
 import json
 import secrets
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import sqlite_utils
 
-from bot.core.holds import Lock
 from bot.core.model import (
-    Action,
     Approval,
     AuditEntry,
+    Lock,
+    NewRequest,
     Outcome,
     Preview,
     Request,
     State,
+    StepRecord,
     action_from_json,
 )
 from bot.core.ports import OpenRequestExists, StoreError
@@ -49,6 +50,16 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "ALTER TABLE requests ADD COLUMN thread_until TEXT",
             "UPDATE requests SET thread_until ="
             " strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', '+60 seconds') WHERE thread_posted = 2",
+        ),
+    ),
+    # The journal of each execution's writes (bot/core/steps.py).
+    (
+        4,
+        (
+            "CREATE TABLE IF NOT EXISTS steps"
+            " (request_id INTEGER NOT NULL REFERENCES requests (id), name TEXT NOT NULL,"
+            " sent_at TEXT NOT NULL, done_at TEXT, result TEXT,"
+            " PRIMARY KEY (request_id, name))",
         ),
     ),
 ]
@@ -312,18 +323,8 @@ class SqliteStore:
 
     # --- requests ------------------------------------------------------------------------
 
-    def create_request(
-        self,
-        action: Action,
-        *,
-        requester: str,
-        channel: str,
-        preview: Preview | None,
-        created_at: datetime,
-        expires_at: datetime,
-        rolls_back: int | None = None,
-        emergency: str | None = None,
-    ) -> Request:
+    def create_request(self, new: NewRequest) -> Request:
+        action = new.action
         try:
             with self.db.conn:
                 cursor = self.db.execute(
@@ -334,15 +335,15 @@ class SqliteStore:
                         action.target,
                         action.thing,
                         action.model_dump_json(),
-                        requester,
-                        channel,
+                        new.requester,
+                        new.channel,
                         State.PENDING.value,
-                        preview.model_dump_json() if preview else None,
-                        created_at.astimezone(UTC).isoformat(),
-                        created_at.astimezone(UTC).isoformat(),
-                        expires_at.astimezone(UTC).isoformat(),
-                        rolls_back,
-                        emergency,
+                        new.preview.model_dump_json() if new.preview else None,
+                        _utc(new.created_at),
+                        _utc(new.created_at),
+                        _utc(new.expires_at),
+                        new.rolls_back,
+                        new.emergency,
                     ],
                 )
         except sqlite3.IntegrityError:
@@ -726,6 +727,47 @@ class SqliteStore:
                 event=r["event"],
                 target=r["target"],
                 detail=r["detail"],
+            )
+            for r in rows
+        ]
+
+    # --- execution steps -----------------------------------------------------------------
+
+    def step_sent(self, request_id: int, name: str, at: datetime) -> bool:
+        """Mark a step sent before its write goes out; False if it is marked already."""
+        with self.db.conn:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO steps (request_id, name, sent_at) VALUES (?, ?, ?)",
+                [request_id, name, _utc(at)],
+            )
+        return cursor.rowcount == 1
+
+    def step_done(
+        self, request_id: int, name: str, result: Mapping[str, Any], at: datetime
+    ) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE steps SET done_at = ?, result = ? WHERE request_id = ? AND name = ?",
+                [_utc(at), json.dumps(dict(result)), request_id, name],
+            )
+
+    def step_unsent(self, request_id: int, name: str) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "DELETE FROM steps WHERE request_id = ? AND name = ? AND done_at IS NULL",
+                [request_id, name],
+            )
+
+    def steps(self, request_id: int) -> list[StepRecord]:
+        rows = self._rows(
+            "SELECT * FROM steps WHERE request_id = ? ORDER BY sent_at, rowid", [request_id]
+        )
+        return [
+            StepRecord(
+                name=r["name"],
+                sent_at=datetime.fromisoformat(r["sent_at"]),
+                done_at=datetime.fromisoformat(r["done_at"]) if r["done_at"] else None,
+                result=json.loads(r["result"]) if r["result"] else {},
             )
             for r in rows
         ]

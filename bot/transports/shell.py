@@ -15,8 +15,10 @@ from datetime import datetime
 from typing import TextIO
 
 from bot.core.authz import WhoCanApprove
-from bot.core.render import RequestView, help_text
-from bot.core.workflow import Reply, Workflow
+from bot.core.model import Reply
+from bot.core.render import RequestView
+from bot.core.texts import help_text
+from bot.core.workflow import Workflow
 
 CHANNEL = "shell"
 _MENTION = re.compile(r"<@([A-Za-z0-9_]+)>")

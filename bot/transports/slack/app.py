@@ -28,8 +28,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import ConfigError
+from bot.core.model import Reply
 from bot.core.ports import StoreError
-from bot.core.workflow import Reply, Workflow
+from bot.core.workflow import Workflow
 from bot.transports.slack.blocks import APPROVE, REJECT, ROLLBACK
 from bot.transports.slack.home import register_home
 from bot.transports.slack.inbox import Inbox, click_payload, store_trouble, tell

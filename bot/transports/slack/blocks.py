@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from bot.core.authz import WhoCanApprove
+from bot.core.markup import user, who_can_approve_text
 from bot.core.model import State
-from bot.core.render import HomeView, ListedRequest, RequestView, event_line
+from bot.core.render import HomeView, ListedRequest, RequestView
+from bot.core.texts import event_line
 
 APPROVE = "promote_approve"
 REJECT = "promote_reject"
@@ -18,22 +19,6 @@ _HEADER_LIMIT = 150
 def escape(text: str) -> str:
     """Slack's three control characters, so provider text can't ping or link anyone."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def mention(user: str) -> str:
-    return f"<@{user}>"
-
-
-def group_mention(group: str) -> str:
-    return f"<!subteam^{group}>"
-
-
-def who_can_approve(who: WhoCanApprove) -> str:
-    """The user groups that may approve, by mention, or else up to five people."""
-    if who.groups:
-        return " or ".join(group_mention(g) for g in who.groups)
-    people = ", ".join(mention(u) for u in who.people)
-    return people + (f" and {who.more} more" if who.more else "")
 
 
 def _cut(text: str, limit: int) -> str:
@@ -72,14 +57,14 @@ def rollback_button(view: RequestView) -> dict:
 
 def release_message(view: RequestView) -> list[dict]:
     """The release message: what, who, the policy, what changes, and the buttons while open."""
-    people = [f"Requested by {mention(view.requester)}"]
+    people = [f"Requested by {user(view.requester)}"]
     if view.approvers:
-        people.append("approved by " + ", ".join(mention(u) for u in view.approvers))
+        people.append("approved by " + ", ".join(user(u) for u in view.approvers))
     if view.discounted:
-        people.append("no longer counting: " + ", ".join(mention(u) for u in view.discounted))
+        people.append("no longer counting: " + ", ".join(user(u) for u in view.discounted))
     if view.decided_by and view.state in (State.REJECTED, State.CANCELLED):
-        people.append(f"{view.state.value} by {mention(view.decided_by)}")
-    who = f"\nCan approve: {who_can_approve(view.can_approve)}" if view.can_approve else ""
+        people.append(f"{view.state.value} by {user(view.decided_by)}")
+    who = f"\nCan approve: {who_can_approve_text(view.can_approve)}" if view.can_approve else ""
     if view.link:
         who += f"\n{view.link}"
     blocks: list[dict] = [
@@ -168,13 +153,13 @@ def thread_reply(view: RequestView) -> tuple[str, list[dict]]:
         lines += [f"• {escape(f.label)}: `{escape(f.value)}`" for f in outcome.facts]
         if view.approvers:
             lines.append(
-                f"Requested by {mention(view.requester)}, approved by "
-                + ", ".join(mention(u) for u in view.approvers)
+                f"Requested by {user(view.requester)}, approved by "
+                + ", ".join(user(u) for u in view.approvers)
             )
         if outcome.check:
             lines.append(f"What to check: {escape(outcome.check)}")
     else:
-        who = f" by {mention(view.decided_by)}" if view.decided_by else ""
+        who = f" by {user(view.decided_by)}" if view.decided_by else ""
         lines = [f"*{escape(view.status)}*{who}"]
     if view.rolls_back is not None:
         lines.append(f"↩️ Rolls back #{view.rolls_back}")
@@ -193,7 +178,7 @@ _HOME_BLOCKS = 100  # Slack's limit for a home tab
 def _listed(item: ListedRequest) -> str:
     ref = f"<{item.link}|#{item.request_id}>" if item.link else f"#{item.request_id}"
     line = f"{ref} *{escape(item.title)}* — {escape(item.status)}\n"
-    line += f"`{escape(item.target)}` · asked by {mention(item.requester)}"
+    line += f"`{escape(item.target)}` · asked by {user(item.requester)}"
     if item.emergency:
         line += f" · 🚨 {escape(item.emergency)}"
     if item.held:

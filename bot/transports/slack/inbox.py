@@ -18,8 +18,9 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncRespond
 
+from bot.core.model import Reply
 from bot.core.ports import StoreError
-from bot.core.workflow import Reply, Workflow
+from bot.core.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class Inbox:
         payload = item["payload"]
         respond = respond or AsyncRespond(response_url=payload.get("response_url"))
         try:
-            async with wf.renewing(lambda until: wf.store.inbox_renew(key, wf.owner, until)):
+            with wf.leases.hold(lambda until: wf.store.inbox_renew(key, wf.owner, until)):
                 if item["attempts"] > MAX_ATTEMPTS:
                     log.error("gave up on %s %s after %s attempts", item["kind"], key, MAX_ATTEMPTS)
                     reply = Reply("promote-bot could not handle this; it is logged.")

@@ -1,0 +1,256 @@
+"""Executing a request exactly once, and resolving one whose process is gone.
+
+The move to `executing` is the compare-and-set that makes a promotion run once however many
+clicks, replicas or redeliveries ask for it. The provider's writes go through the request's
+journal of steps (bot/core/steps.py). A process that stops mid-way leaves a lease that lapses;
+`recover` then decides the outcome by reading the provider, never by writing blindly again:
+a multi-step action carries on from its last recorded step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+
+from bot.core.audit import Audit
+from bot.core.context import Context
+from bot.core.delivery import Delivery
+from bot.core.errors import ProviderError
+from bot.core.holds import Holds
+from bot.core.inflight import Leases
+from bot.core.model import BOT_ACTOR, Outcome, Reply, Request, State
+from bot.core.states import OUTCOME_EVENT, Event, destination, sources
+from bot.core.steps import Steps
+
+log = logging.getLogger(__name__)
+
+READ_DEADLINE = timedelta(seconds=30)  # for the read that decides an interrupted execution
+# How long a provider write cut off by a shutdown may still land: longer than its HTTP timeout.
+WRITE_SETTLES = timedelta(seconds=30)
+
+
+def promoted_by(request: Request, installation: str) -> str:
+    """Who the provider is told did it; unique per request and bot database (two bots may share
+    a provider), so a read after a restart can find it and never takes another's for it."""
+    return f"slack:{request.requester} via promote-bot #{request.id} ({installation})"
+
+
+def move(
+    ctx: Context,
+    request_id: int,
+    event: Event,
+    *,
+    by: str | None = None,
+    outcome: Outcome | None = None,
+) -> bool:
+    """The compare-and-set for `event`, as the state table defines it; a claim takes the
+    lease on the request for this process."""
+    now = ctx.clock()
+    lease = (ctx.owner, now + ctx.lease) if event is Event.CLAIM else None
+    return ctx.store.transition(
+        request_id,
+        sources(event),
+        destination(event),
+        at=now,
+        by=by,
+        outcome=outcome,
+        lease=lease,
+    )
+
+
+def _outcome_of_error(exc: ProviderError) -> Outcome:
+    if exc.fate == "unknown":
+        return Outcome(
+            state="unknown",
+            headline=exc.message,
+            check=f"Check in {exc.provider} whether the promotion happened before asking again.",
+        )
+    return Outcome(state="failed", headline=exc.message)
+
+
+class Execution:
+    def __init__(
+        self, ctx: Context, audit: Audit, holds: Holds, delivery: Delivery, leases: Leases
+    ) -> None:
+        self.ctx, self.audit, self.holds = ctx, audit, holds
+        self.delivery, self.leases = delivery, leases
+
+    async def execute(self, request_id: int, user: str) -> Reply | None:
+        """Claim the request (compare-and-set to `executing`) and call the provider once.
+
+        A lock or a freeze that came after the last approval still stops it (it stays open
+        with its approvals: an approval after the lock is lifted runs it)."""
+        ctx = self.ctx
+        before = ctx.store.get(request_id)
+        if before is not None and before.state.is_open:
+            held = self.holds.stopping(before, "run")
+            if held:
+                self.audit.record(request_id, BOT_ACTOR, "held", before.action.target, held.text)
+                await self.delivery.touch(request_id)
+                return Reply(
+                    held.text + "\nIts approvals are kept: approve it again once nothing holds it."
+                )
+            if before.emergency:
+                passes = "; ".join(h.text for h in self.holds.on(before.action.target))
+                if passes:
+                    self.audit.record(
+                        request_id,
+                        BOT_ACTOR,
+                        "🚨 emergency passes",
+                        before.action.target,
+                        f"{before.emergency} (passes: {passes})",
+                    )
+        if not move(ctx, request_id, Event.CLAIM):
+            current = ctx.store.get(request_id)
+            state = current.state.value if current else "gone"
+            return Reply(f"Request #{request_id} is already {state}; it runs only once.")
+        request = ctx.store.get(request_id)
+        assert request is not None
+        action = request.action
+        self.audit.record(request_id, user, "executing", action.target)
+        # Show "promoting now" while the provider works, not before it starts.
+        showing = asyncio.create_task(self.delivery.converge(request_id))
+
+        def renew(until: datetime) -> bool:
+            return ctx.store.renew(request_id, ctx.owner, until)
+
+        steps = Steps(ctx.store, request_id, ctx.clock)
+        try:
+            with self.leases.hold(renew):
+                async with asyncio.timeout(ctx.deadline.total_seconds()):
+                    provider = ctx.providers[action.provider]
+                    expect = request.preview.expect if request.preview else {}
+                    if not expect:  # asked before the bot recorded what it would replace
+                        raise ProviderError(
+                            action.provider,
+                            "not sent: this request was made before the bot recorded what it "
+                            "would replace, so it can't check that nothing moved since; "
+                            "request again",
+                        )
+                    outcome = await provider.execute(
+                        action,
+                        promoted_by=promoted_by(request, ctx.store.installation),
+                        expect=expect,
+                        steps=steps,
+                    )
+        except ProviderError as exc:
+            outcome = _outcome_of_error(exc)
+        except asyncio.CancelledError:  # shutting down past its deadline: nothing is known
+            # A write cut off now may still land at the provider: a recovery reads only once
+            # that can no longer happen, so it never takes an in-flight write for "not done".
+            with contextlib.suppress(Exception):
+                renew(ctx.clock() + WRITE_SETTLES)
+            showing.cancel()
+            raise
+        except TimeoutError:  # the provider kept the bot waiting: decide by reading, once
+            seconds = int(ctx.deadline.total_seconds())
+            with self.leases.hold(renew):
+                outcome = await self._read_outcome(request, f"the promotion took over {seconds} s")
+            if outcome.state == "failed":  # the write may still be on its way: don't say no
+                outcome = outcome.model_copy(
+                    update={
+                        "state": "unknown",
+                        "check": f"The call was cut off after {seconds} s and may still take "
+                        f"effect: check {action.provider} before asking again.",
+                    }
+                )
+        except Exception:  # a bug after the call may have been sent: never guess
+            log.exception("promotion #%s ended in an unexpected error", request_id)
+            outcome = Outcome(
+                state="unknown",
+                headline="the bot hit an internal error while promoting",
+                check=f"Check {action.provider} to see whether {action.title} happened.",
+            )
+        if move(ctx, request_id, OUTCOME_EVENT[outcome.state], outcome=outcome):
+            event = outcome.state
+        elif outcome.state == "succeeded" and move(ctx, request_id, Event.CORRECT, outcome=outcome):
+            # Resolved by a recovery while this process still waited (it had stalled past its
+            # lease): the provider's own answer is the truth, and the message shows it.
+            log.warning("promotion #%s succeeded after a recovery had decided it", request_id)
+            event = "corrected: succeeded"
+        else:  # held past the lease and resolved by a recovery meanwhile: keep the truth too
+            log.warning("promotion #%s ended after it had been recovered", request_id)
+            event = f"late outcome: {outcome.state}"
+        self.audit.record(request_id, BOT_ACTOR, event, action.target, outcome.headline)
+        await showing  # the final update must come after the "promoting now" one
+        await self.delivery.converge(request_id)
+        await self._rolled_back(request_id)
+        return None
+
+    async def recover(self) -> int:
+        """Resolve requests whose executing process is gone (its lease lapsed), by reading
+        the provider and comparing with what the request recorded before the write. A
+        promotion is never sent again; what can't be told apart becomes `unknown`."""
+        ctx = self.ctx
+        now = ctx.clock()
+        resolved = 0
+        for request in ctx.store.lapsed(now, unleased_before=now - ctx.lease):
+            until = now + ctx.lease
+            if not ctx.store.take_over(
+                request.id, ctx.owner, now, until, unleased_before=now - ctx.lease
+            ):
+                continue  # another process took it first
+            outcome = await self._read_outcome(request, "the bot stopped while promoting")
+            resolved += await self._conclude(request, outcome, "recovered: ")
+        return resolved
+
+    async def _read_outcome(self, request: Request, why: str) -> Outcome:
+        """Decide a request's outcome by reading the provider, never by writing again:
+        `succeeded` when it shows the change, `failed` when it shows exactly the state from
+        before the write, `unknown` otherwise or when the read fails."""
+        ctx = self.ctx
+        action = request.action
+        provider = ctx.providers.get(action.provider)
+        reason = f"{action.provider} is not configured"
+        outcome: Outcome | None = None
+        if provider is not None:
+            expect = request.preview.expect if request.preview else {}
+            try:
+                async with asyncio.timeout(READ_DEADLINE.total_seconds()):
+                    outcome = await provider.observe(
+                        action,
+                        promoted_by=promoted_by(request, ctx.store.installation),
+                        expect=expect,
+                        steps=Steps.load(ctx.store, request.id, ctx.clock),
+                    )
+                reason = f"{action.provider} has no way to read whether it happened"
+            except ProviderError as exc:
+                reason = f"reading {action.provider} failed: {exc.message}"
+            except TimeoutError:
+                reason = f"reading {action.provider} took longer than {READ_DEADLINE.seconds} s"
+        if outcome is None:
+            return Outcome(
+                state="unknown",
+                headline=f"{why}, and {reason}",
+                check=f"Check in {action.provider} whether {action.title} happened "
+                "before asking again.",
+            )
+        return outcome.model_copy(update={"headline": f"{outcome.headline} (read after {why})"})
+
+    async def _conclude(self, request: Request, outcome: Outcome, prefix: str = "") -> int:
+        """Record the outcome of an executing request and show it; 1 if this call did."""
+        if not move(self.ctx, request.id, OUTCOME_EVENT[outcome.state], outcome=outcome):
+            return 0
+        self.audit.record(
+            request.id, BOT_ACTOR, prefix + outcome.state, request.action.target, outcome.headline
+        )
+        await self.delivery.converge(request.id)
+        await self._rolled_back(request.id)
+        return 1
+
+    async def _rolled_back(self, request_id: int) -> None:
+        """When a rollback succeeded: record it against the request it undid, and show
+        "rolled back by #M" on that request's message."""
+        store = self.ctx.store
+        request = store.get(request_id)
+        if request is None or request.rolls_back is None or request.state is not State.SUCCEEDED:
+            return
+        undone = store.get(request.rolls_back)
+        if undone is None:
+            return
+        self.audit.record(
+            undone.id, BOT_ACTOR, "rolled back", undone.action.target, f"by #{request.id}"
+        )
+        await self.delivery.touch(undone.id)

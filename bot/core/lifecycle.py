@@ -1,0 +1,288 @@
+"""A request's life with people: asked for (a release message with its preview), approved,
+rejected, cancelled, expired, or undone by a rollback. Each change is the state table's
+compare-and-set, audited and shown; once a request has its approvals it is executed
+(bot/core/execution.py)."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.core import authz, markup
+from bot.core.audit import Audit
+from bot.core.context import Context
+from bot.core.delivery import Delivery
+from bot.core.errors import ProviderError
+from bot.core.execution import Execution, move
+from bot.core.holds import Holds, held_text
+from bot.core.model import BOT_ACTOR, Action, NewRequest, Preview, Reply, Request, State
+from bot.core.ports import ChatError, OpenRequestExists
+from bot.core.states import Event, sources
+
+log = logging.getLogger(__name__)
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        ctx: Context,
+        audit: Audit,
+        holds: Holds,
+        delivery: Delivery,
+        execution: Execution,
+    ) -> None:
+        self.ctx, self.audit, self.holds = ctx, audit, holds
+        self.delivery, self.execution = delivery, execution
+
+    # --- asking ------------------------------------------------------------------------
+
+    async def ask(
+        self,
+        user: str,
+        action: Action,
+        channel: str,
+        emergency: str | None = None,
+        *,
+        rolls_back: int | None = None,
+    ) -> Reply | None:
+        """Read the preview, record the request and post its release message. A lock or a
+        freeze on the target refuses it before anything is read, unless it is an `emergency`."""
+        ctx = self.ctx
+        provider = ctx.providers.get(action.provider)
+        if provider is None:
+            return Reply(f"{action.provider} is not configured on this bot.")
+        on_hold = self.holds.on(action.target)
+        if on_hold and not emergency:
+            detail = "; ".join(h.text for h in on_hold)
+            self.audit.record(None, user, "refused", action.target, detail)
+            return Reply(held_text(f"`{action.target}` can't be promoted now", on_hold))
+        busy = self._already_open(action)  # before reading the provider, when it can tell
+        if busy:
+            return busy
+        if emergency:
+            short = self._emergency_unreachable(user, action)
+            if short:
+                self.audit.record(None, user, "refused", action.target, short)
+                return Reply(short)
+        try:
+            preview = await provider.preview(action)
+        except ProviderError as exc:
+            # Without the provider's state the bot can't tell whether this may be promoted.
+            log.warning("preview of %s failed: %s", action.target, exc.message)
+            preview = Preview(refusal=f"{exc.message}. Nothing was posted.")
+        now = ctx.clock()
+        if preview.refusal:
+            self.audit.record(None, user, "refused", action.target, preview.refusal)
+            return Reply(preview.refusal)
+        action = preview.action or action  # what is approved is exactly what will run
+        preview = preview.model_copy(update={"action": None})
+        policy = ctx.rules.policy(action)
+        if emergency:
+            policy = policy.for_emergency()
+        new = NewRequest(
+            action=action,
+            requester=user,
+            channel=channel,
+            preview=preview,
+            created_at=now,
+            expires_at=now + policy.expires_after,
+            rolls_back=rolls_back,
+            emergency=emergency,
+        )
+        try:
+            request = ctx.store.create_request(new)
+        except OpenRequestExists as exc:
+            return self._already_open(action, exc.request_id) or Reply(
+                f"Request #{exc.request_id} is already open for this; nothing was posted."
+            )
+        what = action.title if rolls_back is None else f"rollback of #{rolls_back}: {action.title}"
+        self.audit.record(request.id, user, "requested", action.target, what)
+        if emergency:
+            passes = "; ".join(h.text for h in on_hold) or "nothing holds it now"
+            self.audit.record(
+                request.id, user, "🚨 emergency", action.target, f"{emergency} (passes: {passes})"
+            )
+        try:
+            await self.delivery.post(request)
+        except ChatError as exc:
+            move(ctx, request.id, Event.CANCEL, by=user)
+            self.audit.record(
+                request.id, user, "cancelled", action.target, f"could not post: {exc}"
+            )
+            return Reply(f"I couldn't post the release message here ({exc}), so nothing was done.")
+        if policy.approvals == 0:
+            return await self.execution.execute(request.id, user)
+        return None
+
+    async def rollback(
+        self, user: str, request_id: int, channel: str | None = None
+    ) -> Reply | None:
+        """Open a request that restores what succeeded request `request_id` replaced: its
+        provider turns it into the action that undoes it. Posted in `channel`, by default
+        beside the request it undoes; a request like any other from there on."""
+        undone = self.ctx.store.get(request_id)
+        if undone is None:
+            return Reply(f"There is no request #{request_id}.")
+        if undone.state is not State.SUCCEEDED or undone.outcome is None:
+            return Reply(
+                f"#{undone.id} is {undone.state.value}: only a succeeded promotion can be "
+                "rolled back."
+            )
+        if undone.rolled_back_by is not None:
+            return Reply(f"#{undone.id} was already rolled back by #{undone.rolled_back_by}.")
+        rules = self.ctx.rules
+        provider = rules.provider(undone.action.provider)
+        if provider is None:
+            return Reply(f"{undone.action.provider} is not configured on this bot.")
+        undo = provider.rollback(undone.action, undone.outcome)
+        if isinstance(undo, str):
+            return Reply(f"#{undone.id} can't be rolled back: {undo}")
+        decision = authz.can_request(rules.role_map, user, undo.scope)
+        if not decision:
+            return Reply(decision.reason)
+        return await self.ask(user, undo, channel or undone.channel, rolls_back=undone.id)
+
+    def _already_open(self, action: Action, request_id: int | None = None) -> Reply | None:
+        """The answer when a request for the same thing is open: one at a time per thing."""
+        store = self.ctx.store
+        if request_id is not None:
+            open_request = store.get(request_id)
+        elif action.thing is not None:
+            open_request = store.open_for(action.thing)
+        else:
+            return None
+        if open_request is None:
+            return None
+        how = (
+            f"cancel it with `/promote cancel {open_request.id}`"
+            if open_request.state.is_open
+            else "wait for it to end"
+        )
+        return Reply(
+            f"#{open_request.id} {open_request.action.title} is already open for this "
+            f"(asked by {markup.user(open_request.requester)}, {open_request.state.value}): "
+            f"{how}, or decide it, before asking again. Nothing was posted."
+        )
+
+    def _emergency_unreachable(self, user: str, action: Action) -> str | None:
+        """Why a break-glass request could never get its approvals, or None: it would only
+        sit there until it expires."""
+        rules = self.ctx.rules
+        policy = rules.policy(action).for_emergency()
+        possible = authz.approvers_possible(rules.role_map, policy, action.scope, user)
+        if possible is None or possible >= policy.approvals:
+            return None
+        return (
+            f"A break-glass request for `{action.target}` needs {policy.approvals} approvals, "
+            f"and only {possible} configured {'person' if possible == 1 else 'people'}"
+            f"{'' if policy.allow_self_approval else ' other than you'} could give them, so it"
+            " could never run: nothing was posted. Ask for "
+            "it without --emergency once the hold is lifted, or have `emergency_approvals` "
+            "set for this target in the config."
+        )
+
+    # --- deciding ----------------------------------------------------------------------
+
+    async def _open(self, request_id: int, verb: str) -> Request | Reply:
+        """The request, if it is still open; else why there is nothing to `verb` (one past
+        its expiry is expired now, so its message says so too)."""
+        request = self.ctx.store.get(request_id)
+        if request is None:
+            return Reply(f"There is no request #{request_id}.")
+        if request.state.is_open and self.ctx.clock() >= request.expires_at:
+            await self.expire_if_due(request_id)
+            return Reply(f"Request #{request_id} expired at {markup.fmt_time(request.expires_at)}.")
+        if not request.state.is_open:
+            return Reply(f"Request #{request_id} is {request.state.value}; nothing to {verb}.")
+        return request
+
+    async def approve(self, user: str, request_id: int) -> Reply | None:
+        request = await self._open(request_id, "approve")
+        if isinstance(request, Reply):
+            return request
+        ctx = self.ctx
+        rules = ctx.rules  # one click, one config, even if a reload lands meanwhile
+        policy = rules.policy_of(request)
+        decision = authz.can_approve(rules.role_map, policy, request, user)
+        target = request.action.target
+        if not decision:
+            self.audit.record(request.id, user, "approval refused", target, decision.reason)
+            return Reply(decision.reason)
+        held = self.holds.stopping(request, "approved")
+        if held:
+            self.audit.record(request.id, user, "approval refused", target, held.text)
+            return held
+        if not ctx.store.add_approval(request.id, user, ctx.clock()):
+            current = ctx.store.get(request.id)
+            if current is not None and not current.state.is_open:
+                return Reply(f"Request #{request.id} is {current.state.value}; nothing to approve.")
+            if current is not None and len(
+                authz.counted_approvers(rules.role_map, policy, current)
+            ) >= max(policy.approvals, 1):
+                # held when last approved; free now
+                return await self.execution.execute(request.id, user)
+            return Reply(f"You have already approved #{request.id}.")
+        self.audit.record(request.id, user, "approved", target)
+        request = ctx.store.get(request.id)
+        assert request is not None
+        counted = len(authz.counted_approvers(rules.role_map, policy, request))
+        if counted >= policy.approvals:
+            return await self.execution.execute(request.id, user)
+        await self.delivery.converge(request.id)
+        missing = policy.approvals - counted
+        return Reply(f"Approval recorded. #{request.id} needs {missing} more.")
+
+    async def reject(self, user: str, request_id: int) -> Reply | None:
+        request = await self._open(request_id, "reject")
+        if isinstance(request, Reply):
+            return request
+        rules = self.ctx.rules
+        policy = rules.policy(request.action)
+        decision = authz.can_decide(rules.role_map, policy, request, user)
+        target = request.action.target
+        if not decision:
+            self.audit.record(request.id, user, "rejection refused", target, decision.reason)
+            return Reply(decision.reason)
+        if not move(self.ctx, request.id, Event.REJECT, by=user):
+            return Reply(f"Request #{request.id} was decided a moment ago; nothing to reject.")
+        self.audit.record(request.id, user, "rejected", target)
+        await self.delivery.converge(request.id)
+        return None
+
+    async def cancel(self, user: str, request_id: int) -> Reply | None:
+        """The requester, or anyone holding the action's scope, may cancel while it is open."""
+        request = await self._open(request_id, "cancel")
+        if isinstance(request, Reply):
+            return request
+        if user != request.requester and not self.ctx.rules.role_map.has_scope(
+            user, request.action.scope
+        ):
+            return Reply(
+                f"Only the requester or someone holding `{request.action.scope}` may cancel "
+                f"#{request.id}."
+            )
+        if not move(self.ctx, request.id, Event.CANCEL, by=user):
+            return Reply(f"Request #{request.id} was decided a moment ago; nothing to cancel.")
+        self.audit.record(request.id, user, "cancelled", request.action.target)
+        await self.delivery.converge(request.id)
+        return Reply(f"Request #{request.id} is cancelled.")
+
+    # --- expiring ----------------------------------------------------------------------
+
+    async def expire_if_due(self, request_id: int) -> bool:
+        """Expire the request if it is open and past its expiry; True if this call did."""
+        ctx = self.ctx
+        request = ctx.store.get(request_id)
+        if request is None or not request.state.is_open or ctx.clock() < request.expires_at:
+            return False
+        if not move(ctx, request_id, Event.EXPIRE):
+            return False
+        self.audit.record(request_id, BOT_ACTOR, "expired", request.action.target)
+        await self.delivery.converge(request_id)
+        return True
+
+    async def expire_due(self) -> int:
+        """Expire every open request past its expiry and update its message; how many."""
+        expired = 0
+        for request in self.ctx.store.in_states(sources(Event.EXPIRE), expired_by=self.ctx.clock()):
+            expired += await self.expire_if_due(request.id)
+        return expired

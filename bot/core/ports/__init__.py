@@ -1,0 +1,32 @@
+"""The protocols the core drives: the providers, the store and the chat it posts to.
+
+One module each; everything is importable from `bot.core.ports` too."""
+
+from bot.core.ports.chat import Chat, ChatError
+from bot.core.ports.provider import Provider
+from bot.core.ports.store import (
+    AuditStore,
+    InboxStore,
+    LockStore,
+    MessageStore,
+    OpenRequestExists,
+    RequestStore,
+    StepStore,
+    Store,
+    StoreError,
+)
+
+__all__ = [
+    "AuditStore",
+    "Chat",
+    "ChatError",
+    "InboxStore",
+    "LockStore",
+    "MessageStore",
+    "OpenRequestExists",
+    "Provider",
+    "RequestStore",
+    "StepStore",
+    "Store",
+    "StoreError",
+]

@@ -1,0 +1,59 @@
+"""Where release messages live: Slack in production, the terminal in the shell."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from bot.core.render import RequestView
+
+
+class ChatError(Exception):
+    """The chat refused a post or an update, or could not be reached; the message says why.
+
+    `maybe_done`: the request may have reached the chat (a reset after sending, a timeout),
+    so a post must not simply be sent again. `retry_after`: seconds the chat asked to wait.
+    `gone`: the message or its channel is no more (deleted, archived): trying again can't help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        maybe_done: bool = False,
+        retry_after: float | None = None,
+        gone: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.maybe_done = maybe_done
+        self.retry_after = retry_after
+        self.gone = gone
+
+
+class Chat(Protocol):
+    """Release messages: posted, found again, updated, and their outcome in the thread."""
+
+    async def post_request(self, channel: str, view: RequestView, *, request_id: int) -> str:
+        """Post a release message; return its reference (Slack's `ts`)."""
+        ...
+
+    async def find_request(self, channel: str, request_id: int, since: datetime) -> str | None:
+        """The reference of a release message of `request_id` the chat shows, if any (after a
+        post whose answer was lost), looking at every message since `since` (when the request
+        was made); ChatError if there are more of those than the chat looks through."""
+        ...
+
+    async def update_request(self, channel: str, ts: str, view: RequestView) -> None: ...
+
+    async def post_in_thread(self, channel: str, ts: str, view: RequestView) -> None:
+        """Post the request's outcome (or the reason it ended) under its message."""
+        ...
+
+    async def find_outcome(self, channel: str, ts: str, request_id: int) -> bool:
+        """Whether the thread under message `ts` holds `request_id`'s outcome (after a post
+        whose answer was lost); False if the message or its thread is gone."""
+        ...
+
+    def link(self, channel: str, ts: str) -> str | None:
+        """A link to a release message, if the chat has such links (no I/O)."""
+        ...

@@ -1,0 +1,193 @@
+"""The store, split along the core's concerns: requests and their state, the messages that
+show them, acknowledged work (the inbox), locks, the audit log and execution steps. One
+backend implements them all (`Store`); each part of the core needs only its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from bot.core.model import AuditEntry, Lock, NewRequest, Outcome, Request, State, StepRecord
+
+
+class StoreError(Exception):
+    """The database can't be used (missing, read-only, full, not a database); the message
+    says so in plain words, naming the setting where that helps."""
+
+
+class OpenRequestExists(Exception):
+    """A request for the same thing is still open (pending, approved or executing)."""
+
+    def __init__(self, request_id: int) -> None:
+        super().__init__(f"request #{request_id} is open for the same thing")
+        self.request_id = request_id
+
+
+class RequestStore(Protocol):
+    """Requests, their approvals and their state; `transition` is the compare-and-set."""
+
+    # This database's own name (random, made once): what it writes to a provider is told apart
+    # from what another bot sharing that provider wrote.
+    installation: str
+
+    def create_request(self, new: NewRequest) -> Request:
+        """Record a pending request; `OpenRequestExists` if one is open for its thing."""
+        ...
+
+    def open_for(self, thing: str) -> Request | None:
+        """The open (pending, approved or executing) request for `thing`, if any."""
+        ...
+
+    def get(self, request_id: int) -> Request | None: ...
+
+    def in_states(
+        self, states: Sequence[State], *, expired_by: datetime | None = None
+    ) -> list[Request]: ...
+
+    def add_approval(self, request_id: int, user: str, at: datetime) -> bool:
+        """Record `user`'s approval if the request is open and they have not approved yet."""
+        ...
+
+    def transition(
+        self,
+        request_id: int,
+        from_states: Sequence[State],
+        to: State,
+        *,
+        at: datetime,
+        by: str | None = None,
+        outcome: Outcome | None = None,
+        lease: tuple[str, datetime] | None = None,
+    ) -> bool:
+        """Move to `to` only if the request is in one of `from_states`; True if it moved.
+        Moving to `executing` takes `lease` (owner, until); leaving it drops the lease."""
+        ...
+
+    def renew(self, request_id: int, owner: str, until: datetime) -> bool:
+        """Extend `owner`'s lease on an executing request; False if it is no longer theirs."""
+        ...
+
+    def lapsed(self, now: datetime, *, unleased_before: datetime) -> list[Request]:
+        """Executing requests whose lease ran out."""
+        ...
+
+    def take_over(
+        self, request_id: int, owner: str, now: datetime, until: datetime, unleased_before: datetime
+    ) -> bool:
+        """Take a lapsed lease (compare-and-set)."""
+        ...
+
+
+class MessageStore(Protocol):
+    """What Slack shows of each request: its release message (and copies), the version it
+    shows, retries after Slack failed, and the duty of the outcome's one thread reply."""
+
+    def set_message(self, request_id: int, ts: str, *, shown: int | None = None) -> None: ...
+
+    def add_copy(self, request_id: int, ts: str) -> bool: ...
+
+    def touch_message(self, request_id: int) -> None: ...
+
+    def messages_due(self, now: datetime) -> list[int]: ...
+
+    def message_shown(self, request_id: int, version: int, *, thread: bool = False) -> None: ...
+
+    def message_failed(self, request_id: int, next_try: Callable[[int], datetime]) -> int: ...
+
+    def claim_thread(
+        self, request_id: int, now: datetime, until: datetime
+    ) -> Literal["post", "check"] | None:
+        """Take the duty of the outcome's thread reply until `until` (compare-and-set): "post"
+        when it is owed, "check" when an earlier post may have reached Slack (its answer was
+        lost, or its process stopped) and its time to look has come; None otherwise."""
+        ...
+
+    def thread_uncertain(self, request_id: int, held_until: datetime, look_at: datetime) -> None:
+        """The reply may or may not have reached Slack: look for it from `look_at` on; only
+        while the claim that ran until `held_until` is still this caller's."""
+        ...
+
+    def release_thread(self, request_id: int, held_until: datetime) -> None:
+        """The reply certainly did not reach Slack: owed again (while the claim is ours)."""
+        ...
+
+
+class InboxStore(Protocol):
+    """Work acknowledged to Slack, recorded before the ack, done once under a lease."""
+
+    def inbox_put(self, key: str, kind: str, payload: dict[str, Any], at: datetime) -> bool:
+        """Record acknowledged work; False for a key seen before (a redelivery)."""
+        ...
+
+    def inbox_claim(
+        self, key: str, owner: str, now: datetime, until: datetime
+    ) -> dict[str, Any] | None:
+        """Take acknowledged work to do, if not done and nobody holds it."""
+        ...
+
+    def inbox_renew(self, key: str, owner: str, until: datetime) -> bool: ...
+
+    def inbox_done(self, key: str, at: datetime) -> None: ...
+
+    def inbox_waiting(self, now: datetime, *, received_before: datetime) -> list[str]:
+        """Keys of acknowledged work not done that nobody holds."""
+        ...
+
+    def forget_deliveries(self, now: datetime) -> int:
+        """Drop finished acknowledged work too old to be redelivered."""
+        ...
+
+
+class LockStore(Protocol):
+    """Locks people set, shared by every process using the store."""
+
+    def add_lock(self, lock: Lock) -> Lock | None:
+        """Store `lock`; None if stored, else the lock already set on that pattern."""
+        ...
+
+    def remove_lock(self, pattern: str) -> Lock | None:
+        """Lift the lock on exactly `pattern`; the lock lifted, or None if there was none."""
+        ...
+
+    def locks(self) -> list[Lock]: ...
+
+
+class AuditStore(Protocol):
+    """The append-only audit log."""
+
+    def audit(self, entry: AuditEntry) -> None: ...
+
+    def history(
+        self, target: str | None = None, limit: int = 20, *, request_id: int | None = None
+    ) -> list[AuditEntry]:
+        """Newest first."""
+        ...
+
+
+class StepStore(Protocol):
+    """The journal of each execution's writes (see `bot/core/steps.py`)."""
+
+    def step_sent(self, request_id: int, name: str, at: datetime) -> bool:
+        """Mark step `name` of the request as sent, before its write goes out (compare-and-
+        set); False if it is marked already, so no step is ever sent twice."""
+        ...
+
+    def step_done(
+        self, request_id: int, name: str, result: Mapping[str, Any], at: datetime
+    ) -> None:
+        """Record what the provider answered to step `name` (a JSON object)."""
+        ...
+
+    def step_unsent(self, request_id: int, name: str) -> None:
+        """Take back the mark of a step whose write certainly never reached the provider (it
+        was refused before sending, or answered "not done"): it may be sent again."""
+        ...
+
+    def steps(self, request_id: int) -> list[StepRecord]:
+        """The request's steps, in the order they were marked."""
+        ...
+
+
+class Store(RequestStore, MessageStore, InboxStore, LockStore, AuditStore, StepStore, Protocol):
+    """Everything the core keeps, in one database."""

@@ -1,0 +1,81 @@
+"""What people look at between decisions, read from the store: a request's status, the
+history, what is pending for someone, and their App Home. Nothing here changes anything."""
+
+from __future__ import annotations
+
+from bot.core import authz, render, texts
+from bot.core.context import Context
+from bot.core.delivery import Delivery
+from bot.core.holds import Holds
+from bot.core.model import Reply, Request, State
+
+HISTORY_LIMIT = 20
+HOME_EVENTS = 10
+
+
+class ReadModels:
+    def __init__(self, ctx: Context, delivery: Delivery, holds: Holds) -> None:
+        self.ctx = ctx
+        self.delivery = delivery
+        self.holds = holds
+
+    def status(self, request_id: int) -> Reply:
+        """`/promote status`: state, approvals, policy, timeline and outcome."""
+        store, rules = self.ctx.store, self.ctx.rules
+        request = store.get(request_id)
+        if request is None:
+            return Reply(f"There is no request #{request_id}.")
+        timeline = store.history(request_id=request.id, limit=100)
+        policy = rules.policy_of(request)
+        return Reply(texts.status_text(request, policy, timeline, rules.role_map))
+
+    def history(self, target: str | None) -> Reply:
+        entries = self.ctx.store.history(target=target, limit=HISTORY_LIMIT)
+        return Reply(texts.history_text(entries, target))
+
+    def locks(self) -> Reply:
+        return Reply(texts.locks_text(self.holds.view()))
+
+    def pending(self, user: str) -> list[render.ListedRequest]:
+        """The open requests `user` may act on (approve, reject or cancel), oldest first."""
+        ctx = self.ctx
+        rules = ctx.rules
+        mine = []
+        for request in ctx.store.in_states([State.PENDING, State.APPROVED]):
+            if ctx.clock() >= request.expires_at:
+                continue
+            policy = rules.policy_of(request)
+            if request.requester == user or authz.can_decide(rules.role_map, policy, request, user):
+                mine.append(self._listed(request))
+        return mine
+
+    def home(self, user: str) -> render.HomeView:
+        """What `user`'s App Home shows: requests waiting for their approval, their own open
+        requests, the locks and freezes, and the last events."""
+        ctx = self.ctx
+        rules = ctx.rules
+        waiting, mine = [], []
+        for request in ctx.store.in_states([State.PENDING]):
+            if ctx.clock() >= request.expires_at:
+                continue
+            policy = rules.policy_of(request)
+            if request.requester == user:
+                mine.append(self._listed(request))
+            if user not in request.approvers and authz.can_approve(
+                rules.role_map, policy, request, user
+            ):
+                waiting.append(self._listed(request))
+        # Events and holds are what `history` and `locks` show: only to people with a role.
+        insider = bool(rules.role_map.scopes_of(user))
+        return render.HomeView(
+            user=user,
+            waiting=tuple(waiting),
+            mine=tuple(mine),
+            holds=self.holds.view() if insider else render.holds_view([], (), ctx.clock()),
+            events=tuple(ctx.store.history(limit=HOME_EVENTS)) if insider else (),
+        )
+
+    def _listed(self, request: Request) -> render.ListedRequest:
+        ts = request.message_ts
+        link = self.ctx.chat.link(request.channel, ts) if ts else None
+        return render.listed(request, self.delivery.view(request), link)

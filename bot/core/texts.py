@@ -1,0 +1,141 @@
+"""The answers only the person who acted sees: help, usage errors, a request's status, the
+history, what is pending, the locks. Pure functions of the core's data, in its small markup
+(bot/core/markup.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.core.authz import RoleMap
+from bot.core.commands import USAGE, UsageError, usage
+from bot.core.markup import fmt_time, user, who_can_approve_text
+from bot.core.model import AuditEntry, Request
+from bot.core.policy import Policy
+from bot.core.render import HoldsView, ListedRequest, request_view
+from bot.core.rules import CommandForm, Rules
+
+
+def usage_error(error: UsageError) -> str:
+    text = error.message
+    if error.usage:
+        forms = "\n".join(f"`{line}`" for line in error.usage.splitlines())
+        text += f"\nUsage:\n{forms}"
+    return text
+
+
+_CORE_FORMS: list[tuple[str, str]] = [
+    ("status", "a request's state, approvals and timeline"),
+    ("history", "the last 20 events, for one target if given"),
+    ("cancel", "cancel a pending request (yours, or one you could approve)"),
+    ("rollback", "undo a succeeded promotion: a new request that restores what it replaced"),
+    ("pending", "the open requests you may act on, oldest first"),
+    ("locks", "current locks and freezes, and the next freeze"),
+    ("lock", "lock targets you hold the scope for (add --emergency <why> to a request to pass)"),
+    ("unlock", "lift a lock"),
+]
+
+
+def help_text(rules: Rules, user: str) -> str:
+    """What `user` may do, as the role map stands now."""
+    role_map = rules.role_map
+    scopes = role_map.scopes_of(user)
+    lines = ["*promote-bot* — promote releases, with approvals and an audit trail."]
+    forms: list[CommandForm] = []
+    notes: list[str] = []
+    for provider in rules.providers.values():
+        mine = [f for f in provider.forms if f.scope in scopes]
+        forms += mine
+        note = provider.help_line() if mine else None
+        if note:
+            notes.append(note)
+    if scopes:
+        forms += [CommandForm(None, usage(key, rules), what) for key, what in _CORE_FORMS]
+    forms.append(CommandForm(None, USAGE["help"], "this help"))
+    lines += [f"• `{form.usage}` — {form.what}" for form in forms]
+    lines += notes
+    roles = ", ".join(role_map.roles_of(user)) or "none"
+    if not scopes:
+        lines.append("You have no role that lets you request or approve promotions.")
+    lines.append(f"Your roles: {roles}.")
+    return "\n".join(lines)
+
+
+def status_text(
+    request: Request,
+    policy: Policy,
+    timeline: list[AuditEntry],
+    role_map: RoleMap | None = None,
+) -> str:
+    """`/promote status`: state, approvals, policy, timeline (oldest first), outcome."""
+    view = request_view(request, policy, role_map)
+    approvers = ", ".join(user(u) for u in view.approvers) or "none yet"
+    if view.discounted:
+        approvers += " (no longer counting: " + ", ".join(user(u) for u in view.discounted) + ")"
+    lines = [
+        f"*#{request.id} {view.title}* — {view.status}",
+        f"Target `{view.target}` · requested by {user(request.requester)} · approvals: {approvers}",
+        f"Policy: {view.policy}",
+    ]
+    if view.link:
+        lines.append(view.link)
+    if view.can_approve:
+        lines.append(f"Can approve: {who_can_approve_text(view.can_approve)}")
+    lines.append("Timeline:")
+    for entry in reversed(timeline):
+        detail = f" — {entry.detail}" if entry.detail else ""
+        lines.append(f"• {fmt_time(entry.at)} {entry.event} by {user(entry.actor)}{detail}")
+    if request.outcome is not None:
+        lines += [f"• {f.label}: `{f.value}`" for f in request.outcome.facts]
+        if request.outcome.check:
+            lines.append(f"What to check: {request.outcome.check}")
+    return "\n".join(lines)
+
+
+def event_line(e: AuditEntry) -> str:
+    """One audit entry on one line."""
+    ref = f"#{e.request_id} " if e.request_id is not None else ""
+    where = f" `{e.target}`" if e.target else ""
+    detail = f" — {e.detail}" if e.detail else ""
+    return f"{fmt_time(e.at)} {ref}{e.event}{where} by {user(e.actor)}{detail}"
+
+
+def history_text(entries: list[AuditEntry], target: str | None) -> str:
+    """`/promote history`: the newest audit entries, newest first."""
+    scope = f" for `{target}`" if target else ""
+    if not entries:
+        return f"No history{scope} yet."
+    lines = [f"*Last {len(entries)} events{scope}* (newest first):"]
+    lines += [f"• {event_line(e)}" for e in entries]
+    return "\n".join(lines)
+
+
+def listed_line(item: ListedRequest) -> str:
+    """ "#3 guardrails … — ⏳ Waiting (0 of 1) · asked by <@U1> 2026-… · <link|open>"."""
+    ref = f"<{item.link}|#{item.request_id}>" if item.link else f"#{item.request_id}"
+    line = f"{ref} {item.title} — {item.status} · asked by {user(item.requester)}"
+    line += f" {fmt_time(item.created_at)}"
+    if item.emergency:
+        line += f" · 🚨 {item.emergency}"
+    if item.held:
+        line += " · 🔒 held"
+    return line
+
+
+def locks_text(view: HoldsView) -> str:
+    """`/promote locks`."""
+    lines = ["*Locks*"] + [f"• {line}" for line in view.locks or ("none",)]
+    lines += ["*Freezes now*"] + [f"• {line}" for line in view.freezes or ("none",)]
+    lines.append(f"*Next freeze*: {view.next_freeze or 'none configured ahead'}")
+    return "\n".join(lines)
+
+
+def pending_text(items: Sequence[ListedRequest]) -> str:
+    """`/promote pending`: the open requests the caller may act on, oldest first."""
+    if not items:
+        return "Nothing is waiting for you: no open request you could approve, reject or cancel."
+    lines = [
+        f"*{len(items)} open request{'s' if len(items) != 1 else ''} you may act on* "
+        "(oldest first):"
+    ]
+    lines += [f"• {listed_line(item)}" for item in items]
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""The journal of an execution's writes (bot/core/steps.py), on both stores: a step is marked
+before its write goes out and its answer recorded after, so whatever takes the request up
+after a crash never sends a recorded step twice, and decides a step whose answer was lost by
+reading."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.core.errors import ProviderRejected, ProviderTimeout
+from bot.core.model import NewRequest, Preview
+from bot.core.steps import Steps, StepUncertain
+from bot.providers.znyx import ZnyxPromote
+from bot.store import AnyStore
+
+Factory = Callable[[], AnyStore]
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+ACTION = ZnyxPromote(org_id="o", project="guardrails", project_id="p", source_env="staging")
+
+
+def _request(store: AnyStore) -> int:
+    new = NewRequest(
+        ACTION,
+        requester="UALICE",
+        channel="C1",
+        preview=Preview(expect={"source": "x"}),
+        created_at=NOW,
+        expires_at=NOW + timedelta(hours=1),
+    )
+    return store.create_request(new).id
+
+
+class Provider:
+    """Three writes in a row, as an App Store review submission is; counts what it was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.landed: set[str] = set()
+        self.fail: dict[str, Exception] = {}
+
+    def send(self, name: str) -> Callable[[], object]:
+        async def write() -> dict[str, str]:
+            self.sent.append(name)
+            if name in self.fail:
+                raise self.fail.pop(name)
+            self.landed.add(name)
+            return {"id": f"{name}-1"}
+
+        return write
+
+    def find(self, name: str) -> Callable[[], object]:
+        async def read() -> dict[str, str] | None:
+            return {"id": f"{name}-1", "read": "yes"} if name in self.landed else None
+
+        return read
+
+    async def run(self, steps: Steps) -> list[str]:
+        answers = []
+        for name in ("create", "add", "submit"):
+            answer = await steps.write(
+                name,
+                self.send(name),  # type: ignore[arg-type]
+                provider="Fake",
+                find=self.find(name),  # type: ignore[arg-type]
+            )
+            answers.append(str(answer["id"]))
+        return answers
+
+
+def _clock() -> datetime:
+    return NOW
+
+
+async def test_each_step_is_recorded_and_a_replay_sends_nothing(store_factory: Factory) -> None:
+    store = store_factory()
+    request_id = _request(store)
+    provider = Provider()
+    assert await provider.run(Steps(store, request_id, _clock)) == [
+        "create-1",
+        "add-1",
+        "submit-1",
+    ]
+    journal = Steps.load(store_factory(), request_id, _clock)  # another process, later
+    assert [(r.name, r.done, r.result) for r in journal] == [
+        ("create", True, {"id": "create-1"}),
+        ("add", True, {"id": "add-1"}),
+        ("submit", True, {"id": "submit-1"}),
+    ]
+    assert await provider.run(journal) == ["create-1", "add-1", "submit-1"]
+    assert provider.sent == ["create", "add", "submit"]  # each sent once, in all
+
+
+async def test_a_crash_between_steps_carries_on_from_the_last_recorded_one(
+    store_factory: Factory,
+) -> None:
+    store = store_factory()
+    request_id = _request(store)
+    provider = Provider()
+    provider.fail["add"] = ProviderTimeout("Fake", "no answer")  # sent; its answer was lost
+    provider.landed.add("add")  # ... and it did land
+    with pytest.raises(ProviderTimeout):
+        await provider.run(Steps(store, request_id, _clock))
+    assert provider.sent == ["create", "add"]
+    journal = Steps.load(store_factory(), request_id, _clock)
+    assert [(r.name, r.done) for r in journal] == [("create", True), ("add", False)]
+    # The recovery reads "add" (never sends it again), then sends only "submit".
+    assert await provider.run(journal) == ["create-1", "add-1", "submit-1"]
+    assert provider.sent == ["create", "add", "submit"]
+    assert journal.result("add") == {"id": "add-1", "read": "yes"}
+
+
+async def test_a_lost_step_that_did_not_land_is_not_sent_again(store_factory: Factory) -> None:
+    store = store_factory()
+    request_id = _request(store)
+    provider = Provider()
+    provider.fail["add"] = ProviderTimeout("Fake", "no answer")  # and it never landed
+    with pytest.raises(ProviderTimeout):
+        await provider.run(Steps(store, request_id, _clock))
+    with pytest.raises(Exception, match="did not take effect") as told:
+        await provider.run(Steps.load(store, request_id, _clock))
+    assert getattr(told.value, "fate", None) == "failed"
+    assert provider.sent == ["create", "add"]  # "add" once, "submit" never
+
+
+async def test_a_step_no_read_can_decide_is_uncertain(store_factory: Factory) -> None:
+    store = store_factory()
+    request_id = _request(store)
+    steps = Steps(store, request_id, _clock)
+    provider = Provider()
+
+    async def lost() -> dict[str, str]:
+        raise ProviderTimeout("Fake", "no answer")
+
+    with pytest.raises(ProviderTimeout):
+        await steps.write("only", lost, provider="Fake")
+    with pytest.raises(StepUncertain) as told:
+        await Steps.load(store, request_id, _clock).write(
+            "only",
+            provider.send("only"),  # type: ignore[arg-type]
+            provider="Fake",
+        )
+    assert told.value.fate == "unknown" and told.value.step == "only"
+    assert provider.sent == []
+
+
+async def test_a_refused_write_may_be_sent_again(store_factory: Factory) -> None:
+    store = store_factory()
+    request_id = _request(store)
+    provider = Provider()
+    provider.fail["create"] = ProviderRejected("Fake", "refused (HTTP 409)")
+    with pytest.raises(ProviderRejected):
+        await provider.run(Steps(store, request_id, _clock))
+    assert list(Steps.load(store, request_id, _clock)) == []  # certainly not done: unmarked
+    assert await provider.run(Steps.load(store, request_id, _clock)) == [
+        "create-1",
+        "add-1",
+        "submit-1",
+    ]
+
+
+def test_two_processes_can_not_both_mark_a_step(store_factory: Factory) -> None:
+    one, two = store_factory(), store_factory()
+    request_id = _request(one)
+    assert one.step_sent(request_id, "create", NOW)
+    assert not two.step_sent(request_id, "create", NOW)
+    one.step_done(request_id, "create", {"id": "x", "n": 3}, NOW)
+    [record] = two.steps(request_id)
+    assert record.done and record.result == {"id": "x", "n": 3}
+    two.step_unsent(request_id, "create")  # a done step is never taken back
+    assert len(one.steps(request_id)) == 1
