@@ -18,8 +18,8 @@ from bot.core.audit import Audit
 from bot.core.context import Context
 from bot.core.delivery import Delivery
 from bot.core.errors import ProviderError
-from bot.core.holds import Holds
 from bot.core.inflight import Leases
+from bot.core.locking import Holds
 from bot.core.model import BOT_ACTOR, Outcome, Reply, Request, State
 from bot.core.states import OUTCOME_EVENT, Event, destination, sources
 from bot.core.steps import Steps

@@ -13,7 +13,8 @@ from bot.core.context import Context
 from bot.core.delivery import Delivery
 from bot.core.errors import ProviderError
 from bot.core.execution import Execution, move
-from bot.core.holds import Holds, held_text
+from bot.core.holds import held_text
+from bot.core.locking import Holds
 from bot.core.model import BOT_ACTOR, Action, NewRequest, Preview, Reply, Request, State
 from bot.core.ports import ChatError, OpenRequestExists
 from bot.core.states import Event, sources

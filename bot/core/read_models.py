@@ -6,7 +6,7 @@ from __future__ import annotations
 from bot.core import authz, render, texts
 from bot.core.context import Context
 from bot.core.delivery import Delivery
-from bot.core.holds import Holds
+from bot.core.locking import Holds
 from bot.core.model import Reply, Request, State
 
 HISTORY_LIMIT = 20

@@ -5,7 +5,8 @@ It wires the concerns together and hands each call to the one that owns it:
 - lifecycle.py   a request's life with people: ask, approve, reject, cancel, expire, rollback
 - execution.py   run it exactly once (a journal of steps, steps.py), recover after a crash
 - delivery.py    bring release messages and thread replies up to the stored version
-- holds.py       locks, freezes, and what open messages show of them
+- holds.py       what holds a target now (locks, running freezes); locking.py sets and
+                 lifts locks and keeps open messages showing them
 - read_models.py status, history, pending, the App Home
 - audit.py       the audit log
 - scheduler.py   the timed work of all of them (`schedule`)
@@ -40,9 +41,9 @@ from bot.core.commands import (
 from bot.core.context import DEFAULT_DEADLINE, DEFAULT_LEASE, Context, process_name, utc_now
 from bot.core.delivery import Delivery
 from bot.core.execution import Execution
-from bot.core.holds import Holds
 from bot.core.inflight import InFlight, Leases
 from bot.core.lifecycle import Lifecycle
+from bot.core.locking import Holds
 from bot.core.model import AuditEntry, Reply
 from bot.core.ports import Chat, Provider, Store
 from bot.core.read_models import ReadModels
