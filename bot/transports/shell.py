@@ -217,7 +217,7 @@ class Shell:
             self._tell(f"Unknown command {words[0]!r}: type help.")
         # Direct messages this line made owed print now, before the next prompt, not over it
         # (the `deliver` job would send them a moment later; each is sent once either way).
-        await self.workflow.notices.deliver_due()
+        await self.workflow.deliver_due()
         return True
 
     async def _button(self, verb: str, words: list[str]) -> None:
