@@ -35,7 +35,7 @@ CLAIM = timedelta(minutes=2)
 SETTLE = timedelta(seconds=30)  # after a send whose answer was lost, look for it this much later
 BACKOFF_CAP = 300  # seconds between tries to send one notice, at most
 GIVE_UP = timedelta(hours=24)  # a notice the chat would not take for this long is dropped
-PER_RUN = 50  # notices sent by one run of the job, at most (the rest at its next run)
+PER_RUN = 20  # notices sent by one run of the job, at most (the rest at its next run, 2 s on)
 
 
 def requester_told(request: Request, event: str, actor: str | None) -> tuple[tuple[str, str], ...]:
