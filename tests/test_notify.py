@@ -165,7 +165,7 @@ async def test_someone_slack_cannot_reach_is_skipped(world: World) -> None:
     assert len(world.slack.calls_to("conversations.open")) == 2  # DAVE's was not tried again
 
 
-async def test_the_deliver_job_sends_them_at_once(world: World) -> None:
+async def test_the_deliver_job_sends_them(world: World) -> None:
     from bot.cli import scheduler_for
 
     scheduler = scheduler_for(world.bot)

@@ -189,7 +189,6 @@ class Execution:
             log.warning("promotion #%s ended after it had been recovered", request_id)
             event = f"late outcome: {outcome.state}"
         self.audit.record(request_id, BOT_ACTOR, event, action.target, outcome.headline)
-        self.notices.wake()
         await showing  # the final update must come after the "promoting now" one
         await self.delivery.converge(request_id)
         await self._rolled_back(request_id)
@@ -252,7 +251,6 @@ class Execution:
             self.ctx, request.id, OUTCOME_EVENT[outcome.state], outcome=outcome, notices=told
         ):
             return 0
-        self.notices.wake()
         self.audit.record(
             request.id, BOT_ACTOR, prefix + outcome.state, request.action.target, outcome.headline
         )

@@ -118,7 +118,6 @@ class Lifecycle:
             return Reply(f"I couldn't post the release message here ({exc}), so nothing was done.")
         if policy.approvals == 0:
             return await self.execution.execute(request.id, user)
-        self.notices.wake()  # the approvers it waits for
         return None
 
     async def rollback(
@@ -253,7 +252,6 @@ class Lifecycle:
                 return await self.execution.execute(request.id, user)
             return Reply(f"You have already approved #{request.id}.")
         self.audit.record(request.id, user, "approved", target, comment or "")
-        self.notices.wake()
         request = ctx.store.get(request.id)
         assert request is not None
         counted = len(authz.counted_approvers(rules.role_map, policy, request))
@@ -285,7 +283,6 @@ class Lifecycle:
         if not move(self.ctx, request.id, Event.REJECT, by=user, reason=reason, notices=told):
             return Reply(f"Request #{request.id} was decided a moment ago; nothing to reject.")
         self.audit.record(request.id, user, "rejected", target, reason)
-        self.notices.wake()
         await self.delivery.converge(request.id)
         return None
 
@@ -307,7 +304,6 @@ class Lifecycle:
         if not move(self.ctx, request.id, Event.CANCEL, by=user, reason=reason, notices=told):
             return Reply(f"Request #{request.id} was decided a moment ago; nothing to cancel.")
         self.audit.record(request.id, user, "cancelled", request.action.target, reason or "")
-        self.notices.wake()
         await self.delivery.converge(request.id)
         return Reply(f"Request #{request.id} is cancelled.")
 
@@ -323,7 +319,6 @@ class Lifecycle:
         if not move(ctx, request_id, Event.EXPIRE, notices=told):
             return False
         self.audit.record(request_id, BOT_ACTOR, "expired", request.action.target)
-        self.notices.wake()
         await self.delivery.converge(request_id)
         return True
 

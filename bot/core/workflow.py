@@ -248,7 +248,6 @@ class Workflow:
         scheduler.add("expire", self.sweep, EXPIRE_SECONDS)
         scheduler.add("deliver", self.deliver_due, DELIVER_SECONDS)
         scheduler.add("leases", renew, self.leases.every, first=self.leases.every)
-        self.notices.wake = lambda: scheduler.wake("deliver")  # a direct message is owed
 
     @asynccontextmanager
     async def working(self) -> AsyncIterator[None]:
