@@ -385,6 +385,12 @@ def parse_config(data: dict, source: str = "config") -> Rules:
 
 def _policy_problem(rules: Rules, pattern: str, policy: Policy) -> str | None:
     """Why a policy could never apply, or never be met, under this config; None if it can."""
+    emergency = policy.emergency_approvals
+    if emergency is not None and emergency < policy.approvals:
+        return (
+            f"emergency_approvals = {emergency} is below approvals = {policy.approvals}: "
+            "break-glass must never need fewer approvals than the normal path"
+        )
     name = pattern.split(":", 1)[0]
     if name != "*" and name not in rules.providers:
         label = rules.unconfigured.get(name, name)
