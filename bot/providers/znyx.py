@@ -548,32 +548,51 @@ class ZnyxProvider(BearerProvider):
         bundles = await self.bundles(action, dst)
         active = next((b for b in bundles if b.is_active), None)
         mine = next((b for b in bundles if b.published_by == promoted_by), None)
-        before_version = int(expect.get("destination_version") or 0)
-        hash_moved = (
-            active is not None
-            and active.policy_hash == expect.get("source_hash")
-            and active.id != expect.get("destination_id")
-            and active.version > before_version
-        )
-        if mine is not None or hash_moved:
-            done = mine if mine is not None and mine.is_active else active
-            assert done is not None
+        if mine is None and active is not None and self._only_new(active, bundles, expect):
+            mine = active  # Znyx's list does not say who published: the one new bundle
+        if mine is not None:
             before: dict[str, str] = {}
             if "destination_id" in expect:  # what the write replaced: what a rollback restores
                 version = expect.get("destination_version", "0")
                 shown = expect.get("destination", "none")
                 before = {"env": dst, "version": "" if version == "0" else version, "shown": shown}
-            return Outcome(
+            # Only what this request installed is recorded: a rollback must find it active.
+            done = Outcome(
                 state="succeeded",
-                headline=f"{action.project} bundle v{done.version} is active in {dst}",
-                facts=_facts(done, src, dst),
+                headline=f"{action.project} bundle v{mine.version} is active in {dst}",
+                facts=_facts(mine, src, dst),
                 before=before,
-                installed=_record(dst, done) if before else {},
+                installed=_record(dst, mine) if before else {},
+            )
+            if mine.is_active:
+                return done
+            # It landed, and something else was made active since (CI publishing a hotfix).
+            return done.model_copy(
+                update={
+                    "headline": f"{action.project} bundle v{mine.version} was made active in "
+                    f"{dst}, and has been superseded since: {_now(active)} is active now",
+                    "facts": [*done.facts, Fact(label=f"Active in {dst} now", value=_now(active))],
+                }
             )
         what = f"{dst}'s active bundle is {_now(active)}"
         if "destination_id" in expect and (active.id if active else "") == expect["destination_id"]:
             return not_done(what)
         return unclear(LABEL, what, f"Check which bundle is active in {action.project} {dst}")
+
+    @staticmethod
+    def _only_new(active: Bundle, bundles: list[Bundle], expect: Mapping[str, str]) -> bool:
+        """Whether `active`, read after an interrupted promotion from a list that does not say
+        who published what, can only be that promotion's: it has the source's policy hash and
+        is the one bundle of the destination newer than what it showed before the write. Two
+        newer ones (CI published too) can't be told apart: then it is not taken for ours."""
+        if active.policy_hash != expect.get("source_hash"):
+            return False
+        if active.id == expect.get("destination_id"):
+            return False
+        if "destination_version" not in expect:  # the preview could not read it: as before
+            return True
+        before = int(expect["destination_version"] or 0)
+        return [b.id for b in bundles if b.version > before] == [active.id]
 
 
 def _now(bundle: Bundle | None) -> str:
