@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 
 from bot.core.audit import Audit
 from bot.core.context import Context
 from bot.core.delivery import Delivery
 from bot.core.errors import ProviderError
+from bot.core.freezes import fmt, running
 from bot.core.inflight import Leases
 from bot.core.locking import Holds
 from bot.core.model import BOT_ACTOR, Outcome, Reply, Request, State
@@ -128,7 +130,7 @@ class Execution:
         def renew(until: datetime) -> bool:
             return ctx.store.renew(request_id, ctx.owner, until)
 
-        steps = Steps(ctx.store, request_id, ctx.clock)
+        steps = Steps(ctx.store, request_id, ctx.clock, guard=lambda: self._held_now(request))
         try:
             with self.leases.hold(renew):
                 async with asyncio.timeout(ctx.deadline.total_seconds()):
@@ -193,6 +195,27 @@ class Execution:
         await self.delivery.converge(request_id)
         await self._rolled_back(request_id)
         return None
+
+    def _held_now(self, request: Request) -> str | None:
+        """Right before the first write: a lock or a freeze that came while the provider was
+        being read (after the check at the claim) still stops it, unless it is an emergency.
+        In plain words: an outcome's headline is shown as text."""
+        if request.emergency:
+            return None
+        ctx, target = self.ctx, request.action.target
+        held = [
+            f"`{lock.pattern}` was locked by {lock.by}: {lock.reason}"
+            for lock in ctx.store.locks()
+            if fnmatchcase(target, lock.pattern)
+        ]
+        held += [
+            f"{freeze.reason}: frozen until {fmt(window.end, freeze)}"
+            for freeze, window in running(ctx.rules.freezes, ctx.clock())
+            if freeze.applies_to(target)
+        ]
+        if not held:
+            return None
+        return f"{'; '.join(held)}, while it was starting; request it again once nothing holds it"
 
     async def recover(self) -> int:
         """Resolve requests whose executing process is gone (its lease lapsed), by reading
