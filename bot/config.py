@@ -373,6 +373,7 @@ def parse_config(data: dict, source: str = "config") -> Rules:
         policies=dict(file.policies),
         providers=providers,
         unconfigured={n: s.label for n, s in PROVIDERS.items() if n not in providers},
+        provider_scopes={n: frozenset(s.scopes) for n, s in PROVIDERS.items()},
     )
     for pattern, policy in rules.policies.items():
         problem = _policy_problem(rules, pattern, policy)

@@ -16,7 +16,7 @@ from typing import Literal
 
 from bot.core import render
 from bot.core.context import Context
-from bot.core.holds import hold_texts
+from bot.core.holds import hold_texts, unconfigured
 from bot.core.model import Request, State
 from bot.core.ports import ChatError, StoreError
 
@@ -42,9 +42,11 @@ class Delivery:
     def view(self, request: Request) -> render.RequestView:
         """The release message of `request` under the rules in force now."""
         rules = self.ctx.rules
-        return render.request_view(
-            request, rules.policy_of(request), rules.role_map, hold_texts(self.ctx, request)
-        )
+        holds = hold_texts(self.ctx, request)
+        gone = unconfigured(self.ctx, request) if request.state.is_open else None
+        if gone:
+            holds = (f"⚠️ {gone}: it can't be approved until it is again", *holds)
+        return render.request_view(request, rules.policy_of(request), rules.role_map, holds)
 
     async def post(self, request: Request) -> str:
         """Post `request`'s release message and record it; its reference. ChatError if Slack

@@ -114,12 +114,14 @@ class Workflow:
         """Decide by `rules` from now on (a new config, or new members of its user groups).
 
         The object is replaced, never changed in place: work already under way finishes with
-        the rules it started with. True when the role map or the policies changed."""
+        the rules it started with. True when what open requests' messages show may have
+        changed: the role map, the policies, the freezes, or which providers are configured."""
         old, self.ctx.rules = self.ctx.rules, rules
         return (
             old.role_map != rules.role_map
             or dict(old.policies) != dict(rules.policies)
             or old.freezes != rules.freezes
+            or set(old.providers) != set(rules.providers)
         )
 
     # --- commands ----------------------------------------------------------------------
