@@ -72,6 +72,7 @@ log = logging.getLogger("promote-bot")
 SLACK_PATH = "/slack/events"
 SLACK_TIMEOUT_SECONDS = 10
 SLACK_CONNECTIONS = 200
+GROUPS_AT_START_SECONDS = 3.0  # how long start-up waits for the user groups' members
 
 
 async def build_providers(
@@ -181,7 +182,17 @@ async def start_slack_bot(
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
         metrics=metrics,
     )
-    group_members = SlackGroups(client).members
+    # User groups are looked up by a client that never waits out a rate limit (a Retry-After
+    # of 45 s would hold start-up or the groups job): the job asks again when Slack says.
+    groups_client: AsyncWebClient = MeasuredWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=str(settings.slack_api_url),
+        timeout=SLACK_TIMEOUT_SECONDS,
+        session=session,
+        retry_handlers=[],
+        metrics=metrics,
+    )
+    group_members = SlackGroups(groups_client).members
     # The user groups' members are asked for while auth.test is in flight (two round trips to
     # Slack at once, not one after the other); the answers are taken once the token is good.
     asking = asyncio.create_task(ask_groups(group_members, rules.role_map.groups))
@@ -205,8 +216,9 @@ async def start_slack_bot(
         group_members,
         groups_every=settings.promote_bot_groups_refresh,
     )
-    # A failure is logged; the groups' members get no roles yet.
-    await live.refresh_groups(await asking)
+    # A failure is logged; the groups' members get no roles yet. Waited for a moment at most:
+    # serving (and /healthz for a liveness probe) never waits on Slack's user groups.
+    await live.first_lookup(asking, GROUPS_AT_START_SECONDS)
     secret = settings.slack_signing_secret
     inbox = Inbox(workflow, identity, chat.tell)
     pool = WorkPool(inbox, settings.promote_bot_workers)
