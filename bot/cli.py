@@ -122,12 +122,14 @@ async def start_slack_bot(
     provider_settings: Mapping[str, Any] | None = None,
     problems: Sequence[str] = (),
     clock: Callable[[], datetime] = utc_now,
+    slack_timeout: float = SLACK_TIMEOUT_SECONDS,
 ) -> SlackBot:
     """Check the settings, the config and the bot token; build everything `serve` runs.
 
     Every problem found is reported at once (one line each, `problems` from the settings
     first): the settings, the config file and each configured provider's settings. `clock`
-    is what the workflow reads the time from (tests move it across freeze windows)."""
+    is what the workflow reads the time from (tests move it across freeze windows);
+    `slack_timeout` how long a Web API call may take (tests make Slack answer too late)."""
     problems = list(problems)
     said = {line.split(":", 1)[0] for line in problems}
     if settings.slack_bot_token is None and "SLACK_BOT_TOKEN" not in said:
@@ -168,13 +170,13 @@ async def start_slack_bot(
     # slack-sdk applies its `timeout` only to sessions it makes itself: ours carries it.
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=SLACK_CONNECTIONS),
-        timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT_SECONDS),
+        timeout=aiohttp.ClientTimeout(total=slack_timeout),
     )
     metrics = Metrics()
     client: AsyncWebClient = MeasuredWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=str(settings.slack_api_url),
-        timeout=SLACK_TIMEOUT_SECONDS,
+        timeout=slack_timeout,
         session=session,
         # A 429 was not acted on, so waiting out its Retry-After and sending again is safe.
         # No retry on a dropped connection: a post Slack made would be made twice; the
@@ -187,7 +189,7 @@ async def start_slack_bot(
     groups_client: AsyncWebClient = MeasuredWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=str(settings.slack_api_url),
-        timeout=SLACK_TIMEOUT_SECONDS,
+        timeout=slack_timeout,
         session=session,
         retry_handlers=[],
         metrics=metrics,

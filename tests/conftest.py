@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bot.cli import SLACK_PATH, SlackBot, start_slack_bot
+from bot.cli import SLACK_PATH, SLACK_TIMEOUT_SECONDS, SlackBot, start_slack_bot
 from bot.config import Settings
 from bot.core.context import utc_now
 from bot.core.model import State
@@ -291,8 +291,14 @@ def slack_groups() -> dict[str, list[str]]:
 
 
 @pytest.fixture
+def slack_timeout() -> float:
+    """How long `world`'s bot waits for a Web API call; a test module may override it."""
+    return SLACK_TIMEOUT_SECONDS
+
+
+@pytest.fixture
 async def world(
-    tmp_path: Path, config_text: str, slack_groups: dict[str, list[str]]
+    tmp_path: Path, config_text: str, slack_groups: dict[str, list[str]], slack_timeout: float
 ) -> AsyncIterator[World]:
     clock = ManualClock()
     slack = FakeSlack(usergroups=slack_groups, clock=lambda: clock().timestamp())
@@ -328,7 +334,9 @@ async def world(
             "asc_private_key": ASC_PEM,
             "asc_private_key_path": None,
         }
-        bot = await start_slack_bot(settings, provider_settings, clock=clock)
+        bot = await start_slack_bot(
+            settings, provider_settings, clock=clock, slack_timeout=slack_timeout
+        )
         web_app = slack_web_app(bot.app, SLACK_PATH)
         async with WebServer(web_app) as bot_server:
             sender = SlackSender(bot_server.url, SIGNING_SECRET, slack_server.url)

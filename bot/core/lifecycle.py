@@ -111,7 +111,9 @@ class Lifecycle:
         try:
             await self.delivery.post(request)
         except ChatError as exc:
-            move(ctx, request.id, Event.CANCEL, by=user)
+            # Should the post appear after all (Slack carried it out late), it shows this.
+            why = f"the release message could not be posted ({exc})"
+            move(ctx, request.id, Event.CANCEL, by=user, reason=why)
             self.audit.record(
                 request.id, user, "cancelled", action.target, f"could not post: {exc}"
             )

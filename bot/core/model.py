@@ -181,6 +181,9 @@ class Request(BaseModel):
     rolled_back_by: int | None = None  # the rollback that undid this one, once it succeeded
     msg_version: int = 1  # bumped by every change its release message must show
     copies: list[str] = []  # other posts of its release message (a retried post), kept in step
+    # When its message is to be looked at again: a write to Slack whose answer was lost may
+    # land late, over a newer one (or a post may appear after the bot gave up on it).
+    msg_recheck_at: datetime | None = None
 
     @property
     def approvers(self) -> list[str]:

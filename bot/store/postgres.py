@@ -176,6 +176,9 @@ MIGRATIONS: list[tuple[int, str]] = [
         " done_at TIMESTAMPTZ, detail TEXT, seq BIGINT GENERATED ALWAYS AS IDENTITY);"
         " CREATE INDEX IF NOT EXISTS notices_due ON notices (state, next_at)",
     ),
+    # A write to Slack whose answer was lost may land later, over a newer one: the release
+    # message is looked at again once it no longer can (bot/core/delivery.py).
+    (5, "ALTER TABLE requests ADD COLUMN IF NOT EXISTS msg_recheck_at TIMESTAMPTZ"),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -534,15 +537,31 @@ class PostgresStore:
         )
 
     def messages_due(self, now: datetime) -> list[int]:
-        """Requests whose release message (or outcome reply) lags behind what is stored."""
+        """Requests whose release message (or outcome reply) lags behind what is stored, or
+        is to be looked at again after a write whose answer was lost."""
         rows = self._rows(
-            "SELECT id FROM requests WHERE message_ts IS NOT NULL"
+            "SELECT id FROM requests WHERE (msg_recheck_at <= %s OR message_ts IS NOT NULL"
             " AND (msg_version > msg_shown OR (state = ANY(%s) AND (thread_posted = 0"
-            " OR (thread_posted = 2 AND thread_until <= %s))))"
+            " OR (thread_posted = 2 AND thread_until <= %s)))))"
             " AND (msg_next_at IS NULL OR msg_next_at <= %s) ORDER BY id",
-            [_FINAL, now, now],
+            [now, _FINAL, now, now],
         )
         return [row["id"] for row in rows]
+
+    def message_unsettled(self, request_id: int, look_at: datetime) -> None:
+        """A write to the release message may still land: look at it again from `look_at`."""
+        self._execute(
+            "UPDATE requests SET msg_recheck_at = GREATEST(msg_recheck_at, %s) WHERE id = %s",
+            [look_at, request_id],
+        )
+
+    def message_settled(self, request_id: int, since: datetime) -> None:
+        """Slack was brought to the stored version by writes sent from `since` on: nothing
+        sent before the look was due can still land over them."""
+        self._execute(
+            "UPDATE requests SET msg_recheck_at = NULL WHERE id = %s AND msg_recheck_at <= %s",
+            [request_id, since],
+        )
 
     def message_shown(self, request_id: int, version: int, *, thread: bool = False) -> None:
         """Slack shows `version` (and the outcome's reply, if `thread`)."""
@@ -1004,6 +1023,7 @@ def _request(row: dict[str, Any], approvals: list[Approval]) -> Request:
         rolls_back=row["rolls_back"],
         msg_version=row["msg_version"],
         copies=json.loads(row["copies"] or "[]"),
+        msg_recheck_at=row.get("msg_recheck_at"),
     )
 
 

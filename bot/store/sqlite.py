@@ -83,6 +83,9 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "CREATE INDEX IF NOT EXISTS notices_due ON notices (state, next_at)",
         ),
     ),
+    # A write to Slack whose answer was lost may land later, over a newer one: the release
+    # message is looked at again once it no longer can (bot/core/delivery.py).
+    (6, ("ALTER TABLE requests ADD COLUMN msg_recheck_at TEXT",)),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
@@ -450,16 +453,35 @@ class SqliteStore:
             )
 
     def messages_due(self, now: datetime) -> list[int]:
-        """Requests whose release message (or outcome reply) lags behind what is stored."""
+        """Requests whose release message (or outcome reply) lags behind what is stored, or
+        is to be looked at again after a write whose answer was lost."""
         finals = ", ".join(f"'{s.value}'" for s in State if s.is_final)
         rows = self._rows(
-            "SELECT id FROM requests WHERE message_ts IS NOT NULL"
+            "SELECT id FROM requests WHERE (msg_recheck_at <= ? OR message_ts IS NOT NULL"
             f" AND (msg_version > msg_shown OR (state IN ({finals}) AND (thread_posted = 0"
-            " OR (thread_posted = 2 AND thread_until <= ?))))"
+            " OR (thread_posted = 2 AND thread_until <= ?)))))"
             " AND (msg_next_at IS NULL OR msg_next_at <= ?) ORDER BY id",
-            [_utc(now), _utc(now)],
+            [_utc(now), _utc(now), _utc(now)],
         )
         return [row["id"] for row in rows]
+
+    def message_unsettled(self, request_id: int, look_at: datetime) -> None:
+        """A write to the release message may still land: look at it again from `look_at`."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET msg_recheck_at = MAX(COALESCE(msg_recheck_at, ''), ?)"
+                " WHERE id = ?",
+                [_utc(look_at), request_id],
+            )
+
+    def message_settled(self, request_id: int, since: datetime) -> None:
+        """Slack was brought to the stored version by writes sent from `since` on: nothing
+        sent before the look was due can still land over them."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET msg_recheck_at = NULL WHERE id = ? AND msg_recheck_at <= ?",
+                [request_id, _utc(since)],
+            )
 
     def message_shown(self, request_id: int, version: int, *, thread: bool = False) -> None:
         """Slack shows `version` (and the outcome's reply, if `thread`)."""
@@ -988,7 +1010,12 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         rolls_back=row.get("rolls_back"),
         msg_version=row.get("msg_version", 1),
         copies=json.loads(row.get("copies") or "[]"),
+        msg_recheck_at=_at(row.get("msg_recheck_at")),
     )
+
+
+def _at(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def _lock(row: dict) -> Lock:

@@ -119,6 +119,17 @@ class MessageStore(Protocol):
 
     def message_failed(self, request_id: int, next_try: Callable[[int], datetime]) -> int: ...
 
+    def message_unsettled(self, request_id: int, look_at: datetime) -> None:
+        """A write to the release message (a post, an update) went out and its answer was
+        lost: it may still land, over a later one. Look at the message again from `look_at`
+        on (the latest such time is kept); `messages_due` lists it then."""
+        ...
+
+    def message_settled(self, request_id: int, since: datetime) -> None:
+        """The message was brought to the stored version by writes sent from `since` on: no
+        look is owed any more, unless a later one became due after `since`."""
+        ...
+
     def claim_thread(
         self, request_id: int, now: datetime, until: datetime
     ) -> Literal["post", "check"] | None:
