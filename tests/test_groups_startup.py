@@ -97,28 +97,27 @@ async def _started(tmp_path: Path, f: Fakes, urls: dict[str, str], within: float
         return await Bot.start(env, urls["slack"])
 
 
-async def test_a_slow_lookup_is_waited_for_a_moment_then_asked_again_in_the_background(
-    tmp_path: Path, fakes: tuple[Fakes, dict[str, str]]
+@pytest.mark.parametrize(
+    ("failure", "lookups"),
+    [
+        # Both groups at start-up, past the 10 s Web API timeout: serving does not wait for
+        # them, and the groups job asks again at once.
+        ({"hang": 20, "times": 2}, 4),
+        # Rate-limited twice in a row: asked again a second on each time, as Slack asks, not
+        # 30 s on, nor at the 300 s refresh.
+        ({"status": 429, "retry_after": 1, "times": 4}, 6),
+    ],
+    ids=["slow", "rate-limited"],
+)
+async def test_groups_slack_could_not_give_at_start_up_are_asked_again_soon(
+    tmp_path: Path, fakes: tuple[Fakes, dict[str, str]], failure: dict, lookups: int
 ) -> None:
     f, urls = fakes
-    f.slack.fail("usergroups.users.list", hang=20, times=2)  # both groups at start-up, past
-    # the 10 s Web API timeout: serving does not wait for them
+    f.slack.fail("usergroups.users.list", **failure)
     bot = await _started(tmp_path, f, urls, within=8)
     try:
-        await _has_a_role(bot, ERIN, within=5)  # asked again at once, in the background
-    finally:
-        await bot.stop()
-
-
-async def test_slack_s_retry_after_is_honoured_by_the_groups_job(
-    tmp_path: Path, fakes: tuple[Fakes, dict[str, str]]
-) -> None:
-    f, urls = fakes
-    f.slack.fail("usergroups.users.list", status=429, retry_after=1, times=4)  # two rounds
-    bot = await _started(tmp_path, f, urls, within=8)
-    try:
-        await _has_a_role(bot, ERIN, within=5)  # a second on, as Slack asked: not 30, nor 300
-        assert len(f.slack.calls_to("usergroups.users.list")) == 6  # 4 refused, 2 answered
+        await _has_a_role(bot, ERIN, within=5)
+        assert len(f.slack.calls_to("usergroups.users.list")) == lookups
     finally:
         await bot.stop()
 
