@@ -38,3 +38,16 @@ def test_the_benchmark_harness_at_least_starts() -> None:
         [sys.executable, "-m", "bench.run", "--help"], capture_output=True, text=True, cwd=ROOT
     )
     assert result.returncode == 0 and "--profile" in result.stdout
+
+
+def test_the_readme_lists_exactly_the_scopes_the_manifest_asks_for() -> None:
+    import yaml
+
+    manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
+    readme = (ROOT / "README.md").read_text()
+    creating = readme.split("## Creating the Slack app", 1)[1]
+    step_one = creating.split("\n2. ", 1)[0]
+    listed = re.findall(r"^\s+- `([a-z]+(?::[a-z]+)?)`:", step_one, flags=re.M)
+    assert listed, "README: step 1 of 'Creating the Slack app' lists no scopes"
+    assert len(listed) == len(set(listed))
+    assert sorted(listed) == sorted(manifest["oauth_config"]["scopes"]["bot"])
