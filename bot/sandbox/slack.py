@@ -77,6 +77,7 @@ class FakeSlack:
         app.router.add_get("/api/{method}", self._api)  # slack-sdk GETs some read methods
         app.router.add_post("/response/{key}", self._response_url)
         app.router.add_get("/_fake/release/{request_id}", self._release)  # for test senders
+        app.router.add_get("/_fake/message/{channel}/{ts}", self._message)  # ... what a click has
         app.router.add_get("/socket", self._socket)
         return app
 
@@ -87,8 +88,21 @@ class FakeSlack:
             return web.json_response({}, status=404)
         last = found[-1]
         return web.json_response(
-            {"channel": last["channel"], "ts": last["ts"], "bot_id": last.get("bot_id")}
+            {
+                "channel": last["channel"],
+                "ts": last["ts"],
+                "bot_id": last.get("bot_id"),
+                "blocks": last.get("blocks"),
+            }
         )
+
+    async def _message(self, request: web.Request) -> web.Response:
+        """A message as a click on it carries it (`message` of a block_actions payload)."""
+        message = self.shown(request.match_info["channel"], request.match_info["ts"])
+        if message is None:
+            return web.json_response({}, status=404)
+        keys = ("ts", "bot_id", "blocks", "thread_ts")
+        return web.json_response({k: message[k] for k in keys if k in message})
 
     def fail(self, method: str, **how: object) -> Failure:
         """Make `method` (or "response_url") fail as `Failure(**how)` says."""

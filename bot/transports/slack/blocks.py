@@ -145,6 +145,41 @@ def release_message(view: RequestView) -> list[dict]:
     return blocks
 
 
+def release_message_of(message_blocks: object) -> int | None:
+    """The request whose release message these blocks are (as `release_message` lays it out:
+    a "Promote …" header first, "Request #N · …" last, every button carrying N in the block of
+    that request), or None for any other message. What a click's payload carries as
+    `message.blocks` is what Slack shows, so a click can't pass one message off as another."""
+    if not isinstance(message_blocks, list) or len(message_blocks) < 3:
+        return None
+    if not all(isinstance(b, dict) for b in message_blocks):
+        return None
+    first, last = message_blocks[0], message_blocks[-1]
+    title = (first.get("text") or {}).get("text") if first.get("type") == "header" else None
+    if not isinstance(title, str) or not title.startswith("Promote "):
+        return None
+    elements = last.get("elements") if last.get("type") == "context" else None
+    footer = elements[0].get("text") if isinstance(elements, list) and elements else None
+    if not isinstance(footer, str) or not footer.startswith("Request #"):
+        return None
+    number = footer.removeprefix("Request #").split(" ", 1)[0]
+    if not number.isdecimal():
+        return None
+    request_id = int(number)
+    block_ids = {APPROVE: "request", REJECT: "request", ROLLBACK: "rollback"}
+    for block in message_blocks:
+        if block.get("type") != "actions":
+            continue
+        for element in block.get("elements") or []:
+            action = element.get("action_id") if isinstance(element, dict) else None
+            kind = block_ids.get(action)  # type: ignore[arg-type]
+            if kind is None or element.get("value") != number:
+                return None
+            if block.get("block_id") != f"{kind}_{request_id}":
+                return None
+    return request_id
+
+
 def thread_reply(view: RequestView) -> tuple[str, list[dict]]:
     """The outcome under the release message, with the provider's own identifiers."""
     if view.outcome is not None:

@@ -21,6 +21,7 @@ from slack_bolt.async_app import AsyncRespond
 from bot.core.model import Reply
 from bot.core.ports import StoreError
 from bot.core.workflow import Workflow
+from bot.transports.slack.blocks import release_message_of
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ def click_payload(body: dict[str, Any]) -> dict[str, Any]:
         "message_ts": part("message").get("ts") or container.get("message_ts"),
         "message_bot": part("message").get("bot_id"),
         "message_thread": part("message").get("thread_ts"),
+        # Whose release message the clicked message is, by its own blocks (None: nobody's).
+        "message_shows": release_message_of(part("message").get("blocks")),
     }
 
 
@@ -167,7 +170,9 @@ class Inbox:
 
     async def _foreign(self, payload: dict[str, Any], request_id: int) -> str | None:
         """Why a click is not one for this request from this installation, or None. A copy of
-        the release message the bot itself posted (a retried post) is adopted instead."""
+        the release message the bot itself posted (a retried post) is adopted instead, but
+        only a message whose own blocks are this request's release message: a click naming #B
+        sent from #A's message must not make #A's message a copy of #B's."""
         legacy = "channel" not in payload  # recorded before clicks carried where they came from
         for key, what, ours in (
             ("team", "workspace", self.identity.get("team_id")),
@@ -194,6 +199,7 @@ class Inbox:
             ts
             and ours
             and not thread
+            and payload.get("message_shows") == request_id  # its blocks are #N's message
             and await self.workflow.adopt(request_id, request.channel, ts)
         ):
             return None  # a top-level copy of the release message: kept in step from now on
