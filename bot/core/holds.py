@@ -48,15 +48,32 @@ def holds_now(ctx: Context, target: str) -> list[Hold]:
     return holds_on(target, ctx.store.locks(), ctx.rules.freezes, ctx.clock())
 
 
+HOLDS_SHOWN = 3  # holds a release message or a refusal lists; the rest are counted
+
+
+def few(texts: Sequence[str], most: int = HOLDS_SHOWN) -> tuple[str, ...]:
+    """The first `most` hold texts, and a line counting the rest: 45 locks on one target must
+    not make a message too long for Slack (50 blocks at most). Pure."""
+    if len(texts) <= most:
+        return tuple(texts)
+    rest = len(texts) - most
+    return (*texts[:most], f"… and {rest} more (`/promote locks` lists them all)")
+
+
+def summary(on_hold: Sequence[Hold]) -> str:
+    """The holds in one line, for the audit log: the first few, and how many more."""
+    return "; ".join(few([h.text for h in on_hold])) or "nothing holds it now"
+
+
 def hold_texts(ctx: Context, request: Request) -> tuple[str, ...]:
-    """What `request`'s release message shows of them (while it is open)."""
+    """What `request`'s release message shows of them (while it is open): the first few."""
     if not request.state.is_open:
         return ()
-    return tuple(h.text for h in holds_now(ctx, request.action.target))
+    return few([h.text for h in holds_now(ctx, request.action.target)])
 
 
 def held_text(what: str, on_hold: list[Hold]) -> str:
-    lines = [f"{what}:", *(f"• {h.text}" for h in on_hold)]
+    lines = [f"{what}:", *(f"• {text}" for text in few([h.text for h in on_hold]))]
     lines.append(
         "In an emergency, ask with `--emergency <why>` at the end: it needs one more approval."
     )

@@ -13,7 +13,7 @@ from bot.core.context import Context
 from bot.core.delivery import Delivery
 from bot.core.errors import ProviderError
 from bot.core.execution import Execution, move
-from bot.core.holds import held_text
+from bot.core.holds import held_text, summary
 from bot.core.locking import Holds
 from bot.core.model import BOT_ACTOR, Action, NewRequest, Preview, Reply, Request, State
 from bot.core.ports import ChatError, OpenRequestExists
@@ -53,8 +53,7 @@ class Lifecycle:
             return Reply(f"{action.provider} is not configured on this bot.")
         on_hold = self.holds.on(action.target)
         if on_hold and not emergency:
-            detail = "; ".join(h.text for h in on_hold)
-            self.audit.record(None, user, "refused", action.target, detail)
+            self.audit.record(None, user, "refused", action.target, summary(on_hold))
             return Reply(held_text(f"`{action.target}` can't be promoted now", on_hold))
         busy = self._already_open(action)  # before reading the provider, when it can tell
         if busy:
@@ -98,7 +97,7 @@ class Lifecycle:
         what = action.title if rolls_back is None else f"rollback of #{rolls_back}: {action.title}"
         self.audit.record(request.id, user, "requested", action.target, what)
         if emergency:
-            passes = "; ".join(h.text for h in on_hold) or "nothing holds it now"
+            passes = summary(on_hold)
             self.audit.record(
                 request.id, user, "🚨 emergency", action.target, f"{emergency} (passes: {passes})"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.core.holds import few
 from bot.core.markup import user, who_can_approve_text
 from bot.core.model import State
 from bot.core.render import HomeView, ListedRequest, RequestView
@@ -208,6 +209,7 @@ def thread_reply(view: RequestView) -> tuple[str, list[dict]]:
 # --- the App Home ------------------------------------------------------------------------
 
 _HOME_BLOCKS = 100  # Slack's limit for a home tab
+_HOME_HOLDS = 10  # locks and freezes the home tab lists; the rest are counted
 
 
 def _listed(item: ListedRequest) -> str:
@@ -240,7 +242,9 @@ def home_tab(view: HomeView) -> dict:
     blocks.append({"type": "divider"})
     header("Locks and freezes")
     holds = view.holds
-    lines([*holds.locks, *holds.freezes], "_Nothing is locked or frozen now._")
+    lines(
+        list(few([*holds.locks, *holds.freezes], _HOME_HOLDS)), "_Nothing is locked or frozen now._"
+    )
     if holds.next_freeze:
         blocks.append(
             {"type": "context", "elements": [_mrkdwn(f"Next freeze: {holds.next_freeze}")]}
