@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from bot.core.markup import literal, unescape
 from bot.core.model import Approval, Fact, Outcome, Preview, Request, State
 from bot.core.policy import Policy
 from bot.core.render import request_view
@@ -13,7 +14,6 @@ from bot.transports.slack.blocks import (
     APPROVE,
     REJECT,
     ROLLBACK,
-    escape,
     release_message,
     release_message_of,
     thread_reply,
@@ -96,8 +96,10 @@ def test_long_provider_text_is_cut_to_slack_limits() -> None:
     assert len(fields) == 10 and all(len(f["text"]) <= 2000 for f in fields)
 
 
-def test_escape() -> None:
-    assert escape("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
+def test_literal_escapes_slacks_three_characters_and_unescape_undoes_it() -> None:
+    assert literal("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
+    for text in ("<!channel> & <@U1>", "&amp; stays &amp;", "R&D <https://x|y>"):
+        assert unescape(literal(text)) == text
 
 
 def test_a_release_message_is_recognized_by_its_own_blocks_only() -> None:

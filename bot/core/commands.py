@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bot.core.markup import literal
 from bot.core.model import Action
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def _clean(text: str) -> list[str]:
 def shown(word: str) -> str:
     """A user's word, safe to echo back: short, and never able to ping or format."""
     word = word[:40] + ("…" if len(word) > 40 else "")
-    return "`" + word.replace("`", "'") + "`"
+    return "`" + literal(word.replace("`", "'")) + "`"
 
 
 def parse_request_id(word: str, usage: str) -> int:
@@ -200,8 +201,8 @@ def split_emergency(args: list[str]) -> tuple[list[str], str | None]:
 
 
 def _reason(text: str) -> str:
-    """A reason people typed, safe to show: no pings or links, and not too long."""
-    text = text.replace("<", "‹").replace(">", "›")
+    """A reason people typed, as typed (it is escaped wherever it is shown: markup.literal),
+    and not too long."""
     return text[:REASON_LIMIT] + ("…" if len(text) > REASON_LIMIT else "")
 
 

@@ -88,7 +88,9 @@ class Execution:
         if before is not None and before.state.is_open:
             held = self.holds.stopping(before, "run")
             if held:
-                self.audit.record(request_id, BOT_ACTOR, "held", before.action.target, held.text)
+                target = before.action.target
+                words = summary(self.holds.on(target))  # the audit keeps plain words
+                self.audit.record(request_id, BOT_ACTOR, "held", target, words)
                 await self.delivery.touch(request_id)
                 return Reply(
                     held.text + "\nIts approvals are kept: approve it again once nothing holds it."

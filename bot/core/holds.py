@@ -11,6 +11,7 @@ from fnmatch import fnmatchcase
 
 from bot.core.context import Context
 from bot.core.freezes import Freeze, fmt
+from bot.core.markup import literal, user
 from bot.core.model import Lock, Request
 
 
@@ -20,25 +21,30 @@ class Hold:
 
     kind: str  # "lock" or "freeze"
     text: str  # one line, in the core's small markup
+    words: str  # the same line as plain words, for the audit log (escaped where it is shown)
 
 
 def holds_on(
     target: str, locks: Iterable[Lock], freezes: Sequence[Freeze], now: datetime
 ) -> list[Hold]:
     """Every lock and running freeze that covers `target` at `now`. Pure."""
-    found = [
-        Hold(
-            "lock",
-            f"🔒 `{lock.pattern}` is locked by <@{lock.by}> since {fmt(lock.at)}: {lock.reason}",
-        )
-        for lock in locks
-        if fnmatchcase(target, lock.pattern)
-    ]
+    found = []
+    for lock in locks:
+        if fnmatchcase(target, lock.pattern):
+            head, since = f"🔒 `{lock.pattern}` is locked by ", f" since {fmt(lock.at)}: "
+            found.append(
+                Hold(
+                    "lock",
+                    head + user(lock.by) + since + literal(lock.reason),
+                    head + lock.by + since + lock.reason,
+                )
+            )
     for freeze in freezes:
         window = freeze.window_at(now) if freeze.applies_to(target) else None
         if window is not None:
+            until = f": frozen until {fmt(window.end, freeze)}"
             found.append(
-                Hold("freeze", f"❄️ {freeze.reason}: frozen until {fmt(window.end, freeze)}")
+                Hold("freeze", f"❄️ {literal(freeze.reason)}{until}", f"❄️ {freeze.reason}{until}")
             )
     return found
 
@@ -61,8 +67,9 @@ def few(texts: Sequence[str], most: int = HOLDS_SHOWN) -> tuple[str, ...]:
 
 
 def summary(on_hold: Sequence[Hold]) -> str:
-    """The holds in one line, for the audit log: the first few, and how many more."""
-    return "; ".join(few([h.text for h in on_hold])) or "nothing holds it now"
+    """The holds in one line of plain words, for the audit log: the first few, and how many
+    more."""
+    return "; ".join(few([h.words for h in on_hold])) or "nothing holds it now"
 
 
 def hold_texts(ctx: Context, request: Request) -> tuple[str, ...]:

@@ -72,7 +72,7 @@ class Lifecycle:
         now = ctx.clock()
         if preview.refusal:
             self.audit.record(None, user, "refused", action.target, preview.refusal)
-            return Reply(preview.refusal)
+            return Reply(markup.literal(preview.refusal))
         action = preview.action or action  # what is approved is exactly what will run
         preview = preview.model_copy(update={"action": None})
         policy = ctx.rules.policy(action)
@@ -108,7 +108,10 @@ class Lifecycle:
             self.audit.record(
                 request.id, user, "cancelled", action.target, f"could not post: {exc}"
             )
-            return Reply(f"I couldn't post the release message here ({exc}), so nothing was done.")
+            return Reply(
+                f"I couldn't post the release message here ({markup.literal(str(exc))}), "
+                "so nothing was done."
+            )
         if policy.approvals == 0:
             return await self.execution.execute(request.id, user)
         return None
@@ -135,7 +138,7 @@ class Lifecycle:
             return Reply(f"{undone.action.provider} is not configured on this bot.")
         undo = provider.rollback(undone.action, undone.outcome)
         if isinstance(undo, str):
-            return Reply(f"#{undone.id} can't be rolled back: {undo}")
+            return Reply(f"#{undone.id} can't be rolled back: {markup.literal(undo)}")
         decision = authz.can_request(rules.role_map, user, undo.scope)
         if not decision:
             return Reply(decision.reason)
@@ -158,8 +161,8 @@ class Lifecycle:
             else "wait for it to end"
         )
         return Reply(
-            f"#{open_request.id} {open_request.action.title} is already open for this "
-            f"(asked by {markup.user(open_request.requester)}, {open_request.state.value}): "
+            f"#{open_request.id} {markup.literal(open_request.action.title)} is already open for "
+            f"this (asked by {markup.user(open_request.requester)}, {open_request.state.value}): "
             f"{how}, or decide it, before asking again. Nothing was posted."
         )
 
@@ -209,7 +212,8 @@ class Lifecycle:
             return Reply(decision.reason)
         held = self.holds.stopping(request, "approved")
         if held:
-            self.audit.record(request.id, user, "approval refused", target, held.text)
+            words = summary(self.holds.on(target))  # the audit keeps plain words
+            self.audit.record(request.id, user, "approval refused", target, words)
             return held
         if not ctx.store.add_approval(request.id, user, ctx.clock()):
             current = ctx.store.get(request.id)

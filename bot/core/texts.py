@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from bot.core.authz import RoleMap
 from bot.core.commands import USAGE, UsageError, usage
-from bot.core.markup import fmt_time, user, who_can_approve_text
+from bot.core.markup import fmt_time, literal, user, who_can_approve_text
 from bot.core.model import AuditEntry, Request
 from bot.core.policy import Policy
 from bot.core.render import HoldsView, ListedRequest, request_view
@@ -102,13 +102,13 @@ def status_text(
     lines.append("Timeline:")
     events = []
     for entry in reversed(timeline):
-        detail = f" — {_cut(entry.detail)}" if entry.detail else ""
+        detail = f" — {literal(_cut(entry.detail))}" if entry.detail else ""
         events.append(f"• {fmt_time(entry.at)} {entry.event} by {user(entry.actor)}{detail}")
     tail = []
-    if request.outcome is not None:
-        tail += [f"• {f.label}: `{f.value}`" for f in request.outcome.facts]
-        if request.outcome.check:
-            tail.append(f"What to check: {request.outcome.check}")
+    if view.outcome is not None:  # the view's: in the markup already
+        tail += [f"• {f.label}: `{f.value}`" for f in view.outcome.facts]
+        if view.outcome.check:
+            tail.append(f"What to check: {view.outcome.check}")
     return fit(lines, events, tail, more="• … and {n} more events (`/promote history` has them)")
 
 
@@ -122,8 +122,8 @@ def _cut(text: str, limit: int = DETAIL_SHOWN) -> str:
 def event_line(e: AuditEntry) -> str:
     """One audit entry on one line."""
     ref = f"#{e.request_id} " if e.request_id is not None else ""
-    where = f" `{e.target}`" if e.target else ""
-    detail = f" — {_cut(e.detail)}" if e.detail else ""
+    where = f" `{literal(e.target)}`" if e.target else ""
+    detail = f" — {literal(_cut(e.detail))}" if e.detail else ""
     return f"{fmt_time(e.at)} {ref}{e.event}{where} by {user(e.actor)}{detail}"
 
 
@@ -138,14 +138,15 @@ def history_text(entries: list[AuditEntry], target: str | None) -> str:
 
 
 def listed_line(item: ListedRequest) -> str:
-    """ "#3 guardrails … — ⏳ Waiting (0 of 1) · asked by <@U1> 2026-… · <link|open>"."""
+    """An open request in a list (`/promote pending`, the App Home): "<link|#3> *guardrails …*
+    — ⏳ Waiting (0 of 1) · `znyx:guardrails:prod` · asked by <@U1> 2026-… · 🔒 held …"."""
     ref = f"<{item.link}|#{item.request_id}>" if item.link else f"#{item.request_id}"
-    line = f"{ref} {item.title} — {item.status} · asked by {user(item.requester)}"
-    line += f" {fmt_time(item.created_at)}"
+    line = f"{ref} *{item.title}* — {item.status} · `{item.target}`"
+    line += f" · asked by {user(item.requester)} {fmt_time(item.created_at)}"
     if item.emergency:
         line += f" · 🚨 {item.emergency}"
     if item.held:
-        line += " · 🔒 held"
+        line += " · 🔒 held by a lock or a freeze"
     return line
 
 

@@ -195,15 +195,7 @@ class FakeSlack:
                 return web.json_response({"ok": False, "error": "channel_not_found"})
             problems = block_problems(args.get("blocks"), MESSAGE_BLOCKS, "/blocks")
             if problems:
-                self.refused.append((method, problems))
-                return web.json_response(
-                    {
-                        "ok": False,
-                        "error": "invalid_blocks",
-                        "errors": problems,
-                        "response_metadata": {"messages": [f"[ERROR] {p}" for p in problems]},
-                    }
-                )
+                return self._refuse(method, "invalid_blocks", problems)
             if channel in self.not_in_channels:
                 return web.json_response({"ok": False, "error": "not_in_channel"})
             if method == "chat.postEphemeral":
@@ -256,14 +248,7 @@ class FakeSlack:
                 return web.json_response({"ok": False, "error": "invalid_arguments"})
             problems = block_problems(view.get("blocks"), HOME_BLOCKS, "/view/blocks")
             if problems:
-                self.refused.append((method, problems))
-                return web.json_response(
-                    {
-                        "ok": False,
-                        "error": "invalid_arguments",
-                        "response_metadata": {"messages": [f"[ERROR] {p}" for p in problems]},
-                    }
-                )
+                return self._refuse(method, "invalid_arguments", problems)
             published = {**view, "id": f"V{next(self._ts):08d}", "team_id": self.team_id}
             return web.json_response({"ok": True, "view": published})
         if method == "usergroups.users.list":
@@ -276,6 +261,14 @@ class FakeSlack:
                 return web.json_response({"ok": False, "error": "no_such_subteam"})
             return web.json_response({"ok": True, "users": list(self.usergroups[group])})
         return web.json_response({"ok": False, "error": "unknown_method"})
+
+    def _refuse(self, method: str, error: str, problems: list[str]) -> web.Response:
+        """Slack's answer to blocks it won't take: `error`, and why in its response_metadata."""
+        self.refused.append((method, problems))
+        messages = [f"[ERROR] {p}" for p in problems]
+        return web.json_response(
+            {"ok": False, "error": error, "response_metadata": {"messages": messages}}
+        )
 
     def _post_or_update(self, method: str, channel: str, args: dict) -> dict:
         """Do what chat.postMessage or chat.update does to the channel; Slack's answer."""

@@ -45,7 +45,10 @@ class SlackSender:
         )
 
     def command_body(self, text: str, user: str, channel: str = "CRELEASES") -> str:
+        """A slash command as Slack sends it: what was typed in `text`, with `&`, `<` and `>`
+        as entities (Slack escapes them in what people type)."""
         n = next(_trigger)
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         return urlencode(
             {
                 "token": "legacy-verification-token",

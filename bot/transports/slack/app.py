@@ -28,6 +28,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import ConfigError
+from bot.core.markup import unescape
 from bot.core.model import Reply
 from bot.core.ports import StoreError
 from bot.core.workflow import Workflow
@@ -158,13 +159,16 @@ def create_app(
         if not isinstance(command.get("user_id"), str):
             await ack(response_type="ephemeral", text="promote-bot could not read this command.")
             return
-        checked = workflow.check(command["user_id"], str(command.get("text") or ""))
+        # Slack sends what people typed with `&`, `<` and `>` as entities: the core gets it as
+        # typed, and escapes it itself wherever it shows it (bot/core/markup.py).
+        text = unescape(str(command.get("text") or ""))
+        checked = workflow.check(command["user_id"], text)
         if isinstance(checked, Reply):
             await ack(response_type="ephemeral", text=checked.text)
             return
         payload = {
             "user": command["user_id"],
-            "text": command.get("text", ""),
+            "text": text,
             "channel": command.get("channel_id"),
             "response_url": command.get("response_url"),
         }

@@ -1,12 +1,16 @@
-"""Block Kit for release messages and their thread replies. Pure functions of a view."""
+"""Block Kit for release messages and their thread replies. Pure functions of a view.
+
+Views are in the core's markup, which is Slack's mrkdwn: outside text in them is escaped
+already (bot/core/markup.py), so it goes into mrkdwn as it is and is never escaped again here;
+only `plain_text` objects, which Slack shows verbatim, get it unescaped."""
 
 from __future__ import annotations
 
 from bot.core.holds import few
-from bot.core.markup import user, who_can_approve_text
+from bot.core.markup import unescape, user, who_can_approve_text
 from bot.core.model import State
-from bot.core.render import HomeView, ListedRequest, RequestView
-from bot.core.texts import event_line
+from bot.core.render import HomeView, RequestView
+from bot.core.texts import event_line, listed_line
 
 APPROVE = "promote_approve"
 REJECT = "promote_reject"
@@ -15,11 +19,6 @@ ROLLBACK = "promote_rollback"
 _SECTION_LIMIT = 3000
 _FIELD_LIMIT = 2000
 _HEADER_LIMIT = 150
-
-
-def escape(text: str) -> str:
-    """Slack's three control characters, so provider text can't ping or link anyone."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _cut(text: str, limit: int) -> str:
@@ -44,9 +43,7 @@ def rollback_button(view: RequestView) -> dict:
                 "confirm": {
                     "title": {"type": "plain_text", "text": "Ask to roll this back?"},
                     "text": _mrkdwn(
-                        escape(
-                            _cut(f"A new request will undo #{view.request_id}: {view.title}", 250)
-                        )
+                        _cut(f"A new request will undo #{view.request_id}: {view.title}", 250)
                     ),
                     "confirm": {"type": "plain_text", "text": "Ask"},
                     "deny": {"type": "plain_text", "text": "Not now"},
@@ -71,11 +68,14 @@ def release_message(view: RequestView) -> list[dict]:
     blocks: list[dict] = [
         {
             "type": "header",
-            "text": {"type": "plain_text", "text": _cut(f"Promote {view.title}", _HEADER_LIMIT)},
+            "text": {
+                "type": "plain_text",
+                "text": _cut(f"Promote {unescape(view.title)}", _HEADER_LIMIT),
+            },
         },
         {
             "type": "section",
-            "text": _mrkdwn(f"*{escape(view.status)}*\n" + "; ".join(people) + who),
+            "text": _mrkdwn(f"*{view.status}*\n" + "; ".join(people) + who),
         },
     ]
     if view.facts:
@@ -83,20 +83,19 @@ def release_message(view: RequestView) -> list[dict]:
             {
                 "type": "section",
                 "fields": [
-                    _mrkdwn(f"*{escape(f.label)}*\n{escape(f.value)}", _FIELD_LIMIT)
-                    for f in view.facts[:10]
+                    _mrkdwn(f"*{f.label}*\n{f.value}", _FIELD_LIMIT) for f in view.facts[:10]
                 ],
             }
         )
     for warning in view.warnings:
-        blocks.append({"type": "context", "elements": [_mrkdwn(f"⚠️ {escape(warning)}")]})
+        blocks.append({"type": "context", "elements": [_mrkdwn(f"⚠️ {warning}")]})
     if view.emergency:
         blocks.append(
             {
                 "type": "section",
                 "text": _mrkdwn(
                     f"🚨 *Emergency* (passes locks and freezes, needs one approval more): "
-                    f"{escape(view.emergency)}"
+                    f"{view.emergency}"
                 ),
             }
         )
@@ -116,7 +115,7 @@ def release_message(view: RequestView) -> list[dict]:
                         "value": str(view.request_id),
                         "confirm": {
                             "title": {"type": "plain_text", "text": "Approve this promotion?"},
-                            "text": _mrkdwn(escape(_cut(view.title, 250))),
+                            "text": _mrkdwn(_cut(view.title, 250)),
                             "confirm": {"type": "plain_text", "text": "Approve"},
                             "deny": {"type": "plain_text", "text": "Not yet"},
                         },
@@ -136,11 +135,7 @@ def release_message(view: RequestView) -> list[dict]:
     blocks.append(
         {
             "type": "context",
-            "elements": [
-                _mrkdwn(
-                    f"Request #{view.request_id} · `{escape(view.target)}` · {escape(view.policy)}"
-                )
-            ],
+            "elements": [_mrkdwn(f"Request #{view.request_id} · `{view.target}` · {view.policy}")],
         }
     )
     return blocks
@@ -185,18 +180,18 @@ def thread_reply(view: RequestView) -> tuple[str, list[dict]]:
     """The outcome under the release message, with the provider's own identifiers."""
     if view.outcome is not None:
         outcome = view.outcome
-        lines = [f"*{escape(view.status)}*"]
-        lines += [f"• {escape(f.label)}: `{escape(f.value)}`" for f in outcome.facts]
+        lines = [f"*{view.status}*"]
+        lines += [f"• {f.label}: `{f.value}`" for f in outcome.facts]
         if view.approvers:
             lines.append(
                 f"Requested by {user(view.requester)}, approved by "
                 + ", ".join(user(u) for u in view.approvers)
             )
         if outcome.check:
-            lines.append(f"What to check: {escape(outcome.check)}")
+            lines.append(f"What to check: {outcome.check}")
     else:
         who = f" by {user(view.decided_by)}" if view.decided_by else ""
-        lines = [f"*{escape(view.status)}*{who}"]
+        lines = [f"*{view.status}*{who}"]
     if view.rolls_back is not None:
         lines.append(f"↩️ Rolls back #{view.rolls_back}")
     text = "\n".join(lines)
@@ -212,17 +207,6 @@ _HOME_BLOCKS = 100  # Slack's limit for a home tab
 _HOME_HOLDS = 10  # locks and freezes the home tab lists; the rest are counted
 
 
-def _listed(item: ListedRequest) -> str:
-    ref = f"<{item.link}|#{item.request_id}>" if item.link else f"#{item.request_id}"
-    line = f"{ref} *{escape(item.title)}* — {escape(item.status)}\n"
-    line += f"`{escape(item.target)}` · asked by {user(item.requester)}"
-    if item.emergency:
-        line += f" · 🚨 {escape(item.emergency)}"
-    if item.held:
-        line += " · 🔒 held by a lock or a freeze"
-    return line
-
-
 def home_tab(view: HomeView) -> dict:
     """The App Home of one person, as a `home` view for views.publish."""
     blocks: list[dict] = []
@@ -235,10 +219,10 @@ def home_tab(view: HomeView) -> dict:
             blocks.append({"type": "section", "text": _mrkdwn(item)})
 
     header("Waiting for your approval")
-    lines([_listed(i) for i in view.waiting[:20]], "_Nothing is waiting for you._")
+    lines([listed_line(i) for i in view.waiting[:20]], "_Nothing is waiting for you._")
     blocks.append({"type": "divider"})
     header("Your open requests")
-    lines([_listed(i) for i in view.mine[:20]], "_You have no open request._")
+    lines([listed_line(i) for i in view.mine[:20]], "_You have no open request._")
     blocks.append({"type": "divider"})
     header("Locks and freezes")
     holds = view.holds

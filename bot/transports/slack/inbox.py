@@ -18,6 +18,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncRespond
 
+from bot.core.markup import literal
 from bot.core.model import Reply
 from bot.core.ports import StoreError
 from bot.core.workflow import Workflow
@@ -33,7 +34,8 @@ Decide = Callable[[str, int], Awaitable[Reply | None]]
 
 def store_trouble(exc: StoreError) -> str:
     return (
-        f"promote-bot can't use its database right now ({exc}). Try again in a few minutes; "
+        f"promote-bot can't use its database right now ({literal(str(exc))}). Try again in a "
+        "few minutes; "
         "if this was an approval that may have started a promotion, check `/promote status` "
         "first. The people running the bot have been told."
     )
@@ -165,7 +167,7 @@ class Inbox:
         refusal = await self._foreign(payload, request_id)
         if refusal is not None:
             wf.refuse_click(user, request_id, refusal)
-            return Reply(f"That button does nothing: it came from {refusal}.")
+            return Reply(f"That button does nothing: it came from {literal(refusal)}.")
         return await decide(user, request_id)
 
     async def _foreign(self, payload: dict[str, Any], request_id: int) -> str | None:
