@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bot.core.controls import describe, first_control
 from bot.core.markup import literal
 from bot.core.model import Action
 
@@ -157,6 +158,12 @@ def all_usages(rules: Rules) -> str:
 
 def parse(text: str, rules: Rules) -> Command:
     """Turn the text after `/promote` into a command, or raise `UsageError`."""
+    control = first_control(text)
+    if control is not None:  # the input boundary of every transport: nothing stores it
+        raise UsageError(
+            f"Your command holds a control character, {describe(control)}, which can hide "
+            "or reorder what a text says: type it again without it."
+        )
     words = _clean(text)
     if not words or words[0].lower() in ("help", "-h", "--help", "?"):
         return Help()

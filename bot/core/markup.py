@@ -13,13 +13,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.core.authz import WhoCanApprove
+from bot.core.controls import replaced
 from bot.core.model import BOT_ACTOR
 
 
 def literal(text: str) -> str:
     """Outside text as literal text of the markup: `&`, `<` and `>` (Slack's three control
-    characters) as entities."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    characters) as entities, and any real control character (an ANSI escape, U+202E) as `�`."""
+    return replaced(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def unescape(text: str) -> str:

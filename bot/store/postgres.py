@@ -20,8 +20,10 @@ from typing import Any, Literal, TypeVar
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.abc import Buffer
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
+from psycopg.types.string import StrDumperUnknown
 
 from bot.core.model import (
     Approval,
@@ -240,6 +242,15 @@ def _plain(exc: psycopg.Error, url: str) -> str:
     return f"the {db}: {text}"
 
 
+class _TextDumper(StrDumperUnknown):
+    """psycopg's own text dumper, but a NUL (which PostgreSQL's text can't hold, and psycopg
+    refuses with an error that would read as a database outage) is stored as U+FFFD. Commands
+    with one are refused before this; a provider's words may still carry one."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
+
+
 def _guard(method: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(method)
     def guarded(self: PostgresStore, *args: Any, **kwargs: Any) -> T:
@@ -305,6 +316,7 @@ class PostgresStore:
             given = conninfo_to_dict(self.url)
             defaults = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
             conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row, **defaults)
+            conn.adapters.register_dumper(str, _TextDumper)
             conn.execute("SET TIME ZONE 'UTC'")
             conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
             conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
