@@ -32,6 +32,7 @@ from bot.core.markup import unescape
 from bot.core.model import Reply
 from bot.core.ports import StoreError
 from bot.core.workflow import Workflow
+from bot.store import call_store
 from bot.transports.slack.blocks import APPROVE, REJECT, ROLLBACK
 from bot.transports.slack.home import register_home
 from bot.transports.slack.inbox import Inbox, click_payload, store_trouble, tell
@@ -131,10 +132,12 @@ def create_app(
     inbox = inbox or (pool.inbox if pool else Inbox(workflow, identity))
     pool = pool or WorkPool(inbox)
 
-    def record(key: str | None, kind: str, payload: dict[str, Any]) -> None:
-        """Record acknowledged work and wake a worker; a redelivery is dropped here."""
+    async def record(key: str | None, kind: str, payload: dict[str, Any]) -> None:
+        """Record acknowledged work and wake a worker; a redelivery is dropped here. The one
+        insert runs off the event loop for a store on a network (PostgreSQL): a database that
+        does not answer holds up this ack alone (bounded: bot/store/answering.py)."""
         key = key or f"local.{uuid.uuid4().hex}"  # Slack always sends one; recorded anyway
-        if inbox.accept(key, kind, payload):
+        if await call_store(workflow.store, inbox.accept, key, kind, payload):
             pool.wake(key)
 
     async def authorize() -> AuthorizeResult:
@@ -173,7 +176,7 @@ def create_app(
             "response_url": command.get("response_url"),
         }
         try:
-            record(command.get("trigger_id"), "command", payload)
+            await record(command.get("trigger_id"), "command", payload)
         except StoreError as exc:
             inbox.store_failed(exc)
             await ack(response_type="ephemeral", text=store_trouble(exc))
@@ -187,7 +190,7 @@ def create_app(
         action_id = first.get("action_id") if isinstance(first, dict) else None
         try:
             if action_id:
-                record(body.get("trigger_id"), str(action_id), payload)
+                await record(body.get("trigger_id"), str(action_id), payload)
         except StoreError as exc:
             inbox.store_failed(exc)
             await ack()  # a click's ack carries no text: the person is told at response_url
