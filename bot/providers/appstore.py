@@ -651,7 +651,7 @@ class AppStoreProvider(HTTPProvider):
         if current is None:
             return Preview(refusal=f"{action.app} {action.version} has no build attached.")
         version = await self.version(action)
-        state = version_state(version) if isinstance(version, Resource) else "state unknown"
+        state = version_state(version)
         facts = [
             Fact(label="Version", value=f"{action.version} ({state})"),
             Fact(label="Attached now", value=current.describe()),

@@ -120,8 +120,11 @@ def when(value: object) -> str:
     return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
-def version_state(version: Resource) -> str:
-    """An App Store version's state (`appVersionState`, or the older `appStoreState`)."""
+def version_state(version: Resource | str) -> str:
+    """An App Store version's state (`appVersionState`, or the older `appStoreState`); a
+    version that could not be read (why, in words) has none."""
+    if isinstance(version, str):
+        return "state unknown"
     a = version.attributes
     return str(a.get("appVersionState") or a.get("appStoreState") or "state unknown")
 

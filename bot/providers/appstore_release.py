@@ -15,13 +15,14 @@ from typing import Any
 from bot.core.errors import ProviderError
 from bot.core.model import Fact, Outcome, Preview, changed, not_sent
 from bot.core.steps import Steps
-from bot.providers.appstore_api import LABEL, Reads, Resource, version_state
+from bot.providers.appstore_api import Reads, Resource, version_state
 from bot.providers.appstore_train import (
     PAUSE_DAYS,
     ROLLOUT,
     AppStorePhased,
     AppStoreRelease,
     stopped,
+    unconfirmed,
     unsent,
 )
 from bot.providers.appstore_train_client import Phased, TrainClient
@@ -181,7 +182,7 @@ class Release:
                 f"{shown}'s phased release {now}", now == expect.get("phased_state"), _check(action)
             )
         version = await self.reads.version(action)
-        state = version_state(version) if isinstance(version, Resource) else "state unknown"
+        state = version_state(version)
         return unsent(f"{shown} {state}", state == expect.get("version_state"), _check(action))
 
     async def _run(
@@ -219,19 +220,15 @@ class Release:
                 self.reads.version(action), self.client.phased(action.version_id)
             )
         except ProviderError as exc:
-            return Outcome(
-                state="unknown",
-                headline=f"{LABEL} accepted the change, but reading it back failed ({exc.message})",
-                check=_check(action),
-            )
-        state = version_state(version) if isinstance(version, Resource) else "state unknown"
+            return unconfirmed(f"reading it back failed ({exc.message})", _check(action))
+        state = version_state(version)
         facts = [Fact(label="Version", value=f"{action.version} ({state})")]
         facts += _phased_facts(phased) if phased else []
         if request_id:
             facts.append(Fact(label="Release request", value=request_id))
         if isinstance(action, AppStoreRelease):
             if state not in RELEASED:
-                return _unconfirmed(action, f"{shown} reads {state}", facts)
+                return unconfirmed(f"{shown} reads {state}", _check(action), facts)
             rollout = ""
             if phased is not None and phased.state == "ACTIVE":
                 rollout = f"; its phased release is ACTIVE, at {_at(phased)}"
@@ -244,7 +241,7 @@ class Release:
             )
         if phased is None or phased.state != action.wanted:
             now = phased.state if phased else "no phased release"
-            return _unconfirmed(action, f"its phased release reads {now}", facts)
+            return unconfirmed(f"its phased release reads {now}", _check(action), facts)
         return Outcome(
             state="succeeded",
             headline=f"the phased release of {shown} is {phased.state}, at {_at(phased)}, "
@@ -277,17 +274,6 @@ def _unfit(action: AppStorePhased, phased: Phased) -> str | None:
             f"{PAUSE_DAYS} in all."
         )
     return None
-
-
-def _unconfirmed(
-    action: AppStoreRelease | AppStorePhased, reads: str, facts: list[Fact]
-) -> Outcome:
-    return Outcome(
-        state="unknown",
-        headline=f"{LABEL} accepted the change, but {reads}",
-        facts=facts,
-        check=_check(action),
-    )
 
 
 def _check(action: AppStoreRelease | AppStorePhased) -> str:

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from bot.core.errors import ProviderError
 from bot.core.model import Fact, Outcome, Preview, changed, not_sent
 from bot.core.steps import Steps
-from bot.providers.appstore_api import LABEL, Build, Reads, Resource, version_state
+from bot.providers.appstore_api import Build, Reads, Resource, version_state
 from bot.providers.appstore_train import (
     AppStoreCancelReview,
     AppStoreSubmit,
     stopped,
+    unconfirmed,
     unsent,
     yes,
 )
@@ -143,7 +144,7 @@ class Review:
     async def _cancel_preview(self, action: AppStoreCancelReview) -> Preview:
         submission = await self.client.submission(action.submission_id)
         version = await self.reads.version(action)
-        state = version_state(version) if isinstance(version, Resource) else "state unknown"
+        state = version_state(version)
         if submission.state == "IN_REVIEW":
             return Preview(
                 refusal=f"Apple is reviewing {action.app} {action.version} now (IN_REVIEW): the "
@@ -198,7 +199,7 @@ class Review:
             shows = f"review submission {now.id} {now.state}"
             return unsent(shows, now.state == expect.get("submission_state"), check)
         version = await self.reads.version(action)
-        state = version_state(version) if isinstance(version, Resource) else "state unknown"
+        state = version_state(version)
         shows = f"{action.app} {action.version} {state}"
         return unsent(shows, state == expect.get("version_state"), check)
 
@@ -235,25 +236,17 @@ class Review:
                 self.client.submission(submission_id), self.reads.version(action)
             )
         except ProviderError as exc:
-            return Outcome(
-                state="unknown",
-                headline=f"{LABEL} accepted the submission, but reading it back failed "
-                f"({exc.message})",
-                check=_check(action),
-            )
-        state = version_state(version) if isinstance(version, Resource) else "state unknown"
+            why = f"reading it back failed ({exc.message})"
+            return unconfirmed(why, _check(action), what="submission")
+        state = version_state(version)
         facts = [
             Fact(label="Review submission", value=submission.describe()),
             Fact(label="Version", value=f"{action.version} ({state})"),
             Fact(label="Build", value=expect.get("attached_shown", "?")),
         ]
         if submission.state not in SUBMITTED:
-            return Outcome(
-                state="unknown",
-                headline=f"{LABEL} accepted the submission, but it reads {submission.state}",
-                facts=facts,
-                check=_check(action),
-            )
+            why = f"it reads {submission.state}"
+            return unconfirmed(why, _check(action), facts, what="submission")
         return Outcome(
             state="succeeded",
             headline=f"{what} is submitted for App Review ({submission.state}): Apple reviews "
@@ -273,24 +266,17 @@ class Review:
                 self.client.submission(action.submission_id), self.reads.version(action)
             )
         except ProviderError as exc:
-            return Outcome(
-                state="unknown",
-                headline=f"{LABEL} accepted the cancel, but reading it back failed ({exc.message})",
-                check=_check(action),
+            return unconfirmed(
+                f"reading it back failed ({exc.message})", _check(action), what="cancel"
             )
-        state = version_state(version) if isinstance(version, Resource) else "state unknown"
+        state = version_state(version)
         facts = [
             Fact(label="Review submission", value=submission.describe()),
             Fact(label="Version", value=f"{action.version} ({state})"),
         ]
         if submission.state not in ("CANCELING", "COMPLETE") or state in IN_PROGRESS:
-            return Outcome(
-                state="unknown",
-                headline=f"{LABEL} accepted the cancel, but the submission reads "
-                f"{submission.state}",
-                facts=facts,
-                check=_check(action),
-            )
+            why = f"the submission reads {submission.state}"
+            return unconfirmed(why, _check(action), facts, what="cancel")
         return Outcome(
             state="succeeded",
             headline=f"the App Review submission of {action.app} {action.version} is canceled "

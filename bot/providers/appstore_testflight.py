@@ -24,6 +24,7 @@ from bot.providers.appstore_train import (
     AppStoreTestFlightRemove,
     InGroup,
     stopped,
+    unconfirmed,
     unsent,
     yes,
 )
@@ -256,11 +257,7 @@ class TestFlight:
             )
             count = await self.client.build_count(action.group_id)
         except ProviderError as exc:
-            return Outcome(
-                state="unknown",
-                headline=f"{LABEL} accepted the change, but reading it back failed ({exc.message})",
-                check=_check(action),
-            )
+            return unconfirmed(f"reading it back failed ({exc.message})", _check(action))
         removing = isinstance(action, AppStoreTestFlightRemove)
         kind = "external" if action.external else "internal"
         facts = [
@@ -271,12 +268,7 @@ class TestFlight:
         if review is not None:
             facts.append(Fact(label="Beta review", value=f"{review.state} ({review.id})"))
         if in_group == removing or (action.external and not removing and review is None):
-            return Outcome(
-                state="unknown",
-                headline=f"{LABEL} accepted the change, but reading it back does not show it",
-                facts=facts,
-                check=_check(action),
-            )
+            return unconfirmed("reading it back does not show it", _check(action), facts)
         record = {"before": {"in_group": expect.get("in_group", "")}}
         record["installed"] = {"in_group": yes(in_group)}
         if removing:

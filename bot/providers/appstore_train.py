@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from bot.core.commands import UsageError, resolve_alias, shown
 from bot.core.errors import ProviderError
-from bot.core.model import Action, Outcome, Preview, not_done, unclear
+from bot.core.model import Action, Fact, Outcome, Preview, not_done, unclear
 from bot.core.rules import CommandForm
 from bot.core.steps import StepNotDone, Steps
 from bot.providers.appstore_api import APP_ID, LABEL, NAME, SCOPE, word
@@ -329,6 +329,18 @@ def stopped(exc: ProviderError, done: list[str], check: str) -> Outcome:
         return Outcome(state="failed", headline=exc.message + before)
     then = f"; before that, {'; '.join(done)}" if done else "; nothing was changed"
     return Outcome(state="failed", headline=exc.message + then)
+
+
+def unconfirmed(
+    why: str, check: str, facts: list[Fact] | None = None, *, what: str = "change"
+) -> Outcome:
+    """Written, but reading it back doesn't show it (or fails): `unknown`, never `failed`."""
+    return Outcome(
+        state="unknown",
+        headline=f"{LABEL} accepted the {what}, but {why}",
+        facts=facts or [],
+        check=check,
+    )
 
 
 def unsent(shows: str, as_before: bool, check: str) -> Outcome:

@@ -359,7 +359,10 @@ class TrainClient:
                 "POST",
                 "v1/reviewSubmissions",
                 body,
-                {422: f"{LABEL} rejected the review submission as invalid"},
+                {
+                    409: f"{LABEL} refused a new review submission for the app",
+                    422: f"{LABEL} rejected the review submission as invalid",
+                },
                 find,
             )
         except ProviderRejected as exc:
@@ -375,7 +378,9 @@ class TrainClient:
             others = await self.open_submissions(app_id, platform)
         except ProviderError:
             others = []
-        named = "; ".join(s.describe() for s in others) or "not named"
+        if not others:  # none to name: Apple's own words stand
+            return exc
+        named = "; ".join(s.describe() for s in others)
         detail = exc.message.split("(HTTP 409", 1)[-1]
         return ProviderRejected(
             LABEL,

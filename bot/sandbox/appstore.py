@@ -116,6 +116,8 @@ class FakeAppStore:
     # "METHOD /path/{id}/…" → an event that write waits for; `reached` is set when it arrives
     hold: dict[str, asyncio.Event] = field(default_factory=dict)
     reached: dict[str, asyncio.Event] = field(default_factory=dict)
+    hourly_limit: int | None = None  # requests an hour, as Apple limits a key; over it: 429
+    _hour: tuple[datetime | None, int] = (None, 0)  # the clock's hour, and requests in it
     train: FakeReleaseTrain = field(init=False)
 
     def __post_init__(self) -> None:
@@ -210,6 +212,9 @@ class FakeAppStore:
             return refused
         if request.method != "GET" and self._kid(request) in self.read_only_keys:
             return forbidden("The API key in use does not allow this request.")
+        limited = self._rate_limited()
+        if limited is not None:
+            return limited
         failure = next((f for f in self._failures if f[0] in (None, request.method)), None)
         if failure is not None:
             self._failures.remove(failure)
@@ -227,6 +232,28 @@ class FakeAppStore:
             await self.hold[operation].wait()
         self.train.settle()
         return await handler(request)
+
+    def _rate_limited(self) -> web.Response | None:
+        """429 past `hourly_limit` requests in the clock's hour, with when to come back."""
+        if self.hourly_limit is None:
+            return None
+        now = self.clock()
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        count = (self._hour[1] if self._hour[0] == hour else 0) + 1
+        self._hour = (hour, count)
+        if count <= self.hourly_limit:
+            return None
+        wait = int((hour + timedelta(hours=1) - now).total_seconds()) + 1
+        return errors(
+            429,
+            "RATE_LIMIT_EXCEEDED",
+            "The request rate limit has been reached.",
+            "We've received too many requests for this API. Please wait and try again.",
+            **{
+                "Retry-After": str(wait),
+                "X-Rate-Limit": f"user-hour-lim:{self.hourly_limit};user-hour-rem:0;",
+            },
+        )
 
     @staticmethod
     def _kid(request: web.Request) -> str:

@@ -147,9 +147,8 @@ class AscSubmission:
             relationships["items"] = {"data": linked}
         if "appStoreVersionForReview" in include:
             versions = [i.version_id for i in items if i.state != "REMOVED"]
-            relationships["appStoreVersionForReview"] = {
-                "data": {"type": "appStoreVersions", "id": versions[0]} if versions else None
-            }
+            linked = {"data": {"type": "appStoreVersions", "id": versions[0]}} if versions else {}
+            relationships["appStoreVersionForReview"] = linked
         return {
             "type": "reviewSubmissions",
             "id": self.id,
