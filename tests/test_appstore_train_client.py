@@ -5,9 +5,10 @@ plain message for every error code of these operations."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -201,6 +202,42 @@ async def test_a_write_that_times_out_is_decided_by_reading_and_carried_on_later
         "PATCH /v1/reviewSubmissions/{id}",
     ]  # each step once
     await client.aclose()
+
+
+async def test_a_recovery_submits_only_the_build_that_was_approved(asc: Asc) -> None:
+    """A crash left the version in the submission, unsubmitted; meanwhile someone attached
+    another build in App Store Connect: the recovery does not submit that one."""
+    client = _client(asc.url, timeout=httpx.Timeout(0.3))
+    asc.fake.hold["PATCH /v1/reviewSubmissions/{id}"] = asyncio.Event()  # never answers
+    steps = Steps.in_memory()
+    preview = await client.preview(_submit())
+    assert preview.action is not None
+    await client.execute(preview.action, promoted_by="x", expect=preview.expect, steps=steps)
+    journal = Steps.in_memory()  # what a crash before the submit leaves: two steps done
+    for record in steps:
+        if record.name != "submit":
+            await journal.write(record.name, _answer(record.result), provider="x")
+    asc.fake.versions[asc.ids.v240].build_id = asc.ids.b155_exempt
+    outcome = await client.observe(
+        preview.action, promoted_by="x", expect=preview.expect, steps=journal
+    )
+    assert outcome is not None and outcome.state == "failed"
+    assert outcome.headline.startswith(
+        f"not submitted: the build attached to ios 2.4.0 was 152 ({asc.ids.b152_attached}) "
+        f"when this was requested; it is now 155 ({asc.ids.b155_exempt})."
+    )
+    assert _writes(asc).count("PATCH /v1/reviewSubmissions/{id}") == 1  # the lost one only
+    asc.fake.hold.clear()
+    await client.aclose()
+
+
+def _answer(result: Mapping[str, Any]) -> Callable[[], Awaitable[Mapping[str, Any]]]:
+    """A step's send that answers what the journal recorded (to copy a journal)."""
+
+    async def recorded() -> Mapping[str, Any]:
+        return result
+
+    return recorded
 
 
 async def test_a_recovery_with_nothing_sent_sends_nothing(asc: Asc) -> None:

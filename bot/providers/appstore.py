@@ -5,6 +5,10 @@ released), expire a build, declare a build's encryption. Versions and builds are
 version string and build number; the ids found are kept with the request, so what runs after
 approval is exactly what was shown. A PATCH whose fate is unclear is never repeated: the bot
 reads the state back instead.
+
+The release train after these (TestFlight groups, App Review, releases, phased releases) is
+declared in appstore_train.py and run by its flows; this provider hands its steps to them,
+over the same HTTP client and token.
 """
 
 from __future__ import annotations

@@ -188,10 +188,24 @@ class Review:
     async def observe(
         self, action: AppStoreSubmit | AppStoreCancelReview, expect: Mapping[str, str], steps: Steps
     ) -> Outcome | None:
-        """Carry on from the journal; with nothing sent, decide by reading only."""
+        """Carry on from the journal; with nothing sent, decide by reading only. Before it
+        submits what a crash left unsubmitted, the version must still have the build that was
+        approved."""
         if steps.started:
             if isinstance(action, AppStoreCancelReview):
                 return await self._cancel(action, steps)
+            assert action.version_id
+            attached = await self.reads.attached(action.version_id)
+            now = attached.id if attached else ""
+            if not steps.marked("submit") and now != expect.get("attached", now):
+                shows = attached.describe() if attached else "no build"
+                then = expect.get("attached_shown", expect.get("attached", "?"))
+                return Outcome(
+                    state="failed",
+                    headline=f"not submitted: the build attached to {action.app} "
+                    f"{action.version} was {then} when this was requested; it is now {shows}. "
+                    f"The review submission it prepared stays open: request again",
+                )
             return await self._submit(action, expect, steps)
         check = _check(action)
         if isinstance(action, AppStoreCancelReview):
