@@ -67,6 +67,8 @@ class RequestView:
 
     holds: tuple[str, ...] = ()  # locks and freezes on its target, while it is open
     emergency: str | None = None  # break-glass: the reason it was asked for anyway
+    reason: str | None = None  # why it was rejected or cancelled (people's text, in the markup)
+    comments: tuple[tuple[str, str], ...] = ()  # (approver, what they said), in the markup
 
     @property
     def summary(self) -> str:
@@ -123,6 +125,8 @@ def request_view(
         and request.action.reversible,
         holds=tuple(holds) if state.is_open else (),
         emergency=literal(request.emergency) if request.emergency else None,
+        reason=literal(request.reason) if request.reason else None,
+        comments=tuple((a.user, literal(a.comment)) for a in request.approvals if a.comment),
     )
 
 
@@ -213,3 +217,31 @@ class HomeView:
     mine: tuple[ListedRequest, ...]  # they asked for, still open
     holds: HoldsView
     events: tuple[AuditEntry, ...]  # newest first
+    notify: bool = True  # do they get direct messages
+
+
+@dataclass(frozen=True)
+class NoticeView:
+    """A direct message to one person about one request: "{emoji} {lead} by {by}", the
+    request, and what was said or what came of it. In the core's markup, like every view
+    (people's and providers' text escaped once, by `notice_view`); user ids stay ids."""
+
+    key: str  # unique per request, person and event: how a lost one is found again
+    user: str  # who is told
+    request_id: int
+    emoji: str
+    lead: str  # "Your request #3 was rejected", "#3 waits for your approval"
+    by: str | None  # who did it, if a person
+    title: str
+    target: str
+    requester: str
+    label: str | None = None  # "Reason", "Comment", "Outcome", "🚨 Emergency"
+    detail: str | None = None
+    check: str | None = None  # for an unknown outcome: what to look at
+    expires: datetime | None = None  # for a request waiting for approval
+    link: str | None = None  # to the release message, when the chat has links
+
+    @property
+    def summary(self) -> str:
+        """One line of plain text, for notifications and fallbacks."""
+        return f"{self.emoji} {self.lead}: {self.title}"
