@@ -15,7 +15,10 @@ from bot import logs
 from bot.config import parse_config
 from bot.core.commands import Lock, UsageError, parse
 from bot.core.markup import literal
-from tests.conftest import ALICE, CONFIG, STOREFRONT, World
+from bot.core.model import State
+from bot.transports.slack.blocks import REJECT
+from bot.transports.slack.modals import SAID
+from tests.conftest import ALICE, BOB, CONFIG, STOREFRONT, World
 
 RULES = parse_config(tomllib.loads(CONFIG))
 HOSTILE = ["NUL\x00here", "ANSI \x1b[31mred\x1b[0m", "RLO \u202etxt.exe", "DEL\x7f", "C1\x9b"]
@@ -39,6 +42,20 @@ async def test_a_command_with_a_control_character_is_refused_at_its_ack(
     store = world.bot.store
     assert store.locks() == [] and store.inbox_undone() == 0 and world.posted() == []
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_form_whose_text_holds_a_control_character_is_answered_in_the_form(
+    world: World,
+) -> None:
+    await world.requested("znyx guardrails staging", ALICE)
+    view = await world.opened_form(REJECT, 1, BOB)
+    response = await world.sender.submit(view, BOB, "regression \u202egnp.exe")
+    assert response.status_code == 200
+    errors = response.json()
+    assert errors["response_action"] == "errors"
+    assert "U+202E (RIGHT-TO-LEFT OVERRIDE)" in errors["errors"][SAID]
+    request = world.bot.store.get(1)
+    assert request is not None and request.state is State.PENDING and request.reason is None
 
 
 async def test_provider_text_with_a_nul_is_stored_and_shown_not_a_database_outage(

@@ -178,6 +178,11 @@ async def test_a_click_naming_one_request_from_anothers_message_adopts_nothing(
     assert shown is not None and json.dumps(shown["blocks"]) == shown_before  # still #1's
     assert world.znyx.promote_calls == []
 
+    before = len(world.told())  # Reject… naming #2 from #1's message opens no form either
+    await world.sender.click(REJECT, 2, BOB, channel="CRELEASES", ts=one["ts"])
+    await world.slack.wait_for(lambda s: len(world.told()) == before + 1)
+    assert "not #2's release message" in world.told()[-1] and world.slack.views == []
+
 
 @pytest.mark.parametrize(
     ("where", "why"),
