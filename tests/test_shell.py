@@ -225,3 +225,29 @@ def test_a_break_glass_request_that_could_never_be_approved_is_refused() -> None
     assert result.returncode == 0
     assert "needs 2 approvals, and only 1 configured person other than you" in result.stdout
     assert "nothing was posted" in result.stdout and "┌ #1" not in result.stdout
+
+
+def test_rehearsing_a_config_greets_with_its_people_as_one_who_has_a_role(tmp_path: Path) -> None:
+    config = tmp_path / "mine.toml"
+    config.write_text(
+        '[roles]\nviewer = []\nmobile = ["developer:manage_builds"]\n'
+        '[members]\nU_VIC = ["viewer"]\nU_DANA = ["mobile"]\nU_ERIN = ["mobile"]\n'
+        'S_MOBILE = ["mobile"]\n'
+    )
+    result = shell("whoami\n", "--sandbox", "--config", str(config))
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    greeting = out[: out.index("U_DANA> whoami")]
+    people = f"People, with their roles in {config}:\n  U_VIC      viewer\n  U_DANA     mobile\n"
+    assert people in greeting
+    assert "group S_MOBILE: mobile (its members are unknown here: no role)" in greeting
+    assert "U_ALICE" not in greeting and "U_MALLORY" not in greeting  # the sandbox's own people
+    assert "You are U_DANA (mobile); switch with: as U_ERIN." in greeting  # U_VIC may do nothing
+    assert "/promote whop apbu_ios151" in greeting and "/promote znyx" not in greeting
+    assert "» You are @U_DANA (roles: mobile)." in out
+
+
+def test_the_sandbox_says_who_you_are_and_how_to_switch() -> None:
+    out = shell("", "--sandbox").stdout
+    assert "You are U_ALICE (release-manager); switch with: as U_BOB." in out
+    assert "Tab completes" not in out  # the line editor's keys: only on a terminal
