@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -172,12 +173,10 @@ class World:
 
     def posted(self) -> list[dict]:
         """Release messages (top-level posts), in order."""
-        return [
-            c.args for c in self.slack.calls_to("chat.postMessage") if "thread_ts" not in c.args
-        ]
+        return [c.args for c in self.slack.channel_posts() if "thread_ts" not in c.args]
 
     def thread(self) -> list[dict]:
-        return [c.args for c in self.slack.calls_to("chat.postMessage") if "thread_ts" in c.args]
+        return [c.args for c in self.slack.channel_posts() if "thread_ts" in c.args]
 
     def told(self) -> list[str]:
         """Ephemeral answers sent through response URLs."""
@@ -202,6 +201,28 @@ class World:
         assert response.status_code == 200 and response.text == ""
         await self.slack.wait_for(lambda s: len(self.told()) == before + 1)
         return self.told()[-1]
+
+    async def opened_form(
+        self, action_id: str, request_id: int, user: str, **where: str | float | None
+    ) -> dict:
+        """Click a button that opens a form (Reject…, Approve with comment…); the modal the
+        bot opened with views.open, as the fake Slack answered it."""
+        before = len(self.slack.views)
+        response = await self.sender.click(action_id, request_id, user, **where)
+        assert response.status_code == 200 and response.text == ""
+        await self.slack.wait_for(lambda s: len(s.views) == before + 1)
+        return self.slack.views[-1]
+
+    async def reject_by_form(
+        self, request_id: int, user: str, reason: str, **where: str | float | None
+    ) -> httpx.Response:
+        """Click Reject…, type `reason` into the form it opens, and submit it."""
+        view = await self.opened_form("promote_reject", request_id, user, **where)
+        return await self.sender.submit(view, user, reason)
+
+    def dms(self, user: str) -> list[str]:
+        """The text of the direct messages the bot sent `user`, in order."""
+        return [block_text(m["blocks"]) for m in self.slack.dms(user)]
 
     async def finished(self) -> str:
         """Wait for the first thread reply and return its text."""
@@ -228,6 +249,13 @@ def block_text(blocks: list[dict]) -> str:
     return "\n".join(out)
 
 
+def open_buttons(request_id: int) -> list[tuple[str, str]]:
+    """The buttons of an open request's release message: Approve, Approve with comment…,
+    Reject…."""
+    n = str(request_id)
+    return [("promote_approve", n), ("promote_approve_comment", n), ("promote_reject", n)]
+
+
 def buttons(blocks: list[dict]) -> list[tuple[str, str]]:
     return [
         (e["action_id"], e["value"])
@@ -248,6 +276,41 @@ async def spawn_serve(env: dict[str, str]) -> asyncio.subprocess.Process:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+
+
+class Output:
+    """A process's output (stdout and stderr), collected line by line as it comes."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._new = asyncio.Event()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        while line := await self.process.stdout.readline():
+            self.lines.append(line.decode().rstrip("\n"))
+            self._new.set()
+        self._new.set()
+
+    async def line(self, *parts: str, within: float = 15.0) -> str:
+        """The first line holding every one of `parts`, waiting for it if need be."""
+        async with asyncio.timeout(within):
+            while True:
+                for line in self.lines:
+                    if all(p in line for p in parts):
+                        return line
+                if self._reader.done():
+                    raise AssertionError(f"the process ended without {parts}: {self.lines}")
+                self._new.clear()
+                await self._new.wait()
+
+    async def ended(self, within: float = 15.0) -> int:
+        """Wait for the process to end (and its output to be read); its exit status."""
+        async with asyncio.timeout(within):
+            await self._reader
+            return await self.process.wait()
 
 
 @pytest.fixture

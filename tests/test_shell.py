@@ -11,6 +11,7 @@ from bot.config import parse_config
 from bot.core.workflow import Workflow
 from bot.store import SqliteStore
 from bot.transports.shell import Shell, ShellChat
+from tests.shell_sandbox import sandbox_shell
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -251,3 +252,36 @@ def test_the_sandbox_says_who_you_are_and_how_to_switch() -> None:
     out = shell("", "--sandbox").stdout
     assert "You are U_ALICE (release-manager); switch with: as U_BOB." in out
     assert "Tab completes" not in out  # the line editor's keys: only on a terminal
+
+
+async def test_decisions_in_the_shell_say_why_and_people_are_told() -> None:
+    said: list[str] = []
+    async with sandbox_shell(said.append) as sandbox:
+        shell, workflow = sandbox.shell, sandbox.workflow
+        for line in (
+            "/promote znyx guardrails staging",
+            "as U_BOB",
+            "reject 1",  # a reason is required
+            "reject 1 the soak <!channel> failed",
+            "as U_ALICE",
+            "/promote znyx guardrails dev",
+            "cancel 2 asked too early",
+            "/promote znyx guardrails dev",
+            "as U_BOB",
+            "approve 3 dashboards green",
+        ):
+            await shell.handle(line)
+            await workflow.deliver_due()  # the `deliver` job, as its timer would
+    out = "\n".join(said)
+    assert "» Usage: reject <request number> <reason…>, e.g. reject 1" in out
+    assert "  ↳ #1 🚫 Rejected by @U_BOB\n    Reason: the soak ‹!channel› failed" in out
+    assert (
+        "  ✉ to @U_ALICE: 🚫 Your request #1 was rejected by @U_BOB — guardrails policy bundle: "
+        "staging → prod\n    Reason: the soak ‹!channel› failed"
+    ) in out
+    assert "  ↳ #2 🚫 Cancelled by @U_ALICE\n    Reason: asked too early" in out
+    assert "    💬 @U_BOB: dashboards green" in out  # in #3's outcome
+    assert out.count("✉ to @U_BOB: ⏳") == 3  # each request waited for him, once each
+    assert "✉ to @U_ALICE: 👍 Your request #3 was approved by @U_BOB" in out
+    assert "✉ to @U_ALICE: ✅ Your request #3 succeeded" in out
+    assert "✉ to @U_ALICE: 🚫 Your request #2" not in out  # she cancelled it herself

@@ -30,6 +30,7 @@ def test_commands_providers_and_verbs() -> None:
         "/promote",
         "approve",
         "reject",
+        "cancel",
         "rollback",
         "as",
         "whoami",
@@ -55,7 +56,15 @@ def test_aliases_and_environments_from_the_config() -> None:
     assert offered(completer, "/promote znyx guardrails activate p") == ["prod"]
     assert offered(completer, "/promote whop ") == ["storefront"]
     assert offered(completer, "/promote whop storefront ") == []  # a build id: anything
-    assert offered(completer, "/promote appstore ") == ["ios", "expire", "encryption"]
+    assert offered(completer, "/promote appstore ")[:3] == ["ios", "expire", "encryption"]
+    assert {"testflight", "submit", "release", "phased"} <= set(
+        offered(completer, "/promote appstore ")
+    )  # the release train's forms, with nothing added for them here
+    assert offered(completer, "/promote appstore phased ios 2.3.0 ") == [
+        "pause",
+        "resume",
+        "complete",
+    ]
     assert offered(completer, "/promote appstore expire ") == ["ios"]
     assert offered(completer, "/promote appstore encryption ios 153 ") == ["exempt", "non-exempt"]
     assert offered(completer, "/promote appstore encryption ios 153 non") == ["non-exempt"]
@@ -80,6 +89,8 @@ def test_targets_patterns_and_people() -> None:
         "znyx:guardrails:prod",
     ]
     assert offered(completer, "/promote lock znyx:* ") == []  # the reason is free text
+    assert offered(completer, "/promote approve 12 ") == []  # so is a comment
+    assert offered(completer, "reject 12 ") == []
     assert offered(completer, "as U_") == ["U_BOB", "U_CAROL"]
 
 
@@ -116,6 +127,8 @@ async def test_request_numbers_open_ones_first() -> None:
         assert offered(completer, "approve ") == ["2"]
         assert offered(completer, "reject ") == ["2"]
         assert offered(completer, "/promote cancel ") == ["2"]
+        assert offered(completer, "cancel ") == ["2"]
+        assert offered(completer, "/promote approve ") == ["2"]
         assert offered(completer, "rollback ") == ["1"]
         assert offered(completer, "/promote rollback ") == ["1"]
         assert offered(completer, "/promote status ") == ["2", "3", "1"]  # open, then newest

@@ -21,9 +21,10 @@ from bot.core.model import Request, State
 from bot.core.ports import Store, StoreError
 from bot.core.rules import ProviderRules, Rules
 
-SHELL_VERBS = (
-    "approve <request>",
-    "reject <request>",
+SHELL_VERBS = (  # as the shell's help has them (shell.py)
+    "approve <request> [<comment…>]",
+    "reject <request> <reason…>",
+    "cancel <request> [<reason…>]",
     "rollback <request>",
     "as <user>",
     "whoami",
@@ -54,9 +55,11 @@ class Word:
 
     @classmethod
     def of(cls, token: str) -> Word:
-        if token.startswith("<") and token.endswith(">"):
-            name = token[1:-1]
-            return cls(placeholder=name.rstrip("…"), rest=name.endswith("…"))
+        name = token[1:-1] if token.startswith("<") and token.endswith(">") else token
+        if name.endswith("…"):  # `<reason…>`, `comment…`: free text
+            return cls(placeholder=name.rstrip("…"), rest=True)
+        if name != token:
+            return cls(placeholder=name)
         return cls(literals=tuple(token.split("|")))
 
 

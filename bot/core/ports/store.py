@@ -8,7 +8,18 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from bot.core.model import AuditEntry, Lock, NewRequest, Outcome, Request, State, StepRecord
+from bot.core.model import (
+    AuditEntry,
+    Lock,
+    NewRequest,
+    NoticeRecord,
+    Outcome,
+    Request,
+    State,
+    StepRecord,
+)
+
+Notices = Sequence[tuple[str, str]]  # direct messages owed: (person, event)
 
 
 class StoreError(Exception):
@@ -45,8 +56,17 @@ class RequestStore(Protocol):
         self, states: Sequence[State], *, expired_by: datetime | None = None
     ) -> list[Request]: ...
 
-    def add_approval(self, request_id: int, user: str, at: datetime) -> bool:
-        """Record `user`'s approval if the request is open and they have not approved yet."""
+    def add_approval(
+        self,
+        request_id: int,
+        user: str,
+        at: datetime,
+        *,
+        comment: str | None = None,
+        notices: Notices = (),
+    ) -> bool:
+        """Record `user`'s approval (and what they said) if the request is open and they have
+        not approved yet; `notices` are owed with it, in the same transaction."""
         ...
 
     def transition(
@@ -59,9 +79,13 @@ class RequestStore(Protocol):
         by: str | None = None,
         outcome: Outcome | None = None,
         lease: tuple[str, datetime] | None = None,
+        reason: str | None = None,
+        notices: Notices = (),
     ) -> bool:
         """Move to `to` only if the request is in one of `from_states`; True if it moved.
-        Moving to `executing` takes `lease` (owner, until); leaving it drops the lease."""
+        Moving to `executing` takes `lease` (owner, until); leaving it drops the lease.
+        `reason`: why `by` rejected or cancelled it. `notices` (direct messages) are owed
+        only if it moved, in the same transaction: a crash never loses nor invents one."""
         ...
 
     def renew(self, request_id: int, owner: str, until: datetime) -> bool:
@@ -189,5 +213,57 @@ class StepStore(Protocol):
         ...
 
 
-class Store(RequestStore, MessageStore, InboxStore, LockStore, AuditStore, StepStore, Protocol):
+class NoticeStore(Protocol):
+    """Direct messages owed to people (bot/core/notify.py), each delivered once: claimed
+    (compare-and-set) before it is sent, looked for before it is sent again when its fate is
+    unclear; and each person's choice to get them or not."""
+
+    def set_notify(self, user: str, enabled: bool, at: datetime) -> None: ...
+
+    def notify_enabled(self, user: str) -> bool:
+        """Whether `user` gets direct messages (yes unless they said no)."""
+        ...
+
+    def notices_due(self, now: datetime, limit: int) -> list[NoticeRecord]:
+        """Owed and not waiting out a backoff, or claimed by a try whose time ran out; oldest
+        first."""
+        ...
+
+    def claim_notice(
+        self, key: str, now: datetime, until: datetime
+    ) -> Literal["post", "check"] | None:
+        """Take the duty of sending notice `key` until `until`: "post" when it is owed,
+        "check" when an earlier try may have reached the chat and its time to look has come;
+        None when it is not due, or another process has it."""
+        ...
+
+    def notice_sent(self, key: str, at: datetime) -> None: ...
+
+    def notice_uncertain(self, key: str, held_until: datetime, look_at: datetime) -> None:
+        """The message may or may not have reached the chat: look for it from `look_at` on
+        (only while the claim that ran until `held_until` is still this caller's)."""
+        ...
+
+    def notice_retry(
+        self, key: str, held_until: datetime, next_try: Callable[[int], datetime]
+    ) -> int:
+        """It certainly did not reach the chat: owed again from `next_try(attempts)`; the
+        attempts so far (only while the claim is still this caller's)."""
+        ...
+
+    def notice_dropped(self, key: str, at: datetime, why: str) -> None:
+        """Never to be sent (opted out, no longer true, a person Slack can't reach)."""
+        ...
+
+
+class Store(
+    RequestStore,
+    MessageStore,
+    InboxStore,
+    LockStore,
+    AuditStore,
+    StepStore,
+    NoticeStore,
+    Protocol,
+):
     """Everything the core keeps, in one database."""
