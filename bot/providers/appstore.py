@@ -4,7 +4,7 @@ Three actions: attach a build to an App Store version (what ships when that vers
 released), expire a build, declare a build's encryption. Versions and builds are looked up by
 version string and build number; the ids found are kept with the request, so what runs after
 approval is exactly what was shown. A PATCH whose fate is unclear is never repeated: the bot
-reads the state back instead.
+reads the state back instead. `/promote appstore builds <app>` lists an app's newest builds.
 """
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ from pydantic import (
     field_validator,
 )
 
-from bot.core.commands import UsageError, resolve_alias, shown
+from bot.core.commands import UsageError, closest, resolve_alias, shown
 from bot.core.errors import ProviderError, ProviderUncertain
 from bot.core.model import (
     Action,
     Fact,
+    Listing,
     Outcome,
     Preview,
+    Query,
     changed,
     not_done,
     not_sent,
@@ -103,6 +105,8 @@ class AppStoreDetach(_AppStoreAction):
     build to a version that had none. `build` is the build it takes off."""
 
     kind: Literal["appstore.detach"] = "appstore.detach"
+    doing: ClassVar[str] = "Detaching"
+    done: ClassVar[str] = "Detached"
     version: str
     version_id: str
 
@@ -118,6 +122,8 @@ class AppStoreDetach(_AppStoreAction):
 class AppStoreExpire(_AppStoreAction):
     kind: Literal["appstore.expire"] = "appstore.expire"
     reversible: ClassVar[bool] = False  # App Store Connect can't unexpire a build
+    doing: ClassVar[str] = "Expiring"
+    done: ClassVar[str] = "Expired"
 
     @property
     def title(self) -> str:
@@ -126,6 +132,8 @@ class AppStoreExpire(_AppStoreAction):
 
 class AppStoreEncryption(_AppStoreAction):
     kind: Literal["appstore.encryption"] = "appstore.encryption"
+    doing: ClassVar[str] = "Declaring encryption"
+    done: ClassVar[str] = "Encryption declared"
     uses_non_exempt_encryption: bool
 
     @property
@@ -135,6 +143,15 @@ class AppStoreEncryption(_AppStoreAction):
 
 
 BuildAction = AppStoreAttach | AppStoreExpire | AppStoreEncryption | AppStoreDetach
+
+
+class AppStoreBuilds(Query):
+    """An app's newest builds: number, version, processing, expired, encryption, beta state."""
+
+    provider: ClassVar[str] = NAME
+    scope: ClassVar[str] = SCOPE
+    app: str
+    app_id: str
 
 
 class AppStoreSection(Section):
@@ -160,8 +177,10 @@ USAGE = {
     "attach": "/promote appstore <app> <version> <build>   e.g. /promote appstore ios 2.4.0 153",
     "expire": "/promote appstore expire <app> <build>",
     "encryption": "/promote appstore encryption <app> <build> exempt|non-exempt",
+    "builds": "/promote appstore builds <app>   e.g. /promote appstore builds ios",
 }
-_WORDS = {"attach": 3, "expire": 2, "encryption": 3}
+_WORDS = {"attach": 3, "expire": 2, "encryption": 3, "builds": 1}
+LISTED = 10  # builds `appstore builds` shows, newest first
 
 
 def _word(word: str, what: str, usage: str) -> str:
@@ -179,21 +198,34 @@ class AppStoreRules:
         CommandForm(SCOPE, USAGE["attach"], "attach a build to an App Store version"),
         CommandForm(SCOPE, USAGE["expire"], "expire an App Store build"),
         CommandForm(SCOPE, USAGE["encryption"], "declare a build's encryption"),
+        CommandForm(SCOPE, USAGE["builds"], "an app's newest builds and their states"),
     )
 
     def __init__(self, section: AppStoreSection) -> None:
         self.section = section
 
-    def parse(self, args: list[str]) -> BuildAction:
+    def parse(self, args: list[str]) -> BuildAction | AppStoreBuilds:
         sub = args[0].lower() if args else ""
-        key = sub if sub in ("expire", "encryption") else "attach"
+        key = sub if sub in ("expire", "encryption", "builds") else "attach"
         usage = USAGE[key]
         rest = args[1:] if key != "attach" else args
+        apps = self.section.apps
+        if key == "attach" and sub and sub not in apps and not APP_ID.match(sub):
+            guess = closest(sub, ["expire", "encryption", "builds"])
+            if guess:  # `appstore expier ios 153`: a command misspelt, not an unknown app
+                raise UsageError(
+                    f"Unknown App Store app or command {shown(args[0])}. "
+                    f"Did you mean `appstore {guess}`?",
+                    USAGE[guess],
+                )
         if len(rest) != _WORDS[key]:
             said = "appstore" if key == "attach" else f"appstore {key}"
-            forms = "\n".join(USAGE.values())
-            raise UsageError(f"`{said}` takes {_WORDS[key]} words after it.", forms)
-        app, app_id = resolve_alias(rest[0], self.section.apps, APP_ID, "App Store app", usage)
+            forms = "\n".join(USAGE.values()) if key == "attach" else usage
+            words = f"{_WORDS[key]} word{'s' if _WORDS[key] > 1 else ''}"
+            raise UsageError(f"`{said}` takes {words} after it.", forms)
+        app, app_id = resolve_alias(rest[0], apps, APP_ID, "App Store app", usage)
+        if key == "builds":
+            return AppStoreBuilds(app=app, app_id=app_id)
         if key == "attach":
             version = _word(rest[1], "a version string like 2.4.0 (or a version id)", usage)
             build = _word(rest[2], "a build number like 153 (or a build id)", usage)
@@ -275,6 +307,14 @@ class Resource(BaseModel):
     type: str
     id: str
     attributes: dict[str, Any] = {}
+    relationships: dict[str, Any] = {}
+
+    def related(self, name: str) -> tuple[str, str] | None:
+        """(type, id) of a to-one relationship given in the document, if any."""
+        data = (self.relationships.get(name) or {}).get("data")
+        if isinstance(data, dict) and data.get("type") and data.get("id"):
+            return str(data["type"]), str(data["id"])
+        return None
 
 
 class Build:
@@ -379,7 +419,9 @@ class AppStoreProvider(HTTPProvider):
             )
         )
         if not found:
-            return f"{action.app} has no build numbered {action.build}."
+            return f"{action.app} has no build numbered {action.build}" + (
+                await self._builds_there(action.app, action.app_id)
+            )
         if len(found) > 1:
             ids = ", ".join(r.id for r in found)
             return (
@@ -406,7 +448,9 @@ class AppStoreProvider(HTTPProvider):
             )
         )
         if not found:
-            return f"{action.app} has no App Store version {action.version}."
+            return f"{action.app} has no App Store version {action.version}" + (
+                await self._versions_there(action.app_id)
+            )
         if len(found) > 1:
             platforms = ", ".join(str(r.attributes.get("platform")) for r in found)
             return (
@@ -414,6 +458,94 @@ class AppStoreProvider(HTTPProvider):
                 "name the version by its id."
             )
         return found[0]
+
+    async def _versions_there(self, app_id: str) -> str:
+        """ " (its versions: 2.4.0 PREPARE_FOR_SUBMISSION, …)." after "has no version …"."""
+        try:
+            versions = _many(
+                await self._get(
+                    f"v1/apps/{segment(app_id)}/appStoreVersions",
+                    {"limit": "10", "fields[appStoreVersions]": "versionString,appVersionState"},
+                    missing=f"{LABEL} has no app {app_id}",
+                )
+            )
+        except ProviderError:
+            return "."
+        listed = ", ".join(f"{v.attributes.get('versionString')} ({_state(v)})" for v in versions)
+        return f" (its versions: {listed or 'none yet'})."
+
+    async def _builds_there(self, app: str, app_id: str) -> str:
+        """ " (its newest builds: 155, 154, …; …)." after "has no build numbered …"."""
+        try:
+            builds = _many(
+                await self._get(
+                    "v1/builds",
+                    {
+                        "filter[app]": app_id,
+                        "sort": "-uploadedDate",
+                        "limit": "5",
+                        "fields[builds]": "version",
+                    },
+                    missing=f"{LABEL} has no app {app_id}",
+                )
+            )
+        except ProviderError:
+            return "."
+        numbers = ", ".join(Build(b).number for b in builds) or "none yet"
+        return f" (its newest builds: {numbers}; `/promote appstore builds {app}` shows more)."
+
+    async def show(self, query: AppStoreBuilds) -> Listing:
+        """`appstore builds`: the app's newest builds, with their version and beta state."""
+        response = await self._get(
+            "v1/builds",
+            {
+                "filter[app]": query.app_id,
+                "sort": "-uploadedDate",
+                "limit": str(LISTED),
+                "include": "preReleaseVersion,buildBetaDetail",
+                "fields[builds]": "version,uploadedDate,expired,processingState,"
+                "usesNonExemptEncryption,preReleaseVersion,buildBetaDetail",
+                "fields[preReleaseVersions]": "version,platform",
+                "fields[buildBetaDetails]": "internalBuildState,externalBuildState",
+            },
+            missing=f"{LABEL} has no app {query.app_id}",
+        )
+        builds = _many(response)
+        included = _included(response)
+        rows = []
+        for resource in builds:
+            build = Build(resource)
+            version = included.get(resource.related("preReleaseVersion") or ("", ""))
+            beta = included.get(resource.related("buildBetaDetail") or ("", ""))
+            rows.append(
+                (
+                    build.number,
+                    str(version.attributes.get("version") or "?") if version else "?",
+                    build.processing,
+                    _yes(build.expired),
+                    build.encryption_text,
+                    *_beta(beta),
+                    build.uploaded[:10],
+                )
+            )
+        total = _total(response)
+        notes = (
+            [f"The newest {len(rows)} of {total} builds."] if total and total > len(rows) else []
+        )
+        if not rows:
+            notes.append(f"{query.app} has no builds yet.")
+        notes.append(f"Attach one with `{USAGE['attach'].split('   ')[0]}`.")
+        columns = (
+            "build",
+            "version",
+            "processing",
+            "expired",
+            "encryption",
+            "internal beta",
+            "external beta",
+            "uploaded",
+        )
+        return Listing(f"App Store builds of {query.app}", columns, tuple(rows), tuple(notes))
 
     async def attached(self, version_id: str) -> Build | None:
         response = await self._get(
@@ -515,7 +647,7 @@ class AppStoreProvider(HTTPProvider):
         if version is None:
             return []
         a = version.attributes
-        state = a.get("appVersionState") or a.get("appStoreState") or "state unknown"
+        state = _state(version)
         return [
             f"Build {build.number} is attached to version {a.get('versionString', version.id)} "
             f"({state}): once expired, that version can't be submitted with it."
@@ -832,6 +964,42 @@ class AppStoreProvider(HTTPProvider):
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
+
+
+def _state(version: Resource) -> str:
+    a = version.attributes
+    return str(a.get("appVersionState") or a.get("appStoreState") or "state unknown")
+
+
+def _beta(detail: Resource | None) -> tuple[str, str]:
+    """A build's TestFlight states, internal and external (InternalBetaState, ExternalBetaState)."""
+    a = detail.attributes if detail is not None else {}
+    return str(a.get("internalBuildState") or "?"), str(a.get("externalBuildState") or "?")
+
+
+def _included(response: httpx.Response) -> dict[tuple[str, str], Resource]:
+    """A JSON:API document's `included` resources by (type, id); what can't be read is left
+    out (the listing then shows `?`)."""
+    try:
+        items = response.json().get("included") or []
+    except (ValueError, AttributeError):
+        return {}
+    found = {}
+    for item in items if isinstance(items, list) else []:
+        try:
+            resource = Resource.model_validate(item)
+        except ValidationError:
+            continue
+        found[(resource.type, resource.id)] = resource
+    return found
+
+
+def _total(response: httpx.Response) -> int | None:
+    try:
+        total = response.json()["meta"]["paging"]["total"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return total if isinstance(total, int) else None
 
 
 def _expected_attached(build: Build | None) -> dict[str, str]:

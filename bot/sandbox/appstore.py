@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +22,22 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from bot.sandbox.calls import Call
 
 AUDIENCE = "appstoreconnect-v1"
+# GET /v1/builds: the `sort` keys and `include` names asc-builds-subset.json lists
+BUILD_SORTS = ("version", "uploadedDate", "preReleaseVersion")
+BUILD_INCLUDES = (
+    "preReleaseVersion",
+    "individualTesters",
+    "betaGroups",
+    "betaBuildLocalizations",
+    "appEncryptionDeclaration",
+    "betaAppReviewSubmission",
+    "app",
+    "buildBetaDetail",
+    "appStoreVersion",
+    "icons",
+    "buildBundles",
+    "buildUpload",
+)
 EDITABLE = ("PREPARE_FOR_SUBMISSION", "DEVELOPER_REJECTED", "REJECTED", "METADATA_REJECTED")
 _EPOCH = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -34,6 +51,42 @@ class AscBuild:
     expired: bool = False
     uses_non_exempt_encryption: bool | None = None
     uploaded: datetime = _EPOCH
+    short_version: str = "2.4.0"  # its preReleaseVersion's version (CFBundleShortVersionString)
+    beta: tuple[str, str] | None = None  # (internal, external) beta state, once it has one
+
+    def pre_release(self) -> dict:
+        """Its preReleaseVersion resource (the app's version string and platform)."""
+        rid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.app_id}/{self.short_version}"))
+        return {
+            "type": "preReleaseVersions",
+            "id": rid,
+            "attributes": {"version": self.short_version, "platform": "IOS"},
+        }
+
+    def beta_detail(self) -> dict:
+        """Its buildBetaDetail resource: what TestFlight makes of it (ExternalBetaState, …)."""
+        if self.expired:
+            internal = external = "EXPIRED"
+        elif self.processing == "PROCESSING":
+            internal = external = "PROCESSING"
+        elif self.processing != "VALID":
+            internal = external = "PROCESSING_EXCEPTION"
+        elif self.uses_non_exempt_encryption is None:
+            internal = external = "MISSING_EXPORT_COMPLIANCE"
+        else:
+            internal, external = self.beta or (
+                "READY_FOR_BETA_TESTING",
+                "READY_FOR_BETA_SUBMISSION",
+            )
+        return {
+            "type": "buildBetaDetails",
+            "id": self.id,
+            "attributes": {
+                "autoNotifyEnabled": False,
+                "internalBuildState": internal,
+                "externalBuildState": external,
+            },
+        }
 
     def resource(self, base: str) -> dict:
         return {
@@ -77,6 +130,43 @@ class AscVersion:
             },
             "links": {"self": f"{base}/v1/appStoreVersions/{self.id}"},
         }
+
+
+def _invalid(name: str, value: str) -> web.Response:
+    return errors(
+        400,
+        "PARAMETER_ERROR.INVALID",
+        "A parameter has an invalid value",
+        f"'{value}' is not a valid value for the parameter '{name}'",
+    )
+
+
+def _build_key(key: str) -> Callable[[AscBuild], object]:
+    """A build's sort key for `sort` (version and preReleaseVersion compare as numbers)."""
+
+    def numbers(text: str) -> tuple[int, ...]:
+        return tuple(int(p) if p.isdigit() else 0 for p in text.split("."))
+
+    if key == "version":
+        return lambda b: numbers(b.number)
+    if key == "preReleaseVersion":
+        return lambda b: numbers(b.short_version)
+    return lambda b: b.uploaded
+
+
+def _fields(resource: dict, query: Mapping[str, str]) -> dict:
+    """A resource cut to the sparse fieldset `fields[<its type>]` asks for, if it asks."""
+    wanted = query.get(f"fields[{resource['type']}]")
+    if wanted is None:
+        return resource
+    names = set(wanted.split(","))
+    cut = {
+        **resource,
+        "attributes": {k: v for k, v in resource["attributes"].items() if k in names},
+    }
+    if "relationships" in resource:
+        cut["relationships"] = {k: v for k, v in resource["relationships"].items() if k in names}
+    return cut
 
 
 def errors(status: int, code: str, title: str, detail: str, **headers: str) -> web.Response:
@@ -239,12 +329,42 @@ class FakeAppStore:
             if ("filter[app]" not in q or b.app_id in q["filter[app]"].split(","))
             and ("filter[version]" not in q or b.number in q["filter[version]"].split(","))
         ]
-        limit = int(q.get("limit", "50"))
-        return self._doc(
-            [b.resource(self.base) for b in found[:limit]],
-            request,
-            meta={"paging": {"total": len(found), "limit": limit}},
-        )
+        sorts = [s for s in q.get("sort", "").split(",") if s]
+        include = [i for i in q.get("include", "").split(",") if i]
+        limit = q.get("limit", "50")
+        for name, value, allowed in (
+            *(("sort", s, BUILD_SORTS) for s in sorts),
+            *(("include", i, BUILD_INCLUDES) for i in include),
+        ):
+            if value.removeprefix("-") not in allowed or (name == "include" and "-" in value):
+                return _invalid(name, value)
+        if not limit.isdigit() or not 0 < int(limit) <= 200:
+            return _invalid("limit", limit)
+        for key in reversed(sorts):  # the first key sorts last: it decides
+            found.sort(key=_build_key(key.removeprefix("-")), reverse=key.startswith("-"))
+        shown = found[: int(limit)]
+        data = [self._sparse(b, include, q) for b in shown]
+        included: list[dict] = []
+        if "preReleaseVersion" in include:
+            versions = {b.pre_release()["id"]: b.pre_release() for b in shown}
+            included += [_fields(v, q) for v in versions.values()]
+        if "buildBetaDetail" in include:
+            included += [_fields(b.beta_detail(), q) for b in shown]
+        extra: dict[str, object] = {"included": included} if include else {}
+        meta = {"paging": {"total": len(found), "limit": int(limit)}}
+        return self._doc(data, request, meta=meta, **extra)
+
+    def _sparse(self, build: AscBuild, include: list[str], q: Mapping[str, str]) -> dict:
+        """A build in a list: the relationships asked for linked, the fields asked for only."""
+        resource = build.resource(self.base)
+        linked = {"preReleaseVersion": build.pre_release, "buildBetaDetail": build.beta_detail}
+        for name, related in linked.items():
+            if name in include:
+                target = related()
+                resource["relationships"][name] = {
+                    "data": {"type": target["type"], "id": target["id"]}
+                }
+        return _fields(resource, q)
 
     async def _get_build(self, request: web.Request) -> web.Response:
         build = self.builds.get(request.match_info["id"])
@@ -308,10 +428,11 @@ class FakeAppStore:
             for v in self.versions.values()
             if v.app_id == app_id and (wanted is None or v.version_string in wanted.split(","))
         ]
+        limit = int(request.query.get("limit", "50"))
         return self._doc(
-            [v.resource(self.base) for v in found],
+            [_fields(v.resource(self.base), request.query) for v in found[:limit]],
             request,
-            meta={"paging": {"total": len(found), "limit": 50}},
+            meta={"paging": {"total": len(found), "limit": limit}},
         )
 
     async def _get_version(self, request: web.Request) -> web.Response:

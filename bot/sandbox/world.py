@@ -72,8 +72,12 @@ def seed_whop(whop: FakeWhop) -> None:
 def seed_appstore(asc: FakeAppStore, key: ec.EllipticCurvePrivateKey) -> None:
     asc.issuer_id = ASC_ISSUER
     asc.keys = {ASC_KEY_ID: key.public_key()}
-    asc.add_build(IOS_APP, "150", expired=True, uses_non_exempt_encryption=False)
-    attached = asc.add_build(IOS_APP, "152", uses_non_exempt_encryption=False)
+    asc.add_build(
+        IOS_APP, "150", expired=True, uses_non_exempt_encryption=False, short_version="2.3.0"
+    )
+    attached = asc.add_build(
+        IOS_APP, "152", uses_non_exempt_encryption=False, beta=("IN_BETA_TESTING", "BETA_APPROVED")
+    )
     asc.add_build(IOS_APP, "153")
     asc.add_build(IOS_APP, "154", processing="PROCESSING")
     asc.add_version(IOS_APP, "2.4.0", build_id=attached.id)
