@@ -19,7 +19,8 @@ from bot.core.model import Gate, Listing, Outcome, Preview, Request, State
 from bot.core.policy import Policy, describe, gate_refusal
 from bot.core.render import request_view
 from bot.core.texts import history_text, listing_text, unknown_target_text, usage_error
-from bot.providers.appstore import AppStoreBuilds, AppStoreEncryption, AppStoreExpire
+from bot.providers.appstore import AppStoreEncryption, AppStoreExpire
+from bot.providers.appstore_list import AppStoreBuilds
 from bot.providers.whop import WhopBuilds, WhopPromote
 from bot.providers.znyx import ZnyxBundles, ZnyxPromote
 from tests.conftest import CONFIG
