@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 USAGE: dict[str, str] = {
     "help": "/promote help",
     "status": "/promote status <request>   e.g. /promote status 12",
-    "history": "/promote history [<target or pattern> | <provider> | <request>]",
+    "history": "/promote history [<target-pattern>]",  # or a provider, or a request number
     "approve": "/promote approve <request> [comment…]   e.g. /promote approve 12 tests are green",
     "reject": "/promote reject <request> <reason…>   e.g. /promote reject 12 wait for the fix",
     "cancel": "/promote cancel <request> [reason…]",
@@ -204,8 +204,11 @@ def usage(key: str, rules: Rules) -> str:
     if key == "history":
         example = next((t for p in rules.providers.values() for t in p.targets()[-1:]), None)
         if example:
-            every = example.split(":", 1)[0] + ":*"
-            line += f"   e.g. /promote history {example}, /promote history {every}"
+            name = example.split(":", 1)[0]
+            line += (
+                f"   e.g. /promote history {example}, /promote history {name}:*, "
+                f"/promote history {name}, /promote history 12"
+            )
     return line
 
 

@@ -21,6 +21,7 @@ class CommandForm:
     scope: Scope | None
     usage: str
     what: str
+    look: bool = False  # a read-only look (builds, bundles): no request, so no --emergency
 
 
 class ProviderRules(Protocol):

@@ -191,7 +191,7 @@ class AppStoreRules:
         CommandForm(SCOPE, USAGE["attach"], "attach a build to an App Store version"),
         CommandForm(SCOPE, USAGE["expire"], "expire an App Store build"),
         CommandForm(SCOPE, USAGE["encryption"], "declare a build's encryption"),
-        CommandForm(SCOPE, USAGE["builds"], "an app's newest builds and their states"),
+        CommandForm(SCOPE, USAGE["builds"], "an app's newest builds and their states", look=True),
         *train.FORMS,
     )
 

@@ -115,7 +115,9 @@ class WhopRules:
     label = LABEL
     forms = (
         CommandForm(SCOPE, USAGE, "make a Whop app build the production build"),
-        CommandForm(SCOPE, BUILDS_USAGE, "an app's newest builds: status, platform, production"),
+        CommandForm(
+            SCOPE, BUILDS_USAGE, "an app's newest builds: status, platform, production", look=True
+        ),
     )
 
     def __init__(self, section: WhopSection) -> None:

@@ -166,7 +166,9 @@ class ZnyxRules:
     forms = (
         CommandForm(SCOPE, USAGE, "promote a Znyx policy bundle one stage"),
         CommandForm(SCOPE, ACTIVATE_USAGE, "make an explicit bundle version active"),
-        CommandForm(SCOPE, BUNDLES_USAGE, "the bundles of a project: versions, hashes, active"),
+        CommandForm(
+            SCOPE, BUNDLES_USAGE, "the bundles of a project: versions, hashes, active", look=True
+        ),
     )
 
     def __init__(self, section: ZnyxSection) -> None:
