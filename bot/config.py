@@ -5,6 +5,7 @@ Any problem becomes a `ConfigError` whose message is one line naming the setting
 
 from __future__ import annotations
 
+import codecs
 import re
 import tomllib
 from collections.abc import Sequence
@@ -34,7 +35,9 @@ from bot.core.freezes import Freeze, parse_weekly
 from bot.core.policy import Policy
 from bot.core.rules import Rules
 from bot.providers.registry import PROVIDERS
+from bot.providers.spec import PolicyKey, setting_problem
 
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SLACK_USER = re.compile(r"^[UW][A-Z0-9_]{2,}$")  # _ for readable shell and sandbox users
 SLACK_GROUP = re.compile(r"^S[A-Z0-9_]{2,}$")  # a user group (its members get the roles)
@@ -42,6 +45,12 @@ POLICY_PATTERN = re.compile(
     r"^(" + "|".join(map(re.escape, PROVIDERS)) + r"|\*)(:[A-Za-z0-9_.*?-]+){0,2}$"
 )
 SCOPES: dict[str, str] = {s: what for spec in PROVIDERS.values() for s, what in spec.scopes.items()}
+# The policy keys providers add (`whop_statuses`): key → (provider, what it may list).
+POLICY_KEYS: dict[str, tuple[str, PolicyKey]] = {
+    key: (name, spec_key)
+    for name, spec in PROVIDERS.items()
+    for key, spec_key in spec.policy_keys.items()
+}
 
 
 class ConfigError(Exception):
@@ -81,6 +90,8 @@ def _allowed_keys(root: type[BaseModel], loc: tuple[int | str, ...]) -> list[str
             current = None
         while get_origin(current) in (Union, UnionType):  # `Model | None`
             current = next((a for a in get_args(current) if a is not type(None)), None)
+    if current is Policy:  # its `allow` is written as the providers' own keys
+        return [k for k in Policy.model_fields if k != "allow"] + list(POLICY_KEYS)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return list(current.model_fields)
     return []
@@ -131,16 +142,24 @@ class Settings(BaseSettings):
     promote_bot_shutdown_seconds: float = Field(default=25.0, ge=0, le=3600)
     promote_bot_groups_refresh: int = Field(default=300, ge=10, le=86400)
     promote_bot_workers: int = Field(default=32, ge=1, le=1000)  # work after acks, at once
+    # How long start-up asks again a Slack that can't be reached or is failing (auth.test).
+    promote_bot_slack_wait_seconds: float = Field(default=120.0, ge=0, le=3600)
     log_level: str | None = None  # unset: INFO for serve, WARNING for the shell
     log_format: Literal["text", "json"] = "text"
 
     @field_validator("promote_bot_db", mode="before")
     @classmethod
     def _db(cls, v: object) -> Path | str:
-        """A libpq URI (postgresql://… or postgres://…) stays a string; anything else is the
-        path of a SQLite file, as before."""
+        """A libpq URI (postgresql://… or postgres://…) stays a string; another URI is refused
+        (never shown: it may hold a password); anything else is the path of a SQLite file."""
         if isinstance(v, str) and v.lower().startswith(("postgresql://", "postgres://")):
             return v
+        if isinstance(v, str) and (scheme := _URI_SCHEME.match(v)):
+            raise ValueError(
+                f"a {scheme.group(1)}:// URI is not a database promote-bot can use: expected the "
+                "path of a SQLite file (like ./promote-bot.db, created if missing) or a "
+                "postgresql://user:password@host:5432/database URI"
+            )
         return Path(v) if isinstance(v, str) else v  # type: ignore[return-value]
 
     @field_validator("log_level")
@@ -164,7 +183,11 @@ class Settings(BaseSettings):
     @classmethod
     def _app_token(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and not v.get_secret_value().startswith("xapp-"):
-            raise ValueError("an app-level token starts with 'xapp-'")
+            raise ValueError(
+                "an app-level token starts with 'xapp-' (Basic Information → App-Level Tokens, "
+                "with connections:write); it selects Socket Mode: unset it to use HTTP mode "
+                "with SLACK_SIGNING_SECRET instead"
+            )
         return v
 
     @property
@@ -185,20 +208,10 @@ def load_settings_all() -> tuple[Settings, list[str]]:
     try:
         return Settings(), []
     except ValidationError as exc:
-        problems, bad = [], set()
-        for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "settings"
-            bad.add(field)
-            problems.append(f"{field.upper()}: {err['msg'].removeprefix('Value error, ')}")
+        problems = [setting_problem(err, Settings) for err in exc.errors()]
+        bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
         defaults = {f: Settings.model_fields[f].default for f in bad if f in Settings.model_fields}
         return Settings(**defaults), problems
-
-
-def require(settings: Settings, *names: str) -> None:
-    """Fail with the first of `names` (field names) that is not set."""
-    for name in names:
-        if getattr(settings, name) is None:
-            raise ConfigError(f"{name.upper()} is not set")
 
 
 # --- the config file ---------------------------------------------------------------------
@@ -344,9 +357,56 @@ def _freezes(tables: object, source: str, rules: Rules) -> tuple[Freeze, ...]:
     return tuple(freezes)
 
 
+def _provider_keys(policies: object, source: str) -> object:
+    """The policy tables with the keys providers add (`whop_statuses = ["approved"]`) moved
+    into each policy's `allow`, checked: a list of the provider's own values, under a pattern
+    that can match that provider's targets."""
+    if not isinstance(policies, dict):
+        return policies
+    tables = {}
+    for pattern, table in policies.items():
+        if not isinstance(table, dict):
+            tables[pattern] = table
+            continue
+        where = f"{source}: policies.{pattern}"
+        if "allow" in table:
+            keys = ", ".join(_allowed_keys(_File, ("policies", pattern)))
+            raise ConfigError(f"{where}.allow: unknown key; allowed keys here: {keys}")
+        table, allow = dict(table), {}
+        for key in [k for k in table if k in POLICY_KEYS]:
+            provider, spec = POLICY_KEYS[key]
+            values = table.pop(key)
+            known = ", ".join(spec.values)
+            if (
+                not isinstance(values, list)
+                or not values
+                or not all(isinstance(v, str) for v in values)
+            ):
+                raise ConfigError(
+                    f'{where}.{key}: expected a list, like ["{spec.example}"], each '
+                    f"{spec.what} (known: {known})"
+                )
+            for value in values:
+                if value not in spec.values:
+                    raise ConfigError(
+                        f"{where}.{key}: {value!r} is not {spec.what} (known: {known})"
+                    )
+            prefix = str(pattern).split(":", 1)[0]
+            if prefix not in ("*", provider):
+                raise ConfigError(
+                    f"{where}.{key}: it is about {provider} targets, and this pattern matches "
+                    f"only {prefix} ones: put it under a pattern like '{provider}:*'"
+                )
+            allow[key] = tuple(dict.fromkeys(values))
+        tables[pattern] = {**table, "allow": allow} if allow else table
+    return tables
+
+
 def parse_config(data: dict, source: str = "config") -> Rules:
     """Validate the config file's contents and build the core's rules from them."""
     data = dict(data)
+    if "policies" in data:
+        data["policies"] = _provider_keys(data["policies"], source)
     sections = {name: data.pop(name) for name in PROVIDERS if name in data}
     freeze_tables = data.pop("freeze", [])
     try:
@@ -435,16 +495,38 @@ def _policy_problem(rules: Rules, pattern: str, policy: Policy) -> str | None:
     return None
 
 
-def load_config(path: Path, setting: str = "PROMOTE_BOT_CONFIG: ") -> Rules:
-    """Read and validate the TOML config file at `path` (named by `setting` when unreadable)."""
+def read_toml(path: Path, setting: str = "PROMOTE_BOT_CONFIG: ") -> dict:
+    """The TOML file at `path`, as a dict. UTF-8 with a byte-order mark (as some Windows editors
+    save it) is read like UTF-8; UTF-16, other encodings and unreadable files are one line
+    naming `setting` and saying what is accepted."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
             f"{setting}{path} does not exist (copy promote-bot.example.toml)"
         ) from None
     except OSError as exc:
         raise ConfigError(f"{setting}cannot read {path}: {exc.strerror}") from None
+    try:
+        return tomllib.loads(_utf8(raw, f"{setting}{path}"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, source=str(path))
+
+
+def _utf8(raw: bytes, where: str) -> str:
+    """A config file's text: UTF-8, a leading byte-order mark dropped."""
+    must = "a config file must be UTF-8 text (in most editors: Save As → Encoding: UTF-8)"
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw:
+        raise ConfigError(f"{where} is UTF-16 text, not UTF-8: {must}")
+    try:
+        return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{where} is not UTF-8 text (line {line} has the byte 0x{raw[exc.start]:02x}): {must}"
+        ) from None
+
+
+def load_config(path: Path, setting: str = "PROMOTE_BOT_CONFIG: ") -> Rules:
+    """Read and validate the TOML config file at `path` (named by `setting` when unreadable)."""
+    return parse_config(read_toml(path, setting), source=str(path))

@@ -1,9 +1,11 @@
 """`GET /healthz`, `GET /readyz` and `GET /metrics`, on `PORT` in HTTP and Socket Mode alike.
 
-- /healthz: the process is alive and its event loop answers (200, always, even while stopping).
+- /healthz: the process is alive and its event loop answers (200, always, even while stopping,
+  and while the database is not answering: nothing here waits on it on the event loop).
 - /readyz: 200 when the store takes a write and Slack is reachable (Socket Mode: the websocket
-  is connected; HTTP: `auth.test` answered at start-up); 503 with the reason otherwise, and 503
-  while shutting down, so a load balancer or Kubernetes stops sending work here.
+  is connected; HTTP: `auth.test` answered at start-up); 503 with the reason otherwise (also
+  while start-up still waits for Slack to answer), and 503 while shutting down, so a load
+  balancer or Kubernetes stops sending work here.
 - /metrics: the Prometheus text format of this bot's own registry (bot/metrics.py).
 """
 
@@ -18,6 +20,7 @@ from typing import Protocol
 from aiohttp import web
 
 from bot.metrics import CONTENT_TYPE, Metrics
+from bot.store import call_store
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +47,20 @@ class Health:
         self.stopping = stopping or asyncio.Event()
         # None: HTTP mode, where Slack was reached at start-up (`auth.test`) or we'd not be here.
         self.slack_connected = slack_connected
+        self.waiting: str | None = None  # what start-up still waits for (Slack's answer)
+
+    def waiting_for(self, what: str) -> None:
+        """Start-up is not done: /readyz says so, with `what` (the last failure)."""
+        self.waiting = f"waiting for Slack: {what}"
 
     async def not_ready(self) -> str | None:
         """Why this process should get no work now; None when it should."""
         if self.stopping.is_set():
             return "shutting down"
-        try:
-            self.store.ping(datetime.now(UTC))
+        if self.waiting is not None:
+            return self.waiting
+        try:  # off the event loop for PostgreSQL: /healthz answers meanwhile
+            await call_store(self.store, self.store.ping, datetime.now(UTC))
         except Exception as exc:  # StoreError in words; anything else is not ready either
             return f"the store does not take a write: {exc}"
         if self.slack_connected is not None and not await self.slack_connected():
@@ -67,7 +77,7 @@ class Health:
         return web.Response(text="ready\n")
 
     async def metrics_page(self, request: web.Request) -> web.Response:
-        body = self.metrics.render()  # reads the store: on this thread, as SQLite wants
+        body = await call_store(self.store, self.metrics.render)  # reads the store
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     def add_routes(self, app: web.Application) -> web.Application:

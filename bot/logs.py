@@ -1,4 +1,5 @@
-"""Logging: a level (LOG_LEVEL), text or JSON lines (LOG_FORMAT), and secrets redacted.
+"""Logging: a level (LOG_LEVEL), text or JSON lines (LOG_FORMAT), and secrets redacted. A text
+line shows control characters in its message as escapes (JSON escapes them itself).
 
 Redaction is a `logging.Filter` on the one handler, so it sees every record of every library
 (slack_bolt, aiohttp, httpx) before it is formatted: the configured secret values, `Bearer …`,
@@ -15,11 +16,13 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
+from bot.core.controls import escaped
 from bot.core.redact import uri_passwords
 
 REDACTED = "[redacted]"
@@ -69,6 +72,19 @@ class Redactor(logging.Filter):
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """`TEXT_FORMAT`, one line per record: control characters and line breaks in the message
+    (a reason someone typed, a provider's words) are shown as escapes (`\\x1b`, `\\u202e`,
+    `\\n`), so no text can forge a log line, recolour a terminal or reorder what it shows."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escaped(record.message)
+        return super().formatMessage(record)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the record's extra fields
     (request_id, event, target, actor, state, …) and the traceback if any."""
@@ -111,6 +127,28 @@ def secret_values(
     return found
 
 
+def state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the bot keeps what a person's shell leaves behind: `$XDG_STATE_HOME/promote-bot`,
+    else `~/.local/state/promote-bot`."""
+    environ = os.environ if environ is None else environ
+    state = environ.get("XDG_STATE_HOME") or ""
+    base = Path(state) if os.path.isabs(state) else Path.home() / ".local" / "state"
+    return base / "promote-bot"
+
+
+def shell_log(environ: Mapping[str, str] | None = None) -> tuple[IO[str] | None, Path]:
+    """The shell's log file, opened to append (owner only), and its path: the shell's
+    terminal shows the chat, and a log line there would read as part of it. None when it
+    can't be opened (the log then goes to stderr)."""
+    path = state_dir(environ) / "shell.log"
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return os.fdopen(fd, "a", encoding="utf-8", buffering=1), path
+    except OSError:
+        return None, path
+
+
 def configure(
     level: str | int = logging.INFO,
     fmt: str = "text",
@@ -121,7 +159,7 @@ def configure(
     earlier call installed; handlers of others, like pytest's, are left alone)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(Redactor(secrets))
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.set_name(HANDLER_NAME)
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:

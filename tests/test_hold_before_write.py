@@ -43,9 +43,9 @@ async def test_a_lock_set_during_the_reads_before_the_write_stops_it(world: Worl
     gate.set()
 
     reply = await world.finished()
+    assert f"Failed: not sent: 🔒 `znyx:*:prod` is locked by {DAVE} since " in reply
     assert (
-        f"Failed: not sent: `znyx:*:prod` was locked by {DAVE}: incident 4521, while it was "
-        "starting; request it again once nothing holds it"
+        ": incident 4521, while it was starting; request it again once nothing holds it"
     ) in reply
     assert world.znyx.promote_calls == []  # the pre-write reads were made; the write was not
     assert world.bot.store.get(1).state is State.FAILED  # type: ignore[union-attr]

@@ -47,6 +47,10 @@ async def test_a_removed_provider_s_pending_request_is_refused_until_it_is_back(
     assert told.startswith("#1 can't be approved now: Whop is no longer configured")
     assert world.whop.promote_calls == []
     assert world.bot.store.get(1).state is State.PENDING  # type: ignore[union-attr]
+    refused = world.bot.store.db.execute(
+        "SELECT detail FROM audit WHERE event = 'approval refused'"
+    ).fetchall()
+    assert refused == [(gone,), (gone,)]  # audited, saying why
 
     await _reload(world, CONFIG)  # configured again: the message and the button work again
     assert "no longer configured" not in _message(world)

@@ -13,13 +13,12 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime, timedelta
-from fnmatch import fnmatchcase
 
 from bot.core.audit import Audit
 from bot.core.context import Context
 from bot.core.delivery import Delivery
 from bot.core.errors import ProviderError
-from bot.core.freezes import fmt, running
+from bot.core.holds import summary
 from bot.core.inflight import Leases
 from bot.core.locking import Holds
 from bot.core.model import BOT_ACTOR, Outcome, Reply, Request, State
@@ -100,15 +99,17 @@ class Execution:
         before = ctx.store.get(request_id)
         if before is not None and before.state.is_open:
             held = self.holds.stopping(before, "run")
-            if held:
-                self.audit.record(request_id, BOT_ACTOR, "held", before.action.target, held.text)
+            if held:  # the audit keeps plain words
+                words = self.holds.held_words(before)
+                self.audit.record(request_id, BOT_ACTOR, "held", before.action.target, words)
                 await self.delivery.touch(request_id)
                 return Reply(
                     held.text + "\nIts approvals are kept: approve it again once nothing holds it."
                 )
             if before.emergency:
-                passes = "; ".join(h.text for h in self.holds.on(before.action.target))
-                if passes:
+                on_hold = self.holds.on(before.action.target)
+                if on_hold:
+                    passes = summary(on_hold)
                     self.audit.record(
                         request_id,
                         BOT_ACTOR,
@@ -202,20 +203,10 @@ class Execution:
         In plain words: an outcome's headline is shown as text."""
         if request.emergency:
             return None
-        ctx, target = self.ctx, request.action.target
-        held = [
-            f"`{lock.pattern}` was locked by {lock.by}: {lock.reason}"
-            for lock in ctx.store.locks()
-            if fnmatchcase(target, lock.pattern)
-        ]
-        held += [
-            f"{freeze.reason}: frozen until {fmt(window.end, freeze)}"
-            for freeze, window in running(ctx.rules.freezes, ctx.clock())
-            if freeze.applies_to(target)
-        ]
-        if not held:
+        on_hold = self.holds.on(request.action.target)
+        if not on_hold:
             return None
-        return f"{'; '.join(held)}, while it was starting; request it again once nothing holds it"
+        return f"{summary(on_hold)}, while it was starting; request it again once nothing holds it"
 
     async def recover(self) -> int:
         """Resolve requests whose executing process is gone (its lease lapsed), by reading

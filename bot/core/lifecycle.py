@@ -15,10 +15,11 @@ from bot.core.context import Context
 from bot.core.delivery import Delivery
 from bot.core.errors import ProviderError
 from bot.core.execution import Execution, move
-from bot.core.holds import held_text
+from bot.core.holds import held_text, summary
 from bot.core.locking import Holds
 from bot.core.model import BOT_ACTOR, Action, NewRequest, Preview, Reply, Request, State
 from bot.core.notify import APPROVED, Notices
+from bot.core.policy import gate_refusal
 from bot.core.ports import ChatError, OpenRequestExists
 from bot.core.render import RequestView
 from bot.core.states import Event, sources
@@ -58,8 +59,7 @@ class Lifecycle:
             return Reply(f"{action.provider} is not configured on this bot.")
         on_hold = self.holds.on(action.target)
         if on_hold and not emergency:
-            detail = "; ".join(h.text for h in on_hold)
-            self.audit.record(None, user, "refused", action.target, detail)
+            self.audit.record(None, user, "refused", action.target, summary(on_hold))
             return Reply(held_text(f"`{action.target}` can't be promoted now", on_hold))
         busy = self._already_open(action)  # before reading the provider, when it can tell
         if busy:
@@ -78,10 +78,14 @@ class Lifecycle:
         now = ctx.clock()
         if preview.refusal:
             self.audit.record(None, user, "refused", action.target, preview.refusal)
-            return Reply(preview.refusal)
+            return Reply(markup.literal(preview.refusal))
         action = preview.action or action  # what is approved is exactly what will run
         preview = preview.model_copy(update={"action": None})
         policy = ctx.rules.policy(action)
+        refused = gate_refusal(policy, preview.gates, action.target)
+        if refused:  # the policy lets only some of what the provider has through
+            self.audit.record(None, user, "refused", action.target, refused)
+            return Reply(f"{refused} Nothing was posted.")
         if emergency:
             policy = policy.for_emergency()
         new = NewRequest(
@@ -104,7 +108,7 @@ class Lifecycle:
         what = action.title if rolls_back is None else f"rollback of #{rolls_back}: {action.title}"
         self.audit.record(request.id, user, "requested", action.target, what)
         if emergency:
-            passes = "; ".join(h.text for h in on_hold) or "nothing holds it now"
+            passes = summary(on_hold)
             self.audit.record(
                 request.id, user, "🚨 emergency", action.target, f"{emergency} (passes: {passes})"
             )
@@ -117,7 +121,10 @@ class Lifecycle:
             self.audit.record(
                 request.id, user, "cancelled", action.target, f"could not post: {exc}"
             )
-            return Reply(f"I couldn't post the release message here ({exc}), so nothing was done.")
+            return Reply(
+                f"I couldn't post the release message here ({markup.literal(str(exc))}), "
+                "so nothing was done."
+            )
         if policy.approvals == 0:
             return await self.execution.execute(request.id, user)
         return None
@@ -133,8 +140,8 @@ class Lifecycle:
             return Reply(f"There is no request #{request_id}.")
         if undone.state is not State.SUCCEEDED or undone.outcome is None:
             return Reply(
-                f"#{undone.id} is {undone.state.value}: only a succeeded promotion can be "
-                "rolled back."
+                f"#{undone.id} {markup.where_it_is(undone.state)}: only a succeeded promotion "
+                "can be rolled back."
             )
         if undone.rolled_back_by is not None:
             return Reply(f"#{undone.id} was already rolled back by #{undone.rolled_back_by}.")
@@ -144,7 +151,7 @@ class Lifecycle:
             return Reply(f"{undone.action.provider} is not configured on this bot.")
         undo = provider.rollback(undone.action, undone.outcome)
         if isinstance(undo, str):
-            return Reply(f"#{undone.id} can't be rolled back: {undo}")
+            return Reply(f"#{undone.id} can't be rolled back: {markup.literal(undo)}")
         decision = authz.can_request(rules.role_map, user, undo.scope)
         if not decision:
             return Reply(decision.reason)
@@ -167,8 +174,8 @@ class Lifecycle:
             else "wait for it to end"
         )
         return Reply(
-            f"#{open_request.id} {open_request.action.title} is already open for this "
-            f"(asked by {markup.user(open_request.requester)}, {open_request.state.value}): "
+            f"#{open_request.id} {markup.literal(open_request.action.title)} is already open for "
+            f"this (asked by {markup.user(open_request.requester)}, {open_request.state.value}): "
             f"{how}, or decide it, before asking again. Nothing was posted."
         )
 
@@ -201,8 +208,13 @@ class Lifecycle:
             await self.expire_if_due(request_id)
             return Reply(f"Request #{request_id} expired at {markup.fmt_time(request.expires_at)}.")
         if not request.state.is_open:
-            return Reply(f"Request #{request_id} is {request.state.value}; nothing to {verb}.")
+            return Reply(self._closed(request, verb))
         return request
+
+    @staticmethod
+    def _closed(request: Request, verb: str) -> str:
+        """ "Request #3 has ended: it succeeded; nothing to approve."."""
+        return f"Request #{request.id} {markup.where_it_is(request.state)}; nothing to {verb}."
 
     def may_decide(self, user: str, request_id: int, verb: str) -> RequestView | Reply:
         """Before a form to `verb` ("approve", "reject") it opens: the request's message if
@@ -212,7 +224,7 @@ class Lifecycle:
         if request is None:
             return Reply(f"There is no request #{request_id}.")
         if not request.state.is_open:
-            return Reply(f"Request #{request_id} is {request.state.value}; nothing to {verb}.")
+            return Reply(self._closed(request, verb))
         if ctx.clock() >= request.expires_at:
             return Reply(f"Request #{request_id} expired at {markup.fmt_time(request.expires_at)}.")
         rules = ctx.rules
@@ -239,14 +251,21 @@ class Lifecycle:
             self.audit.record(request.id, user, "approval refused", target, decision.reason)
             return Reply(decision.reason)
         held = self.holds.stopping(request, "approved")
-        if held:
-            self.audit.record(request.id, user, "approval refused", target, held.text)
+        if held:  # the audit keeps plain words
+            self.audit.record(
+                request.id, user, "approval refused", target, self.holds.held_words(request)
+            )
             return held
+        gates = request.preview.gates if request.preview else {}
+        refused = gate_refusal(policy, gates, target)  # the policy as it is now
+        if refused:
+            self.audit.record(request.id, user, "approval refused", target, refused)
+            return Reply(f"{refused} It can't be approved; cancel it or ask for another.")
         told = self.notices.about(request, APPROVED + user, user)
         if not ctx.store.add_approval(request.id, user, ctx.clock(), comment=comment, notices=told):
             current = ctx.store.get(request.id)
             if current is not None and not current.state.is_open:
-                return Reply(f"Request #{request.id} is {current.state.value}; nothing to approve.")
+                return Reply(self._closed(current, "approve"))
             if current is not None and len(
                 authz.counted_approvers(rules.role_map, policy, current)
             ) >= max(policy.approvals, 1):

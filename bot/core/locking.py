@@ -13,7 +13,8 @@ from bot.core.commands import Unlock
 from bot.core.context import Context
 from bot.core.delivery import Delivery
 from bot.core.freezes import fmt
-from bot.core.holds import Hold, held_text, hold_texts, holds_now, unconfigured
+from bot.core.holds import Hold, held_text, hold_texts, holds_now, summary, unconfigured
+from bot.core.markup import literal
 from bot.core.model import Lock, Reply, Request, Scope, State
 
 
@@ -50,6 +51,10 @@ class Holds:
         if not on_hold:
             return None
         return Reply(held_text(f"#{request.id} can't be {doing} now", on_hold))
+
+    def held_words(self, request: Request) -> str:
+        """What `stopping` refused for, in plain words, for the audit log."""
+        return unconfigured(self.ctx, request) or summary(self.on(request.action.target))
 
     def lock_scopes(self, pattern: str) -> tuple[list[str], frozenset[Scope]]:
         """The targets of this config `pattern` matches, and the scopes that lock them."""
@@ -90,11 +95,11 @@ class Holds:
         if existing is not None:
             return Reply(
                 f"`{pattern}` is already locked by {texts.user(existing.by)} since "
-                f"{fmt(existing.at)}: {existing.reason}"
+                f"{fmt(existing.at)}: {literal(existing.reason)}"
             )
         self.audit.record(None, user, "locked", pattern, reason)
         shown = await self.delivery.redraw(lambda r: fnmatchcase(r.action.target, pattern))
-        return Reply(f"🔒 Locked `{pattern}`: {reason}.{_on_messages(shown)}")
+        return Reply(f"🔒 Locked `{pattern}`: {literal(reason)}.{_on_messages(shown)}")
 
     async def unlock(self, user: str, pattern: str) -> Reply:
         lifted = self.ctx.store.remove_lock(pattern)

@@ -201,7 +201,9 @@ class ProviderHTTP:
                     await self.sleep(self.retry.delay(attempt))
                     continue
                 raise ProviderUnreachable(
-                    self.name, f"{self.name} could not be reached ({_kind(exc, self.secrets)})"
+                    self.name,
+                    f"{self.name} could not be reached at {self.shown_url(path)} "
+                    f"({_kind(exc, self.secrets)})",
                 ) from exc
             except httpx.TimeoutException as exc:
                 if idempotent and not last:
@@ -209,7 +211,8 @@ class ProviderHTTP:
                     continue
                 seconds = self.client.timeout.read
                 raise ProviderTimeout(
-                    self.name, f"{self.name} did not answer within {seconds:g} s"
+                    self.name,
+                    f"{self.name} did not answer within {seconds:g} s ({self.shown_url(path)})",
                 ) from exc
             except httpx.TransportError as exc:
                 if idempotent and not last:
@@ -238,6 +241,12 @@ class ProviderHTTP:
             raise self.error(response, explain or {})
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def shown_url(self, path: str) -> str:
+        """The URL a call to `path` goes to, to name in an error: no user or password of the
+        base URL, no query, nothing of the credentials."""
+        url = self.client.base_url.join(path.lstrip("/"))
+        return redact(f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}", self.secrets)
+
     async def write(
         self,
         steps: Steps,
@@ -247,16 +256,20 @@ class ProviderHTTP:
         *,
         json: Any = None,
         explain: Mapping[int, str] | None = None,
+        find: Callable[[], Awaitable[Mapping[str, Any] | None]] | None = None,
     ) -> httpx.Response:
         """A write, as step `step` of the request's journal (bot/core/steps.py): marked before
         it is sent, sent once (never retried once it may have arrived), and its answer
-        recorded; a step the journal shows answered is not sent again, its answer stands."""
+        recorded; a step the journal shows answered is not sent again, its answer stands.
+
+        `find` reads whether the write took effect, for a step marked sent whose answer was
+        lost: what it found (`{"status", "body"}`, as an answer is kept), or None."""
 
         async def send() -> dict[str, Any]:
             response = await self.call(method, path, idempotent=False, json=json, explain=explain)
             return {"status": response.status_code, "body": response.text}
 
-        answer = await steps.write(step, send, provider=self.name)
+        answer = await steps.write(step, send, provider=self.name, find=find)
         return httpx.Response(
             int(answer["status"]),
             text=str(answer.get("body") or ""),

@@ -83,9 +83,12 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "CREATE INDEX IF NOT EXISTS notices_due ON notices (state, next_at)",
         ),
     ),
+    # `history <request>` reads a request's events; `history <pattern>` matches targets with
+    # GLOB, which the audit_target index serves for a pattern's literal start.
+    (6, ("CREATE INDEX IF NOT EXISTS audit_request ON audit (request_id)",)),
     # A write to Slack whose answer was lost may land later, over a newer one: the release
     # message is looked at again once it no longer can (bot/core/delivery.py).
-    (6, ("ALTER TABLE requests ADD COLUMN msg_recheck_at TEXT",)),
+    (7, ("ALTER TABLE requests ADD COLUMN msg_recheck_at TEXT",)),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
@@ -137,6 +140,10 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 @_store_errors
 class SqliteStore:
+    # A local file, answered in microseconds, on the one thread its connection belongs to:
+    # called where it is needed, never on a worker thread (`call_store`).
+    off_loop = False
+
     def __init__(self, path: Path | str | None = None) -> None:
         """Open (and create if needed) the database at `path`; None keeps it in memory.
 
@@ -782,9 +789,14 @@ class SqliteStore:
     def history(
         self, target: str | None = None, limit: int = 20, *, request_id: int | None = None
     ) -> list[AuditEntry]:
-        """The newest `limit` audit entries, newest first, for one target or request if given."""
+        """The newest `limit` audit entries, newest first: of the targets `target` matches (a
+        target, or a pattern with `*` and `?` as fnmatch reads them) and of one request, if
+        given."""
         clauses, params = [], []
-        if target:
+        if target and any(c in target for c in "*?"):
+            clauses.append("target GLOB ?")  # case-sensitive as fnmatchcase; uses audit_target
+            params.append(target.replace("[", "[[]"))
+        elif target:
             clauses.append("target = ?")
             params.append(target)
         if request_id is not None:

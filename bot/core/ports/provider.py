@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from bot.core.model import Action, Outcome, Preview
+from bot.core.model import Action, Listing, Outcome, Preview, Query
 
 if TYPE_CHECKING:
     from bot.core.steps import Steps
@@ -43,6 +43,10 @@ class Provider(Protocol):
         An action of several steps carries on from its journal: a step it shows done is
         never sent again, a step marked sent is decided by reading it, and only steps the
         journal shows were never sent may be sent now."""
+        ...
+
+    async def show(self, query: Query) -> Listing:
+        """Read what a `Query` asks about (builds, bundles), changing nothing."""
         ...
 
     async def aclose(self) -> None:

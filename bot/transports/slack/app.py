@@ -17,20 +17,20 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from slack_bolt.app.async_server import AsyncSlackAppServer
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.config import ConfigError
+from bot.core.markup import unescape
 from bot.core.model import Reply
 from bot.core.ports import StoreError
 from bot.core.workflow import Workflow
+from bot.store import call_store
 from bot.transports.slack.blocks import APPROVE, ROLLBACK
 from bot.transports.slack.home import register_home
 from bot.transports.slack.inbox import Inbox, click_payload, store_trouble, tell
@@ -42,30 +42,33 @@ log = logging.getLogger(__name__)
 COMMAND = "/promote"
 
 
-async def identify(client: AsyncWebClient) -> AuthorizeResult:
-    """Call `auth.test` once, at start-up: it checks the token, and Bolt then needs no Web API
-    call before acking a request (by default it makes one on the first request)."""
-    try:
-        response = await client.auth_test()
-    except SlackApiError as exc:
-        raise ConfigError(
-            f"SLACK_BOT_TOKEN: Slack rejected it ({exc.response.get('error')})"
-        ) from None
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ConfigError(
-            f"SLACK_API_URL: Slack could not be reached at {client.base_url} ({type(exc).__name__})"
-        ) from None
-    identity = AuthorizeResult.from_auth_test_response(
-        auth_test_response=response, bot_token=client.token
-    )
-    identity["app_id"] = response.get("app_id")  # clicks must come from this app
-    return identity
+class SlackEndpoint:
+    """`POST path` for Bolt's app: 503 until the app is there (start-up still waits for Slack to
+    answer `auth.test`, and Slack sends the request again), then Bolt's own aiohttp handler."""
+
+    def __init__(self, path: str, app: AsyncApp | None = None) -> None:
+        self.path = path
+        self._server: AsyncSlackAppServer | None = None
+        if app is not None:
+            self.serve(app)
+
+    def serve(self, app: AsyncApp) -> None:
+        self._server = app.server(path=self.path)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self._server is None:
+            return web.Response(status=503, text="promote-bot is starting: Slack has not answered")
+        return await self._server.handle_post_requests(request)
 
 
-def web_app(app: AsyncApp, path: str, port: int = 0) -> web.Application:
-    """Bolt's aiohttp app for `path`, answering every request below 500: a payload that makes
-    Bolt or a listener fail is a bad request (400, one log line), never a 500 and a traceback."""
-    application = app.web_app(path=path, port=port)
+def web_app(app: AsyncApp | SlackEndpoint, path: str) -> web.Application:
+    """An aiohttp app for Bolt's `path`, answering every request below 500 (but the 503 of
+    starting or stopping): a payload that makes Bolt or a listener fail is a bad request (400,
+    one log line), never a 500 and a traceback. Given a `SlackEndpoint`, Slack's requests wait
+    for its app (503 meanwhile); other routes (health) may be added to it."""
+    endpoint = app if isinstance(app, SlackEndpoint) else SlackEndpoint(path, app)
+    application = web.Application()
+    application.router.add_post(path, endpoint.handle)
 
     @web.middleware
     async def below_500(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -131,10 +134,12 @@ def create_app(
     inbox = inbox or (pool.inbox if pool else Inbox(workflow, identity))
     pool = pool or WorkPool(inbox)
 
-    def record(key: str | None, kind: str, payload: dict[str, Any]) -> None:
-        """Record acknowledged work and wake a worker; a redelivery is dropped here."""
+    async def record(key: str | None, kind: str, payload: dict[str, Any]) -> None:
+        """Record acknowledged work and wake a worker; a redelivery is dropped here. The one
+        insert runs off the event loop for a store on a network (PostgreSQL): a database that
+        does not answer holds up this ack alone (bounded: bot/store/answering.py)."""
         key = key or f"local.{uuid.uuid4().hex}"  # Slack always sends one; recorded anyway
-        if inbox.accept(key, kind, payload):
+        if await call_store(workflow.store, inbox.accept, key, kind, payload):
             pool.wake(key)
 
     async def authorize() -> AuthorizeResult:
@@ -159,18 +164,21 @@ def create_app(
         if not isinstance(command.get("user_id"), str):
             await ack(response_type="ephemeral", text="promote-bot could not read this command.")
             return
-        checked = workflow.check(command["user_id"], str(command.get("text") or ""))
+        # Slack sends what people typed with `&`, `<` and `>` as entities: the core gets it as
+        # typed, and escapes it itself wherever it shows it (bot/core/markup.py).
+        text = unescape(str(command.get("text") or ""))
+        checked = workflow.check(command["user_id"], text)
         if isinstance(checked, Reply):
             await ack(response_type="ephemeral", text=checked.text)
             return
         payload = {
             "user": command["user_id"],
-            "text": command.get("text", ""),
+            "text": text,
             "channel": command.get("channel_id"),
             "response_url": command.get("response_url"),
         }
         try:
-            record(command.get("trigger_id"), "command", payload)
+            await record(command.get("trigger_id"), "command", payload)
         except StoreError as exc:
             inbox.store_failed(exc)
             await ack(response_type="ephemeral", text=store_trouble(exc))
@@ -184,7 +192,7 @@ def create_app(
         action_id = first.get("action_id") if isinstance(first, dict) else None
         try:
             if action_id:
-                record(body.get("trigger_id"), str(action_id), payload)
+                await record(body.get("trigger_id"), str(action_id), payload)
         except StoreError as exc:
             inbox.store_failed(exc)
             await ack()  # a click's ack carries no text: the person is told at response_url
