@@ -4,10 +4,15 @@ transport shows a person its own way). Pure."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from bot.core.authz import WhoCanApprove
-from bot.core.model import BOT_ACTOR
+from bot.core.model import BOT_ACTOR, plain
+
+__all__ = ["fmt_time", "group", "plain", "user", "who_can_approve_text"]
+
+_PERSON = re.compile(r"^[UW][A-Z0-9_]{2,}$")  # a Slack user id (the shell's too)
 
 
 def fmt_time(at: datetime) -> str:
@@ -15,8 +20,12 @@ def fmt_time(at: datetime) -> str:
 
 
 def user(user_id: str) -> str:
-    """A reference to a person in reply texts; transports show it their own way."""
-    return "the bot" if user_id == BOT_ACTOR else f"<@{user_id}>"
+    """A reference to a person in reply texts; transports show it their own way. An actor
+    that is no Slack user (a provider's own name for who changed something outside the bot)
+    is shown as the words it is."""
+    if user_id == BOT_ACTOR:
+        return "the bot"
+    return f"<@{user_id}>" if _PERSON.match(user_id) else f"`{user_id}`"
 
 
 def group(group_id: str) -> str:

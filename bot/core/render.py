@@ -65,6 +65,8 @@ class RequestView:
 
     holds: tuple[str, ...] = ()  # locks and freezes on its target, while it is open
     emergency: str | None = None  # break-glass: the reason it was asked for anyway
+    # While open: what moved since its preview, as the provider shows it now (plain text).
+    drift: str | None = None
 
     @property
     def summary(self) -> str:
@@ -97,6 +99,9 @@ def request_view(
         status += f": {request.outcome.headline}"
     if request.rolled_back_by is not None:
         status += f" (rolled back by #{request.rolled_back_by})"
+    drift = request.drift if state.is_open else None
+    if drift is not None:
+        status = f"⚠️ Out of date: {drift.what} is {drift.now} now; approving will not promote it"
     preview = request.preview
     return RequestView(
         request_id=request.id,
@@ -121,6 +126,7 @@ def request_view(
         and request.action.reversible,
         holds=tuple(holds) if state.is_open else (),
         emergency=request.emergency,
+        drift=f"{drift.provider} shows {drift.sentence}" if drift is not None else None,
     )
 
 

@@ -50,6 +50,8 @@ class Steps:
         self.request_id = request_id
         self.clock = clock
         self._records = {r.name: r for r in (records or [])}
+        # Reading only (an `unknown` request looked at again): a step never sent stays unsent.
+        self.reading_only = False
 
     @classmethod
     def in_memory(cls, clock: Callable[[], datetime] | None = None) -> Steps:
@@ -98,6 +100,8 @@ class Steps:
             return record.result
         if record is not None:
             return await self._decide(name, provider, find)
+        if self.reading_only:
+            raise ProviderError(provider, f"not sent: the step '{name}' was never sent")
         now = self.clock()
         if not self.store.step_sent(self.request_id, name, now):  # another process has it
             self._records = {r.name: r for r in self.store.steps(self.request_id)}

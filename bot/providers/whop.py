@@ -26,10 +26,11 @@ from bot.core.commands import UsageError, resolve_alias, shown
 from bot.core.errors import ProviderError, ProviderUncertain
 from bot.core.model import (
     Action,
+    Drift,
     Fact,
     Outcome,
     Preview,
-    changed,
+    moved,
     not_done,
     not_sent,
     unclear,
@@ -297,12 +298,9 @@ class WhopProvider(BearerProvider):
         if build.is_production:
             return not_sent(f"{build.id} is already the production {build.platform} build")
         replaced = production.id if production else ""
-        if "production" in expect and replaced != expect["production"]:
-            return changed(
-                f"the production {build.platform} build",
-                expect["production"] or "none",
-                replaced or "none",
-            )
+        drift = _production_drift(build.platform, expect, production)
+        if drift is not None:
+            return drift.outcome()
         bid = action.build_id
         response = await self.http.write(
             steps,
@@ -362,6 +360,23 @@ class WhopProvider(BearerProvider):
         if "production" in expect and now == expect["production"]:
             return not_done(what)
         return unclear(LABEL, what, f"Check the production {build.platform} build in Whop")
+
+    async def drift(self, action: WhopPromote, expect: Mapping[str, str]) -> Drift | None:
+        """The build and the production build of its platform, read again as the preview
+        read them, compared as the write compares them before it is sent."""
+        if "production" not in expect:
+            return None
+        build = await self.build(action.build_id)
+        production, _ = await self.production_build(action, build.platform)
+        return _production_drift(build.platform, expect, production)
+
+
+def _production_drift(
+    platform: str, expect: Mapping[str, str], production: AppBuild | None
+) -> Drift | None:
+    """The platform's production build is not the one the preview showed."""
+    now = production.id if production else ""
+    return moved(LABEL, f"the production {platform} build", expect, "production", now)
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -26,6 +26,7 @@ from psycopg.rows import dict_row
 from bot.core.model import (
     Approval,
     AuditEntry,
+    Drift,
     Lock,
     NewRequest,
     Outcome,
@@ -37,6 +38,8 @@ from bot.core.model import (
 )
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.redact import uri_passwords, uri_userinfo
+from bot.store import postgres_truth
+from bot.store.postgres_truth import TruthRows
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -157,6 +160,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         " name TEXT NOT NULL, sent_at TIMESTAMPTZ NOT NULL, done_at TIMESTAMPTZ, result TEXT,"
         " seq BIGINT GENERATED ALWAYS AS IDENTITY, PRIMARY KEY (request_id, name))",
     ),
+    # Drift, webhooks, sightings and notices (bot/store/postgres_truth.py).
+    (4, postgres_truth.MIGRATION),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -261,7 +266,7 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 
 @_store_errors
-class PostgresStore:
+class PostgresStore(_store_errors(TruthRows)):
     def __init__(self, url: str) -> None:
         """Connect to the database `url` (any libpq URI) and bring its schema up to date.
 
@@ -859,6 +864,7 @@ def _request(row: dict[str, Any], approvals: list[Approval]) -> Request:
         rolls_back=row["rolls_back"],
         msg_version=row["msg_version"],
         copies=json.loads(row["copies"] or "[]"),
+        drift=Drift.model_validate_json(row["drift"]) if row.get("drift") else None,
     )
 
 

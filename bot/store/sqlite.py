@@ -20,6 +20,7 @@ import sqlite_utils
 from bot.core.model import (
     Approval,
     AuditEntry,
+    Drift,
     Lock,
     NewRequest,
     Outcome,
@@ -30,6 +31,8 @@ from bot.core.model import (
     action_from_json,
 )
 from bot.core.ports import OpenRequestExists, StoreError
+from bot.store import sqlite_truth
+from bot.store.sqlite_truth import TruthRows
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -62,6 +65,8 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             " PRIMARY KEY (request_id, name))",
         ),
     ),
+    # Drift, webhooks, sightings and notices (bot/store/sqlite_truth.py).
+    (5, sqlite_truth.MIGRATION),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
@@ -73,6 +78,17 @@ def _check_path(path: Path) -> None:
         raise StoreError(f"{SETTING}: the folder {path.parent} does not exist")
     if path.exists() and not path.is_file():
         raise StoreError(f"{SETTING}: {path} is not a file")
+
+
+def _idempotent(conn: sqlite3.Connection, statement: str) -> None:
+    """Run a migration's statement; adding a column that is there already (SQLite has no
+    ADD COLUMN IF NOT EXISTS) changes nothing, as IF NOT EXISTS would."""
+    try:
+        conn.execute(statement)
+    except sqlite3.OperationalError as exc:
+        adds_column = statement.upper().startswith("ALTER TABLE") and " ADD COLUMN " in statement
+        if not (adds_column and "duplicate column name" in str(exc)):
+            raise
 
 
 def _plain(exc: sqlite3.Error, path: object) -> str:
@@ -112,7 +128,7 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 
 @_store_errors
-class SqliteStore:
+class SqliteStore(_store_errors(TruthRows)):
     def __init__(self, path: Path | str | None = None) -> None:
         """Open (and create if needed) the database at `path`; None keeps it in memory.
 
@@ -178,7 +194,7 @@ class SqliteStore:
         try:
             if self.schema_version() < version:
                 for statement in statements:
-                    conn.execute(statement)
+                    _idempotent(conn, statement)
                 conn.execute(f"PRAGMA user_version = {version}")
             conn.commit()
         except BaseException:
@@ -823,6 +839,7 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         rolls_back=row.get("rolls_back"),
         msg_version=row.get("msg_version", 1),
         copies=json.loads(row.get("copies") or "[]"),
+        drift=Drift.model_validate_json(row["drift"]) if row.get("drift") else None,
     )
 
 

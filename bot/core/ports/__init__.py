@@ -6,27 +6,33 @@ from bot.core.ports.chat import Chat, ChatError
 from bot.core.ports.provider import Provider
 from bot.core.ports.store import (
     AuditStore,
+    DueRead,
     InboxStore,
     LockStore,
     MessageStore,
     OpenRequestExists,
     RequestStore,
+    Seen,
     StepStore,
     Store,
     StoreError,
+    TruthStore,
 )
 
 __all__ = [
     "AuditStore",
     "Chat",
     "ChatError",
+    "DueRead",
     "InboxStore",
     "LockStore",
     "MessageStore",
     "OpenRequestExists",
     "Provider",
     "RequestStore",
+    "Seen",
     "StepStore",
     "Store",
     "StoreError",
+    "TruthStore",
 ]
