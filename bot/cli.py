@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -62,6 +63,8 @@ from bot.transports.slack.groups import SlackGroups
 from bot.transports.slack.inbox import Inbox
 from bot.transports.slack.workers import WorkPool
 from bot.web import LISTENING, WebServer
+from bot.webhooks import PATH as WEBHOOK_PATH
+from bot.webhooks import ZnyxWebhooks
 
 gc.freeze()
 if _collecting:
@@ -108,6 +111,13 @@ class SlackBot:
     inbox: Inbox
     pool: WorkPool
     metrics: Metrics = field(default_factory=Metrics)
+    webhooks: ZnyxWebhooks | None = None  # POST /webhooks/znyx, when ZNYX_WEBHOOK_SECRET is set
+
+    def web_routes(self, app: web.Application) -> web.Application:
+        """Add what `serve` answers on PORT besides Slack and the health endpoints."""
+        if self.webhooks is not None:
+            self.webhooks.add_routes(app)
+        return app
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -196,9 +206,19 @@ async def start_slack_bot(
     lease = timedelta(seconds=settings.promote_bot_lease_seconds)
     measured = {name: metrics.measure(provider) for name, provider in providers.items()}
     chat = SlackChat(client, identity.get("url"))
-    workflow = Workflow(rules, store, measured, chat, clock=clock, lease=lease)
+    workflow = Workflow(
+        rules,
+        store,
+        measured,
+        chat,
+        clock=clock,
+        lease=lease,
+        drift_every=settings.promote_bot_drift_seconds,
+    )
     workflow.observers.append(metrics.on_audit)
     metrics.watch_store(store, workflow.owner)
+    metrics.watch_drift(workflow.drift, providers)
+    webhooks = znyx_webhooks(workflow, rules, provider_settings, metrics.count_webhook)
     live = LiveRules(
         workflow,
         settings.promote_bot_config,
@@ -220,7 +240,25 @@ async def start_slack_bot(
         pool=pool,
     )
     time_acks(app, metrics)
-    return SlackBot(settings, store, providers, workflow, app, live, session, inbox, pool, metrics)
+    return SlackBot(
+        settings, store, providers, workflow, app, live, session, inbox, pool, metrics, webhooks
+    )
+
+
+def znyx_webhooks(
+    workflow: Workflow,
+    rules: Rules,
+    provider_settings: Mapping[str, Any] | None,
+    count: Callable[[str], None] | None = None,
+) -> ZnyxWebhooks | None:
+    """The receiver of Znyx's webhooks, when ZNYX_WEBHOOK_SECRET is set and Znyx configured."""
+    secret = PROVIDERS["znyx"].load_settings(provider_settings).znyx_webhook_secret
+    if secret is None:
+        return None
+    if "znyx" not in rules.providers:
+        log.warning("ZNYX_WEBHOOK_SECRET is set but the config has no [znyx]: no webhooks")
+        return None
+    return ZnyxWebhooks(workflow, secret.get_secret_value(), count=count)
 
 
 def open_store(where: Path | str) -> AnyStore:
@@ -256,6 +294,8 @@ def scheduler_for(bot: SlackBot) -> Scheduler:
         await bot.inbox.recover(bot.pool.wake)
 
     scheduler.add("inbox", inbox, INBOX_SECONDS)
+    if bot.webhooks is not None:
+        bot.webhooks.schedule(scheduler)
     bot.live.schedule(scheduler)
     bot.metrics.watch_jobs(scheduler)
     return scheduler
@@ -301,7 +341,8 @@ async def serve(settings: Settings, problems: Sequence[str] = ()) -> None:
             health = Health(
                 bot.store, bot.metrics, slack_connected=handler.client.is_connected
             )  # no Bolt web server in Socket Mode: the endpoints get a small app of their own
-            async with WebServer(health.app(), host="0.0.0.0", port=settings.port) as server:
+            small = bot.web_routes(health.app())
+            async with WebServer(small, host="0.0.0.0", port=settings.port) as server:
                 where = LISTENING.format(host="0.0.0.0", port=server.port, path="/healthz")
                 log.info("promote-bot %s: health and metrics %s", __version__, where)
                 await handler.connect_async()
@@ -317,6 +358,7 @@ async def serve(settings: Settings, problems: Sequence[str] = ()) -> None:
             stopping = asyncio.Event()
             web_app.middlewares.append(_refusing_while(stopping))
             Health(bot.store, bot.metrics, stopping=stopping).add_routes(web_app)
+            bot.web_routes(web_app)
             async with WebServer(web_app, host="0.0.0.0", port=settings.port) as server:
                 where = LISTENING.format(host="0.0.0.0", port=server.port, path=SLACK_PATH)
                 log.info("promote-bot %s %s", __version__, where)
@@ -335,8 +377,10 @@ async def shell(settings: Settings, args: argparse.Namespace) -> None:
     from bot.transports.shell import Shell, ShellChat
 
     async with AsyncExitStack() as stack:
+        fakes: sandbox.Sandbox | None = None
         if args.sandbox:
-            overrides: dict[str, Any] | None = await sandbox.start_sandbox(stack)
+            fakes = await sandbox.start_world(stack)
+            overrides: dict[str, Any] | None = fakes.settings
             own = _read_toml(args.config) if args.config else None
             rules = parse_config(
                 sandbox.rehearsal_config(own), source=str(args.config or "sandbox")
@@ -357,13 +401,39 @@ async def shell(settings: Settings, args: argparse.Namespace) -> None:
             stack.push_async_callback(provider.aclose)
         chat = ShellChat(lambda text: print(text, flush=True))
         lease = timedelta(seconds=settings.promote_bot_lease_seconds)
-        workflow = Workflow(rules, store, providers, chat, lease=lease)
+        drift = settings.promote_bot_drift_seconds
+        workflow = Workflow(rules, store, providers, chat, lease=lease, drift_every=drift)
         await workflow.recover()
         await workflow.sweep()
         scheduler = Scheduler()
         workflow.schedule(scheduler)
+        extras = await _sandbox_webhooks(stack, fakes, workflow, scheduler) if fakes else {}
         async with scheduler:
-            await Shell(workflow, user, chat.write, may_switch_user=args.sandbox).run()
+            shell = Shell(workflow, user, chat.write, may_switch_user=args.sandbox, extras=extras)
+            await shell.run()
+
+
+async def _sandbox_webhooks(
+    stack: AsyncExitStack, fakes: Any, workflow: Workflow, scheduler: Scheduler
+) -> dict[str, Any]:
+    """In the sandbox, Znyx's changes come as signed webhooks to a receiver of the shell's
+    own (on a port the OS picks), and `znyx-ui` changes Znyx as someone using its UI would."""
+    from bot.sandbox import world as sandbox
+    from bot.transports.shell import Extra
+
+    secret = secrets.token_hex(16)
+    receiver = ZnyxWebhooks(workflow, secret)
+    receiver.schedule(scheduler)
+    server = await stack.enter_async_context(WebServer(receiver.add_routes(web.Application())))
+    fakes.znyx.webhooks.append((server.url + WEBHOOK_PATH, secret))
+
+    async def ui(user: str, words: list[str]) -> str:
+        said = sandbox.znyx_ui(fakes.znyx, user, words)
+        await fakes.znyx.delivered()  # Znyx's webhook reached the receiver (and was recorded)
+        await receiver.work()  # read now, so what it changed shows before the next prompt
+        return said
+
+    return {"znyx-ui": Extra(sandbox.ZNYX_UI_USAGE, ui)}
 
 
 def _read_toml(path: Path) -> dict:
