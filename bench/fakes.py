@@ -31,7 +31,11 @@ def stats(slack: FakeSlack, znyx: FakeZnyx, asc: FakeAppStore) -> web.Applicatio
         under = set(asked["under"]) if asked.get("under") is not None else None
         # The call lists only grow, in arrival order: look at the tail since `since` only.
         recent = slack.calls[bisect.bisect_left(slack.calls, since, key=lambda c: c.at) :]
-        posts = [c for c in recent if c.method == "chat.postMessage"]
+        posts = [  # to channels: release messages and their threads, not direct messages
+            c
+            for c in recent
+            if c.method == "chat.postMessage" and not str(c.args.get("channel")).startswith("D")
+        ]
         znyx_recent = znyx.calls[bisect.bisect_left(znyx.calls, since, key=lambda c: c.at) :]
         return web.json_response(
             {

@@ -56,6 +56,8 @@ class CountingStore(Protocol):
 
     def executing_by(self, owner: str) -> int: ...
 
+    def notice_counts(self) -> Mapping[str, int]: ...
+
 
 def messages_waiting(store: CountingStore) -> int:
     """Slack messages not delivered yet: release messages (or outcome replies) that lag behind
@@ -178,6 +180,11 @@ class _StoreGauges:
         executing = GaugeMetricFamily(
             PREFIX + "requests_executing", "Requests this process is executing now."
         )
+        notices = GaugeMetricFamily(
+            PREFIX + "direct_messages",
+            "Direct messages to people in the database: owed (not sent yet), sent, dropped.",
+            labels=["state"],
+        )
         up = GaugeMetricFamily(PREFIX + "store_up", "1 when the store answered this scrape.")
         try:
             counts = store.state_counts()
@@ -185,13 +192,16 @@ class _StoreGauges:
                 by_state.add_metric([state.value], counts.get(state.value, 0))
             waiting.add_metric([], messages_waiting(store))
             executing.add_metric([], store.executing_by(owner))
+            told = store.notice_counts()
+            for state in ("owed", "sent", "dropped"):
+                notices.add_metric([state], told.get(state, 0))
         except Exception as exc:  # a scrape must answer even when the disk is full
             log.warning("metrics: the store did not answer: %s", exc)
             up.add_metric([], 0)
             yield up
             return
         up.add_metric([], 1)
-        yield from (by_state, waiting, executing, up)
+        yield from (by_state, waiting, executing, notices, up)
 
 
 class _JobMetrics:

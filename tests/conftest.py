@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -174,12 +175,10 @@ class World:
 
     def posted(self) -> list[dict]:
         """Release messages (top-level posts), in order."""
-        return [
-            c.args for c in self.slack.calls_to("chat.postMessage") if "thread_ts" not in c.args
-        ]
+        return [c.args for c in self.slack.channel_posts() if "thread_ts" not in c.args]
 
     def thread(self) -> list[dict]:
-        return [c.args for c in self.slack.calls_to("chat.postMessage") if "thread_ts" in c.args]
+        return [c.args for c in self.slack.channel_posts() if "thread_ts" in c.args]
 
     def told(self) -> list[str]:
         """Ephemeral answers sent through response URLs."""
@@ -205,6 +204,28 @@ class World:
         await self.slack.wait_for(lambda s: len(self.told()) == before + 1)
         return self.told()[-1]
 
+    async def opened_form(
+        self, action_id: str, request_id: int, user: str, **where: str | float | None
+    ) -> dict:
+        """Click a button that opens a form (Reject…, Approve with comment…); the modal the
+        bot opened with views.open, as the fake Slack answered it."""
+        before = len(self.slack.views)
+        response = await self.sender.click(action_id, request_id, user, **where)
+        assert response.status_code == 200 and response.text == ""
+        await self.slack.wait_for(lambda s: len(s.views) == before + 1)
+        return self.slack.views[-1]
+
+    async def reject_by_form(
+        self, request_id: int, user: str, reason: str, **where: str | float | None
+    ) -> httpx.Response:
+        """Click Reject…, type `reason` into the form it opens, and submit it."""
+        view = await self.opened_form("promote_reject", request_id, user, **where)
+        return await self.sender.submit(view, user, reason)
+
+    def dms(self, user: str) -> list[str]:
+        """The text of the direct messages the bot sent `user`, in order."""
+        return [block_text(m["blocks"]) for m in self.slack.dms(user)]
+
     async def finished(self) -> str:
         """Wait for the first thread reply and return its text."""
         await self.slack.wait_for(lambda s: len(self.thread()) >= 1)
@@ -228,6 +249,13 @@ def block_text(blocks: list[dict]) -> str:
 
     walk(blocks)
     return "\n".join(out)
+
+
+def open_buttons(request_id: int) -> list[tuple[str, str]]:
+    """The buttons of an open request's release message: Approve, Approve with comment…,
+    Reject…."""
+    n = str(request_id)
+    return [("promote_approve", n), ("promote_approve_comment", n), ("promote_reject", n)]
 
 
 def buttons(blocks: list[dict]) -> list[tuple[str, str]]:

@@ -8,7 +8,17 @@ import pytest
 
 from bot.core.model import State
 from bot.transports.slack.blocks import APPROVE
-from tests.conftest import ALICE, BOB, CAROL, DAVE, STOREFRONT, World, block_text, buttons
+from tests.conftest import (
+    ALICE,
+    BOB,
+    CAROL,
+    DAVE,
+    STOREFRONT,
+    World,
+    block_text,
+    buttons,
+    open_buttons,
+)
 
 
 async def test_happy_path_with_preview(world: World) -> None:
@@ -22,7 +32,7 @@ async def test_happy_path_with_preview(world: World) -> None:
     assert "Created*\n2026-11-01 " in text
     assert f"Checksum*\n{approved.checksum[:12]}" in text
     assert f"Replaces*\n{b.ios_prod} (created 2026-11-01 10:00 UTC)" in text
-    assert buttons(message["blocks"]) == [("promote_approve", "1"), ("promote_reject", "1")]
+    assert buttons(message["blocks"]) == open_buttons(1)
     assert world.whop.promote_calls == []
 
     await world.sender.click(APPROVE, 1, DAVE)

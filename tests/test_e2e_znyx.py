@@ -6,8 +6,18 @@ import asyncio
 import time
 
 from bot.core.model import State
-from bot.transports.slack.blocks import APPROVE, REJECT
-from tests.conftest import ALICE, BOB, CAROL, DAVE, MALLORY, World, block_text, buttons
+from bot.transports.slack.blocks import APPROVE
+from tests.conftest import (
+    ALICE,
+    BOB,
+    CAROL,
+    DAVE,
+    MALLORY,
+    World,
+    block_text,
+    buttons,
+    open_buttons,
+)
 
 
 async def test_happy_path(world: World) -> None:
@@ -27,7 +37,7 @@ async def test_happy_path(world: World) -> None:
         in text
     )
     assert "needs 1 approval, not by the requester" in text
-    assert buttons(message["blocks"]) == [(APPROVE, "1"), (REJECT, "1")]
+    assert buttons(message["blocks"]) == open_buttons(1)
     assert world.znyx.promote_calls == []
 
     response = await world.sender.click(APPROVE, 1, BOB)
@@ -123,13 +133,15 @@ async def test_self_approval_is_refused(world: World) -> None:
 
 async def test_reject_ends_the_request(world: World) -> None:
     await world.requested()
-    await world.sender.click(REJECT, 1, BOB)
+    response = await world.reject_by_form(1, BOB, "the soak found a regression")
+    assert response.status_code == 200 and response.text == ""  # the form closes
     await world.slack.wait_for(lambda s: len(world.thread()) == 1)
     final = world.slack.calls_to("chat.update")[-1].args
     assert buttons(final["blocks"]) == []
     assert "Rejected" in block_text(final["blocks"]) and f"rejected by <@{BOB}>" in block_text(
         final["blocks"]
     )
+    assert "*Reason:* the soak found a regression" in block_text(final["blocks"])
     assert "Rejected*" in block_text(world.thread()[0]["blocks"])
 
     await world.sender.click(APPROVE, 1, DAVE)  # an old button grants nothing

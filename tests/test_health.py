@@ -56,7 +56,7 @@ async def test_http_mode_endpoints_and_metrics_as_a_promotion_runs(
             assert value(before, "promote_bot_store_up") == 1
 
             await bot.sender.command("znyx guardrails dev", ALICE)
-            await f.slack.wait_for(lambda s: len(s.calls_to("chat.postMessage")) == 1, within=10)
+            await f.slack.wait_for(lambda s: len(s.channel_posts()) == 1, within=10)
             page = samples((await http.get(f"{url}/metrics")).text)
             assert value(page, "promote_bot_commands_total", outcome="accepted") == 1
             assert value(page, "promote_bot_ack_seconds_count", kind="command") == 1
@@ -68,7 +68,7 @@ async def test_http_mode_endpoints_and_metrics_as_a_promotion_runs(
             await bot.sender.command("help", ALICE)  # answered in the ack
             await bot.sender.click(APPROVE, 1, BOB)
             await f.slack.wait_for(
-                lambda s: any("thread_ts" in c.args for c in s.calls_to("chat.postMessage")),
+                lambda s: any("thread_ts" in c.args for c in s.channel_posts()),
                 within=15,
             )
             page = samples((await http.get(f"{url}/metrics")).text)
@@ -128,7 +128,7 @@ async def test_readyz_is_503_while_shutting_down_and_healthz_still_answers(
         async with httpx.AsyncClient() as http:
             await wait_ready(http, url)
             await bot.sender.command(f"whop storefront {f.builds.ios_approved}", CAROL)
-            await f.slack.wait_for(lambda s: len(s.calls_to("chat.postMessage")) == 1, within=10)
+            await f.slack.wait_for(lambda s: len(s.channel_posts()) == 1, within=10)
             await bot.sender.click(APPROVE, 1, DAVE)
             async with asyncio.timeout(10):
                 while not f.whop.promote_calls:  # noqa: ASYNC110 (the fake has no event)

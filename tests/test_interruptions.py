@@ -23,11 +23,11 @@ from tests.conftest import ALICE, BOB, DAVE, Bot, Fakes, World, buttons, serve_e
 
 
 def _threads(f: Fakes) -> list[dict]:
-    return [c.args for c in f.slack.calls_to("chat.postMessage") if "thread_ts" in c.args]
+    return [c.args for c in f.slack.channel_posts() if "thread_ts" in c.args]
 
 
 def _posts(f: Fakes) -> list[dict]:
-    return [c.args for c in f.slack.calls_to("chat.postMessage") if "thread_ts" not in c.args]
+    return [c.args for c in f.slack.channel_posts() if "thread_ts" not in c.args]
 
 
 async def test_sigterm_lets_a_promotion_in_flight_finish(

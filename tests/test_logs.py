@@ -39,10 +39,10 @@ async def test_json_logs_parse_line_by_line_name_each_event_and_hold_no_secret(
     bot = Bot(process, port, urls["slack"])
     try:
         await bot.sender.command("znyx guardrails dev", ALICE)
-        await f.slack.wait_for(lambda s: len(s.calls_to("chat.postMessage")) == 1, within=10)
+        await f.slack.wait_for(lambda s: len(s.channel_posts()) == 1, within=10)
         await bot.sender.click(APPROVE, 1, BOB)
         await f.slack.wait_for(
-            lambda s: any("thread_ts" in c.args for c in s.calls_to("chat.postMessage")),
+            lambda s: any("thread_ts" in c.args for c in s.channel_posts()),
             within=15,
         )
         process.send_signal(signal.SIGTERM)

@@ -63,5 +63,7 @@ def test_manifest_declares_what_the_bot_uses_and_no_more() -> None:
         "chat:write",
         "commands",
         "groups:history",
+        "im:history",  # find a direct message whose send's answer was lost
+        "im:write",  # direct messages to requesters and approvers
         "usergroups:read",  # the members of user groups named in [members]
     ]

@@ -94,9 +94,9 @@ def _told(slack: FakeSlack) -> list[str]:
 
 
 async def _request(bot: Serve, slack: FakeSlack) -> None:
-    before = len(slack.calls_to("chat.postMessage"))
+    before = len(slack.channel_posts())
     await bot.sender.command("znyx guardrails dev", ALICE)
-    await slack.wait_for(lambda s: len(s.calls_to("chat.postMessage")) == before + 1, within=10)
+    await slack.wait_for(lambda s: len(s.channel_posts()) == before + 1, within=10)
 
 
 async def test_sighup_with_a_member_removed_refuses_their_click(
@@ -129,9 +129,7 @@ async def test_a_broken_file_is_refused_in_one_line_and_the_old_config_stays(
     # Still running, still under the old config: DAVE may approve.
     await _request(bot, slack)
     await bot.sender.click(APPROVE, 1, DAVE)
-    await slack.wait_for(
-        lambda s: any("thread_ts" in c.args for c in s.calls_to("chat.postMessage")), within=10
-    )
+    await slack.wait_for(lambda s: any("thread_ts" in c.args for c in s.channel_posts()), within=10)
     assert len(znyx.promote_calls) == 1
     # A fixed file is picked up without a signal, from its modification time.
     config.write_text(ZNYX_ONLY.replace(f'{DAVE} = ["release-manager"]\n', ""))

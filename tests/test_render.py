@@ -11,6 +11,7 @@ from bot.core.render import request_view
 from bot.providers.znyx import ZnyxPromote
 from bot.transports.slack.blocks import (
     APPROVE,
+    APPROVE_COMMENT,
     REJECT,
     ROLLBACK,
     escape,
@@ -52,6 +53,7 @@ def test_pending_message_has_everything_and_buttons() -> None:
     [actions] = [b for b in blocks if b["type"] == "actions"]
     assert [(e["action_id"], e["value"]) for e in actions["elements"]] == [
         (APPROVE, "7"),
+        (APPROVE_COMMENT, "7"),
         (REJECT, "7"),
     ]
 

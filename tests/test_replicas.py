@@ -22,18 +22,18 @@ async def test_two_processes_on_one_database_promote_once(
     one, two = await Bot.start(env, urls["slack"]), await Bot.start(env, urls["slack"])
     try:
         await one.sender.command("znyx guardrails dev", ALICE)
-        await f.slack.wait_for(lambda s: len(s.calls_to("chat.postMessage")) == 1, within=10)
+        await f.slack.wait_for(lambda s: len(s.channel_posts()) == 1, within=10)
         clicks = [
             (one if i % 2 else two).sender.click(APPROVE, 1, user)
             for i, user in enumerate(APPROVERS)
         ]
         assert {r.status_code for r in await asyncio.gather(*clicks)} == {200}
         await f.slack.wait_for(
-            lambda s: any("thread_ts" in c.args for c in s.calls_to("chat.postMessage")), within=15
+            lambda s: any("thread_ts" in c.args for c in s.channel_posts()), within=15
         )
         await asyncio.sleep(0.5)
         assert len(f.znyx.promote_calls) == 1
-        threads = [c for c in f.slack.calls_to("chat.postMessage") if "thread_ts" in c.args]
+        threads = [c for c in f.slack.channel_posts() if "thread_ts" in c.args]
         assert len(threads) == 1
     finally:
         await one.stop()
@@ -53,7 +53,7 @@ async def test_kill_9_during_the_provider_call_then_restart(
     first = await Bot.start(env, urls["slack"])
     try:
         await first.sender.command(f"whop storefront {f.builds.ios_approved}", CAROL)
-        await f.slack.wait_for(lambda s: len(s.calls_to("chat.postMessage")) == 1, within=10)
+        await f.slack.wait_for(lambda s: len(s.channel_posts()) == 1, within=10)
         await first.sender.click(APPROVE, 1, DAVE)
         async with asyncio.timeout(10):
             while not f.whop.promote_calls:  # noqa: ASYNC110 (the fake has no event to await)
@@ -67,7 +67,7 @@ async def test_kill_9_during_the_provider_call_then_restart(
     second = await Bot.start(env, urls["slack"])
     try:
         await f.slack.wait_for(
-            lambda s: any("thread_ts" in c.args for c in s.calls_to("chat.postMessage")), within=15
+            lambda s: any("thread_ts" in c.args for c in s.channel_posts()), within=15
         )
     finally:
         await second.stop()
@@ -78,7 +78,7 @@ async def test_kill_9_during_the_provider_call_then_restart(
         and "read after the bot stopped while promoting" in request.outcome.headline
     )
     assert len(f.whop.promote_calls) == 1  # never called again
-    [thread] = [c.args for c in f.slack.calls_to("chat.postMessage") if "thread_ts" in c.args]
+    [thread] = [c.args for c in f.slack.channel_posts() if "thread_ts" in c.args]
     assert "not done: the production ios build of storefront is" in str(thread["blocks"])
     final = f.slack.calls_to("chat.update")[-1].args
     assert not [b for b in final["blocks"] if b["type"] == "actions"]

@@ -225,3 +225,49 @@ def test_a_break_glass_request_that_could_never_be_approved_is_refused() -> None
     assert result.returncode == 0
     assert "needs 2 approvals, and only 1 configured person other than you" in result.stdout
     assert "nothing was posted" in result.stdout and "┌ #1" not in result.stdout
+
+
+async def test_decisions_in_the_shell_say_why_and_people_are_told(tmp_path: Path) -> None:
+    from contextlib import AsyncExitStack
+
+    from bot.cli import build_providers
+    from bot.sandbox import world as sandbox
+
+    async with AsyncExitStack() as stack:
+        overrides = await sandbox.start_sandbox(stack)
+        rules = parse_config(sandbox.rehearsal_config(None), source="sandbox")
+        providers = await build_providers(rules, overrides)
+        for provider in providers.values():
+            stack.push_async_callback(provider.aclose)
+        said: list[str] = []
+        workflow = Workflow(
+            rules, SqliteStore(tmp_path / "s.db"), providers, ShellChat(said.append)
+        )
+        shell = Shell(workflow, "U_ALICE", said.append)
+        for line in (
+            "/promote znyx guardrails staging",
+            "as U_BOB",
+            "reject 1",  # a reason is required
+            "reject 1 the soak <!channel> failed",
+            "as U_ALICE",
+            "/promote znyx guardrails dev",
+            "cancel 2 asked too early",
+            "/promote znyx guardrails dev",
+            "as U_BOB",
+            "approve 3 dashboards green",
+        ):
+            await shell.handle(line)
+            await workflow.deliver_due()  # the `deliver` job, as its timer would
+    out = "\n".join(said)
+    assert "» Usage: reject <request number> <reason…>, e.g. reject 1" in out
+    assert "  ↳ #1 🚫 Rejected by @U_BOB\n    Reason: the soak ‹!channel› failed" in out
+    assert (
+        "  ✉ to @U_ALICE: 🚫 Your request #1 was rejected by @U_BOB — guardrails policy bundle: "
+        "staging → prod\n    Reason: the soak ‹!channel› failed"
+    ) in out
+    assert "  ↳ #2 🚫 Cancelled by @U_ALICE\n    Reason: asked too early" in out
+    assert "    💬 @U_BOB: dashboards green" in out  # in #3's outcome
+    assert out.count("✉ to @U_BOB: ⏳") == 3  # each request waited for him, once each
+    assert "✉ to @U_ALICE: 👍 Your request #3 was approved by @U_BOB" in out
+    assert "✉ to @U_ALICE: ✅ Your request #3 succeeded" in out
+    assert "✉ to @U_ALICE: 🚫 Your request #2" not in out  # she cancelled it herself

@@ -28,6 +28,7 @@ from tests.conftest import (
     World,
     block_text,
     buttons,
+    open_buttons,
     serve_env,
 )
 
@@ -145,7 +146,8 @@ async def test_a_copy_a_click_reveals_is_adopted_and_kept_in_step(world: World) 
             "metadata": {"event_type": "promote_bot_request", "event_payload": {"request_id": 1}},
         },
     )
-    await world.sender.click(REJECT, 1, BOB, channel="CRELEASES", ts=copy["ts"])
+    # Reject… on the copy: the form opens, and its submission adopts the copy.
+    await world.reject_by_form(1, BOB, "not this one", channel="CRELEASES", ts=copy["ts"])
     await world.slack.wait_for(lambda s: len(world.thread()) == 1)
     assert world.bot.store.get(1).state is State.REJECTED  # type: ignore[union-attr]
     await _until(lambda: not _live_buttons(world.slack, 1), 5)  # both copies show the end
@@ -303,7 +305,7 @@ async def test_a_request_whose_process_died_before_posting_is_posted_later(world
     )
     await world.bot.workflow.deliver_due()
     [message] = world.slack.release_messages(1)
-    assert buttons(message["blocks"]) == [(APPROVE, "1"), (REJECT, "1")]
+    assert buttons(message["blocks"]) == open_buttons(1)
     await world.bot.workflow.deliver_due()
     assert len(world.slack.release_messages(1)) == 1  # once
 

@@ -76,7 +76,7 @@ def test_a_delivery_is_recorded_once_worked_on_once_and_forgotten(store_factory:
     assert store.webhook_put("d1", "znyx", hint, NOW + timedelta(days=2))  # new again
 
 
-def test_what_was_last_seen_is_swapped_once_and_notices_are_posted_once(
+def test_what_was_last_seen_is_swapped_once_and_notes_are_posted_once(
     store_factory: Factory,
 ) -> None:
     store = store_factory()
@@ -96,28 +96,28 @@ def test_what_was_last_seen_is_swapped_once_and_notices_are_posted_once(
     assert store.sighting("znyx:p:prod").key == "b2"  # type: ignore[union-attr]
 
     key = "outside:znyx:p:prod:b1:b2"
-    assert store.notice_put(key, "CFEED", None, "prod changed", NOW)
-    assert not store_factory().notice_put(key, "CFEED", None, "prod changed", NOW)  # told once
-    assert store.notices_due(NOW, 10) == [key]
+    assert store.note_put(key, "CFEED", None, "prod changed", NOW)
+    assert not store_factory().note_put(key, "CFEED", None, "prod changed", NOW)  # told once
+    assert store.notes_due(NOW, 10) == [key]
 
     def take(barrier: threading.Barrier, i: int) -> bool:
         other = store_factory()
         barrier.wait()
-        return other.notice_take(key, NOW, NOW + timedelta(minutes=1)) is not None
+        return other.note_take(key, NOW, NOW + timedelta(minutes=1)) is not None
 
     taken, problems = _together(4, take)
     assert problems == [] and sorted(taken) == [False, False, False, True]
-    assert store.notices_due(NOW, 10) == []  # being posted
-    store.notice_later(key, NOW + timedelta(seconds=2))  # Slack failed: again in a moment
-    assert store.notices_due(NOW + timedelta(seconds=1), 10) == []
-    notice = store.notice_take(key, NOW + timedelta(seconds=2), NOW + timedelta(minutes=1))
-    assert notice is not None and notice["attempts"] == 2
-    assert (notice["channel"], notice["thread_ts"], notice["text"]) == (
+    assert store.notes_due(NOW, 10) == []  # being posted
+    store.note_later(key, NOW + timedelta(seconds=2))  # Slack failed: again in a moment
+    assert store.notes_due(NOW + timedelta(seconds=1), 10) == []
+    note = store.note_take(key, NOW + timedelta(seconds=2), NOW + timedelta(minutes=1))
+    assert note is not None and note["attempts"] == 2
+    assert (note["channel"], note["thread_ts"], note["text"]) == (
         "CFEED",
         None,
         "prod changed",
     )
-    store.notice_done(key, NOW + timedelta(seconds=3))
-    assert store.notices_due(NOW + timedelta(days=1), 10) == []
-    assert store.notice_take(key, NOW + timedelta(days=1), NOW + timedelta(days=2)) is None
-    assert store.forget_notices(NOW + timedelta(days=31)) == 1
+    store.note_done(key, NOW + timedelta(seconds=3))
+    assert store.notes_due(NOW + timedelta(days=1), 10) == []
+    assert store.note_take(key, NOW + timedelta(days=1), NOW + timedelta(days=2)) is None
+    assert store.forget_notes(NOW + timedelta(days=31)) == 1

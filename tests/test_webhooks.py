@@ -9,6 +9,7 @@ import hmac
 import json
 import signal
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -193,6 +194,11 @@ async def test_an_unknown_promotion_is_resolved_by_its_webhook(running: World) -
     assert events[-2:] == ["unknown", "resolved: succeeded"]
     assert feed(world.slack) == []  # the bot's own change: nothing in the channel
     assert len(world.znyx.promote_calls) == 1  # read, never sent again
+    # The requester was told it was unknown, and is told it succeeded after all.
+    await world.slack.wait_for(lambda s: len(s.dms(ALICE)) == 3, within=5)
+    approved, unknown, succeeded = (block_text(m["blocks"]) for m in world.slack.dms(ALICE))
+    assert "approved" in approved and "unknown" in unknown.lower()
+    assert "Your request #1 succeeded" in succeeded and "it was unknown" in succeeded
 
 
 async def test_the_bots_own_promotion_is_confirmed_once_in_its_thread(running: World) -> None:
@@ -335,15 +341,18 @@ async def test_a_notice_slack_did_not_take_is_posted_later_once(running: World) 
     world = running
     await world.requested("znyx guardrails staging", ALICE)
     world.slack.fail("chat.postMessage", error="not_in_channel", times=1)
+    start = world.clock.at = world.bot.workflow.clock()
     world.znyx.ui_promote("proj-guardrails", "staging", by="ui:carol")
-    await world.slack.wait_for(lambda s: "Out of date" in shown(world, 1))
+
+    def tries(slack: FakeSlack) -> list:
+        return [c for c in slack.calls_to("chat.postMessage") if c.args["channel"] == FEED]
+
+    await world.slack.wait_for(lambda s: len(tries(s)) == 1)
     assert feed(world.slack) == []  # Slack refused it: recorded, and tried again shortly
-    await world.slack.wait_for(lambda s: len(feed(s)) == 1, within=8)  # the `deliver` job
+    world.clock.at = start + timedelta(seconds=3)  # its backoff is over
+    await world.slack.wait_for(lambda s: len(feed(s)) == 1)  # by the `deliver` job
     await world.bot.workflow.deliver_due()
-    assert len(feed(world.slack)) == 1
-    assert (
-        len([c for c in world.slack.calls_to("chat.postMessage") if c.args["channel"] == FEED]) == 2
-    )
+    assert len(feed(world.slack)) == 1 and len(tries(world.slack)) == 2
 
 
 async def test_the_channel_follows_the_config_as_it_reloads(running: World) -> None:

@@ -136,6 +136,30 @@ def who_can_approve(
     return WhoCanApprove(people=tuple(people[:limit]), more=max(0, len(people) - limit))
 
 
+def approvers_to_tell(
+    role_map: RoleMap,
+    policy: Policy,
+    scope: Scope,
+    requester: str,
+    approved: tuple[str, ...] = (),
+    limit: int = 100,
+) -> list[str]:
+    """The people to tell that a request of `requester` waits for them: those the role map
+    lets approve it under `policy` (configured people, then members of granting user groups
+    once known), never the requester, nor anyone who approved already; at most `limit`."""
+    people = list(role_map.members)
+    for group, roles in role_map.groups.items():
+        if role_map.grants(roles, scope, policy):
+            people += sorted(role_map.group_members.get(group, ()))
+    told: list[str] = []
+    for person in people:
+        if person == requester or person in approved or person in told:
+            continue
+        if role_map.grants(role_map.roles_of(person), scope, policy):
+            told.append(person)
+    return told[:limit]
+
+
 def approvers_possible(
     role_map: RoleMap, policy: Policy, scope: Scope, requester: str
 ) -> int | None:

@@ -1,6 +1,7 @@
 """Parsing `/promote …` text into a command. Pure.
 
-The core's own verbs (help, status, history, cancel, rollback) are parsed here; a provider's verb is
+The core's own verbs (help, status, history, approve, reject, cancel, rollback, notify, …) are
+parsed here; a provider's verb is
 handed to that provider's grammar (`ProviderRules.parse`), with the helpers below.
 """
 
@@ -19,12 +20,15 @@ USAGE: dict[str, str] = {
     "help": "/promote help",
     "status": "/promote status <request>   e.g. /promote status 12",
     "history": "/promote history [<target>]",
-    "cancel": "/promote cancel <request>",
+    "approve": "/promote approve <request> [comment…]   e.g. /promote approve 12 tests are green",
+    "reject": "/promote reject <request> <reason…>   e.g. /promote reject 12 wait for the fix",
+    "cancel": "/promote cancel <request> [reason…]",
     "rollback": "/promote rollback <request>   e.g. /promote rollback 12",
     "pending": "/promote pending",
     "locks": "/promote locks",
     "lock": "/promote lock <target-pattern> <reason…>",
     "unlock": "/promote unlock <target-pattern>",
+    "notify": "/promote notify on|off",
 }
 EMERGENCY = "--emergency"
 
@@ -75,8 +79,35 @@ class History:
     target: str | None = None
 
 
-class Cancel(OnRequest):
-    """Cancel an open request."""
+@dataclass(frozen=True)
+class Approve:
+    """Approve an open request, optionally saying something (`comment`)."""
+
+    request_id: int
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Reject an open request, saying why."""
+
+    request_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Cancel an open request, optionally saying why."""
+
+    request_id: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Whether the caller gets direct messages (`on` None: say which)."""
+
+    on: bool | None = None
 
 
 class Pending(Bare):
@@ -102,7 +133,21 @@ class Unlock:
     pattern: str
 
 
-Command = Help | Promote | Status | History | Cancel | Rollback | Pending | Locks | Lock | Unlock
+Command = (
+    Help
+    | Promote
+    | Status
+    | History
+    | Approve
+    | Reject
+    | Cancel
+    | Rollback
+    | Pending
+    | Locks
+    | Lock
+    | Unlock
+    | Notify
+)
 
 
 def _clean(text: str) -> list[str]:
@@ -167,11 +212,17 @@ def parse(text: str, rules: Rules) -> Command:
     if verb in rules.unconfigured:
         label = rules.unconfigured[verb]
         raise UsageError(f"{label} is not configured on this bot (no [{verb}] in its config).")
-    if verb in ("status", "cancel", "rollback"):
+    if verb in ("status", "rollback"):
         if len(args) != 1:
             raise UsageError(f"`{verb}` takes one request number.", USAGE[verb])
         request_id = parse_request_id(args[0], USAGE[verb])
-        return {"status": Status, "cancel": Cancel, "rollback": Rollback}[verb](request_id)
+        return {"status": Status, "rollback": Rollback}[verb](request_id)
+    if verb in ("approve", "reject", "cancel"):
+        return _decision(verb, args)
+    if verb == "notify":
+        if len(args) > 1 or (args and args[0].lower() not in ("on", "off")):
+            raise UsageError("`notify` takes `on` or `off`.", USAGE["notify"])
+        return Notify(args[0].lower() == "on" if args else None)
     if verb == "history":
         if len(args) > 1 or (args and not _TARGET.match(args[0])):
             raise UsageError("`history` takes at most one target.", usage("history", rules))
@@ -203,6 +254,35 @@ def _reason(text: str) -> str:
     """A reason people typed, safe to show: no pings or links, and not too long."""
     text = text.replace("<", "‹").replace(">", "›")
     return text[:REASON_LIMIT] + ("…" if len(text) > REASON_LIMIT else "")
+
+
+def _decision(verb: str, args: list[str]) -> Approve | Reject | Cancel:
+    """`approve <N> [comment…]`, `reject <N> <reason…>`, `cancel <N> [reason…]`: the words
+    after the number are what the person says, kept as typed (the core makes them safe)."""
+    if not args:
+        raise UsageError(f"`{verb}` takes a request number.", USAGE[verb])
+    request_id = parse_request_id(args[0], USAGE[verb])
+    said = " ".join(args[1:]) or None
+    if verb == "approve":
+        return Approve(request_id, said)
+    if verb == "cancel":
+        return Cancel(request_id, said)
+    if said is None:
+        raise UsageError(
+            f"`reject` needs a reason after the number: the requester is told it "
+            f"(up to {REASON_LIMIT} characters).",
+            USAGE["reject"],
+        )
+    return Reject(request_id, said)
+
+
+def said_text(text: str | None) -> str | None:
+    """A reason or comment a person typed (a command, a form), made safe to show: on one line,
+    no pings or links, cut at REASON_LIMIT characters; None when nothing is left."""
+    if text is None:
+        return None
+    words = " ".join(text.split())
+    return _reason(words) if words else None
 
 
 def _lock(verb: str, args: list[str]) -> Lock | Unlock:

@@ -21,6 +21,8 @@ from bot.core.errors import ProviderError
 from bot.core.inflight import Leases
 from bot.core.locking import Holds
 from bot.core.model import BOT_ACTOR, Outcome, Reply, Request, State
+from bot.core.notify import Notices as Notifier
+from bot.core.ports.store import Notices
 from bot.core.states import OUTCOME_EVENT, Event, destination, sources
 from bot.core.steps import Steps
 
@@ -44,9 +46,11 @@ def move(
     *,
     by: str | None = None,
     outcome: Outcome | None = None,
+    reason: str | None = None,
+    notices: Notices = (),
 ) -> bool:
     """The compare-and-set for `event`, as the state table defines it; a claim takes the
-    lease on the request for this process."""
+    lease on the request for this process. `notices` (direct messages) are owed with it."""
     now = ctx.clock()
     lease = (ctx.owner, now + ctx.lease) if event is Event.CLAIM else None
     return ctx.store.transition(
@@ -57,6 +61,8 @@ def move(
         by=by,
         outcome=outcome,
         lease=lease,
+        reason=reason,
+        notices=notices,
     )
 
 
@@ -72,10 +78,16 @@ def _outcome_of_error(exc: ProviderError) -> Outcome:
 
 class Execution:
     def __init__(
-        self, ctx: Context, audit: Audit, holds: Holds, delivery: Delivery, leases: Leases
+        self,
+        ctx: Context,
+        audit: Audit,
+        holds: Holds,
+        delivery: Delivery,
+        leases: Leases,
+        notices: Notifier,
     ) -> None:
         self.ctx, self.audit, self.holds = ctx, audit, holds
-        self.delivery, self.leases = delivery, leases
+        self.delivery, self.leases, self.notices = delivery, leases, notices
 
     async def execute(self, request_id: int, user: str) -> Reply | None:
         """Claim the request (compare-and-set to `executing`) and call the provider once.
@@ -163,9 +175,12 @@ class Execution:
                 headline="the bot hit an internal error while promoting",
                 check=f"Check {action.provider} to see whether {action.title} happened.",
             )
-        if move(ctx, request_id, OUTCOME_EVENT[outcome.state], outcome=outcome):
+        told = self.notices.about(request, outcome.state, None)
+        if move(ctx, request_id, OUTCOME_EVENT[outcome.state], outcome=outcome, notices=told):
             event = outcome.state
-        elif outcome.state == "succeeded" and move(ctx, request_id, Event.CORRECT, outcome=outcome):
+        elif outcome.state == "succeeded" and move(
+            ctx, request_id, Event.CORRECT, outcome=outcome, notices=told
+        ):
             # Resolved by a recovery while this process still waited (it had stalled past its
             # lease): the provider's own answer is the truth, and the message shows it.
             log.warning("promotion #%s succeeded after a recovery had decided it", request_id)
@@ -231,7 +246,10 @@ class Execution:
 
     async def _conclude(self, request: Request, outcome: Outcome, prefix: str = "") -> int:
         """Record the outcome of an executing request and show it; 1 if this call did."""
-        if not move(self.ctx, request.id, OUTCOME_EVENT[outcome.state], outcome=outcome):
+        told = self.notices.about(request, outcome.state, None)
+        if not move(
+            self.ctx, request.id, OUTCOME_EVENT[outcome.state], outcome=outcome, notices=told
+        ):
             return 0
         self.audit.record(
             request.id, BOT_ACTOR, prefix + outcome.state, request.action.target, outcome.headline

@@ -6,9 +6,11 @@ compare-and-set, audited and shown; once a request has its approvals it is execu
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from bot.core import authz, markup
 from bot.core.audit import Audit
+from bot.core.commands import REASON_LIMIT, said_text
 from bot.core.context import Context
 from bot.core.delivery import Delivery
 from bot.core.errors import ProviderError
@@ -16,7 +18,9 @@ from bot.core.execution import Execution, move
 from bot.core.holds import held_text
 from bot.core.locking import Holds
 from bot.core.model import BOT_ACTOR, Action, NewRequest, Preview, Reply, Request, State
+from bot.core.notify import APPROVED, Notices
 from bot.core.ports import ChatError, OpenRequestExists
+from bot.core.render import RequestView
 from bot.core.states import Event, sources
 
 log = logging.getLogger(__name__)
@@ -30,9 +34,10 @@ class Lifecycle:
         holds: Holds,
         delivery: Delivery,
         execution: Execution,
+        notices: Notices,
     ) -> None:
         self.ctx, self.audit, self.holds = ctx, audit, holds
-        self.delivery, self.execution = delivery, execution
+        self.delivery, self.execution, self.notices = delivery, execution, notices
 
     # --- asking ------------------------------------------------------------------------
 
@@ -89,6 +94,7 @@ class Lifecycle:
             rolls_back=rolls_back,
             emergency=emergency,
         )
+        new = replace(new, notices=self.notices.waiting(new, policy))
         try:
             request = ctx.store.create_request(new)
         except OpenRequestExists as exc:
@@ -196,7 +202,29 @@ class Lifecycle:
             return Reply(f"Request #{request_id} is {request.state.value}; nothing to {verb}.")
         return request
 
-    async def approve(self, user: str, request_id: int) -> Reply | None:
+    def may_decide(self, user: str, request_id: int, verb: str) -> RequestView | Reply:
+        """Before a form to `verb` ("approve", "reject") it opens: the request's message if
+        `user` may do it now, else why not. Reads only; the decision is checked again."""
+        ctx = self.ctx
+        request = ctx.store.get(request_id)
+        if request is None:
+            return Reply(f"There is no request #{request_id}.")
+        if not request.state.is_open:
+            return Reply(f"Request #{request_id} is {request.state.value}; nothing to {verb}.")
+        if ctx.clock() >= request.expires_at:
+            return Reply(f"Request #{request_id} expired at {markup.fmt_time(request.expires_at)}.")
+        rules = ctx.rules
+        check = authz.can_approve if verb == "approve" else authz.can_decide
+        decision = check(rules.role_map, rules.policy_of(request), request, user)
+        if not decision:
+            return Reply(decision.reason)
+        if verb == "approve" and user in request.approvers:
+            return Reply(f"You have already approved #{request.id}.")
+        return self.delivery.view(request)
+
+    async def approve(self, user: str, request_id: int, comment: str | None = None) -> Reply | None:
+        """An approval, with what the approver said (`comment`, as typed: made safe here)."""
+        comment = said_text(comment)
         request = await self._open(request_id, "approve")
         if isinstance(request, Reply):
             return request
@@ -212,7 +240,8 @@ class Lifecycle:
         if held:
             self.audit.record(request.id, user, "approval refused", target, held.text)
             return held
-        if not ctx.store.add_approval(request.id, user, ctx.clock()):
+        told = self.notices.about(request, APPROVED + user, user)
+        if not ctx.store.add_approval(request.id, user, ctx.clock(), comment=comment, notices=told):
             current = ctx.store.get(request.id)
             if current is not None and not current.state.is_open:
                 return Reply(f"Request #{request.id} is {current.state.value}; nothing to approve.")
@@ -222,7 +251,7 @@ class Lifecycle:
                 # held when last approved; free now
                 return await self.execution.execute(request.id, user)
             return Reply(f"You have already approved #{request.id}.")
-        self.audit.record(request.id, user, "approved", target)
+        self.audit.record(request.id, user, "approved", target, comment or "")
         request = ctx.store.get(request.id)
         assert request is not None
         counted = len(authz.counted_approvers(rules.role_map, policy, request))
@@ -232,7 +261,14 @@ class Lifecycle:
         missing = policy.approvals - counted
         return Reply(f"Approval recorded. #{request.id} needs {missing} more.")
 
-    async def reject(self, user: str, request_id: int) -> Reply | None:
+    async def reject(self, user: str, request_id: int, reason: str | None) -> Reply | None:
+        """A rejection says why (`reason`, as typed: made safe here); the requester is told."""
+        reason = said_text(reason)
+        if reason is None:
+            return Reply(
+                f"Say why you reject #{request_id} (up to {REASON_LIMIT} characters): "
+                f"`/promote reject {request_id} <reason…>`. Nothing was changed."
+            )
         request = await self._open(request_id, "reject")
         if isinstance(request, Reply):
             return request
@@ -243,14 +279,17 @@ class Lifecycle:
         if not decision:
             self.audit.record(request.id, user, "rejection refused", target, decision.reason)
             return Reply(decision.reason)
-        if not move(self.ctx, request.id, Event.REJECT, by=user):
+        told = self.notices.about(request, "rejected", user)
+        if not move(self.ctx, request.id, Event.REJECT, by=user, reason=reason, notices=told):
             return Reply(f"Request #{request.id} was decided a moment ago; nothing to reject.")
-        self.audit.record(request.id, user, "rejected", target)
+        self.audit.record(request.id, user, "rejected", target, reason)
         await self.delivery.converge(request.id)
         return None
 
-    async def cancel(self, user: str, request_id: int) -> Reply | None:
-        """The requester, or anyone holding the action's scope, may cancel while it is open."""
+    async def cancel(self, user: str, request_id: int, reason: str | None = None) -> Reply | None:
+        """The requester, or anyone holding the action's scope, may cancel while it is open,
+        saying why if they like (the requester is told when it was someone else)."""
+        reason = said_text(reason)
         request = await self._open(request_id, "cancel")
         if isinstance(request, Reply):
             return request
@@ -261,9 +300,10 @@ class Lifecycle:
                 f"Only the requester or someone holding `{request.action.scope}` may cancel "
                 f"#{request.id}."
             )
-        if not move(self.ctx, request.id, Event.CANCEL, by=user):
+        told = self.notices.about(request, "cancelled", user)
+        if not move(self.ctx, request.id, Event.CANCEL, by=user, reason=reason, notices=told):
             return Reply(f"Request #{request.id} was decided a moment ago; nothing to cancel.")
-        self.audit.record(request.id, user, "cancelled", request.action.target)
+        self.audit.record(request.id, user, "cancelled", request.action.target, reason or "")
         await self.delivery.converge(request.id)
         return Reply(f"Request #{request.id} is cancelled.")
 
@@ -275,7 +315,8 @@ class Lifecycle:
         request = ctx.store.get(request_id)
         if request is None or not request.state.is_open or ctx.clock() < request.expires_at:
             return False
-        if not move(ctx, request_id, Event.EXPIRE):
+        told = self.notices.about(request, "expired", None)
+        if not move(ctx, request_id, Event.EXPIRE, notices=told):
             return False
         self.audit.record(request_id, BOT_ACTOR, "expired", request.action.target)
         await self.delivery.converge(request_id)

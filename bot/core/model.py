@@ -250,6 +250,7 @@ class Sighting(BaseModel):
 class Approval(BaseModel):
     user: str
     at: datetime
+    comment: str | None = None  # what the approver said, if anything (plain text, cut)
 
 
 class Request(BaseModel):
@@ -267,6 +268,7 @@ class Request(BaseModel):
     updated_at: datetime
     expires_at: datetime
     decided_by: str | None = None  # who rejected or cancelled
+    reason: str | None = None  # why they rejected or cancelled it (plain text, cut)
     emergency: str | None = None  # break-glass: why it may pass a lock or a freeze
     approvals: list[Approval] = []
     rolls_back: int | None = None  # the request this one undoes, if it is a rollback
@@ -299,6 +301,8 @@ class NewRequest:
     expires_at: datetime
     rolls_back: int | None = None  # the succeeded request this one undoes, if a rollback
     emergency: str | None = None  # break-glass: why it may pass a lock or a freeze
+    # Direct messages owed once it is recorded, (person, event): in the same transaction.
+    notices: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -323,6 +327,23 @@ class StepRecord(BaseModel):
     @property
     def done(self) -> bool:
         return self.done_at is not None
+
+
+class NoticeRecord(BaseModel):
+    """A direct message owed to one person about one event of one request (the outbox of
+    bot/core/notify.py); `key` is unique per request, person and event."""
+
+    key: str
+    request_id: int
+    user: str
+    event: str  # "waiting", "approved:<user>", "rejected", "cancelled", "expired", an outcome
+    created_at: datetime
+    attempts: int = 0
+
+
+def notice_key(request_id: int, user: str, event: str) -> str:
+    """The outbox key of a direct message: one per request, person and event, ever."""
+    return f"{request_id}:{user}:{event}"
 
 
 class AuditEntry(BaseModel):

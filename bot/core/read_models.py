@@ -73,6 +73,7 @@ class ReadModels:
             mine=tuple(mine),
             holds=self.holds.view() if insider else render.holds_view([], (), ctx.clock()),
             events=tuple(ctx.store.history(limit=HOME_EVENTS)) if insider else (),
+            notify=ctx.store.notify_enabled(user),
         )
 
     def _listed(self, request: Request) -> render.ListedRequest:

@@ -65,6 +65,8 @@ class RequestView:
 
     holds: tuple[str, ...] = ()  # locks and freezes on its target, while it is open
     emergency: str | None = None  # break-glass: the reason it was asked for anyway
+    reason: str | None = None  # why it was rejected or cancelled (people's text, made safe)
+    comments: tuple[tuple[str, str], ...] = ()  # (approver, what they said), as approved
     # While open: what moved since its preview, as the provider shows it now (plain text).
     drift: str | None = None
 
@@ -126,6 +128,8 @@ def request_view(
         and request.action.reversible,
         holds=tuple(holds) if state.is_open else (),
         emergency=request.emergency,
+        reason=request.reason,
+        comments=tuple((a.user, a.comment) for a in request.approvals if a.comment),
         drift=f"{drift.provider} shows {drift.sentence}" if drift is not None else None,
     )
 
@@ -199,3 +203,31 @@ class HomeView:
     mine: tuple[ListedRequest, ...]  # they asked for, still open
     holds: HoldsView
     events: tuple[AuditEntry, ...]  # newest first
+    notify: bool = True  # do they get direct messages
+
+
+@dataclass(frozen=True)
+class NoticeView:
+    """A direct message to one person about one request: "{emoji} {lead} by {by}", the
+    request, and what was said or what came of it. People's and providers' text stays as it
+    is (each transport makes it safe its own way); user ids stay ids."""
+
+    key: str  # unique per request, person and event: how a lost one is found again
+    user: str  # who is told
+    request_id: int
+    emoji: str
+    lead: str  # "Your request #3 was rejected", "#3 waits for your approval"
+    by: str | None  # who did it, if a person
+    title: str
+    target: str
+    requester: str
+    label: str | None = None  # "Reason", "Comment", "Outcome", "🚨 Emergency"
+    detail: str | None = None
+    check: str | None = None  # for an unknown outcome: what to look at
+    expires: datetime | None = None  # for a request waiting for approval
+    link: str | None = None  # to the release message, when the chat has links
+
+    @property
+    def summary(self) -> str:
+        """One line of plain text, for notifications and fallbacks."""
+        return f"{self.emoji} {self.lead}: {self.title}"

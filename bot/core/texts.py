@@ -26,12 +26,18 @@ def usage_error(error: UsageError) -> str:
 _CORE_FORMS: list[tuple[str, str]] = [
     ("status", "a request's state, approvals and timeline"),
     ("history", "the last 20 events, for one target if given"),
-    ("cancel", "cancel a pending request (yours, or one you could approve)"),
+    ("approve", "approve a pending request, saying something if you like"),
+    ("reject", "reject a pending request, saying why (the requester is told)"),
+    (
+        "cancel",
+        "cancel a pending request (yours, or one you could approve), saying why if you like",
+    ),
     ("rollback", "undo a succeeded promotion: a new request that restores what it replaced"),
     ("pending", "the open requests you may act on, oldest first"),
     ("locks", "current locks and freezes, and the next freeze"),
     ("lock", "lock targets you hold the scope for (add --emergency <why> to a request to pass)"),
     ("unlock", "lift a lock"),
+    ("notify", "direct messages about your requests and what waits for you: on (default) or off"),
 ]
 
 
@@ -68,7 +74,11 @@ def status_text(
 ) -> str:
     """`/promote status`: state, approvals, policy, timeline (oldest first), outcome."""
     view = request_view(request, policy, role_map)
-    approvers = ", ".join(user(u) for u in view.approvers) or "none yet"
+    said = dict(view.comments)
+    approvers = (
+        ", ".join(user(u) + (f" (“{said[u]}”)" if u in said else "") for u in view.approvers)
+        or "none yet"
+    )
     if view.discounted:
         approvers += " (no longer counting: " + ", ".join(user(u) for u in view.discounted) + ")"
     lines = [
@@ -76,6 +86,9 @@ def status_text(
         f"Target `{view.target}` · requested by {user(request.requester)} · approvals: {approvers}",
         f"Policy: {view.policy}",
     ]
+    if view.decided_by and view.state.value in ("rejected", "cancelled"):
+        why = f": {view.reason}" if view.reason else " (no reason given)"
+        lines.append(f"{view.state.value.capitalize()} by {user(view.decided_by)}{why}")
     if view.link:
         lines.append(view.link)
     if view.can_approve:

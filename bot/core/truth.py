@@ -14,8 +14,8 @@ For each thing read:
 - open requests watching it have their preview read again at once (bot/core/drift.py).
 
 "Once" holds across deliveries and replicas: what the bot last saw of each thing is swapped
-with a compare-and-set, and only the process that swaps it tells the change (notices are
-recorded before they are posted, and tried again while Slack fails: bot/core/notices.py).
+with a compare-and-set, and only the process that swaps it tells the change (notes are
+recorded before they are posted, and tried again while Slack fails: bot/core/notes.py).
 `settle` (the job `settle`) also looks again at recent `unknown` requests of every provider.
 """
 
@@ -34,7 +34,8 @@ from bot.core.errors import ProviderError
 from bot.core.execution import move, promoted_by
 from bot.core.markup import plain
 from bot.core.model import BOT_ACTOR, Request, Sighting, State
-from bot.core.notices import Notices
+from bot.core.notes import Notes
+from bot.core.notify import Notices
 from bot.core.ports import Seen
 from bot.core.states import Event
 from bot.core.steps import Steps
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 READ_SECONDS = 30.0  # reading an `unknown` request's provider again ends within this
 SETTLE_WITHIN = timedelta(days=1)  # `unknown` requests are looked at again for this long
-NOTICE_MEMORY = timedelta(days=30)  # notices posted are remembered this long
+NOTE_MEMORY = timedelta(days=30)  # notes posted are remembered this long
 # A delivery's body is known again this long (Znyx's retries come within it); an older one is
 # read as new, which can only make the bot read Znyx again.
 WEBHOOK_MEMORY = timedelta(days=1)
@@ -71,9 +72,12 @@ def outside_text(sighting: Sighting, then: str, affected: Sequence[int]) -> str:
 
 
 class Truth:
-    def __init__(self, ctx: Context, audit: Audit, delivery: Delivery, drift: DriftWatch) -> None:
+    def __init__(
+        self, ctx: Context, audit: Audit, delivery: Delivery, drift: DriftWatch, notices: Notices
+    ) -> None:
         self.ctx, self.audit, self.delivery, self.drift = ctx, audit, delivery, drift
-        self.notices = Notices(ctx)
+        self.notices = notices  # direct messages: the requester is told it succeeded after all
+        self.notes = Notes(ctx)
 
     async def sighted(self, sightings: Sequence[Sighting], *, channel: str | None) -> bool:
         """Act on what a provider shows of things it said changed; False to be called again
@@ -105,10 +109,10 @@ class Truth:
         return resolved
 
     def forget(self) -> None:
-        """Drop webhook deliveries and notices too old to come again."""
+        """Drop webhook deliveries and notes too old to come again."""
         now = self.ctx.clock()
         self.ctx.store.forget_webhooks(now - WEBHOOK_MEMORY)
-        self.ctx.store.forget_notices(now - NOTICE_MEMORY)
+        self.ctx.store.forget_notes(now - NOTE_MEMORY)
 
     # --- an `unknown` request, read again ------------------------------------------------
 
@@ -142,7 +146,8 @@ class Truth:
         outcome = outcome.model_copy(
             update={"headline": f"{what} ({label} shows it; it was unknown)"}
         )
-        if not move(ctx, request.id, Event.CORRECT, outcome=outcome):
+        told = self.notices.about(request, "succeeded", None)
+        if not move(ctx, request.id, Event.CORRECT, outcome=outcome, notices=told):
             return False
         self.audit.record(
             request.id, BOT_ACTOR, "resolved: succeeded", action.target, outcome.headline
@@ -218,10 +223,10 @@ class Truth:
         self.audit.record(None, actor, "changed outside the bot", sighting.target, detail)
         if channel is not None:
             key = f"outside:{sighting.thing}:{before.key if before else ''}:{sighting.key}"
-            await self.notices.tell(key, channel, outside_text(sighting, then, affected))
+            await self.notes.tell(key, channel, outside_text(sighting, then, affected))
 
     async def _confirm(self, request: Request, text: str) -> None:
         """One reply in `request`'s thread saying the provider shows its change."""
         if request.message_ts is not None:
             key = f"confirm:{request.id}"
-            await self.notices.tell(key, request.channel, text, thread_ts=request.message_ts)
+            await self.notes.tell(key, request.channel, text, thread_ts=request.message_ts)

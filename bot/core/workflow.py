@@ -9,6 +9,7 @@ It wires the concerns together and hands each call to the one that owns it:
                  lifts locks and keeps open messages showing them
 - read_models.py status, history, pending, the App Home
 - audit.py       the audit log
+- notify.py      direct messages: who is owed one, and sending them exactly once
 - drift.py       open requests' previews read again; truth.py what a provider says changed
 - scheduler.py   the timed work of all of them (`schedule`)
 
@@ -25,14 +26,17 @@ from datetime import datetime, timedelta
 from bot.core import authz, render, texts
 from bot.core.audit import Audit
 from bot.core.commands import (
+    Approve,
     Cancel,
     Command,
     Help,
     History,
     Lock,
     Locks,
+    Notify,
     Pending,
     Promote,
+    Reject,
     Rollback,
     Status,
     Unlock,
@@ -47,6 +51,7 @@ from bot.core.inflight import InFlight, Leases
 from bot.core.lifecycle import Lifecycle
 from bot.core.locking import Holds
 from bot.core.model import AuditEntry, Reply, Sighting
+from bot.core.notify import Notices
 from bot.core.ports import Chat, Provider, Store
 from bot.core.read_models import ReadModels
 from bot.core.rules import Rules
@@ -86,11 +91,16 @@ class Workflow:
         self.audit = Audit(ctx)
         self.delivery = Delivery(ctx)
         self.holds = Holds(ctx, self.audit, self.delivery)
-        self.execution = Execution(ctx, self.audit, self.holds, self.delivery, self.leases)
-        self.lifecycle = Lifecycle(ctx, self.audit, self.holds, self.delivery, self.execution)
+        self.notices = Notices(ctx)
+        self.execution = Execution(
+            ctx, self.audit, self.holds, self.delivery, self.leases, self.notices
+        )
+        self.lifecycle = Lifecycle(
+            ctx, self.audit, self.holds, self.delivery, self.execution, self.notices
+        )
         self.reads = ReadModels(ctx, self.delivery, self.holds)
         self.drift = DriftWatch(ctx, self.audit, self.delivery, every=drift_every)
-        self.truth = Truth(ctx, self.audit, self.delivery, self.drift)
+        self.truth = Truth(ctx, self.audit, self.delivery, self.drift, self.notices)
         # Called with each audit entry once it is recorded (metrics); must not raise or block.
         self.observers: list[Callable[[AuditEntry], None]] = self.audit.observers
 
@@ -131,8 +141,8 @@ class Workflow:
             command = parse(text, rules)
         except UsageError as exc:
             return Reply(texts.usage_error(exc))
-        if isinstance(command, Help):
-            return Reply(texts.help_text(rules, user))
+        if isinstance(command, Help | Notify):  # anyone may turn direct messages off
+            return Reply(texts.help_text(rules, user)) if isinstance(command, Help) else command
         role_map = rules.role_map
         if isinstance(command, Promote):
             decision = authz.can_request(role_map, user, command.action.scope)
@@ -162,32 +172,45 @@ class Workflow:
             return await self.holds.unlock(user, command.pattern)
         if isinstance(command, History):
             return self.reads.history(command.target)
+        if isinstance(command, Approve):
+            return await self.lifecycle.approve(user, command.request_id, command.comment)
+        if isinstance(command, Reject):
+            return await self.lifecycle.reject(user, command.request_id, command.reason)
         if isinstance(command, Cancel):
-            return await self.lifecycle.cancel(user, command.request_id)
+            return await self.lifecycle.cancel(user, command.request_id, command.reason)
+        if isinstance(command, Notify):
+            return self.notices.set(user, command.on)
         if isinstance(command, Rollback):
             return await self.lifecycle.rollback(user, command.request_id, channel)
         return Reply(texts.help_text(self.ctx.rules, user))
 
     # --- buttons -----------------------------------------------------------------------
 
-    async def approve(self, user: str, request_id: int) -> Reply | None:
-        """Approve, unless the preview no longer holds: then say why, and write nothing."""
+    async def approve(self, user: str, request_id: int, comment: str | None = None) -> Reply | None:
+        """Approve (the button, or a form with what the approver says, as typed), unless the
+        preview no longer holds: then say why, and write nothing."""
         refusal = await self.drift.refusal(user, request_id)
-        return refusal or await self.lifecycle.approve(user, request_id)
+        return refusal or await self.lifecycle.approve(user, request_id, comment)
 
-    async def reject(self, user: str, request_id: int) -> Reply | None:
-        return await self.lifecycle.reject(user, request_id)
+    async def reject(self, user: str, request_id: int, reason: str | None) -> Reply | None:
+        """Reject, saying why (as typed; required)."""
+        return await self.lifecycle.reject(user, request_id, reason)
+
+    def may_decide(self, user: str, request_id: int, verb: str) -> render.RequestView | Reply:
+        """Before a form to approve or reject opens: the request, or why `user` can't (now)."""
+        return self.lifecycle.may_decide(user, request_id, verb)
 
     async def rollback(
         self, user: str, request_id: int, channel: str | None = None
     ) -> Reply | None:
         return await self.lifecycle.rollback(user, request_id, channel)
 
-    def refuse_click(self, user: str, request_id: int, why: str) -> None:
-        """A click that is not for this request from this installation: no effect, audited."""
+    def refuse_click(self, user: str, request_id: int, why: str, what: str = "click") -> None:
+        """A click (or a form) that is not for this request from this installation: no
+        effect, audited."""
         request = self.store.get(request_id)
         target = request.action.target if request else None
-        self.audit.record(request_id if request else None, user, "click refused", target, why)
+        self.audit.record(request_id if request else None, user, f"{what} refused", target, why)
 
     async def sighted(self, sightings: list[Sighting], *, channel: str | None) -> bool:
         """What a provider shows of things it said changed (a Znyx webhook): resolve, confirm,
@@ -209,10 +232,11 @@ class Workflow:
     # --- timed work and shutdown -------------------------------------------------------
 
     async def deliver_due(self) -> int:
-        """Bring every message that lags behind the store up to date, and post the notices
-        Slack failed to take; how many messages are current now."""
-        done = await self.delivery.deliver_due()
-        await self.truth.notices.post_due()
+        """Bring every message that lags behind the store up to date, send the direct
+        messages owed, and post the notes Slack failed to take; how many messages and
+        direct messages."""
+        done = await self.delivery.deliver_due() + await self.notices.deliver_due()
+        await self.truth.notes.post_due()
         return done
 
     async def recover(self) -> int:

@@ -1,12 +1,15 @@
 """A fake Slack Web API that records every call the bot makes.
 
 Answers `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`, `views.publish`,
+`views.open` (a modal, for a trigger_id at most 3 s old and used once), `conversations.open`
+(a direct message conversation, `D…`, posted to and read like a channel),
 `conversations.history`, `conversations.replies` and `usergroups.users.list` (members from
 `usergroups`; `usergroups_error` makes it fail) like Slack does (`{"ok": true, …}` or
 `{"ok": false, "error": …}`), checks the bearer token, and also accepts posts to response URLs
 under `/response/…`, so `respond()` can be observed too.
 `apps.connections.open` (with `app_token`) hands out its own `/socket` websocket, which says
-hello like Slack's Socket Mode endpoint and stays open.
+hello like Slack's Socket Mode endpoint and stays open; `send_socket` delivers a payload over
+it in an envelope, as Slack does, and returns the app's acknowledgement.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 
 @dataclass
@@ -59,12 +62,16 @@ class FakeSlack:
     not_in_channels: set[str] = field(default_factory=set)  # where posting fails
     usergroups: dict[str, list[str]] = field(default_factory=dict)  # user group id → user ids
     usergroups_error: str | None = None  # e.g. "ratelimited": usergroups.users.list fails so
+    disabled_users: set[str] = field(default_factory=set)  # conversations.open: user_disabled
+    views: list[dict] = field(default_factory=list)  # modals opened with views.open, in order
+    _triggers: set[str] = field(default_factory=set)  # trigger ids exchanged for a view
     calls: list[SlackCall] = field(default_factory=list)
     app_id: str = "A0PROMOTE"
     bot_id: str = "BPROMOTEBOT"
     messages: dict[str, list[dict]] = field(default_factory=dict)  # channel → what it shows
     failures: dict[str, Failure] = field(default_factory=dict)  # method → how it fails now
     sockets: list[web.WebSocketResponse] = field(default_factory=list)  # open Socket Mode ones
+    socket_acks: dict[str, dict] = field(default_factory=dict)  # envelope_id → the app's ack
     # Seconds since the epoch that message timestamps are made of, as Slack's are; tests with
     # a clock of their own give it here, so the bot and its Slack agree on the time.
     clock: Callable[[], float] = time.time
@@ -105,6 +112,8 @@ class FakeSlack:
         found = []
         for channel, messages in self.messages.items():
             for m in messages:
+                if (m.get("metadata") or {}).get("event_type") not in (None, REQUEST_EVENT):
+                    continue  # a direct message or a reply about it, not its release message
                 meta = (m.get("metadata") or {}).get("event_payload") or {}
                 values = [
                     e.get("value")
@@ -118,6 +127,10 @@ class FakeSlack:
                     found.append({**m, "channel": channel})
         return found
 
+    def dms(self, user: str) -> list[dict]:
+        """The direct messages the bot posted to `user`, in order."""
+        return list(self.messages.get(dm_channel(user), []))
+
     def response_url(self, base_url: str, key: str = "1") -> str:
         return f"{base_url}/response/{key}"
 
@@ -125,6 +138,15 @@ class FakeSlack:
 
     def calls_to(self, method: str) -> list[SlackCall]:
         return [c for c in self.calls if c.method == method]
+
+    def channel_posts(self) -> list[SlackCall]:
+        """chat.postMessage calls to channels (release messages, thread replies), not the
+        direct messages to people."""
+        return [
+            c
+            for c in self.calls_to("chat.postMessage")
+            if not str(c.args.get("channel", "")).startswith("D")
+        ]
 
     async def wait_for(self, predicate: Callable[[FakeSlack], bool], within: float = 5.0) -> None:
         """Wait until `predicate(self)` holds (the bot works after its ack)."""
@@ -228,6 +250,17 @@ class FakeSlack:
                 return web.json_response({"ok": False, "error": "invalid_arguments"})
             published = {**view, "id": f"V{next(self._ts):08d}", "team_id": self.team_id}
             return web.json_response({"ok": True, "view": published})
+        if method == "views.open":
+            return web.json_response(self._open_view(args))
+        if method == "conversations.open":
+            users = str(args.get("users") or "")
+            if not users:
+                return web.json_response({"ok": False, "error": "users_list_not_supplied"})
+            if users[:1] not in ("U", "W") or "," in users or users == self.bot_user_id:
+                return web.json_response({"ok": False, "error": "user_not_found"})
+            if users in self.disabled_users:
+                return web.json_response({"ok": False, "error": "user_disabled"})
+            return web.json_response({"ok": True, "channel": {"id": dm_channel(users)}})
         if method == "usergroups.users.list":
             if self.usergroups_error is not None:
                 return web.json_response({"ok": False, "error": self.usergroups_error})
@@ -238,6 +271,41 @@ class FakeSlack:
                 return web.json_response({"ok": False, "error": "no_such_subteam"})
             return web.json_response({"ok": True, "users": list(self.usergroups[group])})
         return web.json_response({"ok": False, "error": "unknown_method"})
+
+    def _open_view(self, args: dict) -> dict:
+        """views.open as Slack does it: a trigger_id is good for 3 s after the click that made
+        it (its second part is when, in ms, as SlackSender makes them) and for one view."""
+        trigger = str(args.get("trigger_id") or "")
+        parts = trigger.split(".")
+        if len(parts) != 3 or not parts[1].isdecimal():
+            return {"ok": False, "error": "invalid_trigger_id"}
+        if time.time() - int(parts[1]) / 1000 > TRIGGER_SECONDS:
+            return {"ok": False, "error": "expired_trigger_id"}
+        if trigger in self._triggers:
+            return {"ok": False, "error": "exchanged_trigger_id"}
+        view = args.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+            args["view"] = view
+        problem = _modal_problem(view)
+        if problem:
+            return {
+                "ok": False,
+                "error": "invalid_arguments",
+                "response_metadata": {"messages": [f"[ERROR] {problem}"]},
+            }
+        self._triggers.add(trigger)
+        opened = {
+            **view,
+            "id": f"V{next(self._ts):08d}",
+            "team_id": self.team_id,
+            "app_id": self.app_id,
+            "bot_id": self.bot_id,
+            "hash": f"{int(time.time())}.{next(self._ts):08d}",
+            "state": {"values": {}},
+        }
+        self.views.append(opened)
+        return {"ok": True, "view": opened}
 
     def _post_or_update(self, method: str, channel: str, args: dict) -> dict:
         """Do what chat.postMessage or chat.update does to the channel; Slack's answer."""
@@ -288,10 +356,34 @@ class FakeSlack:
         self.sockets.append(ws)
         self._record("socket", {}, None)
         await ws.send_json({"type": "hello", "num_connections": len(self.sockets)})
-        async for _message in ws:
-            pass
+        async for message in ws:
+            try:
+                ack = json.loads(message.data) if message.type == WSMsgType.TEXT else None
+            except ValueError:
+                ack = None
+            if isinstance(ack, dict) and ack.get("envelope_id"):
+                self.socket_acks[str(ack["envelope_id"])] = ack
+                self._record("socket_ack", ack, None)
         self.sockets.remove(ws)
         return ws
+
+    async def send_socket(self, payload: dict, kind: str = "interactive") -> dict:
+        """Deliver `payload` (a slash command's fields, an interactive payload) to the app
+        over its Socket Mode connection, in an envelope as Slack does; the app's ack (with
+        its `payload`, if it answered with one), within Slack's 3 seconds or TimeoutError."""
+        envelope_id = f"env-{next(self._ts):08d}"
+        await self.sockets[-1].send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": kind,
+                "payload": payload,
+                "accepts_response_payload": kind in ("interactive", "slash_commands"),
+                "retry_attempt": 0,
+                "retry_reason": "",
+            }
+        )
+        await self.wait_for(lambda s: envelope_id in s.socket_acks, within=TRIGGER_SECONDS)
+        return self.socket_acks[envelope_id]
 
     async def _response_url(self, request: web.Request) -> web.Response:
         args = await _args(request)
@@ -309,15 +401,54 @@ class FakeSlack:
         return f"{int(self.clock())}.{next(self._ts):06d}"
 
 
+REQUEST_EVENT = "promote_bot_request"  # the metadata event type of a release message
+TRIGGER_SECONDS = 3.0  # how long Slack accepts a trigger_id after the click that made it
+
+
+def dm_channel(user: str) -> str:
+    """The id of the bot's direct message conversation with `user`."""
+    return "D" + user[1:]
+
+
+def _modal_problem(view: object) -> str | None:
+    """What Slack would refuse in a modal view, or None (the limits the bot could break)."""
+    if not isinstance(view, dict) or view.get("type") != "modal":
+        return "a view of type modal is required"
+    for key in ("title", "submit", "close"):
+        text = (view.get(key) or {}).get("text", "")
+        if key == "title" and not text:
+            return "title is required"
+        if len(text) > 24:
+            return f"must be less than 25 characters [json-pointer:/view/{key}/text]"
+    if len(str(view.get("private_metadata", ""))) > 3000:
+        return "private_metadata must be less than 3001 characters"
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list) or not blocks or len(blocks) > 100:
+        return "blocks must have 1 to 100 items"
+    for i, block in enumerate(blocks):
+        if block.get("type") == "input":
+            element = block.get("element") or {}
+            if not block.get("label") or not element.get("action_id"):
+                return f"an input needs a label and an element [json-pointer:/view/blocks/{i}]"
+            if len((block.get("hint") or {}).get("text", "")) > 2000:
+                return f"hint must be less than 2001 characters [json-pointer:/view/blocks/{i}]"
+            if int(element.get("max_length", 0)) > 3000:
+                return f"max_length must be at most 3000 [json-pointer:/view/blocks/{i}]"
+    return None
+
+
 async def _args(request: web.Request) -> dict:
-    """Slack's clients send JSON for some methods, form fields or a query string for others."""
+    """Slack's clients send JSON for some methods, form fields or a query string for others
+    (slack-sdk POSTs some, conversations.open among them, with their arguments in the query
+    string, which Slack reads as well)."""
+    query = dict(request.query)
     if request.method == "GET":
-        return dict(request.query)
+        return query
     raw = await request.text()
     if request.content_type == "application/json":
-        return json.loads(raw) if raw else {}
-    args: dict = dict(parse_qsl(raw))
-    for key in ("blocks", "attachments", "metadata"):
+        return {**query, **(json.loads(raw) if raw else {})}
+    args: dict = {**query, **dict(parse_qsl(raw))}
+    for key in ("blocks", "attachments", "metadata", "view"):
         if isinstance(args.get(key), str):
             args[key] = json.loads(args[key])
     return args

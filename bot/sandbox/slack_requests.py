@@ -15,6 +15,13 @@ _trigger = itertools.count(1)
 _RUN = uuid.uuid4().hex[:12]  # trigger ids are unique across processes, as Slack's are
 
 
+def trigger_id(n: int, issued: float | None = None) -> str:
+    """A trigger id like Slack's (`<n>.<ms>.<hex>`), unique across processes; its middle part
+    is when it was made (now, or `issued`), which the fake Slack's views.open checks."""
+    at = time.time() if issued is None else issued
+    return f"{n}.{int(at * 1000)}.{_RUN}"
+
+
 class SlackSender:
     """Sends slash commands and button clicks to the bot's `/slack/events` over real HTTP."""
 
@@ -58,7 +65,7 @@ class SlackSender:
                 "text": text,
                 "api_app_id": "A0PROMOTE",
                 "response_url": f"{self.response_base}/response/cmd{n}",
-                "trigger_id": f"{n}.{_RUN}",
+                "trigger_id": trigger_id(n),
             }
         )
 
@@ -74,7 +81,9 @@ class SlackSender:
         team: str | None = "T0TEST",
         app: str | None = "A0PROMOTE",
         thread_ts: str | None = None,
+        issued: float | None = None,
     ) -> str:
+        """A block_actions payload; `issued`: when the click happened (for a late trigger)."""
         n = next(_trigger)
         payload = {
             "type": "block_actions",
@@ -82,7 +91,7 @@ class SlackSender:
             "api_app_id": app,
             "token": "legacy-verification-token",
             "container": {"type": "message", "message_ts": ts, "channel_id": channel},
-            "trigger_id": f"{n}.{_RUN}",
+            "trigger_id": trigger_id(n, issued),
             "team": {"id": team, "domain": "test"},
             "channel": {"id": channel, "name": "releases"},
             "message": {
@@ -140,14 +149,80 @@ class SlackSender:
     async def command(self, text: str, user: str, channel: str = "CRELEASES") -> httpx.Response:
         return await self.post(self.command_body(text, user, channel))
 
+    def submission_body(
+        self,
+        view: dict,
+        user: str,
+        text: str | None,
+        *,
+        team: str | None = "T0TEST",
+        app: str | None = "A0PROMOTE",
+        private_metadata: str | None = None,
+    ) -> str:
+        """A view_submission of `view` (as views.open answered it) by `user`, with `text` typed
+        into its first input (None: left empty); `private_metadata` overrides the view's."""
+        n = next(_trigger)
+        values = {}
+        for block in view.get("blocks", []):
+            if block.get("type") == "input":
+                element = block["element"]
+                values[block["block_id"]] = {
+                    element["action_id"]: {"type": element["type"], "value": text}
+                }
+                break
+        submitted = {
+            **view,
+            "team_id": team,
+            "app_id": app,
+            "state": {"values": values},
+            "root_view_id": view.get("id"),
+            "previous_view_id": None,
+            "app_installed_team_id": team,
+        }
+        if private_metadata is not None:
+            submitted["private_metadata"] = private_metadata
+        payload = {
+            "type": "view_submission",
+            "team": {"id": team, "domain": "test"} if team else None,
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team},
+            "api_app_id": app,
+            "token": "legacy-verification-token",
+            "trigger_id": trigger_id(n),
+            "view": submitted,
+            "response_urls": [],
+            "is_enterprise_install": False,
+            "enterprise": None,
+        }
+        return urlencode({"payload": json.dumps(payload)})
+
+    async def submit(
+        self, view: dict, user: str, text: str | None, **how: str | None
+    ) -> httpx.Response:
+        """Submit the modal `view` (as views.open answered it) as `user` typing `text`."""
+        return await self.post(self.submission_body(view, user, text, **how))  # type: ignore[arg-type]
+
+    async def close(self, view: dict, user: str) -> httpx.Response:
+        """Close the modal `view` with its Cancel button (Slack sends view_closed)."""
+        payload = {
+            "type": "view_closed",
+            "team": {"id": "T0TEST", "domain": "test"},
+            "user": {"id": user, "username": user.lower(), "team_id": "T0TEST"},
+            "api_app_id": "A0PROMOTE",
+            "token": "legacy-verification-token",
+            "view": view,
+            "is_cleared": False,
+        }
+        return await self.post(urlencode({"payload": json.dumps(payload)}))
+
     async def click(
-        self, action_id: str, request_id: int | str, user: str, **where: str | None
+        self, action_id: str, request_id: int | str, user: str, **where: str | float | None
     ) -> httpx.Response:
         """Click a button of request `request_id`'s release message, as the fake Slack shows
-        it (its channel and ts); `where` overrides them (channel, ts, bot_id, team, app)."""
+        it (its channel and ts); `where` overrides them (channel, ts, bot_id, team, app,
+        issued)."""
         found = await self._release(request_id) if "ts" not in where else {}
         args = {**found, **where}
-        return await self.post(self.click_body(action_id, str(request_id), user, **args))
+        return await self.post(self.click_body(action_id, str(request_id), user, **args))  # type: ignore[arg-type]
 
     async def _release(self, request_id: int | str) -> dict[str, str]:
         try:

@@ -29,14 +29,17 @@ from bot.core.model import (
     Drift,
     Lock,
     NewRequest,
+    NoticeRecord,
     Outcome,
     Preview,
     Request,
     State,
     StepRecord,
     action_from_json,
+    notice_key,
 )
 from bot.core.ports import OpenRequestExists, StoreError
+from bot.core.ports.store import Notices
 from bot.core.redact import uri_passwords, uri_userinfo
 from bot.store import postgres_truth
 from bot.store.postgres_truth import TruthRows
@@ -160,8 +163,24 @@ MIGRATIONS: list[tuple[int, str]] = [
         " name TEXT NOT NULL, sent_at TIMESTAMPTZ NOT NULL, done_at TIMESTAMPTZ, result TEXT,"
         " seq BIGINT GENERATED ALWAYS AS IDENTITY, PRIMARY KEY (request_id, name))",
     ),
-    # Drift, webhooks, sightings and notices (bot/store/postgres_truth.py).
-    (4, postgres_truth.MIGRATION),
+    # Decisions carry reasons; people are told by direct message (bot/core/notify.py): the
+    # outbox of those messages (state: 0 owed, 1 sent, 2 claimed until `until`, 3 dropped),
+    # and who wants none.
+    (
+        4,
+        "ALTER TABLE requests ADD COLUMN IF NOT EXISTS reason TEXT;"
+        " ALTER TABLE approvals ADD COLUMN IF NOT EXISTS comment TEXT;"
+        ' CREATE TABLE IF NOT EXISTS notify_prefs ("user" TEXT PRIMARY KEY,'
+        " enabled BOOLEAN NOT NULL, at TIMESTAMPTZ NOT NULL);"
+        " CREATE TABLE IF NOT EXISTS notices (key TEXT PRIMARY KEY,"
+        ' request_id BIGINT NOT NULL, "user" TEXT NOT NULL, event TEXT NOT NULL,'
+        " created_at TIMESTAMPTZ NOT NULL, state INTEGER NOT NULL DEFAULT 0,"
+        " until TIMESTAMPTZ, next_at TIMESTAMPTZ, attempts INTEGER NOT NULL DEFAULT 0,"
+        " done_at TIMESTAMPTZ, detail TEXT, seq BIGINT GENERATED ALWAYS AS IDENTITY);"
+        " CREATE INDEX IF NOT EXISTS notices_due ON notices (state, next_at)",
+    ),
+    # Drift, webhooks, sightings and notes (bot/store/postgres_truth.py).
+    (5, postgres_truth.MIGRATION),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -414,33 +433,41 @@ class PostgresStore(_store_errors(TruthRows)):
 
     def _insert_request(self, new: NewRequest) -> list[dict[str, Any]]:
         try:
-            return self._rows(
-                "INSERT INTO requests (target, thing, action, requester, channel, state,"
-                " preview, created_at, updated_at, expires_at, rolls_back, emergency)"
-                " SELECT %(target)s, %(thing)s::text, %(action)s, %(requester)s, %(channel)s,"
-                " %(state)s, %(preview)s, %(created)s, %(created)s, %(expires)s,"
-                " %(rolls_back)s::bigint, %(emergency)s"
-                " WHERE %(thing)s::text IS NULL OR NOT EXISTS (SELECT 1 FROM requests"
-                f" WHERE thing = %(thing)s::text AND state IN ({_OPEN_SQL}))"
-                " RETURNING id",
-                {
-                    "target": new.action.target,
-                    "thing": new.action.thing,
-                    "action": new.action.model_dump_json(),
-                    "requester": new.requester,
-                    "channel": new.channel,
-                    "state": State.PENDING.value,
-                    "preview": new.preview.model_dump_json() if new.preview else None,
-                    "created": new.created_at,
-                    "expires": new.expires_at,
-                    "rolls_back": new.rolls_back,
-                    "emergency": new.emergency,
-                },  # type: ignore[arg-type]
-            )
+            with self._transaction() as conn:
+                rows = self._insert_row(conn, new)
+                if rows:
+                    self._owe(conn, rows[0]["id"], new.notices, new.created_at)
+                return rows
         except errors.UniqueViolation as exc:
             if exc.diag.constraint_name != "requests_open_thing":
                 raise  # not a race for the thing: say what it is
             return []
+
+    @staticmethod
+    def _insert_row(conn: psycopg.Connection[dict[str, Any]], new: NewRequest) -> list[dict]:
+        return conn.execute(
+            "INSERT INTO requests (target, thing, action, requester, channel, state,"
+            " preview, created_at, updated_at, expires_at, rolls_back, emergency)"
+            " SELECT %(target)s, %(thing)s::text, %(action)s, %(requester)s, %(channel)s,"
+            " %(state)s, %(preview)s, %(created)s, %(created)s, %(expires)s,"
+            " %(rolls_back)s::bigint, %(emergency)s"
+            " WHERE %(thing)s::text IS NULL OR NOT EXISTS (SELECT 1 FROM requests"
+            f" WHERE thing = %(thing)s::text AND state IN ({_OPEN_SQL}))"
+            " RETURNING id",
+            {
+                "target": new.action.target,
+                "thing": new.action.thing,
+                "action": new.action.model_dump_json(),
+                "requester": new.requester,
+                "channel": new.channel,
+                "state": State.PENDING.value,
+                "preview": new.preview.model_dump_json() if new.preview else None,
+                "created": new.created_at,
+                "expires": new.expires_at,
+                "rolls_back": new.rolls_back,
+                "emergency": new.emergency,
+            },  # type: ignore[arg-type]
+        ).fetchall()
 
     def open_for(self, thing: str) -> Request | None:
         rows = self._rows(
@@ -453,9 +480,9 @@ class PostgresStore(_store_errors(TruthRows)):
         if not rows:
             return None
         approvals = [
-            Approval(user=row["user"], at=row["at"])
+            Approval(user=row["user"], at=row["at"], comment=row["comment"])
             for row in self._rows(
-                'SELECT "user", at FROM approvals WHERE request_id = %s ORDER BY at, seq',
+                'SELECT "user", at, comment FROM approvals WHERE request_id = %s ORDER BY at, seq',
                 [request_id],
             )
         ]
@@ -582,13 +609,21 @@ class PostgresStore(_store_errors(TruthRows)):
             [request_id, held_until],
         )
 
-    def add_approval(self, request_id: int, user: str, at: datetime) -> bool:
+    def add_approval(
+        self,
+        request_id: int,
+        user: str,
+        at: datetime,
+        *,
+        comment: str | None = None,
+        notices: Notices = (),
+    ) -> bool:
         with self._transaction() as conn:
             cursor = conn.execute(
-                'INSERT INTO approvals (request_id, "user", at)'
-                " SELECT id, %s, %s FROM requests WHERE id = %s AND state = ANY(%s)"
+                'INSERT INTO approvals (request_id, "user", at, comment)'
+                " SELECT id, %s, %s, %s FROM requests WHERE id = %s AND state = ANY(%s)"
                 " ON CONFLICT DO NOTHING",
-                [user, at, request_id, [State.PENDING.value, State.APPROVED.value]],
+                [user, at, comment, request_id, [State.PENDING.value, State.APPROVED.value]],
             )
             added = cursor.rowcount == 1
             if added:
@@ -596,6 +631,7 @@ class PostgresStore(_store_errors(TruthRows)):
                     "UPDATE requests SET msg_version = msg_version + 1 WHERE id = %s",
                     [request_id],
                 )
+                self._owe(conn, request_id, notices, at)
         return added
 
     def transition(
@@ -608,28 +644,37 @@ class PostgresStore(_store_errors(TruthRows)):
         by: str | None = None,
         outcome: Outcome | None = None,
         lease: tuple[str, datetime] | None = None,
+        reason: str | None = None,
+        notices: Notices = (),
     ) -> bool:
         """The compare-and-set: one UPDATE that only matches in one of `from_states`. Moving to
         `executing` takes `lease` (owner, until); leaving it drops the lease. A commit reaches
-        the disk before it returns (synchronous_commit is on by default)."""
+        the disk before it returns (synchronous_commit is on by default). `notices` are owed
+        in the same transaction, only if it moved."""
         owner, until = lease if to is State.EXECUTING and lease else (None, None)
-        cursor = self._execute(
-            "UPDATE requests SET state = %s, updated_at = %s,"
-            " decided_by = COALESCE(%s, decided_by), outcome = COALESCE(%s, outcome),"
-            " lease_owner = %s, lease_until = %s, msg_version = msg_version + 1"
-            " WHERE id = %s AND state = ANY(%s)",
-            [
-                to.value,
-                at,
-                by,
-                outcome.model_dump_json() if outcome else None,
-                owner,
-                until,
-                request_id,
-                [s.value for s in from_states],
-            ],
-        )
-        return cursor.rowcount == 1
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE requests SET state = %s, updated_at = %s,"
+                " decided_by = COALESCE(%s, decided_by), reason = COALESCE(%s, reason),"
+                " outcome = COALESCE(%s, outcome),"
+                " lease_owner = %s, lease_until = %s, msg_version = msg_version + 1"
+                " WHERE id = %s AND state = ANY(%s)",
+                [
+                    to.value,
+                    at,
+                    by,
+                    reason,
+                    outcome.model_dump_json() if outcome else None,
+                    owner,
+                    until,
+                    request_id,
+                    [s.value for s in from_states],
+                ],
+            )
+            moved = cursor.rowcount == 1
+            if moved:
+                self._owe(conn, request_id, notices, at)
+        return moved
 
     def renew(self, request_id: int, owner: str, until: datetime) -> bool:
         """Extend `owner`'s lease on an executing request; False if it is no longer theirs."""
@@ -813,6 +858,97 @@ class PostgresStore(_store_errors(TruthRows)):
             for r in rows
         ]
 
+    # --- direct messages ----------------------------------------------------------------
+
+    @staticmethod
+    def _owe(
+        conn: psycopg.Connection[dict[str, Any]], request_id: int, notices: Notices, at: datetime
+    ) -> None:
+        """Record direct messages owed (inside the caller's transaction); each key once."""
+        if not notices:
+            return
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                'INSERT INTO notices (key, request_id, "user", event, created_at)'
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
+                [
+                    (notice_key(request_id, user, event), request_id, user, event, at)
+                    for user, event in notices
+                ],
+            )
+
+    def set_notify(self, user: str, enabled: bool, at: datetime) -> None:
+        self._execute(
+            'INSERT INTO notify_prefs ("user", enabled, at) VALUES (%s, %s, %s)'
+            ' ON CONFLICT ("user") DO UPDATE SET enabled = excluded.enabled, at = excluded.at',
+            [user, enabled, at],
+        )
+
+    def notify_enabled(self, user: str) -> bool:
+        rows = self._rows('SELECT enabled FROM notify_prefs WHERE "user" = %s', [user])
+        return not rows or bool(rows[0]["enabled"])
+
+    def notices_due(self, now: datetime, limit: int) -> list[NoticeRecord]:
+        rows = self._rows(
+            'SELECT key, request_id, "user", event, created_at, attempts FROM notices'
+            " WHERE (state = 0 AND (next_at IS NULL OR next_at <= %s))"
+            " OR (state = 2 AND until <= %s) ORDER BY created_at, seq LIMIT %s",
+            [now, now, limit],
+        )
+        return [NoticeRecord.model_validate(row) for row in rows]
+
+    def claim_notice(
+        self, key: str, now: datetime, until: datetime
+    ) -> Literal["post", "check"] | None:
+        if self._execute(
+            "UPDATE notices SET state = 2, until = %s WHERE key = %s AND state = 0"
+            " AND (next_at IS NULL OR next_at <= %s)",
+            [until, key, now],
+        ).rowcount:
+            return "post"
+        if self._execute(
+            "UPDATE notices SET until = %s WHERE key = %s AND state = 2 AND until <= %s",
+            [until, key, now],
+        ).rowcount:
+            return "check"
+        return None
+
+    def notice_sent(self, key: str, at: datetime) -> None:
+        self._execute(
+            "UPDATE notices SET state = 1, until = NULL, done_at = %s WHERE key = %s", [at, key]
+        )
+
+    def notice_uncertain(self, key: str, held_until: datetime, look_at: datetime) -> None:
+        self._execute(
+            "UPDATE notices SET until = %s, attempts = attempts + 1"
+            " WHERE key = %s AND state = 2 AND until = %s",
+            [look_at, key, held_until],
+        )
+
+    def notice_retry(
+        self, key: str, held_until: datetime, next_try: Callable[[int], datetime]
+    ) -> int:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "UPDATE notices SET state = 0, until = NULL, attempts = attempts + 1"
+                " WHERE key = %s AND state = 2 AND until = %s RETURNING attempts",
+                [key, held_until],
+            ).fetchone()
+            if row is None:
+                return 0
+            attempts = int(row["attempts"])
+            conn.execute(
+                "UPDATE notices SET next_at = %s WHERE key = %s", [next_try(attempts), key]
+            )
+        return attempts
+
+    def notice_dropped(self, key: str, at: datetime, why: str) -> None:
+        self._execute(
+            "UPDATE notices SET state = 3, until = NULL, done_at = %s, detail = %s"
+            " WHERE key = %s AND state IN (0, 2)",
+            [at, why, key],
+        )
+
     # --- for health checks and metrics ----------------------------------------------------
 
     def ping(self, at: datetime) -> None:
@@ -831,6 +967,14 @@ class PostgresStore(_store_errors(TruthRows)):
     def inbox_undone(self) -> int:
         """Acknowledged work not done yet."""
         return int(self._rows("SELECT COUNT(*) AS n FROM inbox WHERE done_at IS NULL")[0]["n"])
+
+    def notice_counts(self) -> dict[str, int]:
+        """Direct messages by state: owed (not sent yet, or being sent), sent, dropped."""
+        rows = self._rows(
+            "SELECT CASE state WHEN 1 THEN 'sent' WHEN 3 THEN 'dropped' ELSE 'owed' END AS s,"
+            " COUNT(*) AS n FROM notices GROUP BY 1"
+        )
+        return {row["s"]: int(row["n"]) for row in rows}
 
     def executing_by(self, owner: str) -> int:
         """Requests executing under `owner`'s lease (one process)."""
@@ -859,6 +1003,7 @@ def _request(row: dict[str, Any], approvals: list[Approval]) -> Request:
         updated_at=row["updated_at"],
         expires_at=row["expires_at"],
         decided_by=row["decided_by"],
+        reason=row.get("reason"),
         emergency=row["emergency"],
         approvals=approvals,
         rolls_back=row["rolls_back"],

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 _WAITING = [State.PENDING.value, State.APPROVED.value]  # the states people act in
 
-# Schema version 4: what this part keeps.
+# Schema version 5: what this part keeps.
 MIGRATION = (
     "ALTER TABLE requests ADD COLUMN IF NOT EXISTS drift TEXT;"
     " ALTER TABLE requests ADD COLUMN IF NOT EXISTS drift_next_at TIMESTAMPTZ;"
@@ -27,10 +27,10 @@ MIGRATION = (
     " CREATE INDEX IF NOT EXISTS webhooks_waiting ON webhooks (done_at, lease_until);"
     " CREATE TABLE IF NOT EXISTS sightings (thing TEXT PRIMARY KEY, key TEXT NOT NULL,"
     " shown TEXT NOT NULL, at TIMESTAMPTZ NOT NULL);"
-    " CREATE TABLE IF NOT EXISTS notices (key TEXT PRIMARY KEY, at TIMESTAMPTZ NOT NULL,"
+    " CREATE TABLE IF NOT EXISTS notes (key TEXT PRIMARY KEY, at TIMESTAMPTZ NOT NULL,"
     " channel TEXT NOT NULL, thread_ts TEXT, text TEXT NOT NULL,"
     " attempts INTEGER NOT NULL DEFAULT 0, next_at TIMESTAMPTZ, done_at TIMESTAMPTZ);"
-    " CREATE INDEX IF NOT EXISTS notices_due ON notices (done_at, next_at)"
+    " CREATE INDEX IF NOT EXISTS notes_due ON notes (done_at, next_at)"
 )
 
 
@@ -135,7 +135,7 @@ class TruthRows:
         )
         return cursor.rowcount
 
-    # --- what the bot last saw, and notices posted once ----------------------------------
+    # --- what the bot last saw, and notes posted once ----------------------------------
 
     def sighting(self, thing: str) -> Seen | None:
         rows = self._rows("SELECT * FROM sightings WHERE thing = %s", [thing])
@@ -159,41 +159,39 @@ class TruthRows:
             )
         return cursor.rowcount == 1
 
-    def notice_put(
+    def note_put(
         self, key: str, channel: str, thread_ts: str | None, text: str, at: datetime
     ) -> bool:
         cursor = self._execute(
-            "INSERT INTO notices (key, at, channel, thread_ts, text) VALUES (%s, %s, %s, %s, %s)"
+            "INSERT INTO notes (key, at, channel, thread_ts, text) VALUES (%s, %s, %s, %s, %s)"
             " ON CONFLICT (key) DO NOTHING",
             [key, at, channel, thread_ts, text],
         )
         return cursor.rowcount == 1
 
-    def notices_due(self, now: datetime, limit: int) -> list[str]:
+    def notes_due(self, now: datetime, limit: int) -> list[str]:
         rows = self._rows(
-            "SELECT key FROM notices WHERE done_at IS NULL"
+            "SELECT key FROM notes WHERE done_at IS NULL"
             " AND (next_at IS NULL OR next_at <= %s) ORDER BY at, key LIMIT %s",
             [now, limit],
         )
         return [row["key"] for row in rows]
 
-    def notice_take(self, key: str, now: datetime, until: datetime) -> dict[str, Any] | None:
+    def note_take(self, key: str, now: datetime, until: datetime) -> dict[str, Any] | None:
         rows = self._rows(
-            "UPDATE notices SET next_at = %s, attempts = attempts + 1 WHERE key = %s"
+            "UPDATE notes SET next_at = %s, attempts = attempts + 1 WHERE key = %s"
             " AND done_at IS NULL AND (next_at IS NULL OR next_at <= %s) RETURNING *",
             [until, key, now],
         )
         return rows[0] if rows else None
 
-    def notice_later(self, key: str, at: datetime) -> None:
-        self._execute(
-            "UPDATE notices SET next_at = %s WHERE key = %s AND done_at IS NULL", [at, key]
-        )
+    def note_later(self, key: str, at: datetime) -> None:
+        self._execute("UPDATE notes SET next_at = %s WHERE key = %s AND done_at IS NULL", [at, key])
 
-    def notice_done(self, key: str, at: datetime) -> None:
-        self._execute("UPDATE notices SET done_at = %s WHERE key = %s", [at, key])
+    def note_done(self, key: str, at: datetime) -> None:
+        self._execute("UPDATE notes SET done_at = %s WHERE key = %s", [at, key])
 
-    def forget_notices(self, before: datetime) -> int:
+    def forget_notes(self, before: datetime) -> int:
         return self._execute(
-            "DELETE FROM notices WHERE done_at IS NOT NULL AND done_at < %s", [before]
+            "DELETE FROM notes WHERE done_at IS NOT NULL AND done_at < %s", [before]
         ).rowcount

@@ -23,14 +23,17 @@ from bot.core.model import (
     Drift,
     Lock,
     NewRequest,
+    NoticeRecord,
     Outcome,
     Preview,
     Request,
     State,
     StepRecord,
     action_from_json,
+    notice_key,
 )
 from bot.core.ports import OpenRequestExists, StoreError
+from bot.core.ports.store import Notices
 from bot.store import sqlite_truth
 from bot.store.sqlite_truth import TruthRows
 
@@ -65,8 +68,26 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             " PRIMARY KEY (request_id, name))",
         ),
     ),
-    # Drift, webhooks, sightings and notices (bot/store/sqlite_truth.py).
-    (5, sqlite_truth.MIGRATION),
+    # Decisions carry reasons; people are told by direct message (bot/core/notify.py): the
+    # outbox of those messages, and who wants none.
+    (
+        5,
+        (
+            "ALTER TABLE requests ADD COLUMN reason TEXT",
+            "ALTER TABLE approvals ADD COLUMN comment TEXT",
+            "CREATE TABLE IF NOT EXISTS notify_prefs"
+            " (user TEXT PRIMARY KEY, enabled INTEGER NOT NULL, at TEXT NOT NULL)",
+            # state: 0 owed, 1 sent, 2 claimed by a try (until `until`), 3 dropped (`detail`)
+            "CREATE TABLE IF NOT EXISTS notices"
+            " (key TEXT PRIMARY KEY, request_id INTEGER NOT NULL, user TEXT NOT NULL,"
+            " event TEXT NOT NULL, created_at TEXT NOT NULL, state INTEGER NOT NULL DEFAULT 0,"
+            " until TEXT, next_at TEXT, attempts INTEGER NOT NULL DEFAULT 0, done_at TEXT,"
+            " detail TEXT)",
+            "CREATE INDEX IF NOT EXISTS notices_due ON notices (state, next_at)",
+        ),
+    ),
+    # Drift, webhooks, sightings and notes (bot/store/sqlite_truth.py).
+    (6, sqlite_truth.MIGRATION),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
@@ -78,17 +99,6 @@ def _check_path(path: Path) -> None:
         raise StoreError(f"{SETTING}: the folder {path.parent} does not exist")
     if path.exists() and not path.is_file():
         raise StoreError(f"{SETTING}: {path} is not a file")
-
-
-def _idempotent(conn: sqlite3.Connection, statement: str) -> None:
-    """Run a migration's statement; adding a column that is there already (SQLite has no
-    ADD COLUMN IF NOT EXISTS) changes nothing, as IF NOT EXISTS would."""
-    try:
-        conn.execute(statement)
-    except sqlite3.OperationalError as exc:
-        adds_column = statement.upper().startswith("ALTER TABLE") and " ADD COLUMN " in statement
-        if not (adds_column and "duplicate column name" in str(exc)):
-            raise
 
 
 def _plain(exc: sqlite3.Error, path: object) -> str:
@@ -194,7 +204,7 @@ class SqliteStore(_store_errors(TruthRows)):
         try:
             if self.schema_version() < version:
                 for statement in statements:
-                    _idempotent(conn, statement)
+                    _apply(conn, statement)
                 conn.execute(f"PRAGMA user_version = {version}")
             conn.commit()
         except BaseException:
@@ -362,6 +372,8 @@ class SqliteStore(_store_errors(TruthRows)):
                         new.emergency,
                     ],
                 )
+                assert cursor.lastrowid is not None
+                self._owe(cursor.lastrowid, new.notices, new.created_at)
         except sqlite3.IntegrityError:
             existing = self.open_for(action.thing) if action.thing else None
             if existing is None:
@@ -386,9 +398,9 @@ class SqliteStore(_store_errors(TruthRows)):
         if not rows:
             return None
         approvals = [
-            Approval(user=row["user"], at=datetime.fromisoformat(row["at"]))
+            Approval(user=row["user"], at=datetime.fromisoformat(row["at"]), comment=row["comment"])
             for row in self._rows(
-                "SELECT user, at FROM approvals WHERE request_id = ? ORDER BY at, rowid",
+                "SELECT user, at, comment FROM approvals WHERE request_id = ? ORDER BY at, rowid",
                 [request_id],
             )
         ]
@@ -516,18 +528,35 @@ class SqliteStore(_store_errors(TruthRows)):
                 [request_id, _utc(held_until)],
             )
 
-    def add_approval(self, request_id: int, user: str, at: datetime) -> bool:
+    def add_approval(
+        self,
+        request_id: int,
+        user: str,
+        at: datetime,
+        *,
+        comment: str | None = None,
+        notices: Notices = (),
+    ) -> bool:
         with self.db.conn:
             cursor = self.db.execute(
-                "INSERT OR IGNORE INTO approvals (request_id, user, at)"
-                " SELECT ?, ?, ? WHERE EXISTS"
+                "INSERT OR IGNORE INTO approvals (request_id, user, at, comment)"
+                " SELECT ?, ?, ?, ? WHERE EXISTS"
                 " (SELECT 1 FROM requests WHERE id = ? AND state IN (?, ?))",
-                [request_id, user, at.isoformat(), request_id, State.PENDING, State.APPROVED],
+                [
+                    request_id,
+                    user,
+                    at.isoformat(),
+                    comment,
+                    request_id,
+                    State.PENDING,
+                    State.APPROVED,
+                ],
             )
             if cursor.rowcount == 1:
                 self.db.execute(
                     "UPDATE requests SET msg_version = msg_version + 1 WHERE id = ?", [request_id]
                 )
+                self._owe(request_id, notices, at)
         return cursor.rowcount == 1
 
     def transition(
@@ -540,15 +569,20 @@ class SqliteStore(_store_errors(TruthRows)):
         by: str | None = None,
         outcome: Outcome | None = None,
         lease: tuple[str, datetime] | None = None,
+        reason: str | None = None,
+        notices: Notices = (),
     ) -> bool:
         """The compare-and-set: one UPDATE that only matches in one of `from_states`. Moving to
-        `executing` takes `lease` (owner, until); leaving it drops the lease."""
+        `executing` takes `lease` (owner, until); leaving it drops the lease. `notices` are
+        owed in the same transaction, only if it moved."""
         marks = ", ".join("?" for _ in from_states)
         durable = to is State.EXECUTING  # the provider is called next: this must reach the disk
         if durable:
             self.db.execute("PRAGMA synchronous = FULL")
         try:
-            return self._transition(request_id, marks, from_states, to, at, by, outcome, lease)
+            return self._transition(
+                request_id, marks, from_states, to, at, (by, reason), outcome, lease, notices
+            )
         finally:
             if durable:
                 self.db.execute("PRAGMA synchronous = NORMAL")
@@ -645,21 +679,25 @@ class SqliteStore(_store_errors(TruthRows)):
         from_states: Sequence[State],
         to: State,
         at: datetime,
-        by: str | None,
+        decided: tuple[str | None, str | None],
         outcome: Outcome | None,
         lease: tuple[str, datetime] | None,
+        notices: Notices,
     ) -> bool:
         owner, until = lease if to is State.EXECUTING and lease else (None, None)
+        by, reason = decided
         with self.db.conn:
             cursor = self.db.execute(
                 "UPDATE requests SET state = ?, updated_at = ?,"
-                " decided_by = COALESCE(?, decided_by), outcome = COALESCE(?, outcome),"
+                " decided_by = COALESCE(?, decided_by), reason = COALESCE(?, reason),"
+                " outcome = COALESCE(?, outcome),"
                 " lease_owner = ?, lease_until = ?, msg_version = msg_version + 1"
                 f" WHERE id = ? AND state IN ({marks})",
                 [
                     to.value,
                     at.isoformat(),
                     by,
+                    reason,
                     outcome.model_dump_json() if outcome else None,
                     owner,
                     _utc(until) if until else None,
@@ -667,6 +705,8 @@ class SqliteStore(_store_errors(TruthRows)):
                     *(s.value for s in from_states),
                 ],
             )
+            if cursor.rowcount == 1:
+                self._owe(request_id, notices, at)
         return cursor.rowcount == 1
 
     def forget_deliveries(self, now: datetime) -> int:
@@ -788,6 +828,99 @@ class SqliteStore(_store_errors(TruthRows)):
             for r in rows
         ]
 
+    # --- direct messages ----------------------------------------------------------------
+
+    def _owe(self, request_id: int, notices: Notices, at: datetime) -> None:
+        """Record direct messages owed (inside the caller's transaction); each key once."""
+        if notices:
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO notices (key, request_id, user, event, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (notice_key(request_id, user, event), request_id, user, event, _utc(at))
+                    for user, event in notices
+                ],
+            )
+
+    def set_notify(self, user: str, enabled: bool, at: datetime) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "INSERT INTO notify_prefs (user, enabled, at) VALUES (?, ?, ?)"
+                " ON CONFLICT (user) DO UPDATE SET enabled = excluded.enabled, at = excluded.at",
+                [user, int(enabled), _utc(at)],
+            )
+
+    def notify_enabled(self, user: str) -> bool:
+        rows = self._rows("SELECT enabled FROM notify_prefs WHERE user = ?", [user])
+        return not rows or bool(rows[0]["enabled"])
+
+    def notices_due(self, now: datetime, limit: int) -> list[NoticeRecord]:
+        at = _utc(now)
+        rows = self._rows(
+            "SELECT key, request_id, user, event, created_at, attempts FROM notices"
+            " WHERE (state = 0 AND (next_at IS NULL OR next_at <= ?))"
+            " OR (state = 2 AND until <= ?) ORDER BY created_at, rowid LIMIT ?",
+            [at, at, limit],
+        )
+        return [NoticeRecord.model_validate(row) for row in rows]
+
+    def claim_notice(
+        self, key: str, now: datetime, until: datetime
+    ) -> Literal["post", "check"] | None:
+        with self.db.conn:
+            if self.db.execute(
+                "UPDATE notices SET state = 2, until = ? WHERE key = ? AND state = 0"
+                " AND (next_at IS NULL OR next_at <= ?)",
+                [_utc(until), key, _utc(now)],
+            ).rowcount:
+                return "post"
+            if self.db.execute(
+                "UPDATE notices SET until = ? WHERE key = ? AND state = 2 AND until <= ?",
+                [_utc(until), key, _utc(now)],
+            ).rowcount:
+                return "check"
+        return None
+
+    def notice_sent(self, key: str, at: datetime) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE notices SET state = 1, until = NULL, done_at = ? WHERE key = ?",
+                [_utc(at), key],
+            )
+
+    def notice_uncertain(self, key: str, held_until: datetime, look_at: datetime) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE notices SET until = ?, attempts = attempts + 1"
+                " WHERE key = ? AND state = 2 AND until = ?",
+                [_utc(look_at), key, _utc(held_until)],
+            )
+
+    def notice_retry(
+        self, key: str, held_until: datetime, next_try: Callable[[int], datetime]
+    ) -> int:
+        with self.db.conn:
+            rows = self._rows(
+                "UPDATE notices SET state = 0, until = NULL, attempts = attempts + 1"
+                " WHERE key = ? AND state = 2 AND until = ? RETURNING attempts",
+                [key, _utc(held_until)],
+            )
+            if not rows:
+                return 0
+            attempts = int(rows[0]["attempts"])
+            self.db.execute(
+                "UPDATE notices SET next_at = ? WHERE key = ?", [_utc(next_try(attempts)), key]
+            )
+        return attempts
+
+    def notice_dropped(self, key: str, at: datetime, why: str) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE notices SET state = 3, until = NULL, done_at = ?, detail = ?"
+                " WHERE key = ? AND state IN (0, 2)",
+                [_utc(at), why, key],
+            )
+
     # --- for health checks and metrics ----------------------------------------------------
 
     def ping(self, at: datetime) -> None:
@@ -807,6 +940,14 @@ class SqliteStore(_store_errors(TruthRows)):
         rows = self._rows("SELECT COUNT(*) AS n FROM inbox WHERE done_at IS NULL")
         return int(rows[0]["n"])
 
+    def notice_counts(self) -> dict[str, int]:
+        """Direct messages by state: owed (not sent yet, or being sent), sent, dropped."""
+        rows = self._rows(
+            "SELECT CASE state WHEN 1 THEN 'sent' WHEN 3 THEN 'dropped' ELSE 'owed' END AS s,"
+            " COUNT(*) AS n FROM notices GROUP BY 1"
+        )
+        return {row["s"]: int(row["n"]) for row in rows}
+
     def executing_by(self, owner: str) -> int:
         """Requests executing under `owner`'s lease (one process)."""
         rows = self._rows(
@@ -814,6 +955,18 @@ class SqliteStore(_store_errors(TruthRows)):
             [State.EXECUTING.value, owner],
         )
         return int(rows[0]["n"])
+
+
+def _apply(conn: sqlite3.Connection, statement: str) -> None:
+    """One migration statement, idempotent: SQLite has no `ADD COLUMN IF NOT EXISTS`, so an
+    `ALTER TABLE … ADD COLUMN` finding its column there already (a database that went through
+    it under another number) is taken as done."""
+    try:
+        conn.execute(statement)
+    except sqlite3.OperationalError as exc:
+        adds = statement.upper().startswith("ALTER TABLE") and " ADD COLUMN " in statement.upper()
+        if not (adds and "duplicate column name" in str(exc)):
+            raise
 
 
 def _utc(at: datetime) -> str:
@@ -834,6 +987,7 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         updated_at=datetime.fromisoformat(row["updated_at"]),
         expires_at=datetime.fromisoformat(row["expires_at"]),
         decided_by=row["decided_by"],
+        reason=row.get("reason"),
         emergency=row.get("emergency"),
         approvals=approvals,
         rolls_back=row.get("rolls_back"),

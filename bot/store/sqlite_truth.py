@@ -1,5 +1,5 @@
 """The truth between promotions, in SQLite: previews read again (drift), Znyx's webhooks
-recorded before they are answered, what the bot last saw of each thing they name, and notices
+recorded before they are answered, what the bot last saw of each thing they name, and notes
 posted once. A part of `SqliteStore` (bot/store/sqlite.py), which guards these methods too."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 _WAITING = f"'{State.PENDING.value}', '{State.APPROVED.value}'"  # the states people act in
 
-# Schema version 5: what this part keeps.
+# Schema version 6: what this part keeps.
 MIGRATION = (
     "ALTER TABLE requests ADD COLUMN drift TEXT",
     "ALTER TABLE requests ADD COLUMN drift_next_at TEXT",
@@ -28,10 +28,10 @@ MIGRATION = (
     "CREATE INDEX IF NOT EXISTS webhooks_waiting ON webhooks (done_at, lease_until)",
     "CREATE TABLE IF NOT EXISTS sightings (thing TEXT PRIMARY KEY, key TEXT NOT NULL,"
     " shown TEXT NOT NULL, at TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS notices (key TEXT PRIMARY KEY, at TEXT NOT NULL,"
+    "CREATE TABLE IF NOT EXISTS notes (key TEXT PRIMARY KEY, at TEXT NOT NULL,"
     " channel TEXT NOT NULL, thread_ts TEXT, text TEXT NOT NULL,"
     " attempts INTEGER NOT NULL DEFAULT 0, next_at TEXT, done_at TEXT)",
-    "CREATE INDEX IF NOT EXISTS notices_due ON notices (done_at, next_at)",
+    "CREATE INDEX IF NOT EXISTS notes_due ON notes (done_at, next_at)",
 )
 
 
@@ -146,7 +146,7 @@ class TruthRows:
                 "DELETE FROM webhooks WHERE done_at IS NOT NULL AND done_at < ?", [_utc(before)]
             ).rowcount
 
-    # --- what the bot last saw, and notices posted once ----------------------------------
+    # --- what the bot last saw, and notes posted once ----------------------------------
 
     def sighting(self, thing: str) -> Seen | None:
         rows = self._rows("SELECT * FROM sightings WHERE thing = ?", [thing])
@@ -171,49 +171,49 @@ class TruthRows:
                 )
         return cursor.rowcount == 1
 
-    def notice_put(
+    def note_put(
         self, key: str, channel: str, thread_ts: str | None, text: str, at: datetime
     ) -> bool:
         with self.db.conn:
             cursor = self.db.execute(
-                "INSERT OR IGNORE INTO notices (key, at, channel, thread_ts, text)"
+                "INSERT OR IGNORE INTO notes (key, at, channel, thread_ts, text)"
                 " VALUES (?, ?, ?, ?, ?)",
                 [key, _utc(at), channel, thread_ts, text],
             )
         return cursor.rowcount == 1
 
-    def notices_due(self, now: datetime, limit: int) -> list[str]:
+    def notes_due(self, now: datetime, limit: int) -> list[str]:
         rows = self._rows(
-            "SELECT key FROM notices WHERE done_at IS NULL AND (next_at IS NULL OR next_at <= ?)"
+            "SELECT key FROM notes WHERE done_at IS NULL AND (next_at IS NULL OR next_at <= ?)"
             " ORDER BY at, key LIMIT ?",
             [_utc(now), limit],
         )
         return [row["key"] for row in rows]
 
-    def notice_take(self, key: str, now: datetime, until: datetime) -> dict[str, Any] | None:
+    def note_take(self, key: str, now: datetime, until: datetime) -> dict[str, Any] | None:
         with self.db.conn:
             cursor = self.db.execute(
-                "UPDATE notices SET next_at = ?, attempts = attempts + 1 WHERE key = ?"
+                "UPDATE notes SET next_at = ?, attempts = attempts + 1 WHERE key = ?"
                 " AND done_at IS NULL AND (next_at IS NULL OR next_at <= ?)",
                 [_utc(until), key, _utc(now)],
             )
         if cursor.rowcount != 1:
             return None
-        [row] = self._rows("SELECT * FROM notices WHERE key = ?", [key])
+        [row] = self._rows("SELECT * FROM notes WHERE key = ?", [key])
         return row
 
-    def notice_later(self, key: str, at: datetime) -> None:
+    def note_later(self, key: str, at: datetime) -> None:
         with self.db.conn:
             self.db.execute(
-                "UPDATE notices SET next_at = ? WHERE key = ? AND done_at IS NULL", [_utc(at), key]
+                "UPDATE notes SET next_at = ? WHERE key = ? AND done_at IS NULL", [_utc(at), key]
             )
 
-    def notice_done(self, key: str, at: datetime) -> None:
+    def note_done(self, key: str, at: datetime) -> None:
         with self.db.conn:
-            self.db.execute("UPDATE notices SET done_at = ? WHERE key = ?", [_utc(at), key])
+            self.db.execute("UPDATE notes SET done_at = ? WHERE key = ?", [_utc(at), key])
 
-    def forget_notices(self, before: datetime) -> int:
+    def forget_notes(self, before: datetime) -> int:
         with self.db.conn:
             return self.db.execute(
-                "DELETE FROM notices WHERE done_at IS NOT NULL AND done_at < ?", [_utc(before)]
+                "DELETE FROM notes WHERE done_at IS NOT NULL AND done_at < ?", [_utc(before)]
             ).rowcount

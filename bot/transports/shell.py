@@ -16,8 +16,9 @@ from datetime import datetime
 from typing import TextIO
 
 from bot.core.authz import WhoCanApprove
+from bot.core.commands import Cancel
 from bot.core.model import Reply
-from bot.core.render import RequestView
+from bot.core.render import NoticeView, RequestView
 from bot.core.texts import help_text
 from bot.core.workflow import Workflow
 
@@ -26,10 +27,18 @@ _MENTION = re.compile(r"<@([A-Za-z0-9_]+)>")
 _GROUP = re.compile(r"<!subteam\^([A-Za-z0-9_]+)>")
 _USER = re.compile(r"^[UW][A-Z0-9_]{2,}$")
 _REQUEST = re.compile(r"^#?(\d{1,12})$")
+_BUTTONS = {
+    "approve": " [comment…]",
+    "reject": " <reason…>",
+    "cancel": " [reason…]",
+    "rollback": "",
+}
 
 SHELL_HELP = """Shell commands:
   /promote …          as in Slack (try /promote help)
-  approve <request>   click Approve          reject <request>   click Reject
+  approve <request> [comment…]   click Approve (with a comment)
+  reject <request> <reason…>     click Reject, saying why
+  cancel <request> [reason…]     cancel a pending request
   rollback <request>  click Roll back (on a succeeded promotion)
   as <user>           act as another user (--sandbox only)    whoami   who you are now
   help                this help              exit               leave (so does end of input)"""
@@ -73,6 +82,7 @@ def release_text(view: RequestView) -> str:
     if view.emergency:
         lines.append(f"│ 🚨 Emergency (needs one approval more): {view.emergency}")
     lines += [f"│ {plain(hold)}" for hold in view.holds]
+    lines += [f"│ {line}" for line in said_lines(view)]
     if view.drift:
         lines.append(f"│ ⚠️ Out of date: {view.drift}. Approving will not promote it.")
     lines.append(f"│ Target {view.target} · {view.policy}")
@@ -93,10 +103,30 @@ def thread_text(view: RequestView) -> str:
         lines += [f"    {f.label}: {f.value}" for f in view.outcome.facts]
         if view.outcome.check:
             lines.append(f"    What to check: {view.outcome.check}")
+    lines += [f"    {line}" for line in said_lines(view)]
     if view.rolls_back is not None:
         lines.append(f"    ↩️ Rolls back #{view.rolls_back}")
     if view.can_roll_back:
         lines.append(f"    [rollback {view.request_id}]")
+    return "\n".join(lines)
+
+
+def said_lines(view: RequestView) -> list[str]:
+    """What people said: approvers' comments, and why it was rejected or cancelled."""
+    lines = [f"💬 @{who}: {text}" for who, text in view.comments]
+    if view.reason and view.decided_by and view.outcome is None:
+        lines.append(f"Reason: {view.reason}")
+    return lines
+
+
+def notice_text(view: NoticeView) -> str:
+    """A direct message, as the shell shows it (to whoever it is for)."""
+    by = f" by @{view.by}" if view.by else ""
+    lines = [f"  ✉ to @{view.user}: {view.emoji} {view.lead}{by} — {view.title}"]
+    if view.detail:
+        lines.append(f"    {view.label or 'Detail'}: {view.detail}")
+    if view.check:
+        lines.append(f"    What to check: {view.check}")
     return "\n".join(lines)
 
 
@@ -135,6 +165,12 @@ class ShellChat:
 
     def link(self, channel: str, ts: str) -> str | None:
         return None  # the terminal has no links: requests are named by number
+
+    async def post_notice(self, view: NoticeView) -> None:
+        self.write(notice_text(view))
+
+    async def find_notice(self, user: str, key: str, since: datetime) -> bool:
+        return False  # a terminal never loses a print
 
 
 class Shell:
@@ -175,16 +211,8 @@ class Shell:
                 self._tell(checked)
             else:
                 self._tell(await self.workflow.run(self.user, checked, CHANNEL))
-        elif verb in ("approve", "reject", "rollback"):
-            match = _REQUEST.match(words[1]) if len(words) == 2 else None
-            if match is None:
-                self._tell(f"Usage: {verb} <request number>, e.g. {verb} 1")
-            elif verb == "approve":
-                self._tell(await self.workflow.approve(self.user, int(match.group(1))))
-            elif verb == "reject":
-                self._tell(await self.workflow.reject(self.user, int(match.group(1))))
-            else:
-                self._tell(await self.workflow.rollback(self.user, int(match.group(1)), CHANNEL))
+        elif verb in ("approve", "reject", "cancel", "rollback"):
+            await self._button(verb, words)
         elif verb == "as":
             if not self.may_switch_user:
                 self._tell(
@@ -210,7 +238,28 @@ class Shell:
             self._tell(await self.extras[verb].run(self.user, words[1:]))
         else:
             self._tell(f"Unknown command {words[0]!r}: type help.")
+        # Direct messages this line made owed print now, before the next prompt, not over it
+        # (the `deliver` job would send them a moment later; each is sent once either way).
+        await self.workflow.deliver_due()
         return True
+
+    async def _button(self, verb: str, words: list[str]) -> None:
+        """`approve 1 [comment…]`, `reject 1 <reason…>`, `cancel 1 [reason…]`, `rollback 1`."""
+        match = _REQUEST.match(words[1]) if len(words) >= 2 else None
+        said = " ".join(words[2:]) or None
+        form = _BUTTONS[verb]
+        if match is None or (verb == "reject" and said is None) or (verb == "rollback" and said):
+            self._tell(f"Usage: {verb} <request number>{form}, e.g. {verb} 1")
+            return
+        request_id, wf = int(match.group(1)), self.workflow
+        if verb == "approve":
+            self._tell(await wf.approve(self.user, request_id, said))
+        elif verb == "reject":
+            self._tell(await wf.reject(self.user, request_id, said))
+        elif verb == "cancel":
+            self._tell(await wf.run(self.user, Cancel(request_id, said), CHANNEL))
+        else:
+            self._tell(await wf.rollback(self.user, request_id, CHANNEL))
 
     async def run(self, stdin: TextIO = sys.stdin) -> None:
         """Read lines until `exit` or the end of input."""

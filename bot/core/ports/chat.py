@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from bot.core.render import RequestView
+    from bot.core.render import NoticeView, RequestView
 
 
 class ChatError(Exception):
@@ -31,7 +31,8 @@ class ChatError(Exception):
 
 
 class Chat(Protocol):
-    """Release messages: posted, found again, updated, and their outcome in the thread."""
+    """Release messages: posted, found again, updated, and their outcome in the thread; and
+    direct messages to people."""
 
     async def post_request(self, channel: str, view: RequestView, *, request_id: int) -> str:
         """Post a release message; return its reference (Slack's `ts`)."""
@@ -61,4 +62,14 @@ class Chat(Protocol):
 
     def link(self, channel: str, ts: str) -> str | None:
         """A link to a release message, if the chat has such links (no I/O)."""
+        ...
+
+    async def post_notice(self, view: NoticeView) -> None:
+        """Send `view` to its person directly (a direct message), marked with its key.
+        ChatError with `gone` when that person can never be sent one (deactivated, a bot)."""
+        ...
+
+    async def find_notice(self, user: str, key: str, since: datetime) -> bool:
+        """Whether `user`'s direct messages since `since` hold the notice `key` (after a send
+        whose answer was lost)."""
         ...

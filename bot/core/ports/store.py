@@ -14,11 +14,14 @@ from bot.core.model import (
     Drift,
     Lock,
     NewRequest,
+    NoticeRecord,
     Outcome,
     Request,
     State,
     StepRecord,
 )
+
+Notices = Sequence[tuple[str, str]]  # direct messages owed: (person, event)
 
 
 class StoreError(Exception):
@@ -55,8 +58,17 @@ class RequestStore(Protocol):
         self, states: Sequence[State], *, expired_by: datetime | None = None
     ) -> list[Request]: ...
 
-    def add_approval(self, request_id: int, user: str, at: datetime) -> bool:
-        """Record `user`'s approval if the request is open and they have not approved yet."""
+    def add_approval(
+        self,
+        request_id: int,
+        user: str,
+        at: datetime,
+        *,
+        comment: str | None = None,
+        notices: Notices = (),
+    ) -> bool:
+        """Record `user`'s approval (and what they said) if the request is open and they have
+        not approved yet; `notices` are owed with it, in the same transaction."""
         ...
 
     def transition(
@@ -69,9 +81,13 @@ class RequestStore(Protocol):
         by: str | None = None,
         outcome: Outcome | None = None,
         lease: tuple[str, datetime] | None = None,
+        reason: str | None = None,
+        notices: Notices = (),
     ) -> bool:
         """Move to `to` only if the request is in one of `from_states`; True if it moved.
-        Moving to `executing` takes `lease` (owner, until); leaving it drops the lease."""
+        Moving to `executing` takes `lease` (owner, until); leaving it drops the lease.
+        `reason`: why `by` rejected or cancelled it. `notices` (direct messages) are owed
+        only if it moved, in the same transaction: a crash never loses nor invents one."""
         ...
 
     def renew(self, request_id: int, owner: str, until: datetime) -> bool:
@@ -221,7 +237,7 @@ class Seen:
 class TruthStore(Protocol):
     """The truth between promotions: previews read again (drift), providers' webhooks
     recorded before they are answered, what the bot last saw of each thing they name, and
-    notices it posts once however many processes see the same change."""
+    notes it posts once however many processes see the same change."""
 
     def drift_due(self, now: datetime, limit: int) -> list[DueRead]:
         """Open (pending, approved) requests never scheduled for a read, or due by `now`,
@@ -276,31 +292,74 @@ class TruthStore(Protocol):
         record yet); True if this call recorded it."""
         ...
 
-    def notice_put(
+    def note_put(
         self, key: str, channel: str, thread_ts: str | None, text: str, at: datetime
     ) -> bool:
-        """Record a notice to post once; False if `key` was recorded before."""
+        """Record a note to post once; False if `key` was recorded before."""
         ...
 
-    def notices_due(self, now: datetime, limit: int) -> list[str]:
-        """Keys of notices not posted yet whose time to try has come, oldest first."""
+    def notes_due(self, now: datetime, limit: int) -> list[str]:
+        """Keys of notes not posted yet whose time to try has come, oldest first."""
         ...
 
-    def notice_take(self, key: str, now: datetime, until: datetime) -> dict[str, Any] | None:
-        """Take a due notice to post until `until` (compare-and-set): its `channel`,
+    def note_take(self, key: str, now: datetime, until: datetime) -> dict[str, Any] | None:
+        """Take a due note to post until `until` (compare-and-set): its `channel`,
         `thread_ts`, `text` and `attempts` (counting this one); None if not due or taken."""
         ...
 
-    def notice_later(self, key: str, at: datetime) -> None:
+    def note_later(self, key: str, at: datetime) -> None:
         """The chat did not take it: try again from `at`."""
         ...
 
-    def notice_done(self, key: str, at: datetime) -> None:
+    def note_done(self, key: str, at: datetime) -> None:
         """Posted (or given up): never tried again."""
         ...
 
-    def forget_notices(self, before: datetime) -> int:
-        """Drop notices done before `before`."""
+    def forget_notes(self, before: datetime) -> int:
+        """Drop notes done before `before`."""
+        ...
+
+
+class NoticeStore(Protocol):
+    """Direct messages owed to people (bot/core/notify.py), each delivered once: claimed
+    (compare-and-set) before it is sent, looked for before it is sent again when its fate is
+    unclear; and each person's choice to get them or not."""
+
+    def set_notify(self, user: str, enabled: bool, at: datetime) -> None: ...
+
+    def notify_enabled(self, user: str) -> bool:
+        """Whether `user` gets direct messages (yes unless they said no)."""
+        ...
+
+    def notices_due(self, now: datetime, limit: int) -> list[NoticeRecord]:
+        """Owed and not waiting out a backoff, or claimed by a try whose time ran out; oldest
+        first."""
+        ...
+
+    def claim_notice(
+        self, key: str, now: datetime, until: datetime
+    ) -> Literal["post", "check"] | None:
+        """Take the duty of sending notice `key` until `until`: "post" when it is owed,
+        "check" when an earlier try may have reached the chat and its time to look has come;
+        None when it is not due, or another process has it."""
+        ...
+
+    def notice_sent(self, key: str, at: datetime) -> None: ...
+
+    def notice_uncertain(self, key: str, held_until: datetime, look_at: datetime) -> None:
+        """The message may or may not have reached the chat: look for it from `look_at` on
+        (only while the claim that ran until `held_until` is still this caller's)."""
+        ...
+
+    def notice_retry(
+        self, key: str, held_until: datetime, next_try: Callable[[int], datetime]
+    ) -> int:
+        """It certainly did not reach the chat: owed again from `next_try(attempts)`; the
+        attempts so far (only while the claim is still this caller's)."""
+        ...
+
+    def notice_dropped(self, key: str, at: datetime, why: str) -> None:
+        """Never to be sent (opted out, no longer true, a person Slack can't reach)."""
         ...
 
 
@@ -312,6 +371,7 @@ class Store(
     AuditStore,
     StepStore,
     TruthStore,
+    NoticeStore,
     Protocol,
 ):
     """Everything the core keeps, in one database."""

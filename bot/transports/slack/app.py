@@ -31,9 +31,10 @@ from bot.config import ConfigError
 from bot.core.model import Reply
 from bot.core.ports import StoreError
 from bot.core.workflow import Workflow
-from bot.transports.slack.blocks import APPROVE, REJECT, ROLLBACK
+from bot.transports.slack.blocks import APPROVE, ROLLBACK
 from bot.transports.slack.home import register_home
 from bot.transports.slack.inbox import Inbox, click_payload, store_trouble, tell
+from bot.transports.slack.modals import register_forms
 from bot.transports.slack.workers import WorkPool
 
 log = logging.getLogger(__name__)
@@ -194,13 +195,10 @@ def create_app(
     # These listeners only record and ack (Bolt answers when they return): no lazy listeners,
     # which would copy each request and start a task for each; the pool takes the work.
     app.command(COMMAND)(ack_command)
-    for action_id, decide in (
-        (APPROVE, workflow.approve),
-        (REJECT, workflow.reject),
-        (ROLLBACK, workflow.rollback),
-    ):
+    for action_id, decide in ((APPROVE, workflow.approve), (ROLLBACK, workflow.rollback)):
         inbox.on_click(action_id, decide)
         app.action(action_id)(ack_click)
+    register_forms(app, workflow, inbox, record)  # Reject…, Approve with comment…
     register_home(app, workflow)
     _acks_first(app, pool)
 

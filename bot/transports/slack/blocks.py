@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from bot.core.markup import user, who_can_approve_text
+from bot.core.markup import fmt_time, user, who_can_approve_text
 from bot.core.model import State
-from bot.core.render import HomeView, ListedRequest, RequestView
+from bot.core.render import HomeView, ListedRequest, NoticeView, RequestView
 from bot.core.texts import event_line
 
 APPROVE = "promote_approve"
-REJECT = "promote_reject"
+APPROVE_COMMENT = "promote_approve_comment"  # opens a form for a comment, then approves
+REJECT = "promote_reject"  # opens a form for the reason, then rejects
 ROLLBACK = "promote_rollback"
 
 _SECTION_LIMIT = 3000
@@ -53,6 +54,14 @@ def rollback_button(view: RequestView) -> dict:
             }
         ],
     }
+
+
+def said_lines(view: RequestView) -> list[str]:
+    """What people said: each approver's comment, and why it was rejected or cancelled."""
+    lines = [f"💬 {user(who)}: {escape(text)}" for who, text in view.comments]
+    if view.reason and view.state in (State.REJECTED, State.CANCELLED):
+        lines.append(f"*Reason:* {escape(view.reason)}")
+    return lines
 
 
 def release_message(view: RequestView) -> list[dict]:
@@ -101,6 +110,9 @@ def release_message(view: RequestView) -> list[dict]:
         )
     for hold in view.holds:
         blocks.append({"type": "section", "text": _mrkdwn(hold)})
+    said = said_lines(view)
+    if said:
+        blocks.append({"type": "section", "text": _mrkdwn("\n".join(said))})
     if view.drift:
         blocks.append(
             {
@@ -133,9 +145,15 @@ def release_message(view: RequestView) -> list[dict]:
                     },
                     {
                         "type": "button",
+                        "action_id": APPROVE_COMMENT,
+                        "text": {"type": "plain_text", "text": "Approve with comment…"},
+                        "value": str(view.request_id),
+                    },
+                    {
+                        "type": "button",
                         "action_id": REJECT,
                         "style": "danger",
-                        "text": {"type": "plain_text", "text": "Reject"},
+                        "text": {"type": "plain_text", "text": "Reject…"},
                         "value": str(view.request_id),
                     },
                 ],
@@ -169,9 +187,10 @@ def thread_reply(view: RequestView) -> tuple[str, list[dict]]:
             )
         if outcome.check:
             lines.append(f"What to check: {escape(outcome.check)}")
+        lines += said_lines(view)
     else:
         who = f" by {user(view.decided_by)}" if view.decided_by else ""
-        lines = [f"*{escape(view.status)}*{who}"]
+        lines = [f"*{escape(view.status)}*{who}", *said_lines(view)]
     if view.rolls_back is not None:
         lines.append(f"↩️ Rolls back #{view.rolls_back}")
     text = "\n".join(lines)
@@ -185,6 +204,29 @@ def note(text: str) -> list[dict]:
     """A message of the bot's own (a change made outside it, a provider confirming one), its
     text in the core's markup."""
     return [{"type": "section", "text": _mrkdwn(text)}]
+
+
+def notice(view: NoticeView) -> tuple[str, list[dict]]:
+    """A direct message to one person: what happened, by whom, to which request, what was
+    said or what came of it, and a link to the release message."""
+    lines = [f"{view.emoji} *{escape(view.lead)}*" + (f" by {user(view.by)}" if view.by else "")]
+    about = f"{escape(view.title)} · `{escape(view.target)}`"
+    if view.requester != view.user:
+        about += f" · asked by {user(view.requester)}"
+    if view.expires is not None:
+        about += f" · expires {fmt_time(view.expires)}"
+    lines.append(about)
+    if view.detail:
+        lines.append(f"*{escape(view.label or 'Detail')}:* {escape(view.detail)}")
+    if view.check:
+        lines.append(f"What to check: {escape(view.check)}")
+    if view.link:
+        lines.append(f"<{view.link}|Open the release message>")
+    footer = "promote-bot tells you this directly. `/promote notify off` stops these messages."
+    return view.summary, [
+        {"type": "section", "text": _mrkdwn("\n".join(lines))},
+        {"type": "context", "elements": [_mrkdwn(footer)]},
+    ]
 
 
 # --- the App Home ------------------------------------------------------------------------
@@ -231,4 +273,11 @@ def home_tab(view: HomeView) -> dict:
     header(f"Last {len(view.events)} events" if view.events else "Events")
     events = "\n".join(f"• {event_line(e)}" for e in view.events)  # the core's markup
     lines([events] if events else [], "_Nothing has happened yet._")
+    dms = (
+        "Direct messages: on (your requests' decisions and outcomes, and what waits for you)."
+        " `/promote notify off` stops them."
+        if view.notify
+        else "Direct messages: off. `/promote notify on` sends them again."
+    )
+    blocks.append({"type": "context", "elements": [_mrkdwn(dms)]})
     return {"type": "home", "blocks": blocks[:_HOME_BLOCKS]}

@@ -7,7 +7,7 @@ lost can be found again (`find_request`) instead of being posted twice.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,11 +17,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.core.ports import ChatError
-from bot.core.render import RequestView
+from bot.core.render import NoticeView, RequestView
 from bot.transports.slack import blocks
 
 REQUEST_EVENT = "promote_bot_request"  # the metadata event type of a release message
 OUTCOME_EVENT = "promote_bot_outcome"  # ... and of an outcome posted in its thread
+NOTICE_EVENT = "promote_bot_notice"  # ... and of a direct message to a person
 # A lost release message is looked for among the channel's messages since its request was made
 # (less this much, for clocks that differ), 200 at a time, newest first, up to 10 pages.
 HISTORY_SKEW = timedelta(minutes=5)
@@ -42,17 +43,29 @@ _EXPLAIN = {
 _MAYBE_DONE = {"internal_error", "fatal_error", "request_timeout", "service_unavailable"}
 # The message (or its channel) is no more: updating it again can never work.
 _GONE = {"message_not_found", "thread_not_found", "cant_update_message", "is_archived"}
+# A person who can never be sent a direct message (conversations.open, chat.postMessage).
+_NO_DM = {
+    "user_not_found",
+    "user_disabled",
+    "user_not_visible",
+    "cannot_dm_bot",
+    "messages_tab_disabled",
+    "not_allowed_token_type",
+}
 
 
-def _metadata(event_type: str, request_id: int) -> dict[str, Any]:
-    return {"event_type": event_type, "event_payload": {"request_id": request_id}}
+def _metadata(event_type: str, request_id: int, **more: str) -> dict[str, Any]:
+    return {"event_type": event_type, "event_payload": {"request_id": request_id, **more}}
 
 
-def _names(message: dict[str, Any], event_type: str, request_id: int) -> bool:
-    """Does `message` carry the metadata `_metadata(event_type, request_id)` gave it?"""
+def _names(message: dict[str, Any], event_type: str, **wanted: object) -> bool:
+    """Does `message` carry metadata of `event_type` whose payload has what is `wanted`
+    (`request_id=3`, `key="3:U1:waiting"`), as `_metadata` gave it?"""
     meta = message.get("metadata") or {}
     payload = meta.get("event_payload") or {}
-    return meta.get("event_type") == event_type and payload.get("request_id") == request_id
+    return meta.get("event_type") == event_type and all(
+        payload.get(k) == v for k, v in wanted.items()
+    )
 
 
 class SlackChat:
@@ -60,6 +73,7 @@ class SlackChat:
         """`workspace_url` is auth.test's `url` (https://<team>.slack.com/), for links."""
         self.client = client
         self.workspace_url = workspace_url
+        self._dms: dict[str, str] = {}  # user → the id of the bot's direct messages with them
 
     def link(self, channel: str, ts: str) -> str | None:
         """The message's archive link, built rather than asked for: chat.getPermalink would be
@@ -68,7 +82,9 @@ class SlackChat:
             return None
         return f"{self.workspace_url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
 
-    async def _call(self, call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
+    async def _call(
+        self, call: Awaitable[AsyncSlackResponse], gone: set[str] = _GONE
+    ) -> AsyncSlackResponse:
         try:
             return await call
         except SlackApiError as exc:
@@ -86,7 +102,7 @@ class SlackChat:
                 # Slack may have done it before failing (its docs say so of these errors).
                 maybe_done=status >= 500 or code in _MAYBE_DONE,
                 retry_after=retry_after,
-                gone=code in _GONE,
+                gone=code in gone,
             ) from None
         except aiohttp.ClientConnectorError as exc:  # never reached Slack
             raise ChatError(f"Slack could not be reached ({type(exc).__name__})") from None
@@ -120,21 +136,34 @@ class SlackChat:
         raise ChatError(too_many)
 
     async def find_request(self, channel: str, request_id: int, since: datetime) -> str | None:
+        too_many = (
+            f"over {HISTORY_PAGES * HISTORY_PAGE} messages came to the channel since shortly "
+            f"before #{request_id} was made, more than the bot looks through"
+        )
+        found = await self._find_since(
+            channel, since, lambda m: _names(m, REQUEST_EVENT, request_id=request_id), too_many
+        )
+        return str(found["ts"]) if found else None
+
+    async def _find_since(
+        self,
+        channel: str,
+        since: datetime,
+        wanted: Callable[[dict[str, Any]], bool],
+        too_many: str,
+    ) -> dict[str, Any] | None:
+        """The newest message of `channel` since `since` that is `wanted`, if any."""
         history = self.client.conversations_history(
             channel=channel,
             oldest=f"{(since - HISTORY_SKEW).timestamp():.6f}",
             limit=HISTORY_PAGE,
             include_all_metadata=True,
         )
-        too_many = (
-            f"over {HISTORY_PAGES * HISTORY_PAGE} messages came to the channel since shortly "
-            f"before #{request_id} was made, more than the bot looks through"
-        )
         async with contextlib.aclosing(self._pages(history, HISTORY_PAGES, too_many)) as pages:
             async for messages in pages:
                 for message in messages:
-                    if _names(message, REQUEST_EVENT, request_id):
-                        return str(message["ts"])
+                    if wanted(message):
+                        return message
         return None
 
     async def find_outcome(self, channel: str, ts: str, request_id: int) -> bool:
@@ -145,7 +174,7 @@ class SlackChat:
         try:
             async with contextlib.aclosing(self._pages(replies, THREAD_PAGES, too_many)) as pages:
                 async for messages in pages:
-                    if any(_names(m, OUTCOME_EVENT, request_id) for m in messages):
+                    if any(_names(m, OUTCOME_EVENT, request_id=request_id) for m in messages):
                         return True
         except ChatError as exc:
             if exc.gone:
@@ -171,6 +200,37 @@ class SlackChat:
                 metadata=_metadata(OUTCOME_EVENT, view.request_id),
             )
         )
+
+    async def _dm(self, user: str) -> str:
+        """The bot's direct message conversation with `user` (opened once, then known)."""
+        if user not in self._dms:
+            response = await self._call(self.client.conversations_open(users=user), _NO_DM)
+            self._dms[user] = str((response.get("channel") or {})["id"])
+        return self._dms[user]
+
+    async def post_notice(self, view: NoticeView) -> None:
+        """conversations.open, then chat.postMessage to that conversation, with metadata
+        naming the notice so a send whose answer was lost can be found (`find_notice`)."""
+        channel = await self._dm(view.user)
+        text, notice_blocks = blocks.notice(view)
+        await self._call(
+            self.client.chat_postMessage(
+                channel=channel,
+                text=text,
+                blocks=notice_blocks,
+                metadata=_metadata(NOTICE_EVENT, view.request_id, key=view.key),
+                unfurl_links=False,
+            ),
+            _NO_DM,
+        )
+
+    async def find_notice(self, user: str, key: str, since: datetime) -> bool:
+        channel = await self._dm(user)
+        too_many = f"over {HISTORY_PAGES * HISTORY_PAGE} direct messages to {user} since then"
+        found = await self._find_since(
+            channel, since, lambda m: _names(m, NOTICE_EVENT, key=key), too_many
+        )
+        return found is not None
 
     async def post_note(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
         """A message of the bot's own, in the core's markup (mrkdwn): in the channel, or under

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from slack_bolt.async_app import AsyncRespond
 
@@ -28,6 +28,8 @@ MAX_ATTEMPTS = 3  # a payload that took a process down this often is answered, n
 GRACE = timedelta(seconds=5)  # how old unclaimed work must be before another process takes it
 
 Decide = Callable[[str, int], Awaitable[Reply | None]]
+# A form's decision: who, which request, and what they typed in it (a reason, a comment).
+DecideSaying = Callable[[str, int, str], Awaitable[Reply | None]]
 
 
 def store_trouble(exc: StoreError) -> str:
@@ -78,10 +80,14 @@ class Inbox:
         self.identity = identity or {}
         self.tell_privately = tell_privately
         self.clicks: dict[str, Decide] = {}  # action_id → what a click on it does
+        self.forms: dict[str, DecideSaying] = {}  # callback_id → what submitting it does
         self._store_failing = False
 
     def on_click(self, action_id: str, decide: Decide) -> None:
         self.clicks[action_id] = decide
+
+    def on_submit(self, callback_id: str, decide: DecideSaying) -> None:
+        self.forms[callback_id] = decide
 
     def accept(self, key: str, kind: str, payload: dict[str, Any]) -> bool:
         """Record acknowledged work (before the ack); False if Slack delivered it before."""
@@ -129,7 +135,10 @@ class Inbox:
     ) -> None:
         """At the response_url; if that fails, by chat.postEphemeral to the same person in
         the same channel; if that fails too, a log line naming the request."""
-        if reply is None or await tell(respond, reply):
+        if reply is None:
+            return
+        # A form's submission has no response_url: its answer goes by chat.postEphemeral.
+        if payload.get("response_url") and await tell(respond, reply):
             return
         channel, user = payload.get("channel"), payload.get("user")
         if self.tell_privately is not None and channel and user:
@@ -153,21 +162,35 @@ class Inbox:
             if isinstance(checked, Reply):
                 return checked
             return await wf.run(user, checked, payload["channel"])
-        decide = self.clicks.get(kind)
-        if decide is None:
+        decide, form = self.clicks.get(kind), self.forms.get(kind)
+        what = "form" if form is not None else "button"
+        if decide is None and form is None:
             return Reply("That button is not one promote-bot knows.")
         if payload.get("request_id") is None:
-            return Reply("That button carries no request number.")
+            return Reply(f"That {what} carries no request number.")
         request_id = int(payload["request_id"])
-        refusal = await self._foreign(payload, request_id)
+        # A form's message was adopted, if it was a copy, when the form opened: known by now.
+        refusal = await self.foreign(payload, request_id, copies="adopt" if form is None else "no")
         if refusal is not None:
-            wf.refuse_click(user, request_id, refusal)
-            return Reply(f"That button does nothing: it came from {refusal}.")
+            wf.refuse_click(user, request_id, refusal, "click" if form is None else "form")
+            return Reply(f"That {what} does nothing: it came from {refusal}.")
+        if form is not None:
+            return await form(user, request_id, str(payload.get("text") or ""))
+        assert decide is not None
         return await decide(user, request_id)
 
-    async def _foreign(self, payload: dict[str, Any], request_id: int) -> str | None:
-        """Why a click is not one for this request from this installation, or None. A copy of
-        the release message the bot itself posted (a retried post) is adopted instead."""
+    async def foreign(
+        self,
+        payload: dict[str, Any],
+        request_id: int,
+        *,
+        copies: Literal["adopt", "let through", "no"] = "adopt",
+    ) -> str | None:
+        """Why a click (or a form) is not for this request from this installation, or None.
+        A top-level message the bot itself posted that is not a known copy of the release
+        message (a retried post) is adopted as one (`copies="adopt"`); let through without
+        a Web API call (a form is about to open: it is adopted once the form is open); or
+        refused (a form's submission: its message was adopted when it opened)."""
         legacy = "channel" not in payload  # recorded before clicks carried where they came from
         for key, what, ours in (
             ("team", "workspace", self.identity.get("team_id")),
@@ -190,10 +213,13 @@ class Inbox:
         thread = payload.get("message_thread")
         if ours and thread and thread == request.message_ts:
             return None  # the outcome the bot posted in the request's own thread (Roll back)
+        if ts and ours and not thread and copies == "let through":
+            return None  # a top-level copy the bot posted: adopted once the form is open
         if (
             ts
             and ours
             and not thread
+            and copies == "adopt"
             and await self.workflow.adopt(request_id, request.channel, ts)
         ):
             return None  # a top-level copy of the release message: kept in step from now on
