@@ -170,12 +170,13 @@ class ZnyxWebhooks:
             item = store.webhook_claim(digest, wf.owner, now, now + LEASE)
             if item is None:
                 continue  # another process took it
+            last = item["attempts"] >= MAX_ATTEMPTS
             try:
-                finished = await self._read(item["hint"])
+                finished = await self._read(item["hint"], wait=not last)
             except ProviderError as exc:
                 log.warning("reading what a Znyx webhook names failed: %s", exc.message)
                 finished = False
-            if finished or item["attempts"] >= MAX_ATTEMPTS:
+            if finished or last:
                 if not finished:
                     log.error("gave up on a Znyx webhook after %s tries", item["attempts"])
                 store.webhook_done(digest, wf.clock())
@@ -184,9 +185,9 @@ class ZnyxWebhooks:
                 again = True
         return RunAgainIn(RETRY_SECONDS) if again else None
 
-    async def _read(self, hint: Mapping[str, Any]) -> bool:
+    async def _read(self, hint: Mapping[str, Any], *, wait: bool = True) -> bool:
         """Read from Znyx what the delivery names and hand it to the core; False to try
-        again shortly."""
+        again shortly (a promotion of one of them is under way, and `wait`)."""
         wf = self.workflow
         rules = wf.rules.provider(NAME)
         provider = wf.providers.get(NAME)
@@ -206,7 +207,7 @@ class ZnyxWebhooks:
         sightings = await provider.sightings(  # type: ignore[attr-defined]
             section.org, projects, envs, changed
         )
-        return await wf.sighted(sightings, channel=section.channel)
+        return await wf.sighted(sightings, channel=section.channel, wait=wait)
 
 
 async def _read(request: web.Request) -> bytes | None:

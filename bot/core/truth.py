@@ -79,13 +79,16 @@ class Truth:
         self.notices = notices  # direct messages: the requester is told it succeeded after all
         self.notes = Notes(ctx)
 
-    async def sighted(self, sightings: Sequence[Sighting], *, channel: str | None) -> bool:
+    async def sighted(
+        self, sightings: Sequence[Sighting], *, channel: str | None, wait: bool = True
+    ) -> bool:
         """Act on what a provider shows of things it said changed; False to be called again
-        in a moment (the bot is promoting one of them now: its outcome comes first)."""
+        in a moment (the bot is promoting one of them now: its outcome comes first, unless
+        not to `wait` any longer)."""
         store = self.ctx.store
         for sighting in sightings:
             running = store.open_for(sighting.thing)
-            if running is not None and running.state is State.EXECUTING:
+            if wait and running is not None and running.state is State.EXECUTING:
                 return False  # its outcome decides; what Znyx shows is read once it is known
         cutoff = self.ctx.clock() - SETTLE_WITHIN
         for sighting in sightings:

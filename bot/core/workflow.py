@@ -212,10 +212,13 @@ class Workflow:
         target = request.action.target if request else None
         self.audit.record(request_id if request else None, user, f"{what} refused", target, why)
 
-    async def sighted(self, sightings: list[Sighting], *, channel: str | None) -> bool:
+    async def sighted(
+        self, sightings: list[Sighting], *, channel: str | None, wait: bool = True
+    ) -> bool:
         """What a provider shows of things it said changed (a Znyx webhook): resolve, confirm,
-        tell changes made outside the bot in `channel`; False to be called again shortly."""
-        return await self.truth.sighted(sightings, channel=channel)
+        tell changes made outside the bot in `channel`; False to be called again shortly
+        (one of them is being promoted now, and `wait`)."""
+        return await self.truth.sighted(sightings, channel=channel, wait=wait)
 
     async def adopt(self, request_id: int, channel: str, ts: str) -> bool:
         """A click revealed a copy of the release message: keep it in step from now on."""
