@@ -19,13 +19,12 @@ import secrets
 import signal
 import sys
 import tempfile
-import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -42,9 +41,9 @@ from bot.config import (
     load_settings,
     load_settings_all,
     parse_config,
-    require,
+    read_toml,
 )
-from bot.core.policy import describe, pattern_for, policy_for
+from bot.core.policy import Policy, describe, format_duration, pattern_for, policy_for
 from bot.core.ports import Provider, StoreError
 from bot.core.rules import Rules
 from bot.core.scheduler import Scheduler
@@ -56,11 +55,12 @@ from bot.metrics import MeasuredWebClient, Metrics, time_acks
 from bot.providers.registry import PROVIDERS
 from bot.providers.spec import SettingError
 from bot.store import AnyStore, open_any
-from bot.transports.slack.app import create_app, identify
+from bot.transports.slack.app import SlackEndpoint, create_app
 from bot.transports.slack.app import web_app as slack_web_app
 from bot.transports.slack.chat import SlackChat
 from bot.transports.slack.groups import SlackGroups
 from bot.transports.slack.inbox import Inbox
+from bot.transports.slack.startup import SOCKET_LOG, SocketMode, app_token_rejected, identify
 from bot.transports.slack.workers import WorkPool
 from bot.web import LISTENING, WebServer
 from bot.webhooks import PATH as WEBHOOK_PATH
@@ -71,6 +71,7 @@ if _collecting:
     gc.enable()
 
 log = logging.getLogger("promote-bot")
+T = TypeVar("T")
 
 SLACK_PATH = "/slack/events"
 SLACK_TIMEOUT_SECONDS = 10
@@ -94,6 +95,24 @@ async def build_providers(
             await provider.aclose()
         raise ConfigError("\n".join(problems))
     return providers
+
+
+@dataclass
+class Checked:
+    """What start-up checked before asking Slack anything: the settings, the config file, the
+    providers' settings (their clients built) and the database (open)."""
+
+    settings: Settings
+    rules: Rules
+    providers: dict[str, Provider]
+    store: AnyStore
+    metrics: Metrics = field(default_factory=Metrics)
+    webhooks: ZnyxWebhooks | None = None  # POST /webhooks/znyx, when ZNYX_WEBHOOK_SECRET is set
+
+    async def aclose(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
+        self.store.close()
 
 
 @dataclass
@@ -126,29 +145,35 @@ class SlackBot:
         self.store.close()
 
 
-async def start_slack_bot(
+def _slack_mode_problems(settings: Settings, said: set[str]) -> list[str]:
+    """What is missing for the Slack mode the settings select, said once, coherently: HTTP mode
+    needs the signing secret; SLACK_APP_TOKEN selects Socket Mode instead (and one that is
+    malformed is its own problem, not a reason to ask for the signing secret)."""
+    if settings.slack_bot_token is None and "SLACK_BOT_TOKEN" not in said:
+        return [
+            "SLACK_BOT_TOKEN is not set, so there is no Slack to serve (and SLACK_APP_TOKEN "
+            "for Socket Mode, or SLACK_SIGNING_SECRET for HTTP). "
+            "To try the bot without Slack: promote-bot shell --sandbox"
+        ]
+    if settings.socket_mode or "SLACK_APP_TOKEN" in said or settings.slack_signing_secret:
+        return []
+    return [
+        "SLACK_SIGNING_SECRET is not set: HTTP mode needs it to verify Slack's requests "
+        "(Basic Information → Signing Secret); or set SLACK_APP_TOKEN (xapp-…, with "
+        "connections:write) to use Socket Mode instead, which needs no signing secret"
+    ]
+
+
+async def check_start(
     settings: Settings,
     provider_settings: Mapping[str, Any] | None = None,
     problems: Sequence[str] = (),
-    clock: Callable[[], datetime] = utc_now,
-) -> SlackBot:
-    """Check the settings, the config and the bot token; build everything `serve` runs.
-
-    Every problem found is reported at once (one line each, `problems` from the settings
-    first): the settings, the config file and each configured provider's settings. `clock`
-    is what the workflow reads the time from (tests move it across freeze windows)."""
+) -> Checked:
+    """Check the settings, the config file, each configured provider's settings and the
+    database, before asking Slack anything. Every problem found is reported at once, in one
+    `ConfigError` (one line each, `problems` from the settings first)."""
     problems = list(problems)
-    said = {line.split(":", 1)[0] for line in problems}
-    if settings.slack_bot_token is None and "SLACK_BOT_TOKEN" not in said:
-        problems.append(
-            "SLACK_BOT_TOKEN is not set, so there is no Slack to serve. "
-            "To try the bot without Slack: promote-bot shell --sandbox"
-        )
-    if not settings.socket_mode:
-        try:
-            require(settings, "slack_signing_secret")
-        except ConfigError as exc:
-            problems.append(str(exc))
+    problems += _slack_mode_problems(settings, {line.split(":", 1)[0] for line in problems})
     rules: Rules | None = None
     try:
         rules = load_config(settings.promote_bot_config)
@@ -172,6 +197,26 @@ async def start_slack_bot(
             store.close()
         raise ConfigError("\n".join(problems))
     assert rules is not None and store is not None
+    checked = Checked(settings, rules, providers, store)
+    checked.webhooks = znyx_webhooks(rules, store, provider_settings, checked.metrics.count_webhook)
+    return checked
+
+
+async def connect_slack(
+    checked: Checked,
+    clock: Callable[[], datetime] = utc_now,
+    on_failure: Callable[[str], None] | None = None,
+) -> SlackBot:
+    """Check the bot token with Slack (`auth.test`, asked again while Slack can't be reached
+    or fails, for PROMOTE_BOT_SLACK_WAIT_SECONDS, each failure told to `on_failure`) and build
+    everything `serve` runs. `clock` is what the workflow reads the time from (tests move it
+    across freeze windows). On failure, `checked` is left for the caller to close."""
+    settings, rules, store, metrics = (
+        checked.settings,
+        checked.rules,
+        checked.store,
+        checked.metrics,
+    )
     assert settings.slack_bot_token is not None
     # One session for every Web API call (slack-sdk opens one per call without it).
     # slack-sdk applies its `timeout` only to sessions it makes itself: ours carries it.
@@ -179,7 +224,6 @@ async def start_slack_bot(
         connector=aiohttp.TCPConnector(limit=SLACK_CONNECTIONS),
         timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT_SECONDS),
     )
-    metrics = Metrics()
     client: AsyncWebClient = MeasuredWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=str(settings.slack_api_url),
@@ -196,14 +240,16 @@ async def start_slack_bot(
     # Slack at once, not one after the other); the answers are taken once the token is good.
     asking = asyncio.create_task(ask_groups(group_members, rules.role_map.groups))
     try:
-        identity = await identify(client)  # raises ConfigError naming the setting
+        identity = await identify(  # raises ConfigError naming the setting
+            client, wait=settings.promote_bot_slack_wait_seconds, on_failure=on_failure
+        )
     except BaseException:  # a rejected token, or stopped meanwhile: nothing left running
         asking.cancel()
         await asyncio.gather(asking, return_exceptions=True)
         await session.close()
-        store.close()
         raise
     lease = timedelta(seconds=settings.promote_bot_lease_seconds)
+    providers = checked.providers
     measured = {name: metrics.measure(provider) for name, provider in providers.items()}
     chat = SlackChat(client, identity.get("url"))
     workflow = Workflow(
@@ -218,7 +264,7 @@ async def start_slack_bot(
     workflow.observers.append(metrics.on_audit)
     metrics.watch_store(store, workflow.owner)
     metrics.watch_drift(workflow.drift, providers)
-    webhooks = znyx_webhooks(workflow, rules, provider_settings, metrics.count_webhook)
+    webhooks = checked.webhooks.attach(workflow) if checked.webhooks is not None else None
     live = LiveRules(
         workflow,
         settings.promote_bot_config,
@@ -246,19 +292,35 @@ async def start_slack_bot(
 
 
 def znyx_webhooks(
-    workflow: Workflow,
     rules: Rules,
+    store: AnyStore,
     provider_settings: Mapping[str, Any] | None,
     count: Callable[[str], None] | None = None,
 ) -> ZnyxWebhooks | None:
-    """The receiver of Znyx's webhooks, when ZNYX_WEBHOOK_SECRET is set and Znyx configured."""
+    """The receiver of Znyx's webhooks, when ZNYX_WEBHOOK_SECRET is set and Znyx configured
+    (it records deliveries from the start; `attach` it to the workflow to work on them)."""
     secret = PROVIDERS["znyx"].load_settings(provider_settings).znyx_webhook_secret
     if secret is None:
         return None
     if "znyx" not in rules.providers:
         log.warning("ZNYX_WEBHOOK_SECRET is set but the config has no [znyx]: no webhooks")
         return None
-    return ZnyxWebhooks(workflow, secret.get_secret_value(), count=count)
+    return ZnyxWebhooks(store, secret.get_secret_value(), count=count)
+
+
+async def start_slack_bot(
+    settings: Settings,
+    provider_settings: Mapping[str, Any] | None = None,
+    problems: Sequence[str] = (),
+    clock: Callable[[], datetime] = utc_now,
+) -> SlackBot:
+    """Check everything (`check_start`), then Slack (`connect_slack`); build what `serve` runs."""
+    checked = await check_start(settings, provider_settings, problems)
+    try:
+        return await connect_slack(checked, clock)
+    except BaseException:
+        await checked.aclose()
+        raise
 
 
 def open_store(where: Path | str) -> AnyStore:
@@ -270,14 +332,41 @@ def open_store(where: Path | str) -> AnyStore:
         raise ConfigError(str(exc)) from None
 
 
-async def _until_stopped(live: LiveRules) -> None:
-    """Until SIGINT or SIGTERM; SIGHUP reads the config file again."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, live.hangup)
-    await stop.wait()
+class _Stopped(Exception):
+    """SIGINT or SIGTERM came (or a fatal problem) before what was awaited finished."""
+
+
+class _Signals:
+    """SIGINT and SIGTERM stop `serve` (from start-up on, also while it waits for Slack);
+    SIGHUP reads the config file again once the bot runs. A problem found while running (Slack
+    rejecting the app token) stops it too, and is raised once the work in flight is done."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.failure: ConfigError | None = None
+        self.hangup: Callable[[], None] = lambda: None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.hangup())
+
+    def fail(self, problem: ConfigError) -> None:
+        self.failure = self.failure or problem
+        self.stop.set()
+
+    async def unless_stopped(self, work: Awaitable[T]) -> T:
+        """`work`'s result; `_Stopped` (with `work` cancelled) if stopped first."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise _Stopped
 
 
 SETTLE_SECONDS = 0.2
@@ -328,47 +417,91 @@ async def _finish_in_flight(workflow: Workflow, within: float) -> None:
 
 
 async def serve(settings: Settings, problems: Sequence[str] = ()) -> None:
-    bot = await start_slack_bot(settings, problems=problems)
-    scheduler = scheduler_for(bot)
-    scheduler.start()
-    within = settings.promote_bot_shutdown_seconds
+    """Run the bot for Slack until SIGINT or SIGTERM. /healthz, /readyz and /metrics answer on
+    PORT from before Slack is asked (/readyz: 503 until it answered); a problem with a setting,
+    the config file, the database or a token is a `ConfigError`."""
+    checked = await check_start(settings, problems=problems)
+    signals = _Signals()
+    health = Health(checked.store, checked.metrics)
+    health.waiting_for("auth.test not answered yet")
+    endpoint = SlackEndpoint(SLACK_PATH)
+    if settings.socket_mode:  # no Bolt web server: the endpoints get a small app of their own
+        application = health.app()
+    else:
+        application = slack_web_app(endpoint, SLACK_PATH)
+        application.middlewares.append(_refusing_while(health.stopping))
+        health.add_routes(application)
+    if checked.webhooks is not None:  # recorded from the start, worked on once Slack answered
+        checked.webhooks.add_routes(application)
+    bot: SlackBot | None = None
+    scheduler = Scheduler()
     try:
-        if settings.socket_mode:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+        async with WebServer(application, host="0.0.0.0", port=settings.port) as server:
+            told = False
 
-            assert settings.slack_app_token is not None
-            handler = AsyncSocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
-            health = Health(
-                bot.store, bot.metrics, slack_connected=handler.client.is_connected
-            )  # no Bolt web server in Socket Mode: the endpoints get a small app of their own
-            small = bot.web_routes(health.app())
-            async with WebServer(small, host="0.0.0.0", port=settings.port) as server:
+            def waiting(what: str) -> None:  # Slack failed: say where health answers, once
+                nonlocal told
+                if not told:
+                    told = True
+                    log.info(
+                        "promote-bot %s: /healthz, /readyz and /metrics on port %s meanwhile "
+                        "(/readyz: 503 until Slack answers)",
+                        __version__,
+                        server.port,
+                    )
+                health.waiting_for(what)
+
+            try:
+                bot = await signals.unless_stopped(connect_slack(checked, on_failure=waiting))
+            except _Stopped:
+                log.info("promote-bot stopped before Slack answered")
+                return
+            if settings.socket_mode:
                 where = LISTENING.format(host="0.0.0.0", port=server.port, path="/healthz")
                 log.info("promote-bot %s: health and metrics %s", __version__, where)
-                await handler.connect_async()
-                log.info("promote-bot %s connected to Slack in Socket Mode", __version__)
-                try:
-                    await _until_stopped(bot.live)
-                finally:
-                    health.stopping.set()
-                    await handler.close_async()  # Slack sends new work to the other connections
-                await _finish_in_flight(bot.workflow, within)
-        else:
-            web_app = slack_web_app(bot.app, SLACK_PATH, settings.port)
-            stopping = asyncio.Event()
-            web_app.middlewares.append(_refusing_while(stopping))
-            Health(bot.store, bot.metrics, stopping=stopping).add_routes(web_app)
-            bot.web_routes(web_app)
-            async with WebServer(web_app, host="0.0.0.0", port=settings.port) as server:
+            health.waiting = None
+            scheduler = scheduler_for(bot)
+            scheduler.start()
+            signals.hangup = bot.live.hangup
+            if settings.socket_mode:
+                await _in_socket_mode(bot, health, signals)
+            else:
+                endpoint.serve(bot.app)
                 where = LISTENING.format(host="0.0.0.0", port=server.port, path=SLACK_PATH)
                 log.info("promote-bot %s %s", __version__, where)
-                await _until_stopped(bot.live)
-                stopping.set()
-                await _finish_in_flight(bot.workflow, within)
+                await signals.stop.wait()
+                health.stopping.set()
+            await _finish_in_flight(bot.workflow, settings.promote_bot_shutdown_seconds)
+        if signals.failure is not None:
+            raise signals.failure
         log.info("promote-bot stopped")
     finally:
         await scheduler.stop()
-        await bot.aclose()
+        await (bot.aclose() if bot is not None else checked.aclose())
+
+
+async def _in_socket_mode(bot: SlackBot, health: Health, signals: _Signals) -> None:
+    """Connect to Slack in Socket Mode (while Slack can't be reached, trying again, each
+    failure logged; a rejected app token stops the bot) and serve until stopped."""
+    assert bot.settings.slack_app_token is not None
+    handler = SocketMode(
+        bot.app,
+        bot.settings.slack_app_token.get_secret_value(),
+        api_url=str(bot.settings.slack_api_url),
+        session=bot.session,
+        rejected=lambda error: signals.fail(app_token_rejected(error)),
+    )
+    health.slack_connected = handler.client.is_connected
+    try:
+        await signals.unless_stopped(handler.connect_async())
+        if not signals.stop.is_set():
+            log.info("promote-bot %s connected to Slack in Socket Mode", __version__)
+        await signals.stop.wait()
+    except _Stopped:
+        pass
+    finally:
+        health.stopping.set()
+        await handler.close_async()  # Slack sends new work to the other connections
 
 
 async def shell(settings: Settings, args: argparse.Namespace) -> None:
@@ -381,7 +514,7 @@ async def shell(settings: Settings, args: argparse.Namespace) -> None:
         if args.sandbox:
             fakes = await sandbox.start_world(stack)
             overrides: dict[str, Any] | None = fakes.settings
-            own = _read_toml(args.config) if args.config else None
+            own = read_toml(args.config, setting="--config: ") if args.config else None
             rules = parse_config(
                 sandbox.rehearsal_config(own), source=str(args.config or "sandbox")
             )
@@ -422,7 +555,7 @@ async def _sandbox_webhooks(
     from bot.transports.shell import Extra
 
     secret = secrets.token_hex(16)
-    receiver = ZnyxWebhooks(workflow, secret)
+    receiver = ZnyxWebhooks(workflow.store, secret).attach(workflow)
     receiver.schedule(scheduler)
     server = await stack.enter_async_context(WebServer(receiver.add_routes(web.Application())))
     fakes.znyx.webhooks.append((server.url + WEBHOOK_PATH, secret))
@@ -436,17 +569,24 @@ async def _sandbox_webhooks(
     return {"znyx-ui": Extra(sandbox.ZNYX_UI_USAGE, ui)}
 
 
-def _read_toml(path: Path) -> dict:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
 def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def _needs(approvals: int) -> str:
+    return "runs without approval" if approvals == 0 else f"needs {_count(approvals, 'approval')}"
+
+
+def policy_details(policy: Policy) -> str:
+    """Everything a policy decides, for `check-config`: approvals and by whom, when a pending
+    request expires, what a rollback and a --emergency request need."""
+    rollback = policy.approvals if policy.rollback_approvals is None else policy.rollback_approvals
+    parts = [describe(policy)]
+    if policy.approvals:
+        parts.append(f"expires after {format_duration(policy.expires_after)}")
+    parts.append(f"a rollback {_needs(rollback)}")
+    parts.append(f"--emergency {_needs(policy.for_emergency().approvals)}")
+    return "; ".join(parts)
 
 
 def config_summary(rules: Rules, source: str) -> str:
@@ -475,7 +615,7 @@ def config_summary(rules: Rules, source: str) -> str:
         pattern = pattern_for(target, dict(rules.policies))
         source_of = f'[policies."{pattern}"]' if pattern else "the default"
         policy = policy_for(target, dict(rules.policies))
-        lines.append(f"  {target}: {describe(policy)} ({source_of})")
+        lines.append(f"  {target}: {policy_details(policy)} ({source_of})")
     if not targets:
         lines.append("  no targets: no provider is configured")
     lines.append(f"Freezes ({len(rules.freezes)}):")
@@ -557,7 +697,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(quiet=args.command == "shell")
     # Per-request INFO lines from the HTTP clients cost CPU under load (5.6% of the bot's samples
     # at c=128) and say nothing the audit log and our own warnings don't.
-    for noisy in ("slack_sdk", "httpx", "httpcore"):
+    for noisy in ("slack_sdk", "httpx", "httpcore", SOCKET_LOG.name):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "check-config":  # offline: needs no other setting

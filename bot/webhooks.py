@@ -22,13 +22,14 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
+from bot.core.context import utc_now
 from bot.core.errors import ProviderError
-from bot.core.ports import StoreError
+from bot.core.ports import StoreError, TruthStore
 from bot.core.scheduler import RunAgainIn, Scheduler
 from bot.core.workflow import Workflow
 from bot.providers.znyx import NAME, STAGES, ZnyxRules
@@ -97,16 +98,32 @@ def hint_of(data: object) -> dict[str, Any] | None:
 
 
 class ZnyxWebhooks:
-    """The receiver (`receive`) and the job that works on what it recorded (`work`)."""
+    """The receiver (`receive`) and the job that works on what it recorded (`work`).
+
+    It takes deliveries from the start (they only need the store), also while the bot still
+    waits for Slack; they are worked on once it is `attach`ed to the workflow."""
 
     def __init__(
-        self, workflow: Workflow, secret: str, *, count: Callable[[str], None] | None = None
+        self,
+        store: TruthStore,
+        secret: str,
+        *,
+        count: Callable[[str], None] | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self.workflow = workflow
+        self.store = store
         self.secret = secret
         self.count = count or (lambda outcome: None)
+        self.clock = clock
+        self.workflow: Workflow | None = None
         self._wake: Callable[[], None] = lambda: None
         self._working = asyncio.Lock()  # one pass at a time in this process
+
+    def attach(self, workflow: Workflow) -> ZnyxWebhooks:
+        """Work on deliveries with `workflow` (and take the time from its clock)."""
+        self.workflow = workflow
+        self.clock = workflow.clock
+        return self
 
     def add_routes(self, app: web.Application) -> web.Application:
         app.router.add_post(PATH, self.receive)
@@ -141,10 +158,9 @@ class ZnyxWebhooks:
             return "malformed", web.Response(status=400, text="not a JSON object\n")
         if hint["event"] not in EVENTS:
             return "ignored", web.Response(text="ignored: not a bundle event\n")
-        wf = self.workflow
         digest = hashlib.sha256(body).hexdigest()
         try:
-            fresh = wf.store.webhook_put(digest, NAME, hint, wf.clock())
+            fresh = self.store.webhook_put(digest, NAME, hint, self.clock())
         except StoreError as exc:
             log.error("a Znyx webhook could not be recorded (Znyx will send it again): %s", exc)
             return "unavailable", web.Response(status=503, text="try again later\n")
@@ -163,6 +179,8 @@ class ZnyxWebhooks:
 
     async def _work(self) -> RunAgainIn | None:
         wf = self.workflow
+        if wf is None:
+            return None  # not attached yet: what came is recorded, and waits
         store = wf.store
         again = False
         for digest in store.webhooks_waiting(wf.clock()):
@@ -189,6 +207,7 @@ class ZnyxWebhooks:
         """Read from Znyx what the delivery names and hand it to the core; False to try
         again shortly (a promotion of one of them is under way, and `wait`)."""
         wf = self.workflow
+        assert wf is not None
         rules = wf.rules.provider(NAME)
         provider = wf.providers.get(NAME)
         if not isinstance(rules, ZnyxRules) or provider is None:

@@ -105,21 +105,14 @@ def test_a_preview_that_no_longer_holds_is_shown_while_the_request_is_open() -> 
     assert "Out of date" not in block_text(release_message(ended))
 
 
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [
-        ("5", "PROMOTE_BOT_DRIFT_SECONDS: Input should be greater than or equal to 10"),
-        ("86401", "PROMOTE_BOT_DRIFT_SECONDS: Input should be less than or equal to 86400"),
-        ("often", "PROMOTE_BOT_DRIFT_SECONDS: Input should be a valid integer"),
-    ],
-)
-def test_the_drift_period_is_checked(
-    monkeypatch: pytest.MonkeyPatch, value: str, message: str
-) -> None:
+@pytest.mark.parametrize("value", ["5", "86401", "often"])
+def test_the_drift_period_is_checked(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("PROMOTE_BOT_DRIFT_SECONDS", value)
     with pytest.raises(ConfigError) as caught:
         load_settings()
-    assert str(caught.value).startswith(message)
+    assert str(caught.value) == (
+        f"PROMOTE_BOT_DRIFT_SECONDS: expected a whole number from 10 to 86400, not {value!r}"
+    )
 
 
 def test_the_webhook_secret_is_a_secret_setting() -> None:

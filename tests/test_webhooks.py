@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import signal
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -26,9 +27,11 @@ from tests.conftest import (
     ZNYX_WEBHOOK_SECRET,
     Bot,
     Fakes,
+    Output,
     World,
     block_text,
     serve_env,
+    spawn_serve,
 )
 from tests.test_health import samples, value
 
@@ -363,3 +366,33 @@ async def test_the_channel_follows_the_config_as_it_reloads(running: World) -> N
     world.znyx.ui_promote("proj-guardrails", "staging", by="ui:carol")
     await world.slack.wait_for(lambda s: len(s.messages.get("CNEWFEED", [])) == 1)
     assert feed(world.slack) == []
+
+
+async def test_deliveries_are_taken_while_the_bot_waits_for_slack_and_read_once_it_answered(
+    tmp_path: Path, fakes: tuple[Fakes, dict[str, str]]
+) -> None:
+    f, urls = fakes
+    failing = f.slack.fail("auth.test", times=None, status=500, body="upstream reset")
+    env = serve_env(tmp_path, urls, ZNYX_WEBHOOK_SECRET="s3cret-for-znyx")
+    process = await spawn_serve(env)
+    output = Output(process)
+    try:
+        port = re.search(r"on port (\d+)", await output.line("meanwhile"))
+        assert port is not None
+        url = f"http://127.0.0.1:{port[1]}"
+        f.znyx.webhooks.append((url + PATH, "s3cret-for-znyx"))
+        f.znyx.ui_promote("proj-guardrails", "staging", by="ui:carol")
+        await f.znyx.delivered()
+        assert f.znyx.deliveries == [202]  # recorded, though the bot can't act yet
+        assert not any(c.path.endswith("/bundles") for c in f.znyx.calls)
+        failing.times = 0  # Slack is back: the bot starts, and reads what Znyx named
+        await output.line("listening on http://0.0.0.0:")
+        async with asyncio.timeout(10):
+            while not any(c.path.endswith("/prod/bundles") for c in f.znyx.calls):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert await output.ended() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -82,6 +82,27 @@ def seed_appstore(asc: FakeAppStore, key: ec.EllipticCurvePrivateKey) -> None:
     asc.add_build(IOS_APP, "153")
     asc.add_build(IOS_APP, "154", processing="PROCESSING")
     asc.add_version(IOS_APP, "2.4.0", build_id=attached.id)
+    seed_release_train(asc, attached.id)
+
+
+def seed_release_train(asc: FakeAppStore, testing: str) -> None:
+    """TestFlight groups, and a version at each stop of the train after 2.4.0's: 2.3.1
+    approved and waiting for its release (with a phased release to start), 2.3.0 rolling out
+    in phases (day 3, paused 2 days so far)."""
+    train = asc.train
+    internal = train.add_group(IOS_APP, "Internal QA", internal=True)
+    internal.build_ids.append(testing)
+    train.add_beta_review(testing, "APPROVED")
+    train.add_group(IOS_APP, "External Testers")
+    asc.add_build(IOS_APP, "155", uses_non_exempt_encryption=False)
+    approved = asc.add_build(IOS_APP, "151", uses_non_exempt_encryption=False)
+    live = asc.add_build(IOS_APP, "148", uses_non_exempt_encryption=False)
+    v231 = asc.add_version(
+        IOS_APP, "2.3.1", state="PENDING_DEVELOPER_RELEASE", build_id=approved.id
+    )
+    train.add_phased(v231.id)
+    v230 = asc.add_version(IOS_APP, "2.3.0", state="READY_FOR_DISTRIBUTION", build_id=live.id)
+    train.add_phased(v230.id, "ACTIVE", day=3, paused_days=2)
 
 
 @dataclass
@@ -173,5 +194,9 @@ def banner() -> str:
         "Try: /promote znyx guardrails staging   then: as U_BOB   then: approve 1\n"
         "     /promote whop apbu_ios151   /promote appstore ios 2.4.0 153   help\n"
         "     once one succeeded: rollback 1   or: /promote znyx guardrails activate prod 1\n"
-        "     a change outside the bot: znyx-ui promote guardrails staging"
+        "     a change outside the bot: znyx-ui promote guardrails staging\n"
+        "The App Store release train (app ios):\n"
+        "     /promote appstore testflight ios 155 External Testers   (beta review included)\n"
+        "     /promote appstore submit ios 2.4.0   /promote appstore release ios 2.3.1\n"
+        "     /promote appstore phased ios 2.3.0 pause|resume|complete"
     )
