@@ -14,7 +14,9 @@ from bot.cli import scheduler_for
 from bot.core.drift import TICK_SECONDS
 from bot.core.model import NewRequest, Preview, State
 from bot.providers.whop import WhopPromote
-from tests.conftest import ALICE, DAVE, STOREFRONT, World, block_text
+from tests import asc_contract
+from tests.asc_train import seed_train
+from tests.conftest import ALICE, CAROL, DAVE, STOREFRONT, World, block_text
 from tests.test_health import samples, value
 
 PERIOD = timedelta(seconds=300)  # PROMOTE_BOT_DRIFT_SECONDS's default, as the world runs
@@ -148,3 +150,21 @@ async def test_reads_are_spread_over_the_period_bounded_and_paused_while_a_provi
     assert not drift.is_paused("whop", world.clock.at)
     read = [e for e in store.history() if e.event == "moved since asked"]
     assert read == []  # nothing moved: no message changed
+
+
+async def test_a_release_train_step_whose_phased_release_was_paused_elsewhere_is_caught(
+    running: World,
+) -> None:
+    world = running
+    train = seed_train(world.asc, world.asc_ids)
+    await world.requested("appstore phased ios 2.3.0 pause", CAROL)
+    world.asc.train.phased[train.phased230].state = "PAUSED"  # paused in App Store Connect
+
+    one_period_on(world, 1)
+    await world.slack.wait_for(lambda s: "Out of date" in shown(world, 1), within=3)
+    assert (
+        "App Store Connect shows the phased release of ios 2.3.0: ACTIVE when this was asked, "
+        "PAUSED now" in shown(world, 1)
+    )
+    assert world.asc.writes() == []
+    asc_contract.check(world.asc.calls)

@@ -138,6 +138,9 @@ class DriftWatch:
             else:
                 log.info("reading the preview of #%s again failed: %s", request.id, why)
             return False, request.drift
+        if drift is not None and not drift.provider:
+            rules = self.ctx.rules.provider(name)
+            drift = drift.model_copy(update={"provider": rules.label if rules else name})
         self.reads[(name, "moved" if drift else "holds")] += 1
         if self._failures.pop(name, 0):
             self.paused.pop(name, None)

@@ -120,6 +120,43 @@ class Preview(BaseModel):
     action: SerializeAsAny[Action] | None = None
 
 
+_UNSAFE = re.compile(r"[<>&`|\n\r\t]")  # what could mention, link or break out of `code`
+
+
+def plain(text: str | None, limit: int = 120) -> str:
+    """A provider's own words (who published a bundle), safe inside the core's markup: no
+    mention, link or end of a `code` span, one line, cut to `limit`."""
+    cleaned = _UNSAFE.sub(" ", text or "").strip()
+    return cleaned[:limit] + ("…" if len(cleaned) > limit else "")
+
+
+class Drift(BaseModel):
+    """What a provider shows now that a request's preview did not: the preview no longer
+    holds, so approving it would not promote what was shown (the write would not be sent)."""
+
+    provider: str = ""  # its label, for people ("Znyx"); filled in by the core if left out
+    what: str  # what moved, in the preview's words ("prod's active bundle")
+    then: str  # what the preview showed
+    now: str  # what the provider shows now
+    by: str | None = None  # who the provider says made it so, when it says
+
+    @field_validator("by")
+    @classmethod
+    def _plain(cls, v: str | None) -> str | None:
+        return (plain(v, 80) or None) if v is not None else None
+
+    @property
+    def sentence(self) -> str:
+        """ "prod's active bundle: v1 · sha256:… when this was asked, v2 · sha256:… now
+        (published by ci)"."""
+        by = f" (published by {self.by})" if self.by else ""
+        return f"{self.what}: {self.then} when this was asked, {self.now} now{by}"
+
+    def outcome(self) -> Outcome:
+        """The outcome of a write not sent because of it."""
+        return changed(self.what, self.then, self.now)
+
+
 OutcomeState = Literal["succeeded", "failed", "unknown"]
 
 
@@ -134,6 +171,8 @@ class Outcome(BaseModel):
     # provider's words: what a rollback restores, and what it expects to find.
     before: dict[str, str] = {}
     installed: dict[str, str] = {}
+    # When nothing was sent because the provider moved since the preview: what moved.
+    moved: Drift | None = None
 
 
 def changed(what: str, then: str, now: str) -> Outcome:
@@ -142,6 +181,7 @@ def changed(what: str, then: str, now: str) -> Outcome:
         state="failed",
         headline=f"{what} was {then} when this was requested; it is now {now}: "
         "nothing was changed, request again",
+        moved=Drift(what=what, then=then, now=now),
     )
 
 
@@ -185,43 +225,6 @@ def unclear(provider: str, what: str, check: str) -> Outcome:
     return Outcome(
         state="unknown", headline=f"{provider} shows {what}", check=f"{check} before asking again."
     )
-
-
-_UNSAFE = re.compile(r"[<>&`|\n\r\t]")  # what could mention, link or break out of `code`
-
-
-def plain(text: str | None, limit: int = 120) -> str:
-    """A provider's own words (who published a bundle), safe inside the core's markup: no
-    mention, link or end of a `code` span, one line, cut to `limit`."""
-    cleaned = _UNSAFE.sub(" ", text or "").strip()
-    return cleaned[:limit] + ("…" if len(cleaned) > limit else "")
-
-
-class Drift(BaseModel):
-    """What a provider shows now that a request's preview did not: the preview no longer
-    holds, so approving it would not promote what was shown (the write would not be sent)."""
-
-    provider: str  # its label, for people ("Znyx")
-    what: str  # what moved, in the preview's words ("prod's active bundle")
-    then: str  # what the preview showed
-    now: str  # what the provider shows now
-    by: str | None = None  # who the provider says made it so, when it says
-
-    @field_validator("by")
-    @classmethod
-    def _plain(cls, v: str | None) -> str | None:
-        return (plain(v, 80) or None) if v is not None else None
-
-    @property
-    def sentence(self) -> str:
-        """ "prod's active bundle: v1 · sha256:… when this was asked, v2 · sha256:… now
-        (published by ci)"."""
-        by = f" (published by {self.by})" if self.by else ""
-        return f"{self.what}: {self.then} when this was asked, {self.now} now{by}"
-
-    def outcome(self) -> Outcome:
-        """The outcome of a write not sent because of it."""
-        return changed(self.what, self.then, self.now)
 
 
 class Sighting(BaseModel):

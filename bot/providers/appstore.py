@@ -793,11 +793,23 @@ class AppStoreProvider(HTTPProvider):
         check = f"Check {action.app} in App Store Connect"
         return unclear(LABEL, state, check).model_copy(update={"facts": facts})
 
-    async def drift(self, action: BuildAction, expect: Mapping[str, str]) -> Drift | None:
+    async def drift(
+        self, action: BuildAction | train.TrainAction, expect: Mapping[str, str]
+    ) -> Drift | None:
         """The build (and the version's build, for attach and detach) read again as the
-        preview read them, compared as the write compares them before it is sent."""
+        preview read them, compared as the write compares them before it is sent; a train
+        step, as its flow compares before its first write."""
         if not expect:
             return None
+        if isinstance(action, train.TrainAction):
+            stop = await self.train[type(action)].check(action, expect)
+            if stop is None:
+                return None
+            return stop.moved or Drift(
+                what=action.title,
+                then="what its message shows",
+                now=stop.headline.removeprefix("not sent: "),
+            )
         if isinstance(action, AppStoreDetach):
             return _attached_drift(action, await self.attached(action.version_id), expect)
         build = await self.build(action)
