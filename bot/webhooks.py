@@ -33,6 +33,7 @@ from bot.core.ports import StoreError, TruthStore
 from bot.core.scheduler import RunAgainIn, Scheduler
 from bot.core.workflow import Workflow
 from bot.providers.znyx import NAME, STAGES, ZnyxRules
+from bot.store import call_store
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,10 @@ class ZnyxWebhooks:
             return "ignored", web.Response(text="ignored: not a bundle event\n")
         digest = hashlib.sha256(body).hexdigest()
         try:
-            fresh = self.store.webhook_put(digest, NAME, hint, self.clock())
+            # One insert, off the event loop when the store waits on a network (PostgreSQL).
+            fresh = await call_store(
+                self.store, self.store.webhook_put, digest, NAME, hint, self.clock()
+            )
         except StoreError as exc:
             log.error("a Znyx webhook could not be recorded (Znyx will send it again): %s", exc)
             return "unavailable", web.Response(status=503, text="try again later\n")

@@ -25,7 +25,7 @@ def test_a_change_in_znyxs_own_ui_is_told_and_shown_on_the_open_request() -> Non
     said = out.split("znyx-ui promote guardrails staging", 1)[1]
     assert "#1 ⚠️ Out of date: prod's active bundle is v2" in said
     assert "📣 🔔 *guardrails prod changed outside promote-bot* (Znyx)" in said
-    assert "published by `ui:U_ALICE`" in said and "Open requests it affects now say so: #1" in said
+    assert "published by ui:U_ALICE" in said and "Open requests it affects now say so: #1" in said
     assert "#1 can't be approved: its preview no longer holds" in out
     assert "Request #1 is cancelled." in out
     assert "Usage: znyx-ui promote <project> <source_env>" in out

@@ -9,7 +9,8 @@ import pytest
 
 from bot import logs
 from bot.config import ConfigError, Settings, load_settings
-from bot.core.model import Drift, Preview, Request, State, plain
+from bot.core.drift import refusal_text
+from bot.core.model import Drift, Preview, Request, State
 from bot.core.policy import Policy
 from bot.core.render import request_view
 from bot.providers.registry import PROVIDERS
@@ -54,11 +55,12 @@ def test_a_webhook_is_read_at_the_top_level_or_under_data_and_nothing_else_is_be
         assert hint_of(not_an_object) is None
 
 
-def test_who_a_provider_says_did_it_can_mention_or_format_nobody() -> None:
-    drift = Drift(provider="Znyx", what="prod", then="v1", now="v2", by="<!channel> `x`|y\nz")
-    assert drift.by is not None and not set("<>`|\n") & set(drift.by)
-    assert plain("a" * 200, 10) == "a" * 10 + "…"
-    assert Drift(provider="Znyx", what="w", then="t", now="n", by="  ").by is None
+def test_who_a_provider_says_did_it_can_mention_or_link_nobody() -> None:
+    drift = Drift(provider="Znyx", what="prod", then="v1", now="v2", by="<!channel> <https://x|y>")
+    view = request_view(_request(State.PENDING, drift), Policy())
+    assert view.drift is not None and "<" not in view.drift and "&lt;!channel&gt;" in view.drift
+    assert "<!channel>" not in block_text(release_message(view))
+    assert "<!channel>" not in refusal_text(_request(State.PENDING, drift), drift)
 
 
 def _request(state: State, drift: Drift | None) -> Request:

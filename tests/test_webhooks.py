@@ -123,7 +123,7 @@ async def test_a_change_made_outside_the_bot_updates_every_affected_message_with
     [notice] = feed(world.slack)
     assert "guardrails staging changed outside promote-bot" in notice
     assert "v1 · sha256:555555555555 (the version before it) → v2 · sha256:dddddddddddd" in notice
-    assert "published by `ui:carol`" in notice and "did not go through promote-bot" in notice
+    assert "published by ui:carol" in notice and "did not go through promote-bot" in notice
     assert "#1, #2" in notice  # the open requests it affects
 
     # It is in the audit log and in /promote history; the requests' own timelines say so too.

@@ -35,6 +35,7 @@ from bot.core.errors import (
     ProviderTimeout,
     ProviderUnreachable,
 )
+from bot.core.markup import literal
 from bot.core.model import BOT_ACTOR, Drift, Reply, Request, State
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,8 @@ def refusal_text(request: Request, drift: Drift) -> str:
     """What an approver is told when the preview no longer holds."""
     return (
         f"#{request.id} can't be approved: its preview no longer holds. {drift.provider} "
-        f"shows {drift.sentence}. Approving would not promote it (nothing would be sent): "
-        f"cancel it with `/promote cancel {request.id}` and ask again."
+        f"shows {literal(drift.sentence)}. Approving would not promote it (nothing would be "
+        f"sent): cancel it with `/promote cancel {request.id}` and ask again."
     )
 
 

@@ -1,6 +1,12 @@
 """The small markup every text the core shows is written in, and how it names people, groups
 and moments. Both Slack and a terminal read it: `code`, *bold*, `<@U1>` for a person (each
-transport shows a person its own way). Pure."""
+transport shows a person its own way), `<url|label>` for a link. Pure.
+
+One escaping rule: text from outside (a provider's words, a reason someone typed, the config's
+freeze reasons, an audit entry's detail) enters the markup through `literal` exactly once, where
+a text is composed, so it can't ping, link or format anything; it is stored raw, and nothing
+escapes it a second time. Slack reads the markup as it is; the shell shows it plain (`unescape`
+after it has turned people and links into words)."""
 
 from __future__ import annotations
 
@@ -8,11 +14,22 @@ import re
 from datetime import datetime
 
 from bot.core.authz import WhoCanApprove
-from bot.core.model import BOT_ACTOR, plain
-
-__all__ = ["fmt_time", "group", "plain", "user", "who_can_approve_text"]
+from bot.core.controls import replaced
+from bot.core.model import BOT_ACTOR
 
 _PERSON = re.compile(r"^[UW][A-Z0-9_]{2,}$")  # a Slack user id (the shell's too)
+
+
+def literal(text: str) -> str:
+    """Outside text as literal text of the markup: `&`, `<` and `>` (Slack's three control
+    characters) as entities, and any real control character (an ANSI escape, U+202E) as `�`."""
+    return replaced(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def unescape(text: str) -> str:
+    """The text `literal` made (or Slack sent: it escapes the same three in what people type)
+    as it was."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def fmt_time(at: datetime) -> str:
@@ -25,7 +42,7 @@ def user(user_id: str) -> str:
     is shown as the words it is."""
     if user_id == BOT_ACTOR:
         return "the bot"
-    return f"<@{user_id}>" if _PERSON.match(user_id) else f"`{user_id}`"
+    return f"<@{user_id}>" if _PERSON.match(user_id) else literal(user_id)
 
 
 def group(group_id: str) -> str:

@@ -5,14 +5,13 @@ Actions are declared by the provider modules; the core knows them only through `
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, SerializeAsAny, field_validator
+from pydantic import BaseModel, ConfigDict, SerializeAsAny
 
 Scope = str  # a provider's own scope name, e.g. "bundle:publish"; providers declare theirs
 
@@ -120,16 +119,6 @@ class Preview(BaseModel):
     action: SerializeAsAny[Action] | None = None
 
 
-_UNSAFE = re.compile(r"[<>&`|\n\r\t]")  # what could mention, link or break out of `code`
-
-
-def plain(text: str | None, limit: int = 120) -> str:
-    """A provider's own words (who published a bundle), safe inside the core's markup: no
-    mention, link or end of a `code` span, one line, cut to `limit`."""
-    cleaned = _UNSAFE.sub(" ", text or "").strip()
-    return cleaned[:limit] + ("…" if len(cleaned) > limit else "")
-
-
 class Drift(BaseModel):
     """What a provider shows now that a request's preview did not: the preview no longer
     holds, so approving it would not promote what was shown (the write would not be sent)."""
@@ -139,11 +128,6 @@ class Drift(BaseModel):
     then: str  # what the preview showed
     now: str  # what the provider shows now
     by: str | None = None  # who the provider says made it so, when it says
-
-    @field_validator("by")
-    @classmethod
-    def _plain(cls, v: str | None) -> str | None:
-        return (plain(v, 80) or None) if v is not None else None
 
     @property
     def sentence(self) -> str:

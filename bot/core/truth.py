@@ -32,7 +32,7 @@ from bot.core.delivery import Delivery
 from bot.core.drift import DriftWatch
 from bot.core.errors import ProviderError
 from bot.core.execution import move, promoted_by
-from bot.core.markup import plain
+from bot.core.markup import literal
 from bot.core.model import BOT_ACTOR, Request, Sighting, State
 from bot.core.notes import Notes
 from bot.core.notify import Notices
@@ -53,15 +53,16 @@ FIRST_SIGHT_WITHIN = timedelta(hours=1)
 
 
 def _when(at: str | None) -> str:
-    return f" at {plain(at, 40).replace('T', ' ')[:16]} UTC" if at else ""
+    return f" at {literal(at.replace('T', ' ')[:16])} UTC" if at else ""
 
 
 def outside_text(sighting: Sighting, then: str, affected: Sequence[int]) -> str:
     """The channel notice of a change made outside the bot."""
     s = sighting
-    by = f", published by `{plain(s.by)}`{_when(s.at)} ({s.label} says)" if s.by else ""
+    by = f", published by {literal(s.by)}{_when(s.at)} ({s.label} says)" if s.by else ""
     lines = [
-        f"🔔 *{s.place} changed outside promote-bot* ({s.label}): {then} → {s.shown}{by}.",
+        f"🔔 *{literal(s.place)} changed outside promote-bot* ({s.label}): {literal(then)} → "
+        f"{literal(s.shown)}{by}.",
         "It did not go through promote-bot: no request, no approval, nothing in its audit log "
         "before this.",
     ]
@@ -156,7 +157,10 @@ class Truth:
             request.id, BOT_ACTOR, "resolved: succeeded", action.target, outcome.headline
         )
         await self.delivery.converge(request.id)
-        text = f"✅ *{label} confirms* #{request.id}: {what}. It was unknown; it is succeeded now."
+        text = (
+            f"✅ *{label} confirms* #{request.id}: {literal(what)}. It was unknown; it is "
+            "succeeded now."
+        )
         await self._confirm(request, text)
         return True
 
@@ -177,10 +181,10 @@ class Truth:
             return  # what it shows is known from now on; nothing says it is news
         mine = self._mine(sighting, before)
         if mine is not None:
-            by = f" (published by `{plain(sighting.by)}`)" if sighting.by else ""
+            by = f" (published by {literal(sighting.by)})" if sighting.by else ""
             text = (
-                f"✅ *{sighting.label} confirms* #{mine.id}: {sighting.place} runs "
-                f"{sighting.shown}{by}, as promote-bot made it."
+                f"✅ *{sighting.label} confirms* #{mine.id}: {literal(sighting.place)} runs "
+                f"{literal(sighting.shown)}{by}, as promote-bot made it."
             )
             await self._confirm(mine, text)
         else:
@@ -221,7 +225,7 @@ class Truth:
             then = before.shown
         else:
             then = f"{sighting.before} (the version before it)" if sighting.before else "nothing"
-        actor = f"{sighting.label}: {plain(sighting.by, 60) or 'someone'}"
+        actor = f"{sighting.label}: {(sighting.by or 'someone')[:60]}"  # shown as words
         detail = f"{then} → {sighting.shown}; it did not go through promote-bot"
         self.audit.record(None, actor, "changed outside the bot", sighting.target, detail)
         if channel is not None:
