@@ -687,7 +687,9 @@ def _parser() -> argparse.ArgumentParser:
         help="the same bot in a terminal: type /promote …, approve N, reject N, as USER",
         description="Run the bot in a terminal, as a chosen user. With --sandbox it runs local "
         f"fakes of {labels}, so no account of any kind is needed. "
-        "Reads commands from stdin when it is not a terminal.",
+        "Reads commands from stdin when it is not a terminal. Its log (warnings, such as a "
+        "provider that could not be read) goes to $XDG_STATE_HOME/promote-bot/shell.log "
+        "(~/.local/state/promote-bot/shell.log), not among what it prints.",
     )
     shell_parser.add_argument(
         "--as", dest="as_user", metavar="USER", help="act as this Slack user id (sandbox: U_ALICE)"
@@ -719,14 +721,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(quiet: bool) -> None:
+def _configure_logging(shell: bool) -> None:
     """LOG_LEVEL and LOG_FORMAT, read before the other settings are validated (so that their
-    problems are reported whatever they are); every secret setting's value is redacted."""
+    problems are reported whatever they are); every secret setting's value is redacted. The
+    shell logs to a file of its own (`logs.shell_log`), never among what it prints."""
     level = os.environ.get("LOG_LEVEL", "").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        level = "WARNING" if quiet else "INFO"  # a bad value is reported with the settings
+        level = "WARNING" if shell else "INFO"  # a bad value is reported with the settings
     fmt = "json" if os.environ.get("LOG_FORMAT", "").lower() == "json" else "text"
-    logs.configure(level, fmt, secrets=logs.secret_values(_secret_models()))
+    stream = logs.shell_log()[0] if shell else None
+    logs.configure(level, fmt, secrets=logs.secret_values(_secret_models()), stream=stream)
 
 
 def _secret_models() -> list[type[BaseSettings]]:
@@ -736,7 +740,7 @@ def _secret_models() -> list[type[BaseSettings]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _configure_logging(quiet=args.command == "shell")
+    _configure_logging(shell=args.command == "shell")
     # Per-request INFO lines from the HTTP clients cost CPU under load (5.6% of the bot's samples
     # at c=128) and say nothing the audit log and our own warnings don't.
     for noisy in ("slack_sdk", "httpx", "httpcore", SOCKET_LOG.name):

@@ -73,8 +73,17 @@ def _policy_change(old: object, new: object) -> str:
     """ "approvals 1 → 2, expires_after 24h → 2h": the keys that differ."""
     if not (isinstance(old, BaseModel) and isinstance(new, BaseModel)):
         return ""
-    a, b = old.model_dump(), new.model_dump()
-    return ", ".join(f"{k} {_value(a[k])} → {_value(b[k])}" for k in a if a[k] != b.get(k))
+    a, b = _keys(old), _keys(new)
+    return ", ".join(
+        f"{k} {_value(a.get(k))} → {_value(b.get(k))}" for k in {**a, **b} if a.get(k) != b.get(k)
+    )
+
+
+def _keys(policy: BaseModel, **dump: bool) -> dict[str, object]:
+    """A policy's keys as the config file writes them: a provider's own keys (`whop_statuses`,
+    kept in `allow`) as keys of their own."""
+    keys = policy.model_dump(**dump)
+    return {**{k: v for k, v in keys.items() if k != "allow"}, **keys.get("allow", {})}
 
 
 def _named(
@@ -128,7 +137,7 @@ def _policy_keys(policy: object) -> str:
     """The keys a policy sets apart from the defaults: "approvals 2, allow_self_approval True"."""
     if not isinstance(policy, BaseModel):
         return str(policy)
-    given = policy.model_dump(exclude_defaults=True)
+    given = _keys(policy, exclude_defaults=True)
     return ", ".join(f"{k} {_value(v)}" for k, v in given.items()) or "the defaults"
 
 

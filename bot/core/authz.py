@@ -75,6 +75,14 @@ def can_request(role_map: RoleMap, user: str, scope: Scope) -> Decision:
     return _lacks_scope(role_map, user, scope, "request this")
 
 
+def can_see(role_map: RoleMap, user: str, scope: Scope) -> Decision:
+    """May `user` look at what a provider has (its builds, its bundles)? Who may ask for
+    its actions may."""
+    if role_map.has_scope(user, scope):
+        return ALLOW
+    return _lacks_scope(role_map, user, scope, "see this")
+
+
 def can_decide(role_map: RoleMap, policy: Policy, request: Request, user: str) -> Decision:
     """May `user` approve or reject `request` under `policy`, as the config stands now?"""
     scope = request.action.scope

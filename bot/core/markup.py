@@ -15,7 +15,25 @@ from datetime import datetime
 
 from bot.core.authz import WhoCanApprove
 from bot.core.controls import replaced
-from bot.core.model import BOT_ACTOR
+from bot.core.model import BOT_ACTOR, State
+
+_NOW = {
+    State.PENDING: "is waiting for approval",
+    State.APPROVED: "is approved and about to run",
+    State.EXECUTING: "is running now",
+    State.SUCCEEDED: "has ended: it succeeded",
+    State.FAILED: "has ended: it failed",
+    State.UNKNOWN: "has ended with an unknown outcome",
+    State.REJECTED: "was rejected",
+    State.CANCELLED: "was cancelled",
+    State.EXPIRED: "has expired",
+}
+
+
+def where_it_is(state: State) -> str:
+    """A request's state as the rest of a sentence: "Request #3 has ended: it succeeded"."""
+    return _NOW[state]
+
 
 _PERSON = re.compile(r"^[UW][A-Z0-9_]{2,}$")  # a Slack user id (the shell's too)
 

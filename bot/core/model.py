@@ -50,6 +50,10 @@ class Action(BaseModel):
     provider: ClassVar[str]  # the registry name of the provider that runs it
     scope: ClassVar[Scope]  # the provider scope a requester and an approver must hold
     reversible: ClassVar[bool] = True  # False: once done, there is no way back (no rollback)
+    # What the release message's status says while it runs and once it succeeded: the
+    # action's own words ("Expiring now…", "✅ Expired"), not always a promotion's.
+    doing: ClassVar[str] = "Promoting"
+    done: ClassVar[str] = "Promoted"
 
     # Set on a rollback only: what the promotion it undoes installed, in the provider's words.
     # The provider refuses it (and sends nothing) unless the thing still shows exactly that.
@@ -99,6 +103,27 @@ def action_from_json(text: str | bytes) -> Action:
     return cls.model_validate(data)
 
 
+class Query(BaseModel):
+    """Something to look at in a provider (its builds, its bundles): read-only, answered only
+    to the person who asked, who needs the provider's `scope`. Declared by provider modules."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: ClassVar[str]  # the registry name of the provider that answers it
+    scope: ClassVar[Scope]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a provider answers to a `Query`: a table, plain text in every cell (each
+    transport shows it its own way), and notes under it."""
+
+    title: str  # "Recent builds of ios"
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    notes: tuple[str, ...] = ()  # "the newest 10 of 37", "no bundle is active in prod"
+
+
 class Fact(BaseModel):
     """One labelled line of a preview or an outcome ("Now in prod": "v7 · sha256:ab12…")."""
 
@@ -106,10 +131,21 @@ class Fact(BaseModel):
     value: str
 
 
+class Gate(BaseModel):
+    """What a preview found for one of its provider's policy keys (`whop_statuses`): the value
+    the policy's list is checked against, and a sentence saying what was found."""
+
+    value: str  # "draft"
+    found: str  # "Build apbu_ios153 is a draft"
+
+
 class Preview(BaseModel):
     """What a request will change, read from the provider before anyone approves it."""
 
     facts: list[Fact] = []
+    # policy key → what was found for it; a policy whose list for that key lacks the value
+    # refuses the request before it is posted, and its approval afterwards
+    gates: dict[str, Gate] = {}
     warnings: list[str] = []
     refusal: str | None = None  # set when the action must not even be offered for approval
     # What the preview showed as "now", in the provider's words (e.g. the production build):

@@ -23,8 +23,8 @@ from bot.core.policy import Policy, describe
 _STATUS = {
     State.PENDING: "⏳ Waiting for approval",
     State.APPROVED: "⏳ Approved, about to run",
-    State.EXECUTING: "🔄 Promoting now…",
-    State.SUCCEEDED: "✅ Promoted",
+    State.EXECUTING: "🔄 {doing} now…",
+    State.SUCCEEDED: "✅ {done}",
     State.FAILED: "❌ Failed",
     State.UNKNOWN: "⚠️ Outcome unknown",
     State.REJECTED: "🚫 Rejected",
@@ -96,7 +96,8 @@ def request_view(
         discounted = tuple(u for u in request.approvers if u not in approvers)
         if state is State.PENDING and policy.approvals:
             can_approve = authz.who_can_approve(role_map, policy, request)
-    status = _STATUS[state]
+    action = request.action
+    status = _STATUS[state].format(doing=action.doing, done=action.done)  # the action's words
     if state is State.PENDING and policy.approvals:
         status += f" ({len(approvers)} of {policy.approvals})"
     if request.outcome is not None and state.is_final:

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from bot.core.authz import RoleMap
 from bot.core.freezes import Freeze
-from bot.core.model import Action, Outcome, Request, Scope
+from bot.core.model import Action, Outcome, Query, Request, Scope
 from bot.core.policy import Policy, policy_for
 
 
@@ -21,6 +21,7 @@ class CommandForm:
     scope: Scope | None
     usage: str
     what: str
+    look: bool = False  # a read-only look (builds, bundles): no request, so no --emergency
 
 
 class ProviderRules(Protocol):
@@ -32,8 +33,9 @@ class ProviderRules(Protocol):
     label: str  # for people
     forms: Sequence[CommandForm]
 
-    def parse(self, args: list[str]) -> Action:
-        """The words after the provider's name → its action, or raise `UsageError`."""
+    def parse(self, args: list[str]) -> Action | Query:
+        """The words after the provider's name → its action (or a look at what it has), or
+        raise `UsageError`."""
         ...
 
     def help_line(self) -> str | None:

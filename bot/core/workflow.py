@@ -38,6 +38,7 @@ from bot.core.commands import (
     Promote,
     Reject,
     Rollback,
+    Show,
     Status,
     Unlock,
     UsageError,
@@ -148,6 +149,10 @@ class Workflow:
             decision = authz.can_request(role_map, user, command.action.scope)
             if not decision:
                 return Reply(decision.reason)
+        elif isinstance(command, Show):
+            decision = authz.can_see(role_map, user, command.query.scope)
+            if not decision:
+                return Reply(decision.reason)
         elif not role_map.scopes_of(user):
             return Reply("You have no role in promote-bot, so you can't see or change requests.")
         elif isinstance(command, Lock | Unlock):
@@ -160,6 +165,8 @@ class Workflow:
         """Carry out a command that `check` let through (the part after the ack)."""
         if isinstance(command, Promote):
             return await self.lifecycle.ask(user, command.action, channel, command.emergency)
+        if isinstance(command, Show):
+            return await self.reads.show(command.query)
         if isinstance(command, Status):
             return self.reads.status(command.request_id)
         if isinstance(command, Pending):
@@ -171,7 +178,7 @@ class Workflow:
         if isinstance(command, Unlock):
             return await self.holds.unlock(user, command.pattern)
         if isinstance(command, History):
-            return self.reads.history(command.target)
+            return self.reads.history(command)
         if isinstance(command, Approve):
             return await self.lifecycle.approve(user, command.request_id, command.comment)
         if isinstance(command, Reject):

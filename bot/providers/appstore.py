@@ -4,7 +4,8 @@ Three actions: attach a build to an App Store version (what ships when that vers
 released), expire a build, declare a build's encryption. Versions and builds are looked up by
 version string and build number; the ids found are kept with the request, so what runs after
 approval is exactly what was shown. A PATCH whose fate is unclear is never repeated: the bot
-reads the state back instead.
+reads the state back instead. `/promote appstore builds <app>` lists an app's newest builds
+(appstore_list.py).
 
 The release train after these (TestFlight groups, App Review, releases, phased releases) is
 declared in appstore_train.py and run by its flows; this provider hands its steps to them,
@@ -20,12 +21,13 @@ from typing import ClassVar, Literal
 import httpx
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 
-from bot.core.commands import UsageError, resolve_alias, shown
+from bot.core.commands import UsageError, closest, resolve_alias, shown
 from bot.core.errors import ProviderError, ProviderNotFound, ProviderUncertain
 from bot.core.model import (
     Action,
     Drift,
     Fact,
+    Listing,
     Outcome,
     Preview,
     changed,
@@ -36,6 +38,7 @@ from bot.core.model import (
 )
 from bot.core.rules import CommandForm
 from bot.core.steps import Steps
+from bot.providers import appstore_list
 from bot.providers import appstore_train as train
 from bot.providers.appstore_api import (
     APP_ID,
@@ -113,6 +116,8 @@ class AppStoreDetach(_AppStoreAction):
     build to a version that had none. `build` is the build it takes off."""
 
     kind: Literal["appstore.detach"] = "appstore.detach"
+    doing: ClassVar[str] = "Detaching"
+    done: ClassVar[str] = "Detached"
     version: str
     version_id: str
 
@@ -128,6 +133,8 @@ class AppStoreDetach(_AppStoreAction):
 class AppStoreExpire(_AppStoreAction):
     kind: Literal["appstore.expire"] = "appstore.expire"
     reversible: ClassVar[bool] = False  # App Store Connect can't unexpire a build
+    doing: ClassVar[str] = "Expiring"
+    done: ClassVar[str] = "Expired"
 
     @property
     def title(self) -> str:
@@ -136,6 +143,8 @@ class AppStoreExpire(_AppStoreAction):
 
 class AppStoreEncryption(_AppStoreAction):
     kind: Literal["appstore.encryption"] = "appstore.encryption"
+    doing: ClassVar[str] = "Declaring encryption"
+    done: ClassVar[str] = "Encryption declared"
     uses_non_exempt_encryption: bool
 
     @property
@@ -170,8 +179,9 @@ USAGE = {
     "attach": "/promote appstore <app> <version> <build>   e.g. /promote appstore ios 2.4.0 153",
     "expire": "/promote appstore expire <app> <build>",
     "encryption": "/promote appstore encryption <app> <build> exempt|non-exempt",
+    "builds": appstore_list.USAGE,
 }
-_WORDS = {"attach": 3, "expire": 2, "encryption": 3}
+_WORDS = {"attach": 3, "expire": 2, "encryption": 3, "builds": 1}
 
 
 class AppStoreRules:
@@ -183,24 +193,42 @@ class AppStoreRules:
         CommandForm(SCOPE, USAGE["attach"], "attach a build to an App Store version"),
         CommandForm(SCOPE, USAGE["expire"], "expire an App Store build"),
         CommandForm(SCOPE, USAGE["encryption"], "declare a build's encryption"),
+        CommandForm(SCOPE, USAGE["builds"], "an app's newest builds and their states", look=True),
         *train.FORMS,
     )
 
     def __init__(self, section: AppStoreSection) -> None:
         self.section = section
 
-    def parse(self, args: list[str]) -> BuildAction | train.TrainAction:
+    def parse(
+        self, args: list[str]
+    ) -> BuildAction | train.TrainAction | appstore_list.AppStoreBuilds:
         sub = args[0].lower() if args else ""
         if sub in train.VERBS:  # the release train: appstore_train.py
             return train.parse(sub, args[1:], self.section.apps)
-        key = sub if sub in ("expire", "encryption") else "attach"
+        key = sub if sub in ("expire", "encryption", "builds") else "attach"
         usage = USAGE[key]
         rest = args[1:] if key != "attach" else args
+        apps = self.section.apps
+        if key == "attach" and sub and sub not in apps and not APP_ID.match(sub):
+            verbs = {**USAGE, **train.USAGE}
+            guess = closest(sub, [v for v in verbs if v != "attach"])
+            if guess:  # `appstore expier ios 153`: a command misspelt, not an unknown app
+                raise UsageError(
+                    f"Unknown App Store app or command {shown(args[0])}. "
+                    f"Did you mean `appstore {guess}`?",
+                    verbs[guess],
+                )
         if len(rest) != _WORDS[key]:
             said = "appstore" if key == "attach" else f"appstore {key}"
-            forms = "\n".join([*USAGE.values(), *train.USAGE.values()])
-            raise UsageError(f"`{said}` takes {_WORDS[key]} words after it.", forms)
-        app, app_id = resolve_alias(rest[0], self.section.apps, APP_ID, "App Store app", usage)
+            every = "\n".join([*USAGE.values(), *train.USAGE.values()])
+            words = f"{_WORDS[key]} word{'s' if _WORDS[key] > 1 else ''}"
+            raise UsageError(
+                f"`{said}` takes {words} after it.", every if key == "attach" else usage
+            )
+        app, app_id = resolve_alias(rest[0], apps, APP_ID, "App Store app", usage)
+        if key == "builds":
+            return appstore_list.AppStoreBuilds(app=app, app_id=app_id)
         if key == "attach":
             version = word(rest[1], "a version string like 2.4.0 (or a version id)", usage)
             build = word(rest[2], "a build number like 153 (or a build id)", usage)
@@ -333,7 +361,8 @@ class AppStoreProvider(HTTPProvider):
             )
         )
         if not found:
-            return f"{action.app} has no build numbered {action.build}."
+            there = await appstore_list.builds_there(self.http, action.app, action.app_id)
+            return f"{action.app} has no build numbered {action.build}{there}"
         if len(found) > 1:
             ids = ", ".join(r.id for r in found)
             return (
@@ -360,7 +389,8 @@ class AppStoreProvider(HTTPProvider):
             )
         )
         if not found:
-            return f"{action.app} has no App Store version {action.version}."
+            there = await appstore_list.versions_there(self.http, action.app_id)
+            return f"{action.app} has no App Store version {action.version}{there}"
         if len(found) > 1:
             platforms = ", ".join(str(r.attributes.get("platform")) for r in found)
             return (
@@ -368,6 +398,10 @@ class AppStoreProvider(HTTPProvider):
                 "name the version by its id."
             )
         return found[0]
+
+    async def show(self, query: appstore_list.AppStoreBuilds) -> Listing:
+        """`appstore builds`: the app's newest builds, with their version and beta state."""
+        return await appstore_list.builds(self.http, query)
 
     async def attached(self, version_id: str) -> Build | None:
         response = await self._get(

@@ -3,6 +3,7 @@
 Promote moves the active bundle of a project one stage: dev → staging → prod. The preview
 reads the active bundle of both environments so approvers see what will change. Activate makes
 an explicit version of an environment active again: how a promotion is rolled back.
+`/promote znyx bundles <project> [<env>]` lists the bundles there are.
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ from pydantic import (
     field_validator,
 )
 
-from bot.core.commands import WORD, UsageError, shown
+from bot.core.commands import WORD, UsageError, closest, did_you_mean, shown, unknown
 from bot.core.errors import ProviderError, ProviderNotFound, ProviderUncertain
 from bot.core.model import (
     Action,
     Drift,
     Fact,
+    Listing,
     Outcome,
     Preview,
+    Query,
     Sighting,
     moved,
     not_done,
@@ -90,6 +93,8 @@ class ZnyxActivate(Action):
     kind: Literal["znyx.activate"] = "znyx.activate"
     provider: ClassVar[str] = NAME
     scope: ClassVar[str] = SCOPE
+    doing: ClassVar[str] = "Activating"
+    done: ClassVar[str] = "Activated"
     org_id: str
     project: str  # the alias people type
     project_id: str
@@ -110,6 +115,17 @@ class ZnyxActivate(Action):
 
 
 ZnyxAction = ZnyxPromote | ZnyxActivate
+
+
+class ZnyxBundles(Query):
+    """The bundles of a project's environments: versions, policy hashes, the active one."""
+
+    provider: ClassVar[str] = NAME
+    scope: ClassVar[str] = SCOPE
+    org_id: str
+    project: str
+    project_id: str
+    envs: tuple[str, ...]
 
 
 SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9_]{2,}$")
@@ -154,7 +170,11 @@ ACTIVATE_USAGE = (
     "/promote znyx <project> activate <env> <version>"
     "   e.g. /promote znyx guardrails activate prod 7"
 )
+BUNDLES_USAGE = (
+    "/promote znyx bundles <project> [<env>]   e.g. /promote znyx bundles guardrails prod"
+)
 _VERSION = re.compile(r"^[vV]?([0-9]{1,9})$")
+LISTED = 10  # bundles `znyx bundles` shows of each environment, newest first
 
 
 class ZnyxRules:
@@ -165,6 +185,9 @@ class ZnyxRules:
     forms = (
         CommandForm(SCOPE, USAGE, "promote a Znyx policy bundle one stage"),
         CommandForm(SCOPE, ACTIVATE_USAGE, "make an explicit bundle version active"),
+        CommandForm(
+            SCOPE, BUNDLES_USAGE, "the bundles of a project: versions, hashes, active", look=True
+        ),
     )
 
     def __init__(self, section: ZnyxSection) -> None:
@@ -178,8 +201,13 @@ class ZnyxRules:
         projects = self.section.projects
         alias = project if project in projects else self._by_id.get(project)
         if alias is None:
-            known = ", ".join(sorted(projects)) or "none configured"
-            raise UsageError(f"Unknown Znyx project {shown(project)}. Known: {known}.", usage)
+            if closest(project, ["bundles"]):  # `znyx bundels …`: the command misspelt
+                raise UsageError(
+                    f"Unknown Znyx project or command {shown(project)}. "
+                    "Did you mean `znyx bundles`?",
+                    BUNDLES_USAGE,
+                )
+            raise unknown("Znyx project", project, projects, usage)
         return alias
 
     @staticmethod
@@ -187,11 +215,19 @@ class ZnyxRules:
         env = word.lower()
         if env not in STAGES:
             raise UsageError(
-                f"Unknown environment {shown(word)}. Environments: {', '.join(STAGES)}.", usage
+                f"Unknown environment {shown(word)}.{did_you_mean(env, STAGES)} "
+                f"Environments: {', '.join(STAGES)}.",
+                usage,
             )
         return env
 
-    def parse(self, args: list[str]) -> ZnyxAction:
+    def parse(self, args: list[str]) -> ZnyxAction | ZnyxBundles:
+        if args and args[0].lower() == "bundles":
+            return self._parse_bundles(args[1:])
+        if len(args) == 4 and args[1].lower() != "activate" and closest(args[1], ["activate"]):
+            raise UsageError(
+                f"Unknown Znyx command {shown(args[1])}. Did you mean `activate`?", ACTIVATE_USAGE
+            )
         if len(args) >= 2 and args[1].lower() == "activate":
             return self._parse_activate(args)
         if len(args) != 2:
@@ -210,6 +246,20 @@ class ZnyxRules:
             )
         return ZnyxPromote(
             org_id=self.section.org, project=alias, project_id=projects[alias], source_env=env
+        )
+
+    def _parse_bundles(self, args: list[str]) -> ZnyxBundles:
+        if len(args) not in (1, 2):
+            raise UsageError(
+                "`znyx bundles` takes a project, and an environment if you like.", BUNDLES_USAGE
+            )
+        alias = self._project(args[0], BUNDLES_USAGE)
+        envs = (self._env(args[1], BUNDLES_USAGE),) if len(args) == 2 else STAGES
+        return ZnyxBundles(
+            org_id=self.section.org,
+            project=alias,
+            project_id=self.section.projects[alias],
+            envs=envs,
         )
 
     def _parse_activate(self, args: list[str]) -> ZnyxActivate:
@@ -315,14 +365,14 @@ class ZnyxProvider(BearerProvider):
     error_detail = staticmethod(error_detail)
 
     @staticmethod
-    def _env_path(action: ZnyxAction, env: str) -> str:
+    def _env_path(action: ZnyxAction | ZnyxBundles, env: str) -> str:
         return _path(action.org_id, action.project_id, env)
 
     async def active_bundle(self, action: ZnyxAction, env: str) -> Bundle | None:
         """The active bundle of `env`, or None when it has none."""
         return next((b for b in await self.bundles(action, env) if b.is_active), None)
 
-    async def bundles(self, action: ZnyxAction, env: str) -> list[Bundle]:
+    async def bundles(self, action: ZnyxAction | ZnyxBundles, env: str) -> list[Bundle]:
         return await self._bundles(action.org_id, action.project_id, action.project, env)
 
     async def _bundles(self, org_id: str, project_id: str, project: str, env: str) -> list[Bundle]:
@@ -338,6 +388,35 @@ class ZnyxProvider(BearerProvider):
             raise ProviderError(
                 "Znyx", f"Znyx sent an unreadable bundle list: {unreadable(exc)}"
             ) from exc
+
+    async def show(self, query: ZnyxBundles) -> Listing:
+        """`znyx bundles`: each environment's bundles, newest first, the active one marked."""
+        read = await asyncio.gather(
+            *(self.bundles(query, env) for env in query.envs), return_exceptions=True
+        )
+        rows: list[tuple[str, ...]] = []
+        notes: list[str] = []
+        for env, found in zip(query.envs, read, strict=True):
+            if isinstance(found, ProviderNotFound) and len(query.envs) > 1:
+                notes.append(f"{query.project} has no {env} environment.")
+                continue
+            if isinstance(found, BaseException):
+                raise found
+            newest = sorted(found, key=lambda b: b.version, reverse=True)
+            active = next((b for b in newest if b.is_active), None)
+            shown = newest[:LISTED] + [b for b in newest[LISTED:] if b is active]
+            rows += [_bundle_row(env, b) for b in shown]
+            if len(newest) > len(shown):
+                notes.append(
+                    f"{env}: the newest {LISTED} of {len(newest)} bundles, and the active one."
+                )
+            if active is None:
+                notes.append(f"No bundle is active in {env}.")
+        columns = ("env", "version", "policy hash", "active", "published", "by")
+        title = f"Znyx bundles of {query.project}" + (
+            f" in {query.envs[0]}" if len(query.envs) == 1 else ""
+        )
+        return Listing(title, columns, tuple(rows), tuple(notes))
 
     async def preview(self, action: ZnyxAction) -> Preview:
         if isinstance(action, ZnyxActivate):
@@ -706,6 +785,13 @@ def _sighting(alias: str, project_id: str, env: str, bundles: list[Bundle]) -> S
         record=_record(env, active),
         before=describe(before) if before else None,
     )
+
+
+def _bundle_row(env: str, bundle: Bundle) -> tuple[str, ...]:
+    published = bundle.published_at.replace("T", " ")[:16]
+    active = "active" if bundle.is_active else ""
+    by = bundle.published_by or "—"
+    return (env, f"v{bundle.version}", short_hash(bundle.policy_hash), active, published, by)
 
 
 def _facts(bundle: Bundle, src: str, dst: str) -> list[Fact]:

@@ -78,7 +78,9 @@ def seed_whop(whop: FakeWhop) -> None:
 def seed_appstore(asc: FakeAppStore, key: ec.EllipticCurvePrivateKey) -> None:
     asc.issuer_id = ASC_ISSUER
     asc.keys = {ASC_KEY_ID: key.public_key()}
-    asc.add_build(IOS_APP, "150", expired=True, uses_non_exempt_encryption=False)
+    asc.add_build(
+        IOS_APP, "150", expired=True, uses_non_exempt_encryption=False, short_version="2.3.0"
+    )
     attached = asc.add_build(IOS_APP, "152", uses_non_exempt_encryption=False)
     asc.add_build(IOS_APP, "153")
     asc.add_build(IOS_APP, "154", processing="PROCESSING")
@@ -96,8 +98,10 @@ def seed_release_train(asc: FakeAppStore, testing: str) -> None:
     train.add_beta_review(testing, "APPROVED")
     train.add_group(IOS_APP, "External Testers")
     asc.add_build(IOS_APP, "155", uses_non_exempt_encryption=False)
-    approved = asc.add_build(IOS_APP, "151", uses_non_exempt_encryption=False)
-    live = asc.add_build(IOS_APP, "148", uses_non_exempt_encryption=False)
+    approved = asc.add_build(
+        IOS_APP, "151", uses_non_exempt_encryption=False, short_version="2.3.1"
+    )
+    live = asc.add_build(IOS_APP, "148", uses_non_exempt_encryption=False, short_version="2.3.0")
     v231 = asc.add_version(
         IOS_APP, "2.3.1", state="PENDING_DEVELOPER_RELEASE", build_id=approved.id
     )

@@ -196,10 +196,40 @@ MIGRATIONS: list[tuple[int, str]] = [
         " done_at TIMESTAMPTZ, detail TEXT, seq BIGINT GENERATED ALWAYS AS IDENTITY);"
         " CREATE INDEX IF NOT EXISTS notices_due ON notices (state, next_at)",
     ),
+    # `history <pattern>` matches targets with LIKE: an index whose operator class serves a
+    # pattern's literal start whatever the database's collation.
+    (5, "CREATE INDEX IF NOT EXISTS audit_target_pattern ON audit (target text_pattern_ops)"),
     # Drift, webhooks, sightings and notes (bot/store/postgres_truth.py).
-    (5, postgres_truth.MIGRATION),
+    (6, postgres_truth.MIGRATION),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def history_query(
+    target: str | None, request_id: int | None, limit: int
+) -> tuple[sql.Composed, list[Any]]:
+    """The statement `history` runs, and its parameters: a pattern is matched with LIKE, which
+    the audit_target_pattern index serves for its literal start."""
+    clauses: list[sql.Composable] = []
+    params: list[Any] = []
+    if target and any(c in target for c in "*?"):
+        clauses.append(sql.SQL("target LIKE %s ESCAPE '\\'"))
+        params.append(like_pattern(target))
+    elif target:
+        clauses.append(sql.SQL("target = %s"))
+        params.append(target)
+    if request_id is not None:
+        clauses.append(sql.SQL("request_id = %s"))
+        params.append(request_id)
+    where_sql = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
+    query = sql.SQL("SELECT * FROM audit {} ORDER BY id DESC LIMIT %s").format(where_sql)
+    return query, [*params, limit]
+
+
+def like_pattern(pattern: str) -> str:
+    """An fnmatch pattern (`*`, `?`) as LIKE reads it, `%`, `_` and `\\` taken literally."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
 
 
 def _secrets(url: str) -> set[str]:
@@ -861,18 +891,11 @@ class PostgresStore(_store_errors(TruthRows)):
     def history(
         self, target: str | None = None, limit: int = 20, *, request_id: int | None = None
     ) -> list[AuditEntry]:
-        """The newest `limit` audit entries, newest first, for one target or request if given."""
-        clauses: list[sql.Composable] = []
-        params: list[Any] = []
-        if target:
-            clauses.append(sql.SQL("target = %s"))
-            params.append(target)
-        if request_id is not None:
-            clauses.append(sql.SQL("request_id = %s"))
-            params.append(request_id)
-        where_sql = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
-        query = sql.SQL("SELECT * FROM audit {} ORDER BY id DESC LIMIT %s").format(where_sql)
-        rows = self._rows(query, [*params, limit])
+        """The newest `limit` audit entries, newest first: of the targets `target` matches (a
+        target, or a pattern with `*` and `?` as fnmatch reads them) and of one request, if
+        given."""
+        query, params = history_query(target, request_id, limit)
+        rows = self._rows(query, params)
         return [
             AuditEntry(
                 at=r["at"],

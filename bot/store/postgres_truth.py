@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 _WAITING = [State.PENDING.value, State.APPROVED.value]  # the states people act in
 
-# Schema version 5: what this part keeps.
+# Schema version 6: what this part keeps.
 MIGRATION = (
     "ALTER TABLE requests ADD COLUMN IF NOT EXISTS drift TEXT;"
     " ALTER TABLE requests ADD COLUMN IF NOT EXISTS drift_next_at TIMESTAMPTZ;"

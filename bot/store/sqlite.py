@@ -86,8 +86,11 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "CREATE INDEX IF NOT EXISTS notices_due ON notices (state, next_at)",
         ),
     ),
+    # `history <request>` reads a request's events; `history <pattern>` matches targets with
+    # GLOB, which the audit_target index serves for a pattern's literal start.
+    (6, ("CREATE INDEX IF NOT EXISTS audit_request ON audit (request_id)",)),
     # Drift, webhooks, sightings and notes (bot/store/sqlite_truth.py).
-    (6, sqlite_truth.MIGRATION),
+    (7, sqlite_truth.MIGRATION),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
@@ -769,9 +772,14 @@ class SqliteStore(_store_errors(TruthRows)):
     def history(
         self, target: str | None = None, limit: int = 20, *, request_id: int | None = None
     ) -> list[AuditEntry]:
-        """The newest `limit` audit entries, newest first, for one target or request if given."""
+        """The newest `limit` audit entries, newest first: of the targets `target` matches (a
+        target, or a pattern with `*` and `?` as fnmatch reads them) and of one request, if
+        given."""
         clauses, params = [], []
-        if target:
+        if target and any(c in target for c in "*?"):
+            clauses.append("target GLOB ?")  # case-sensitive as fnmatchcase; uses audit_target
+            params.append(target.replace("[", "[[]"))
+        elif target:
             clauses.append("target = ?")
             params.append(target)
         if request_id is not None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 _WAITING = f"'{State.PENDING.value}', '{State.APPROVED.value}'"  # the states people act in
 
-# Schema version 6: what this part keeps.
+# Schema version 7: what this part keeps.
 MIGRATION = (
     "ALTER TABLE requests ADD COLUMN drift TEXT",
     "ALTER TABLE requests ADD COLUMN drift_next_at TEXT",

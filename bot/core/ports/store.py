@@ -187,7 +187,8 @@ class AuditStore(Protocol):
     def history(
         self, target: str | None = None, limit: int = 20, *, request_id: int | None = None
     ) -> list[AuditEntry]:
-        """Newest first."""
+        """Newest first; of the targets `target` matches (a target, or a pattern with `*` and
+        `?` as fnmatchcase reads them, matched in SQL on an index) and of one request."""
         ...
 
 
