@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -63,6 +64,8 @@ from bot.transports.slack.inbox import Inbox
 from bot.transports.slack.startup import SOCKET_LOG, SocketMode, app_token_rejected, identify
 from bot.transports.slack.workers import WorkPool
 from bot.web import LISTENING, WebServer
+from bot.webhooks import PATH as WEBHOOK_PATH
+from bot.webhooks import ZnyxWebhooks
 
 if TYPE_CHECKING:
     from bot.transports.shell import Shell
@@ -109,6 +112,7 @@ class Checked:
     providers: dict[str, Provider]
     store: AnyStore
     metrics: Metrics = field(default_factory=Metrics)
+    webhooks: ZnyxWebhooks | None = None  # POST /webhooks/znyx, when ZNYX_WEBHOOK_SECRET is set
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -131,6 +135,13 @@ class SlackBot:
     inbox: Inbox
     pool: WorkPool
     metrics: Metrics = field(default_factory=Metrics)
+    webhooks: ZnyxWebhooks | None = None  # POST /webhooks/znyx, when ZNYX_WEBHOOK_SECRET is set
+
+    def web_routes(self, app: web.Application) -> web.Application:
+        """Add what `serve` answers on PORT besides Slack and the health endpoints."""
+        if self.webhooks is not None:
+            self.webhooks.add_routes(app)
+        return app
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -191,7 +202,9 @@ async def check_start(
             store.close()
         raise ConfigError("\n".join(problems))
     assert rules is not None and store is not None
-    return Checked(settings, rules, providers, store)
+    checked = Checked(settings, rules, providers, store)
+    checked.webhooks = znyx_webhooks(rules, store, provider_settings, checked.metrics.count_webhook)
+    return checked
 
 
 async def connect_slack(
@@ -256,9 +269,19 @@ async def connect_slack(
     providers = checked.providers
     measured = {name: metrics.measure(provider) for name, provider in providers.items()}
     chat = SlackChat(client, identity.get("url"))
-    workflow = Workflow(rules, store, measured, chat, clock=clock, lease=lease)
+    workflow = Workflow(
+        rules,
+        store,
+        measured,
+        chat,
+        clock=clock,
+        lease=lease,
+        drift_every=settings.promote_bot_drift_seconds,
+    )
     workflow.observers.append(metrics.on_audit)
     metrics.watch_store(store, workflow.owner)
+    metrics.watch_drift(workflow.drift, providers)
+    webhooks = checked.webhooks.attach(workflow) if checked.webhooks is not None else None
     live = LiveRules(
         workflow,
         settings.promote_bot_config,
@@ -281,7 +304,26 @@ async def connect_slack(
         pool=pool,
     )
     time_acks(app, metrics)
-    return SlackBot(settings, store, providers, workflow, app, live, session, inbox, pool, metrics)
+    return SlackBot(
+        settings, store, providers, workflow, app, live, session, inbox, pool, metrics, webhooks
+    )
+
+
+def znyx_webhooks(
+    rules: Rules,
+    store: AnyStore,
+    provider_settings: Mapping[str, Any] | None,
+    count: Callable[[str], None] | None = None,
+) -> ZnyxWebhooks | None:
+    """The receiver of Znyx's webhooks, when ZNYX_WEBHOOK_SECRET is set and Znyx configured
+    (it records deliveries from the start; `attach` it to the workflow to work on them)."""
+    secret = PROVIDERS["znyx"].load_settings(provider_settings).znyx_webhook_secret
+    if secret is None:
+        return None
+    if "znyx" not in rules.providers:
+        log.warning("ZNYX_WEBHOOK_SECRET is set but the config has no [znyx]: no webhooks")
+        return None
+    return ZnyxWebhooks(store, secret.get_secret_value(), count=count)
 
 
 async def start_slack_bot(
@@ -360,6 +402,8 @@ def scheduler_for(bot: SlackBot) -> Scheduler:
         await bot.inbox.recover(bot.pool.wake)
 
     scheduler.add("inbox", inbox, INBOX_SECONDS)
+    if bot.webhooks is not None:
+        bot.webhooks.schedule(scheduler)
     bot.live.schedule(scheduler)
     bot.metrics.watch_jobs(scheduler)
     return scheduler
@@ -406,6 +450,8 @@ async def serve(settings: Settings, problems: Sequence[str] = ()) -> None:
         application = slack_web_app(endpoint, SLACK_PATH)
         application.middlewares.append(_refusing_while(health.stopping))
         health.add_routes(application)
+    if checked.webhooks is not None:  # recorded from the start, worked on once Slack answered
+        checked.webhooks.add_routes(application)
     bot: SlackBot | None = None
     scheduler = Scheduler()
     try:
@@ -495,8 +541,10 @@ async def shell(settings: Settings, args: argparse.Namespace) -> int:
             print(text, flush=True)
 
     async with AsyncExitStack() as stack:
+        fakes: sandbox.Sandbox | None = None
         if args.sandbox:
-            overrides: dict[str, Any] | None = await sandbox.start_sandbox(stack)
+            fakes = await sandbox.start_world(stack)
+            overrides: dict[str, Any] | None = fakes.settings
             own = read_toml(args.config, setting="--config: ") if args.config else None
             rules = parse_config(
                 sandbox.rehearsal_config(own), source=str(args.config or "sandbox")
@@ -517,18 +565,43 @@ async def shell(settings: Settings, args: argparse.Namespace) -> int:
             stack.push_async_callback(provider.aclose)
         chat = ShellChat(write)
         lease = timedelta(seconds=settings.promote_bot_lease_seconds)
-        workflow = Workflow(rules, store, providers, chat, lease=lease)
+        drift = settings.promote_bot_drift_seconds
+        workflow = Workflow(rules, store, providers, chat, lease=lease, drift_every=drift)
         await workflow.recover()
         await workflow.sweep()
         scheduler = Scheduler()
         workflow.schedule(scheduler)
+        extras = await _sandbox_webhooks(stack, fakes, workflow, scheduler) if fakes else {}
         async with scheduler:
-            shell = Shell(workflow, user, write, may_switch_user=args.sandbox)
+            shell = Shell(workflow, user, write, may_switch_user=args.sandbox, extras=extras)
             if not editing:
                 return await shell.run()
             known = sandbox.USERS if args.sandbox and args.config is None else {}
             return await _edit_lines(shell, known)
     return 0
+
+
+async def _sandbox_webhooks(
+    stack: AsyncExitStack, fakes: Any, workflow: Workflow, scheduler: Scheduler
+) -> dict[str, Any]:
+    """In the sandbox, Znyx's changes come as signed webhooks to a receiver of the shell's
+    own (on a port the OS picks), and `znyx-ui` changes Znyx as someone using its UI would."""
+    from bot.sandbox import world as sandbox
+    from bot.transports.shell import Extra
+
+    secret = secrets.token_hex(16)
+    receiver = ZnyxWebhooks(workflow.store, secret).attach(workflow)
+    receiver.schedule(scheduler)
+    server = await stack.enter_async_context(WebServer(receiver.add_routes(web.Application())))
+    fakes.znyx.webhooks.append((server.url + WEBHOOK_PATH, secret))
+
+    async def ui(user: str, words: list[str]) -> str:
+        said = sandbox.znyx_ui(fakes.znyx, user, words)
+        await fakes.znyx.delivered()  # Znyx's webhook reached the receiver (and was recorded)
+        await receiver.work()  # read now, so what it changed shows before the next prompt
+        return said
+
+    return {"znyx-ui": Extra(sandbox.ZNYX_UI_USAGE, ui)}
 
 
 async def _edit_lines(shell: Shell, people: Mapping[str, str]) -> int:

@@ -47,6 +47,7 @@ BACKOFFICE = "app_backoffice01"
 WHOP_KEY = "whop-api-key-test"
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 ZNYX_TOKEN = "znyx-ci-token"
+ZNYX_WEBHOOK_SECRET = "znyx-webhook-secret-0123456789"
 
 ALICE = "U0ALICE"  # release manager: requests and approves everything
 BOB = "U0BOB"  # policy engineer: bundle:publish
@@ -170,6 +171,7 @@ class World:
     slack_url: str
     clock: ManualClock = field(default_factory=ManualClock)
     provider_settings: dict = field(default_factory=dict)
+    bot_url: str = ""  # where the bot answers HTTP (Slack's events, Znyx's webhooks)
 
     def posted(self) -> list[dict]:
         """Release messages (top-level posts), in order."""
@@ -379,11 +381,12 @@ async def world(
             "asc_key_id": ASC_KID,
             "asc_private_key": ASC_PEM,
             "asc_private_key_path": None,
+            "znyx_webhook_secret": ZNYX_WEBHOOK_SECRET,
         }
         bot = await start_slack_bot(
             settings, provider_settings, clock=clock, slack_timeout=slack_timeout
         )
-        web_app = slack_web_app(bot.app, SLACK_PATH)
+        web_app = bot.web_routes(slack_web_app(bot.app, SLACK_PATH))
         async with WebServer(web_app) as bot_server:
             sender = SlackSender(bot_server.url, SIGNING_SECRET, slack_server.url)
             try:
@@ -399,6 +402,7 @@ async def world(
                     slack_server.url,
                     clock,
                     provider_settings,
+                    bot_server.url,
                 )
             finally:
                 await sender.aclose()

@@ -70,6 +70,8 @@ class Steps:
         self.clock = clock
         self.guard = guard
         self._records = {r.name: r for r in (records or [])}
+        # Reading only (an `unknown` request looked at again): a step never sent stays unsent.
+        self.reading_only = False
 
     @classmethod
     def in_memory(cls, clock: Callable[[], datetime] | None = None) -> Steps:
@@ -119,6 +121,8 @@ class Steps:
             return record.result
         if record is not None:
             return await self._decide(name, provider, find)
+        if self.reading_only:
+            raise ProviderError(provider, f"not sent: the step '{name}' was never sent")
         if self.guard is not None and not self._records:  # right before the first write
             why = self.guard()
             if why:

@@ -10,6 +10,7 @@ It wires the concerns together and hands each call to the one that owns it:
 - read_models.py status, history, pending, the App Home
 - audit.py       the audit log
 - notify.py      direct messages: who is owed one, and sending them exactly once
+- drift.py       open requests' previews read again; truth.py what a provider says changed
 - scheduler.py   the timed work of all of them (`schedule`)
 
 Methods return a `Reply` for the person who acted (shown only to them) or None when the
@@ -45,16 +46,18 @@ from bot.core.commands import (
 )
 from bot.core.context import DEFAULT_DEADLINE, DEFAULT_LEASE, Context, process_name, utc_now
 from bot.core.delivery import Delivery
+from bot.core.drift import TICK_SECONDS, DriftWatch
 from bot.core.execution import Execution
 from bot.core.inflight import InFlight, Leases
 from bot.core.lifecycle import Lifecycle
 from bot.core.locking import Holds
-from bot.core.model import AuditEntry, Reply
+from bot.core.model import AuditEntry, Reply, Sighting
 from bot.core.notify import Notices
 from bot.core.ports import Chat, Provider, Store
 from bot.core.read_models import ReadModels
 from bot.core.rules import Rules
 from bot.core.scheduler import Scheduler
+from bot.core.truth import Truth
 
 __all__ = ["Reply", "Workflow", "utc_now"]
 
@@ -75,7 +78,9 @@ class Workflow:
         lease: timedelta = DEFAULT_LEASE,
         deadline: timedelta = DEFAULT_DEADLINE,
         owner: str | None = None,
+        drift_every: float = 300.0,
     ) -> None:
+        """`drift_every`: seconds between two reads of an open request's preview."""
         ctx = Context(
             rules, store, providers, chat, clock, lease, deadline, owner or process_name()
         )
@@ -95,6 +100,8 @@ class Workflow:
             ctx, self.audit, self.holds, self.delivery, self.execution, self.notices
         )
         self.reads = ReadModels(ctx, self.delivery, self.holds)
+        self.drift = DriftWatch(ctx, self.audit, self.delivery, every=drift_every)
+        self.truth = Truth(ctx, self.audit, self.delivery, self.drift, self.notices)
         # Called with each audit entry once it is recorded (metrics); must not raise or block.
         self.observers: list[Callable[[AuditEntry], None]] = self.audit.observers
 
@@ -189,8 +196,10 @@ class Workflow:
     # --- buttons -----------------------------------------------------------------------
 
     async def approve(self, user: str, request_id: int, comment: str | None = None) -> Reply | None:
-        """Approve (the button, or a form with what the approver says, as typed)."""
-        return await self.lifecycle.approve(user, request_id, comment)
+        """Approve (the button, or a form with what the approver says, as typed), unless the
+        preview no longer holds: then say why, and write nothing."""
+        refusal = await self.drift.refusal(user, request_id)
+        return refusal or await self.lifecycle.approve(user, request_id, comment)
 
     async def reject(self, user: str, request_id: int, reason: str | None) -> Reply | None:
         """Reject, saying why (as typed; required)."""
@@ -212,6 +221,14 @@ class Workflow:
         target = request.action.target if request else None
         self.audit.record(request_id if request else None, user, f"{what} refused", target, why)
 
+    async def sighted(
+        self, sightings: list[Sighting], *, channel: str | None, wait: bool = True
+    ) -> bool:
+        """What a provider shows of things it said changed (a Znyx webhook): resolve, confirm,
+        tell changes made outside the bot in `channel`; False to be called again shortly
+        (one of them is being promoted now, and `wait`)."""
+        return await self.truth.sighted(sightings, channel=channel, wait=wait)
+
     async def adopt(self, request_id: int, channel: str, ts: str) -> bool:
         """A click revealed a copy of the release message: keep it in step from now on."""
         return await self.delivery.adopt(request_id, channel, ts)
@@ -227,9 +244,12 @@ class Workflow:
     # --- timed work and shutdown -------------------------------------------------------
 
     async def deliver_due(self) -> int:
-        """Bring every message that lags behind the store up to date, and send the direct
-        messages owed; how many of both."""
-        return await self.delivery.deliver_due() + await self.notices.deliver_due()
+        """Bring every message that lags behind the store up to date, send the direct
+        messages owed, and post the notes Slack failed to take; how many messages and
+        direct messages."""
+        done = await self.delivery.deliver_due() + await self.notices.deliver_due()
+        await self.truth.notes.post_due()
+        return done
 
     async def recover(self) -> int:
         """Resolve executions whose process is gone, by reading the providers; how many."""
@@ -239,6 +259,7 @@ class Workflow:
         """Expire overdue requests, forget old delivery keys, redraw messages a freeze window
         opening or closing changed; how many expired."""
         self.store.forget_deliveries(self.clock())
+        self.truth.forget()
         expired = await self.lifecycle.expire_due()
         await self.holds.redraw_changed()
         return expired
@@ -248,7 +269,8 @@ class Workflow:
         return await self.delivery.redraw()
 
     def schedule(self, scheduler: Scheduler) -> None:
-        """The core's timed work, as named jobs: expiry, recovery, delivery, leases."""
+        """The core's timed work, as named jobs: expiry, recovery, delivery, leases, previews
+        read again (drift), and `unknown` requests looked at again (settle)."""
 
         async def renew() -> None:
             self.leases.renew_all()
@@ -257,6 +279,9 @@ class Workflow:
         scheduler.add("expire", self.sweep, EXPIRE_SECONDS)
         scheduler.add("deliver", self.deliver_due, DELIVER_SECONDS)
         scheduler.add("leases", renew, self.leases.every, first=self.leases.every)
+        scheduler.add("drift", self.drift.tick, TICK_SECONDS, timeout=60.0)
+        every = self.drift.every.total_seconds()
+        scheduler.add("settle", self.truth.settle, every, first=every)
 
     @asynccontextmanager
     async def working(self) -> AsyncIterator[None]:

@@ -28,6 +28,7 @@ from psycopg.types.string import StrDumperUnknown
 from bot.core.model import (
     Approval,
     AuditEntry,
+    Drift,
     Lock,
     NewRequest,
     NoticeRecord,
@@ -42,7 +43,9 @@ from bot.core.model import (
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
 from bot.core.redact import uri_passwords, uri_userinfo
+from bot.store import postgres_truth
 from bot.store.answering import Answering, Cut, Watchdog
+from bot.store.postgres_truth import TruthRows
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -199,6 +202,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     # A write to Slack whose answer was lost may land later, over a newer one: the release
     # message is looked at again once it no longer can (bot/core/delivery.py).
     (6, "ALTER TABLE requests ADD COLUMN IF NOT EXISTS msg_recheck_at TIMESTAMPTZ"),
+    # Drift, webhooks, sightings and notes (bot/store/postgres_truth.py).
+    (7, postgres_truth.MIGRATION),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -339,7 +344,7 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 
 @_store_errors
-class PostgresStore:
+class PostgresStore(_store_errors(TruthRows)):
     # Its calls wait on a network: where a call must not hold the event loop up (health
     # checks, metrics, the ack's one insert), it is made on a worker thread (`call_store`).
     off_loop = True
@@ -1113,6 +1118,7 @@ def _request(row: dict[str, Any], approvals: list[Approval]) -> Request:
         msg_version=row["msg_version"],
         copies=json.loads(row["copies"] or "[]"),
         msg_recheck_at=row.get("msg_recheck_at"),
+        drift=Drift.model_validate_json(row["drift"]) if row.get("drift") else None,
     )
 
 

@@ -20,6 +20,7 @@ import sqlite_utils
 from bot.core.model import (
     Approval,
     AuditEntry,
+    Drift,
     Lock,
     NewRequest,
     NoticeRecord,
@@ -33,6 +34,8 @@ from bot.core.model import (
 )
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
+from bot.store import sqlite_truth
+from bot.store.sqlite_truth import TruthRows
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -89,6 +92,8 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     # A write to Slack whose answer was lost may land later, over a newer one: the release
     # message is looked at again once it no longer can (bot/core/delivery.py).
     (7, ("ALTER TABLE requests ADD COLUMN msg_recheck_at TEXT",)),
+    # Drift, webhooks, sightings and notes (bot/store/sqlite_truth.py).
+    (8, sqlite_truth.MIGRATION),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
@@ -139,7 +144,7 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 
 @_store_errors
-class SqliteStore:
+class SqliteStore(_store_errors(TruthRows)):
     # A local file, answered in microseconds, on the one thread its connection belongs to:
     # called where it is needed, never on a worker thread (`call_store`).
     off_loop = False
@@ -1023,6 +1028,7 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         msg_version=row.get("msg_version", 1),
         copies=json.loads(row.get("copies") or "[]"),
         msg_recheck_at=_at(row.get("msg_recheck_at")),
+        drift=Drift.model_validate_json(row["drift"]) if row.get("drift") else None,
     )
 
 

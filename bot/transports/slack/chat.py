@@ -237,6 +237,20 @@ class SlackChat:
         )
         return found is not None
 
+    async def post_note(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
+        """A message of the bot's own, in the core's markup (mrkdwn): in the channel, or under
+        a release message."""
+        response = await self._call(
+            self.client.chat_postMessage(
+                channel=channel,
+                thread_ts=thread_ts,
+                text=text,
+                blocks=blocks.note(text),
+                unfurl_links=False,
+            )
+        )
+        return str(response["ts"])
+
     async def tell(self, channel: str, user: str, text: str) -> None:
         """An answer only `user` sees in `channel`, when their response_url failed."""
         await self._call(self.client.chat_postEphemeral(channel=channel, user=user, text=text))
