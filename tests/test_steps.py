@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.core.errors import ProviderRejected, ProviderTimeout
+from bot.core.errors import ProviderAuthError, ProviderRejected, ProviderTimeout
 from bot.core.model import NewRequest, Preview
 from bot.core.steps import Steps, StepUncertain
 from bot.providers.znyx import ZnyxPromote
@@ -144,6 +144,37 @@ async def test_a_step_no_read_can_decide_is_uncertain(store_factory: Factory) ->
         )
     assert told.value.fate == "unknown" and told.value.step == "only"
     assert provider.sent == []
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [ProviderAuthError("Fake", "key refused (HTTP 401)"), TimeoutError()],
+    ids=["refused", "timeout"],
+)
+async def test_a_lost_step_whose_read_fails_is_uncertain_never_not_done(
+    store_factory: Factory, refusal: Exception
+) -> None:
+    store = store_factory()
+    request_id = _request(store)
+    provider = Provider()
+    provider.fail["add"] = ProviderTimeout("Fake", "no answer")  # sent, and it landed
+    provider.landed.add("add")
+    with pytest.raises(ProviderTimeout):
+        await provider.run(Steps(store, request_id, _clock))
+
+    async def refused() -> dict[str, str] | None:
+        raise refusal
+
+    journal = Steps.load(store, request_id, _clock)
+    with pytest.raises(StepUncertain) as told:
+        await journal.write("add", provider.send("add"), provider="Fake", find=refused)  # type: ignore[arg-type]
+    assert told.value.fate == "unknown" and told.value.step == "add"
+    assert "reading whether it took effect failed" in told.value.message
+    assert provider.sent == ["create", "add"]  # never sent again
+    assert [(r.name, r.done) for r in Steps.load(store, request_id, _clock)] == [
+        ("create", True),
+        ("add", False),  # still undecided: a later read may tell
+    ]
 
 
 async def test_a_refused_write_may_be_sent_again(store_factory: Factory) -> None:

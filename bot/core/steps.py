@@ -149,7 +149,20 @@ class Steps:
         record = self._records.get(name)
         if record is not None and record.done:
             return record.result
-        found = await find() if find is not None else None
+        try:
+            found = await find() if find is not None else None
+        except (StepUncertain, StepNotDone):
+            raise  # the read could tell, and says so
+        except (ProviderError, TimeoutError) as exc:
+            # A step marked sent may have landed: a read that fails tells nothing, so it is
+            # never taken for "not done" (nor its error's fate for the step's).
+            why = exc.message if isinstance(exc, ProviderError) else "it took too long"
+            raise StepUncertain(
+                provider,
+                name,
+                f"the step '{name}' was sent to {provider} and its answer was lost, and "
+                f"reading whether it took effect failed ({why})",
+            ) from exc
         if found is None and find is None:
             raise StepUncertain(
                 provider,
