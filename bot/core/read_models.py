@@ -11,6 +11,7 @@ from bot.core.context import Context
 from bot.core.delivery import Delivery
 from bot.core.errors import ProviderError
 from bot.core.locking import Holds
+from bot.core.markup import literal
 from bot.core.model import Query, Reply, Request, State
 
 HISTORY_LIMIT = 20
@@ -58,7 +59,7 @@ class ReadModels:
         try:
             listing = await provider.show(query)
         except ProviderError as exc:
-            return Reply(f"{exc.message}.")
+            return Reply(f"{literal(exc.message)}.")  # the provider's words, as text
         return Reply(texts.listing_text(listing))
 
     def locks(self) -> Reply:

@@ -162,26 +162,30 @@ def unknown_target_text(pattern: str, targets: Sequence[str], guess: str | None)
 
 
 def _cell(text: str) -> str:
-    """A provider's text in a table cell: one line, no backticks to end the block, short."""
+    """A provider's text in a table cell: one line, no backticks to end the block, short;
+    still raw (escaped once it is padded)."""
     text = " ".join(text.replace("`", "'").split())
     return text[:40] + ("…" if len(text) > 40 else "")
 
 
 def listing_text(listing: Listing) -> str:
     """What a provider has (`whop builds`, `znyx bundles …`): a title, an aligned table in a
-    code block, and its notes."""
-    lines = [f"*{listing.title}*"]
+    code block, and its notes. All of it is the provider's plain text: each piece enters the
+    markup through `literal` once (cells after they are aligned on their shown width)."""
+    lines = [f"*{literal(listing.title)}*"]
     if listing.rows:
         table = [tuple(listing.columns)] + [tuple(_cell(c) for c in row) for row in listing.rows]
         widths = [max(len(row[i]) for row in table) for i in range(len(listing.columns))]
         body = [
-            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            "  ".join(
+                literal(c) + " " * (w - len(c)) for c, w in zip(row, widths, strict=True)
+            ).rstrip()
             for row in table
         ]
         lines.append("```\n" + "\n".join(body) + "\n```")
     else:
         lines.append("Nothing to show.")
-    lines += listing.notes
+    lines += [literal(note) for note in listing.notes]
     return "\n".join(lines)
 
 
