@@ -12,7 +12,8 @@ import pytest
 
 from bot.core.errors import ProviderAuthError, ProviderRejected, ProviderTimeout
 from bot.core.model import NewRequest, Preview
-from bot.core.steps import Steps, StepUncertain
+from bot.core.states import Event, destination, sources
+from bot.core.steps import LeaseLost, Steps, StepUncertain
 from bot.providers.znyx import ZnyxPromote
 from bot.store import AnyStore
 
@@ -202,3 +203,50 @@ def test_two_processes_can_not_both_mark_a_step(store_factory: Factory) -> None:
     assert record.done and record.result == {"id": "x", "n": 3}
     two.step_unsent(request_id, "create")  # a done step is never taken back
     assert len(one.steps(request_id)) == 1
+
+
+def _claim(store: AnyStore, request_id: int, owner: str, until: datetime) -> None:
+    moved = store.transition(
+        request_id,
+        sources(Event.CLAIM),
+        destination(Event.CLAIM),
+        at=NOW,
+        lease=(owner, until),
+    )
+    assert moved
+
+
+def test_a_step_is_marked_only_under_its_owners_lease(store_factory: Factory) -> None:
+    store = store_factory()
+    request_id = _request(store)
+    assert not store.step_sent(request_id, "create", NOW, "A")  # not executing yet
+    _claim(store, request_id, "A", NOW + timedelta(seconds=30))
+    assert not store.step_sent(request_id, "create", NOW, "B")  # not B's lease
+    assert not store.step_sent(request_id, "create", NOW + timedelta(seconds=30), "A")  # lapsed
+    assert store.steps(request_id) == []
+    assert store.step_sent(request_id, "create", NOW, "A")
+    assert not store.step_sent(request_id, "create", NOW, "A")  # marked already
+    later = NOW + timedelta(seconds=31)
+    assert store.take_over(request_id, "B", later, later + timedelta(seconds=30), NOW)
+    assert not store.step_sent(request_id, "add", later, "A")  # A stalled: fenced off
+    assert store.step_sent(request_id, "add", later, "B")
+    assert [r.name for r in store.steps(request_id)] == ["create", "add"]
+
+
+async def test_a_process_whose_lease_was_taken_over_sends_nothing_more(
+    store_factory: Factory,
+) -> None:
+    store = store_factory()
+    request_id = _request(store)
+    _claim(store, request_id, "A", NOW + timedelta(seconds=30))
+    provider = Provider()
+    provider.fail["add"] = ProviderTimeout("Fake", "no answer")
+    stalled = Steps(store, request_id, _clock, owner="A")
+    with pytest.raises(ProviderTimeout):
+        await provider.run(stalled)
+    later = NOW + timedelta(seconds=31)
+    assert store.take_over(request_id, "B", later, later + timedelta(seconds=30), NOW)
+    with pytest.raises(LeaseLost):
+        await stalled.write("submit", provider.send("submit"), provider="Fake")  # type: ignore[arg-type]
+    assert provider.sent == ["create", "add"]  # "submit" never went out
+    assert [r.name for r in store.steps(request_id)] == ["create", "add"]

@@ -64,6 +64,7 @@ class FakeZnyx:
     promote_started: asyncio.Event = field(default_factory=asyncio.Event)  # a promote arrived
     list_echoes_published_by: bool = True  # False: the bundle list leaves published_by out
     list_gate: asyncio.Event | None = None  # when set up, bundle lists answer once it is set
+    list_waiting: asyncio.Event = field(default_factory=asyncio.Event)  # a list waits at the gate
     calls: list[Call] = field(default_factory=list)
     webhooks: list[tuple[str, str]] = field(default_factory=list)  # (url, secret) told of changes
     deliveries: list[int] = field(
@@ -255,6 +256,7 @@ class FakeZnyx:
         if isinstance(envs, web.Response):
             return envs
         if self.list_gate is not None:
+            self.list_waiting.set()
             await self.list_gate.wait()
         bundles = [asdict(b) for b in envs[request.match_info["env"]]]
         if not self.list_echoes_published_by:  # as some Znyx deployments answer

@@ -929,13 +929,18 @@ class PostgresStore(_store_errors(TruthRows)):
 
     # --- execution steps -----------------------------------------------------------------
 
-    def step_sent(self, request_id: int, name: str, at: datetime) -> bool:
-        """Mark a step sent before its write goes out; False if it is marked already."""
-        rows = self._rows(
-            "INSERT INTO steps (request_id, name, sent_at) VALUES (%s, %s, %s)"
-            " ON CONFLICT DO NOTHING RETURNING name",
-            [request_id, name, at],
-        )
+    def step_sent(self, request_id: int, name: str, at: datetime, owner: str | None = None) -> bool:
+        """Mark a step sent before its write goes out; False if it is marked already, or (with
+        `owner`) if `owner` no longer holds the lease on the executing request."""
+        query = "INSERT INTO steps (request_id, name, sent_at) SELECT %s, %s, %s"
+        params: list[Any] = [request_id, name, at]
+        if owner is not None:
+            query += (
+                " WHERE EXISTS (SELECT 1 FROM requests WHERE id = %s AND state = %s"
+                " AND lease_owner = %s AND lease_until > %s)"
+            )
+            params += [request_id, State.EXECUTING.value, owner, at]
+        rows = self._rows(query + " ON CONFLICT DO NOTHING RETURNING name", params)
         return bool(rows)
 
     def step_done(

@@ -6,11 +6,12 @@ redelivered event can never both move a request to `executing`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import secrets
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -823,23 +824,40 @@ class SqliteStore(_store_errors(TruthRows)):
 
     # --- execution steps -----------------------------------------------------------------
 
-    def step_sent(self, request_id: int, name: str, at: datetime) -> bool:
-        """Mark a step sent before its write goes out; False if it is marked already."""
-        with self.db.conn:
-            cursor = self.db.execute(
-                "INSERT OR IGNORE INTO steps (request_id, name, sent_at) VALUES (?, ?, ?)",
-                [request_id, name, _utc(at)],
+    def step_sent(self, request_id: int, name: str, at: datetime, owner: str | None = None) -> bool:
+        """Mark a step sent before its write goes out; False if it is marked already, or (with
+        `owner`) if `owner` no longer holds the lease on the executing request."""
+        sql = "INSERT OR IGNORE INTO steps (request_id, name, sent_at) SELECT ?, ?, ?"
+        params: list[Any] = [request_id, name, _utc(at)]
+        if owner is not None:
+            sql += (
+                " WHERE EXISTS (SELECT 1 FROM requests WHERE id = ? AND state = ?"
+                " AND lease_owner = ? AND lease_until > ?)"
             )
+            params += [request_id, State.EXECUTING.value, owner, _utc(at)]
+        with self._durably():  # the write goes out next: the mark must reach the disk
+            cursor = self.db.execute(sql, params)
         return cursor.rowcount == 1
 
     def step_done(
         self, request_id: int, name: str, result: Mapping[str, Any], at: datetime
     ) -> None:
-        with self.db.conn:
+        with self._durably():  # a power loss must not lose an answer the provider gave
             self.db.execute(
                 "UPDATE steps SET done_at = ?, result = ? WHERE request_id = ? AND name = ?",
                 [_utc(at), json.dumps(dict(result)), request_id, name],
             )
+
+    @contextlib.contextmanager
+    def _durably(self) -> Iterator[None]:
+        """One transaction committed with synchronous FULL (the journal's marks and answers),
+        as the move to executing is."""
+        self.db.execute("PRAGMA synchronous = FULL")
+        try:
+            with self.db.conn:
+                yield
+        finally:
+            self.db.execute("PRAGMA synchronous = NORMAL")
 
     def step_unsent(self, request_id: int, name: str) -> None:
         with self.db.conn:
