@@ -5,54 +5,29 @@ incident) stops it there, `failed`, naming the lock and what was done before it,
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.core.model import Lock, State
 from bot.store import open_any
-from bot.transports.slack.blocks import APPROVE
-from tests.conftest import ALICE, DAVE, Bot, serve_env
-from tests.test_interruptions_release_train import CREATE, LEASE, Train, train  # noqa: F401
+from tests.conftest import DAVE
+from tests.recovering import killed_while_held, restarted, train_env
+from tests.test_interruptions_release_train import CREATE, Train, train  # noqa: F401
 
 
 async def test_a_restart_sends_nothing_past_a_lock_set_while_it_was_down(
     tmp_path: Path,
     train: Train,  # noqa: F811
 ) -> None:
-    env = serve_env(
-        tmp_path, train.urls, ASC_API_URL=train.urls["asc"], PROMOTE_BOT_LEASE_SECONDS=str(LEASE)
-    )
-    gate = train.asc.hold[CREATE] = asyncio.Event()
-    first = await Bot.start(env, train.urls["slack"])
-    try:
-        await first.sender.command("appstore submit ios 2.4.0", ALICE)
-        await train.fakes.slack.wait_for(lambda s: len(train.posts()) == 1, within=10)
-        await first.sender.click(APPROVE, 1, DAVE)
-        async with asyncio.timeout(10):
-            await train.asc.reached.setdefault(CREATE, asyncio.Event()).wait()
-    finally:
-        await first.stop(signal.SIGKILL)
-    killed = time.monotonic()
-    gate.set()  # the create lands; its answer was lost with the process
-    del train.asc.hold[CREATE]
+    env = train_env(tmp_path, train)
+    # The create lands; its answer was lost with the process.
+    killed = await killed_while_held(train, env, "appstore submit ios 2.4.0", CREATE, lands=True)
     store = open_any(str(tmp_path / "shared.db"))
-    store.add_lock(
-        Lock(
-            pattern="appstore:*",
-            reason="incident: App Review freeze",
-            by=DAVE,
-            at=datetime.now(UTC),
-        )
+    freeze = Lock(
+        pattern="appstore:*", reason="incident: App Review freeze", by=DAVE, at=datetime.now(UTC)
     )
-    await asyncio.sleep(max(0.0, LEASE + 0.5 - (time.monotonic() - killed)))
-    second = await Bot.start(env, train.urls["slack"])
-    try:
-        await train.fakes.slack.wait_for(lambda s: len(train.threads()) == 1, within=30)
-    finally:
-        await second.stop()
+    store.add_lock(freeze)
+    await restarted(train, env, killed)
     request = store.get(1)
     assert request is not None and request.outcome is not None
     assert train.writes() == [CREATE]  # neither the item nor the submit went out

@@ -7,8 +7,6 @@ recover job comes round, and the request is decided once, by the provider's answ
 from __future__ import annotations
 
 import asyncio
-import signal
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,12 +14,11 @@ from bot.core.execution import promoted_by
 from bot.core.model import Outcome, State
 from bot.core.workflow import RECOVER_SECONDS
 from bot.store import open_any
-from bot.transports.slack.blocks import APPROVE
-from tests.conftest import ALICE, DAVE, Bot, World, serve_env
+from tests.conftest import Bot, World
+from tests.recovering import after_the_lease, killed_while_held, train_env
 from tests.test_interruptions_release_train import (  # noqa: F401
     CREATE,
     ITEM,
-    LEASE,
     SUBMIT,
     Train,
     train,
@@ -32,24 +29,10 @@ async def test_a_slow_recovery_keeps_its_lease_and_is_decided_once(
     tmp_path: Path,
     train: Train,  # noqa: F811
 ) -> None:
-    env = serve_env(
-        tmp_path, train.urls, ASC_API_URL=train.urls["asc"], PROMOTE_BOT_LEASE_SECONDS=str(LEASE)
-    )
-    gate = train.asc.hold[CREATE] = asyncio.Event()
-    first = await Bot.start(env, train.urls["slack"])
-    try:
-        await first.sender.command("appstore submit ios 2.4.0", ALICE)
-        await train.fakes.slack.wait_for(lambda s: len(train.posts()) == 1, within=10)
-        await first.sender.click(APPROVE, 1, DAVE)
-        async with asyncio.timeout(10):
-            await train.asc.reached.setdefault(CREATE, asyncio.Event()).wait()
-    finally:
-        await first.stop(signal.SIGKILL)
-    killed = time.monotonic()
-    gate.set()  # the create lands
-    del train.asc.hold[CREATE]
+    env = train_env(tmp_path, train)
+    killed = await killed_while_held(train, env, "appstore submit ios 2.4.0", CREATE, lands=True)
     slow = train.asc.hold[ITEM] = asyncio.Event()  # App Store Connect is slow on the item
-    await asyncio.sleep(max(0.0, LEASE + 0.5 - (time.monotonic() - killed)))
+    await after_the_lease(killed)
     a = await Bot.start(env, train.urls["slack"])
     b = await Bot.start(env, train.urls["slack"])
     store = open_any(str(tmp_path / "shared.db"))

@@ -6,17 +6,14 @@ changed"). Real `promote-bot serve`, killed with SIGKILL."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from bot.core.model import State
 from bot.store import open_any
-from bot.transports.slack.blocks import APPROVE
-from tests.conftest import ALICE, DAVE, Bot, serve_env
-from tests.test_interruptions_release_train import LEASE, Train, train  # noqa: F401
+from tests.recovering import killed_while_held, restarted, train_env
+from tests.test_interruptions_release_train import Train, train  # noqa: F401
 
 RELEASE = "POST /v1/appStoreVersionReleaseRequests"
 
@@ -27,39 +24,21 @@ async def test_a_release_that_landed_is_unknown_when_the_recovery_read_is_refuse
     train: Train,  # noqa: F811
     status: int,
 ) -> None:
-    env = serve_env(
-        tmp_path, train.urls, ASC_API_URL=train.urls["asc"], PROMOTE_BOT_LEASE_SECONDS=str(LEASE)
-    )
-    gate = train.asc.hold[RELEASE] = asyncio.Event()
-    first = await Bot.start(env, train.urls["slack"])
-    try:
-        await first.sender.command("appstore release ios 2.3.1", ALICE)
-        await train.fakes.slack.wait_for(lambda s: len(train.posts()) == 1, within=10)
-        await first.sender.click(APPROVE, 1, DAVE)
-        async with asyncio.timeout(10):
-            await train.asc.reached.setdefault(RELEASE, asyncio.Event()).wait()
-    finally:
-        await first.stop(signal.SIGKILL)
-    killed = time.monotonic()
-    gate.set()  # Apple completes the release the dead process sent
-    del train.asc.hold[RELEASE]
+    env = train_env(tmp_path, train)
+    # Apple completes the release the dead process sent.
+    killed = await killed_while_held(train, env, "appstore release ios 2.3.1", RELEASE, lands=True)
     await asyncio.sleep(0.3)
     assert train.asc.train.release_requests  # it landed
     # The recovery's read of the step is refused: 401 again with a fresh token, or 429 past
     # the three retries.
     for _ in range({401: 2, 429: 3}[status]):
         train.asc.fail_next(status, "Refused", "try later", method="GET")
-    await asyncio.sleep(max(0.0, LEASE + 0.5 - (time.monotonic() - killed)))
-    second = await Bot.start(env, train.urls["slack"])
-    try:
-        await train.fakes.slack.wait_for(lambda s: len(train.threads()) == 1, within=30)
-    finally:
-        await second.stop()
+    await restarted(train, env, killed)
     store = open_any(str(tmp_path / "shared.db"))
     request = store.get(1)
     assert request is not None and request.outcome is not None
     assert request.state is State.UNKNOWN, request.outcome
     assert "nothing was changed" not in request.outcome.headline
     assert "reading whether it took effect failed" in request.outcome.headline
-    assert [c.operation for c in train.asc.writes()].count(RELEASE) == 1  # never sent again
+    assert train.writes().count(RELEASE) == 1  # never sent again
     store.close()

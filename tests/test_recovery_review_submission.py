@@ -16,11 +16,11 @@ from bot.core.model import State
 from bot.providers.appstore_review import cancel_took
 from bot.store import open_any
 from bot.transports.slack.blocks import APPROVE, ROLLBACK
-from tests.conftest import ALICE, DAVE, IOS_APP, Bot, serve_env
+from tests.conftest import ALICE, DAVE, IOS_APP, Bot
+from tests.recovering import killed_while_held, request_held, restarted, train_env
 from tests.test_interruptions_release_train import (  # noqa: F401
     CREATE,
     ITEM,
-    LEASE,
     SUBMIT,
     Train,
     train,
@@ -51,9 +51,7 @@ async def test_a_lost_cancel_is_not_taken_for_done_when_apple_approved_meanwhile
     tmp_path: Path,
     train: Train,  # noqa: F811
 ) -> None:
-    env = serve_env(
-        tmp_path, train.urls, ASC_API_URL=train.urls["asc"], PROMOTE_BOT_LEASE_SECONDS=str(LEASE)
-    )
+    env = train_env(tmp_path, train)
     first = await Bot.start(env, train.urls["slack"])
     try:
         await first.sender.command("appstore submit ios 2.4.0", ALICE)
@@ -62,22 +60,14 @@ async def test_a_lost_cancel_is_not_taken_for_done_when_apple_approved_meanwhile
         await train.fakes.slack.wait_for(lambda s: len(train.threads()) == 1, within=10)
         train.asc.hold[SUBMIT] = asyncio.Event()  # the next PATCH (the cancel) never lands
         await first.sender.click(ROLLBACK, 1, ALICE)
-        await train.fakes.slack.wait_for(lambda s: len(train.posts()) == 2, within=10)
-        await first.sender.click(APPROVE, 2, DAVE)
-        async with asyncio.timeout(10):
-            await train.asc.reached.setdefault(SUBMIT, asyncio.Event()).wait()
+        await request_held(first, train, None, SUBMIT, request=2)
     finally:
         await first.stop(signal.SIGKILL)
     killed = time.monotonic()
     [version] = [v for v in train.asc.versions.values() if v.version_string == "2.4.0"]
     train.asc.train.review(version.id, "approve")  # Apple approves while the bot is down
     del train.asc.hold[SUBMIT]
-    await asyncio.sleep(max(0.0, LEASE + 0.5 - (time.monotonic() - killed)))
-    second = await Bot.start(env, train.urls["slack"])
-    try:
-        await train.fakes.slack.wait_for(lambda s: len(train.threads()) == 2, within=30)
-    finally:
-        await second.stop()
+    await restarted(train, env, killed, threads=2)
     store = open_any(str(tmp_path / "shared.db"))
     cancel, submitted = store.get(2), store.get(1)
     assert cancel is not None and cancel.outcome is not None and submitted is not None
@@ -93,31 +83,14 @@ async def test_a_lost_create_never_adopts_a_draft_someone_else_opened(
     tmp_path: Path,
     train: Train,  # noqa: F811
 ) -> None:
-    env = serve_env(
-        tmp_path, train.urls, ASC_API_URL=train.urls["asc"], PROMOTE_BOT_LEASE_SECONDS=str(LEASE)
-    )
-    train.asc.hold[CREATE] = asyncio.Event()  # never set: the bot's create never lands
-    first = await Bot.start(env, train.urls["slack"])
-    try:
-        await first.sender.command("appstore submit ios 2.4.0", ALICE)
-        await train.fakes.slack.wait_for(lambda s: len(train.posts()) == 1, within=10)
-        await first.sender.click(APPROVE, 1, DAVE)
-        async with asyncio.timeout(10):
-            await train.asc.reached.setdefault(CREATE, asyncio.Event()).wait()
-    finally:
-        await first.stop(signal.SIGKILL)
-    killed = time.monotonic()
-    del train.asc.hold[CREATE]
+    env = train_env(tmp_path, train)
+    # The bot's create never lands.
+    killed = await killed_while_held(train, env, "appstore submit ios 2.4.0", CREATE, lands=False)
     # Someone prepares 2.5.0 in App Store Connect meanwhile: a draft holding it.
     build = next(b for b in train.asc.builds.values() if b.number == "155")
     v250 = train.asc.add_version(IOS_APP, "2.5.0", build_id=build.id)
     theirs = train.asc.train.add_submission(IOS_APP, (v250.id,))
-    await asyncio.sleep(max(0.0, LEASE + 0.5 - (time.monotonic() - killed)))
-    second = await Bot.start(env, train.urls["slack"])
-    try:
-        await train.fakes.slack.wait_for(lambda s: len(train.threads()) == 1, within=30)
-    finally:
-        await second.stop()
+    await restarted(train, env, killed)
     store = open_any(str(tmp_path / "shared.db"))
     request = store.get(1)
     assert request is not None and request.outcome is not None
@@ -133,34 +106,16 @@ async def test_a_recovery_submits_nothing_the_approvers_did_not_see(
     tmp_path: Path,
     train: Train,  # noqa: F811
 ) -> None:
-    env = serve_env(
-        tmp_path, train.urls, ASC_API_URL=train.urls["asc"], PROMOTE_BOT_LEASE_SECONDS=str(LEASE)
-    )
-    gate = train.asc.hold[ITEM] = asyncio.Event()
-    first = await Bot.start(env, train.urls["slack"])
-    try:
-        await first.sender.command("appstore submit ios 2.4.0", ALICE)
-        await train.fakes.slack.wait_for(lambda s: len(train.posts()) == 1, within=10)
-        await first.sender.click(APPROVE, 1, DAVE)
-        async with asyncio.timeout(10):
-            await train.asc.reached.setdefault(ITEM, asyncio.Event()).wait()
-    finally:
-        await first.stop(signal.SIGKILL)
-    killed = time.monotonic()
-    gate.set()  # 2.4.0 lands in the bot's draft; its answer was lost with the process
-    del train.asc.hold[ITEM]
+    env = train_env(tmp_path, train)
+    # 2.4.0 lands in the bot's draft; its answer was lost with the process.
+    killed = await killed_while_held(train, env, "appstore submit ios 2.4.0", ITEM, lands=True)
     await asyncio.sleep(0.3)
     # Someone adds 2.5.0 to that draft in App Store Connect while the bot is down.
     [draft] = train.asc.train.submissions.values()
     build = next(b for b in train.asc.builds.values() if b.number == "155")
     v250 = train.asc.add_version(IOS_APP, "2.5.0", build_id=build.id)
     train.asc.train.add_item(draft.id, v250.id)
-    await asyncio.sleep(max(0.0, LEASE + 0.5 - (time.monotonic() - killed)))
-    second = await Bot.start(env, train.urls["slack"])
-    try:
-        await train.fakes.slack.wait_for(lambda s: len(train.threads()) == 1, within=30)
-    finally:
-        await second.stop()
+    await restarted(train, env, killed)
     store = open_any(str(tmp_path / "shared.db"))
     request = store.get(1)
     assert request is not None and request.outcome is not None
