@@ -39,6 +39,8 @@ from tests.test_interruptions_release_train import (  # noqa: F401
         ("WAITING_FOR_REVIEW", "WAITING_FOR_REVIEW", "READY_FOR_REVIEW", False),
         ("CANCELING", "WAITING_FOR_REVIEW", "REMOVED", True),  # the item says it
         ("CANCELING", "WAITING_FOR_REVIEW", "READY_FOR_REVIEW", False),
+        ("COMPLETE", "state unknown", None, False),  # the version couldn't be read
+        ("COMPLETE", "state unknown", "REMOVED", True),
     ],
 )
 def test_what_reads_as_a_cancel(

@@ -377,11 +377,11 @@ class Review:
 def cancel_took(submission: str, version: str, item: str | None) -> bool:
     """Whether canceling a review submission took effect, from what App Store Connect reads:
     the submission CANCELING or COMPLETE, and the version's item REMOVED or the version no
-    longer waiting for review nor approved. COMPLETE alone can't tell: it is also what a
-    submission Apple approved reads."""
+    longer waiting for review nor approved (a version that can't be read tells nothing).
+    COMPLETE alone can't tell: it is also what a submission Apple approved reads."""
     if submission not in ("CANCELING", "COMPLETE") or item in ("ACCEPTED", "APPROVED"):
         return False
-    return item == "REMOVED" or version not in STILL_SUBMITTED
+    return item == "REMOVED" or version not in (*STILL_SUBMITTED, "state unknown")
 
 
 def _cancel_shows(
