@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ from bot.core.model import NewRequest, Preview
 from bot.core.states import Event, destination, sources
 from bot.core.steps import LeaseLost, Steps, StepUncertain
 from bot.providers.znyx import ZnyxPromote
-from bot.store import AnyStore
+from bot.store import AnyStore, SqliteStore, open_any
 
 Factory = Callable[[], AnyStore]
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -250,3 +251,23 @@ async def test_a_process_whose_lease_was_taken_over_sends_nothing_more(
         await stalled.write("submit", provider.send("submit"), provider="Fake")  # type: ignore[arg-type]
     assert provider.sent == ["create", "add"]  # "submit" never went out
     assert [r.name for r in store.steps(request_id)] == ["create", "add"]
+
+
+def test_sqlite_commits_the_journal_with_synchronous_full(tmp_path: Path) -> None:
+    """A power loss must not lose a step's mark (its write goes out next) nor its answer: both
+    commit with synchronous FULL, as the move to executing does, and the rest stays NORMAL."""
+    store = open_any(str(tmp_path / "journal.db"))
+    assert isinstance(store, SqliteStore)
+    request_id = _request(store)
+    said: list[str] = []
+    store.db.conn.set_trace_callback(said.append)
+    store.step_sent(request_id, "create", NOW)
+    store.step_done(request_id, "create", {"id": "x"}, NOW)
+    store.db.conn.set_trace_callback(None)
+    commits = [n for n, statement in enumerate(said) if statement == "COMMIT"]
+    assert len(commits) == 2
+    for commit in commits:
+        pragmas = [s for s in said[:commit] if s.startswith("PRAGMA synchronous")]
+        assert pragmas[-1] == "PRAGMA synchronous = FULL"
+    assert said[-1] == "PRAGMA synchronous = NORMAL"
+    store.close()
