@@ -5,7 +5,8 @@ Actions are declared by the provider modules; the core knows them only through `
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
@@ -79,6 +80,13 @@ class Action(BaseModel):
         version): at most one request per thing may be open. None until the provider's
         preview has resolved what it needs to name it."""
         return self.target
+
+
+def kinds_for(scopes: Iterable[Scope]) -> tuple[str, ...]:
+    """The action kinds someone holding `scopes` may request or approve: the requests whose
+    figures they see in `/promote stats`."""
+    held = set(scopes)
+    return tuple(sorted(kind for kind, cls in Action._kinds.items() if cls.scope in held))
 
 
 def action_from_json(text: str | bytes) -> Action:
@@ -252,9 +260,86 @@ def notice_key(request_id: int, user: str, event: str) -> str:
 
 
 class AuditEntry(BaseModel):
+    id: int | None = None  # its place in the log, when read back (the export shows it)
     at: datetime
     request_id: int | None
     actor: str
     event: str
     target: str | None = None
     detail: str = ""
+
+
+# --- what the requests add up to (bot/core/stats.py) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetFigures:
+    """What one target's requests that ended in a window add up to, as the database counts
+    them; bot/core/stats.py (and the README) say what each number means. Durations are in
+    seconds, None when there was nothing to measure."""
+
+    target: str
+    succeeded: int = 0  # promotions (requests that are not rollbacks) that succeeded
+    failed: int = 0
+    unknown: int = 0
+    rolled_back: int = 0  # of the succeeded promotions, those a rollback undid since
+    stopped: int = 0  # promotions rejected, cancelled or expired: never run
+    rollbacks: int = 0  # rollbacks that succeeded
+    emergencies: int = 0  # break-glass requests (promotions and rollbacks)
+    lead_p50: float | None = None  # request → success, of the succeeded promotions
+    lead_p90: float | None = None
+    wait_p50: float | None = None  # request → first approval, of promotions approved
+    restore_p50: float | None = None  # a promotion's success → its rollback's success
+
+
+@dataclass(frozen=True)
+class Durations:
+    """A histogram of durations (seconds): how many took at most each of the bounds asked
+    for (cumulative, in the bounds' order), how many in all, and their sum."""
+
+    at_most: tuple[int, ...]
+    count: int
+    total: float
+
+
+@dataclass(frozen=True)
+class DeliveryTotals:
+    """Every request since the database began, by target: what Prometheus's counters and
+    histograms are made of (the same on every replica, and across restarts)."""
+
+    outcomes: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (target, state)
+    rollbacks: Mapping[str, int] = field(default_factory=dict)  # succeeded rollbacks
+    lead: Mapping[str, Durations] = field(default_factory=dict)
+    wait: Mapping[str, Durations] = field(default_factory=dict)
+    restore: Mapping[str, Durations] = field(default_factory=dict)
+
+
+# --- outgoing events (bot/core/outbox.py) -------------------------------------------------------
+
+
+class Milestone(BaseModel):
+    """A change to a request the store recorded with it, in the same transaction, for the
+    outbox to turn into events: "requested", "approved:<user>", or the state it moved to."""
+
+    seq: int
+    request_id: int
+    what: str
+    at: datetime
+
+
+class OutboxEvent(BaseModel):
+    """One event owed to one receiver (`[[notify]]`): rendered once, sent until it is taken;
+    `key` is unique per receiver, request and milestone."""
+
+    key: str
+    receiver: str
+    request_id: int
+    milestone: str
+    body: str  # the JSON sent, byte for byte the same at every try
+    created_at: datetime
+    attempts: int = 0
+
+
+def event_key(receiver: str, request_id: int, milestone: str) -> str:
+    """The outbox key of an event: one per receiver, request and milestone, ever."""
+    return f"{receiver}|{request_id}|{milestone}"

@@ -6,11 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 from bot.store.sqlite import SqliteStore
+from bot.store.sqlite_reader import SqliteReader
 
 if TYPE_CHECKING:
     from bot.store.postgres import PostgresStore
+    from bot.store.postgres_reader import PostgresReader
 
 AnyStore: TypeAlias = "SqliteStore | PostgresStore"
+AnyReader: TypeAlias = "SqliteReader | PostgresReader"
 SCHEMES = ("postgresql://", "postgres://")  # libpq's URI schemes
 
 
@@ -30,4 +33,14 @@ def open_any(where: Path | str) -> AnyStore:
     return SqliteStore(where)
 
 
-__all__ = ["AnyStore", "SqliteStore", "is_postgres", "open_any"]
+def open_reader(where: Path | str) -> AnyReader:
+    """The database PROMOTE_BOT_DB names, to read only: never created, written or upgraded
+    (`promote-bot audit` may run against the database a bot is serving from)."""
+    if is_postgres(where):
+        from bot.store.postgres import open_reader as open_postgres
+
+        return open_postgres(str(where))
+    return SqliteReader.open(where)
+
+
+__all__ = ["AnyReader", "AnyStore", "SqliteStore", "is_postgres", "open_any", "open_reader"]

@@ -3,15 +3,18 @@
 One module each; everything is importable from `bot.core.ports` too."""
 
 from bot.core.ports.chat import Chat, ChatError
+from bot.core.ports.events import EventSender, Sent
 from bot.core.ports.provider import Provider
 from bot.core.ports.store import (
     AuditStore,
+    EventStore,
     InboxStore,
     LockStore,
     MessageStore,
     NoticeStore,
     OpenRequestExists,
     RequestStore,
+    StatsStore,
     StepStore,
     Store,
     StoreError,
@@ -21,6 +24,8 @@ __all__ = [
     "AuditStore",
     "Chat",
     "ChatError",
+    "EventSender",
+    "EventStore",
     "InboxStore",
     "LockStore",
     "MessageStore",
@@ -28,6 +33,8 @@ __all__ = [
     "OpenRequestExists",
     "Provider",
     "RequestStore",
+    "Sent",
+    "StatsStore",
     "StepStore",
     "Store",
     "StoreError",

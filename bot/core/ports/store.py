@@ -4,19 +4,23 @@ backend implements them all (`Store`); each part of the core needs only its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from bot.core.model import (
     AuditEntry,
+    DeliveryTotals,
     Lock,
+    Milestone,
     NewRequest,
     NoticeRecord,
+    OutboxEvent,
     Outcome,
     Request,
     State,
     StepRecord,
+    TargetFigures,
 )
 
 Notices = Sequence[tuple[str, str]]  # direct messages owed: (person, event)
@@ -188,6 +192,17 @@ class AuditStore(Protocol):
         """Newest first."""
         ...
 
+    def audit_entries(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        pattern: str | None = None,
+    ) -> Iterator[AuditEntry]:
+        """The audit log in [since, until), oldest first, for targets matching `pattern`
+        (`znyx:*:prod`); streamed from the database on a connection of its own, never all
+        in memory."""
+        ...
+
 
 class StepStore(Protocol):
     """The journal of each execution's writes (see `bot/core/steps.py`)."""
@@ -256,6 +271,77 @@ class NoticeStore(Protocol):
         ...
 
 
+class StatsStore(Protocol):
+    """What the requests add up to, computed by the database (aggregates and window functions
+    over requests and approvals, never rows loaded into memory); bot/core/stats.py says what
+    each number means. On a big database a call takes a while, so each runs on a connection of
+    its own: safe to call from a worker thread, never holding up the store's other calls."""
+
+    def target_figures(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        pattern: str | None = None,
+        kinds: Sequence[str] | None = None,
+    ) -> list[TargetFigures]:
+        """Per target (by name), the requests that ended in [since, until); only targets
+        matching `pattern` (`znyx:*:prod`) and actions of `kinds`, when given."""
+        ...
+
+    def delivery_totals(self, bounds: Sequence[float]) -> DeliveryTotals:
+        """Every request since the database began, by target; durations bucketed by `bounds`
+        (seconds, ascending)."""
+        ...
+
+
+class EventStore(Protocol):
+    """Outgoing events (bot/core/outbox.py). Every change to a request is recorded as a
+    `Milestone` in the transaction that makes it; the outbox turns milestones into events for
+    each receiver (`fan_out`) and sends each event until it is taken, claimed (compare-and-set)
+    before each try, so that two processes never send the same event at once."""
+
+    def milestones(self, limit: int) -> list[Milestone]:
+        """Milestones not turned into events yet, oldest first."""
+        ...
+
+    def fan_out(self, seqs: Sequence[int], events: Sequence[OutboxEvent]) -> int:
+        """Owe `events` (each key once, ever) and forget milestones `seqs`, in one
+        transaction; how many events were new."""
+        ...
+
+    def events_due(self, now: datetime, limit: int) -> list[OutboxEvent]:
+        """Owed and not waiting out a backoff, or claimed by a try whose time ran out; oldest
+        first."""
+        ...
+
+    def claim_event(self, key: str, now: datetime, until: datetime) -> bool:
+        """Take the duty of sending event `key` until `until`; False when it is not due or
+        another process has it."""
+        ...
+
+    def event_sent(self, key: str, at: datetime) -> None:
+        """Taken by its receiver: never sent again."""
+        ...
+
+    def event_retry(self, key: str, held_until: datetime, next_at: datetime, why: str) -> int:
+        """Not taken: owed again from `next_at`; the attempts so far (while the claim that
+        ran until `held_until` is still this caller's)."""
+        ...
+
+    def event_dropped(self, key: str, at: datetime, why: str) -> None:
+        """Never to be sent (the receiver refused it for good, or for too long)."""
+        ...
+
+    def event_counts(self) -> dict[tuple[str, str], int]:
+        """Events by receiver and state: owed (not taken yet), sent, dropped."""
+        ...
+
+    def forget_events(self, before: datetime) -> int:
+        """Drop events sent or dropped before `before`; how many."""
+        ...
+
+
 class Store(
     RequestStore,
     MessageStore,
@@ -264,6 +350,8 @@ class Store(
     AuditStore,
     StepStore,
     NoticeStore,
+    StatsStore,
+    EventStore,
     Protocol,
 ):
     """Everything the core keeps, in one database."""

@@ -1,0 +1,132 @@
+"""Long reads of a PostgreSQL database on connections of their own: what the requests add up to
+(`/promote stats`, the metrics) and the audit log streamed out (`promote-bot audit`).
+
+The store serves the bot on one connection behind a lock; a read that takes a while must not
+hold it, so figures run on a second connection (from a worker thread), and each export on a
+connection of its own, through a server-side cursor: rows come a batch at a time, never the
+whole log at once. A reader opened for `promote-bot audit` is read-only and never upgrades the
+schema.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from bot.core.model import AuditEntry, DeliveryTotals, TargetFigures
+from bot.core.ports import StoreError
+from bot.store import figures
+from bot.store.figures import Dialect
+
+BATCH = 2000  # rows a server-side cursor brings per round trip
+
+DIALECT = Dialect(
+    mark="%s",
+    seconds=lambda a, b: f"ROUND(EXTRACT(EPOCH FROM ({b} - {a}))::numeric, 3)::float8",
+    kind="(r.action::json ->> 'kind')",
+    matches="{column} LIKE %s ESCAPE '\\'",
+    pattern=figures.like_pattern,
+    moment=lambda at: at,
+)
+
+Connect = Callable[[], "psycopg.Connection[dict[str, Any]]"]
+
+
+class PostgresReader:
+    """Reads of one PostgreSQL database; `connect` makes a connection set up as the store's."""
+
+    def __init__(self, connect: Connect, plain: Callable[[psycopg.Error], str]) -> None:
+        self._connect = connect
+        self._plain = plain
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[dict[str, Any]] | None = None
+
+    def _connection(self) -> psycopg.Connection[dict[str, Any]]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = self._connect()
+        return self._conn
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        try:
+            with self._lock:
+                return self._connection().execute(sql, list(params)).fetchall()  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise StoreError(self._plain(exc)) from exc
+
+    def check(self) -> None:
+        """A `StoreError` unless this is a promote-bot database that answers."""
+        self._rows("SELECT 1 FROM audit LIMIT 1", [])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def target_figures(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        pattern: str | None = None,
+        kinds: Sequence[str] | None = None,
+    ) -> list[TargetFigures]:
+        if kinds is not None and not kinds:
+            return []  # no kind of action at all: nothing to see
+        sql = figures.figures_sql(DIALECT, pattern=bool(pattern), kinds=len(kinds or ()))
+        params = figures.figures_params(DIALECT, since, until, pattern, kinds)
+        return figures.figures_of(self._rows(sql, params))
+
+    def delivery_totals(self, bounds: Sequence[float]) -> DeliveryTotals:
+        outcomes = self._rows(figures.OUTCOMES_SQL, [])
+        durations = self._rows(figures.durations_sql(DIALECT, bounds), [])
+        return figures.totals_of(outcomes, durations, bounds)
+
+    def audit_entries(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        pattern: str | None = None,
+    ) -> Iterator[AuditEntry]:
+        sql = figures.audit_sql(DIALECT, since is not None, until is not None, bool(pattern))
+        params = figures.audit_params(DIALECT, since, until, pattern)
+        try:
+            conn = self._connect()
+        except psycopg.Error as exc:
+            raise StoreError(self._plain(exc)) from exc
+        try:
+            conn.execute("SET statement_timeout = 0")  # the whole log may take a while
+            with conn.transaction(), conn.cursor(name="promote_bot_audit") as cursor:
+                cursor.itersize = BATCH
+                cursor.execute(sql, params)  # type: ignore[arg-type]
+                for row in cursor:  # the columns' own types: nothing to validate
+                    yield AuditEntry.model_construct(
+                        id=row["id"],
+                        at=row["at"],
+                        request_id=row["request_id"],
+                        actor=row["actor"],
+                        event=row["event"],
+                        target=row["target"],
+                        detail=row["detail"],
+                    )
+        except psycopg.Error as exc:
+            raise StoreError(self._plain(exc)) from exc
+        finally:
+            conn.close()
+
+
+def read_only(connect: Connect) -> Connect:
+    """Connections that refuse to write, for a reader opened outside the bot."""
+
+    def connect_read_only() -> psycopg.Connection[dict[str, Any]]:
+        conn = connect()
+        conn.execute("SET default_transaction_read_only = on")
+        return conn
+
+    return connect_read_only
