@@ -67,7 +67,7 @@ class Health:
         return web.Response(text="ready\n")
 
     async def metrics_page(self, request: web.Request) -> web.Response:
-        body = self.metrics.render()  # reads the store: on this thread, as SQLite wants
+        body = await self.metrics.scrape()  # the gauges read the store here; figures in a thread
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     def add_routes(self, app: web.Application) -> web.Application:

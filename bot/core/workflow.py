@@ -10,6 +10,7 @@ It wires the concerns together and hands each call to the one that owns it:
 - read_models.py status, history, pending, the App Home
 - audit.py       the audit log
 - notify.py      direct messages: who is owed one, and sending them exactly once
+- stats.py       what the releases add up to (`/promote stats`, the App Home)
 - scheduler.py   the timed work of all of them (`schedule`)
 
 Methods return a `Reply` for the person who acted (shown only to them) or None when the
@@ -20,9 +21,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from bot.core import authz, render, texts
+from bot.core import authz, render, stats, texts
 from bot.core.audit import Audit
 from bot.core.commands import (
     Approve,
@@ -37,6 +39,7 @@ from bot.core.commands import (
     Promote,
     Reject,
     Rollback,
+    Stats,
     Status,
     Unlock,
     UsageError,
@@ -175,6 +178,8 @@ class Workflow:
             return self.notices.set(user, command.on)
         if isinstance(command, Rollback):
             return await self.lifecycle.rollback(user, command.request_id, channel)
+        if isinstance(command, Stats):
+            return await self.reads.stats(user, command.pattern, command.days)
         return Reply(texts.help_text(self.ctx.rules, user))
 
     # --- buttons -----------------------------------------------------------------------
@@ -209,8 +214,14 @@ class Workflow:
 
     # --- what people look at -----------------------------------------------------------
 
-    def home(self, user: str) -> render.HomeView:
-        return self.reads.home(user)
+    async def home(self, user: str) -> render.HomeView:
+        """`user`'s App Home, with what the last week's releases add up to (for those with a
+        role)."""
+        view = self.reads.home(user)
+        if not self.ctx.rules.role_map.scopes_of(user):
+            return view
+        _, figures = await self.reads.figures(user, stats.HOME_DAYS)
+        return replace(view, figures=tuple(figures), figure_days=stats.HOME_DAYS)
 
     def roles_of(self, user: str) -> tuple[str, ...]:
         return self.ctx.rules.role_map.roles_of(user)

@@ -1,0 +1,168 @@
+"""What the releases add up to, per target: the DORA measures from the requests that ended in
+a window (`/promote stats`, the App Home's last 7 days). The database counts (bot/store/
+figures.py); this module is the arithmetic on top and the words. Pure.
+
+The definitions, written once (the README's "What the releases add up to" says the same):
+
+- A *promotion* is a request that is not a rollback. Each number counts the requests that
+  *ended* (reached their final state) in the window.
+- Deployment frequency: promotions that succeeded, and per week (× 7 / days).
+- Lead time: from the request to its success, of the succeeded promotions (p50, p90).
+- Approval wait: from the request to its first approval, of the promotions approved (p50).
+- Change failure rate: succeeded promotions undone by a rollback since, plus promotions that
+  failed or whose outcome is unknown, over all the promotions that ran (succeeded, failed or
+  unknown). Rejected, cancelled and expired ones never ran.
+- Time to restore: from a promotion's success to its rollback's success, of the rollbacks that
+  succeeded (p50). Rollbacks: how many succeeded. Emergencies: break-glass requests.
+- p50 and p90 are by nearest rank: half (nine in ten) of them took at most that long.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.core.markup import fmt_time
+from bot.core.model import TargetFigures
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+HOME_DAYS = 7
+# Buckets of the duration histograms in /metrics: a minute to a week.
+BOUNDS: tuple[float, ...] = (
+    60.0,
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    28800.0,
+    86400.0,
+    172800.0,
+    604800.0,
+)
+SHOWN = 40  # targets listed in one answer (each a few lines), at most
+HOME_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class Window:
+    """[since, until): the last `days` days up to `until`."""
+
+    since: datetime
+    until: datetime
+    days: int
+
+
+def window(now: datetime, days: int) -> Window:
+    return Window(now - timedelta(days=days), now, days)
+
+
+def ran(f: TargetFigures) -> int:
+    """Promotions that ran: the provider was called."""
+    return f.succeeded + f.failed + f.unknown
+
+
+def failures(f: TargetFigures) -> int:
+    """Promotions that went wrong: undone since, failed, or unknown."""
+    return f.rolled_back + f.failed + f.unknown
+
+
+def per_week(f: TargetFigures, days: int) -> float:
+    return f.succeeded * 7 / days
+
+
+def failure_rate(f: TargetFigures) -> float | None:
+    """The change failure rate (0 to 1); None when no promotion ran."""
+    return failures(f) / ran(f) if ran(f) else None
+
+
+def duration(seconds: float | None) -> str:
+    """ "45 s", "12 min", "3 h 5 min", "2 d 4 h"; "–" for nothing measured."""
+    if seconds is None:
+        return "–"
+    total = round(seconds)
+    if total < 60:
+        return f"{total} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    days, hours = divmod(hours, 24)
+    return f"{days} d" + (f" {hours} h" if hours else "")
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def _rate(f: TargetFigures) -> str:
+    rate = failure_rate(f)
+    if rate is None:
+        return "–"
+    return f"{round(rate * 100)}% ({failures(f)} of {ran(f)})"
+
+
+def _week(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".") if value else "0"
+
+
+def target_lines(f: TargetFigures, days: int) -> list[str]:
+    """One target's numbers: its name, then three lines."""
+    never = f", {f.stopped} never ran" if f.stopped else ""
+    return [
+        f"*`{f.target}`*",
+        f"Promotions: {f.succeeded} succeeded ({_week(per_week(f, days))} a week), "
+        f"{f.failed} failed, {f.unknown} unknown{never}",
+        f"Lead time p50 {duration(f.lead_p50)}, p90 {duration(f.lead_p90)} · "
+        f"approval wait p50 {duration(f.wait_p50)}",
+        f"Change failure rate {_rate(f)} · time to restore p50 {duration(f.restore_p50)} · "
+        f"{_count(f.rollbacks, 'rollback')} · {_count(f.emergencies, 'emergency', 'emergencies')}",
+    ]
+
+
+def _scope(pattern: str | None) -> str:
+    return f" for `{pattern}`" if pattern else ""
+
+
+def stats_text(figures: Sequence[TargetFigures], w: Window, pattern: str | None = None) -> str:
+    """`/promote stats`: each target's numbers over the window."""
+    days = _count(w.days, "day")
+    span = f"{fmt_time(w.since)} – {fmt_time(w.until)}"
+    if not figures:
+        return (
+            f"No request{_scope(pattern)} you may see ended in the last {days} ({span}). "
+            "Try more days: `/promote stats --days 90`."
+        )
+    lines = [f"*What the releases add up to{_scope(pattern)}, last {days}* ({span}):"]
+    for f in figures[:SHOWN]:
+        lines += target_lines(f, w.days)
+    if len(figures) > SHOWN:
+        lines.append(f"… and {len(figures) - SHOWN} more targets: narrow it with a pattern.")
+    lines.append(
+        "Counted from the requests that ended in the window (a promotion is a request that is "
+        "not a rollback; p50 and p90 by nearest rank); every definition is in the README, "
+        "under “What the releases add up to”."
+    )
+    return "\n".join(lines)
+
+
+def home_line(f: TargetFigures, days: int) -> str:
+    """One target on one line, for the App Home."""
+    return (
+        f"`{f.target}` · {f.succeeded} succeeded ({_week(per_week(f, days))}/week) · "
+        f"lead p50 {duration(f.lead_p50)} · failure rate {_rate(f)} · "
+        f"restore p50 {duration(f.restore_p50)} · {_count(f.rollbacks, 'rollback')}"
+        + (f" · 🚨 {f.emergencies}" if f.emergencies else "")
+    )
+
+
+def home_lines(figures: Sequence[TargetFigures], days: int = HOME_DAYS) -> list[str]:
+    lines = [home_line(f, days) for f in figures[:HOME_SHOWN]]
+    if len(figures) > HOME_SHOWN:
+        lines.append(f"… and {len(figures) - HOME_SHOWN} more: `/promote stats --days {days}`")
+    return lines
