@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -43,6 +44,7 @@ from bot.config import (
     parse_config,
     require,
 )
+from bot.core.cdevents import MILESTONES
 from bot.core.policy import describe, pattern_for, policy_for
 from bot.core.ports import Provider, StoreError
 from bot.core.rules import Rules
@@ -55,6 +57,7 @@ from bot.metrics import MeasuredWebClient, Metrics, time_acks
 from bot.providers.registry import PROVIDERS
 from bot.providers.spec import SettingError
 from bot.store import AnyStore, open_any
+from bot.transports.events import HttpEventSender
 from bot.transports.slack.app import create_app, identify
 from bot.transports.slack.app import web_app as slack_web_app
 from bot.transports.slack.chat import SlackChat
@@ -108,10 +111,12 @@ class SlackBot:
     inbox: Inbox
     pool: WorkPool
     metrics: Metrics = field(default_factory=Metrics)
+    events: HttpEventSender = field(default_factory=HttpEventSender)
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
+        await self.events.aclose()
         await self.session.close()
         self.store.close()
 
@@ -196,7 +201,8 @@ async def start_slack_bot(
     lease = timedelta(seconds=settings.promote_bot_lease_seconds)
     measured = {name: metrics.measure(provider) for name, provider in providers.items()}
     chat = SlackChat(client, identity.get("url"))
-    workflow = Workflow(rules, store, measured, chat, clock=clock, lease=lease)
+    events = HttpEventSender()
+    workflow = Workflow(rules, store, measured, chat, clock=clock, lease=lease, events=events)
     workflow.observers.append(metrics.on_audit)
     metrics.watch_store(store, workflow.owner)
     live = LiveRules(
@@ -220,7 +226,9 @@ async def start_slack_bot(
         pool=pool,
     )
     time_acks(app, metrics)
-    return SlackBot(settings, store, providers, workflow, app, live, session, inbox, pool, metrics)
+    return SlackBot(
+        settings, store, providers, workflow, app, live, session, inbox, pool, metrics, events
+    )
 
 
 def open_store(where: Path | str) -> AnyStore:
@@ -357,7 +365,9 @@ async def shell(settings: Settings, args: argparse.Namespace) -> None:
             stack.push_async_callback(provider.aclose)
         chat = ShellChat(lambda text: print(text, flush=True))
         lease = timedelta(seconds=settings.promote_bot_lease_seconds)
-        workflow = Workflow(rules, store, providers, chat, lease=lease)
+        events = HttpEventSender()
+        stack.push_async_callback(events.aclose)
+        workflow = Workflow(rules, store, providers, chat, lease=lease, events=events)
         await workflow.recover()
         await workflow.sweep()
         scheduler = Scheduler()
@@ -410,6 +420,13 @@ def config_summary(rules: Rules, source: str) -> str:
         lines.append("  no targets: no provider is configured")
     lines.append(f"Freezes ({len(rules.freezes)}):")
     lines += [f"  {', '.join(f.targets)}: {f.describe()}" for f in rules.freezes]
+    lines.append(f"Receivers of events ({len(rules.notify)}):")
+    for r in rules.notify:
+        where = urlsplit(r.url)  # only its host: the rest of a URL may be a token
+        events = ", ".join(e for e in MILESTONES if e in r.events)
+        lines.append(
+            f"  {r.name}: {where.scheme}://{where.netloc}/… ({events}; {', '.join(r.targets)})"
+        )
     return "\n".join(lines)
 
 

@@ -5,6 +5,8 @@ Any problem becomes a `ConfigError` whose message is one line naming the setting
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 import tomllib
 from collections.abc import Sequence
@@ -14,6 +16,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -30,6 +33,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core import authz
 from bot.core.authz import RoleMap
+from bot.core.cdevents import ALIASES, MILESTONES, Receiver
 from bot.core.freezes import Freeze, parse_weekly
 from bot.core.policy import Policy
 from bot.core.rules import Rules
@@ -344,17 +348,120 @@ def _freezes(tables: object, source: str, rules: Rules) -> tuple[Freeze, ...]:
     return tuple(freezes)
 
 
+class _Notify(BaseModel):
+    """One `[[notify]]` table: a receiver of the requests' milestones, as CDEvents."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    name: str | None = None
+    events: list[str] = Field(default_factory=lambda: list(MILESTONES), min_length=1)
+    targets: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    secret: str | None = None
+    secret_env: str | None = None
+
+
+SECRET_MIN = 16  # an HMAC key shorter than this is guessable
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _receiver(table: object, environ: dict[str, str]) -> Receiver:
+    """Build one receiver from its table, or raise ValueError saying what is wrong."""
+    model = _Notify.model_validate(table)
+    try:
+        url = urlsplit(model.url)
+        host = url.hostname or ""
+        url.port  # noqa: B018 - a port that is no number raises here
+    except ValueError:
+        raise ValueError(f"url: {model.url!r} is not a URL") from None
+    if url.username is not None or url.password is not None:
+        raise ValueError("url: no user or password in it; the receiver checks `secret`")
+    if not host or url.scheme not in ("https", "http"):
+        raise ValueError(f"url: {model.url!r} is not an https:// URL")
+    if url.scheme == "http" and not _loopback(host):
+        raise ValueError(
+            "url: events go over https, or over http only to a loopback address "
+            f"(127.0.0.1, ::1, localhost); {host} is not one"
+        )
+    name = model.name or host
+    if not NAME.match(name):
+        raise ValueError(f"name: {name!r} is not a name like 'sleuth' (letters, digits, . _ -)")
+    events = []
+    for event in model.events:
+        event = ALIASES.get(event, event)
+        if event not in MILESTONES:
+            raise ValueError(f"events: unknown event {event!r} (known: {', '.join(MILESTONES)})")
+        events.append(event)
+    for pattern in model.targets:
+        if not POLICY_PATTERN.match(pattern):
+            raise ValueError(f"targets: {pattern!r} is not a target pattern like 'name:*:prod'")
+    if (model.secret is None) == (model.secret_env is None):
+        raise ValueError(
+            "give `secret` (the key the receiver checks the signature with) or `secret_env`"
+            " (the environment variable holding it), one of them"
+        )
+    secret = model.secret
+    if model.secret_env is not None:
+        secret = environ.get(model.secret_env)
+        if not secret:
+            raise ValueError(f"secret_env: the environment variable {model.secret_env} is not set")
+    assert secret is not None
+    if len(secret) < SECRET_MIN:
+        raise ValueError(f"secret: at least {SECRET_MIN} characters (a random string)")
+    return Receiver(name, model.url, frozenset(events), tuple(model.targets), secret)
+
+
+def _receivers(tables: object, source: str, rules: Rules) -> tuple[Receiver, ...]:
+    if not isinstance(tables, list):
+        raise ConfigError(f"{source}: notify: write each receiver as a [[notify]] table")
+    receivers: list[Receiver] = []
+    every = [t for p in rules.providers.values() for t in p.targets()]
+    for index, table in enumerate(tables, start=1):
+        label = f"notify {index}"
+        if isinstance(table, dict) and isinstance(table.get("name"), str):
+            label += f" ({table['name']!r})"
+        try:
+            receiver = _receiver(table, dict(os.environ))
+        except ValidationError as exc:
+            raise ConfigError(
+                f"{source}: [[notify]] {label}: {_first_error(exc, model=_Notify)}"
+            ) from None
+        except ValueError as exc:
+            raise ConfigError(f"{source}: [[notify]] {label}: {exc}") from None
+        for pattern in receiver.targets:
+            if not any(fnmatchcase(t, pattern) for t in every):
+                raise ConfigError(
+                    f"{source}: [[notify]] {label}: targets: {pattern!r} matches no target of "
+                    "this config"
+                )
+        if any(r.name == receiver.name for r in receivers):
+            raise ConfigError(
+                f"{source}: [[notify]] {label}: another receiver is named {receiver.name!r}"
+                " (the name defaults to the URL's host): give each its own `name`"
+            )
+        receivers.append(receiver)
+    return tuple(receivers)
+
+
 def parse_config(data: dict, source: str = "config") -> Rules:
     """Validate the config file's contents and build the core's rules from them."""
     data = dict(data)
     sections = {name: data.pop(name) for name in PROVIDERS if name in data}
     freeze_tables = data.pop("freeze", [])
+    notify_tables = data.pop("notify", [])
     try:
         file = _File.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(
-            f"{source}: {_first_error(exc, model=_File, extra=[*PROVIDERS, 'freeze'])}"
-        ) from None
+        extra = [*PROVIDERS, "freeze", "notify"]
+        raise ConfigError(f"{source}: {_first_error(exc, model=_File, extra=extra)}") from None
     providers = {}
     for name, table in sections.items():
         spec = PROVIDERS[name]
@@ -380,6 +487,8 @@ def parse_config(data: dict, source: str = "config") -> Rules:
             raise ConfigError(f"{source}: policies.{pattern}: {problem}")
     if freeze_tables:
         rules = replace(rules, freezes=_freezes(freeze_tables, source, rules))
+    if notify_tables:
+        rules = replace(rules, notify=_receivers(notify_tables, source, rules))
     return rules
 
 

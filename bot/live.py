@@ -74,6 +74,11 @@ def what_changed(old: Rules, new: Rules) -> str:
         _counted("members", a.members, b.members),
         _counted("groups", a.groups, b.groups),
         _counted("policies", dict(old.policies), dict(new.policies)),
+        _counted(
+            "receivers",
+            {r.name: r for r in old.notify},
+            {r.name: r for r in new.notify},
+        ),
     ]
     if _providers(old) != _providers(new):
         parts.append("providers changed")

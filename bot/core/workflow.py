@@ -10,6 +10,7 @@ It wires the concerns together and hands each call to the one that owns it:
 - read_models.py status, history, pending, the App Home
 - audit.py       the audit log
 - notify.py      direct messages: who is owed one, and sending them exactly once
+- outbox.py      outgoing events (CDEvents) to the receivers of [[notify]]
 - stats.py       what the releases add up to (`/promote stats`, the App Home)
 - scheduler.py   the timed work of all of them (`schedule`)
 
@@ -53,7 +54,8 @@ from bot.core.lifecycle import Lifecycle
 from bot.core.locking import Holds
 from bot.core.model import AuditEntry, Reply
 from bot.core.notify import Notices
-from bot.core.ports import Chat, Provider, Store
+from bot.core.outbox import EVENTS_SECONDS, Outbox
+from bot.core.ports import Chat, EventSender, Provider, Store
 from bot.core.read_models import ReadModels
 from bot.core.rules import Rules
 from bot.core.scheduler import Scheduler
@@ -77,6 +79,7 @@ class Workflow:
         lease: timedelta = DEFAULT_LEASE,
         deadline: timedelta = DEFAULT_DEADLINE,
         owner: str | None = None,
+        events: EventSender | None = None,
     ) -> None:
         ctx = Context(
             rules, store, providers, chat, clock, lease, deadline, owner or process_name()
@@ -97,6 +100,7 @@ class Workflow:
             ctx, self.audit, self.holds, self.delivery, self.execution, self.notices
         )
         self.reads = ReadModels(ctx, self.delivery, self.holds)
+        self.outbox = Outbox(ctx, events)  # the requests' milestones, sent as CDEvents
         # Called with each audit entry once it is recorded (metrics); must not raise or block.
         self.observers: list[Callable[[AuditEntry], None]] = self.audit.observers
 
@@ -250,7 +254,8 @@ class Workflow:
         return await self.delivery.redraw()
 
     def schedule(self, scheduler: Scheduler) -> None:
-        """The core's timed work, as named jobs: expiry, recovery, delivery, leases."""
+        """The core's timed work, as named jobs: expiry, recovery, delivery, outgoing
+        events, leases."""
 
         async def renew() -> None:
             self.leases.renew_all()
@@ -258,6 +263,7 @@ class Workflow:
         scheduler.add("recover", self.recover, RECOVER_SECONDS)
         scheduler.add("expire", self.sweep, EXPIRE_SECONDS)
         scheduler.add("deliver", self.deliver_due, DELIVER_SECONDS)
+        scheduler.add("events", self.outbox.run, EVENTS_SECONDS)
         scheduler.add("leases", renew, self.leases.every, first=self.leases.every)
 
     @asynccontextmanager
