@@ -24,7 +24,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -437,6 +437,42 @@ def check_config(path: Path) -> int:
     return 0
 
 
+def audit(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """`promote-bot audit`: the audit log of PROMOTE_BOT_DB, read only, streamed to stdout."""
+    from bot import export
+    from bot.core.commands import is_target_pattern
+    from bot.store import open_reader
+
+    out = out or sys.stdout
+    try:
+        since = export.when(args.since) if args.since else None
+        until = export.when(args.until, end=True) if args.until else None
+    except ValueError as exc:
+        raise ConfigError(f"--since/--until: {exc}") from None
+    if since is not None and until is not None and until <= since:
+        raise ConfigError("--until must be after --since")
+    if args.target is not None and not is_target_pattern(args.target):
+        raise ConfigError(
+            f"--target: {args.target!r} is not a target or pattern like znyx:*:prod or whop:*"
+        )
+    settings, problems = load_settings_all()
+    db_problems = [p for p in problems if p.startswith("PROMOTE_BOT_DB")]
+    if db_problems:
+        raise ConfigError("\n".join(db_problems))
+    try:
+        reader = open_reader(settings.promote_bot_db)
+        models = [Settings, *(spec.settings for spec in PROVIDERS.values())]
+        entries = reader.audit_entries(since, until, args.target)
+        export.write(entries, out, args.format, secrets=logs.secret_values(models))
+        out.flush()
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from None
+    except BrokenPipeError:  # `| head`: whoever reads has what they wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="promote-bot",
@@ -485,6 +521,31 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the config file (default: PROMOTE_BOT_CONFIG, else ./promote-bot.toml)",
     )
+    audit_parser = commands.add_parser(
+        "audit",
+        help="print the audit log (of PROMOTE_BOT_DB) as JSON lines or CSV",
+        description="Print the audit log of the database PROMOTE_BOT_DB names (SQLite or "
+        "PostgreSQL), oldest first, one entry at a time as it is read: never all in memory. "
+        "The database is only read (never written or upgraded), so this may run beside a "
+        "serving bot. Secrets are never included. Times are UTC unless they say otherwise.",
+    )
+    audit_parser.add_argument(
+        "--since", metavar="DATE", help="from this date or time on (2026-11-01, 2026-11-01T10:00)"
+    )
+    audit_parser.add_argument(
+        "--until",
+        metavar="DATE",
+        help="before this time; a date alone includes that whole day (2026-11-30)",
+    )
+    audit_parser.add_argument(
+        "--target", metavar="PATTERN", help="only these targets (znyx:*:prod, whop:*)"
+    )
+    audit_parser.add_argument(
+        "--format",
+        choices=("jsonl", "csv"),
+        default="jsonl",
+        help="JSON lines (default) or CSV with a header row",
+    )
     return parser
 
 
@@ -510,6 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":  # offline: needs no other setting
             default = os.environ.get("PROMOTE_BOT_CONFIG") or "promote-bot.toml"
             return check_config(args.file or Path(default))
+        if args.command == "audit":  # the database only
+            return audit(args)
         if args.command == "serve":  # every problem at once, the config's and providers' too
             settings, problems = load_settings_all()
             asyncio.run(serve(settings, problems))
