@@ -9,9 +9,9 @@ read from the store when Prometheus scrapes, so every replica reports the same t
 What the releases add up to (promotions by outcome, rollbacks, lead time, approval wait and
 time to restore) is derived from the database too, not counted by this process: right across
 restarts and replicas (every replica reports the same values: aggregate them with `max`, not
-`sum`). The database computes it in SQL at a scrape, in a worker thread on a connection of its
-own, at most every `FIGURES_SECONDS`: scrapes in between get the last answer, so a scrape stays
-cheap however big the history.
+`sum`). The database computes it in SQL, in a worker thread on a connection of its own, when a
+scrape finds the last answer older than `FIGURES_SECONDS`; every scrape is served the last
+answer meanwhile (only the first waits), so a scrape stays cheap however big the history.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 # A provider call is a read or a write over the internet, 20 s at most (then a retry).
 PROVIDER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
-FIGURES_SECONDS = 15.0  # the database's figures are computed again at most this often
+FIGURES_SECONDS = 30.0  # the database's figures are computed again at most this often
 
 
 class CountingStore(Protocol):
@@ -134,7 +134,7 @@ class Metrics:
         r.register(_JobMetrics(self._schedulers))
         self._figures = _Figures()
         r.register(self._figures)
-        self._computing: asyncio.Lock | None = None
+        self._computing: asyncio.Future[None] | None = None
 
     def watch_store(self, store: CountingStore, owner: str) -> None:
         """Report requests by state, messages waiting and requests executing (by `owner`,
@@ -150,29 +150,35 @@ class Metrics:
         return generate_latest(self.registry)
 
     async def scrape(self, clock: Callable[[], float] = time.monotonic) -> bytes:
-        """The Prometheus text format, the database's figures computed again first if they
-        are older than FIGURES_SECONDS."""
+        """The Prometheus text format. The database's figures older than FIGURES_SECONDS are
+        computed again meanwhile (this scrape shows the last ones): only the first scrape
+        waits for them."""
         await self.refresh(clock)
         return self.render()
 
-    async def refresh(self, clock: Callable[[], float] = time.monotonic) -> None:
-        """Have the database compute its figures again, unless it did a moment ago; one
-        computation at a time, however many scrapes come at once. A store that fails keeps
-        the last figures (counters never go back to nothing)."""
+    async def refresh(
+        self, clock: Callable[[], float] = time.monotonic, wait: bool = False
+    ) -> None:
+        """Have the database compute its figures again, unless it did a moment ago or is at
+        it: one computation at a time, however many scrapes come. Waits for it when `wait`,
+        or when there are no figures yet. A store that fails keeps the last figures
+        (counters never go back to nothing) and is asked again FIGURES_SECONDS later."""
         if not self._stores:
             return
-        if self._computing is None:
-            self._computing = asyncio.Lock()
-        async with self._computing:
-            figures = self._figures
-            if figures.at is not None and clock() - figures.at < FIGURES_SECONDS:
-                return
-            store = self._stores[0][0]
-            try:
-                figures.totals = await asyncio.to_thread(store.delivery_totals, BOUNDS)
-            except Exception as exc:  # a scrape must answer even when the disk is full
-                log.warning("metrics: the store did not compute its figures: %s", exc)
-            figures.at = clock()
+        figures = self._figures
+        stale = figures.at is None or clock() - figures.at >= FIGURES_SECONDS
+        if stale and (self._computing is None or self._computing.done()):
+            self._computing = asyncio.ensure_future(self._compute(clock))
+        if self._computing is not None and (wait or figures.totals is None):
+            await asyncio.shield(self._computing)
+
+    async def _compute(self, clock: Callable[[], float]) -> None:
+        store = self._stores[0][0]
+        try:
+            self._figures.totals = await asyncio.to_thread(store.delivery_totals, BOUNDS)
+        except Exception as exc:  # a scrape must answer even when the disk is full
+            log.warning("metrics: the store did not compute its figures: %s", exc)
+        self._figures.at = clock()
 
     def on_audit(self, entry: AuditEntry) -> None:
         """A request event was recorded (the workflow's audit observers)."""

@@ -9,17 +9,19 @@ audit log are prose that grows with each feature; states and kinds don't need ed
 new kind of request (a TestFlight step, a webhook's late success) arrives.
 
 Percentiles are by nearest rank, the same on both databases: p50 is the ⌈n/2⌉-th smallest
-value, p90 the ⌈9n/10⌉-th, so each is a duration that really happened.
+value, p90 the ⌈9n/10⌉-th, so each is a duration that really happened. `AS MATERIALIZED` (SQLite
+3.35, PostgreSQL 12: what the stores need anyway) keeps each duration computed once per row,
+not once per place a statement names it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from bot.core.model import DeliveryTotals, Durations, State, TargetFigures
+from bot.core.model import AuditEntry, DeliveryTotals, Durations, State, TargetFigures
 
 FINAL = tuple(s.value for s in State if s.is_final)
 RAN = ("succeeded", "failed", "unknown")  # the provider was called: a promotion that ran
@@ -62,65 +64,56 @@ def _ended(d: Dialect, pattern: bool, kinds: int) -> tuple[str, int]:
 
 def figures_sql(d: Dialect, *, pattern: bool, kinds: int) -> str:
     """Per target: counts of the requests that ended in the window, and the nearest-rank
-    percentiles of lead time (m = 1), approval wait (2) and time to restore (3)."""
+    percentiles of lead time, approval wait and time to restore: one pass over them (each
+    measured once, a NULL where it does not apply), one window per measure."""
     ended, _ = _ended(d, pattern, kinds)
-    lead = d.seconds("created_at", "ended_at")
-    wait = d.seconds("e.created_at", "MIN(a.at)")
-    restore = d.seconds("u.updated_at", "e.ended_at")
     done = "'succeeded'"
+    first = "(SELECT MIN(a.at) FROM approvals a WHERE a.request_id = e.id)"
+    undone = f"(SELECT u.updated_at FROM requests u WHERE u.id = e.rolls_back AND u.state = {done})"
+    promotion = "rolls_back IS NULL"
 
     def count(condition: str) -> str:
         return f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)"
 
-    promotion = "rolls_back IS NULL"
+    def rank(measure: str) -> str:
+        return (
+            f"ROW_NUMBER() OVER (PARTITION BY target, {measure} IS NULL ORDER BY {measure})"
+            f" AS k_{measure}, COUNT({measure}) OVER (PARTITION BY target) AS n_{measure}"
+        )
+
+    def nearest(measure: str, tenths: int) -> str:
+        """The ⌈tenths/10 · n⌉-th smallest: (tenths · n + 9) / 10 in whole numbers."""
+        return f"MAX(CASE WHEN k_{measure} = ({tenths} * n_{measure} + 9) / 10 THEN {measure} END)"
+
     return f"""
-        WITH ended AS ({ended}),
-        measures AS (
-            SELECT target, 1 AS m, {lead} AS secs FROM ended
-                WHERE state = {done} AND {promotion}
-            UNION ALL
-            SELECT e.target, 2 AS m, {wait} AS secs FROM ended e
-                JOIN approvals a ON a.request_id = e.id
-                WHERE e.rolls_back IS NULL GROUP BY e.id, e.target, e.created_at
-            UNION ALL
-            SELECT e.target, 3 AS m, {restore} AS secs FROM ended e
-                JOIN requests u ON u.id = e.rolls_back
-                WHERE e.state = {done} AND u.state = {done}
+        WITH ended AS MATERIALIZED ({ended}),
+        measured AS (
+            SELECT e.target, e.state, e.rolls_back, e.emergency,
+                CASE WHEN e.state = {done} AND e.rolls_back IS NULL
+                    THEN {d.seconds("e.created_at", "e.ended_at")} END AS lead,
+                CASE WHEN e.rolls_back IS NULL
+                    THEN {d.seconds("e.created_at", first)} END AS wait,
+                CASE WHEN e.state = {done} AND e.rolls_back IS NOT NULL
+                    THEN {d.seconds(undone, "e.ended_at")} END AS restore,
+                CASE WHEN e.state = {done} AND e.rolls_back IS NULL AND EXISTS (
+                    SELECT 1 FROM requests b WHERE b.rolls_back = e.id AND b.state = {done}
+                ) THEN 1 ELSE 0 END AS undone
+            FROM ended e
         ),
-        ranked AS (
-            SELECT target, m, secs,
-                ROW_NUMBER() OVER (PARTITION BY target, m ORDER BY secs) AS k,
-                COUNT(*) OVER (PARTITION BY target, m) AS n
-            FROM measures
-        ),
-        ranks AS (
-            SELECT target,
-                MAX(CASE WHEN m = 1 AND k = (n + 1) / 2 THEN secs END) AS lead_p50,
-                MAX(CASE WHEN m = 1 AND k = (9 * n + 9) / 10 THEN secs END) AS lead_p90,
-                MAX(CASE WHEN m = 2 AND k = (n + 1) / 2 THEN secs END) AS wait_p50,
-                MAX(CASE WHEN m = 3 AND k = (n + 1) / 2 THEN secs END) AS restore_p50
-            FROM ranked GROUP BY target
-        ),
-        counts AS (
-            SELECT target,
-                {count(f"{promotion} AND state = {done}")} AS succeeded,
-                {count(f"{promotion} AND state = 'failed'")} AS failed,
-                {count(f"{promotion} AND state = 'unknown'")} AS unknown,
-                {count(f"{promotion} AND state IN ({_list(STOPPED)})")} AS stopped,
-                {
-        count(
-            f"{promotion} AND state = {done} AND EXISTS (SELECT 1 FROM requests b"
-            f" WHERE b.rolls_back = ended.id AND b.state = {done})"
-        )
-    } AS rolled_back,
-                {count(f"rolls_back IS NOT NULL AND state = {done}")} AS rollbacks,
-                {count("emergency IS NOT NULL")} AS emergencies
-            FROM ended GROUP BY target
-        )
-        SELECT c.target, c.succeeded, c.failed, c.unknown, c.stopped, c.rolled_back,
-            c.rollbacks, c.emergencies, p.lead_p50, p.lead_p90, p.wait_p50, p.restore_p50
-        FROM counts c LEFT JOIN ranks p ON p.target = c.target
-        ORDER BY c.target
+        ranked AS (SELECT *, {rank("lead")}, {rank("wait")}, {rank("restore")} FROM measured)
+        SELECT target,
+            {count(f"{promotion} AND state = {done}")} AS succeeded,
+            {count(f"{promotion} AND state = 'failed'")} AS failed,
+            {count(f"{promotion} AND state = 'unknown'")} AS unknown,
+            {count(f"{promotion} AND state IN ({_list(STOPPED)})")} AS stopped,
+            SUM(undone) AS rolled_back,
+            {count(f"rolls_back IS NOT NULL AND state = {done}")} AS rollbacks,
+            {count("emergency IS NOT NULL")} AS emergencies,
+            {nearest("lead", 5)} AS lead_p50,
+            {nearest("lead", 9)} AS lead_p90,
+            {nearest("wait", 5)} AS wait_p50,
+            {nearest("restore", 5)} AS restore_p50
+        FROM ranked GROUP BY target ORDER BY target
     """
 
 
@@ -178,20 +171,20 @@ def durations_sql(d: Dialect, bounds: Sequence[float]) -> str:
     """Per target and measure (1 lead time, 2 approval wait, 3 time to restore): how many,
     their sum, and how many took at most each bound."""
     lead = d.seconds("created_at", "updated_at")
-    wait = d.seconds("r.created_at", "MIN(a.at)")
+    wait = d.seconds("r.created_at", "f.first")
     restore = d.seconds("u.updated_at", "r.updated_at")
     buckets = ", ".join(
         f"SUM(CASE WHEN secs <= {float(b)!r} THEN 1 ELSE 0 END) AS le{i}"
         for i, b in enumerate(bounds)
     )
     return f"""
-        WITH measures AS (
+        WITH measures AS MATERIALIZED (
             SELECT target, 1 AS m, {lead} AS secs FROM requests
                 WHERE state = 'succeeded' AND rolls_back IS NULL
             UNION ALL
-            SELECT r.target, 2 AS m, {wait} AS secs FROM requests r
-                JOIN approvals a ON a.request_id = r.id
-                WHERE r.rolls_back IS NULL GROUP BY r.id, r.target, r.created_at
+            SELECT r.target, 2 AS m, {wait} AS secs
+                FROM (SELECT request_id, MIN(at) AS first FROM approvals GROUP BY request_id) f
+                JOIN requests r ON r.id = f.request_id WHERE r.rolls_back IS NULL
             UNION ALL
             SELECT r.target, 3 AS m, {restore} AS secs FROM requests r
                 JOIN requests u ON u.id = r.rolls_back
@@ -256,3 +249,59 @@ def like_pattern(glob: str) -> str:
 def glob_pattern(glob: str) -> str:
     """A target pattern as SQLite's GLOB reads it: `*` and `?` alike, `[` taken literally."""
     return glob.replace("[", "[[]")
+
+
+class FiguresReader:
+    """The figures on top of a reader's one query method (`_rows`) and its `dialect`."""
+
+    dialect: ClassVar[Dialect]
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def target_figures(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        pattern: str | None = None,
+        kinds: Sequence[str] | None = None,
+    ) -> list[TargetFigures]:
+        if kinds is not None and not kinds:
+            return []  # no kind of action at all: nothing to see
+        d = self.dialect
+        sql = figures_sql(d, pattern=bool(pattern), kinds=len(kinds or ()))
+        return figures_of(self._rows(sql, figures_params(d, since, until, pattern, kinds)))
+
+    def delivery_totals(self, bounds: Sequence[float]) -> DeliveryTotals:
+        outcomes = self._rows(OUTCOMES_SQL, [])
+        durations = self._rows(durations_sql(self.dialect, bounds), [])
+        return totals_of(outcomes, durations, bounds)
+
+
+class LongReads:
+    """A store's long reads, handed to its reader (`self.reader`), which runs them on a
+    connection of its own."""
+
+    reader: Any
+
+    def target_figures(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        pattern: str | None = None,
+        kinds: Sequence[str] | None = None,
+    ) -> list[TargetFigures]:
+        return self.reader.target_figures(since, until, pattern=pattern, kinds=kinds)
+
+    def delivery_totals(self, bounds: Sequence[float]) -> DeliveryTotals:
+        return self.reader.delivery_totals(bounds)
+
+    def audit_entries(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        pattern: str | None = None,
+    ) -> Iterator[AuditEntry]:
+        return self.reader.audit_entries(since, until, pattern)

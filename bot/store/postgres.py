@@ -26,7 +26,6 @@ from psycopg.rows import dict_row
 from bot.core.model import (
     Approval,
     AuditEntry,
-    DeliveryTotals,
     Lock,
     Milestone,
     NewRequest,
@@ -37,13 +36,13 @@ from bot.core.model import (
     Request,
     State,
     StepRecord,
-    TargetFigures,
     action_from_json,
     notice_key,
 )
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
 from bot.core.redact import uri_passwords, uri_userinfo
+from bot.store.figures import LongReads
 from bot.store.postgres_reader import PostgresReader, read_only
 
 T = TypeVar("T")
@@ -60,6 +59,9 @@ _OPEN = [s.value for s in (State.PENDING, State.APPROVED, State.EXECUTING)]  # h
 _OPEN_SQL = ", ".join(f"'{s}'" for s in _OPEN)
 _FINAL = [s.value for s in State if s.is_final]
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
+# An outbox row to send now: owed and past its backoff, or claimed by a try whose time ran out
+# (notices, events; two parameters: now, now).
+_DUE = "(state = 0 AND (next_at IS NULL OR next_at <= %s)) OR (state = 2 AND until <= %s)"
 
 
 # Each migration runs once, in one transaction, in order; never edit one that was released:
@@ -330,7 +332,7 @@ def open_reader(url: str) -> PostgresReader:
 
 
 @_store_errors
-class PostgresStore:
+class PostgresStore(LongReads):  # the figures and the export: `self.reader`
     def __init__(self, url: str) -> None:
         """Connect to the database `url` (any libpq URI) and bring its schema up to date.
 
@@ -931,8 +933,7 @@ class PostgresStore:
     def notices_due(self, now: datetime, limit: int) -> list[NoticeRecord]:
         rows = self._rows(
             'SELECT key, request_id, "user", event, created_at, attempts FROM notices'
-            " WHERE (state = 0 AND (next_at IS NULL OR next_at <= %s))"
-            " OR (state = 2 AND until <= %s) ORDER BY created_at, seq LIMIT %s",
+            f" WHERE {_DUE} ORDER BY created_at, seq LIMIT %s",
             [now, now, limit],
         )
         return [NoticeRecord.model_validate(row) for row in rows]
@@ -989,29 +990,6 @@ class PostgresStore:
             [at, why, key],
         )
 
-    # --- what the requests add up to (bot/store/figures.py) -------------------------------
-
-    def target_figures(
-        self,
-        since: datetime,
-        until: datetime,
-        *,
-        pattern: str | None = None,
-        kinds: Sequence[str] | None = None,
-    ) -> list[TargetFigures]:
-        return self.reader.target_figures(since, until, pattern=pattern, kinds=kinds)
-
-    def delivery_totals(self, bounds: Sequence[float]) -> DeliveryTotals:
-        return self.reader.delivery_totals(bounds)
-
-    def audit_entries(
-        self,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        pattern: str | None = None,
-    ) -> Iterator[AuditEntry]:
-        return self.reader.audit_entries(since, until, pattern)
-
     # --- outgoing events (bot/core/outbox.py) --------------------------------------------
 
     @staticmethod
@@ -1045,8 +1023,7 @@ class PostgresStore:
     def events_due(self, now: datetime, limit: int) -> list[OutboxEvent]:
         rows = self._rows(
             "SELECT key, receiver, request_id, milestone, body, created_at, attempts FROM outbox"
-            " WHERE (state = 0 AND (next_at IS NULL OR next_at <= %s))"
-            " OR (state = 2 AND until <= %s) ORDER BY created_at, seq LIMIT %s",
+            f" WHERE {_DUE} ORDER BY created_at, seq LIMIT %s",
             [now, now, limit],
         )
         return [OutboxEvent.model_validate(row) for row in rows]
@@ -1054,9 +1031,7 @@ class PostgresStore:
     def claim_event(self, key: str, now: datetime, until: datetime) -> bool:
         return (
             self._execute(
-                "UPDATE outbox SET state = 2, until = %s WHERE key = %s"
-                " AND ((state = 0 AND (next_at IS NULL OR next_at <= %s))"
-                " OR (state = 2 AND until <= %s))",
+                f"UPDATE outbox SET state = 2, until = %s WHERE key = %s AND ({_DUE})",
                 [until, key, now, now],
             ).rowcount
             == 1

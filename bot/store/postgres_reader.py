@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from bot.core.model import AuditEntry, DeliveryTotals, TargetFigures
+from bot.core.model import AuditEntry
 from bot.core.ports import StoreError
 from bot.store import figures
 from bot.store.figures import Dialect
@@ -36,8 +36,10 @@ DIALECT = Dialect(
 Connect = Callable[[], "psycopg.Connection[dict[str, Any]]"]
 
 
-class PostgresReader:
+class PostgresReader(figures.FiguresReader):
     """Reads of one PostgreSQL database; `connect` makes a connection set up as the store's."""
+
+    dialect = DIALECT
 
     def __init__(self, connect: Connect, plain: Callable[[psycopg.Error], str]) -> None:
         self._connect = connect
@@ -69,33 +71,14 @@ class PostgresReader:
                 self._conn.close()
                 self._conn = None
 
-    def target_figures(
-        self,
-        since: datetime,
-        until: datetime,
-        *,
-        pattern: str | None = None,
-        kinds: Sequence[str] | None = None,
-    ) -> list[TargetFigures]:
-        if kinds is not None and not kinds:
-            return []  # no kind of action at all: nothing to see
-        sql = figures.figures_sql(DIALECT, pattern=bool(pattern), kinds=len(kinds or ()))
-        params = figures.figures_params(DIALECT, since, until, pattern, kinds)
-        return figures.figures_of(self._rows(sql, params))
-
-    def delivery_totals(self, bounds: Sequence[float]) -> DeliveryTotals:
-        outcomes = self._rows(figures.OUTCOMES_SQL, [])
-        durations = self._rows(figures.durations_sql(DIALECT, bounds), [])
-        return figures.totals_of(outcomes, durations, bounds)
-
     def audit_entries(
         self,
         since: datetime | None = None,
         until: datetime | None = None,
         pattern: str | None = None,
     ) -> Iterator[AuditEntry]:
-        sql = figures.audit_sql(DIALECT, since is not None, until is not None, bool(pattern))
-        params = figures.audit_params(DIALECT, since, until, pattern)
+        sql = figures.audit_sql(self.dialect, since is not None, until is not None, bool(pattern))
+        params = figures.audit_params(self.dialect, since, until, pattern)
         try:
             conn = self._connect()
         except psycopg.Error as exc:

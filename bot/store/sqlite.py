@@ -10,7 +10,7 @@ import functools
 import json
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -20,7 +20,6 @@ import sqlite_utils
 from bot.core.model import (
     Approval,
     AuditEntry,
-    DeliveryTotals,
     Lock,
     Milestone,
     NewRequest,
@@ -31,12 +30,12 @@ from bot.core.model import (
     Request,
     State,
     StepRecord,
-    TargetFigures,
     action_from_json,
     notice_key,
 )
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
+from bot.store.figures import LongReads
 from bot.store.sqlite_reader import SqliteReader
 
 T = TypeVar("T")
@@ -112,6 +111,9 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
+# An outbox row to send now: owed and past its backoff, or claimed by a try whose time ran out
+# (notices, events; two parameters: now, now).
+_DUE = "(state = 0 AND (next_at IS NULL OR next_at <= ?)) OR (state = 2 AND until <= ?)"
 
 
 def _check_path(path: Path) -> None:
@@ -159,7 +161,7 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 
 @_store_errors
-class SqliteStore:
+class SqliteStore(LongReads):  # the figures and the export: `self.reader`
     def __init__(self, path: Path | str | None = None) -> None:
         """Open (and create if needed) the database at `path`; None keeps it in memory.
 
@@ -901,8 +903,7 @@ class SqliteStore:
         at = _utc(now)
         rows = self._rows(
             "SELECT key, request_id, user, event, created_at, attempts FROM notices"
-            " WHERE (state = 0 AND (next_at IS NULL OR next_at <= ?))"
-            " OR (state = 2 AND until <= ?) ORDER BY created_at, rowid LIMIT ?",
+            f" WHERE {_DUE} ORDER BY created_at, rowid LIMIT ?",
             [at, at, limit],
         )
         return [NoticeRecord.model_validate(row) for row in rows]
@@ -964,29 +965,6 @@ class SqliteStore:
                 [_utc(at), why, key],
             )
 
-    # --- what the requests add up to (bot/store/figures.py) -------------------------------
-
-    def target_figures(
-        self,
-        since: datetime,
-        until: datetime,
-        *,
-        pattern: str | None = None,
-        kinds: Sequence[str] | None = None,
-    ) -> list[TargetFigures]:
-        return self.reader.target_figures(since, until, pattern=pattern, kinds=kinds)
-
-    def delivery_totals(self, bounds: Sequence[float]) -> DeliveryTotals:
-        return self.reader.delivery_totals(bounds)
-
-    def audit_entries(
-        self,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        pattern: str | None = None,
-    ) -> Iterator[AuditEntry]:
-        return self.reader.audit_entries(since, until, pattern)
-
     # --- outgoing events (bot/core/outbox.py) --------------------------------------------
 
     def _milestone(self, request_id: int, what: str, at: datetime) -> None:
@@ -1021,8 +999,7 @@ class SqliteStore:
         at = _utc(now)
         rows = self._rows(
             "SELECT key, receiver, request_id, milestone, body, created_at, attempts FROM outbox"
-            " WHERE (state = 0 AND (next_at IS NULL OR next_at <= ?))"
-            " OR (state = 2 AND until <= ?) ORDER BY created_at, rowid LIMIT ?",
+            f" WHERE {_DUE} ORDER BY created_at, rowid LIMIT ?",
             [at, at, limit],
         )
         return [OutboxEvent.model_validate(row) for row in rows]
@@ -1032,9 +1009,7 @@ class SqliteStore:
         with self.db.conn:
             return (
                 self.db.execute(
-                    "UPDATE outbox SET state = 2, until = ? WHERE key = ?"
-                    " AND ((state = 0 AND (next_at IS NULL OR next_at <= ?))"
-                    " OR (state = 2 AND until <= ?))",
+                    f"UPDATE outbox SET state = 2, until = ? WHERE key = ? AND ({_DUE})",
                     [_utc(until), key, at, at],
                 ).rowcount
                 == 1

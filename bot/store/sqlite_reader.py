@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.core.model import AuditEntry, DeliveryTotals, TargetFigures
+from bot.core.model import AuditEntry
 from bot.core.ports import StoreError
 from bot.store import figures
 from bot.store.figures import Dialect
@@ -39,8 +39,10 @@ DIALECT = Dialect(
 )
 
 
-class SqliteReader:
+class SqliteReader(figures.FiguresReader):
     """Reads of one SQLite database, each on a new connection (`connect`)."""
+
+    dialect = DIALECT
 
     def __init__(
         self,
@@ -93,33 +95,14 @@ class SqliteReader:
         except sqlite3.Error as exc:
             raise StoreError(self._plain(exc)) from exc
 
-    def target_figures(
-        self,
-        since: datetime,
-        until: datetime,
-        *,
-        pattern: str | None = None,
-        kinds: Sequence[str] | None = None,
-    ) -> list[TargetFigures]:
-        if kinds is not None and not kinds:
-            return []  # no kind of action at all: nothing to see
-        sql = figures.figures_sql(DIALECT, pattern=bool(pattern), kinds=len(kinds or ()))
-        params = figures.figures_params(DIALECT, since, until, pattern, kinds)
-        return figures.figures_of(self._rows(sql, params))
-
-    def delivery_totals(self, bounds: Sequence[float]) -> DeliveryTotals:
-        outcomes = self._rows(figures.OUTCOMES_SQL, [])
-        durations = self._rows(figures.durations_sql(DIALECT, bounds), [])
-        return figures.totals_of(outcomes, durations, bounds)
-
     def audit_entries(
         self,
         since: datetime | None = None,
         until: datetime | None = None,
         pattern: str | None = None,
     ) -> Iterator[AuditEntry]:
-        sql = figures.audit_sql(DIALECT, since is not None, until is not None, bool(pattern))
-        params = figures.audit_params(DIALECT, since, until, pattern)
+        sql = figures.audit_sql(self.dialect, since is not None, until is not None, bool(pattern))
+        params = figures.audit_params(self.dialect, since, until, pattern)
         try:
             with self._connection() as conn:
                 for row in conn.execute(sql, params):  # a cursor: row after row, as read
