@@ -9,13 +9,13 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -45,6 +45,7 @@ SLACK_GROUP = re.compile(r"^S[A-Z0-9_]{2,}$")  # a user group (its members get t
 POLICY_PATTERN = re.compile(
     r"^(" + "|".join(map(re.escape, PROVIDERS)) + r"|\*)(:[A-Za-z0-9_.*?-]+){0,2}$"
 )
+T = TypeVar("T")
 SCOPES: dict[str, str] = {s: what for spec in PROVIDERS.values() for s, what in spec.scopes.items()}
 
 
@@ -321,31 +322,47 @@ def _freeze(index: int, table: object) -> Freeze:
     return freeze
 
 
-def _freezes(tables: object, source: str, rules: Rules) -> tuple[Freeze, ...]:
+def _tables(
+    tables: object,
+    source: str,
+    rules: Rules,
+    kind: tuple[str, str, str],
+    model: type[BaseModel],
+    build: Callable[[int, object], T],
+) -> list[tuple[str, T]]:
+    """Each `[[<name>]]` table built by `build(index, table)`, with the label errors name it
+    by; one line naming the table for any problem, and for a `targets` pattern that matches
+    no target of the config. `kind`: (table name, what each is, the key that labels it)."""
+    name, each, key = kind
     if not isinstance(tables, list):
-        raise ConfigError(f"{source}: freeze: write each window as a [[freeze]] table")
-    freezes = []
+        raise ConfigError(f"{source}: {name}: write each {each} as a [[{name}]] table")
+    every = [t for p in rules.providers.values() for t in p.targets()]
+    built = []
     for index, table in enumerate(tables, start=1):
-        label = f"freeze {index}"
-        if isinstance(table, dict) and isinstance(table.get("reason"), str):
-            label += f" ({table['reason']!r})"
+        label = f"{name} {index}"
+        if isinstance(table, dict) and isinstance(table.get(key), str):
+            label += f" ({table[key]!r})"
         try:
-            freeze = _freeze(index, table)
+            item = build(index, table)
         except ValidationError as exc:
             raise ConfigError(
-                f"{source}: [[freeze]] {label}: {_first_error(exc, model=_Freeze)}"
+                f"{source}: [[{name}]] {label}: {_first_error(exc, model=model)}"
             ) from None
         except ValueError as exc:
-            raise ConfigError(f"{source}: [[freeze]] {label}: {exc}") from None
-        every = [t for p in rules.providers.values() for t in p.targets()]
-        for pattern in freeze.targets:
+            raise ConfigError(f"{source}: [[{name}]] {label}: {exc}") from None
+        for pattern in getattr(item, "targets", ()):
             if not any(fnmatchcase(t, pattern) for t in every):
                 raise ConfigError(
-                    f"{source}: [[freeze]] {label}: targets: {pattern!r} matches no target of "
+                    f"{source}: [[{name}]] {label}: targets: {pattern!r} matches no target of "
                     "this config"
                 )
-        freezes.append(freeze)
-    return tuple(freezes)
+        built.append((label, item))
+    return built
+
+
+def _freezes(tables: object, source: str, rules: Rules) -> tuple[Freeze, ...]:
+    kind = ("freeze", "window", "reason")
+    return tuple(f for _, f in _tables(tables, source, rules, kind, _Freeze, _freeze))
 
 
 class _Notify(BaseModel):
@@ -420,28 +437,13 @@ def _receiver(table: object, environ: dict[str, str]) -> Receiver:
 
 
 def _receivers(tables: object, source: str, rules: Rules) -> tuple[Receiver, ...]:
-    if not isinstance(tables, list):
-        raise ConfigError(f"{source}: notify: write each receiver as a [[notify]] table")
+    environ = dict(os.environ)
+    kind = ("notify", "receiver", "name")
+    built = _tables(
+        tables, source, rules, kind, _Notify, lambda _, table: _receiver(table, environ)
+    )
     receivers: list[Receiver] = []
-    every = [t for p in rules.providers.values() for t in p.targets()]
-    for index, table in enumerate(tables, start=1):
-        label = f"notify {index}"
-        if isinstance(table, dict) and isinstance(table.get("name"), str):
-            label += f" ({table['name']!r})"
-        try:
-            receiver = _receiver(table, dict(os.environ))
-        except ValidationError as exc:
-            raise ConfigError(
-                f"{source}: [[notify]] {label}: {_first_error(exc, model=_Notify)}"
-            ) from None
-        except ValueError as exc:
-            raise ConfigError(f"{source}: [[notify]] {label}: {exc}") from None
-        for pattern in receiver.targets:
-            if not any(fnmatchcase(t, pattern) for t in every):
-                raise ConfigError(
-                    f"{source}: [[notify]] {label}: targets: {pattern!r} matches no target of "
-                    "this config"
-                )
+    for label, receiver in built:
         if any(r.name == receiver.name for r in receivers):
             raise ConfigError(
                 f"{source}: [[notify]] {label}: another receiver is named {receiver.name!r}"
