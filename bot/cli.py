@@ -18,18 +18,18 @@ import os
 import signal
 import sys
 import tempfile
-import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from pydantic_settings import BaseSettings
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
@@ -42,10 +42,10 @@ from bot.config import (
     load_settings,
     load_settings_all,
     parse_config,
-    require,
+    read_toml,
 )
 from bot.core.cdevents import MILESTONES
-from bot.core.policy import describe, pattern_for, policy_for
+from bot.core.policy import Policy, describe, format_duration, pattern_for, policy_for
 from bot.core.ports import Provider, StoreError
 from bot.core.rules import Rules
 from bot.core.scheduler import Scheduler
@@ -58,19 +58,24 @@ from bot.providers.registry import PROVIDERS
 from bot.providers.spec import SettingError
 from bot.store import AnyStore, open_any
 from bot.transports.events import HttpEventSender
-from bot.transports.slack.app import create_app, identify
+from bot.transports.slack.app import SlackEndpoint, create_app
 from bot.transports.slack.app import web_app as slack_web_app
 from bot.transports.slack.chat import SlackChat
 from bot.transports.slack.groups import SlackGroups
 from bot.transports.slack.inbox import Inbox
+from bot.transports.slack.startup import SOCKET_LOG, SocketMode, app_token_rejected, identify
 from bot.transports.slack.workers import WorkPool
 from bot.web import LISTENING, WebServer
+
+if TYPE_CHECKING:
+    from bot.transports.shell import Shell
 
 gc.freeze()
 if _collecting:
     gc.enable()
 
 log = logging.getLogger("promote-bot")
+T = TypeVar("T")
 
 SLACK_PATH = "/slack/events"
 SLACK_TIMEOUT_SECONDS = 10
@@ -94,6 +99,23 @@ async def build_providers(
             await provider.aclose()
         raise ConfigError("\n".join(problems))
     return providers
+
+
+@dataclass
+class Checked:
+    """What start-up checked before asking Slack anything: the settings, the config file, the
+    providers' settings (their clients built) and the database (open)."""
+
+    settings: Settings
+    rules: Rules
+    providers: dict[str, Provider]
+    store: AnyStore
+    metrics: Metrics = field(default_factory=Metrics)
+
+    async def aclose(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
+        self.store.close()
 
 
 @dataclass
@@ -121,29 +143,35 @@ class SlackBot:
         self.store.close()
 
 
-async def start_slack_bot(
+def _slack_mode_problems(settings: Settings, said: set[str]) -> list[str]:
+    """What is missing for the Slack mode the settings select, said once, coherently: HTTP mode
+    needs the signing secret; SLACK_APP_TOKEN selects Socket Mode instead (and one that is
+    malformed is its own problem, not a reason to ask for the signing secret)."""
+    if settings.slack_bot_token is None and "SLACK_BOT_TOKEN" not in said:
+        return [
+            "SLACK_BOT_TOKEN is not set, so there is no Slack to serve (and SLACK_APP_TOKEN "
+            "for Socket Mode, or SLACK_SIGNING_SECRET for HTTP). "
+            "To try the bot without Slack: promote-bot shell --sandbox"
+        ]
+    if settings.socket_mode or "SLACK_APP_TOKEN" in said or settings.slack_signing_secret:
+        return []
+    return [
+        "SLACK_SIGNING_SECRET is not set: HTTP mode needs it to verify Slack's requests "
+        "(Basic Information → Signing Secret); or set SLACK_APP_TOKEN (xapp-…, with "
+        "connections:write) to use Socket Mode instead, which needs no signing secret"
+    ]
+
+
+async def check_start(
     settings: Settings,
     provider_settings: Mapping[str, Any] | None = None,
     problems: Sequence[str] = (),
-    clock: Callable[[], datetime] = utc_now,
-) -> SlackBot:
-    """Check the settings, the config and the bot token; build everything `serve` runs.
-
-    Every problem found is reported at once (one line each, `problems` from the settings
-    first): the settings, the config file and each configured provider's settings. `clock`
-    is what the workflow reads the time from (tests move it across freeze windows)."""
+) -> Checked:
+    """Check the settings, the config file, each configured provider's settings and the
+    database, before asking Slack anything. Every problem found is reported at once, in one
+    `ConfigError` (one line each, `problems` from the settings first)."""
     problems = list(problems)
-    said = {line.split(":", 1)[0] for line in problems}
-    if settings.slack_bot_token is None and "SLACK_BOT_TOKEN" not in said:
-        problems.append(
-            "SLACK_BOT_TOKEN is not set, so there is no Slack to serve. "
-            "To try the bot without Slack: promote-bot shell --sandbox"
-        )
-    if not settings.socket_mode:
-        try:
-            require(settings, "slack_signing_secret")
-        except ConfigError as exc:
-            problems.append(str(exc))
+    problems += _slack_mode_problems(settings, {line.split(":", 1)[0] for line in problems})
     rules: Rules | None = None
     try:
         rules = load_config(settings.promote_bot_config)
@@ -167,6 +195,24 @@ async def start_slack_bot(
             store.close()
         raise ConfigError("\n".join(problems))
     assert rules is not None and store is not None
+    return Checked(settings, rules, providers, store)
+
+
+async def connect_slack(
+    checked: Checked,
+    clock: Callable[[], datetime] = utc_now,
+    on_failure: Callable[[str], None] | None = None,
+) -> SlackBot:
+    """Check the bot token with Slack (`auth.test`, asked again while Slack can't be reached
+    or fails, for PROMOTE_BOT_SLACK_WAIT_SECONDS, each failure told to `on_failure`) and build
+    everything `serve` runs. `clock` is what the workflow reads the time from (tests move it
+    across freeze windows). On failure, `checked` is left for the caller to close."""
+    settings, rules, store, metrics = (
+        checked.settings,
+        checked.rules,
+        checked.store,
+        checked.metrics,
+    )
     assert settings.slack_bot_token is not None
     # One session for every Web API call (slack-sdk opens one per call without it).
     # slack-sdk applies its `timeout` only to sessions it makes itself: ours carries it.
@@ -174,7 +220,6 @@ async def start_slack_bot(
         connector=aiohttp.TCPConnector(limit=SLACK_CONNECTIONS),
         timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT_SECONDS),
     )
-    metrics = Metrics()
     client: AsyncWebClient = MeasuredWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=str(settings.slack_api_url),
@@ -191,14 +236,16 @@ async def start_slack_bot(
     # Slack at once, not one after the other); the answers are taken once the token is good.
     asking = asyncio.create_task(ask_groups(group_members, rules.role_map.groups))
     try:
-        identity = await identify(client)  # raises ConfigError naming the setting
+        identity = await identify(  # raises ConfigError naming the setting
+            client, wait=settings.promote_bot_slack_wait_seconds, on_failure=on_failure
+        )
     except BaseException:  # a rejected token, or stopped meanwhile: nothing left running
         asking.cancel()
         await asyncio.gather(asking, return_exceptions=True)
         await session.close()
-        store.close()
         raise
     lease = timedelta(seconds=settings.promote_bot_lease_seconds)
+    providers = checked.providers
     measured = {name: metrics.measure(provider) for name, provider in providers.items()}
     chat = SlackChat(client, identity.get("url"))
     events = HttpEventSender()
@@ -231,6 +278,21 @@ async def start_slack_bot(
     )
 
 
+async def start_slack_bot(
+    settings: Settings,
+    provider_settings: Mapping[str, Any] | None = None,
+    problems: Sequence[str] = (),
+    clock: Callable[[], datetime] = utc_now,
+) -> SlackBot:
+    """Check everything (`check_start`), then Slack (`connect_slack`); build what `serve` runs."""
+    checked = await check_start(settings, provider_settings, problems)
+    try:
+        return await connect_slack(checked, clock)
+    except BaseException:
+        await checked.aclose()
+        raise
+
+
 def open_store(where: Path | str) -> AnyStore:
     """The database (a SQLite file, or PostgreSQL for a postgresql:// URI), proven writable;
     any problem is one line naming PROMOTE_BOT_DB."""
@@ -240,14 +302,41 @@ def open_store(where: Path | str) -> AnyStore:
         raise ConfigError(str(exc)) from None
 
 
-async def _until_stopped(live: LiveRules) -> None:
-    """Until SIGINT or SIGTERM; SIGHUP reads the config file again."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, live.hangup)
-    await stop.wait()
+class _Stopped(Exception):
+    """SIGINT or SIGTERM came (or a fatal problem) before what was awaited finished."""
+
+
+class _Signals:
+    """SIGINT and SIGTERM stop `serve` (from start-up on, also while it waits for Slack);
+    SIGHUP reads the config file again once the bot runs. A problem found while running (Slack
+    rejecting the app token) stops it too, and is raised once the work in flight is done."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.failure: ConfigError | None = None
+        self.hangup: Callable[[], None] = lambda: None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.hangup())
+
+    def fail(self, problem: ConfigError) -> None:
+        self.failure = self.failure or problem
+        self.stop.set()
+
+    async def unless_stopped(self, work: Awaitable[T]) -> T:
+        """`work`'s result; `_Stopped` (with `work` cancelled) if stopped first."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise _Stopped
 
 
 SETTLE_SECONDS = 0.2
@@ -296,63 +385,119 @@ async def _finish_in_flight(workflow: Workflow, within: float) -> None:
 
 
 async def serve(settings: Settings, problems: Sequence[str] = ()) -> None:
-    bot = await start_slack_bot(settings, problems=problems)
-    scheduler = scheduler_for(bot)
-    scheduler.start()
-    within = settings.promote_bot_shutdown_seconds
+    """Run the bot for Slack until SIGINT or SIGTERM. /healthz, /readyz and /metrics answer on
+    PORT from before Slack is asked (/readyz: 503 until it answered); a problem with a setting,
+    the config file, the database or a token is a `ConfigError`."""
+    checked = await check_start(settings, problems=problems)
+    signals = _Signals()
+    health = Health(checked.store, checked.metrics)
+    health.waiting_for("auth.test not answered yet")
+    endpoint = SlackEndpoint(SLACK_PATH)
+    if settings.socket_mode:  # no Bolt web server: the endpoints get a small app of their own
+        application = health.app()
+    else:
+        application = slack_web_app(endpoint, SLACK_PATH)
+        application.middlewares.append(_refusing_while(health.stopping))
+        health.add_routes(application)
+    bot: SlackBot | None = None
+    scheduler = Scheduler()
     try:
-        if settings.socket_mode:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+        async with WebServer(application, host="0.0.0.0", port=settings.port) as server:
+            told = False
 
-            assert settings.slack_app_token is not None
-            handler = AsyncSocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
-            health = Health(
-                bot.store, bot.metrics, slack_connected=handler.client.is_connected
-            )  # no Bolt web server in Socket Mode: the endpoints get a small app of their own
-            async with WebServer(health.app(), host="0.0.0.0", port=settings.port) as server:
+            def waiting(what: str) -> None:  # Slack failed: say where health answers, once
+                nonlocal told
+                if not told:
+                    told = True
+                    log.info(
+                        "promote-bot %s: /healthz, /readyz and /metrics on port %s meanwhile "
+                        "(/readyz: 503 until Slack answers)",
+                        __version__,
+                        server.port,
+                    )
+                health.waiting_for(what)
+
+            try:
+                bot = await signals.unless_stopped(connect_slack(checked, on_failure=waiting))
+            except _Stopped:
+                log.info("promote-bot stopped before Slack answered")
+                return
+            if settings.socket_mode:
                 where = LISTENING.format(host="0.0.0.0", port=server.port, path="/healthz")
                 log.info("promote-bot %s: health and metrics %s", __version__, where)
-                await handler.connect_async()
-                log.info("promote-bot %s connected to Slack in Socket Mode", __version__)
-                try:
-                    await _until_stopped(bot.live)
-                finally:
-                    health.stopping.set()
-                    await handler.close_async()  # Slack sends new work to the other connections
-                await _finish_in_flight(bot.workflow, within)
-        else:
-            web_app = slack_web_app(bot.app, SLACK_PATH, settings.port)
-            stopping = asyncio.Event()
-            web_app.middlewares.append(_refusing_while(stopping))
-            Health(bot.store, bot.metrics, stopping=stopping).add_routes(web_app)
-            async with WebServer(web_app, host="0.0.0.0", port=settings.port) as server:
+            health.waiting = None
+            scheduler = scheduler_for(bot)
+            scheduler.start()
+            signals.hangup = bot.live.hangup
+            if settings.socket_mode:
+                await _in_socket_mode(bot, health, signals)
+            else:
+                endpoint.serve(bot.app)
                 where = LISTENING.format(host="0.0.0.0", port=server.port, path=SLACK_PATH)
                 log.info("promote-bot %s %s", __version__, where)
-                await _until_stopped(bot.live)
-                stopping.set()
-                await _finish_in_flight(bot.workflow, within)
+                await signals.stop.wait()
+                health.stopping.set()
+            await _finish_in_flight(bot.workflow, settings.promote_bot_shutdown_seconds)
+        if signals.failure is not None:
+            raise signals.failure
         log.info("promote-bot stopped")
     finally:
         await scheduler.stop()
-        await bot.aclose()
+        await (bot.aclose() if bot is not None else checked.aclose())
 
 
-async def shell(settings: Settings, args: argparse.Namespace) -> None:
-    """The bot in a terminal, against the configured providers or the sandbox."""
+async def _in_socket_mode(bot: SlackBot, health: Health, signals: _Signals) -> None:
+    """Connect to Slack in Socket Mode (while Slack can't be reached, trying again, each
+    failure logged; a rejected app token stops the bot) and serve until stopped."""
+    assert bot.settings.slack_app_token is not None
+    handler = SocketMode(
+        bot.app,
+        bot.settings.slack_app_token.get_secret_value(),
+        api_url=str(bot.settings.slack_api_url),
+        session=bot.session,
+        rejected=lambda error: signals.fail(app_token_rejected(error)),
+    )
+    health.slack_connected = handler.client.is_connected
+    try:
+        await signals.unless_stopped(handler.connect_async())
+        if not signals.stop.is_set():
+            log.info("promote-bot %s connected to Slack in Socket Mode", __version__)
+        await signals.stop.wait()
+    except _Stopped:
+        pass
+    finally:
+        health.stopping.set()
+        await handler.close_async()  # Slack sends new work to the other connections
+
+
+async def shell(settings: Settings, args: argparse.Namespace) -> int:
+    """The bot in a terminal, against the configured providers or the sandbox; the exit
+    status. On a terminal (stdin and stdout), with a line editor and rendered markup; else it
+    reads lines from stdin and prints plain text."""
     from bot.sandbox import world as sandbox
     from bot.transports.shell import Shell, ShellChat
+
+    editing = sys.stdin.isatty() and sys.stdout.isatty()
+    if sys.stdout.isatty():
+        from bot.transports.shell_prompt import terminal_writer
+
+        write = terminal_writer()
+    else:
+
+        def write(text: str) -> None:
+            print(text, flush=True)
 
     async with AsyncExitStack() as stack:
         if args.sandbox:
             overrides: dict[str, Any] | None = await sandbox.start_sandbox(stack)
-            own = _read_toml(args.config) if args.config else None
+            own = read_toml(args.config, setting="--config: ") if args.config else None
             rules = parse_config(
                 sandbox.rehearsal_config(own), source=str(args.config or "sandbox")
             )
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="promote-bot-")))
             db = workdir / "sandbox.db"
-            user = args.as_user or "U_ALICE"
-            print(sandbox.banner())
+            user = args.as_user or sandbox.first_user(rules, own=own is not None)
+            write(sandbox.banner(rules, user, str(args.config) if own is not None else None))
         else:
             if args.as_user is None:
                 raise ConfigError("--as USER is required without --sandbox (a Slack user id)")
@@ -363,7 +508,7 @@ async def shell(settings: Settings, args: argparse.Namespace) -> None:
         stack.callback(store.close)
         for provider in providers.values():
             stack.push_async_callback(provider.aclose)
-        chat = ShellChat(lambda text: print(text, flush=True))
+        chat = ShellChat(write)
         lease = timedelta(seconds=settings.promote_bot_lease_seconds)
         events = HttpEventSender()
         stack.push_async_callback(events.aclose)
@@ -373,20 +518,50 @@ async def shell(settings: Settings, args: argparse.Namespace) -> None:
         scheduler = Scheduler()
         workflow.schedule(scheduler)
         async with scheduler:
-            await Shell(workflow, user, chat.write, may_switch_user=args.sandbox).run()
+            shell = Shell(workflow, user, write, may_switch_user=args.sandbox)
+            if not editing:
+                return await shell.run()
+            known = sandbox.USERS if args.sandbox and args.config is None else {}
+            return await _edit_lines(shell, known)
+    return 0
 
 
-def _read_toml(path: Path) -> dict:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+async def _edit_lines(shell: Shell, people: Mapping[str, str]) -> int:
+    """The shell on a terminal: history in the user's state folder (no secrets written)."""
+    from bot.transports.shell_prompt import Prompt, history_path, open_history
+
+    redactor = logs.Redactor(logs.secret_values(_secret_models()))
+    history, why = open_history(history_path(), redactor)
+    shell.write(
+        "Tab completes; ↑ and ↓ walk the history; Ctrl-C clears the line; Ctrl-D or `exit` leaves."
+    )
+    if why:
+        shell.write(why)
+
+    def everyone() -> list[str]:
+        return list(dict.fromkeys([*people, *shell.workflow.rules.role_map.members]))
+
+    return await Prompt(shell, history, people=everyone).run()
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def _needs(approvals: int) -> str:
+    return "runs without approval" if approvals == 0 else f"needs {_count(approvals, 'approval')}"
+
+
+def policy_details(policy: Policy) -> str:
+    """Everything a policy decides, for `check-config`: approvals and by whom, when a pending
+    request expires, what a rollback and a --emergency request need."""
+    rollback = policy.approvals if policy.rollback_approvals is None else policy.rollback_approvals
+    parts = [describe(policy)]
+    if policy.approvals:
+        parts.append(f"expires after {format_duration(policy.expires_after)}")
+    parts.append(f"a rollback {_needs(rollback)}")
+    parts.append(f"--emergency {_needs(policy.for_emergency().approvals)}")
+    return "; ".join(parts)
 
 
 def config_summary(rules: Rules, source: str) -> str:
@@ -415,7 +590,7 @@ def config_summary(rules: Rules, source: str) -> str:
         pattern = pattern_for(target, dict(rules.policies))
         source_of = f'[policies."{pattern}"]' if pattern else "the default"
         policy = policy_for(target, dict(rules.policies))
-        lines.append(f"  {target}: {describe(policy)} ({source_of})")
+        lines.append(f"  {target}: {policy_details(policy)} ({source_of})")
     if not targets:
         lines.append("  no targets: no provider is configured")
     lines.append(f"Freezes ({len(rules.freezes)}):")
@@ -556,8 +731,12 @@ def _configure_logging(quiet: bool) -> None:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         level = "WARNING" if quiet else "INFO"  # a bad value is reported with the settings
     fmt = "json" if os.environ.get("LOG_FORMAT", "").lower() == "json" else "text"
-    models = [Settings, *(spec.settings for spec in PROVIDERS.values())]
-    logs.configure(level, fmt, secrets=logs.secret_values(models))
+    logs.configure(level, fmt, secrets=logs.secret_values(_secret_models()))
+
+
+def _secret_models() -> list[type[BaseSettings]]:
+    """The settings whose secret values must never be logged or kept in the shell's history."""
+    return [Settings, *(spec.settings for spec in PROVIDERS.values())]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -565,7 +744,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(quiet=args.command == "shell")
     # Per-request INFO lines from the HTTP clients cost CPU under load (5.6% of the bot's samples
     # at c=128) and say nothing the audit log and our own warnings don't.
-    for noisy in ("slack_sdk", "httpx", "httpcore"):
+    for noisy in ("slack_sdk", "httpx", "httpcore", SOCKET_LOG.name):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "check-config":  # offline: needs no other setting
@@ -577,11 +756,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings, problems = load_settings_all()
             asyncio.run(serve(settings, problems))
         elif args.command == "shell":
-            asyncio.run(shell(load_settings(), args))
+            return asyncio.run(shell(load_settings(), args))
     except ConfigError as exc:
         for line in str(exc).splitlines():
             print(f"promote-bot: {line}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # Ctrl-C: for the shell, left as interrupted programs are
+        return 130 if args.command == "shell" else 0
     return 0

@@ -5,6 +5,7 @@ Any problem becomes a `ConfigError` whose message is one line naming the setting
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
 import os
 import re
@@ -38,7 +39,9 @@ from bot.core.freezes import Freeze, parse_weekly
 from bot.core.policy import Policy
 from bot.core.rules import Rules
 from bot.providers.registry import PROVIDERS
+from bot.providers.spec import setting_problem
 
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SLACK_USER = re.compile(r"^[UW][A-Z0-9_]{2,}$")  # _ for readable shell and sandbox users
 SLACK_GROUP = re.compile(r"^S[A-Z0-9_]{2,}$")  # a user group (its members get the roles)
@@ -136,16 +139,24 @@ class Settings(BaseSettings):
     promote_bot_shutdown_seconds: float = Field(default=25.0, ge=0, le=3600)
     promote_bot_groups_refresh: int = Field(default=300, ge=10, le=86400)
     promote_bot_workers: int = Field(default=32, ge=1, le=1000)  # work after acks, at once
+    # How long start-up asks again a Slack that can't be reached or is failing (auth.test).
+    promote_bot_slack_wait_seconds: float = Field(default=120.0, ge=0, le=3600)
     log_level: str | None = None  # unset: INFO for serve, WARNING for the shell
     log_format: Literal["text", "json"] = "text"
 
     @field_validator("promote_bot_db", mode="before")
     @classmethod
     def _db(cls, v: object) -> Path | str:
-        """A libpq URI (postgresql://… or postgres://…) stays a string; anything else is the
-        path of a SQLite file, as before."""
+        """A libpq URI (postgresql://… or postgres://…) stays a string; another URI is refused
+        (never shown: it may hold a password); anything else is the path of a SQLite file."""
         if isinstance(v, str) and v.lower().startswith(("postgresql://", "postgres://")):
             return v
+        if isinstance(v, str) and (scheme := _URI_SCHEME.match(v)):
+            raise ValueError(
+                f"a {scheme.group(1)}:// URI is not a database promote-bot can use: expected the "
+                "path of a SQLite file (like ./promote-bot.db, created if missing) or a "
+                "postgresql://user:password@host:5432/database URI"
+            )
         return Path(v) if isinstance(v, str) else v  # type: ignore[return-value]
 
     @field_validator("log_level")
@@ -169,7 +180,11 @@ class Settings(BaseSettings):
     @classmethod
     def _app_token(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and not v.get_secret_value().startswith("xapp-"):
-            raise ValueError("an app-level token starts with 'xapp-'")
+            raise ValueError(
+                "an app-level token starts with 'xapp-' (Basic Information → App-Level Tokens, "
+                "with connections:write); it selects Socket Mode: unset it to use HTTP mode "
+                "with SLACK_SIGNING_SECRET instead"
+            )
         return v
 
     @property
@@ -190,20 +205,10 @@ def load_settings_all() -> tuple[Settings, list[str]]:
     try:
         return Settings(), []
     except ValidationError as exc:
-        problems, bad = [], set()
-        for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "settings"
-            bad.add(field)
-            problems.append(f"{field.upper()}: {err['msg'].removeprefix('Value error, ')}")
+        problems = [setting_problem(err, Settings) for err in exc.errors()]
+        bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
         defaults = {f: Settings.model_fields[f].default for f in bad if f in Settings.model_fields}
         return Settings(**defaults), problems
-
-
-def require(settings: Settings, *names: str) -> None:
-    """Fail with the first of `names` (field names) that is not set."""
-    for name in names:
-        if getattr(settings, name) is None:
-            raise ConfigError(f"{name.upper()} is not set")
 
 
 # --- the config file ---------------------------------------------------------------------
@@ -374,8 +379,8 @@ class _Notify(BaseModel):
     name: str | None = None
     events: list[str] = Field(default_factory=lambda: list(MILESTONES), min_length=1)
     targets: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
-    secret: str | None = None
-    secret_env: str | None = None
+    secret_env: str | None = None  # the variable holding the HMAC key
+    secret: str | None = None  # refused, with why: the file holds no secret
 
 
 SECRET_MIN = 16  # an HMAC key shorter than this is guessable
@@ -420,19 +425,24 @@ def _receiver(table: object, environ: dict[str, str]) -> Receiver:
     for pattern in model.targets:
         if not POLICY_PATTERN.match(pattern):
             raise ValueError(f"targets: {pattern!r} is not a target pattern like 'name:*:prod'")
-    if (model.secret is None) == (model.secret_env is None):
+    if model.secret is not None:
         raise ValueError(
-            "give `secret` (the key the receiver checks the signature with) or `secret_env`"
-            " (the environment variable holding it), one of them"
+            "secret: the config file holds no secret: put it in an environment variable and "
+            "name that variable in `secret_env`"
         )
-    secret = model.secret
-    if model.secret_env is not None:
-        secret = environ.get(model.secret_env)
-        if not secret:
-            raise ValueError(f"secret_env: the environment variable {model.secret_env} is not set")
-    assert secret is not None
+    if model.secret_env is None:
+        raise ValueError(
+            "secret_env: name the environment variable holding the secret the receiver checks "
+            "the signature with"
+        )
+    secret = environ.get(model.secret_env)
+    if not secret:
+        raise ValueError(f"secret_env: the environment variable {model.secret_env} is not set")
     if len(secret) < SECRET_MIN:
-        raise ValueError(f"secret: at least {SECRET_MIN} characters (a random string)")
+        raise ValueError(
+            f"secret_env: {model.secret_env} holds fewer than {SECRET_MIN} characters: use a"
+            " long random string"
+        )
     return Receiver(name, model.url, frozenset(events), tuple(model.targets), secret)
 
 
@@ -539,16 +549,38 @@ def _policy_problem(rules: Rules, pattern: str, policy: Policy) -> str | None:
     return None
 
 
-def load_config(path: Path, setting: str = "PROMOTE_BOT_CONFIG: ") -> Rules:
-    """Read and validate the TOML config file at `path` (named by `setting` when unreadable)."""
+def read_toml(path: Path, setting: str = "PROMOTE_BOT_CONFIG: ") -> dict:
+    """The TOML file at `path`, as a dict. UTF-8 with a byte-order mark (as some Windows editors
+    save it) is read like UTF-8; UTF-16, other encodings and unreadable files are one line
+    naming `setting` and saying what is accepted."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
             f"{setting}{path} does not exist (copy promote-bot.example.toml)"
         ) from None
     except OSError as exc:
         raise ConfigError(f"{setting}cannot read {path}: {exc.strerror}") from None
+    try:
+        return tomllib.loads(_utf8(raw, f"{setting}{path}"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, source=str(path))
+
+
+def _utf8(raw: bytes, where: str) -> str:
+    """A config file's text: UTF-8, a leading byte-order mark dropped."""
+    must = "a config file must be UTF-8 text (in most editors: Save As → Encoding: UTF-8)"
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw:
+        raise ConfigError(f"{where} is UTF-16 text, not UTF-8: {must}")
+    try:
+        return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{where} is not UTF-8 text (line {line} has the byte 0x{raw[exc.start]:02x}): {must}"
+        ) from None
+
+
+def load_config(path: Path, setting: str = "PROMOTE_BOT_CONFIG: ") -> Rules:
+    """Read and validate the TOML config file at `path` (named by `setting` when unreadable)."""
+    return parse_config(read_toml(path, setting), source=str(path))

@@ -2,8 +2,9 @@
 
 - /healthz: the process is alive and its event loop answers (200, always, even while stopping).
 - /readyz: 200 when the store takes a write and Slack is reachable (Socket Mode: the websocket
-  is connected; HTTP: `auth.test` answered at start-up); 503 with the reason otherwise, and 503
-  while shutting down, so a load balancer or Kubernetes stops sending work here.
+  is connected; HTTP: `auth.test` answered at start-up); 503 with the reason otherwise (also
+  while start-up still waits for Slack to answer), and 503 while shutting down, so a load
+  balancer or Kubernetes stops sending work here.
 - /metrics: the Prometheus text format of this bot's own registry (bot/metrics.py).
 """
 
@@ -44,11 +45,18 @@ class Health:
         self.stopping = stopping or asyncio.Event()
         # None: HTTP mode, where Slack was reached at start-up (`auth.test`) or we'd not be here.
         self.slack_connected = slack_connected
+        self.waiting: str | None = None  # what start-up still waits for (Slack's answer)
+
+    def waiting_for(self, what: str) -> None:
+        """Start-up is not done: /readyz says so, with `what` (the last failure)."""
+        self.waiting = f"waiting for Slack: {what}"
 
     async def not_ready(self) -> str | None:
         """Why this process should get no work now; None when it should."""
         if self.stopping.is_set():
             return "shutting down"
+        if self.waiting is not None:
+            return self.waiting
         try:
             self.store.ping(datetime.now(UTC))
         except Exception as exc:  # StoreError in words; anything else is not ready either

@@ -15,9 +15,15 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
 
 from bot.config import ConfigError, load_config
+from bot.core.cdevents import Receiver
+from bot.core.policy import format_duration
 from bot.core.rules import Rules
 from bot.core.scheduler import RunAgainIn, Scheduler
 from bot.core.workflow import Workflow
@@ -47,14 +53,51 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def _counted(kind: str, old: Mapping[str, object], new: Mapping[str, object]) -> str | None:
-    added = len(new.keys() - old.keys())
-    removed = len(old.keys() - new.keys())
-    changed = sum(1 for k in new.keys() & old.keys() if new[k] != old[k])
+def _roles_of(roles: object) -> str:
+    return ", ".join(roles) if isinstance(roles, tuple | list) else str(roles)
+
+
+def _scopes(scopes: object) -> str:
+    if isinstance(scopes, frozenset):
+        return ", ".join(sorted(scopes)) or "no scopes"
+    return str(scopes)
+
+
+def _value(value: object) -> str:
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return "unset" if value is None else str(value)
+
+
+def _policy_change(old: object, new: object) -> str:
+    """ "approvals 1 → 2, expires_after 24h → 2h": the keys that differ."""
+    if not (isinstance(old, BaseModel) and isinstance(new, BaseModel)):
+        return ""
+    a, b = old.model_dump(), new.model_dump()
+    return ", ".join(f"{k} {_value(a[k])} → {_value(b[k])}" for k in a if a[k] != b.get(k))
+
+
+def _named(
+    kind: str,
+    old: Mapping[str, object],
+    new: Mapping[str, object],
+    show: Callable[[object], str] = str,
+    change: Callable[[object, object], str] | None = None,
+) -> str | None:
+    """ "members added U03CAROL (release-manager), removed U02BOB (policy-engineer), changed
+    U01ALICE (release-manager → policy-engineer)", or None when nothing changed."""
+    added = sorted(new.keys() - old.keys())
+    removed = sorted(old.keys() - new.keys())
+    changed = sorted(k for k in new.keys() & old.keys() if new[k] != old[k])
     if not (added or removed or changed):
         return None
-    parts = [f"{n} {what}" for n, what in ((added, "added"), (removed, "removed")) if n]
-    parts += [f"{changed} changed"] if changed else []
+    parts = [f"added {k} ({show(new[k])})" for k in added]
+    parts += [f"removed {k} ({show(old[k])})" for k in removed]
+    for k in changed:
+        what = change(old[k], new[k]) if change else f"{show(old[k])} → {show(new[k])}"
+        parts.append(f"changed {k} ({what})")
     return f"{kind} " + ", ".join(parts)
 
 
@@ -67,22 +110,51 @@ def _providers(rules: Rules) -> dict[str, object]:
 
 
 def what_changed(old: Rules, new: Rules) -> str:
-    """ "members 1 removed; policies 1 changed", or "nothing changed", for the log."""
+    """Who and what a reload added, removed or changed, for the log: user and group ids with
+    their roles, roles with their scopes, policy patterns with the keys that changed, the
+    providers whose section changed (the config file holds no secret), or "nothing changed"."""
     a, b = old.role_map, new.role_map
     parts = [
-        _counted("roles", a.roles, b.roles),
-        _counted("members", a.members, b.members),
-        _counted("groups", a.groups, b.groups),
-        _counted("policies", dict(old.policies), dict(new.policies)),
-        _counted(
+        _named("roles", a.roles, b.roles, _scopes),
+        _named("members", a.members, b.members, _roles_of),
+        _named("groups", a.groups, b.groups, _roles_of),
+        _named("policies", dict(old.policies), dict(new.policies), _policy_keys, _policy_change),
+        _named(
             "receivers",
             {r.name: r for r in old.notify},
             {r.name: r for r in new.notify},
+            _receiver,
+            _receiver_change,
         ),
     ]
-    if _providers(old) != _providers(new):
-        parts.append("providers changed")
+    was, now = _providers(old), _providers(new)
+    if touched := sorted(n for n in was.keys() | now.keys() if was.get(n) != now.get(n)):
+        parts.append(f"providers changed {', '.join(touched)}")
     return "; ".join(p for p in parts if p) or "nothing changed"
+
+
+def _receiver(receiver: object) -> str:
+    """A `[[notify]]` receiver by its host only: the rest of its URL may be a token, and its
+    secret is never shown."""
+    if not isinstance(receiver, Receiver):
+        return str(receiver)
+    return f"{urlsplit(receiver.url).netloc}, {len(receiver.events)} events"
+
+
+def _receiver_change(old: object, new: object) -> str:
+    """The keys of a receiver that changed ("url, secret"), never their values."""
+    if not (isinstance(old, Receiver) and isinstance(new, Receiver)):
+        return ""
+    keys = ("url", "events", "targets", "secret")
+    return ", ".join(k for k in keys if getattr(old, k) != getattr(new, k))
+
+
+def _policy_keys(policy: object) -> str:
+    """The keys a policy sets apart from the defaults: "approvals 2, allow_self_approval True"."""
+    if not isinstance(policy, BaseModel):
+        return str(policy)
+    given = policy.model_dump(exclude_defaults=True)
+    return ", ".join(f"{k} {_value(v)}" for k, v in given.items()) or "the defaults"
 
 
 class LiveRules:

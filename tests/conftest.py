@@ -278,6 +278,41 @@ async def spawn_serve(env: dict[str, str]) -> asyncio.subprocess.Process:
     )
 
 
+class Output:
+    """A process's output (stdout and stderr), collected line by line as it comes."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._new = asyncio.Event()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        while line := await self.process.stdout.readline():
+            self.lines.append(line.decode().rstrip("\n"))
+            self._new.set()
+        self._new.set()
+
+    async def line(self, *parts: str, within: float = 15.0) -> str:
+        """The first line holding every one of `parts`, waiting for it if need be."""
+        async with asyncio.timeout(within):
+            while True:
+                for line in self.lines:
+                    if all(p in line for p in parts):
+                        return line
+                if self._reader.done():
+                    raise AssertionError(f"the process ended without {parts}: {self.lines}")
+                self._new.clear()
+                await self._new.wait()
+
+    async def ended(self, within: float = 15.0) -> int:
+        """Wait for the process to end (and its output to be read); its exit status."""
+        async with asyncio.timeout(within):
+            await self._reader
+            return await self.process.wait()
+
+
 @pytest.fixture
 def config_text() -> str:
     """The bot's config file for `world`; a test module may override this fixture."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 import pytest
 
 from bot.config import ConfigError, Settings, load_config, load_settings, parse_config
+from bot.core.policy import format_duration, parse_duration
 from bot.providers.registry import PROVIDERS
 from bot.providers.spec import SettingError
 
@@ -146,10 +148,26 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("PORT", "eighty", "PORT: Input should be a valid integer"),
-        ("PORT", "70000", "PORT: Input should be less than or equal to 65535"),
+        ("PORT", "eighty", "PORT: expected a whole number from 0 to 65535, not 'eighty'"),
+        ("PORT", "70000", "PORT: expected a whole number from 0 to 65535, not '70000'"),
         ("SLACK_BOT_TOKEN", "xoxp-user", "SLACK_BOT_TOKEN: a bot token starts with 'xoxb-'"),
         ("SLACK_APP_TOKEN", "xoxb-1", "SLACK_APP_TOKEN: an app-level token starts with 'xapp-'"),
+        ("PORT", "abc", "PORT: expected a whole number from 0 to 65535, not 'abc'"),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT: expected 'text' or 'json', not 'xml'"),
+        (
+            "PROMOTE_BOT_SHUTDOWN_SECONDS",
+            "soon",
+            "PROMOTE_BOT_SHUTDOWN_SECONDS: expected a number from 0 to 3600, not 'soon'",
+        ),
+        ("SLACK_API_URL", "slack", "SLACK_API_URL: expected a URL like https://slack.com/api/"),
+        (
+            "PROMOTE_BOT_DB",
+            "mysql://bot:db-very-secret@db/promote",
+            "PROMOTE_BOT_DB: a mysql:// URI is not a database promote-bot can use: expected the "
+            "path of a SQLite file (like ./promote-bot.db, created if missing) or a "
+            "postgresql://user:password@host:5432/database URI",
+        ),
+        ("PROMOTE_BOT_DB", "sqlite:///bot.db", "PROMOTE_BOT_DB: a sqlite:// URI is not a database"),
     ],
 )
 def test_invalid_settings(
@@ -159,13 +177,54 @@ def test_invalid_settings(
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value) and "db-very-secret" not in str(caught.value)
+    assert "Input should" not in str(caught.value)  # pydantic's words are not the bot's
+
+
+def test_a_database_uri_of_postgresql_or_a_path_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    for value in ("postgresql://bot@db/promote", "postgres://bot@db/promote"):
+        monkeypatch.setenv("PROMOTE_BOT_DB", value)
+        assert load_settings().promote_bot_db == value
+    monkeypatch.setenv("PROMOTE_BOT_DB", "data/promote-bot.db")
+    assert load_settings().promote_bot_db == Path("data/promote-bot.db")
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "promote-bot.toml"
+    path.write_bytes(codecs.BOM_UTF8 + (ROOT / "promote-bot.example.toml").read_bytes())
+    assert "znyx:guardrails:prod" in load_config(path).providers["znyx"].targets()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("[roles]\n".encode("utf-16"), "is UTF-16 text, not UTF-8: a config file must be UTF-8"),
+        ("[roles]\n".encode("utf-16-le"), "is UTF-16 text, not UTF-8"),  # no byte-order mark
+        (b"[roles]\n# caf\xe9\n", "is not UTF-8 text (line 2 has the byte 0xe9)"),
+    ],
+    ids=["utf-16", "utf-16-no-bom", "latin-1"],
+)
+def test_a_config_file_not_in_utf8_is_one_line_naming_the_setting(
+    tmp_path: Path, raw: bytes, message: str
+) -> None:
+    path = tmp_path / "promote-bot.toml"
+    path.write_bytes(raw)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert text.startswith(f"PROMOTE_BOT_CONFIG: {path} {message}") and "\n" not in text
+
+
+def test_durations_are_written_back_as_the_config_writes_them() -> None:
+    for text in ("24h", "2d", "90m", "45s", "36h", "1m"):
+        assert format_duration(parse_duration(text)) == text
 
 
 def test_invalid_provider_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZNYX_API_URL", "not a url")
     with pytest.raises(SettingError) as caught:
         PROVIDERS["znyx"].load_settings()
-    assert str(caught.value).startswith("ZNYX_API_URL: Input should be a valid URL")
+    assert str(caught.value) == "ZNYX_API_URL: expected a URL like https://api.znyx.ai/"
 
 
 def test_defaults() -> None:

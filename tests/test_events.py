@@ -8,10 +8,10 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -30,6 +30,12 @@ from tests.history import NOW, PROMOTE, run, undo
 
 Factory = Callable[[], AnyStore]
 SECRET = "receiver-secret-0123456789"
+SECRET_ENV = "PROMOTE_BOT_TEST_RECEIVER_SECRET"  # the config names it; the secret is not in it
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
 
 
 @dataclass
@@ -81,7 +87,7 @@ def _outbox(store: AnyStore, rules: Rules, clock: Clock, sender: HttpEventSender
 
 
 def _rules(url: str, **extra: object) -> Rules:
-    table = {"url": url, "secret": SECRET, **extra}
+    table = {"url": url, "secret_env": SECRET_ENV, **extra}
     config = {
         "roles": {"rm": ["bundle:publish"]},
         "members": {ALICE: ["rm"]},
@@ -259,6 +265,10 @@ def test_receivers_in_the_config() -> None:
     assert "no user or password" in problem(url="https://me:pw@example.com/hook")
     assert "unknown event 'deployed'" in problem(url="https://example.com/h", events=["deployed"])
     assert "matches no target" in problem(url="https://example.com/h", targets=["whop:*"])
+    assert "the config file holds no secret" in problem(url="https://example.com/h", secret="x")
+    assert "PROMOTE_BOT_NO_SUCH_VARIABLE is not set" in problem(
+        url="https://example.com/h", secret_env="PROMOTE_BOT_NO_SUCH_VARIABLE"
+    )
     [ok] = _rules("https://hooks.example.com/h", events=["rolled back"]).notify
     assert ok.name == "hooks.example.com" and ok.events == {"rolled_back"}
     assert SECRET not in repr(ok)  # nor, so, in any log line
@@ -266,11 +276,12 @@ def test_receivers_in_the_config() -> None:
 
 @pytest.fixture
 def config_text(receiver: Receiver) -> str:
-    return CONFIG + f'\n[[notify]]\nname = "team"\nurl = "{receiver.url}"\nsecret = "{SECRET}"\n'
+    table = f'name = "team"\nurl = "{receiver.url}"\nsecret_env = "{SECRET_ENV}"\n'
+    return CONFIG + "\n[[notify]]\n" + table
 
 
 async def test_a_promotion_through_slack_sends_its_milestones_after_the_fact(
-    world: World, receiver: Receiver, tmp_path: Path
+    world: World, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     await world.requested(user=ALICE)
     assert receiver.got == []  # nothing on the ack path: the `events` job sends them
@@ -284,7 +295,11 @@ async def test_a_promotion_through_slack_sends_its_milestones_after_the_fact(
     # Reloaded like the rest of the config: a receiver removed gets nothing more.
     config = world.bot.settings.promote_bot_config
     config.write_text(CONFIG)
-    assert world.bot.live.reload()
+    with caplog.at_level(logging.INFO, logger="promote-bot.config"):
+        assert world.bot.live.reload()
+    host = receiver.url.split("/")[2]
+    assert f"receivers removed team ({host}, 9 events)" in caplog.text  # by its host only
+    assert SECRET not in caplog.text and "/events" not in caplog.text
     await world.requested("znyx guardrails dev", user=ALICE)
     await world.bot.workflow.outbox.run()
     assert len(receiver.got) == 3

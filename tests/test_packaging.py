@@ -1,4 +1,5 @@
-"""The quick start stays true: CI runs the README's test line; the image runs as non-root."""
+"""The quick start stays true: CI runs the README's test line; the image runs as non-root; the
+sandbox is as the README tells it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bot.sandbox.appstore import FakeAppStore
+from bot.sandbox.whop import FakeWhop
+from bot.sandbox.world import seed_appstore, seed_whop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,3 +45,17 @@ def test_the_benchmark_harness_at_least_starts() -> None:
         [sys.executable, "-m", "bench.run", "--help"], capture_output=True, text=True, cwd=ROOT
     )
     assert result.returncode == 0 and "--profile" in result.stdout
+
+
+def test_the_readme_tells_the_sandbox_as_it_is_seeded() -> None:
+    """The App Store builds and the Whop builds the README names are the sandbox's."""
+    asc, whop = FakeAppStore(), FakeWhop()
+    seed_appstore(asc, ec.generate_private_key(ec.SECP256R1()))
+    seed_whop(whop)
+    readme = (ROOT / "README.md").read_text()
+    sandbox = readme.split("- `--sandbox` starts the fakes", 1)[1].split("\n- ", 1)[0]
+    told = sandbox.split("an App Store app `ios`", 1)[1].split("; people", 1)[0]
+    numbers = {int(n) for n in re.findall(r"\b(1\d\d)\b", told.split("there", 1)[0])}
+    assert numbers == {int(b.number) for b in asc.builds.values()}, told
+    for build_id, status in re.findall(r"`(apbu_\w+)` (\w+)", sandbox):
+        assert whop.builds[build_id].status == status, build_id

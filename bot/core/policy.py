@@ -35,6 +35,16 @@ def parse_duration(value: str | int | timedelta) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: amount})
 
 
+def format_duration(span: timedelta) -> str:
+    """The inverse of `parse_duration`, in the largest whole unit (days from two on): "24h",
+    "90m", "2d", "45s"."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0 and (unit != "d" or seconds >= 2 * size):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 class Policy(BaseModel):
     """The rules one request is held to; re-read from the config at every click."""
 

@@ -36,6 +36,14 @@ class StepUncertain(ProviderUncertain):
         self.step = step
 
 
+class StepNotDone(ProviderError):
+    """A step marked sent whose answer was lost, and a read shows it did not take effect."""
+
+    def __init__(self, provider: str, step: str, message: str) -> None:
+        super().__init__(provider, message)
+        self.step = step
+
+
 class Steps:
     """The journal of one request's execution, kept in the store."""
 
@@ -129,8 +137,9 @@ class Steps:
                 f"{provider} can't be asked whether it took effect",
             )
         if found is None:
-            raise ProviderError(
+            raise StepNotDone(
                 provider,
+                name,
                 f"not done: the step '{name}' was sent to {provider} and did not take effect "
                 "(nothing was sent again)",
             )

@@ -5,25 +5,20 @@ released), expire a build, declare a build's encryption. Versions and builds are
 version string and build number; the ids found are kept with the request, so what runs after
 approval is exactly what was shown. A PATCH whose fate is unclear is never repeated: the bot
 reads the state back instead.
+
+The release train after these (TestFlight groups, App Review, releases, phased releases) is
+declared in appstore_train.py and run by its flows; this provider hands its steps to them,
+over the same HTTP client and token.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import httpx
-from pydantic import (
-    AnyHttpUrl,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-)
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 
 from bot.core.commands import UsageError, resolve_alias, shown
 from bot.core.errors import ProviderError, ProviderUncertain
@@ -39,13 +34,33 @@ from bot.core.model import (
 )
 from bot.core.rules import CommandForm
 from bot.core.steps import Steps
+from bot.providers import appstore_train as train
+from bot.providers.appstore_api import (
+    APP_ID,
+    LABEL,
+    NAME,
+    SCOPE,
+    Build,
+    BuildRef,
+    Resource,
+    VersionRef,
+    error_detail,
+    many,
+    one,
+    read,
+    version_state,
+    word,
+)
+from bot.providers.appstore_release import Release
+from bot.providers.appstore_review import Review
+from bot.providers.appstore_testflight import TestFlight
+from bot.providers.appstore_train_client import TrainClient
 from bot.providers.http import (
     DEFAULT_TIMEOUT,
     HTTPProvider,
     ProviderHTTP,
     RetryPolicy,
     segment,
-    unreadable,
 )
 from bot.providers.jwt_auth import (
     ApiKeyToken,
@@ -54,13 +69,6 @@ from bot.providers.jwt_auth import (
     load_private_key_file,
 )
 from bot.providers.spec import ProviderSettings, ProviderSpec, Section, SettingError, aliases
-
-NAME = "appstore"
-LABEL = "App Store Connect"
-SCOPE = "developer:manage_builds"
-APP_ID = re.compile(r"^[0-9]{1,20}$")
-_ID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")  # an opaque id
-_NUMBER = re.compile(r"^[0-9]{1,5}(\.[0-9]{1,5}){0,3}$")  # "2.4.0", and build "153"
 
 # --- what people ask for ---------------------------------------------------------------
 
@@ -164,12 +172,6 @@ USAGE = {
 _WORDS = {"attach": 3, "expire": 2, "encryption": 3}
 
 
-def _word(word: str, what: str, usage: str) -> str:
-    if _NUMBER.match(word) or _ID.match(word):
-        return word
-    raise UsageError(f"{shown(word)} is not {what}.", usage)
-
-
 class AppStoreRules:
     """The `/promote appstore …` grammar and target names, under one `[appstore]` section."""
 
@@ -179,26 +181,29 @@ class AppStoreRules:
         CommandForm(SCOPE, USAGE["attach"], "attach a build to an App Store version"),
         CommandForm(SCOPE, USAGE["expire"], "expire an App Store build"),
         CommandForm(SCOPE, USAGE["encryption"], "declare a build's encryption"),
+        *train.FORMS,
     )
 
     def __init__(self, section: AppStoreSection) -> None:
         self.section = section
 
-    def parse(self, args: list[str]) -> BuildAction:
+    def parse(self, args: list[str]) -> BuildAction | train.TrainAction:
         sub = args[0].lower() if args else ""
+        if sub in train.VERBS:  # the release train: appstore_train.py
+            return train.parse(sub, args[1:], self.section.apps)
         key = sub if sub in ("expire", "encryption") else "attach"
         usage = USAGE[key]
         rest = args[1:] if key != "attach" else args
         if len(rest) != _WORDS[key]:
             said = "appstore" if key == "attach" else f"appstore {key}"
-            forms = "\n".join(USAGE.values())
+            forms = "\n".join([*USAGE.values(), *train.USAGE.values()])
             raise UsageError(f"`{said}` takes {_WORDS[key]} words after it.", forms)
         app, app_id = resolve_alias(rest[0], self.section.apps, APP_ID, "App Store app", usage)
         if key == "attach":
-            version = _word(rest[1], "a version string like 2.4.0 (or a version id)", usage)
-            build = _word(rest[2], "a build number like 153 (or a build id)", usage)
+            version = word(rest[1], "a version string like 2.4.0 (or a version id)", usage)
+            build = word(rest[2], "a build number like 153 (or a build id)", usage)
             return AppStoreAttach(app=app, app_id=app_id, version=version, build=build)
-        build = _word(rest[1], "a build number like 153 (or a build id)", usage)
+        build = word(rest[1], "a build number like 153 (or a build id)", usage)
         if key == "expire":
             return AppStoreExpire(app=app, app_id=app_id, build=build)
         declared = rest[2].lower()
@@ -208,9 +213,12 @@ class AppStoreRules:
             app=app, app_id=app_id, build=build, uses_non_exempt_encryption=declared == "non-exempt"
         )
 
-    def rollback(self, action: Action, outcome: Outcome) -> BuildAction | str:
+    def rollback(self, action: Action, outcome: Outcome) -> BuildAction | train.TrainAction | str:
         """Attach again the build that was attached before (or detach, if none was); declare
-        the encryption as it was. An expired build stays expired."""
+        the encryption as it was. An expired build stays expired. The train's own steps are
+        undone as appstore_train.py says."""
+        if isinstance(action, train.TrainAction):
+            return train.rollback(action, outcome)
         if isinstance(action, AppStoreExpire):
             return "an expired build can't be made unexpired: App Store Connect has no way back"
         if isinstance(action, AppStoreEncryption):
@@ -249,7 +257,10 @@ class AppStoreRules:
         return f"App Store apps: {apps}."
 
     def targets(self) -> list[str]:
-        return [f"{NAME}:{app}" for app in self.section.apps]
+        return [f"{NAME}:{app}" for app in self.section.apps] + train.targets(self.section.apps)
+
+    def choices(self, placeholder: str) -> list[str]:
+        return sorted(self.section.apps) if placeholder == "app" else []
 
 
 class AppStoreToken(ApiKeyToken):
@@ -267,68 +278,6 @@ _EXPLAIN_WRITE = {
 }
 
 
-class Resource(BaseModel):
-    """One JSON:API resource object; attributes stay a dict so new fields never break us."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    type: str
-    id: str
-    attributes: dict[str, Any] = {}
-
-
-class Build:
-    def __init__(self, resource: Resource) -> None:
-        a = resource.attributes
-        self.id = resource.id
-        self.number: str = str(a.get("version") or "?")
-        self.processing: str = str(a.get("processingState") or "UNKNOWN")
-        self.expired: bool = bool(a.get("expired"))
-        self.uploaded: str = str(a.get("uploadedDate") or "unknown")
-        self.encryption: bool | None = a.get("usesNonExemptEncryption")
-
-    def describe(self) -> str:
-        return f"{self.number} ({self.id})"
-
-    @property
-    def encryption_text(self) -> str:
-        if self.encryption is None:
-            return "not declared"
-        return "non-exempt" if self.encryption else "exempt"
-
-
-def error_detail(response: httpx.Response) -> str | None:
-    """JSON:API `{"errors": [{status, code, title, detail}]}`: titles and details, in order."""
-    errors = response.json().get("errors")
-    if not isinstance(errors, list):
-        return None
-    parts = []
-    for error in errors[:3]:
-        if isinstance(error, dict):
-            title, detail = error.get("title"), error.get("detail")
-            parts.append(f"{title}: {detail}" if title and detail else str(title or detail or ""))
-    return "; ".join(p for p in parts if p) or None
-
-
-def _one(response: httpx.Response) -> Resource | None:
-    try:
-        data = response.json().get("data")
-        return None if data is None else Resource.model_validate(data)
-    except (ValueError, AttributeError, ValidationError) as exc:
-        raise ProviderError(
-            LABEL, f"{LABEL} sent a response the bot can't read: {unreadable(exc)}"
-        ) from exc
-
-
-def _many(response: httpx.Response) -> list[Resource]:
-    try:
-        return [Resource.model_validate(d) for d in response.json()["data"]]
-    except (ValueError, KeyError, TypeError, ValidationError) as exc:
-        raise ProviderError(
-            LABEL, f"{LABEL} sent a list the bot can't read: {unreadable(exc)}"
-        ) from exc
-
-
 class AppStoreProvider(HTTPProvider):
     name = NAME
     label = LABEL
@@ -339,6 +288,11 @@ class AppStoreProvider(HTTPProvider):
     def __init__(self, http: ProviderHTTP, token: AppStoreToken) -> None:
         super().__init__(http)
         self.token = token
+        client = TrainClient(http)  # the release train: the same HTTP policy and token
+        flows = (TestFlight(self, client), Review(self, client), Release(self, client))
+        self.train: dict[type[Action], train.Flow] = {
+            kind: flow for flow in flows for kind in flow.actions
+        }
 
     @classmethod
     def create(
@@ -357,21 +311,19 @@ class AppStoreProvider(HTTPProvider):
         self, path: str, params: dict[str, str] | None = None, *, missing: str
     ) -> httpx.Response:
         """A read; `missing` says in words what a 404 means for it."""
-        return await self.http.call(
-            "GET", path, idempotent=True, params=params, explain={404: missing}
-        )
+        return await read(self.http, path, params, missing=missing)
 
-    async def build(self, action: BuildAction) -> Build | str:
+    async def build(self, action: BuildRef) -> Build | str:
         """The build the action names, or why it can't be named."""
         if action.build_id or "-" in action.build:
             build_id = action.build_id or action.build
-            resource = _one(
+            resource = one(
                 await self._get(
                     f"v1/builds/{segment(build_id)}", missing=f"{LABEL} has no build {build_id}"
                 )
             )
             return Build(resource) if resource else f"{LABEL} has no build {build_id}."
-        found = _many(
+        found = many(
             await self._get(
                 "v1/builds",
                 {"filter[app]": action.app_id, "filter[version]": action.build, "limit": "10"},
@@ -388,17 +340,17 @@ class AppStoreProvider(HTTPProvider):
             )
         return Build(found[0])
 
-    async def version(self, action: AppStoreAttach | AppStoreDetach) -> Resource | str:
+    async def version(self, action: VersionRef) -> Resource | str:
         if action.version_id or "-" in action.version:
             version_id = action.version_id or action.version
-            resource = _one(
+            resource = one(
                 await self._get(
                     f"v1/appStoreVersions/{segment(version_id)}",
                     missing=f"{LABEL} has no version {version_id}",
                 )
             )
             return resource or f"{LABEL} has no version {version_id}."
-        found = _many(
+        found = many(
             await self._get(
                 f"v1/apps/{segment(action.app_id)}/appStoreVersions",
                 {"filter[versionString]": action.version, "limit": "10"},
@@ -420,12 +372,14 @@ class AppStoreProvider(HTTPProvider):
             f"v1/appStoreVersions/{segment(version_id)}/build",
             missing=f"{LABEL} has no version {version_id}",
         )
-        resource = _one(response)
+        resource = one(response)
         return Build(resource) if resource else None
 
     # --- previews ------------------------------------------------------------------------
 
-    async def preview(self, action: BuildAction) -> Preview:
+    async def preview(self, action: BuildAction | train.TrainAction) -> Preview:
+        if isinstance(action, train.TrainAction):
+            return await self.train[type(action)].preview(action)
         if isinstance(action, AppStoreDetach):
             return await self._preview_detach(action)
         build = await self.build(action)
@@ -475,7 +429,7 @@ class AppStoreProvider(HTTPProvider):
             return Preview(
                 refusal=f"Build {build.describe()} is already attached to {action.version}."
             )
-        state = version.attributes.get("appVersionState") or version.attributes.get("appStoreState")
+        state = version_state(version)
         facts.insert(
             0,
             Fact(
@@ -501,7 +455,7 @@ class AppStoreProvider(HTTPProvider):
             f"v1/builds/{segment(build.id)}/appStoreVersion",
             missing=f"{LABEL} has no build {build.id}",
         )
-        return _one(response)
+        return one(response)
 
     async def _attached_warning(self, build: Build) -> list[str]:
         """Expiring a build that a version ships with deserves a warning on the message."""
@@ -515,7 +469,7 @@ class AppStoreProvider(HTTPProvider):
         if version is None:
             return []
         a = version.attributes
-        state = a.get("appVersionState") or a.get("appStoreState") or "state unknown"
+        state = version_state(version)
         return [
             f"Build {build.number} is attached to version {a.get('versionString', version.id)} "
             f"({state}): once expired, that version can't be submitted with it."
@@ -524,8 +478,15 @@ class AppStoreProvider(HTTPProvider):
     # --- execution -----------------------------------------------------------------------
 
     async def execute(
-        self, action: BuildAction, *, promoted_by: str, expect: Mapping[str, str], steps: Steps
+        self,
+        action: BuildAction | train.TrainAction,
+        *,
+        promoted_by: str,
+        expect: Mapping[str, str],
+        steps: Steps,
     ) -> Outcome:
+        if isinstance(action, train.TrainAction):
+            return await self.train[type(action)].execute(action, expect, steps)
         if isinstance(action, AppStoreDetach):
             return await self._execute_detach(action, expect, steps)
         try:
@@ -656,14 +617,14 @@ class AppStoreProvider(HTTPProvider):
             uncertain = exc
         else:
             try:
-                resource = _one(response)
+                resource = one(response)
             except ProviderError:  # answered 2xx: it happened, whatever the body says
                 uncertain = ProviderUncertain(
                     LABEL, f"{LABEL} answered {response.status_code} with a body the bot can't read"
                 )
         if uncertain is not None:  # never PATCH again: read the build instead
             try:
-                resource = _one(
+                resource = one(
                     await self._get(path, missing=f"{LABEL} has no build {action.build_id}")
                 )
             except ProviderError:
@@ -697,11 +658,7 @@ class AppStoreProvider(HTTPProvider):
         if current is None:
             return Preview(refusal=f"{action.app} {action.version} has no build attached.")
         version = await self.version(action)
-        state = (
-            version.attributes.get("appVersionState") or version.attributes.get("appStoreState")
-            if isinstance(version, Resource)
-            else "state unknown"
-        )
+        state = version_state(version)
         facts = [
             Fact(label="Version", value=f"{action.version} ({state})"),
             Fact(label="Attached now", value=current.describe()),
@@ -765,9 +722,17 @@ class AppStoreProvider(HTTPProvider):
         )
 
     async def observe(
-        self, action: BuildAction, *, promoted_by: str, expect: Mapping[str, str], steps: Steps
+        self,
+        action: BuildAction | train.TrainAction,
+        *,
+        promoted_by: str,
+        expect: Mapping[str, str],
+        steps: Steps,
     ) -> Outcome | None:
-        """Read the version's build, or the build, and compare with what it was before."""
+        """Read the version's build, or the build, and compare with what it was before; a
+        train step carries on from its journal."""
+        if isinstance(action, train.TrainAction):
+            return await self.train[type(action)].observe(action, expect, steps)
         if isinstance(action, AppStoreDetach):
             now = await self.attached(action.version_id)
             shown = now.describe() if now else "no build"
@@ -928,7 +893,7 @@ def _client(settings: AppStoreSettings) -> AppStoreProvider:
 SPEC = ProviderSpec(
     name=NAME,
     label=LABEL,
-    scopes={SCOPE: "attach, expire and declare builds"},
+    scopes={SCOPE: "attach, expire and declare builds; TestFlight, App Review and releases"},
     section=AppStoreSection,
     settings=AppStoreSettings,
     rules=AppStoreRules,

@@ -247,16 +247,20 @@ class ProviderHTTP:
         *,
         json: Any = None,
         explain: Mapping[int, str] | None = None,
+        find: Callable[[], Awaitable[Mapping[str, Any] | None]] | None = None,
     ) -> httpx.Response:
         """A write, as step `step` of the request's journal (bot/core/steps.py): marked before
         it is sent, sent once (never retried once it may have arrived), and its answer
-        recorded; a step the journal shows answered is not sent again, its answer stands."""
+        recorded; a step the journal shows answered is not sent again, its answer stands.
+
+        `find` reads whether the write took effect, for a step marked sent whose answer was
+        lost: what it found (`{"status", "body"}`, as an answer is kept), or None."""
 
         async def send() -> dict[str, Any]:
             response = await self.call(method, path, idempotent=False, json=json, explain=explain)
             return {"status": response.status_code, "body": response.text}
 
-        answer = await steps.write(step, send, provider=self.name)
+        answer = await steps.write(step, send, provider=self.name, find=find)
         return httpx.Response(
             int(answer["status"]),
             text=str(answer.get("body") or ""),

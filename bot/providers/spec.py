@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core.ports import Provider
@@ -26,6 +28,53 @@ def aliases(table: dict[str, str], ids: re.Pattern[str], what: str) -> dict[str,
         if not ids.match(value):
             raise ValueError(f"{alias} = {value!r} is not {what}")
     return table
+
+
+_NUMBER_KINDS = {
+    "int_parsing": "a whole number",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "greater_than_equal": "",
+    "less_than_equal": "",
+    "greater_than": "",
+    "less_than": "",
+}
+
+
+def _range(info: FieldInfo | None) -> str:
+    """ " from 0 to 65535", from a field's bounds (`Field(ge=…, le=…)`)."""
+    low = high = None
+    for bound in info.metadata if info is not None else ():
+        low = getattr(bound, "ge", low)
+        high = getattr(bound, "le", high)
+    if low is not None and high is not None:
+        return f" from {low} to {high}"
+    if low is not None:
+        return f" of at least {low}"
+    return f" of at most {high}" if high is not None else ""
+
+
+def setting_problem(err: ErrorDetails, model: type[BaseSettings]) -> str:
+    """One environment setting's problem, in words that name it and say what it accepts:
+    "PORT: expected a whole number from 0 to 65535, not 'abc'". A value is shown back only
+    when it is a number or a choice (never a token, a URL or a database URI)."""
+    field = str(err["loc"][0]) if err["loc"] else ""
+    name = field.upper() or "settings"
+    info = model.model_fields.get(field)
+    kind = err["type"]
+    given = err.get("input")
+    if kind in _NUMBER_KINDS:
+        whole = info is not None and info.annotation is int
+        what = _NUMBER_KINDS[kind] or ("a whole number" if whole else "a number")
+        return f"{name}: expected {what}{_range(info)}, not {given!r}"
+    if kind == "literal_error":
+        choices = err.get("ctx", {}).get("expected", "another value")
+        return f"{name}: expected {choices}, not {given!r}"
+    if kind.startswith("url_") and info is not None and info.default is not None:
+        return f"{name}: expected a URL like {info.default}"
+    return f"{name}: {err['msg'].removeprefix('Value error, ')}"
 
 
 class SettingError(Exception):
@@ -80,10 +129,7 @@ class ProviderSpec(Generic[SectionT, SettingsT]):
         try:
             return self.settings(**given)
         except ValidationError as exc:
-            problems = []
-            for err in exc.errors():
-                name = str(err["loc"][0]).upper() if err["loc"] else self.name
-                problems.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+            problems = [setting_problem(err, self.settings) for err in exc.errors()]
             raise SettingError(*problems) from None
 
     def build(self, overrides: Mapping[str, Any] | None = None) -> Provider:

@@ -1,9 +1,13 @@
-"""A fake App Store Connect API for builds and versions (provider-docs 001, 002, 004).
+"""A fake App Store Connect API for builds and versions (provider-docs 001, 002, 004), and the
+release train after them (asc-release-subset.json; bot/sandbox/appstore_train.py).
 
 Every request must carry an ES256 API-key token that verifies with a known key (`kid`), names
 the issuer, has `aud: appstoreconnect-v1` and lives at most 20 minutes; anything else is a 401
-with a JSON:API `errors` body. It counts the distinct tokens it has seen, so tests can check
-that the bot reuses one token instead of signing per request.
+with a JSON:API `errors` body, and a write with a key of `read_only_keys` is a 403. It counts
+the distinct tokens it has seen, so tests can check that the bot reuses one token instead of
+signing per request. Each call is recorded with what it answered; a write of an operation named
+in `hold` waits for its event (`reached` says it arrived), so a test can stop the bot between
+two writes.
 """
 
 from __future__ import annotations
@@ -11,18 +15,28 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bot.sandbox.appstore_train import FakeReleaseTrain
+from bot.sandbox.asc_jsonapi import Refused, check_query, errors, forbidden, unauthorized
+from bot.sandbox.asc_jsonapi import not_found as _not_found
 from bot.sandbox.calls import Call
 
 AUDIENCE = "appstoreconnect-v1"
 EDITABLE = ("PREPARE_FOR_SUBMISSION", "DEVELOPER_REJECTED", "REJECTED", "METADATA_REJECTED")
 _EPOCH = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+# appVersionState → the older appStoreState (its enum names some states differently)
+_STORE_STATE = {
+    "READY_FOR_DISTRIBUTION": "READY_FOR_SALE",
+    "PROCESSING_FOR_DISTRIBUTION": "PROCESSING_FOR_APP_STORE",
+}
 
 
 @dataclass
@@ -36,7 +50,8 @@ class AscBuild:
     uploaded: datetime = _EPOCH
 
     def resource(self, base: str) -> dict:
-        return {
+        declared = self.uses_non_exempt_encryption
+        resource = {
             "type": "builds",
             "id": self.id,
             "attributes": {
@@ -47,11 +62,13 @@ class AscBuild:
                 "minOsVersion": "17.0",
                 "processingState": self.processing,
                 "buildAudienceType": "APP_STORE_ELIGIBLE",
-                "usesNonExemptEncryption": self.uses_non_exempt_encryption,
             },
             "relationships": {"app": {"data": {"type": "apps", "id": self.app_id}}},
             "links": {"self": f"{base}/v1/builds/{self.id}"},
         }
+        if declared is not None:  # undeclared: App Store Connect leaves the attribute out
+            resource["attributes"]["usesNonExemptEncryption"] = declared  # type: ignore[index]
+        return resource
 
 
 @dataclass
@@ -62,6 +79,7 @@ class AscVersion:
     platform: str = "IOS"
     state: str = "PREPARE_FOR_SUBMISSION"
     build_id: str | None = None
+    release_type: str = "MANUAL"  # or AFTER_APPROVAL, SCHEDULED
 
     def resource(self, base: str) -> dict:
         return {
@@ -70,43 +88,13 @@ class AscVersion:
             "attributes": {
                 "platform": self.platform,
                 "versionString": self.version_string,
-                "appStoreState": self.state,
+                "appStoreState": _STORE_STATE.get(self.state, self.state),
                 "appVersionState": self.state,
-                "releaseType": "MANUAL",
+                "releaseType": self.release_type,
                 "createdDate": _EPOCH.isoformat(),
             },
             "links": {"self": f"{base}/v1/appStoreVersions/{self.id}"},
         }
-
-
-def errors(status: int, code: str, title: str, detail: str, **headers: str) -> web.Response:
-    body = {
-        "errors": [
-            {
-                "id": str(uuid.uuid4()),
-                "status": str(status),
-                "code": code,
-                "title": title,
-                "detail": detail,
-            }
-        ]
-    }
-    return web.json_response(body, status=status, headers=headers)
-
-
-def _unauthorized(detail: str) -> web.Response:
-    return errors(
-        401, "NOT_AUTHORIZED", "Authentication credentials are missing or invalid.", detail
-    )
-
-
-def _not_found(kind: str, rid: str) -> web.Response:
-    return errors(
-        404,
-        "NOT_FOUND",
-        "The specified resource does not exist",
-        f"There is no resource of type '{kind}' with id '{rid}'",
-    )
 
 
 @dataclass
@@ -123,6 +111,17 @@ class FakeAppStore:
     calls: list[Call] = field(default_factory=list)
     _failures: list[tuple[str | None, int, str, str, dict[str, str]]] = field(default_factory=list)
     base: str = "https://api.appstoreconnect.apple.com"
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    read_only_keys: set[str] = field(default_factory=set)  # kids whose writes are refused (403)
+    # "METHOD /path/{id}/…" → an event that write waits for; `reached` is set when it arrives
+    hold: dict[str, asyncio.Event] = field(default_factory=dict)
+    reached: dict[str, asyncio.Event] = field(default_factory=dict)
+    hourly_limit: int | None = None  # requests an hour, as Apple limits a key; over it: 429
+    _hour: tuple[datetime | None, int] = (None, 0)  # the clock's hour, and requests in it
+    train: FakeReleaseTrain = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.train = FakeReleaseTrain(self)
 
     # --- seeding -------------------------------------------------------------------------
 
@@ -161,6 +160,11 @@ class FakeAppStore:
     def patches(self) -> list[Call]:
         return [c for c in self.calls if c.method == "PATCH"]
 
+    def writes(self, operation: str | None = None) -> list[Call]:
+        """The writes it was sent, in order; of one operation ("POST /v1/reviewSubmissions")."""
+        found = [c for c in self.calls if c.method in ("POST", "PATCH", "DELETE")]
+        return [c for c in found if operation is None or c.operation == operation]
+
     # --- HTTP ----------------------------------------------------------------------------
 
     def app(self) -> web.Application:
@@ -173,16 +177,44 @@ class FakeAppStore:
         app.router.add_get("/v1/appStoreVersions/{id}", self._get_version)
         app.router.add_get("/v1/appStoreVersions/{id}/build", self._version_build)
         app.router.add_patch("/v1/appStoreVersions/{id}/relationships/build", self._attach)
+        self.train.routes(app)
         return app
 
     @web.middleware
     async def _gate(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
-        """Record, authenticate, then inject any queued failure."""
+        """Record the call and its answer; the answer is the handler's or a refusal's."""
         raw = await request.read()
-        self.calls.append(Call(request.method, request.path_qs, json.loads(raw) if raw else None))
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        route = request.match_info.route.resource
+        operation = f"{request.method} {route.canonical if route else request.path}"
+        call = Call(request.method, request.path_qs, body, operation=operation)
+        self.calls.append(call)
+        try:
+            response = await self._answer(request, handler, operation)
+        except Refused as refused:
+            response = refused.response
+        call.status = response.status
+        if (
+            isinstance(response, web.Response)
+            and response.body
+            and response.content_type.endswith("json")
+        ):
+            call.answer = json.loads(response.body)  # type: ignore[arg-type]
+        return response
+
+    async def _answer(self, request: web.Request, handler, operation: str):  # type: ignore[no-untyped-def]
+        """Authenticate, then inject any queued failure, hold a write, or handle it."""
         refused = self._authenticate(request.headers.get("Authorization", ""))
         if refused is not None:
             return refused
+        if request.method != "GET" and self._kid(request) in self.read_only_keys:
+            return forbidden("The API key in use does not allow this request.")
+        limited = self._rate_limited()
+        if limited is not None:
+            return limited
         failure = next((f for f in self._failures if f[0] in (None, request.method)), None)
         if failure is not None:
             self._failures.remove(failure)
@@ -195,19 +227,50 @@ class FakeAppStore:
             return errors(status, code, title, detail, **headers)
         if request.method == "PATCH" and self.patch_delay:
             await asyncio.sleep(self.patch_delay)
+        if operation in self.hold:
+            self.reached.setdefault(operation, asyncio.Event()).set()
+            await self.hold[operation].wait()
+        self.train.settle()
         return await handler(request)
+
+    def _rate_limited(self) -> web.Response | None:
+        """429 past `hourly_limit` requests in the clock's hour, with when to come back."""
+        if self.hourly_limit is None:
+            return None
+        now = self.clock()
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        count = (self._hour[1] if self._hour[0] == hour else 0) + 1
+        self._hour = (hour, count)
+        if count <= self.hourly_limit:
+            return None
+        wait = int((hour + timedelta(hours=1) - now).total_seconds()) + 1
+        return errors(
+            429,
+            "RATE_LIMIT_EXCEEDED",
+            "The request rate limit has been reached.",
+            "We've received too many requests for this API. Please wait and try again.",
+            **{
+                "Retry-After": str(wait),
+                "X-Rate-Limit": f"user-hour-lim:{self.hourly_limit};user-hour-rem:0;",
+            },
+        )
+
+    @staticmethod
+    def _kid(request: web.Request) -> str:
+        token = request.headers.get("Authorization", "")[7:]
+        return str(jwt.get_unverified_header(token).get("kid"))
 
     def _authenticate(self, header: str) -> web.Response | None:
         if not header.startswith("Bearer "):
-            return _unauthorized("Provide a properly configured and signed bearer token.")
+            return unauthorized("Provide a properly configured and signed bearer token.")
         token = header[7:]
         try:
             head = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            return _unauthorized("The token is not a JWT.")
+            return unauthorized("The token is not a JWT.")
         key = self.keys.get(str(head.get("kid")))
         if head.get("alg") != "ES256" or head.get("typ") != "JWT" or key is None:
-            return _unauthorized("The token's header must name ES256, JWT and a known key id.")
+            return unauthorized("The token's header must name ES256, JWT and a known key id.")
         try:
             claims = jwt.decode(
                 token,
@@ -218,11 +281,11 @@ class FakeAppStore:
                 options={"require": ["iss", "iat", "exp", "aud"]},
             )
         except jwt.PyJWTError as exc:
-            return _unauthorized(f"The token is not valid: {exc}.")
+            return unauthorized(f"The token is not valid: {exc}.")
         if claims["exp"] - claims["iat"] > 20 * 60:
-            return _unauthorized("The token lives longer than 20 minutes.")
+            return unauthorized("The token lives longer than 20 minutes.")
         if token in self.revoked:
-            return _unauthorized("The token has been revoked.")
+            return unauthorized("The token has been revoked.")
         self.tokens_seen.add(token)
         return None
 
@@ -231,20 +294,61 @@ class FakeAppStore:
             {"data": data, "links": {"self": f"{self.base}{request.path_qs}"}, **extra}
         )
 
+    def document(
+        self, data: object, request: web.Request, *, status: int = 200, **extra: object
+    ) -> web.Response:
+        """A single-resource document (`data: null` for an empty to-one)."""
+        body = {"data": data, "links": {"self": f"{self.base}{request.path_qs}"}, **extra}
+        return web.json_response(body, status=status)
+
+    def listing(self, data: list[Any], request: web.Request, **extra: object) -> web.Response:
+        """A collection document, cut to `limit`, with its paging."""
+        limit = int(request.query.get("limit", "50"))
+        return self._doc(
+            data[:limit], request, meta={"paging": {"total": len(data), "limit": limit}}, **extra
+        )
+
+    error = staticmethod(errors)
+
+    async def body(self, request: web.Request) -> Any:
+        """The request's JSON body, or a 400 when it is none."""
+        try:
+            return await request.json()
+        except ValueError:
+            raise Refused(
+                errors(400, "PARAMETER_ERROR.INVALID", "The request entity is invalid", "Not JSON.")
+            ) from None
+
     async def _list_builds(self, request: web.Request) -> web.Response:
         q = request.query
+        check_query(
+            q,
+            enums={"filter[processingState]": ("PROCESSING", "FAILED", "INVALID", "VALID")},
+            known=("filter[app]", "filter[version]", "filter[id]", "filter[betaGroups]"),
+        )
+
+        def wanted(name: str, value: str | set[str]) -> bool:
+            given = set(q[name].split(",")) if name in q else None
+            values = value if isinstance(value, set) else {value}
+            return given is None or bool(given & values)
+
         found = [
             b
             for b in self.builds.values()
-            if ("filter[app]" not in q or b.app_id in q["filter[app]"].split(","))
-            and ("filter[version]" not in q or b.number in q["filter[version]"].split(","))
+            if wanted("filter[app]", b.app_id)
+            and wanted("filter[version]", b.number)
+            and wanted("filter[id]", b.id)
+            and wanted("filter[processingState]", b.processing)
+            and wanted("filter[betaGroups]", self._groups_of(b))
         ]
-        limit = int(q.get("limit", "50"))
-        return self._doc(
-            [b.resource(self.base) for b in found[:limit]],
-            request,
-            meta={"paging": {"total": len(found), "limit": limit}},
-        )
+        return self.listing([b.resource(self.base) for b in found], request)
+
+    def _groups_of(self, build: AscBuild) -> set[str]:
+        return {
+            g.id
+            for g in self.train.groups.values()
+            if build.id in g.build_ids or (g.all_builds and g.app_id == build.app_id)
+        }
 
     async def _get_build(self, request: web.Request) -> web.Response:
         build = self.builds.get(request.match_info["id"])

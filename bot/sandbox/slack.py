@@ -7,9 +7,11 @@ Answers `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`, `v
 `usergroups`; `usergroups_error` makes it fail) like Slack does (`{"ok": true, …}` or
 `{"ok": false, "error": …}`), checks the bearer token, and also accepts posts to response URLs
 under `/response/…`, so `respond()` can be observed too.
-`apps.connections.open` (with `app_token`) hands out its own `/socket` websocket, which says
-hello like Slack's Socket Mode endpoint and stays open; `send_socket` delivers a payload over
-it in an envelope, as Slack does, and returns the app's acknowledgement.
+`apps.connections.open` (with `app_token`, else `invalid_auth`) hands out its own `/socket`
+websocket, which says hello like Slack's Socket Mode endpoint and stays open; `send_socket`
+delivers a payload over it in an envelope, as Slack does, and returns the app's
+acknowledgement. Any method can be made to fail (`fail`): Slack's errors, HTTP statuses, a
+proxy's text or HTML page, a reset.
 """
 
 from __future__ import annotations
@@ -36,11 +38,14 @@ class SlackCall:
 @dataclass
 class Failure:
     """How the fake fails a method: Slack's `ok: false` with `error`, an HTTP `status` (429 with
-    `retry_after`), `reset` (does the work, then drops the connection before answering) or
+    `retry_after`), a `body` that is not Slack's JSON (a proxy's text or HTML page, of
+    `content_type`), `reset` (does the work, then drops the connection before answering) or
     `hang` (seconds before answering); `times` calls, or until `until` (time.monotonic())."""
 
     error: str | None = None
     status: int = 200
+    body: str | None = None
+    content_type: str = "text/plain"
     retry_after: int | None = None
     reset: bool = False
     hang: float = 0.0
@@ -170,15 +175,15 @@ class FakeSlack:
         args = await _args(request)
         token = token or args.pop("token", None)
         self._record(method, args, token)
-        if method == "apps.connections.open":
-            if token != self.app_token:
-                return web.json_response({"ok": False, "error": "invalid_auth"})
-            return web.json_response({"ok": True, "url": f"ws://{request.host}/socket"})
         failure = self.failures.get(method)
         if failure is not None and failure.applies():
             if failure.times is not None:
                 failure.times -= 1
             return await self._fail(request, method, args, failure)
+        if method == "apps.connections.open":
+            if token != self.app_token:
+                return web.json_response({"ok": False, "error": "invalid_auth"})
+            return web.json_response({"ok": True, "url": f"ws://{request.host}/socket"})
         if token != self.token:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if method == "auth.test":
@@ -343,6 +348,13 @@ class FakeSlack:
             request.transport.close()
             return web.Response(status=500)  # never sent: the connection is gone
         headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else {}
+        if failure.body is not None:
+            return web.Response(
+                status=failure.status,
+                text=failure.body,
+                content_type=failure.content_type,
+                headers=headers,
+            )
         error = failure.error or ("ratelimited" if failure.status == 429 else "internal_error")
         return web.json_response(
             {"ok": False, "error": error}, status=failure.status, headers=headers

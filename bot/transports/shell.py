@@ -8,8 +8,11 @@ Reads commands from stdin when it is not a terminal, so it can be scripted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import re
 import sys
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
@@ -238,23 +241,53 @@ class Shell:
         else:
             self._tell(await wf.rollback(self.user, request_id, CHANNEL))
 
-    async def run(self, stdin: TextIO = sys.stdin) -> None:
-        """Read lines until `exit` or the end of input."""
+    async def run(self, stdin: TextIO = sys.stdin) -> int:
+        """Read lines from `stdin` (a script, a pipe) until `exit` or its end; the exit
+        status, 0. On a terminal, `shell_prompt.Prompt` reads them instead, with a line editor.
+        """
         interactive = stdin.isatty()
-        loop = asyncio.get_running_loop()
         while True:
             prompt = f"{self.user}> "
             try:
                 if interactive:
-                    line = await loop.run_in_executor(None, input, prompt)
+                    line = await _in_thread(functools.partial(input, prompt))
                 else:
-                    line = await loop.run_in_executor(None, stdin.readline)
+                    line = await _in_thread(stdin.readline)
                     if not line:
-                        return
+                        return 0
                     line = line.rstrip("\n")
                     if line.strip():
                         self.write(prompt + line)  # scripted runs read as transcripts
             except EOFError:
-                return
+                return 0
             if not await self.handle(line):
-                return
+                return 0
+
+
+def _in_thread(read: Callable[[], str]) -> asyncio.Future[str]:
+    """`read()` in a thread of its own, so the event loop runs the bot's jobs meanwhile. The
+    thread is a daemon: a Ctrl-C ends the shell at once, not once the read returns (a thread
+    of the loop's executor would be waited for until the next line)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+
+    def settle(result: str | None, error: BaseException | None) -> None:
+        if future.done():
+            return  # the shell stopped waiting
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or "")
+
+    def work() -> None:
+        result: str | None = None
+        error: BaseException | None = None
+        try:
+            result = read()
+        except BaseException as exc:  # EOFError, a closed stream: the caller's to judge
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="shell-stdin", daemon=True).start()
+    return future

@@ -17,17 +17,15 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from slack_bolt.app.async_server import AsyncSlackAppServer
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.config import ConfigError
 from bot.core.model import Reply
 from bot.core.ports import StoreError
 from bot.core.workflow import Workflow
@@ -42,30 +40,33 @@ log = logging.getLogger(__name__)
 COMMAND = "/promote"
 
 
-async def identify(client: AsyncWebClient) -> AuthorizeResult:
-    """Call `auth.test` once, at start-up: it checks the token, and Bolt then needs no Web API
-    call before acking a request (by default it makes one on the first request)."""
-    try:
-        response = await client.auth_test()
-    except SlackApiError as exc:
-        raise ConfigError(
-            f"SLACK_BOT_TOKEN: Slack rejected it ({exc.response.get('error')})"
-        ) from None
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ConfigError(
-            f"SLACK_API_URL: Slack could not be reached at {client.base_url} ({type(exc).__name__})"
-        ) from None
-    identity = AuthorizeResult.from_auth_test_response(
-        auth_test_response=response, bot_token=client.token
-    )
-    identity["app_id"] = response.get("app_id")  # clicks must come from this app
-    return identity
+class SlackEndpoint:
+    """`POST path` for Bolt's app: 503 until the app is there (start-up still waits for Slack to
+    answer `auth.test`, and Slack sends the request again), then Bolt's own aiohttp handler."""
+
+    def __init__(self, path: str, app: AsyncApp | None = None) -> None:
+        self.path = path
+        self._server: AsyncSlackAppServer | None = None
+        if app is not None:
+            self.serve(app)
+
+    def serve(self, app: AsyncApp) -> None:
+        self._server = app.server(path=self.path)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self._server is None:
+            return web.Response(status=503, text="promote-bot is starting: Slack has not answered")
+        return await self._server.handle_post_requests(request)
 
 
-def web_app(app: AsyncApp, path: str, port: int = 0) -> web.Application:
-    """Bolt's aiohttp app for `path`, answering every request below 500: a payload that makes
-    Bolt or a listener fail is a bad request (400, one log line), never a 500 and a traceback."""
-    application = app.web_app(path=path, port=port)
+def web_app(app: AsyncApp | SlackEndpoint, path: str) -> web.Application:
+    """An aiohttp app for Bolt's `path`, answering every request below 500 (but the 503 of
+    starting or stopping): a payload that makes Bolt or a listener fail is a bad request (400,
+    one log line), never a 500 and a traceback. Given a `SlackEndpoint`, Slack's requests wait
+    for its app (503 meanwhile); other routes (health) may be added to it."""
+    endpoint = app if isinstance(app, SlackEndpoint) else SlackEndpoint(path, app)
+    application = web.Application()
+    application.router.add_post(path, endpoint.handle)
 
     @web.middleware
     async def below_500(request: web.Request, handler: Handler) -> web.StreamResponse:
