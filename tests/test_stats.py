@@ -246,3 +246,33 @@ async def test_the_app_home_shows_the_last_7_days(world: World) -> None:
     await world.slack.wait_for(lambda s: len(s.calls_to("views.publish")) == 2)
     home = block_text(world.slack.calls_to("views.publish")[1].args["view"]["blocks"])
     assert "add up to" not in home
+
+
+def test_the_release_train_counts_like_any_other_target(store_factory: Factory) -> None:
+    """A TestFlight step (issue 28) is a request like every other: its target is counted by
+    state and kind, its rollback (taking the build out again) as a rollback, with no list of
+    event names to extend."""
+    from bot.providers.appstore_train import AppStoreTestFlight, AppStoreTestFlightRemove
+
+    store = store_factory()
+    group = {"app": "ios", "app_id": "1234567890", "build": "155", "build_id": "b155"}
+    group |= {"group": "External Testers", "group_id": "g1", "external": True}
+    added = run(store, AppStoreTestFlight(**group), NOW - 2 * DAY, ended=NOW - 2 * DAY + HOUR)
+    run(
+        store,
+        AppStoreTestFlightRemove(**group, undoing="in the group"),
+        NOW - DAY,
+        ended=NOW - DAY + HOUR,
+        rolls_back=added,
+    )
+    [train] = store.target_figures(NOW - 7 * DAY, NOW, kinds=kinds_for({"developer:manage_builds"}))
+    assert train == TargetFigures(
+        target="appstore:ios:testflight",
+        succeeded=1,
+        rolled_back=1,
+        rollbacks=1,
+        lead_p50=3600.0,
+        lead_p90=3600.0,
+        restore_p50=DAY.total_seconds(),
+    )
+    assert store.target_figures(NOW - 7 * DAY, NOW, kinds=kinds_for({"bundle:publish"})) == []
