@@ -11,7 +11,8 @@ time to restore) is derived from the database too, not counted by this process: 
 restarts and replicas (every replica reports the same values: aggregate them with `max`, not
 `sum`). The database computes it in SQL, in a worker thread on a connection of its own, when a
 scrape finds the last answer older than `FIGURES_SECONDS`; every scrape is served the last
-answer meanwhile (only the first waits), so a scrape stays cheap however big the history.
+answer meanwhile (the first, none), so a scrape stays cheap however big the history, and
+answers while the database does not.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -34,6 +35,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
@@ -150,26 +152,27 @@ class Metrics:
         return generate_latest(self.registry)
 
     async def scrape(self, clock: Callable[[], float] = time.monotonic) -> bytes:
-        """The Prometheus text format. The database's figures older than FIGURES_SECONDS are
-        computed again meanwhile (this scrape shows the last ones): only the first scrape
-        waits for them."""
+        """The Prometheus text format; the database's figures older than FIGURES_SECONDS are
+        computed again meanwhile (this scrape shows the last ones)."""
         await self.refresh(clock)
         return self.render()
 
     async def refresh(
         self, clock: Callable[[], float] = time.monotonic, wait: bool = False
     ) -> None:
-        """Have the database compute its figures again, unless it did a moment ago or is at
-        it: one computation at a time, however many scrapes come. Waits for it when `wait`,
-        or when there are no figures yet. A store that fails keeps the last figures
-        (counters never go back to nothing) and is asked again FIGURES_SECONDS later."""
+        """Have the database compute its figures again (in a worker thread), unless it did a
+        moment ago or is at it: one computation at a time, however many scrapes come. A
+        scrape never waits for it (a database that stops answering must not hold /metrics
+        up): until the first answer the figures are not in the page. `wait`: until it is
+        done. A store that fails keeps the last figures (counters never go back to nothing)
+        and is asked again FIGURES_SECONDS later."""
         if not self._stores:
             return
         figures = self._figures
         stale = figures.at is None or clock() - figures.at >= FIGURES_SECONDS
         if stale and (self._computing is None or self._computing.done()):
             self._computing = asyncio.ensure_future(self._compute(clock))
-        if self._computing is not None and (wait or figures.totals is None):
+        if wait and self._computing is not None:
             await asyncio.shield(self._computing)
 
     async def _compute(self, clock: Callable[[], float]) -> None:
@@ -429,20 +432,41 @@ class MeasuredWebClient(AsyncWebClient):
             raise
 
 
+# `ack_seconds{kind}`: the payload types the bot answers, everything else signed as "other",
+# and every request whose signature did not verify as "rejected" (nothing else about it is
+# read): a fixed set, so no request can add a series.
+ACK_KINDS = ("command", "block_actions", "view_submission", "event_callback", "other")
+REJECTED = "rejected"
+COMMAND_OUTCOMES = ("accepted", "answered", "error")
+_VERIFIED = "promote_bot_verified"  # set in a request's context once Bolt let it through
+
+
 def time_acks(app: AsyncApp, metrics: Metrics) -> None:
     """Time each payload from reaching the app to its ack, and count slash commands by the
     ack's outcome, in HTTP and Socket Mode alike: both adapters hand every payload to
     `app.async_dispatch` and send what it returns (with lazy listeners, right after the ack).
-    A Bolt middleware can't do it: Bolt runs the listeners after the whole middleware chain."""
+    A Bolt middleware can't do it alone: Bolt runs the listeners after the whole middleware
+    chain. But one marks what it saw: global middleware added with `app.use` runs after Bolt's
+    own, so only a request whose signature verified (or one from Socket Mode's websocket) is
+    marked, and only a marked one is looked into; the rest count once, as `rejected`."""
     dispatch = app.async_dispatch
+    for kind in (*ACK_KINDS, REJECTED):
+        metrics.ack_seconds.labels(kind=kind)
+    for outcome in COMMAND_OUTCOMES:
+        metrics.commands.labels(outcome=outcome)
+
+    app.use(_MarkVerified())
 
     @functools.wraps(dispatch)
     async def timed(req: AsyncBoltRequest) -> BoltResponse:
         started = time.perf_counter()
         response = await dispatch(req)
-        body = req.body if isinstance(req.body, dict) else {}
-        kind = "command" if "command" in body else str(body.get("type") or "other")
-        metrics.ack_seconds.labels(kind=kind).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        if not req.context.get(_VERIFIED):
+            metrics.ack_seconds.labels(kind=REJECTED).observe(elapsed)
+            return response
+        kind = ack_kind(req.body)
+        metrics.ack_seconds.labels(kind=kind).observe(elapsed)
         if kind == "command":
             status, answered = response.status, bool(response.body)
             outcome = "error" if status != 200 else "answered" if answered else "accepted"
@@ -450,3 +474,28 @@ def time_acks(app: AsyncApp, metrics: Metrics) -> None:
         return response
 
     app.async_dispatch = timed  # type: ignore[method-assign]
+
+
+class _MarkVerified(AsyncMiddleware):
+    """Marks each request it sees (Bolt runs it only after its own request verification).
+    A middleware object of Bolt's own kind: no arguments to look up for each request."""
+
+    async def async_process(
+        self,
+        *,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse | None:
+        req.context[_VERIFIED] = True
+        return await next()
+
+
+def ack_kind(body: object) -> str:
+    """The `ack_seconds` label of a (verified) payload: one of `ACK_KINDS`."""
+    if not isinstance(body, dict):
+        return "other"
+    if "command" in body:
+        return "command"
+    kind = body.get("type")
+    return kind if kind in ACK_KINDS else "other"

@@ -33,6 +33,7 @@ async def _exported(tmp_path: Path) -> set[str]:
     scheduler = Scheduler()
     scheduler.add("deliver", lambda: _nothing(), 2.0)
     metrics.watch_jobs(scheduler)
+    await metrics.refresh(wait=True)
     text = (await metrics.scrape()).decode()
     store.close()
     names = set()

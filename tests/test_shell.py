@@ -274,10 +274,10 @@ async def test_decisions_in_the_shell_say_why_and_people_are_told() -> None:
             await workflow.deliver_due()  # the `deliver` job, as its timer would
     out = "\n".join(said)
     assert "» Usage: reject <request number> <reason…>, e.g. reject 1" in out
-    assert "  ↳ #1 🚫 Rejected by @U_BOB\n    Reason: the soak ‹!channel› failed" in out
+    assert "  ↳ #1 🚫 Rejected by @U_BOB\n    Reason: the soak <!channel> failed" in out
     assert (
         "  ✉ to @U_ALICE: 🚫 Your request #1 was rejected by @U_BOB — guardrails policy bundle: "
-        "staging → prod\n    Reason: the soak ‹!channel› failed"
+        "staging → prod\n    Reason: the soak <!channel> failed"
     ) in out
     assert "  ↳ #2 🚫 Cancelled by @U_ALICE\n    Reason: asked too early" in out
     assert "    💬 @U_BOB: dashboards green" in out  # in #3's outcome

@@ -161,6 +161,18 @@ def test_markup_is_rendered_and_wrapped_on_a_terminal(tmp_path: Path) -> None:
     assert term.exit_status() == 0
 
 
+def test_outside_text_shows_on_a_terminal_as_it_was_typed(tmp_path: Path) -> None:
+    term = Terminal("--sandbox", state=tmp_path)
+    ready(term)
+    term.send("/promote lock znyx:*:prod Q&A <!here> a&amp;b\r")
+    term.seen("Locked")
+    term.prompts(2)
+    [told] = [line for line in visible(term.raw).splitlines() if "» 🔒 Locked" in line]
+    assert told.endswith(": Q&A <!here> a&amp;b.")  # not read as markup: shown as typed
+    term.send(CTRL_D)
+    assert term.exit_status() == 0
+
+
 def test_ctrl_c_clears_the_line_and_twice_on_an_empty_line_leaves(tmp_path: Path) -> None:
     term = Terminal("--sandbox", state=tmp_path)
     ready(term)

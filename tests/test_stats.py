@@ -127,6 +127,8 @@ async def test_every_metric_from_the_database(store_factory: Factory) -> None:
     metrics = Metrics()
     metrics.watch_store(store, "this-process")
     seed(store)
+    assert "promote_bot_promotions_total" not in (await metrics.scrape()).decode()  # not yet
+    await metrics.refresh(wait=True)  # computed meanwhile, in a worker thread
     page = samples((await metrics.scrape()).decode())
 
     def promotions(target: str, outcome: str) -> float:
@@ -156,12 +158,14 @@ async def test_every_metric_from_the_database(store_factory: Factory) -> None:
     # A new process (a restart, another replica) reports the same from the same database.
     again = Metrics()
     again.watch_store(store_factory(), "another-process")
+    await again.refresh(wait=True)
     assert samples((await again.scrape()).decode()) == page
 
 
 async def test_figures_are_computed_again_only_after_a_while(store_factory: Factory) -> None:
-    """A scrape is served the last figures; one that finds them older than FIGURES_SECONDS
-    has them computed again meanwhile (in a worker thread), for the scrapes after it."""
+    """A scrape is served the last figures, never waiting for them; one that finds them older
+    than FIGURES_SECONDS has them computed again meanwhile (in a worker thread), for the
+    scrapes after it."""
     store = store_factory()
     metrics = Metrics()
     metrics.watch_store(store, "this-process")
@@ -173,7 +177,9 @@ async def test_figures_are_computed_again_only_after_a_while(store_factory: Fact
         page = samples((await metrics.scrape(lambda: now[0])).decode())
         return value(page, name, outcome="succeeded", **znyx)
 
-    assert await succeeded() == 5  # the first scrape waits for the figures
+    assert await succeeded() == 0  # the first scrape waits for nothing: none yet
+    await metrics.refresh(lambda: now[0], wait=True)
+    assert await succeeded() == 5
     run(store, PROMOTE, NOW, ended=NOW + HOUR)  # one more success
     now[0] += FIGURES_SECONDS - 1
     assert await succeeded() == 5  # the last answer

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from bot.core import authz
 from bot.core.context import Context
+from bot.core.markup import literal
 from bot.core.model import NewRequest, NoticeRecord, Reply, Request, State, notice_key
 from bot.core.policy import Policy
 from bot.core.ports import ChatError, StoreError
@@ -174,7 +175,8 @@ class Notices:
 
 
 def notice_view(record: NoticeRecord, request: Request, link: str | None) -> NoticeView:
-    """The direct message for `record`'s event, from the request as it is stored. Pure."""
+    """The direct message for `record`'s event, from the request as it is stored, in the core's
+    markup: what people and providers said is escaped here, once (`markup.literal`). Pure."""
     event, number = record.event, f"#{request.id}"
     yours = f"Your request {number}"
     outcome = request.outcome
@@ -182,8 +184,8 @@ def notice_view(record: NoticeRecord, request: Request, link: str | None) -> Not
         "key": notice_key(request.id, record.user, event),
         "user": record.user,
         "request_id": request.id,
-        "title": request.action.title,
-        "target": request.action.target,
+        "title": literal(request.action.title),
+        "target": literal(request.action.target),
         "requester": request.requester,
         "link": link,
     }
@@ -194,7 +196,7 @@ def notice_view(record: NoticeRecord, request: Request, link: str | None) -> Not
             lead=f"{number} waits for your approval",
             by=None,
             label="🚨 Emergency" if request.emergency else None,
-            detail=request.emergency,
+            detail=_said(request.emergency),
             expires=request.expires_at,
         )
     if event.startswith(APPROVED):
@@ -206,7 +208,7 @@ def notice_view(record: NoticeRecord, request: Request, link: str | None) -> Not
             lead=f"{yours} was approved",
             by=approver,
             label="Comment" if said else None,
-            detail=said,
+            detail=_said(said),
         )
     if event in ("rejected", "cancelled"):
         return NoticeView(
@@ -215,7 +217,7 @@ def notice_view(record: NoticeRecord, request: Request, link: str | None) -> Not
             lead=f"{yours} was {event}",
             by=request.decided_by,
             label="Reason" if request.reason else None,
-            detail=request.reason,
+            detail=_said(request.reason),
         )
     if event == "expired":
         return NoticeView(
@@ -231,6 +233,10 @@ def notice_view(record: NoticeRecord, request: Request, link: str | None) -> Not
         lead=lead[0],
         by=None,
         label="Outcome" if outcome else None,
-        detail=outcome.headline if outcome else None,
-        check=outcome.check if outcome else None,
+        detail=_said(outcome.headline) if outcome else None,
+        check=_said(outcome.check) if outcome else None,
     )
+
+
+def _said(text: str | None) -> str | None:
+    return literal(text) if text else None

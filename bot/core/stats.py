@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.core.markup import fmt_time
+from bot.core.markup import fmt_time, literal
 from bot.core.model import TargetFigures
 
 DEFAULT_DAYS = 30
@@ -115,7 +115,7 @@ def target_lines(f: TargetFigures, days: int) -> list[str]:
     """One target's numbers: its name, then three lines."""
     never = f", {f.stopped} never ran" if f.stopped else ""
     return [
-        f"*`{f.target}`*",
+        f"*`{literal(f.target)}`*",
         f"Promotions: {f.succeeded} succeeded ({_week(per_week(f, days))} a week), "
         f"{f.failed} failed, {f.unknown} unknown{never}",
         f"Lead time p50 {duration(f.lead_p50)}, p90 {duration(f.lead_p90)} · "
@@ -126,7 +126,7 @@ def target_lines(f: TargetFigures, days: int) -> list[str]:
 
 
 def _scope(pattern: str | None) -> str:
-    return f" for `{pattern}`" if pattern else ""
+    return f" for `{literal(pattern)}`" if pattern else ""
 
 
 def stats_text(figures: Sequence[TargetFigures], w: Window, pattern: str | None = None) -> str:
@@ -154,7 +154,7 @@ def stats_text(figures: Sequence[TargetFigures], w: Window, pattern: str | None 
 def home_line(f: TargetFigures, days: int) -> str:
     """One target on one line, for the App Home."""
     return (
-        f"`{f.target}` · {f.succeeded} succeeded ({_week(per_week(f, days))}/week) · "
+        f"`{literal(f.target)}` · {f.succeeded} succeeded ({_week(per_week(f, days))}/week) · "
         f"lead p50 {duration(f.lead_p50)} · failure rate {_rate(f)} · "
         f"restore p50 {duration(f.restore_p50)} · {_count(f.rollbacks, 'rollback')}"
         + (f" · 🚨 {f.emergencies}" if f.emergencies else "")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from bot.store.sqlite import SqliteStore
 from bot.store.sqlite_reader import SqliteReader
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
 
 AnyStore: TypeAlias = "SqliteStore | PostgresStore"
 AnyReader: TypeAlias = "SqliteReader | PostgresReader"
+T = TypeVar("T")
 SCHEMES = ("postgresql://", "postgres://")  # libpq's URI schemes
 
 
@@ -43,4 +46,21 @@ def open_reader(where: Path | str) -> AnyReader:
     return SqliteReader.open(where)
 
 
-__all__ = ["AnyReader", "AnyStore", "SqliteStore", "is_postgres", "open_any", "open_reader"]
+async def call_store(store: object, call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)`, which uses `store`: on a worker thread when the store's calls wait on a
+    network (PostgreSQL), so the event loop goes on answering meanwhile (liveness, other acks);
+    right here for SQLite, whose connection belongs to this thread and answers at once."""
+    if getattr(store, "off_loop", False):
+        return await asyncio.to_thread(call, *args)
+    return call(*args)
+
+
+__all__ = [
+    "AnyReader",
+    "AnyStore",
+    "SqliteStore",
+    "call_store",
+    "is_postgres",
+    "open_any",
+    "open_reader",
+]

@@ -5,7 +5,9 @@ The store serves the bot on one connection behind a lock; a read that takes a wh
 hold it, so figures run on a second connection (from a worker thread), and each export on a
 connection of its own, through a server-side cursor: rows come a batch at a time, never the
 whole log at once. A reader opened for `promote-bot audit` is read-only and never upgrades the
-schema.
+schema. Each statement is bounded on this side too (bot/store/answering.py's `Watchdog`), a
+little past the server's own statement timeout: a database that stopped answering ends a read
+with an error, never a thread waiting for ever.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import psycopg
 from bot.core.model import AuditEntry
 from bot.core.ports import StoreError
 from bot.store import figures
+from bot.store.answering import Cut, Watchdog
 from bot.store.figures import Dialect
 
 BATCH = 2000  # rows a server-side cursor brings per round trip
+READ_SECONDS = 20.0  # one statement of a long read, at most: past the server's own 15 s
 
 DIALECT = Dialect(
     mark="%s",
@@ -41,11 +45,19 @@ class PostgresReader(figures.FiguresReader):
 
     dialect = DIALECT
 
-    def __init__(self, connect: Connect, plain: Callable[[psycopg.Error], str]) -> None:
+    def __init__(
+        self, connect: Connect, plain: Callable[[psycopg.Error], str], where: str = "database"
+    ) -> None:
+        """`plain` puts a psycopg error in words; `where` names the database in them."""
         self._connect = connect
         self._plain = plain
+        self._where = where
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
+        self._watchdog = Watchdog(READ_SECONDS)
+
+    def _silent(self, exc: Cut) -> StoreError:
+        return StoreError(f"the {self._where} is not answering ({exc})")
 
     def _connection(self) -> psycopg.Connection[dict[str, Any]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -66,6 +78,7 @@ class PostgresReader(figures.FiguresReader):
         self._rows("SELECT 1 FROM audit LIMIT 1", [])
 
     def close(self) -> None:
+        self._watchdog.close()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -83,24 +96,32 @@ class PostgresReader(figures.FiguresReader):
             conn = self._connect()
         except psycopg.Error as exc:
             raise StoreError(self._plain(exc)) from exc
+        watchdog = Watchdog(READ_SECONDS)  # this export's own: it runs beside the figures
         try:
-            conn.execute("SET statement_timeout = 0")  # the whole log may take a while
             with conn.transaction(), conn.cursor(name="promote_bot_audit") as cursor:
-                cursor.itersize = BATCH
-                cursor.execute(sql, params)  # type: ignore[arg-type]
-                for row in cursor:  # the columns' own types: nothing to validate
-                    yield AuditEntry.model_construct(
-                        id=row["id"],
-                        at=row["at"],
-                        request_id=row["request_id"],
-                        actor=row["actor"],
-                        event=row["event"],
-                        target=row["target"],
-                        detail=row["detail"],
-                    )
+                with watchdog.watching(conn.fileno()):
+                    cursor.execute(sql, params)  # type: ignore[arg-type]
+                while True:
+                    with watchdog.watching(conn.fileno()):  # each batch: the writing is not
+                        rows = cursor.fetchmany(BATCH)
+                    if not rows:
+                        break
+                    for row in rows:  # the columns' own types: nothing to validate
+                        yield AuditEntry.model_construct(
+                            id=row["id"],
+                            at=row["at"],
+                            request_id=row["request_id"],
+                            actor=row["actor"],
+                            event=row["event"],
+                            target=row["target"],
+                            detail=row["detail"],
+                        )
+        except Cut as exc:
+            raise self._silent(exc) from None
         except psycopg.Error as exc:
             raise StoreError(self._plain(exc)) from exc
         finally:
+            watchdog.close()
             conn.close()
 
 

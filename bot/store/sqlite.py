@@ -162,6 +162,11 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 @_store_errors
 class SqliteStore(LongReads):  # the figures and the export: `self.reader`
+    # A local file, answered in microseconds, on the one thread its connection belongs to:
+    # called where it is needed, never on a worker thread (`call_store`). Its long reads
+    # (figures, the export) are the exception: connections of their own (`self.reader`).
+    off_loop = False
+
     def __init__(self, path: Path | str | None = None) -> None:
         """Open (and create if needed) the database at `path`; None keeps it in memory.
 

@@ -19,6 +19,7 @@ from typing import TextIO
 
 from bot.core.authz import WhoCanApprove
 from bot.core.commands import Cancel
+from bot.core.markup import unescape
 from bot.core.model import Reply
 from bot.core.render import NoticeView, RequestView
 from bot.core.texts import help_text
@@ -27,6 +28,7 @@ from bot.core.workflow import Workflow
 CHANNEL = "shell"
 _MENTION = re.compile(r"<@([A-Za-z0-9_]+)>")
 _GROUP = re.compile(r"<!subteam\^([A-Za-z0-9_]+)>")
+_LINK = re.compile(r"<(https?://[^|>]+)\|([^>]+)>")
 _USER = re.compile(r"^[UW][A-Z0-9_]{2,}$")
 _REQUEST = re.compile(r"^#?(\d{1,12})$")
 _BUTTONS = {
@@ -47,8 +49,10 @@ SHELL_HELP = """Shell commands:
 
 
 def plain(text: str) -> str:
-    """Reply text for a terminal: `<@U1>` → `@U1`, `<!subteam^S1>` → `group S1`."""
-    return _GROUP.sub(r"group \1", _MENTION.sub(r"@\1", text))
+    """The core's markup for a terminal: `<@U1>` → `@U1`, `<!subteam^S1>` → `group S1`,
+    `<url|label>` → `label (url)`, and outside text as it was (`&lt;` → `<`)."""
+    text = _LINK.sub(r"\2 (\1)", _GROUP.sub(r"group \1", _MENTION.sub(r"@\1", text)))
+    return unescape(text)
 
 
 def who_can_approve(who: WhoCanApprove) -> str:
@@ -84,7 +88,7 @@ def release_text(view: RequestView) -> str:
         lines.append(f"└ [rollback {view.request_id}]")
     else:
         lines.append("└")
-    return "\n".join(lines)
+    return plain("\n".join(lines))
 
 
 def thread_text(view: RequestView) -> str:
@@ -100,7 +104,7 @@ def thread_text(view: RequestView) -> str:
         lines.append(f"    ↩️ Rolls back #{view.rolls_back}")
     if view.can_roll_back:
         lines.append(f"    [rollback {view.request_id}]")
-    return "\n".join(lines)
+    return plain("\n".join(lines))
 
 
 def said_lines(view: RequestView) -> list[str]:
@@ -119,7 +123,7 @@ def notice_text(view: NoticeView) -> str:
         lines.append(f"    {view.label or 'Detail'}: {view.detail}")
     if view.check:
         lines.append(f"    What to check: {view.check}")
-    return "\n".join(lines)
+    return plain("\n".join(lines))
 
 
 class ShellChat:
@@ -141,7 +145,7 @@ class ShellChat:
     async def update_request(self, channel: str, ts: str, view: RequestView) -> None:
         if self._shown.get(ts) != view.status:  # the terminal shows changes, not repaints
             self._shown[ts] = view.status
-            self.write(f"  · #{view.request_id} {view.status}")
+            self.write(plain(f"  · #{view.request_id} {view.status}"))
 
     async def post_in_thread(self, channel: str, ts: str, view: RequestView) -> None:
         self.write(thread_text(view))

@@ -26,6 +26,7 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from bot import logs
+from bot.core.markup import literal
 from bot.transports.shell import Shell
 from bot.transports.shell_complete import ShellCompleter, find_requests
 from bot.transports.shell_render import STYLE, for_terminal
@@ -93,7 +94,10 @@ def terminal_writer() -> Callable[[str], None]:
 
     def write(text: str) -> None:
         width = get_app_session().output.get_size().columns
-        print_formatted_text(for_terminal(text, width), style=STYLE)
+        # The shell writes plain text (people's and providers' words as they were, `<` and `&`
+        # among them) with the core's light markup (bold, code): escaped again, so the
+        # renderer, which reads Slack's markup, shows those characters rather than reading them.
+        print_formatted_text(for_terminal(literal(text), width), style=STYLE)
 
     return write
 
