@@ -4,6 +4,7 @@ App Home through Slack."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from bot.core import stats
 from bot.core.model import Durations, TargetFigures, kinds_for
 from bot.core.stats import BOUNDS
+from bot.core.texts import TEXT_LIMIT
 from bot.metrics import FIGURES_SECONDS, Metrics
 from bot.store import AnyStore
 from tests.conftest import ALICE, CAROL, MALLORY, World, block_text
@@ -207,6 +209,11 @@ def test_the_words() -> None:
         "not a rollback; p50 and p90 by nearest rank); every definition is in the README, under "
         "“What the releases add up to”.",
     ]  # fmt: skip
+    many = [dataclasses.replace(ZNYX_30, target=f"znyx:p{i}:prod") for i in range(40)]
+    long = stats.stats_text(many, w)
+    assert len(long) <= TEXT_LIMIT and long.count("*`znyx:p") < 40
+    assert f"… and {40 - long.count('*`znyx:p')} more targets: narrow it with a pattern" in long
+    assert long.endswith("under “What the releases add up to”.")
     assert stats.stats_text([], stats.window(NOW, 7), "appstore:*").startswith(
         "No request for `appstore:*` you may see ended in the last 7 days"
     )

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from bot.core.markup import fmt_time, literal
 from bot.core.model import TargetFigures
+from bot.core.texts import fit
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
@@ -43,7 +44,6 @@ BOUNDS: tuple[float, ...] = (
     172800.0,
     604800.0,
 )
-SHOWN = 40  # targets listed in one answer (each a few lines), at most
 HOME_SHOWN = 10
 
 
@@ -130,7 +130,7 @@ def _scope(pattern: str | None) -> str:
 
 
 def stats_text(figures: Sequence[TargetFigures], w: Window, pattern: str | None = None) -> str:
-    """`/promote stats`: each target's numbers over the window."""
+    """`/promote stats`: each target's numbers over the window (as many as a message holds)."""
     days = _count(w.days, "day")
     span = f"{fmt_time(w.since)} – {fmt_time(w.until)}"
     if not figures:
@@ -138,17 +138,15 @@ def stats_text(figures: Sequence[TargetFigures], w: Window, pattern: str | None 
             f"No request{_scope(pattern)} you may see ended in the last {days} ({span}). "
             "Try more days: `/promote stats --days 90`."
         )
-    lines = [f"*What the releases add up to{_scope(pattern)}, last {days}* ({span}):"]
-    for f in figures[:SHOWN]:
-        lines += target_lines(f, w.days)
-    if len(figures) > SHOWN:
-        lines.append(f"… and {len(figures) - SHOWN} more targets: narrow it with a pattern.")
-    lines.append(
+    head = [f"*What the releases add up to{_scope(pattern)}, last {days}* ({span}):"]
+    blocks = ["\n".join(target_lines(f, w.days)) for f in figures]
+    tail = [
         "Counted from the requests that ended in the window (a promotion is a request that is "
         "not a rollback; p50 and p90 by nearest rank); every definition is in the README, "
         "under “What the releases add up to”."
-    )
-    return "\n".join(lines)
+    ]
+    more = "… and {n} more targets: narrow it with a pattern, e.g. `/promote stats znyx:*`."
+    return fit(head, blocks, tail, more=more)
 
 
 def home_line(f: TargetFigures, days: int) -> str:
