@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
@@ -50,6 +50,10 @@ class Action(BaseModel):
     provider: ClassVar[str]  # the registry name of the provider that runs it
     scope: ClassVar[Scope]  # the provider scope a requester and an approver must hold
     reversible: ClassVar[bool] = True  # False: once done, there is no way back (no rollback)
+    # What the release message's status says while it runs and once it succeeded: the
+    # action's own words ("Expiring now…", "✅ Expired"), not always a promotion's.
+    doing: ClassVar[str] = "Promoting"
+    done: ClassVar[str] = "Promoted"
 
     # Set on a rollback only: what the promotion it undoes installed, in the provider's words.
     # The provider refuses it (and sends nothing) unless the thing still shows exactly that.
@@ -81,6 +85,13 @@ class Action(BaseModel):
         preview has resolved what it needs to name it."""
         return self.target
 
+    @property
+    def watches(self) -> tuple[str, ...]:
+        """The things whose change makes its preview untrue (its own, and for a promotion
+        from one stage to the next the source too): a provider's word that one of them moved
+        has its preview read again at once."""
+        return (self.thing,) if self.thing else ()
+
 
 def kinds_for(scopes: Iterable[Scope]) -> tuple[str, ...]:
     """The action kinds someone holding `scopes` may request or approve: the requests whose
@@ -99,6 +110,27 @@ def action_from_json(text: str | bytes) -> Action:
     return cls.model_validate(data)
 
 
+class Query(BaseModel):
+    """Something to look at in a provider (its builds, its bundles): read-only, answered only
+    to the person who asked, who needs the provider's `scope`. Declared by provider modules."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: ClassVar[str]  # the registry name of the provider that answers it
+    scope: ClassVar[Scope]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a provider answers to a `Query`: a table, plain text in every cell (each
+    transport shows it its own way), and notes under it."""
+
+    title: str  # "Recent builds of ios"
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    notes: tuple[str, ...] = ()  # "the newest 10 of 37", "no bundle is active in prod"
+
+
 class Fact(BaseModel):
     """One labelled line of a preview or an outcome ("Now in prod": "v7 · sha256:ab12…")."""
 
@@ -106,10 +138,21 @@ class Fact(BaseModel):
     value: str
 
 
+class Gate(BaseModel):
+    """What a preview found for one of its provider's policy keys (`whop_statuses`): the value
+    the policy's list is checked against, and a sentence saying what was found."""
+
+    value: str  # "draft"
+    found: str  # "Build apbu_ios153 is a draft"
+
+
 class Preview(BaseModel):
     """What a request will change, read from the provider before anyone approves it."""
 
     facts: list[Fact] = []
+    # policy key → what was found for it; a policy whose list for that key lacks the value
+    # refuses the request before it is posted, and its approval afterwards
+    gates: dict[str, Gate] = {}
     warnings: list[str] = []
     refusal: str | None = None  # set when the action must not even be offered for approval
     # What the preview showed as "now", in the provider's words (e.g. the production build):
@@ -117,6 +160,28 @@ class Preview(BaseModel):
     expect: dict[str, str] = {}
     # the action with the ids the provider looked up, if any
     action: SerializeAsAny[Action] | None = None
+
+
+class Drift(BaseModel):
+    """What a provider shows now that a request's preview did not: the preview no longer
+    holds, so approving it would not promote what was shown (the write would not be sent)."""
+
+    provider: str = ""  # its label, for people ("Znyx"); filled in by the core if left out
+    what: str  # what moved, in the preview's words ("prod's active bundle")
+    then: str  # what the preview showed
+    now: str  # what the provider shows now
+    by: str | None = None  # who the provider says made it so, when it says
+
+    @property
+    def sentence(self) -> str:
+        """ "prod's active bundle: v1 · sha256:… when this was asked, v2 · sha256:… now
+        (published by ci)"."""
+        by = f" (published by {self.by})" if self.by else ""
+        return f"{self.what}: {self.then} when this was asked, {self.now} now{by}"
+
+    def outcome(self) -> Outcome:
+        """The outcome of a write not sent because of it."""
+        return changed(self.what, self.then, self.now)
 
 
 OutcomeState = Literal["succeeded", "failed", "unknown"]
@@ -133,6 +198,8 @@ class Outcome(BaseModel):
     # provider's words: what a rollback restores, and what it expects to find.
     before: dict[str, str] = {}
     installed: dict[str, str] = {}
+    # When nothing was sent because the provider moved since the preview: what moved.
+    moved: Drift | None = None
 
 
 def changed(what: str, then: str, now: str) -> Outcome:
@@ -141,6 +208,32 @@ def changed(what: str, then: str, now: str) -> Outcome:
         state="failed",
         headline=f"{what} was {then} when this was requested; it is now {now}: "
         "nothing was changed, request again",
+        moved=Drift(what=what, then=then, now=now),
+    )
+
+
+def moved(
+    provider: str,
+    what: str,
+    expect: Mapping[str, str],
+    key: str,
+    now: str,
+    *,
+    then: str | None = None,
+    shown: str | None = None,
+    by: str | None = None,
+) -> Drift | None:
+    """What the preview recorded under `key` against what the provider shows now (`now`, in
+    the same words): None while they agree (or the preview recorded nothing there), else what
+    moved, shown as `then` and `shown` when the recorded words are ids."""
+    if key not in expect or now == expect[key]:
+        return None
+    return Drift(
+        provider=provider,
+        what=what,
+        then=then if then is not None else expect[key] or "none",
+        now=shown if shown is not None else now or "none",
+        by=by,
     )
 
 
@@ -159,6 +252,29 @@ def unclear(provider: str, what: str, check: str) -> Outcome:
     return Outcome(
         state="unknown", headline=f"{provider} shows {what}", check=f"{check} before asking again."
     )
+
+
+class Sighting(BaseModel):
+    """What a provider shows of one thing now (a Znyx environment's active bundle), read
+    because the provider named it (it changed, or a change elsewhere involved it)."""
+
+    provider: str  # its registry name ("znyx")
+    label: str  # its label, for people ("Znyx")
+    thing: str  # as requests name it ("znyx:<project id>:prod")
+    target: str  # as policies and history name it ("znyx:guardrails:prod")
+    place: str  # for people ("guardrails prod")
+    key: str  # what is live there, by the provider's id for it ("" for nothing)
+    shown: str  # how the bot shows it ("v2 · sha256:…", "none")
+    by: str | None = None  # who the provider says put it there
+    at: str | None = None  # when, as the provider says
+    # What is live, as an outcome's `installed` records it: a request whose write installed
+    # exactly this is the bot's own change.
+    record: dict[str, str] = {}
+    # What came before it as the provider lists it, for when the bot has no earlier reading.
+    before: str | None = None
+    # The provider said this thing changed (not only named it, as a promotion's source): with
+    # no earlier reading to compare with, only such a thing is told as changed.
+    said_changed: bool = True
 
 
 class Approval(BaseModel):
@@ -189,6 +305,10 @@ class Request(BaseModel):
     rolled_back_by: int | None = None  # the rollback that undid this one, once it succeeded
     msg_version: int = 1  # bumped by every change its release message must show
     copies: list[str] = []  # other posts of its release message (a retried post), kept in step
+    # When its message is to be looked at again: a write to Slack whose answer was lost may
+    # land late, over a newer one (or a post may appear after the bot gave up on it).
+    msg_recheck_at: datetime | None = None
+    drift: Drift | None = None  # what moved since its preview, as last read (while open)
 
     @property
     def approvers(self) -> list[str]:
@@ -267,79 +387,3 @@ class AuditEntry(BaseModel):
     event: str
     target: str | None = None
     detail: str = ""
-
-
-# --- what the requests add up to (bot/core/stats.py) ------------------------------------------
-
-
-@dataclass(frozen=True)
-class TargetFigures:
-    """What one target's requests that ended in a window add up to, as the database counts
-    them; bot/core/stats.py (and the README) say what each number means. Durations are in
-    seconds, None when there was nothing to measure."""
-
-    target: str
-    succeeded: int = 0  # promotions (requests that are not rollbacks) that succeeded
-    failed: int = 0
-    unknown: int = 0
-    rolled_back: int = 0  # of the succeeded promotions, those a rollback undid since
-    stopped: int = 0  # promotions rejected, cancelled or expired: never run
-    rollbacks: int = 0  # rollbacks that succeeded
-    emergencies: int = 0  # break-glass requests (promotions and rollbacks)
-    lead_p50: float | None = None  # request → success, of the succeeded promotions
-    lead_p90: float | None = None
-    wait_p50: float | None = None  # request → first approval, of promotions approved
-    restore_p50: float | None = None  # a promotion's success → its rollback's success
-
-
-@dataclass(frozen=True)
-class Durations:
-    """A histogram of durations (seconds): how many took at most each of the bounds asked
-    for (cumulative, in the bounds' order), how many in all, and their sum."""
-
-    at_most: tuple[int, ...]
-    count: int
-    total: float
-
-
-@dataclass(frozen=True)
-class DeliveryTotals:
-    """Every request since the database began, by target: what Prometheus's counters and
-    histograms are made of (the same on every replica, and across restarts)."""
-
-    outcomes: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (target, state)
-    rollbacks: Mapping[str, int] = field(default_factory=dict)  # succeeded rollbacks
-    lead: Mapping[str, Durations] = field(default_factory=dict)
-    wait: Mapping[str, Durations] = field(default_factory=dict)
-    restore: Mapping[str, Durations] = field(default_factory=dict)
-
-
-# --- outgoing events (bot/core/outbox.py) -------------------------------------------------------
-
-
-class Milestone(BaseModel):
-    """A change to a request the store recorded with it, in the same transaction, for the
-    outbox to turn into events: "requested", "approved:<user>", or the state it moved to."""
-
-    seq: int
-    request_id: int
-    what: str
-    at: datetime
-
-
-class OutboxEvent(BaseModel):
-    """One event owed to one receiver (`[[notify]]`): rendered once, sent until it is taken;
-    `key` is unique per receiver, request and milestone."""
-
-    key: str
-    receiver: str
-    request_id: int
-    milestone: str
-    body: str  # the JSON sent, byte for byte the same at every try
-    created_at: datetime
-    attempts: int = 0
-
-
-def event_key(receiver: str, request_id: int, milestone: str) -> str:
-    """The outbox key of an event: one per receiver, request and milestone, ever."""
-    return f"{receiver}|{request_id}|{milestone}"

@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 
 from bot.core import cdevents
 from bot.core.context import Context
-from bot.core.model import OutboxEvent, Request, event_key
+from bot.core.milestones import OutboxEvent, event_key
+from bot.core.model import Request
 from bot.core.ports import EventSender, Sent
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.core.figures import TargetFigures
 from bot.core.markup import fmt_time, literal
-from bot.core.model import TargetFigures
 from bot.core.texts import fit
 
 DEFAULT_DAYS = 30

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from bot.core.model import AuditEntry, DeliveryTotals, Durations, State, TargetFigures
+from bot.core.figures import DeliveryTotals, Durations, TargetFigures
+from bot.core.model import AuditEntry, State
 
 FINAL = tuple(s.value for s in State if s.is_final)
 RAN = ("succeeded", "failed", "unknown")  # the provider was called: a promotion that ran

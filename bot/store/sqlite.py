@@ -17,14 +17,14 @@ from typing import Any, Literal, TypeVar
 
 import sqlite_utils
 
+from bot.core.milestones import Milestone, OutboxEvent
 from bot.core.model import (
     Approval,
     AuditEntry,
+    Drift,
     Lock,
-    Milestone,
     NewRequest,
     NoticeRecord,
-    OutboxEvent,
     Outcome,
     Preview,
     Request,
@@ -35,8 +35,10 @@ from bot.core.model import (
 )
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
+from bot.store import sqlite_truth
 from bot.store.figures import LongReads
 from bot.store.sqlite_reader import SqliteReader
+from bot.store.sqlite_truth import TruthRows
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -87,16 +89,23 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "CREATE INDEX IF NOT EXISTS notices_due ON notices (state, next_at)",
         ),
     ),
+    # `history <request>` reads a request's events; `history <pattern>` matches targets with
+    # GLOB, which the audit_target index serves for a pattern's literal start.
+    (6, ("CREATE INDEX IF NOT EXISTS audit_request ON audit (request_id)",)),
+    # A write to Slack whose answer was lost may land later, over a newer one: the release
+    # message is looked at again once it no longer can (bot/core/delivery.py).
+    (7, ("ALTER TABLE requests ADD COLUMN msg_recheck_at TEXT",)),
+    # Drift, webhooks, sightings and notes (bot/store/sqlite_truth.py).
+    (8, sqlite_truth.MIGRATION),
     # What the releases add up to: `stats` and the metrics read requests by the moment they
-    # ended, the export reads the audit log by time (and `status` a request's entries).
-    # Outgoing events: every change to a request is a milestone, recorded with it; the outbox
-    # owes each receiver its events (state: 0 owed, 1 sent, 2 claimed until `until`, 3 dropped).
+    # ended, the export reads the audit log by time. Outgoing events: every change to a
+    # request is a milestone, recorded with it; the outbox owes each receiver its events
+    # (state: 0 owed, 1 sent, 2 claimed until `until`, 3 dropped).
     (
-        6,
+        9,
         (
             "CREATE INDEX IF NOT EXISTS requests_ended ON requests (updated_at)",
             "CREATE INDEX IF NOT EXISTS audit_at ON audit (at)",
-            "CREATE INDEX IF NOT EXISTS audit_request ON audit (request_id)",
             "CREATE TABLE IF NOT EXISTS milestones"
             " (seq INTEGER PRIMARY KEY AUTOINCREMENT, request_id INTEGER NOT NULL,"
             " what TEXT NOT NULL, at TEXT NOT NULL)",
@@ -161,7 +170,7 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 
 @_store_errors
-class SqliteStore(LongReads):  # the figures and the export: `self.reader`
+class SqliteStore(_store_errors(TruthRows), LongReads):  # long reads: `self.reader`
     # A local file, answered in microseconds, on the one thread its connection belongs to:
     # called where it is needed, never on a worker thread (`call_store`). Its long reads
     # (figures, the export) are the exception: connections of their own (`self.reader`).
@@ -503,16 +512,35 @@ class SqliteStore(LongReads):  # the figures and the export: `self.reader`
             )
 
     def messages_due(self, now: datetime) -> list[int]:
-        """Requests whose release message (or outcome reply) lags behind what is stored."""
+        """Requests whose release message (or outcome reply) lags behind what is stored, or
+        is to be looked at again after a write whose answer was lost."""
         finals = ", ".join(f"'{s.value}'" for s in State if s.is_final)
         rows = self._rows(
-            "SELECT id FROM requests WHERE message_ts IS NOT NULL"
+            "SELECT id FROM requests WHERE (msg_recheck_at <= ? OR message_ts IS NOT NULL"
             f" AND (msg_version > msg_shown OR (state IN ({finals}) AND (thread_posted = 0"
-            " OR (thread_posted = 2 AND thread_until <= ?))))"
+            " OR (thread_posted = 2 AND thread_until <= ?)))))"
             " AND (msg_next_at IS NULL OR msg_next_at <= ?) ORDER BY id",
-            [_utc(now), _utc(now)],
+            [_utc(now), _utc(now), _utc(now)],
         )
         return [row["id"] for row in rows]
+
+    def message_unsettled(self, request_id: int, look_at: datetime) -> None:
+        """A write to the release message may still land: look at it again from `look_at`."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET msg_recheck_at = MAX(COALESCE(msg_recheck_at, ''), ?)"
+                " WHERE id = ?",
+                [_utc(look_at), request_id],
+            )
+
+    def message_settled(self, request_id: int, since: datetime) -> None:
+        """Slack was brought to the stored version by writes sent from `since` on: nothing
+        sent before the look was due can still land over them."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET msg_recheck_at = NULL WHERE id = ? AND msg_recheck_at <= ?",
+                [request_id, _utc(since)],
+            )
 
     def message_shown(self, request_id: int, version: int, *, thread: bool = False) -> None:
         """Slack shows `version` (and the outcome's reply, if `thread`)."""
@@ -815,9 +843,14 @@ class SqliteStore(LongReads):  # the figures and the export: `self.reader`
     def history(
         self, target: str | None = None, limit: int = 20, *, request_id: int | None = None
     ) -> list[AuditEntry]:
-        """The newest `limit` audit entries, newest first, for one target or request if given."""
+        """The newest `limit` audit entries, newest first: of the targets `target` matches (a
+        target, or a pattern with `*` and `?` as fnmatch reads them) and of one request, if
+        given."""
         clauses, params = [], []
-        if target:
+        if target and any(c in target for c in "*?"):
+            clauses.append("target GLOB ?")  # case-sensitive as fnmatchcase; uses audit_target
+            params.append(target.replace("[", "[[]"))
+        elif target:
             clauses.append("target = ?")
             params.append(target)
         if request_id is not None:
@@ -1131,7 +1164,13 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         rolls_back=row.get("rolls_back"),
         msg_version=row.get("msg_version", 1),
         copies=json.loads(row.get("copies") or "[]"),
+        msg_recheck_at=_at(row.get("msg_recheck_at")),
+        drift=Drift.model_validate_json(row["drift"]) if row.get("drift") else None,
     )
+
+
+def _at(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def _lock(row: dict) -> Lock:

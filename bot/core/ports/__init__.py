@@ -7,6 +7,7 @@ from bot.core.ports.events import EventSender, Sent
 from bot.core.ports.provider import Provider
 from bot.core.ports.store import (
     AuditStore,
+    DueRead,
     EventStore,
     InboxStore,
     LockStore,
@@ -14,16 +15,19 @@ from bot.core.ports.store import (
     NoticeStore,
     OpenRequestExists,
     RequestStore,
+    Seen,
     StatsStore,
     StepStore,
     Store,
     StoreError,
+    TruthStore,
 )
 
 __all__ = [
     "AuditStore",
     "Chat",
     "ChatError",
+    "DueRead",
     "EventSender",
     "EventStore",
     "InboxStore",
@@ -33,9 +37,11 @@ __all__ = [
     "OpenRequestExists",
     "Provider",
     "RequestStore",
+    "Seen",
     "Sent",
     "StatsStore",
     "StepStore",
     "Store",
     "StoreError",
+    "TruthStore",
 ]

@@ -5,23 +5,23 @@ backend implements them all (`Store`); each part of the core needs only its own.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from bot.core.model import (
     AuditEntry,
-    DeliveryTotals,
+    Drift,
     Lock,
-    Milestone,
     NewRequest,
     NoticeRecord,
-    OutboxEvent,
     Outcome,
     Request,
     State,
     StepRecord,
-    TargetFigures,
 )
+from bot.core.ports.outbox import EventStore
+from bot.core.ports.stats import StatsStore
 
 Notices = Sequence[tuple[str, str]]  # direct messages owed: (person, event)
 
@@ -123,6 +123,17 @@ class MessageStore(Protocol):
 
     def message_failed(self, request_id: int, next_try: Callable[[int], datetime]) -> int: ...
 
+    def message_unsettled(self, request_id: int, look_at: datetime) -> None:
+        """A write to the release message (a post, an update) went out and its answer was
+        lost: it may still land, over a later one. Look at the message again from `look_at`
+        on (the latest such time is kept); `messages_due` lists it then."""
+        ...
+
+    def message_settled(self, request_id: int, since: datetime) -> None:
+        """The message was brought to the stored version by writes sent from `since` on: no
+        look is owed any more, unless a later one became due after `since`."""
+        ...
+
     def claim_thread(
         self, request_id: int, now: datetime, until: datetime
     ) -> Literal["post", "check"] | None:
@@ -189,7 +200,8 @@ class AuditStore(Protocol):
     def history(
         self, target: str | None = None, limit: int = 20, *, request_id: int | None = None
     ) -> list[AuditEntry]:
-        """Newest first."""
+        """Newest first; of the targets `target` matches (a target, or a pattern with `*` and
+        `?` as fnmatchcase reads them, matched in SQL on an index) and of one request."""
         ...
 
     def audit_entries(
@@ -225,6 +237,111 @@ class StepStore(Protocol):
 
     def steps(self, request_id: int) -> list[StepRecord]:
         """The request's steps, in the order they were marked."""
+        ...
+
+
+@dataclass(frozen=True)
+class DueRead:
+    """An open request whose preview is due to be read again (`drift_due`)."""
+
+    request_id: int
+    provider: str  # the first part of its target
+    created_at: datetime
+    next_at: datetime | None  # None: never scheduled yet
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the bot last read of a thing a provider told it about (`sighting`)."""
+
+    key: str
+    shown: str
+    at: datetime
+
+
+class TruthStore(Protocol):
+    """The truth between promotions: previews read again (drift), providers' webhooks
+    recorded before they are answered, what the bot last saw of each thing they name, and
+    notes it posts once however many processes see the same change."""
+
+    def drift_due(self, now: datetime, limit: int) -> list[DueRead]:
+        """Open (pending, approved) requests never scheduled for a read, or due by `now`,
+        soonest first."""
+        ...
+
+    def drift_schedule(self, request_id: int, seen: datetime | None, next_at: datetime) -> bool:
+        """Set when the request's preview is read next, if it is still `seen` (compare-and-set:
+        one process takes each read); True if this call set it."""
+        ...
+
+    def set_drift(self, request_id: int, drift: Drift | None) -> bool:
+        """Record what moved since the preview (None: nothing), while the request is open;
+        True if that changed what was recorded (its message must show it)."""
+        ...
+
+    def on_thing(self, thing: str, states: Sequence[State], limit: int = 5) -> list[Request]:
+        """Requests for `thing` in `states`, newest first."""
+        ...
+
+    def webhook_put(self, digest: str, source: str, hint: Mapping[str, Any], at: datetime) -> bool:
+        """Record a delivery by the digest of its body; False if that body came before."""
+        ...
+
+    def webhook_claim(
+        self, digest: str, owner: str, now: datetime, until: datetime
+    ) -> dict[str, Any] | None:
+        """Take a recorded delivery to work on (its `hint`, `source`, `attempts` counting this
+        one), if it is not done and nobody holds it."""
+        ...
+
+    def webhook_renew(self, digest: str, owner: str, until: datetime) -> bool:
+        """Hold it until `until` (or, to try again later, leave it until then)."""
+        ...
+
+    def webhook_done(self, digest: str, at: datetime) -> None: ...
+
+    def webhooks_waiting(self, now: datetime) -> list[str]:
+        """Digests of deliveries not done that nobody holds, oldest first."""
+        ...
+
+    def forget_webhooks(self, before: datetime) -> int:
+        """Drop deliveries done before `before` (a body older than that is read as new)."""
+        ...
+
+    def sighting(self, thing: str) -> Seen | None: ...
+
+    def sighting_swap(
+        self, thing: str, old_key: str | None, key: str, shown: str, at: datetime
+    ) -> bool:
+        """Record what `thing` shows now, if what was recorded is still `old_key` (None: no
+        record yet); True if this call recorded it."""
+        ...
+
+    def note_put(
+        self, key: str, channel: str, thread_ts: str | None, text: str, at: datetime
+    ) -> bool:
+        """Record a note to post once; False if `key` was recorded before."""
+        ...
+
+    def notes_due(self, now: datetime, limit: int) -> list[str]:
+        """Keys of notes not posted yet whose time to try has come, oldest first."""
+        ...
+
+    def note_take(self, key: str, now: datetime, until: datetime) -> dict[str, Any] | None:
+        """Take a due note to post until `until` (compare-and-set): its `channel`,
+        `thread_ts`, `text` and `attempts` (counting this one); None if not due or taken."""
+        ...
+
+    def note_later(self, key: str, at: datetime) -> None:
+        """The chat did not take it: try again from `at`."""
+        ...
+
+    def note_done(self, key: str, at: datetime) -> None:
+        """Posted (or given up): never tried again."""
+        ...
+
+    def forget_notes(self, before: datetime) -> int:
+        """Drop notes done before `before`."""
         ...
 
 
@@ -271,77 +388,6 @@ class NoticeStore(Protocol):
         ...
 
 
-class StatsStore(Protocol):
-    """What the requests add up to, computed by the database (aggregates and window functions
-    over requests and approvals, never rows loaded into memory); bot/core/stats.py says what
-    each number means. On a big database a call takes a while, so each runs on a connection of
-    its own: safe to call from a worker thread, never holding up the store's other calls."""
-
-    def target_figures(
-        self,
-        since: datetime,
-        until: datetime,
-        *,
-        pattern: str | None = None,
-        kinds: Sequence[str] | None = None,
-    ) -> list[TargetFigures]:
-        """Per target (by name), the requests that ended in [since, until); only targets
-        matching `pattern` (`znyx:*:prod`) and actions of `kinds`, when given."""
-        ...
-
-    def delivery_totals(self, bounds: Sequence[float]) -> DeliveryTotals:
-        """Every request since the database began, by target; durations bucketed by `bounds`
-        (seconds, ascending)."""
-        ...
-
-
-class EventStore(Protocol):
-    """Outgoing events (bot/core/outbox.py). Every change to a request is recorded as a
-    `Milestone` in the transaction that makes it; the outbox turns milestones into events for
-    each receiver (`fan_out`) and sends each event until it is taken, claimed (compare-and-set)
-    before each try, so that two processes never send the same event at once."""
-
-    def milestones(self, limit: int) -> list[Milestone]:
-        """Milestones not turned into events yet, oldest first."""
-        ...
-
-    def fan_out(self, seqs: Sequence[int], events: Sequence[OutboxEvent]) -> int:
-        """Owe `events` (each key once, ever) and forget milestones `seqs`, in one
-        transaction; how many events were new."""
-        ...
-
-    def events_due(self, now: datetime, limit: int) -> list[OutboxEvent]:
-        """Owed and not waiting out a backoff, or claimed by a try whose time ran out; oldest
-        first."""
-        ...
-
-    def claim_event(self, key: str, now: datetime, until: datetime) -> bool:
-        """Take the duty of sending event `key` until `until`; False when it is not due or
-        another process has it."""
-        ...
-
-    def event_sent(self, key: str, at: datetime) -> None:
-        """Taken by its receiver: never sent again."""
-        ...
-
-    def event_retry(self, key: str, held_until: datetime, next_at: datetime, why: str) -> int:
-        """Not taken: owed again from `next_at`; the attempts so far (while the claim that
-        ran until `held_until` is still this caller's)."""
-        ...
-
-    def event_dropped(self, key: str, at: datetime, why: str) -> None:
-        """Never to be sent (the receiver refused it for good, or for too long)."""
-        ...
-
-    def event_counts(self) -> dict[tuple[str, str], int]:
-        """Events by receiver and state: owed (not taken yet), sent, dropped."""
-        ...
-
-    def forget_events(self, before: datetime) -> int:
-        """Drop events sent or dropped before `before`; how many."""
-        ...
-
-
 class Store(
     RequestStore,
     MessageStore,
@@ -349,6 +395,7 @@ class Store(
     LockStore,
     AuditStore,
     StepStore,
+    TruthStore,
     NoticeStore,
     StatsStore,
     EventStore,
