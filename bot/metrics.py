@@ -300,8 +300,23 @@ class _Figures:
         )
         for provider, n in sorted(_per_provider_counts(totals.rollbacks).items()):
             rollbacks.add_metric([provider], n)
-        yield promotions
-        yield rollbacks
+        outside = CounterMetricFamily(
+            PREFIX + "outside_changes",
+            "Changes a provider showed that did not go through the bot, since the database "
+            "began, by target and provider.",
+            labels=["target", "provider"],
+        )
+        for target, n in sorted(totals.outside.items()):
+            outside.add_metric([target, provider_of(target)], n)
+        moved = CounterMetricFamily(
+            PREFIX + "previews_moved",
+            "Requests whose preview no longer held before they were decided (drift), since "
+            "the database began, by provider.",
+            labels=["provider"],
+        )
+        for provider, n in sorted(_per_provider_counts(totals.drifted).items()):
+            moved.add_metric([provider], n)
+        yield from (promotions, rollbacks, outside, moved)
         for name, help_text, measured in (
             ("lead_time_seconds", "From request to success, of succeeded promotions.", totals.lead),
             (

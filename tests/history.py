@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from bot.core.model import Action, NewRequest, Outcome, State
+from bot.core.model import Action, AuditEntry, NewRequest, Outcome, State
 from bot.core.ports import Store
 from bot.providers.whop import WhopPromote
 from bot.providers.znyx import ZnyxActivate, ZnyxPromote
@@ -142,3 +142,29 @@ def seed(store: Store) -> dict[str, int]:
         state=State.EXECUTING,
     )  # fmt: skip
     return ids
+
+
+STAGING = "znyx:guardrails:staging"
+
+
+def seed_beside(store: Store, ids: dict[str, int]) -> None:
+    """What the audit log alone records (issue 26), over `seed`'s history: changes outside the
+    bot at `znyx:guardrails:prod` 40, 20 and 3 days ago and at its staging 2 days ago (only
+    that there); P5's preview moved twice and Q1's once (a preview that holds again is not
+    counted)."""
+    from bot.core.drift import MOVED
+    from bot.core.truth import OUTSIDE
+
+    def entry(at: datetime, event: str, target: str, request_id: int | None = None) -> None:
+        actor = "Znyx: ui:carol" if request_id is None else "promote-bot"
+        store.audit(AuditEntry(at=at, request_id=request_id, actor=actor, event=event,
+                               target=target, detail="v1 → v2"))  # fmt: skip
+
+    for days in (40, 20, 3):
+        entry(NOW - days * DAY, OUTSIDE, ZNYX)
+    entry(NOW - 2 * DAY, OUTSIDE, STAGING)
+    p5 = NOW - 6 * DAY
+    entry(p5 + 5 * MINUTE, MOVED, ZNYX, ids["P5"])
+    entry(p5 + 6 * MINUTE, "preview holds again", ZNYX, ids["P5"])
+    entry(p5 + 10 * MINUTE, MOVED, ZNYX, ids["P5"])
+    entry(NOW - 3 * DAY + 10 * MINUTE, MOVED, WHOP, ids["Q1"])

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.core.scheduler import Scheduler
 from bot.metrics import Metrics
 from bot.store import SqliteStore
-from tests.history import seed
+from tests.history import seed, seed_beside
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana-dashboard.json"
 METRIC = re.compile(r"\bpromote_bot_[a-z_]+\b")
@@ -27,7 +27,7 @@ async def _exported(tmp_path: Path) -> set[str]:
     """Every sample name the bot's /metrics can show, from a bot's own registry with a store
     and the scheduler's jobs watched (a family with no samples yet still says its type)."""
     store = SqliteStore(tmp_path / "bot.db")
-    seed(store)
+    seed_beside(store, seed(store))
     metrics = Metrics()
     metrics.watch_store(store, "this-process")
     scheduler = Scheduler()
@@ -70,6 +70,8 @@ async def test_every_metric_the_dashboard_queries_is_exported(tmp_path: Path) ->
         "promote_bot_requests",
         "promote_bot_ack_seconds_bucket",
         "promote_bot_provider_calls_total",
+        "promote_bot_outside_changes_total",
+        "promote_bot_previews_moved_total",
     ):
         assert name in queried, name
 

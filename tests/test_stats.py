@@ -17,7 +17,7 @@ from bot.core.texts import TEXT_LIMIT
 from bot.metrics import FIGURES_SECONDS, Metrics
 from bot.store import AnyStore
 from tests.conftest import ALICE, CAROL, MALLORY, World, block_text
-from tests.history import DAY, HOUR, NOW, PROMOTE, WHOP, ZNYX, run, seed
+from tests.history import DAY, HOUR, NOW, PROMOTE, STAGING, WHOP, ZNYX, run, seed, seed_beside
 from tests.test_health import samples, value
 
 Factory = Callable[[], AnyStore]
@@ -100,6 +100,46 @@ def test_a_request_counts_where_it_ended_and_a_late_success_counts_once(
     assert stats.failure_rate(znyx) == pytest.approx(2 / 6)
 
 
+def test_changes_outside_the_bot_and_previews_that_moved(store_factory: Factory) -> None:
+    """Issue 26's milestones, which only the audit log records, counted by when they were
+    recorded: a target with only those is listed too; a preview that moved twice is one
+    request; whoever may see a provider's requests sees its changes outside the bot."""
+    store = store_factory()
+    seed_beside(store, seed(store))
+    since = NOW - 30 * DAY
+    whop = dataclasses.replace(WHOP_30, drifted=1)  # Q1
+    znyx = dataclasses.replace(ZNYX_30, outside=2, drifted=1)  # 20 and 3 days ago; P5
+    staging = TargetFigures(target=STAGING, outside=1)
+    assert store.target_figures(since, NOW) == [whop, znyx, staging]
+    [_, week, _] = store.target_figures(NOW - 7 * DAY, NOW)
+    assert (week.outside, week.drifted) == (1, 1)
+    assert store.target_figures(since, NOW, pattern="znyx:*:prod") == [znyx]
+    builds = kinds_for({"developer:manage_builds"})
+    assert store.target_figures(since, NOW, kinds=builds, providers=("whop",)) == [whop]
+    bundles = kinds_for({"bundle:publish"})
+    assert store.target_figures(since, NOW, kinds=bundles, providers=("znyx",)) == [
+        znyx,
+        staging,
+    ]
+    # Requests of kinds one may not see hide their previews; providers name whose changes.
+    assert store.target_figures(since, NOW, kinds=bundles) == [dataclasses.replace(znyx, outside=0)]
+    totals = store.delivery_totals(BOUNDS)
+    assert dict(totals.outside) == {ZNYX: 3, STAGING: 1}
+    assert dict(totals.drifted) == {ZNYX: 1, WHOP: 1}
+    # In words: a line of its own, and a target with only that is only that.
+    lines = stats.stats_text([whop, znyx, staging], stats.window(NOW, 30)).splitlines()
+    assert lines[5] == "1 preview moved before a decision"
+    assert lines[10:13] == [
+        "2 changes outside the bot · 1 preview moved before a decision",
+        "*`znyx:guardrails:staging`*",
+        "1 change outside the bot",
+    ]
+    assert stats.home_line(staging, 7) == "`znyx:guardrails:staging` · 1 change outside the bot"
+    assert stats.home_line(znyx, 30).endswith(
+        "· 🚨 1 · 2 changes outside the bot · 1 preview moved before a decision"
+    )
+
+
 def test_the_totals_since_the_database_began(store_factory: Factory) -> None:
     store = store_factory()
     seed(store)
@@ -158,11 +198,13 @@ async def test_every_metric_from_the_database(store_factory: Factory) -> None:
     assert value(page, "promote_bot_approval_wait_seconds_sum", provider="znyx") == 90420
     assert value(page, "promote_bot_time_to_restore_seconds_count", provider="znyx") == 1
     assert value(page, "promote_bot_time_to_restore_seconds_sum", provider="znyx") == 1800
+    assert "promote_bot_outside_changes_total" not in {k[0] for k in page}  # none yet
     # A new process (a restart, another replica) reports the same from the same database.
     again = Metrics()
     again.watch_store(store_factory(), "another-process")
     await again.refresh(wait=True)
     mine = ("promotions", "rollbacks", "lead_time", "approval_wait", "time_to_restore")
+    mine += ("outside_changes", "previews_moved")
 
     def derived(page: dict) -> dict:
         return {
@@ -172,6 +214,20 @@ async def test_every_metric_from_the_database(store_factory: Factory) -> None:
         }
 
     assert derived(samples((await again.scrape()).decode())) == derived(page)
+
+
+async def test_the_metrics_of_changes_outside_the_bot(store_factory: Factory) -> None:
+    store = store_factory()
+    seed_beside(store, seed(store))
+    metrics = Metrics()
+    metrics.watch_store(store, "this-process")
+    await metrics.refresh(wait=True)
+    page = samples((await metrics.scrape()).decode())
+    outside = "promote_bot_outside_changes_total"
+    assert value(page, outside, target=ZNYX, provider="znyx") == 3
+    assert value(page, outside, target=STAGING, provider="znyx") == 1
+    assert value(page, "promote_bot_previews_moved_total", provider="znyx") == 1
+    assert value(page, "promote_bot_previews_moved_total", provider="whop") == 1
 
 
 async def test_figures_are_computed_again_only_after_a_while(store_factory: Factory) -> None:
@@ -299,3 +355,22 @@ def test_the_release_train_counts_like_any_other_target(store_factory: Factory) 
         restore_p50=DAY.total_seconds(),
     )
     assert store.target_figures(NOW - 7 * DAY, NOW, kinds=kinds_for({"bundle:publish"})) == []
+
+
+async def test_a_change_outside_the_bot_is_in_stats_and_the_metrics(world: World) -> None:
+    """Znyx's webhook says staging changed through its own UI: the bot audits it, and
+    `/promote stats` and the metrics count it (issue 26's milestone, from the audit log)."""
+    from tests.conftest import ZNYX_WEBHOOK_SECRET
+
+    world.znyx.webhooks.append((world.bot_url + "/webhooks/znyx", ZNYX_WEBHOOK_SECRET))
+    assert not isinstance(world.znyx.ui_promote("proj-guardrails", "dev", by="ui:c"), str)
+    await world.znyx.delivered()
+    assert world.znyx.deliveries == [202]
+    await world.bot.webhooks.work()  # type: ignore[union-attr]  # what the `webhooks` job does
+    told = await world.answer("stats znyx:*", ALICE)
+    assert "*`znyx:guardrails:staging`*\n1 change outside the bot" in told
+    assert "znyx:guardrails:staging" not in await world.answer("stats", CAROL)  # builds only
+    await world.bot.metrics.refresh(wait=True)
+    page = samples((await world.bot.metrics.scrape()).decode())
+    labels = {"target": "znyx:guardrails:staging", "provider": "znyx"}
+    assert value(page, "promote_bot_outside_changes_total", **labels) == 1

@@ -25,6 +25,11 @@ class TargetFigures:
     lead_p90: float | None = None
     wait_p50: float | None = None  # request → first approval, of promotions approved
     restore_p50: float | None = None  # a promotion's success → its rollback's success
+    # From the audit log, by when it was recorded (issue 26's milestones): changes a provider
+    # showed that did not go through the bot, and requests whose preview moved before a
+    # decision (each counted once however often it moved).
+    outside: int = 0
+    drifted: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,3 +52,5 @@ class DeliveryTotals:
     lead: Mapping[str, Durations] = field(default_factory=dict)
     wait: Mapping[str, Durations] = field(default_factory=dict)
     restore: Mapping[str, Durations] = field(default_factory=dict)
+    outside: Mapping[str, int] = field(default_factory=dict)  # changes outside the bot
+    drifted: Mapping[str, int] = field(default_factory=dict)  # requests whose preview moved

@@ -100,6 +100,12 @@ def kinds_for(scopes: Iterable[Scope]) -> tuple[str, ...]:
     return tuple(sorted(kind for kind, cls in Action._kinds.items() if cls.scope in held))
 
 
+def providers_for(kinds: Iterable[str]) -> tuple[str, ...]:
+    """The providers whose actions `kinds` are: whose targets' changes outside the bot someone
+    who may see those kinds sees."""
+    return tuple(sorted({Action._kinds[k].provider for k in kinds if k in Action._kinds}))
+
+
 def action_from_json(text: str | bytes) -> Action:
     """An action as `Action.model_dump_json` wrote it, as the class of its `kind`."""
     data = json.loads(text)

@@ -13,7 +13,7 @@ from bot.core.delivery import Delivery
 from bot.core.errors import ProviderError
 from bot.core.figures import TargetFigures
 from bot.core.locking import Holds
-from bot.core.model import Query, Reply, Request, State, kinds_for
+from bot.core.model import Query, Reply, Request, State, kinds_for, providers_for
 
 HISTORY_LIMIT = 20
 HOME_EVENTS = 10
@@ -117,7 +117,12 @@ class ReadModels:
         w = stats.window(ctx.clock(), days)
         kinds = kinds_for(ctx.rules.role_map.scopes_of(user))
         figures = await asyncio.to_thread(
-            ctx.store.target_figures, w.since, w.until, pattern=pattern, kinds=kinds
+            ctx.store.target_figures,
+            w.since,
+            w.until,
+            pattern=pattern,
+            kinds=kinds,
+            providers=providers_for(kinds),
         )
         return w, figures
 

@@ -14,6 +14,9 @@ The definitions, written once (the README's "What the releases add up to" says t
   unknown). Rejected, cancelled and expired ones never ran.
 - Time to restore: from a promotion's success to its rollback's success, of the rollbacks that
   succeeded (p50). Rollbacks: how many succeeded. Emergencies: break-glass requests.
+- Changes outside the bot: what a provider showed had changed at a target without a request
+  of the bot's (a Znyx webhook, say); previews that moved: requests whose provider moved
+  before they were decided (drift), each once. Both from the audit log, by when recorded.
 - p50 and p90 are by nearest rank: half (nine in ten) of them took at most that long.
 """
 
@@ -111,18 +114,39 @@ def _week(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".") if value else "0"
 
 
+def _beside(f: TargetFigures) -> str:
+    """What happened beside the bot's promotions: "2 changes outside the bot · 1 preview
+    moved before a decision"; "" for none."""
+    said = []
+    if f.outside:
+        said.append(_count(f.outside, "change") + " outside the bot")
+    if f.drifted:
+        said.append(_count(f.drifted, "preview") + " moved before a decision")
+    return " · ".join(said)
+
+
+def _requests(f: TargetFigures) -> bool:
+    """Whether any of the target's requests are counted (not only what the audit log says)."""
+    return bool(ran(f) or f.stopped or f.rollbacks or f.emergencies)
+
+
 def target_lines(f: TargetFigures, days: int) -> list[str]:
-    """One target's numbers: its name, then three lines."""
+    """One target's numbers: its name, then three lines (and one for what happened beside
+    the bot, if anything did); only that line for a target where nothing else happened."""
+    name = f"*`{literal(f.target)}`*"
+    beside = _beside(f)
+    if beside and not _requests(f):
+        return [name, beside]
     never = f", {f.stopped} never ran" if f.stopped else ""
     return [
-        f"*`{literal(f.target)}`*",
+        name,
         f"Promotions: {f.succeeded} succeeded ({_week(per_week(f, days))} a week), "
         f"{f.failed} failed, {f.unknown} unknown{never}",
         f"Lead time p50 {duration(f.lead_p50)}, p90 {duration(f.lead_p90)} · "
         f"approval wait p50 {duration(f.wait_p50)}",
         f"Change failure rate {_rate(f)} · time to restore p50 {duration(f.restore_p50)} · "
         f"{_count(f.rollbacks, 'rollback')} · {_count(f.emergencies, 'emergency', 'emergencies')}",
-    ]
+    ] + ([beside] if beside else [])
 
 
 def _scope(pattern: str | None) -> str:
@@ -151,11 +175,15 @@ def stats_text(figures: Sequence[TargetFigures], w: Window, pattern: str | None 
 
 def home_line(f: TargetFigures, days: int) -> str:
     """One target on one line, for the App Home."""
+    beside = _beside(f)
+    if beside and not _requests(f):
+        return f"`{literal(f.target)}` · {beside}"
     return (
         f"`{literal(f.target)}` · {f.succeeded} succeeded ({_week(per_week(f, days))}/week) · "
         f"lead p50 {duration(f.lead_p50)} · failure rate {_rate(f)} · "
         f"restore p50 {duration(f.restore_p50)} · {_count(f.rollbacks, 'rollback')}"
         + (f" · 🚨 {f.emergencies}" if f.emergencies else "")
+        + (f" · {beside}" if beside else "")
     )
 
 

@@ -17,12 +17,14 @@ not once per place a statement names it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
+from bot.core.drift import MOVED
 from bot.core.figures import DeliveryTotals, Durations, TargetFigures
 from bot.core.model import AuditEntry, State
+from bot.core.truth import OUTSIDE
 
 FINAL = tuple(s.value for s in State if s.is_final)
 RAN = ("succeeded", "failed", "unknown")  # the provider was called: a promotion that ran
@@ -159,6 +161,71 @@ def figures_of(rows: Iterable[Mapping[str, Any]]) -> list[TargetFigures]:
     ]
 
 
+# --- what the audit log alone records (issue 26): changes outside the bot, previews that moved --
+
+AUDITED = (OUTSIDE, MOVED)
+
+
+def _audited(where: Sequence[str]) -> str:
+    """Per target, of the audit entries of AUDITED that match `where`: the changes outside the
+    bot, and the requests whose preview moved (each once). Served by the audit_event index."""
+    outside, moved = (f"'{e}'" for e in AUDITED)  # our own constants, never people's text
+    return (
+        f"SELECT a.target, SUM(CASE WHEN a.event = {outside} THEN 1 ELSE 0 END) AS outside,"
+        f" COUNT(DISTINCT CASE WHEN a.event = {moved} THEN a.request_id END) AS drifted"
+        f" FROM audit a LEFT JOIN requests r ON r.id = a.request_id"
+        f" WHERE a.event IN ({_list(AUDITED)}) AND a.target IS NOT NULL"
+        + "".join(f" AND {w}" for w in where)
+        + " GROUP BY a.target"
+    )
+
+
+def audited_sql(d: Dialect, *, pattern: bool, kinds: int, providers: int) -> str:
+    """In the window (and matching the pattern); when `kinds` are given, only the requests of
+    those kinds, and only the changes outside the bot at targets of `providers`."""
+    where = [f"a.at >= {d.mark}", f"a.at < {d.mark}"]
+    if pattern:
+        where.append(d.matches.format(column="a.target"))
+    if kinds:
+        at = " OR ".join([d.matches.format(column="a.target")] * providers) or "1 = 0"
+        where.append(
+            f"((a.request_id IS NOT NULL AND {d.kind} IN ({', '.join([d.mark] * kinds)}))"
+            f" OR (a.request_id IS NULL AND ({at})))"
+        )
+    return _audited(where)
+
+
+def audited_params(
+    d: Dialect,
+    since: datetime,
+    until: datetime,
+    pattern: str | None,
+    kinds: Sequence[str] | None,
+    providers: Sequence[str],
+) -> list[Any]:
+    params: list[Any] = [d.moment(since), d.moment(until)]
+    if pattern:
+        params.append(d.pattern(pattern))
+    if kinds:
+        params += [*kinds, *(d.pattern(f"{p}:*") for p in providers)]
+    return params
+
+
+def with_audited(
+    figures: Sequence[TargetFigures], rows: Iterable[Mapping[str, Any]]
+) -> list[TargetFigures]:
+    """Each target's figures with its audited counts; a target with only those is listed too."""
+    by_target = {f.target: f for f in figures}
+    for row in rows:
+        target = str(row["target"])
+        counts = {"outside": int(row["outside"] or 0), "drifted": int(row["drifted"] or 0)}
+        had = by_target.get(target)
+        by_target[target] = (
+            replace(had, **counts) if had else TargetFigures(target=target, **counts)
+        )
+    return [by_target[t] for t in sorted(by_target)]
+
+
 # --- since the database began: Prometheus's counters and histograms ---------------------------
 
 OUTCOMES_SQL = (
@@ -166,6 +233,9 @@ OUTCOMES_SQL = (
     f" COUNT(*) AS n FROM requests WHERE state IN ({_list(FINAL)})"
     " GROUP BY target, state, CASE WHEN rolls_back IS NULL THEN 0 ELSE 1 END"
 )
+
+
+AUDITED_SQL = _audited(())
 
 
 def durations_sql(d: Dialect, bounds: Sequence[float]) -> str:
@@ -200,6 +270,7 @@ def totals_of(
     outcomes: Iterable[Mapping[str, Any]],
     durations: Iterable[Mapping[str, Any]],
     bounds: Sequence[float],
+    audited: Iterable[Mapping[str, Any]] = (),
 ) -> DeliveryTotals:
     promotions: dict[tuple[str, str], int] = {}
     rollbacks: dict[str, int] = {}
@@ -217,7 +288,17 @@ def totals_of(
             count=int(row["n"]),
             total=float(row["total"] or 0.0),
         )
-    return DeliveryTotals(promotions, rollbacks, measured[1], measured[2], measured[3])
+    outside: dict[str, int] = {}
+    drifted: dict[str, int] = {}
+    for row in audited:
+        target = str(row["target"])
+        if int(row["outside"] or 0):
+            outside[target] = int(row["outside"])
+        if int(row["drifted"] or 0):
+            drifted[target] = int(row["drifted"])
+    return DeliveryTotals(
+        promotions, rollbacks, measured[1], measured[2], measured[3], outside, drifted
+    )
 
 
 def audit_sql(d: Dialect, since: bool, until: bool, pattern: bool) -> str:
@@ -267,17 +348,22 @@ class FiguresReader:
         *,
         pattern: str | None = None,
         kinds: Sequence[str] | None = None,
+        providers: Sequence[str] = (),
     ) -> list[TargetFigures]:
         if kinds is not None and not kinds:
             return []  # no kind of action at all: nothing to see
         d = self.dialect
-        sql = figures_sql(d, pattern=bool(pattern), kinds=len(kinds or ()))
-        return figures_of(self._rows(sql, figures_params(d, since, until, pattern, kinds)))
+        some, many = bool(pattern), len(kinds or ())
+        sql = figures_sql(d, pattern=some, kinds=many)
+        ended = figures_of(self._rows(sql, figures_params(d, since, until, pattern, kinds)))
+        sql = audited_sql(d, pattern=some, kinds=many, providers=len(providers))
+        params = audited_params(d, since, until, pattern, kinds, providers)
+        return with_audited(ended, self._rows(sql, params))
 
     def delivery_totals(self, bounds: Sequence[float]) -> DeliveryTotals:
         outcomes = self._rows(OUTCOMES_SQL, [])
         durations = self._rows(durations_sql(self.dialect, bounds), [])
-        return totals_of(outcomes, durations, bounds)
+        return totals_of(outcomes, durations, bounds, self._rows(AUDITED_SQL, []))
 
 
 class LongReads:
@@ -293,8 +379,11 @@ class LongReads:
         *,
         pattern: str | None = None,
         kinds: Sequence[str] | None = None,
+        providers: Sequence[str] = (),
     ) -> list[TargetFigures]:
-        return self.reader.target_figures(since, until, pattern=pattern, kinds=kinds)
+        return self.reader.target_figures(
+            since, until, pattern=pattern, kinds=kinds, providers=providers
+        )
 
     def delivery_totals(self, bounds: Sequence[float]) -> DeliveryTotals:
         return self.reader.delivery_totals(bounds)

@@ -218,6 +218,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         8,
         "CREATE INDEX IF NOT EXISTS requests_ended ON requests (updated_at);"
         " CREATE INDEX IF NOT EXISTS audit_at ON audit (at);"
+        " CREATE INDEX IF NOT EXISTS audit_event ON audit (event, at);"
         " CREATE TABLE IF NOT EXISTS milestones"
         " (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, request_id BIGINT NOT NULL,"
         " what TEXT NOT NULL, at TIMESTAMPTZ NOT NULL);"

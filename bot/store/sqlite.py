@@ -106,6 +106,8 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
         (
             "CREATE INDEX IF NOT EXISTS requests_ended ON requests (updated_at)",
             "CREATE INDEX IF NOT EXISTS audit_at ON audit (at)",
+            # changes outside the bot and previews that moved: counted by event and time
+            "CREATE INDEX IF NOT EXISTS audit_event ON audit (event, at)",
             "CREATE TABLE IF NOT EXISTS milestones"
             " (seq INTEGER PRIMARY KEY AUTOINCREMENT, request_id INTEGER NOT NULL,"
             " what TEXT NOT NULL, at TEXT NOT NULL)",

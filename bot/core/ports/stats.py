@@ -22,9 +22,12 @@ class StatsStore(Protocol):
         *,
         pattern: str | None = None,
         kinds: Sequence[str] | None = None,
+        providers: Sequence[str] = (),
     ) -> list[TargetFigures]:
-        """Per target (by name), the requests that ended in [since, until); only targets
-        matching `pattern` (`znyx:*:prod`) and actions of `kinds`, when given."""
+        """Per target (by name), the requests that ended in [since, until), and the audit
+        log's changes outside the bot and previews that moved recorded then; only targets
+        matching `pattern` (`znyx:*:prod`) and, when `kinds` are given, requests of those
+        kinds and changes outside the bot at targets of `providers`."""
         ...
 
     def delivery_totals(self, bounds: Sequence[float]) -> DeliveryTotals:
