@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.core import stats
-from bot.core.model import kinds_for
+from bot.core.drift import MOVED
+from bot.core.model import kinds_for, providers_for
+from bot.core.truth import OUTSIDE
 from bot.providers.whop import WhopPromote
 from bot.providers.znyx import ZnyxPromote
 from bot.store import AnyStore, open_any
@@ -40,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 YEARS = 2  # the history spans this long, up to NOW
 PER_REQUEST = 5  # audit entries per request: requested, approved, executing, outcome, one more
+# (for one in 10 its preview moved; for one in 50 a change outside the bot at its target)
 TARGET_SECONDS = 1.0  # `/promote stats` answered by response_url within this
 SECRET = "bench-signing-secret"
 USER = "U_ALICE"
@@ -130,13 +133,28 @@ def seed_sqlite(path: Path, entries: int) -> int:
             "WITH k(e) AS (VALUES ('requested'), ('approved'), ('executing'), ('outcome'),"
             " ('noted'))"
             " INSERT INTO audit (at, request_id, actor, event, target, detail)"
-            " SELECT r.updated_at, r.id, 'U_ALICE', CASE k.e WHEN 'outcome' THEN r.state"
-            " ELSE k.e END, r.target, 'seeded' FROM requests r, k ORDER BY r.id"
+            f" SELECT r.updated_at, {_noted('r.id % 50')}, 'U_ALICE', CASE k.e WHEN 'outcome'"
+            f" THEN r.state WHEN 'noted' THEN {_beside('r.id % 10', 'r.id % 50')} ELSE k.e END,"
+            " r.target, 'seeded' FROM requests r, k ORDER BY r.id"
         )
     count = conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
     conn.execute("ANALYZE")
     conn.close()
     return int(count)
+
+
+def _beside(tenth: str, fiftieth: str) -> str:
+    """SQL: the fifth entry of a request is, for one in 50, a change outside the bot at its
+    target (no request), for one in 10 its preview moved (drift), else a note."""
+    return (
+        f"CASE WHEN {fiftieth} = 1 THEN '{OUTSIDE}' WHEN {tenth} = 0 THEN '{MOVED}'"
+        " ELSE 'noted' END"
+    )
+
+
+def _noted(fiftieth: str) -> str:
+    """SQL: the request an entry is of (none for a change outside the bot)."""
+    return f"CASE WHEN k.e = 'noted' AND {fiftieth} = 1 THEN NULL ELSE r.id END"
 
 
 def seed_postgres(url: str, entries: int) -> int:
@@ -179,8 +197,10 @@ def seed_postgres(url: str, entries: int) -> int:
             )
             conn.execute(
                 "INSERT INTO audit (at, request_id, actor, event, target, detail)"
-                " SELECT r.updated_at, r.id, 'U_ALICE', CASE k.e WHEN 'outcome' THEN r.state"
-                " ELSE k.e END, r.target, 'seeded' FROM requests r,"
+                f" SELECT r.updated_at, {_noted('mod(r.id, 50)')}, 'U_ALICE', CASE k.e"
+                " WHEN 'outcome' THEN r.state WHEN 'noted' THEN"
+                f" {_beside('mod(r.id, 10)', 'mod(r.id, 50)')} ELSE k.e END, r.target, 'seeded'"
+                " FROM requests r,"
                 " (VALUES ('requested'), ('approved'), ('executing'), ('outcome'), ('noted'))"
                 " AS k(e) ORDER BY r.id"
             )
@@ -303,9 +323,12 @@ def run(db: str, entries: int, tmp: Path, seed: Callable[[], int]) -> list[tuple
     rows.append(("requests / audit entries", f"{requests:,} / ≈{entries:,}"))
     rows.append(("audit entries of the last day", f"{audit:,}"))
     kinds = kinds_for({"bundle:publish", "developer:manage_builds"})
+    providers = providers_for(kinds)
     for days in (stats.DEFAULT_DAYS, stats.HOME_DAYS):
         w = stats.window(NOW, days)
-        first, median = timed(lambda w=w: store.target_figures(w.since, w.until, kinds=kinds))
+        first, median = timed(
+            lambda w=w: store.target_figures(w.since, w.until, kinds=kinds, providers=providers)
+        )
         rows.append((f"figures, {days} days (ms): first / median", f"{first:.0f} / {median:.0f}"))
     first, median = timed(lambda: store.delivery_totals(stats.BOUNDS), runs=3)
     rows.append(("/metrics totals, all time (ms): first / median", f"{first:.0f} / {median:.0f}"))

@@ -303,3 +303,41 @@ async def test_a_promotion_through_slack_sends_its_milestones_after_the_fact(
     await world.requested("znyx guardrails dev", user=ALICE)
     await world.bot.workflow.outbox.run()
     assert len(receiver.got) == 3
+
+
+async def test_an_unknown_promotion_found_succeeded_later_is_deployed_then(
+    store_factory: Factory, receiver: Receiver
+) -> None:
+    """Issue 26's late success (the settle job or a webhook finds an `unknown` promotion done):
+    the receiver got the pipeline run finished in error, then gets the deployment, once."""
+    store = store_factory()
+    clock = Clock(NOW)
+    sender = HttpEventSender()
+    try:
+        outbox = _outbox(
+            store, _rules(receiver.url, events=["unknown", "succeeded"]), clock, sender
+        )
+        asked = NOW - timedelta(hours=1)
+        unknown = run(store, PROMOTE, asked, approvals=[asked], ended=NOW, state=State.UNKNOWN)
+        assert await outbox.run() == 1
+        found = Outcome(
+            state="succeeded",
+            headline="Znyx shows it",
+            installed={"version": "7", "policy_hash": "sha256:" + "b" * 64},
+        )
+        clock.at = NOW + timedelta(minutes=20)
+        assert store.transition(
+            unknown, [State.UNKNOWN], State.SUCCEEDED, at=clock.at, outcome=found
+        )
+        assert await outbox.run() == 1
+        assert await outbox.run() == 0
+    finally:
+        await sender.aclose()
+    first, then = receiver.taken()
+    assert first["context"]["type"] == "dev.cdevents.pipelinerun.finished.0.3.0"
+    assert first["subject"]["content"]["outcome"] == "error"
+    assert then["context"]["type"] == "dev.cdevents.service.deployed.0.3.0"
+    assert then["context"]["timestamp"] == "2026-11-22T12:20:00Z"
+    assert then["subject"]["content"]["artifactId"] == (
+        "pkg:generic/guardrails@7?policy_hash=sha256%3A" + "b" * 64
+    )
