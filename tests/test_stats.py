@@ -129,10 +129,14 @@ def test_changes_outside_the_bot_and_previews_that_moved(store_factory: Factory)
     # In words: a line of its own, and a target with only that is only that.
     lines = stats.stats_text([whop, znyx, staging], stats.window(NOW, 30)).splitlines()
     assert lines[5] == "1 preview moved before a decision"
-    assert lines[10:13] == [
+    assert lines[10:] == [
         "2 changes outside the bot · 1 preview moved before a decision",
         "*`znyx:guardrails:staging`*",
         "1 change outside the bot",
+        "Counted from the requests that ended in the window (a promotion is a request that is "
+        "not a rollback; p50 and p90 by nearest rank) and the audit log's changes outside the "
+        "bot and previews that moved; every definition is in the README, under “What the "
+        "releases add up to”.",
     ]
     assert stats.home_line(staging, 7) == "`znyx:guardrails:staging` · 1 change outside the bot"
     assert stats.home_line(znyx, 30).endswith(

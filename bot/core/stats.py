@@ -164,10 +164,15 @@ def stats_text(figures: Sequence[TargetFigures], w: Window, pattern: str | None 
         )
     head = [f"*What the releases add up to{_scope(pattern)}, last {days}* ({span}):"]
     blocks = ["\n".join(target_lines(f, w.days)) for f in figures]
+    audited = (
+        " and the audit log's changes outside the bot and previews that moved"
+        if any(f.outside or f.drifted for f in figures)
+        else ""
+    )
     tail = [
         "Counted from the requests that ended in the window (a promotion is a request that is "
-        "not a rollback; p50 and p90 by nearest rank); every definition is in the README, "
-        "under “What the releases add up to”."
+        f"not a rollback; p50 and p90 by nearest rank){audited}; every definition is in the "
+        "README, under “What the releases add up to”."
     ]
     more = "… and {n} more targets: narrow it with a pattern, e.g. `/promote stats znyx:*`."
     return fit(head, blocks, tail, more=more)
