@@ -166,18 +166,34 @@ def figures_of(rows: Iterable[Mapping[str, Any]]) -> list[TargetFigures]:
 AUDITED = (OUTSIDE, MOVED)
 
 
-def _audited(where: Sequence[str]) -> str:
-    """Per target, of the audit entries of AUDITED that match `where`: the changes outside the
-    bot, and the requests whose preview moved (each once). Served by the audit_event index."""
-    outside, moved = (f"'{e}'" for e in AUDITED)  # our own constants, never people's text
+def _audited(where: Sequence[str], requests: bool) -> str:
+    """Per event of AUDITED and target, of the entries that match `where`: how many, and of
+    how many requests; `requests`: `r` is each entry's request, if any. Grouped by event
+    first, so the audit_event index serves it (entries without a target are left out by the
+    reader, so that no condition on `target` draws the planner to another index)."""
     return (
-        f"SELECT a.target, SUM(CASE WHEN a.event = {outside} THEN 1 ELSE 0 END) AS outside,"
-        f" COUNT(DISTINCT CASE WHEN a.event = {moved} THEN a.request_id END) AS drifted"
-        f" FROM audit a LEFT JOIN requests r ON r.id = a.request_id"
-        f" WHERE a.event IN ({_list(AUDITED)}) AND a.target IS NOT NULL"
+        "SELECT a.event, a.target, COUNT(*) AS n, COUNT(DISTINCT a.request_id) AS requests"
+        " FROM audit a"
+        + (" LEFT JOIN requests r ON r.id = a.request_id" if requests else "")
+        + f" WHERE a.event IN ({_list(AUDITED)})"  # our own constants, never people's text
         + "".join(f" AND {w}" for w in where)
-        + " GROUP BY a.target"
+        + " GROUP BY a.event, a.target"
     )
+
+
+def audited_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per target: its changes outside the bot (`outside`, each entry) and its requests whose
+    preview moved (`drifted`, each request once)."""
+    out: dict[str, dict[str, int]] = {}
+    for row in rows:
+        if row["target"] is None:
+            continue
+        counts = out.setdefault(str(row["target"]), {"outside": 0, "drifted": 0})
+        if row["event"] == OUTSIDE:
+            counts["outside"] = int(row["n"])
+        else:
+            counts["drifted"] = int(row["requests"])
+    return out
 
 
 def audited_sql(d: Dialect, *, pattern: bool, kinds: int, providers: int) -> str:
@@ -192,7 +208,7 @@ def audited_sql(d: Dialect, *, pattern: bool, kinds: int, providers: int) -> str
             f"((a.request_id IS NOT NULL AND {d.kind} IN ({', '.join([d.mark] * kinds)}))"
             f" OR (a.request_id IS NULL AND ({at})))"
         )
-    return _audited(where)
+    return _audited(where, requests=bool(kinds))
 
 
 def audited_params(
@@ -216,9 +232,7 @@ def with_audited(
 ) -> list[TargetFigures]:
     """Each target's figures with its audited counts; a target with only those is listed too."""
     by_target = {f.target: f for f in figures}
-    for row in rows:
-        target = str(row["target"])
-        counts = {"outside": int(row["outside"] or 0), "drifted": int(row["drifted"] or 0)}
+    for target, counts in audited_counts(rows).items():
         had = by_target.get(target)
         by_target[target] = (
             replace(had, **counts) if had else TargetFigures(target=target, **counts)
@@ -235,7 +249,7 @@ OUTCOMES_SQL = (
 )
 
 
-AUDITED_SQL = _audited(())
+AUDITED_SQL = _audited((), requests=False)
 
 
 def durations_sql(d: Dialect, bounds: Sequence[float]) -> str:
@@ -288,14 +302,9 @@ def totals_of(
             count=int(row["n"]),
             total=float(row["total"] or 0.0),
         )
-    outside: dict[str, int] = {}
-    drifted: dict[str, int] = {}
-    for row in audited:
-        target = str(row["target"])
-        if int(row["outside"] or 0):
-            outside[target] = int(row["outside"])
-        if int(row["drifted"] or 0):
-            drifted[target] = int(row["drifted"])
+    counted = audited_counts(audited)
+    outside = {t: c["outside"] for t, c in counted.items() if c["outside"]}
+    drifted = {t: c["drifted"] for t, c in counted.items() if c["drifted"]}
     return DeliveryTotals(
         promotions, rollbacks, measured[1], measured[2], measured[3], outside, drifted
     )
