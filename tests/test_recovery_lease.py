@@ -1,8 +1,9 @@
 """A recovery holds the lease it took over, renewed while it reads and carries on (as
 `execute` does), so a second replica never takes the request over from a recovery that is
-merely slow: App Store Connect takes its time on a step the recovery sent, the other replica's
-recover job comes round, and the request is decided once, by the provider's answer. Real
-`promote-bot serve` (two replicas on one database), the first killed with SIGKILL."""
+merely slow (real `promote-bot serve`, two replicas on one database, the first killed with
+SIGKILL); a recovery cut off by a shutdown leaves its lease until a write it sent can no longer
+land; and one whose read ends after the request was decided corrects it to the provider's
+success."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-from bot.core.execution import promoted_by
+import pytest
+
+from bot.core.execution import WRITE_SETTLES, promoted_by
 from bot.core.model import Outcome, State
 from bot.core.workflow import RECOVER_SECONDS
 from bot.store import open_any
@@ -91,3 +94,31 @@ async def test_a_recovery_whose_read_ends_after_another_decided_corrects_to_its_
     assert "is active in staging" in decided.outcome.headline
     events = [e.event for e in store.history(request_id=1, limit=100)]
     assert "recovered: corrected: succeeded" in events
+
+
+async def test_a_recovery_cut_off_by_a_shutdown_leaves_its_lease_until_its_write_settles(
+    world: World,
+) -> None:
+    """A recovery cancelled (a shutdown past its deadline) may have a step on its way: its
+    lease is extended by WRITE_SETTLES, so no other process reads the request meanwhile and
+    takes that write for "not done"."""
+    store = world.bot.store
+    start = world.bot.workflow.clock()
+    world.clock.at = start
+    await world.requested("znyx guardrails dev")
+    assert store.transition(1, (State.PENDING,), State.EXECUTING, at=start - timedelta(hours=1))
+    world.znyx.list_gate = asyncio.Event()  # the recovery waits on Znyx
+    recovering = asyncio.create_task(world.bot.workflow.recover())
+    async with asyncio.timeout(5):
+        await world.znyx.list_waiting.wait()
+    world.clock.at = start + timedelta(seconds=20)  # it took over at `start`, 20 s ago
+    recovering.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await recovering
+    world.znyx.list_gate.set()
+    cut_off = world.clock.at
+    lease = world.bot.workflow.ctx.lease
+    assert store.lapsed(cut_off + WRITE_SETTLES - timedelta(seconds=1), unleased_before=start) == []
+    assert store.lapsed(start + lease + timedelta(seconds=1), unleased_before=start) == []
+    [lapsed] = store.lapsed(cut_off + WRITE_SETTLES, unleased_before=start)
+    assert lapsed.id == 1 and lapsed.state is State.EXECUTING
