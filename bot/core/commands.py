@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.core.model import Action
+from bot.core.timing import AT, AT_FORMS, At, AtError, at_words, parse_at
 
 if TYPE_CHECKING:
     from bot.core.rules import Rules
@@ -68,6 +69,7 @@ class Help(Bare):
 class Promote:
     action: Action
     emergency: str | None = None  # break-glass: passes locks and freezes, needs one more approval
+    at: At | None = None  # `--at`: run it then, in the requester's time zone
 
 
 class Status(OnRequest):
@@ -207,8 +209,9 @@ def parse(text: str, rules: Rules) -> Command:
     verb, args = words[0].lower(), words[1:]
     provider = rules.provider(verb)
     if provider is not None:
+        args, at = split_at(args)  # anywhere, even after `--emergency <why>`
         args, emergency = split_emergency(args)
-        return Promote(provider.parse(args), emergency)
+        return Promote(provider.parse(args), emergency, at)
     if verb in rules.unconfigured:
         label = rules.unconfigured[verb]
         raise UsageError(f"{label} is not configured on this bot (no [{verb}] in its config).")
@@ -248,6 +251,22 @@ def split_emergency(args: list[str]) -> tuple[list[str], str | None]:
             f"`{EMERGENCY}` comes last, followed by why, e.g. `{EMERGENCY} incident 4521 hotfix`."
         )
     return args[:at], _reason(reason)
+
+
+def split_at(args: list[str]) -> tuple[list[str], At | None]:
+    """The words without `--at <when>`, and the time it names (None without the flag)."""
+    flags = [i for i, word in enumerate(args) if word.lower() == AT]
+    if not flags:
+        return args, None
+    if len(flags) > 1:
+        raise UsageError(f"`{AT}` comes once: {AT_FORMS}.")
+    at = flags[0]
+    taken = at_words(args, at)
+    try:
+        when = parse_at(args[at + 1 : at + 1 + taken])
+    except AtError as exc:
+        raise UsageError(str(exc)) from None
+    return args[:at] + args[at + 1 + taken :], when
 
 
 def _reason(text: str) -> str:

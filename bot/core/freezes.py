@@ -1,9 +1,14 @@
-"""Freeze windows from the config, and the arithmetic of weekly and dated windows. Pure.
+"""Time windows from the config, and the arithmetic of weekly and dated windows. Pure.
 
-A freeze's targets are the same patterns as policies (`<provider>:*:prod`, `<provider>:*`),
-matched with fnmatch. Window arithmetic works in the freeze's own time zone (zoneinfo), so a weekly
-"Fri 16:00 - Mon 08:00" stays at 16:00 local time across a daylight-saving change; every
-comparison is made in UTC, never on wall-clock times.
+Two kinds of table share it: `[[freeze]]` (nothing may be promoted while one runs) and
+`[[window]]` (an allow window: where windows match a target, it is promoted only inside one of
+them; bot/core/timing.py). Both are a `TimeWindow`. Their targets are the same patterns as
+policies (`<provider>:*:prod`, `<provider>:*`), matched with fnmatch. Window arithmetic works in
+the window's own time zone (zoneinfo), so a weekly "Fri 16:00 - Mon 08:00" stays at 16:00 local
+time across a daylight-saving change; every comparison is made in UTC, never on wall-clock
+times. A local time in a daylight-saving gap (02:30 on the night clocks jump from 02:00 to
+03:00) is read as the same time after the jump (03:30); one that occurs twice (clocks go back),
+as the first of the two (`local_instant`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,12 @@ class Weekly:
             f"{DAYS[self.end_day].title()} {self.end:%H:%M}"
         )
 
+    def span(self) -> str:
+        """ "Tue 09:00–16:00" (within a day) or "Fri 16:00 – Mon 08:00"."""
+        if self.start_day == self.end_day and self.start < self.end:
+            return f"{DAYS[self.start_day].title()} {self.start:%H:%M}–{self.end:%H:%M}"
+        return str(self).replace(" - ", " – ")
+
 
 def parse_weekly(text: str) -> Weekly:
     """`"Fri 16:00 - Mon 08:00"` → `Weekly`, or ValueError saying what is wrong."""
@@ -57,21 +68,48 @@ def parse_weekly(text: str) -> Weekly:
     return Weekly(days[0], start, days[1], end)
 
 
+def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """The instant (UTC) of a local date and time. In a daylight-saving gap it is the same
+    time after the jump (02:30 when clocks go from 02:00 to 03:00 is 03:30 local); a time that
+    occurs twice is the first of the two (zoneinfo's `fold=0`, read either way)."""
+    return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
+
+
+def dst_note(day: date, at: time, zone: ZoneInfo) -> str | None:
+    """Why a local date and time is not plainly one instant (a gap, or twice), or None."""
+    first = datetime.combine(day, at, tzinfo=zone)
+    second = first.replace(fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return None
+    instant = first.astimezone(UTC)
+    if instant.astimezone(zone).replace(tzinfo=None) != first.replace(tzinfo=None):
+        shown = instant.astimezone(zone)
+        return (
+            f"{at:%H:%M} does not exist on {day:%Y-%m-%d} in {zone.key} (the clocks jump "
+            f"forward): it means {shown:%H:%M %Z}, the same time after the jump"
+        )
+    return (
+        f"{at:%H:%M} occurs twice on {day:%Y-%m-%d} in {zone.key} (the clocks go back): it "
+        f"means the first, {first:%H:%M %Z}"
+    )
+
+
 @dataclass(frozen=True)
 class Window:
-    """One occurrence of a freeze, as instants (UTC)."""
+    """One occurrence of a time window, as instants (UTC)."""
 
     start: datetime
     end: datetime
 
 
 @dataclass(frozen=True)
-class Freeze:
-    """A freeze window from the config: dated (`start`/`until`, local times) or `weekly`."""
+class TimeWindow:
+    """A window from the config, a `[[freeze]]` or a `[[window]]`: dated (`start`/`until`,
+    local times) or `weekly`."""
 
-    name: str  # how people and errors refer to it: "freeze 1 (Year-end freeze)"
+    name: str  # how people and errors refer to it: "freeze 1", "window 2"
     targets: tuple[str, ...]
-    reason: str
+    reason: str  # what people are told: why it freezes, or what the window is for
     timezone: str
     start: datetime | None = None  # naive, local to `timezone`
     until: datetime | None = None
@@ -102,20 +140,37 @@ class Freeze:
             return window.start if window.start > now else None
         return self._weekly_at(self._last_weekly_start(now), 7)
 
+    def next_window(self, now: datetime) -> Window | None:
+        """The occurrence `now` falls in, else the next one to start; None if none will."""
+        current = self.window_at(now)
+        if current is not None:
+            return current
+        start = self.next_start(now)
+        if start is None:
+            return None
+        if self.weekly is None:
+            return self.dated_window()
+        return Window(start, self._weekly_end(start))
+
     def describe(self) -> str:
         """ "Year-end freeze (2026-12-20 00:00 – 2027-01-04 08:00 Europe/Berlin)"."""
         if self.weekly is not None:
             when = f"every {self.weekly} {self.timezone}"
         else:
-            assert self.start is not None and self.until is not None
-            when = f"{self.start:%Y-%m-%d %H:%M} – {self.until:%Y-%m-%d %H:%M} {self.timezone}"
+            when = self.span()
         return f"{self.reason} ({when})"
+
+    def span(self) -> str:
+        """ "Tue 09:00–16:00 Europe/Berlin", or a dated one's dates and times."""
+        if self.weekly is not None:
+            return f"{self.weekly.span()} {self.timezone}"
+        assert self.start is not None and self.until is not None
+        return f"{self.start:%Y-%m-%d %H:%M} – {self.until:%Y-%m-%d %H:%M} {self.timezone}"
 
     # --- arithmetic --------------------------------------------------------------------
 
     def _local(self, day: date, at: time) -> datetime:
-        """The instant (UTC) of a local date and time; in a DST gap, the later side of it."""
-        return datetime.combine(day, at, tzinfo=self.zone).astimezone(UTC)
+        return local_instant(day, at, self.zone)
 
     def dated_window(self) -> Window:
         """The window of a dated freeze, as instants."""
@@ -151,6 +206,9 @@ class Freeze:
         raise AssertionError("a weekly window always ends within 8 days")  # pragma: no cover
 
 
+Freeze = TimeWindow  # a `[[freeze]]`: nothing matching its targets is promoted while it runs
+
+
 def running(freezes: Sequence[Freeze], now: datetime) -> list[tuple[Freeze, Window]]:
     """The freezes in force at `now`, with the window each is in."""
     out = []
@@ -167,8 +225,13 @@ def next_freeze(freezes: Sequence[Freeze], now: datetime) -> tuple[Freeze, datet
     return min(upcoming, key=lambda pair: pair[1]) if upcoming else None
 
 
-def fmt(at: datetime, freeze: Freeze | None = None) -> str:
-    """A moment for people: in the freeze's zone when there is one, else UTC."""
+def fmt(at: datetime, freeze: TimeWindow | None = None) -> str:
+    """A moment for people: in the window's zone when there is one, else UTC."""
     if freeze is None:
         return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-    return f"{at.astimezone(freeze.zone):%a %Y-%m-%d %H:%M} {freeze.timezone}"
+    return fmt_in(at, freeze.timezone)
+
+
+def fmt_in(at: datetime, timezone: str) -> str:
+    """A moment for people, in `timezone`: "Tue 2026-12-15 09:00 Europe/Berlin"."""
+    return f"{at.astimezone(ZoneInfo(timezone)):%a %Y-%m-%d %H:%M} {timezone}"
