@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, SerializeAsAny
 
+from bot.core.timing import Timing
+
 Scope = str  # a provider's own scope name, e.g. "bundle:publish"; providers declare theirs
 
 
@@ -79,6 +81,17 @@ class Action(BaseModel):
         version): at most one request per thing may be open. None until the provider's
         preview has resolved what it needs to name it."""
         return self.target
+
+    @property
+    def source(self) -> str | None:
+        """For a promotion from one stage to the next, the source stage (as things are
+        named): what a soak times, and whose change an auto-promotion follows."""
+        return None
+
+    @property
+    def source_name(self) -> str | None:
+        """The source stage as people name it ("staging")."""
+        return None
 
 
 def action_from_json(text: str | bytes) -> Action:
@@ -181,6 +194,8 @@ class Request(BaseModel):
     rolled_back_by: int | None = None  # the rollback that undid this one, once it succeeded
     msg_version: int = 1  # bumped by every change its release message must show
     copies: list[str] = []  # other posts of its release message (a retried post), kept in step
+    timing: Timing | None = None  # what it waits for: its schedule, soak, window
+    due_at: datetime | None = None  # when the bot looks at it again by itself (while open)
 
     @property
     def approvers(self) -> list[str]:
@@ -208,6 +223,8 @@ class NewRequest:
     emergency: str | None = None  # break-glass: why it may pass a lock or a freeze
     # Direct messages owed once it is recorded, (person, event): in the same transaction.
     notices: tuple[tuple[str, str], ...] = ()
+    timing: Timing | None = None  # its schedule, soak and window, as worked out when asked
+    due_at: datetime | None = None  # when the bot looks at it again by itself
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,9 @@ from bot.core.model import (
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
 from bot.core.redact import uri_passwords, uri_userinfo
+from bot.core.timing import Timing
+from bot.store import postgres_stages
+from bot.store.postgres_stages import StageRows
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -176,6 +179,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         " done_at TIMESTAMPTZ, detail TEXT, seq BIGINT GENERATED ALWAYS AS IDENTITY);"
         " CREATE INDEX IF NOT EXISTS notices_due ON notices (state, next_at)",
     ),
+    # Stages in order, soak, auto-promotion, schedules (bot/store/postgres_stages.py).
+    (5, postgres_stages.MIGRATION),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -280,7 +285,7 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 
 @_store_errors
-class PostgresStore:
+class PostgresStore(_store_errors(StageRows)):
     def __init__(self, url: str) -> None:
         """Connect to the database `url` (any libpq URI) and bring its schema up to date.
 
@@ -442,10 +447,10 @@ class PostgresStore:
     def _insert_row(conn: psycopg.Connection[dict[str, Any]], new: NewRequest) -> list[dict]:
         return conn.execute(
             "INSERT INTO requests (target, thing, action, requester, channel, state,"
-            " preview, created_at, updated_at, expires_at, rolls_back, emergency)"
+            " preview, created_at, updated_at, expires_at, rolls_back, emergency, timing, due_at)"
             " SELECT %(target)s, %(thing)s::text, %(action)s, %(requester)s, %(channel)s,"
             " %(state)s, %(preview)s, %(created)s, %(created)s, %(expires)s,"
-            " %(rolls_back)s::bigint, %(emergency)s"
+            " %(rolls_back)s::bigint, %(emergency)s, %(timing)s::text, %(due_at)s::timestamptz"
             " WHERE %(thing)s::text IS NULL OR NOT EXISTS (SELECT 1 FROM requests"
             f" WHERE thing = %(thing)s::text AND state IN ({_OPEN_SQL}))"
             " RETURNING id",
@@ -461,6 +466,8 @@ class PostgresStore:
                 "expires": new.expires_at,
                 "rolls_back": new.rolls_back,
                 "emergency": new.emergency,
+                "timing": new.timing.model_dump_json() if new.timing else None,
+                "due_at": new.due_at,
             },  # type: ignore[arg-type]
         ).fetchall()
 
@@ -1004,6 +1011,8 @@ def _request(row: dict[str, Any], approvals: list[Approval]) -> Request:
         rolls_back=row["rolls_back"],
         msg_version=row["msg_version"],
         copies=json.loads(row["copies"] or "[]"),
+        timing=Timing.model_validate_json(row["timing"]) if row.get("timing") else None,
+        due_at=row.get("due_at"),
     )
 
 

@@ -33,6 +33,9 @@ from bot.core.model import (
 )
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
+from bot.core.timing import Timing
+from bot.store import sqlite_stages
+from bot.store.sqlite_stages import StageRows
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -83,6 +86,8 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "CREATE INDEX IF NOT EXISTS notices_due ON notices (state, next_at)",
         ),
     ),
+    # Stages in order, soak, auto-promotion, schedules (bot/store/sqlite_stages.py).
+    (6, sqlite_stages.MIGRATION),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
@@ -133,7 +138,7 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 
 @_store_errors
-class SqliteStore:
+class SqliteStore(_store_errors(StageRows)):
     def __init__(self, path: Path | str | None = None) -> None:
         """Open (and create if needed) the database at `path`; None keeps it in memory.
 
@@ -350,8 +355,8 @@ class SqliteStore:
             with self.db.conn:
                 cursor = self.db.execute(
                     "INSERT INTO requests (target, thing, action, requester, channel, state,"
-                    " preview, created_at, updated_at, expires_at, rolls_back, emergency)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " preview, created_at, updated_at, expires_at, rolls_back, emergency,"
+                    " timing, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         action.target,
                         action.thing,
@@ -365,6 +370,8 @@ class SqliteStore:
                         _utc(new.expires_at),
                         new.rolls_back,
                         new.emergency,
+                        new.timing.model_dump_json() if new.timing else None,
+                        _utc(new.due_at) if new.due_at else None,
                     ],
                 )
                 assert cursor.lastrowid is not None
@@ -988,6 +995,8 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         rolls_back=row.get("rolls_back"),
         msg_version=row.get("msg_version", 1),
         copies=json.loads(row.get("copies") or "[]"),
+        timing=Timing.model_validate_json(row["timing"]) if row.get("timing") else None,
+        due_at=datetime.fromisoformat(row["due_at"]) if row.get("due_at") else None,
     )
 
 

@@ -18,6 +18,7 @@ from bot.core.model import (
     State,
     StepRecord,
 )
+from bot.core.ports.stages import StageStore
 
 Notices = Sequence[tuple[str, str]]  # direct messages owed: (person, event)
 
@@ -264,6 +265,7 @@ class Store(
     AuditStore,
     StepStore,
     NoticeStore,
+    StageStore,
     Protocol,
 ):
     """Everything the core keeps, in one database."""
