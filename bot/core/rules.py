@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.core.authz import RoleMap
-from bot.core.freezes import Freeze
+from bot.core.freezes import Freeze, TimeWindow
 from bot.core.model import Action, Outcome, Request, Scope
 from bot.core.policy import Policy, policy_for
 
@@ -50,6 +50,17 @@ class ProviderRules(Protocol):
         ...
 
 
+@runtime_checkable
+class StagedRules(Protocol):
+    """A provider whose targets are stages in order (Znyx: dev → staging → prod): a target may
+    soak what it gets in its source stage, and promote itself when that changes."""
+
+    def stage_promotion(self, target: str) -> Action | None:
+        """The promotion into `target` from the stage before it (its `source` set), or None
+        when `target` is not a stage with one before it."""
+        ...
+
+
 @dataclass(frozen=True)
 class Rules:
     """Everything the core decides with, as the config stands now."""
@@ -59,6 +70,9 @@ class Rules:
     providers: Mapping[str, ProviderRules] = field(default_factory=dict)
     unconfigured: Mapping[str, str] = field(default_factory=dict)  # known provider → its label
     freezes: tuple[Freeze, ...] = ()  # the config's [[freeze]] windows, in file order
+    windows: tuple[TimeWindow, ...] = ()  # the config's [[window]] tables: allow windows
+    timezone: str = "UTC"  # the config's top-level `timezone`: how times are shown and read
+    channels: Mapping[str, str] = field(default_factory=dict)  # provider → its `channel`
 
     def policy(self, action: Action) -> Policy:
         """The policy of the action's target; a rollback needs its `rollback_approvals`."""
@@ -75,3 +89,24 @@ class Rules:
 
     def provider(self, name: str) -> ProviderRules | None:
         return self.providers.get(name)
+
+    def stage_promotion(self, target: str) -> Action | None:
+        """The promotion into `target` from its source stage, when its provider has stages."""
+        provider = self.providers.get(target.split(":", 1)[0])
+        return provider.stage_promotion(target) if isinstance(provider, StagedRules) else None
+
+    def auto_stages(self) -> list[tuple[Action, Policy]]:
+        """The promotions the bot asks for itself (`auto = true`), with their policies."""
+        found = []
+        for provider in self.providers.values():
+            for target in provider.targets():
+                policy = policy_for(target, dict(self.policies))
+                action = self.stage_promotion(target) if policy.auto else None
+                if action is not None:
+                    found.append((action, policy))
+        return found
+
+    def channel_for(self, target: str, policy: Policy) -> str | None:
+        """Where the bot posts its own requests for `target`: the policy's `channel`, else
+        its provider's."""
+        return policy.channel or self.channels.get(target.split(":", 1)[0])

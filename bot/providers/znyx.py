@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import ClassVar, Literal
 
 import httpx
@@ -37,6 +38,7 @@ from bot.core.model import (
 )
 from bot.core.rules import CommandForm
 from bot.core.steps import Steps
+from bot.core.timing import Live
 from bot.providers.http import BearerProvider, segment, unreadable
 from bot.providers.spec import ProviderSettings, ProviderSpec, Section, aliases
 
@@ -76,6 +78,14 @@ class ZnyxPromote(Action):
     def thing(self) -> str:
         return f"{NAME}:{self.project_id}:{self.target_env}"
 
+    @property
+    def source(self) -> str:
+        return f"{NAME}:{self.project_id}:{self.source_env}"
+
+    @property
+    def source_name(self) -> str:
+        return self.source_env
+
 
 class ZnyxActivate(Action):
     """Make an explicit bundle version of an environment its active bundle (`undoing` set:
@@ -106,11 +116,23 @@ class ZnyxActivate(Action):
 ZnyxAction = ZnyxPromote | ZnyxActivate
 
 
+SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9_]{2,}$")
+
+
 class ZnyxSection(Section):
-    """`[znyx]`: the org, and short names for its projects."""
+    """`[znyx]`: the org, short names for its projects, and the channel of the bot's own
+    posts about Znyx (the promotions it asks for itself, `auto = true`)."""
 
     org: str
     projects: dict[str, str] = Field(default_factory=dict)
+    channel: str | None = None
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, v: str | None) -> str | None:
+        if v is not None and not SLACK_CHANNEL.match(v):
+            raise ValueError(f"{v!r} is not a Slack channel id (like C012AB3CD)")
+        return v
 
     @field_validator("org")
     @classmethod
@@ -235,6 +257,18 @@ class ZnyxRules:
             version=int(before),
             undoing=installed,
         )
+
+    def stage_promotion(self, target: str) -> ZnyxPromote | None:
+        """`znyx:<project>:staging` ← dev, `…:prod` ← staging; dev has no stage before it."""
+        name, _, rest = target.partition(":")
+        project, _, env = rest.partition(":")
+        projects = self.section.projects
+        if name != NAME or project not in projects or env not in STAGES[1:]:
+            return None
+        source = STAGES[STAGES.index(env) - 1]
+        project_id = projects[project]
+        org = self.section.org
+        return ZnyxPromote(org_id=org, project=project, project_id=project_id, source_env=source)
 
     def help_line(self) -> str:
         projects = ", ".join(sorted(self.section.projects)) or "none"
@@ -525,6 +559,21 @@ class ZnyxProvider(BearerProvider):
             installed=_record(env, bundle),
         )
 
+    async def stage_live(self, action: Action) -> Live | None:
+        """The source environment's active bundle, live there since it was published (Znyx's
+        `published_at`: for a version made active again, that is when it was first published,
+        so the bot's own record of the environment counts too)."""
+        if not isinstance(action, ZnyxPromote):
+            return None
+        active = await self.active_bundle(action, action.source_env)
+        return Live(
+            thing=action.source,
+            place=action.source_env,
+            key=active.id if active else "",
+            shown=_now(active),
+            since=_published(active),
+        )
+
     async def observe(
         self, action: ZnyxAction, *, promoted_by: str, expect: Mapping[str, str], steps: Steps
     ) -> Outcome:
@@ -578,6 +627,17 @@ class ZnyxProvider(BearerProvider):
 
 def _now(bundle: Bundle | None) -> str:
     return describe(bundle) if bundle else "none"
+
+
+def _published(bundle: Bundle | None) -> datetime | None:
+    """When Znyx says `bundle` was published, if it says so readably (ISO 8601, UTC if bare)."""
+    if bundle is None:
+        return None
+    try:
+        at = datetime.fromisoformat(bundle.published_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _version(bundle: Bundle | None) -> str:
