@@ -31,6 +31,7 @@ from bot.core.model import Action, AuditEntry, Outcome, Preview, State
 from bot.core.ports import Provider
 from bot.core.scheduler import Scheduler
 from bot.core.steps import Steps
+from bot.core.timing import Live
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +266,11 @@ class MeasuredProvider:
             "observe",
             self.provider.observe(action, promoted_by=promoted_by, expect=expect, steps=steps),
             lambda o: "unclear" if o is None else o.state,
+        )
+
+    async def stage_live(self, action: Action) -> Live | None:
+        return await self._timed(
+            "stage", self.provider.stage_live(action), lambda live: "ok" if live else "none"
         )
 
     async def aclose(self) -> None:

@@ -67,6 +67,9 @@ class RequestView:
     emergency: str | None = None  # break-glass: the reason it was asked for anyway
     reason: str | None = None  # why it was rejected or cancelled (people's text, made safe)
     comments: tuple[tuple[str, str], ...] = ()  # (approver, what they said), as approved
+    # While open: what it waits for (its schedule, soak, window), one line each (markup).
+    timing: tuple[str, ...] = ()
+    runs: str | None = None  # "runs at Tue 2026-12-15 14:05 Europe/Berlin", while it waits
 
     @property
     def summary(self) -> str:
@@ -79,10 +82,13 @@ def request_view(
     policy: Policy,
     role_map: RoleMap | None = None,
     holds: Sequence[str] = (),
+    timing: Sequence[str] = (),
+    runs: str | None = None,
 ) -> RequestView:
     """The release message of `request`. With `role_map`, an open request counts only the
     approvals that still hold under it and says who can approve; without, every approval counts.
-    `holds` are the locks and freezes on its target now (shown while it is open)."""
+    `holds` are the locks and freezes on its target now, `timing` what it waits for and `runs`
+    when it runs (shown while it is open)."""
     state = request.state
     approvers = tuple(request.approvers)
     discounted: tuple[str, ...] = ()
@@ -93,6 +99,8 @@ def request_view(
         if state is State.PENDING and policy.approvals:
             can_approve = authz.who_can_approve(role_map, policy, request)
     status = _STATUS[state]
+    if state is State.APPROVED and runs:
+        status = f"⏳ Approved, {runs}"
     if state is State.PENDING and policy.approvals:
         status += f" ({len(approvers)} of {policy.approvals})"
     if request.outcome is not None and state.is_final:
@@ -125,6 +133,8 @@ def request_view(
         emergency=request.emergency,
         reason=request.reason,
         comments=tuple((a.user, a.comment) for a in request.approvals if a.comment),
+        timing=tuple(timing) if state.is_open else (),
+        runs=runs if state.is_open else None,
     )
 
 
@@ -144,6 +154,7 @@ class ListedRequest:
     link: str | None  # to its release message, when the chat has links
     held: bool  # a lock or a freeze stops it now
     emergency: str | None
+    runs: str | None = None  # when it runs, while it waits for its time
 
 
 def listed(request: Request, view: RequestView, link: str | None) -> ListedRequest:
@@ -157,6 +168,7 @@ def listed(request: Request, view: RequestView, link: str | None) -> ListedReque
         link=link,
         held=bool(view.holds) and not request.emergency,
         emergency=request.emergency,
+        runs=view.runs,
     )
 
 

@@ -5,14 +5,17 @@ history, what is pending, the locks. Pure functions of the core's data, in its s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from bot.core.authz import RoleMap
 from bot.core.commands import USAGE, UsageError, usage
+from bot.core.freezes import fmt_in
 from bot.core.markup import fmt_time, user, who_can_approve_text
 from bot.core.model import AuditEntry, Request
 from bot.core.policy import Policy
-from bot.core.render import HoldsView, ListedRequest, request_view
+from bot.core.render import HoldsView, ListedRequest, RequestView, request_view
 from bot.core.rules import CommandForm, Rules
+from bot.core.timing import Scheduled
 
 
 def usage_error(error: UsageError) -> str:
@@ -71,9 +74,13 @@ def status_text(
     policy: Policy,
     timeline: list[AuditEntry],
     role_map: RoleMap | None = None,
+    shown: RequestView | None = None,
 ) -> str:
-    """`/promote status`: state, approvals, policy, timeline (oldest first), outcome."""
+    """`/promote status`: state, approvals, policy, what it waits for, timeline (oldest
+    first), outcome. `shown`: its release message as it is drawn (holds, timing)."""
     view = request_view(request, policy, role_map)
+    if shown is not None:
+        view = replace(view, status=shown.status, timing=shown.timing)
     said = dict(view.comments)
     approvers = (
         ", ".join(user(u) + (f" (“{said[u]}”)" if u in said else "") for u in view.approvers)
@@ -85,6 +92,7 @@ def status_text(
         f"*#{request.id} {view.title}* — {view.status}",
         f"Target `{view.target}` · requested by {user(request.requester)} · approvals: {approvers}",
         f"Policy: {view.policy}",
+        *view.timing,
     ]
     if view.decided_by and view.state.value in ("rejected", "cancelled"):
         why = f": {view.reason}" if view.reason else " (no reason given)"
@@ -129,6 +137,8 @@ def listed_line(item: ListedRequest) -> str:
     line += f" {fmt_time(item.created_at)}"
     if item.emergency:
         line += f" · 🚨 {item.emergency}"
+    if item.runs:
+        line += f" · {item.runs}"
     if item.held:
         line += " · 🔒 held"
     return line
@@ -152,3 +162,19 @@ def pending_text(items: Sequence[ListedRequest]) -> str:
     ]
     lines += [f"• {listed_line(item)}" for item in items]
     return "\n".join(lines)
+
+
+def scheduled_text(request_id: int, scheduled: Scheduled, approvals: int) -> str:
+    """What the requester is told of a request they scheduled (`--at`)."""
+    note = f" {scheduled.note[0].upper()}{scheduled.note[1:]}." if scheduled.note else ""
+    needs = f"{approvals} approval{'s' if approvals != 1 else ''}"
+    when = (
+        f"if it has its {needs} by then and nothing holds it"
+        if approvals
+        else "unless a lock or freeze holds it"
+    )
+    return (
+        f"#{request_id} is scheduled for {fmt_in(scheduled.at, scheduled.zone)} "
+        f"({scheduled.whose}).{note} It runs then {when}; until then "
+        f"`/promote cancel {request_id}` cancels it."
+    )

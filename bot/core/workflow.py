@@ -10,6 +10,8 @@ It wires the concerns together and hands each call to the one that owns it:
 - read_models.py status, history, pending, the App Home
 - audit.py       the audit log
 - notify.py      direct messages: who is owed one, and sending them exactly once
+- waits.py       requests that wait for their time (a schedule, a soak, a window); stages.py
+                 the bot's record of each stage, and the promotions it asks for itself
 - scheduler.py   the timed work of all of them (`schedule`)
 
 Methods return a `Reply` for the person who acted (shown only to them) or None when the
@@ -48,18 +50,21 @@ from bot.core.execution import Execution
 from bot.core.inflight import InFlight, Leases
 from bot.core.lifecycle import Lifecycle
 from bot.core.locking import Holds
-from bot.core.model import AuditEntry, Reply
+from bot.core.model import AuditEntry, Reply, Request
 from bot.core.notify import Notices
 from bot.core.ports import Chat, Provider, Store
 from bot.core.read_models import ReadModels
 from bot.core.rules import Rules
 from bot.core.scheduler import Scheduler
+from bot.core.stages import Stages
+from bot.core.waits import Waits
 
 __all__ = ["Reply", "Workflow", "utc_now"]
 
 EXPIRE_SECONDS = 10.0  # how often overdue requests are expired and freezes redrawn
 RECOVER_SECONDS = 10.0  # how often executions whose process is gone are looked for
 DELIVER_SECONDS = 2.0  # how often messages that lag behind the store are brought up to date
+DUE_SECONDS = 1.0  # how often requests waiting for their time are looked for (an indexed read)
 
 
 class Workflow:
@@ -90,9 +95,21 @@ class Workflow:
         self.execution = Execution(
             ctx, self.audit, self.holds, self.delivery, self.leases, self.notices
         )
-        self.lifecycle = Lifecycle(
-            ctx, self.audit, self.holds, self.delivery, self.execution, self.notices
+        self.stages = Stages(ctx, self.audit)
+        self.waits = Waits(
+            ctx, self.audit, self.holds, self.delivery, self.execution, self.notices, self.stages
         )
+        self.lifecycle = Lifecycle(
+            ctx, self.audit, self.holds, self.delivery, self.execution, self.notices, self.waits
+        )
+        # Stages in order: the bot asks for the promotions that follow a stage itself, and
+        # its own promotions are changes of the stages they promote into.
+        self.stages.ask, self.stages.retime = self.lifecycle.ask, self.waits.retime
+
+        async def landed(request: Request) -> None:
+            await self.stages.changed([request.action.thing], known_at=request.updated_at)
+
+        self.execution.landed.append(landed)
         self.reads = ReadModels(ctx, self.delivery, self.holds)
         # Called with each audit entry once it is recorded (metrics); must not raise or block.
         self.observers: list[Callable[[AuditEntry], None]] = self.audit.observers
@@ -120,6 +137,8 @@ class Workflow:
             old.role_map != rules.role_map
             or dict(old.policies) != dict(rules.policies)
             or old.freezes != rules.freezes
+            or old.windows != rules.windows
+            or old.timezone != rules.timezone
         )
 
     # --- commands ----------------------------------------------------------------------
@@ -152,7 +171,9 @@ class Workflow:
     async def run(self, user: str, command: Command, channel: str) -> Reply | None:
         """Carry out a command that `check` let through (the part after the ack)."""
         if isinstance(command, Promote):
-            return await self.lifecycle.ask(user, command.action, channel, command.emergency)
+            return await self.lifecycle.ask(
+                user, command.action, channel, command.emergency, at=command.at
+            )
         if isinstance(command, Status):
             return self.reads.status(command.request_id)
         if isinstance(command, Pending):
@@ -239,12 +260,18 @@ class Workflow:
         return await self.delivery.redraw()
 
     def schedule(self, scheduler: Scheduler) -> None:
-        """The core's timed work, as named jobs: expiry, recovery, delivery, leases."""
+        """The core's timed work, as named jobs: expiry, recovery, delivery, leases, and
+        requests and promotions whose time came (`due`)."""
 
         async def renew() -> None:
             self.leases.renew_all()
 
+        async def due() -> None:  # waiting requests whose time came, and planned promotions
+            await self.waits.run_due()
+            await self.stages.run_due()
+
         scheduler.add("recover", self.recover, RECOVER_SECONDS)
+        scheduler.add("due", due, DUE_SECONDS)
         scheduler.add("expire", self.sweep, EXPIRE_SECONDS)
         scheduler.add("deliver", self.deliver_due, DELIVER_SECONDS)
         scheduler.add("leases", renew, self.leases.every, first=self.leases.every)

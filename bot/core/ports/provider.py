@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from bot.core.model import Action, Outcome, Preview
+from bot.core.timing import Live
 
 if TYPE_CHECKING:
     from bot.core.steps import Steps
@@ -43,6 +44,11 @@ class Provider(Protocol):
         An action of several steps carries on from its journal: a step it shows done is
         never sent again, a step marked sent is decided by reading it, and only steps the
         journal shows were never sent may be sent now."""
+        ...
+
+    async def stage_live(self, action: Action) -> Live | None:
+        """What `action` promotes, as live in its source stage now, with the provider's own
+        timestamp of when it went live there; None for an action from no stage."""
         ...
 
     async def aclose(self) -> None:
