@@ -110,6 +110,8 @@ def release_message(view: RequestView) -> list[dict]:
         )
     for hold in view.holds:
         blocks.append({"type": "section", "text": _mrkdwn(hold)})
+    if view.timing:  # the core's markup, like the holds: what it waits for
+        blocks.append({"type": "section", "text": _mrkdwn("\n".join(view.timing))})
     said = said_lines(view)
     if said:
         blocks.append({"type": "section", "text": _mrkdwn("\n".join(said))})
@@ -223,6 +225,8 @@ def _listed(item: ListedRequest) -> str:
     line += f"`{escape(item.target)}` · asked by {user(item.requester)}"
     if item.emergency:
         line += f" · 🚨 {escape(item.emergency)}"
+    if item.runs:
+        line += f" · 🕘 {item.runs}"
     if item.held:
         line += " · 🔒 held by a lock or a freeze"
     return line
