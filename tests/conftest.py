@@ -331,7 +331,7 @@ async def world(
 ) -> AsyncIterator[World]:
     clock = ManualClock()
     slack = FakeSlack(usergroups=slack_groups, clock=lambda: clock().timestamp())
-    znyx = FakeZnyx()
+    znyx = FakeZnyx(clock=clock)
     seed_znyx(znyx)
     whop = FakeWhop()
     builds = seed_whop(whop)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -32,8 +33,8 @@ class Bundle:
     published_at: str
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _stamp(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _error(status: int, detail: object) -> web.Response:
@@ -57,6 +58,8 @@ class FakeZnyx:
     list_echoes_published_by: bool = True  # False: the bundle list leaves published_by out
     list_gate: asyncio.Event | None = None  # when set up, bundle lists answer once it is set
     calls: list[Call] = field(default_factory=list)
+    # What `published_at` is made of; tests with a clock of their own give it here.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _failures: list[tuple[int, object]] = field(default_factory=list)
 
     # --- seeding -------------------------------------------------------------------------
@@ -75,7 +78,7 @@ class FakeZnyx:
             policy_hash=policy_hash,
             is_active=True,
             published_by=by,
-            published_at=_now(),
+            published_at=_stamp(self.clock()),
         )
         bundles.append(bundle)
         return bundle
