@@ -75,6 +75,16 @@ def planned(world: World) -> list[str]:
     return [e.event for e in world.bot.store.history(target="znyx:guardrails:prod")]
 
 
+async def staging_promoted_by_people(world: World) -> None:
+    """At T0, dev → staging asked for by Alice and approved by Bob: prod is planned to
+    follow it."""
+    world.clock.at = T0
+    await world.requested("znyx guardrails dev", ALICE)
+    await world.sender.click(APPROVE, 1, BOB)
+    assert "Promoted" in await world.finished()
+    await until(lambda: planned(world) == ["auto-promotion planned"])
+
+
 async def at(world: World, when: datetime) -> None:
     """Move the clock to `when` and run the job `due` once, as its timer would."""
     world.clock.at = when
@@ -168,13 +178,9 @@ async def test_a_source_that_can_not_be_read_never_lets_it_run_unsoaked(world: W
 async def test_an_auto_stage_promotes_itself_after_its_source_changes_and_soaks(
     world: World,
 ) -> None:
-    world.clock.at = T0
-    await world.requested("znyx guardrails dev", ALICE)  # dev → staging, by people
-    await world.sender.click(APPROVE, 1, BOB)
-    assert "Promoted" in await world.finished()
+    await staging_promoted_by_people(world)
     staging = world.znyx.active(GUARDRAILS, "staging")
     assert staging is not None
-    await until(lambda: planned(world) == ["auto-promotion planned"])
     [plan] = world.bot.store.history(target="znyx:guardrails:prod")
     assert "from Mon 2026-06-01 11:00 Europe/Berlin" in plan.detail
 
@@ -206,11 +212,7 @@ async def test_an_auto_stage_promotes_itself_after_its_source_changes_and_soaks(
 
 @pytest.mark.parametrize("config_text", [AUTO], indirect=True)
 async def test_a_lock_holds_an_auto_promotion_until_it_is_lifted(world: World) -> None:
-    world.clock.at = T0
-    await world.requested("znyx guardrails dev", ALICE)
-    await world.sender.click(APPROVE, 1, BOB)
-    await world.finished()
-    await until(lambda: planned(world) == ["auto-promotion planned"])
+    await staging_promoted_by_people(world)
     await world.answer("lock znyx:*:prod incident 4521", DAVE)
     await at(world, T0 + timedelta(hours=2))
     assert len(world.znyx.promote_calls) == 1 and len(world.posted()) == 1
@@ -225,11 +227,7 @@ async def test_a_lock_holds_an_auto_promotion_until_it_is_lifted(world: World) -
 
 @pytest.mark.parametrize("config_text", [AUTO], indirect=True)
 async def test_an_open_request_for_the_stage_is_not_doubled(world: World) -> None:
-    world.clock.at = T0
-    await world.requested("znyx guardrails dev", ALICE)
-    await world.sender.click(APPROVE, 1, BOB)
-    await world.finished()
-    await until(lambda: planned(world) == ["auto-promotion planned"])
+    await staging_promoted_by_people(world)
     world.clock.at = T0 + timedelta(hours=1)
     # Someone schedules prod themselves meanwhile: it is open (waiting) when the plan is due.
     said = await world.answer("znyx guardrails staging --at 15:00", ALICE)
