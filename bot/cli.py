@@ -23,11 +23,12 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from pydantic_settings import BaseSettings
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
@@ -62,6 +63,9 @@ from bot.transports.slack.inbox import Inbox
 from bot.transports.slack.startup import SOCKET_LOG, SocketMode, app_token_rejected, identify
 from bot.transports.slack.workers import WorkPool
 from bot.web import LISTENING, WebServer
+
+if TYPE_CHECKING:
+    from bot.transports.shell import Shell
 
 gc.freeze()
 if _collecting:
@@ -458,10 +462,22 @@ async def _in_socket_mode(bot: SlackBot, health: Health, signals: _Signals) -> N
         await handler.close_async()  # Slack sends new work to the other connections
 
 
-async def shell(settings: Settings, args: argparse.Namespace) -> None:
-    """The bot in a terminal, against the configured providers or the sandbox."""
+async def shell(settings: Settings, args: argparse.Namespace) -> int:
+    """The bot in a terminal, against the configured providers or the sandbox; the exit
+    status. On a terminal (stdin and stdout), with a line editor and rendered markup; else it
+    reads lines from stdin and prints plain text."""
     from bot.sandbox import world as sandbox
     from bot.transports.shell import Shell, ShellChat
+
+    editing = sys.stdin.isatty() and sys.stdout.isatty()
+    if sys.stdout.isatty():
+        from bot.transports.shell_prompt import terminal_writer
+
+        write = terminal_writer()
+    else:
+
+        def write(text: str) -> None:
+            print(text, flush=True)
 
     async with AsyncExitStack() as stack:
         if args.sandbox:
@@ -472,8 +488,8 @@ async def shell(settings: Settings, args: argparse.Namespace) -> None:
             )
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="promote-bot-")))
             db = workdir / "sandbox.db"
-            user = args.as_user or "U_ALICE"
-            print(sandbox.banner())
+            user = args.as_user or sandbox.first_user(rules, own=own is not None)
+            write(sandbox.banner(rules, user, str(args.config) if own is not None else None))
         else:
             if args.as_user is None:
                 raise ConfigError("--as USER is required without --sandbox (a Slack user id)")
@@ -484,7 +500,7 @@ async def shell(settings: Settings, args: argparse.Namespace) -> None:
         stack.callback(store.close)
         for provider in providers.values():
             stack.push_async_callback(provider.aclose)
-        chat = ShellChat(lambda text: print(text, flush=True))
+        chat = ShellChat(write)
         lease = timedelta(seconds=settings.promote_bot_lease_seconds)
         workflow = Workflow(rules, store, providers, chat, lease=lease)
         await workflow.recover()
@@ -492,7 +508,30 @@ async def shell(settings: Settings, args: argparse.Namespace) -> None:
         scheduler = Scheduler()
         workflow.schedule(scheduler)
         async with scheduler:
-            await Shell(workflow, user, chat.write, may_switch_user=args.sandbox).run()
+            shell = Shell(workflow, user, write, may_switch_user=args.sandbox)
+            if not editing:
+                return await shell.run()
+            known = sandbox.USERS if args.sandbox and args.config is None else {}
+            return await _edit_lines(shell, known)
+    return 0
+
+
+async def _edit_lines(shell: Shell, people: Mapping[str, str]) -> int:
+    """The shell on a terminal: history in the user's state folder (no secrets written)."""
+    from bot.transports.shell_prompt import Prompt, history_path, open_history
+
+    redactor = logs.Redactor(logs.secret_values(_secret_models()))
+    history, why = open_history(history_path(), redactor)
+    shell.write(
+        "Tab completes; ↑ and ↓ walk the history; Ctrl-C clears the line; Ctrl-D or `exit` leaves."
+    )
+    if why:
+        shell.write(why)
+
+    def everyone() -> list[str]:
+        return list(dict.fromkeys([*people, *shell.workflow.rules.role_map.members]))
+
+    return await Prompt(shell, history, people=everyone).run()
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:
@@ -638,8 +677,12 @@ def _configure_logging(quiet: bool) -> None:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         level = "WARNING" if quiet else "INFO"  # a bad value is reported with the settings
     fmt = "json" if os.environ.get("LOG_FORMAT", "").lower() == "json" else "text"
-    models = [Settings, *(spec.settings for spec in PROVIDERS.values())]
-    logs.configure(level, fmt, secrets=logs.secret_values(models))
+    logs.configure(level, fmt, secrets=logs.secret_values(_secret_models()))
+
+
+def _secret_models() -> list[type[BaseSettings]]:
+    """The settings whose secret values must never be logged or kept in the shell's history."""
+    return [Settings, *(spec.settings for spec in PROVIDERS.values())]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -657,11 +700,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings, problems = load_settings_all()
             asyncio.run(serve(settings, problems))
         elif args.command == "shell":
-            asyncio.run(shell(load_settings(), args))
+            return asyncio.run(shell(load_settings(), args))
     except ConfigError as exc:
         for line in str(exc).splitlines():
             print(f"promote-bot: {line}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # Ctrl-C: for the shell, left as interrupted programs are
+        return 130 if args.command == "shell" else 0
     return 0

@@ -1,6 +1,7 @@
 """`GET /healthz`, `GET /readyz` and `GET /metrics`, on `PORT` in HTTP and Socket Mode alike.
 
-- /healthz: the process is alive and its event loop answers (200, always, even while stopping).
+- /healthz: the process is alive and its event loop answers (200, always, even while stopping,
+  and while the database is not answering: nothing here waits on it on the event loop).
 - /readyz: 200 when the store takes a write and Slack is reachable (Socket Mode: the websocket
   is connected; HTTP: `auth.test` answered at start-up); 503 with the reason otherwise (also
   while start-up still waits for Slack to answer), and 503 while shutting down, so a load
@@ -19,6 +20,7 @@ from typing import Protocol
 from aiohttp import web
 
 from bot.metrics import CONTENT_TYPE, Metrics
+from bot.store import call_store
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +59,8 @@ class Health:
             return "shutting down"
         if self.waiting is not None:
             return self.waiting
-        try:
-            self.store.ping(datetime.now(UTC))
+        try:  # off the event loop for PostgreSQL: /healthz answers meanwhile
+            await call_store(self.store, self.store.ping, datetime.now(UTC))
         except Exception as exc:  # StoreError in words; anything else is not ready either
             return f"the store does not take a write: {exc}"
         if self.slack_connected is not None and not await self.slack_connected():
@@ -75,7 +77,7 @@ class Health:
         return web.Response(text="ready\n")
 
     async def metrics_page(self, request: web.Request) -> web.Response:
-        body = self.metrics.render()  # reads the store: on this thread, as SQLite wants
+        body = await call_store(self.store, self.metrics.render)  # reads the store
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     def add_routes(self, app: web.Application) -> web.Application:

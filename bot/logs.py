@@ -1,4 +1,5 @@
-"""Logging: a level (LOG_LEVEL), text or JSON lines (LOG_FORMAT), and secrets redacted.
+"""Logging: a level (LOG_LEVEL), text or JSON lines (LOG_FORMAT), and secrets redacted. A text
+line shows control characters in its message as escapes (JSON escapes them itself).
 
 Redaction is a `logging.Filter` on the one handler, so it sees every record of every library
 (slack_bolt, aiohttp, httpx) before it is formatted: the configured secret values, `Bearer …`,
@@ -20,6 +21,7 @@ from typing import IO, Any
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
+from bot.core.controls import escaped
 from bot.core.redact import uri_passwords
 
 REDACTED = "[redacted]"
@@ -67,6 +69,19 @@ class Redactor(logging.Filter):
             if key not in _RECORD_KEYS and isinstance(value, str):
                 setattr(record, key, self.redact(value))
         return True
+
+
+class TextFormatter(logging.Formatter):
+    """`TEXT_FORMAT`, one line per record: control characters and line breaks in the message
+    (a reason someone typed, a provider's words) are shown as escapes (`\\x1b`, `\\u202e`,
+    `\\n`), so no text can forge a log line, recolour a terminal or reorder what it shows."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escaped(record.message)
+        return super().formatMessage(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -121,7 +136,7 @@ def configure(
     earlier call installed; handlers of others, like pytest's, are left alone)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(Redactor(secrets))
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.set_name(HANDLER_NAME)
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
@@ -292,20 +293,41 @@ class MeasuredWebClient(AsyncWebClient):
             raise
 
 
+# `ack_seconds{kind}`: the payload types the bot answers, everything else signed as "other",
+# and every request whose signature did not verify as "rejected" (nothing else about it is
+# read): a fixed set, so no request can add a series.
+ACK_KINDS = ("command", "block_actions", "view_submission", "event_callback", "other")
+REJECTED = "rejected"
+COMMAND_OUTCOMES = ("accepted", "answered", "error")
+_VERIFIED = "promote_bot_verified"  # set in a request's context once Bolt let it through
+
+
 def time_acks(app: AsyncApp, metrics: Metrics) -> None:
     """Time each payload from reaching the app to its ack, and count slash commands by the
     ack's outcome, in HTTP and Socket Mode alike: both adapters hand every payload to
     `app.async_dispatch` and send what it returns (with lazy listeners, right after the ack).
-    A Bolt middleware can't do it: Bolt runs the listeners after the whole middleware chain."""
+    A Bolt middleware can't do it alone: Bolt runs the listeners after the whole middleware
+    chain. But one marks what it saw: global middleware added with `app.use` runs after Bolt's
+    own, so only a request whose signature verified (or one from Socket Mode's websocket) is
+    marked, and only a marked one is looked into; the rest count once, as `rejected`."""
     dispatch = app.async_dispatch
+    for kind in (*ACK_KINDS, REJECTED):
+        metrics.ack_seconds.labels(kind=kind)
+    for outcome in COMMAND_OUTCOMES:
+        metrics.commands.labels(outcome=outcome)
+
+    app.use(_MarkVerified())
 
     @functools.wraps(dispatch)
     async def timed(req: AsyncBoltRequest) -> BoltResponse:
         started = time.perf_counter()
         response = await dispatch(req)
-        body = req.body if isinstance(req.body, dict) else {}
-        kind = "command" if "command" in body else str(body.get("type") or "other")
-        metrics.ack_seconds.labels(kind=kind).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        if not req.context.get(_VERIFIED):
+            metrics.ack_seconds.labels(kind=REJECTED).observe(elapsed)
+            return response
+        kind = ack_kind(req.body)
+        metrics.ack_seconds.labels(kind=kind).observe(elapsed)
         if kind == "command":
             status, answered = response.status, bool(response.body)
             outcome = "error" if status != 200 else "answered" if answered else "accepted"
@@ -313,3 +335,28 @@ def time_acks(app: AsyncApp, metrics: Metrics) -> None:
         return response
 
     app.async_dispatch = timed  # type: ignore[method-assign]
+
+
+class _MarkVerified(AsyncMiddleware):
+    """Marks each request it sees (Bolt runs it only after its own request verification).
+    A middleware object of Bolt's own kind: no arguments to look up for each request."""
+
+    async def async_process(
+        self,
+        *,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse | None:
+        req.context[_VERIFIED] = True
+        return await next()
+
+
+def ack_kind(body: object) -> str:
+    """The `ack_seconds` label of a (verified) payload: one of `ACK_KINDS`."""
+    if not isinstance(body, dict):
+        return "other"
+    if "command" in body:
+        return "command"
+    kind = body.get("type")
+    return kind if kind in ACK_KINDS else "other"

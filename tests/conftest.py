@@ -326,8 +326,15 @@ def slack_groups() -> dict[str, list[str]]:
 
 
 @pytest.fixture
+def world_db(tmp_path: Path) -> Path | str:
+    """PROMOTE_BOT_DB of `world`: a SQLite file; a test module may override it (e.g. with
+    `shared_db`, to run its tests on PostgreSQL too)."""
+    return tmp_path / "promote-bot.db"
+
+
+@pytest.fixture
 async def world(
-    tmp_path: Path, config_text: str, slack_groups: dict[str, list[str]]
+    tmp_path: Path, config_text: str, slack_groups: dict[str, list[str]], world_db: Path | str
 ) -> AsyncIterator[World]:
     clock = ManualClock()
     slack = FakeSlack(usergroups=slack_groups, clock=lambda: clock().timestamp())
@@ -350,7 +357,7 @@ async def world(
             slack_signing_secret=SIGNING_SECRET,
             slack_api_url=f"{slack_server.url}/api/",
             promote_bot_config=config,
-            promote_bot_db=tmp_path / "promote-bot.db",
+            promote_bot_db=world_db,
         )
         provider_settings = {
             "znyx_api_url": znyx_server.url,

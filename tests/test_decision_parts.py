@@ -20,6 +20,7 @@ from bot.core.commands import (
     parse,
     said_text,
 )
+from bot.core.markup import literal
 from bot.core.model import Approval, NoticeRecord, Outcome, State
 from bot.core.notify import notice_view, requester_told
 from bot.core.policy import Policy
@@ -75,10 +76,9 @@ def test_bad_decisions_say_what_was_wrong(text: str, said: str) -> None:
 def test_what_people_say_is_plain_text_on_one_line_and_cut() -> None:
     assert said_text(None) is None and said_text(" \n\t ") is None
     assert said_text("two\nlines\r\n\tand  tabs") == "two lines and tabs"
-    assert (
-        said_text("<!channel> <@U1> <https://x.example|y>")
-        == "‹!channel› ‹@U1› ‹https://x.example|y›"
-    )
+    hostile = "<!channel> <@U1> <https://x.example|y>"
+    assert said_text(hostile) == hostile  # as typed: escaped where it is shown
+    assert literal(hostile) == "&lt;!channel&gt; &lt;@U1&gt; &lt;https://x.example|y&gt;"
     long = said_text("x" * 1000)
     assert long is not None and len(long) == REASON_LIMIT + 1 and long.endswith("…")
 

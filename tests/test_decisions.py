@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, parse_qsl
 
+from bot.core.markup import literal
 from bot.core.model import State
 from bot.sandbox.slack import FakeSlack
 from bot.transports.slack.blocks import APPROVE_COMMENT, REJECT
@@ -82,14 +83,14 @@ async def test_reject_opens_a_form_and_its_reason_is_shown_everywhere(world: Wor
     await world.slack.wait_for(lambda s: len(world.thread()) == 1)
     request = world.bot.store.get(1)
     assert request is not None and request.state is State.REJECTED and request.decided_by == BOB
-    safe = "nope ‹!channel› ‹@U0DAVE› ‹https://evil.example|click me› &amp; done"
-    assert request.reason == safe
+    assert request.reason == HOSTILE  # stored as typed; escaped once wherever it is shown
+    safe = literal(HOSTILE)
 
     shown = world.slack.release_messages(1)[-1]["blocks"]
-    assert f"*Reason:* {safe.replace('&', '&amp;')}" in block_text(shown)
+    assert f"*Reason:* {safe}" in block_text(shown)
     assert "<!channel>" not in json.dumps(shown) and "<https://evil" not in json.dumps(shown)
     assert buttons(shown) == []
-    assert "*Reason:* nope ‹!channel›" in block_text(world.thread()[0]["blocks"])
+    assert "*Reason:* nope &lt;!channel&gt;" in block_text(world.thread()[0]["blocks"])
     status = await world.answer("status 1", DAVE)
     assert f"Rejected by <@{BOB}>: {safe}" in status
     assert f"rejected by <@{BOB}> — {safe}" in status  # the timeline
@@ -100,13 +101,13 @@ async def test_reject_opens_a_form_and_its_reason_is_shown_everywhere(world: Wor
     home = block_text(world.slack.calls_to("views.publish")[0].args["view"]["blocks"])
     assert f"#1 rejected `znyx:guardrails:prod` by <@{BOB}> — {safe}" in home
     [entry] = [e for e in world.bot.store.history() if e.event == "rejected"]
-    assert entry.actor == BOB and entry.detail == safe
+    assert entry.actor == BOB and entry.detail == HOSTILE
 
     again = await world.sender.submit(view, BOB, "twice")  # the same form, submitted again
     assert again.status_code == 200
     await world.slack.wait_for(lambda s: len(_ephemeral(world)) == 1)
     assert _ephemeral(world) == ["Request #1 is rejected; nothing to reject."]
-    assert world.bot.store.get(1).reason == safe  # type: ignore[union-attr]
+    assert world.bot.store.get(1).reason == HOSTILE  # type: ignore[union-attr]
 
 
 async def test_reject_by_command_needs_a_reason_and_checks_like_the_button(world: World) -> None:
@@ -142,15 +143,15 @@ async def test_approve_with_comment_by_form(world: World) -> None:
     await world.slack.wait_for(lambda s: len(world.thread()) == 1)
     request = world.bot.store.get(1)
     assert request is not None and request.state is State.SUCCEEDED
-    assert request.approvals[0].comment == "checked the dashboards ‹!here›"
+    assert request.approvals[0].comment == "checked the dashboards <!here>"  # as typed
     assert len(world.znyx.promote_calls) == 1
-    said_line = f"💬 <@{BOB}>: checked the dashboards ‹!here›"
+    said_line = f"💬 <@{BOB}>: checked the dashboards &lt;!here&gt;"  # escaped where shown
     assert said_line in _release(world)
     assert said_line in block_text(world.thread()[0]["blocks"])
     status = await world.answer("status 1", DAVE)
-    assert f"approvals: <@{BOB}> (“checked the dashboards ‹!here›”)" in status
+    assert f"approvals: <@{BOB}> (“checked the dashboards &lt;!here&gt;”)" in status
     [entry] = [e for e in world.bot.store.history() if e.event == "approved"]
-    assert entry.detail == "checked the dashboards ‹!here›"
+    assert entry.detail == "checked the dashboards <!here>"
 
 
 async def test_approve_by_command_with_comment_keeps_four_eyes(world: World) -> None:

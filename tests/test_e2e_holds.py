@@ -3,12 +3,13 @@ Slack requests in, the fake Slack and fake providers over HTTP."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
 
 from bot.cli import SLACK_PATH, start_slack_bot
-from bot.core.model import State
+from bot.core.model import Lock, State
 from bot.sandbox.slack_requests import SlackSender
 from bot.transports.slack.blocks import APPROVE
 from bot.web import WebServer
@@ -280,3 +281,51 @@ async def test_a_freeze_that_begins_shows_on_pending_messages(world: World) -> N
     world.clock.at = utc(2026, 12, 19, 23, 0)  # it begins: nothing in the store changed
     await world.bot.workflow.sweep()  # what `serve` runs every 10 s
     assert "Year-end freeze" in block_text(world.slack.release_messages(1)[0]["blocks"])
+
+
+async def test_many_locks_on_one_target_keep_its_messages_within_slacks_limits(
+    world: World,
+) -> None:
+    """One block per hold once passed Slack's 50 blocks a message (`invalid_blocks`): a pending
+    message could no longer be updated, and break-glass could not even post. Past a few, holds
+    are counted, and every answer stays within Slack's limits."""
+    world.clock.at = utc(2026, 6, 10, 9, 0)
+    await world.requested("znyx guardrails staging", ALICE)  # 1, pending on znyx:guardrails:prod
+    many = 48
+    for k in range(1, many):  # each pattern covers znyx:guardrails:prod
+        world.bot.store.add_lock(
+            Lock(
+                pattern="znyx:" + "*" * k,
+                reason=f"incident {k} " + "x" * 280,
+                by=DAVE,
+                at=world.clock(),
+            )
+        )
+    said = await world.answer("lock znyx:*:prod the last one", DAVE)  # redraws #1's message
+    assert "Locked `znyx:*:prod`" in said and "1 open request now shows it" in said
+    [shown] = world.slack.release_messages(1)
+    text = block_text(shown["blocks"])
+    assert f"… and {many - 3} more (`/promote locks` lists them all)" in text
+    assert world.slack.refused == []
+
+    await world.answer("cancel 1", ALICE)
+    refused = await world.answer("znyx guardrails staging", ALICE)
+    assert "can't be promoted now" in refused and f"… and {many - 3} more" in refused
+    assert len(refused) < 4000
+
+    await world.requested("znyx guardrails staging --emergency prod is down", ALICE)  # 2
+    [posted] = world.slack.release_messages(2)
+    assert len(posted["blocks"]) <= 50 and "🚨" in block_text(posted["blocks"])
+    assert world.slack.refused == []
+
+    listed = await world.answer("locks", BOB)
+    assert len(listed) < 4000 and "newer locks" in listed and "*Next freeze*" in listed
+    history = await world.answer("history", BOB)
+    assert len(history) < 4000
+
+    await world.sender.home_opened(DAVE)
+    await world.slack.wait_for(lambda s: len(s.calls_to("views.publish")) == 1)
+    home = world.slack.calls_to("views.publish")[0].args["view"]["blocks"]
+    assert world.slack.refused == [] and len(home) <= 100
+    assert f"… and {many - 10} more" in block_text(home)
+    assert re.search(r"Last \d+ events", block_text(home))  # not pushed out by the locks

@@ -195,7 +195,7 @@ async def test_pending_and_the_app_home_show_when_a_waiting_request_runs(world: 
     await scheduled(world)
     await clicked(world, 1, BOB)
     pending = await world.answer("pending", ALICE)
-    assert "#1> guardrails policy bundle: staging → prod" in pending
+    assert "#1> *guardrails policy bundle: staging → prod*" in pending
     assert "runs at Mon 2026-06-01 10:00 Europe/Berlin" in pending
     await world.sender.home_opened(ALICE)
     await world.slack.wait_for(lambda s: len(s.calls_to("views.publish")) == 1)

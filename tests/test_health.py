@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
+import time
 from pathlib import Path
+from urllib.parse import urlencode
 
+import aiohttp
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.health import Health
 from bot.metrics import Metrics
 from bot.sandbox.slack import FakeSlack
+from bot.sandbox.slack_requests import SlackSender
 from bot.store import SqliteStore
 from bot.transports.slack.blocks import APPROVE
 from bot.web import WebServer
-from tests.conftest import ALICE, BOB, CAROL, DAVE, Bot, Fakes, serve_env
+from tests.conftest import ALICE, BOB, CAROL, DAVE, Bot, Fakes, World, serve_env
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -194,3 +199,61 @@ def test_two_bots_in_one_process_have_their_own_registries() -> None:
     assert value(samples(one.render().decode()), "promote_bot_commands_total", outcome="accepted")
     page = samples(two.render().decode())
     assert value(page, "promote_bot_commands_total", outcome="accepted") == 0
+
+
+def _series(page: bytes) -> set[tuple[str, frozenset]]:
+    return set(samples(page.decode()))
+
+
+async def test_unsigned_requests_add_no_series_and_count_once_as_rejected(world: World) -> None:
+    """15,000 unsigned POSTs with made-up payload types once made /metrics 14 MB: labels came
+    from the body before Bolt checked the signature. Now nothing about a request is read for
+    the metrics until its signature verified; the rest count under one label."""
+    metrics = world.bot.metrics
+    before = _series(metrics.render())
+    sender = world.sender
+    signed_elsewhere = SlackSender(sender.url.removesuffix("/slack/events"), "not-the-secret", "")
+
+    def unsigned(i: int) -> tuple[str, dict[str, str]]:
+        json_headers = {"Content-Type": "application/json"}
+        kinds = [
+            (json.dumps({"type": f"made_up_{i}", "command": "/promote"}), json_headers),
+            (json.dumps({"type": f"event_{i}", "event": {"type": "x"}}), json_headers),
+            (sender.command_body(f"znyx guardrails staging {i}", ALICE), {}),
+            (urlencode({"payload": json.dumps({"type": f"block_{i}"})}), {}),
+        ]
+        body, extra = kinds[i % len(kinds)]
+        if i % 3 == 0:  # signed, but with another app's secret
+            headers = signed_elsewhere.signed_headers(body)
+        elif i % 3 == 1:  # signed with ours, but too long ago (a replay)
+            headers = sender.signed_headers(body, timestamp=int(time.time()) - 3600)
+        else:  # no signature at all
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        return body, {**headers, **extra}
+
+    n = 2000
+    limit = asyncio.Semaphore(50)
+    await signed_elsewhere.aclose()  # only its signatures are used
+
+    async def post(http: aiohttp.ClientSession, i: int) -> int:
+        body, headers = unsigned(i)
+        async with limit, http.post(sender.url, data=body, headers=headers) as response:
+            return response.status
+
+    async with aiohttp.ClientSession() as http:  # lighter than httpx for this many requests
+        statuses = await asyncio.gather(*(post(http, i) for i in range(n)))
+    assert set(statuses) == {401}
+    page = metrics.render()
+    assert _series(page) == before  # not one series more
+    found = samples(page.decode())
+    assert value(found, "promote_bot_ack_seconds_count", kind="rejected") == n
+    for outcome in ("accepted", "answered", "error"):
+        assert value(found, "promote_bot_commands_total", outcome=outcome) == 0
+    assert world.bot.store.inbox_undone() == 0 and world.posted() == []
+
+    response = await sender.command("help", ALICE)  # a signed one is counted as before
+    assert response.status_code == 200
+    found = samples(metrics.render().decode())
+    assert value(found, "promote_bot_commands_total", outcome="answered") == 1
+    assert value(found, "promote_bot_ack_seconds_count", kind="command") == 1
+    assert value(found, "promote_bot_ack_seconds_count", kind="rejected") == n

@@ -140,7 +140,9 @@ def test_emergency_and_lock_parsing() -> None:
         parse("lock znyx:*:prod", RULES)
     with pytest.raises(UsageError, match="not a target pattern"):
         parse("lock ../etc why", RULES)
-    assert parse("lock whop:* <!channel> hi", RULES) == LockCommand("whop:*", "‹!channel› hi")
+    assert parse("lock whop:* <!channel> hi", RULES) == LockCommand(
+        "whop:*", "<!channel> hi"
+    )  # as typed: escaped where shown
 
 
 FREEZE = """

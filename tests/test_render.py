@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from bot.core.markup import literal, unescape
 from bot.core.model import Approval, Fact, Outcome, Preview, Request, State
 from bot.core.policy import Policy
 from bot.core.render import request_view
@@ -14,8 +15,8 @@ from bot.transports.slack.blocks import (
     APPROVE_COMMENT,
     REJECT,
     ROLLBACK,
-    escape,
     release_message,
+    release_message_of,
     thread_reply,
 )
 
@@ -97,5 +98,22 @@ def test_long_provider_text_is_cut_to_slack_limits() -> None:
     assert len(fields) == 10 and all(len(f["text"]) <= 2000 for f in fields)
 
 
-def test_escape() -> None:
-    assert escape("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
+def test_literal_escapes_slacks_three_characters_and_unescape_undoes_it() -> None:
+    assert literal("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
+    for text in ("<!channel> & <@U1>", "&amp; stays &amp;", "R&D <https://x|y>"):
+        assert unescape(literal(text)) == text
+
+
+def test_a_release_message_is_recognized_by_its_own_blocks_only() -> None:
+    pending = release_message(request_view(_request(), Policy(approvals=1)))
+    assert release_message_of(pending) == 7
+    succeeded = _request(State.SUCCEEDED, outcome=Outcome(state="succeeded", headline="v4"))
+    assert release_message_of(release_message(request_view(succeeded, Policy()))) == 7
+    _, reply = thread_reply(request_view(succeeded, Policy()))
+    assert release_message_of(reply) is None  # an outcome reply is no release message
+    forged = json.loads(json.dumps(pending).replace('"value": "7"', '"value": "8"', 1))
+    assert release_message_of(forged) is None  # a button naming another request
+    moved = json.loads(json.dumps(pending).replace("request_7", "request_8"))
+    assert release_message_of(moved) is None
+    for other in (None, [], "blocks", [{"type": "section"}] * 3, pending[1:], pending[:-1]):
+        assert release_message_of(other) is None

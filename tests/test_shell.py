@@ -11,6 +11,7 @@ from bot.config import parse_config
 from bot.core.workflow import Workflow
 from bot.store import SqliteStore
 from bot.transports.shell import Shell, ShellChat
+from tests.shell_sandbox import sandbox_shell
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -227,23 +228,36 @@ def test_a_break_glass_request_that_could_never_be_approved_is_refused() -> None
     assert "nothing was posted" in result.stdout and "┌ #1" not in result.stdout
 
 
-async def test_decisions_in_the_shell_say_why_and_people_are_told(tmp_path: Path) -> None:
-    from contextlib import AsyncExitStack
+def test_rehearsing_a_config_greets_with_its_people_as_one_who_has_a_role(tmp_path: Path) -> None:
+    config = tmp_path / "mine.toml"
+    config.write_text(
+        '[roles]\nviewer = []\nmobile = ["developer:manage_builds"]\n'
+        '[members]\nU_VIC = ["viewer"]\nU_DANA = ["mobile"]\nU_ERIN = ["mobile"]\n'
+        'S_MOBILE = ["mobile"]\n'
+    )
+    result = shell("whoami\n", "--sandbox", "--config", str(config))
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    greeting = out[: out.index("U_DANA> whoami")]
+    people = f"People, with their roles in {config}:\n  U_VIC      viewer\n  U_DANA     mobile\n"
+    assert people in greeting
+    assert "group S_MOBILE: mobile (its members are unknown here: no role)" in greeting
+    assert "U_ALICE" not in greeting and "U_MALLORY" not in greeting  # the sandbox's own people
+    assert "You are U_DANA (mobile); switch with: as U_ERIN." in greeting  # U_VIC may do nothing
+    assert "/promote whop apbu_ios151" in greeting and "/promote znyx" not in greeting
+    assert "» You are @U_DANA (roles: mobile)." in out
 
-    from bot.cli import build_providers
-    from bot.sandbox import world as sandbox
 
-    async with AsyncExitStack() as stack:
-        overrides = await sandbox.start_sandbox(stack)
-        rules = parse_config(sandbox.rehearsal_config(None), source="sandbox")
-        providers = await build_providers(rules, overrides)
-        for provider in providers.values():
-            stack.push_async_callback(provider.aclose)
-        said: list[str] = []
-        workflow = Workflow(
-            rules, SqliteStore(tmp_path / "s.db"), providers, ShellChat(said.append)
-        )
-        shell = Shell(workflow, "U_ALICE", said.append)
+def test_the_sandbox_says_who_you_are_and_how_to_switch() -> None:
+    out = shell("", "--sandbox").stdout
+    assert "You are U_ALICE (release-manager); switch with: as U_BOB." in out
+    assert "Tab completes" not in out  # the line editor's keys: only on a terminal
+
+
+async def test_decisions_in_the_shell_say_why_and_people_are_told() -> None:
+    said: list[str] = []
+    async with sandbox_shell(said.append) as sandbox:
+        shell, workflow = sandbox.shell, sandbox.workflow
         for line in (
             "/promote znyx guardrails staging",
             "as U_BOB",
@@ -260,10 +274,10 @@ async def test_decisions_in_the_shell_say_why_and_people_are_told(tmp_path: Path
             await workflow.deliver_due()  # the `deliver` job, as its timer would
     out = "\n".join(said)
     assert "» Usage: reject <request number> <reason…>, e.g. reject 1" in out
-    assert "  ↳ #1 🚫 Rejected by @U_BOB\n    Reason: the soak ‹!channel› failed" in out
+    assert "  ↳ #1 🚫 Rejected by @U_BOB\n    Reason: the soak <!channel> failed" in out
     assert (
         "  ✉ to @U_ALICE: 🚫 Your request #1 was rejected by @U_BOB — guardrails policy bundle: "
-        "staging → prod\n    Reason: the soak ‹!channel› failed"
+        "staging → prod\n    Reason: the soak <!channel> failed"
     ) in out
     assert "  ↳ #2 🚫 Cancelled by @U_ALICE\n    Reason: asked too early" in out
     assert "    💬 @U_BOB: dashboards green" in out  # in #3's outcome

@@ -5,6 +5,7 @@ schedule; real HTTP throughout."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import sqlite3
@@ -152,6 +153,35 @@ async def test_a_copy_a_click_reveals_is_adopted_and_kept_in_step(world: World) 
     assert world.bot.store.get(1).state is State.REJECTED  # type: ignore[union-attr]
     await _until(lambda: not _live_buttons(world.slack, 1), 5)  # both copies show the end
     assert len(world.slack.release_messages(1)) == 2
+
+
+async def test_a_click_naming_one_request_from_anothers_message_adopts_nothing(
+    world: World,
+) -> None:
+    """A click whose value names #2, sent from #1's release message, once made #1's message a
+    copy of #2's and overwrote it. A message is adopted only when its own blocks (as the
+    click's payload carries them) are #2's release message."""
+    await world.requested("znyx guardrails staging", ALICE)
+    await world.requested("znyx guardrails dev", ALICE)
+    [one] = world.slack.release_messages(1)
+    shown_before = json.dumps(one["blocks"])
+    before = len(world.told())
+    await world.sender.click(APPROVE, 2, BOB, channel="CRELEASES", ts=one["ts"])
+    await world.slack.wait_for(lambda s: len(world.told()) == before + 1)
+    assert "That button does nothing" in world.told()[-1]
+    assert "not #2's release message" in world.told()[-1]
+    second, first = world.bot.store.get(2), world.bot.store.get(1)
+    assert second is not None and second.copies == [] and second.approvals == []
+    assert first is not None and first.approvals == [] and first.copies == []
+    await world.bot.workflow.deliver_due()
+    shown = world.slack.shown("CRELEASES", one["ts"])
+    assert shown is not None and json.dumps(shown["blocks"]) == shown_before  # still #1's
+    assert world.znyx.promote_calls == []
+
+    before = len(world.told())  # Reject… naming #2 from #1's message opens no form either
+    await world.sender.click(REJECT, 2, BOB, channel="CRELEASES", ts=one["ts"])
+    await world.slack.wait_for(lambda s: len(world.told()) == before + 1)
+    assert "not #2's release message" in world.told()[-1] and world.slack.views == []
 
 
 @pytest.mark.parametrize(

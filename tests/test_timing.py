@@ -8,6 +8,7 @@ import pytest
 
 from bot.core.commands import Promote, UsageError, parse, split_at
 from bot.core.freezes import TimeWindow, parse_weekly
+from bot.core.render import timing_lines
 from bot.core.timing import (
     At,
     AtError,
@@ -16,7 +17,6 @@ from bot.core.timing import (
     Timing,
     changed_at,
     gate,
-    lines,
     parse_at,
     resolve_at,
     runs_text,
@@ -229,7 +229,7 @@ def test_a_soaking_request_shows_when_it_can_run_and_that_its_clock_restarted() 
         windows=[],
     )
     assert first.soak_until == T0 + timedelta(hours=2) and first.runs_at == first.soak_until
-    shown = lines(first, zone="Europe/Berlin", now=now, waiting=False)
+    shown = timing_lines(first, zone="Europe/Berlin", now=now, waiting=False)
     assert shown == (
         "🧪 Soaking in staging: v1 · sha256:aa is live there since Mon 2026-06-01 11:00 "
         "Europe/Berlin; can run from Mon 2026-06-01 13:00 Europe/Berlin",
@@ -260,7 +260,7 @@ def test_a_waiting_request_shows_its_schedule_and_window() -> None:
         seen=None,
         windows=[TUESDAYS],
     )
-    assert lines(timing, zone="Europe/Berlin", now=now, waiting=True) == (
+    assert timing_lines(timing, zone="Europe/Berlin", now=now, waiting=True) == (
         "🕘 Scheduled for Mon 2026-06-01 07:00 America/New_York",
         "🪟 Waits for the window Tue 09:00–16:00 Europe/Berlin "
         "(it opens Tue 2026-06-02 09:00 Europe/Berlin)",

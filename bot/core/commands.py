@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bot.core.controls import describe, first_control
+from bot.core.markup import literal
 from bot.core.model import Action
 from bot.core.timing import AT, AT_FORMS, At, AtError, at_words, parse_at
 
@@ -159,7 +161,7 @@ def _clean(text: str) -> list[str]:
 def shown(word: str) -> str:
     """A user's word, safe to echo back: short, and never able to ping or format."""
     word = word[:40] + ("…" if len(word) > 40 else "")
-    return "`" + word.replace("`", "'") + "`"
+    return "`" + literal(word.replace("`", "'")) + "`"
 
 
 def parse_request_id(word: str, usage: str) -> int:
@@ -203,6 +205,12 @@ def all_usages(rules: Rules) -> str:
 
 def parse(text: str, rules: Rules) -> Command:
     """Turn the text after `/promote` into a command, or raise `UsageError`."""
+    control = first_control(text)
+    if control is not None:  # the input boundary of every transport: nothing stores it
+        raise UsageError(
+            f"Your command holds a control character, {describe(control)}, which can hide "
+            "or reorder what a text says: type it again without it."
+        )
     words = _clean(text)
     if not words or words[0].lower() in ("help", "-h", "--help", "?"):
         return Help()
@@ -270,8 +278,8 @@ def split_at(args: list[str]) -> tuple[list[str], At | None]:
 
 
 def _reason(text: str) -> str:
-    """A reason people typed, safe to show: no pings or links, and not too long."""
-    text = text.replace("<", "‹").replace(">", "›")
+    """A reason people typed, as typed (it is escaped wherever it is shown: markup.literal),
+    and not too long."""
     return text[:REASON_LIMIT] + ("…" if len(text) > REASON_LIMIT else "")
 
 
@@ -296,8 +304,9 @@ def _decision(verb: str, args: list[str]) -> Approve | Reject | Cancel:
 
 
 def said_text(text: str | None) -> str | None:
-    """A reason or comment a person typed (a command, a form), made safe to show: on one line,
-    no pings or links, cut at REASON_LIMIT characters; None when nothing is left."""
+    """A reason or comment a person typed (a command, a form): on one line, cut at REASON_LIMIT
+    characters, kept as typed otherwise (it is escaped wherever it is shown: markup.literal);
+    None when nothing is left."""
     if text is None:
         return None
     words = " ".join(text.split())

@@ -44,7 +44,7 @@ class Delivery:
         """The release message of `request` under the rules in force now."""
         rules, now = self.ctx.rules, self.ctx.clock()
         waiting = request.state is State.APPROVED
-        lines = timing.lines(request.timing, zone=rules.timezone, now=now, waiting=waiting)
+        lines = render.timing_lines(request.timing, zone=rules.timezone, now=now, waiting=waiting)
         if request.requester == BOT_ACTOR and request.action.source_name:
             lines = (AUTO_LINE.format(source=request.action.source_name), *lines)
         return render.request_view(

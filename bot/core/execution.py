@@ -19,6 +19,7 @@ from bot.core.audit import Audit
 from bot.core.context import Context
 from bot.core.delivery import Delivery
 from bot.core.errors import ProviderError
+from bot.core.holds import summary
 from bot.core.inflight import Leases
 from bot.core.locking import Holds
 from bot.core.model import BOT_ACTOR, Outcome, Reply, Request, State
@@ -103,14 +104,17 @@ class Execution:
         if before is not None and before.state.is_open:
             held = self.holds.stopping(before, "run")
             if held:
-                self.audit.record(request_id, BOT_ACTOR, "held", before.action.target, held.text)
+                target = before.action.target
+                words = summary(self.holds.on(target))  # the audit keeps plain words
+                self.audit.record(request_id, BOT_ACTOR, "held", target, words)
                 await self.delivery.touch(request_id)
                 return Reply(
                     held.text + "\nIts approvals are kept: approve it again once nothing holds it."
                 )
             if before.emergency:
-                passes = "; ".join(h.text for h in self.holds.on(before.action.target))
-                if passes:
+                on_hold = self.holds.on(before.action.target)
+                if on_hold:
+                    passes = summary(on_hold)
                     self.audit.record(
                         request_id,
                         BOT_ACTOR,

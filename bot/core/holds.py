@@ -11,6 +11,7 @@ from fnmatch import fnmatchcase
 
 from bot.core.context import Context
 from bot.core.freezes import Freeze, fmt
+from bot.core.markup import literal, user
 from bot.core.model import Lock, Request
 
 
@@ -20,25 +21,30 @@ class Hold:
 
     kind: str  # "lock" or "freeze"
     text: str  # one line, in the core's small markup
+    words: str  # the same line as plain words, for the audit log (escaped where it is shown)
 
 
 def holds_on(
     target: str, locks: Iterable[Lock], freezes: Sequence[Freeze], now: datetime
 ) -> list[Hold]:
     """Every lock and running freeze that covers `target` at `now`. Pure."""
-    found = [
-        Hold(
-            "lock",
-            f"🔒 `{lock.pattern}` is locked by <@{lock.by}> since {fmt(lock.at)}: {lock.reason}",
-        )
-        for lock in locks
-        if fnmatchcase(target, lock.pattern)
-    ]
+    found = []
+    for lock in locks:
+        if fnmatchcase(target, lock.pattern):
+            head, since = f"🔒 `{lock.pattern}` is locked by ", f" since {fmt(lock.at)}: "
+            found.append(
+                Hold(
+                    "lock",
+                    head + user(lock.by) + since + literal(lock.reason),
+                    head + lock.by + since + lock.reason,
+                )
+            )
     for freeze in freezes:
         window = freeze.window_at(now) if freeze.applies_to(target) else None
         if window is not None:
+            until = f": frozen until {fmt(window.end, freeze)}"
             found.append(
-                Hold("freeze", f"❄️ {freeze.reason}: frozen until {fmt(window.end, freeze)}")
+                Hold("freeze", f"❄️ {literal(freeze.reason)}{until}", f"❄️ {freeze.reason}{until}")
             )
     return found
 
@@ -48,15 +54,33 @@ def holds_now(ctx: Context, target: str) -> list[Hold]:
     return holds_on(target, ctx.store.locks(), ctx.rules.freezes, ctx.clock())
 
 
+HOLDS_SHOWN = 3  # holds a release message or a refusal lists; the rest are counted
+
+
+def few(texts: Sequence[str], most: int = HOLDS_SHOWN) -> tuple[str, ...]:
+    """The first `most` hold texts, and a line counting the rest: 45 locks on one target must
+    not make a message too long for Slack (50 blocks at most). Pure."""
+    if len(texts) <= most:
+        return tuple(texts)
+    rest = len(texts) - most
+    return (*texts[:most], f"… and {rest} more (`/promote locks` lists them all)")
+
+
+def summary(on_hold: Sequence[Hold]) -> str:
+    """The holds in one line of plain words, for the audit log: the first few, and how many
+    more."""
+    return "; ".join(few([h.words for h in on_hold])) or "nothing holds it now"
+
+
 def hold_texts(ctx: Context, request: Request) -> tuple[str, ...]:
-    """What `request`'s release message shows of them (while it is open)."""
+    """What `request`'s release message shows of them (while it is open): the first few."""
     if not request.state.is_open:
         return ()
-    return tuple(h.text for h in holds_now(ctx, request.action.target))
+    return few([h.text for h in holds_now(ctx, request.action.target)])
 
 
 def held_text(what: str, on_hold: list[Hold]) -> str:
-    lines = [f"{what}:", *(f"• {h.text}" for h in on_hold)]
+    lines = [f"{what}:", *(f"• {text}" for text in few([h.text for h in on_hold]))]
     lines.append(
         "In an emergency, ask with `--emergency <why>` at the end: it needs one more approval."
     )

@@ -15,7 +15,7 @@ from bot.core.context import Context
 from bot.core.delivery import Delivery
 from bot.core.errors import ProviderError
 from bot.core.execution import Execution, move
-from bot.core.holds import held_text
+from bot.core.holds import held_text, summary
 from bot.core.locking import Holds
 from bot.core.model import BOT_ACTOR, Action, NewRequest, Preview, Reply, Request, State
 from bot.core.notify import APPROVED, Notices
@@ -72,8 +72,7 @@ class Lifecycle:
         # Locks now, and freezes when it runs: a schedule may be set for after a freeze.
         on_hold = self.holds.on(action.target, scheduled.at if scheduled else None)
         if on_hold and not emergency:
-            detail = "; ".join(h.text for h in on_hold)
-            self.audit.record(None, user, "refused", action.target, detail)
+            self.audit.record(None, user, "refused", action.target, summary(on_hold))
             when = "then" if scheduled else "now"
             return Reply(held_text(f"`{action.target}` can't be promoted {when}", on_hold))
         busy = self._already_open(action)  # before reading the provider, when it can tell
@@ -95,7 +94,7 @@ class Lifecycle:
         now = ctx.clock()
         if preview.refusal:
             self.audit.record(None, user, "refused", action.target, preview.refusal)
-            return Reply(preview.refusal)
+            return Reply(markup.literal(preview.refusal))
         action = preview.action or action  # what is approved is exactly what will run
         preview = preview.model_copy(update={"action": None})
         policy = ctx.rules.policy(action)
@@ -129,7 +128,7 @@ class Lifecycle:
         what = action.title if rolls_back is None else f"rollback of #{rolls_back}: {action.title}"
         self.audit.record(request.id, user, "requested", action.target, what)
         if emergency:
-            passes = "; ".join(h.text for h in on_hold) or "nothing holds it now"
+            passes = summary(on_hold)
             self.audit.record(
                 request.id, user, "🚨 emergency", action.target, f"{emergency} (passes: {passes})"
             )
@@ -140,7 +139,10 @@ class Lifecycle:
             self.audit.record(
                 request.id, user, "cancelled", action.target, f"could not post: {exc}"
             )
-            return Reply(f"I couldn't post the release message here ({exc}), so nothing was done.")
+            return Reply(
+                f"I couldn't post the release message here ({markup.literal(str(exc))}), "
+                "so nothing was done."
+            )
         reply = await self.waits.proceed(request.id, user) if policy.approvals == 0 else None
         current = ctx.store.get(request.id)
         if scheduled is not None and current is not None and current.state.is_open:
@@ -169,7 +171,7 @@ class Lifecycle:
             return Reply(f"{undone.action.provider} is not configured on this bot.")
         undo = provider.rollback(undone.action, undone.outcome)
         if isinstance(undo, str):
-            return Reply(f"#{undone.id} can't be rolled back: {undo}")
+            return Reply(f"#{undone.id} can't be rolled back: {markup.literal(undo)}")
         decision = authz.can_request(rules.role_map, user, undo.scope)
         if not decision:
             return Reply(decision.reason)
@@ -192,8 +194,8 @@ class Lifecycle:
             else "wait for it to end"
         )
         return Reply(
-            f"#{open_request.id} {open_request.action.title} is already open for this "
-            f"(asked by {markup.user(open_request.requester)}, {open_request.state.value}): "
+            f"#{open_request.id} {markup.literal(open_request.action.title)} is already open for "
+            f"this (asked by {markup.user(open_request.requester)}, {open_request.state.value}): "
             f"{how}, or decide it, before asking again. Nothing was posted."
         )
 
@@ -265,7 +267,8 @@ class Lifecycle:
             return Reply(decision.reason)
         held = self.holds.stopping(request, "approved")
         if held:
-            self.audit.record(request.id, user, "approval refused", target, held.text)
+            words = summary(self.holds.on(target))  # the audit keeps plain words
+            self.audit.record(request.id, user, "approval refused", target, words)
             return held
         told = self.notices.about(request, APPROVED + user, user)
         if not ctx.store.add_approval(request.id, user, ctx.clock(), comment=comment, notices=told):

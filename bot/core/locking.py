@@ -15,6 +15,7 @@ from bot.core.context import Context
 from bot.core.delivery import Delivery
 from bot.core.freezes import fmt
 from bot.core.holds import Hold, held_text, hold_texts, holds_now, holds_on
+from bot.core.markup import literal
 from bot.core.model import Lock, Reply, Request, Scope, State
 
 
@@ -81,11 +82,11 @@ class Holds:
         if existing is not None:
             return Reply(
                 f"`{pattern}` is already locked by {texts.user(existing.by)} since "
-                f"{fmt(existing.at)}: {existing.reason}"
+                f"{fmt(existing.at)}: {literal(existing.reason)}"
             )
         self.audit.record(None, user, "locked", pattern, reason)
         shown = await self.delivery.redraw(lambda r: fnmatchcase(r.action.target, pattern))
-        return Reply(f"🔒 Locked `{pattern}`: {reason}.{_on_messages(shown)}")
+        return Reply(f"🔒 Locked `{pattern}`: {literal(reason)}.{_on_messages(shown)}")
 
     async def unlock(self, user: str, pattern: str) -> Reply:
         lifted = self.ctx.store.remove_lock(pattern)

@@ -16,11 +16,11 @@ is dropped, not sent.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime, timedelta
 
 from bot.core import authz
 from bot.core.context import Context
+from bot.core.markup import literal
 from bot.core.model import BOT_ACTOR, NewRequest, NoticeRecord, Reply, Request, State, notice_key
 from bot.core.policy import Policy
 from bot.core.ports import ChatError, StoreError
@@ -39,7 +39,6 @@ SETTLE = timedelta(seconds=30)  # after a send whose answer was lost, look for i
 BACKOFF_CAP = 300  # seconds between tries to send one notice, at most
 GIVE_UP = timedelta(hours=24)  # a notice the chat would not take for this long is dropped
 PER_RUN = 20  # notices sent by one run of the job, at most (the rest at its next run, 2 s on)
-_MENTION = re.compile(r"<@([A-Z0-9_]+)>")  # a person in the core's markup, as plain text
 
 
 def requester_told(request: Request, event: str, actor: str | None) -> tuple[tuple[str, str], ...]:
@@ -177,7 +176,8 @@ class Notices:
 
 
 def notice_view(record: NoticeRecord, request: Request, link: str | None) -> NoticeView:
-    """The direct message for `record`'s event, from the request as it is stored. Pure."""
+    """The direct message for `record`'s event, from the request as it is stored, in the core's
+    markup: what people and providers said is escaped here, once (`markup.literal`). Pure."""
     event, number = record.event, f"#{request.id}"
     yours = f"Your request {number}"
     outcome = request.outcome
@@ -185,8 +185,8 @@ def notice_view(record: NoticeRecord, request: Request, link: str | None) -> Not
         "key": notice_key(request.id, record.user, event),
         "user": record.user,
         "request_id": request.id,
-        "title": request.action.title,
-        "target": request.action.target,
+        "title": literal(request.action.title),
+        "target": literal(request.action.target),
         "requester": request.requester,
         "link": link,
     }
@@ -197,7 +197,7 @@ def notice_view(record: NoticeRecord, request: Request, link: str | None) -> Not
             lead=f"{number} waits for your approval",
             by=None,
             label="🚨 Emergency" if request.emergency else None,
-            detail=request.emergency,
+            detail=_said(request.emergency),
             expires=request.expires_at,
         )
     if event.startswith(APPROVED):
@@ -209,7 +209,7 @@ def notice_view(record: NoticeRecord, request: Request, link: str | None) -> Not
             lead=f"{yours} was approved",
             by=approver,
             label="Comment" if said else None,
-            detail=said,
+            detail=_said(said),
         )
     if event in ("rejected", "cancelled"):
         return NoticeView(
@@ -218,14 +218,10 @@ def notice_view(record: NoticeRecord, request: Request, link: str | None) -> Not
             lead=f"{yours} was {event}",
             by=request.decided_by,
             label="Reason" if request.reason else None,
-            detail=request.reason,
+            detail=_said(request.reason),
         )
     if event.startswith(HELD):
-        held = (
-            _MENTION.sub(r"@\1", request.timing.held)
-            if request.timing and request.timing.held
-            else None
-        )
+        held = request.timing.held if request.timing else None  # the core's markup already
         return NoticeView(
             **base,
             emoji="⏸",
@@ -248,6 +244,10 @@ def notice_view(record: NoticeRecord, request: Request, link: str | None) -> Not
         lead=lead[0],
         by=None,
         label="Outcome" if outcome else None,
-        detail=outcome.headline if outcome else None,
-        check=outcome.check if outcome else None,
+        detail=_said(outcome.headline) if outcome else None,
+        check=_said(outcome.check) if outcome else None,
     )
+
+
+def _said(text: str | None) -> str | None:
+    return literal(text) if text else None

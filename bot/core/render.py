@@ -1,8 +1,10 @@
 """What a release message shows, and the lists and tabs made of them: neutral views of the
 core's data that every transport renders its own way (Block Kit, a terminal). Pure.
 
-Text in views uses the core's small markup (bot/core/markup.py); user ids stay ids, and each
-transport decides how to show a person.
+Text in views is the core's small markup (bot/core/markup.py): what came from outside (a
+provider's facts, warnings and outcome, a reason) is escaped once here, as the view is made, so
+transports show views as they are; user ids stay ids, and each transport decides how to show a
+person.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from datetime import datetime
 
 from bot.core import authz
 from bot.core.authz import RoleMap, WhoCanApprove
-from bot.core.freezes import Freeze, fmt, next_freeze, running
-from bot.core.markup import user
+from bot.core.freezes import Freeze, fmt, fmt_in, next_freeze, running
+from bot.core.markup import literal, user
 from bot.core.model import AuditEntry, Fact, Lock, Outcome, Request, State
 from bot.core.policy import Policy, describe
+from bot.core.timing import Timing
 
 _STATUS = {
     State.PENDING: "⏳ Waiting for approval",
@@ -65,8 +68,8 @@ class RequestView:
 
     holds: tuple[str, ...] = ()  # locks and freezes on its target, while it is open
     emergency: str | None = None  # break-glass: the reason it was asked for anyway
-    reason: str | None = None  # why it was rejected or cancelled (people's text, made safe)
-    comments: tuple[tuple[str, str], ...] = ()  # (approver, what they said), as approved
+    reason: str | None = None  # why it was rejected or cancelled (people's text, in the markup)
+    comments: tuple[tuple[str, str], ...] = ()  # (approver, what they said), in the markup
     # While open: what it waits for (its schedule, soak, window), one line each (markup).
     timing: tuple[str, ...] = ()
     runs: str | None = None  # "runs at Tue 2026-12-15 14:05 Europe/Berlin", while it waits
@@ -104,23 +107,23 @@ def request_view(
     if state is State.PENDING and policy.approvals:
         status += f" ({len(approvers)} of {policy.approvals})"
     if request.outcome is not None and state.is_final:
-        status += f": {request.outcome.headline}"
+        status += f": {literal(request.outcome.headline)}"
     if request.rolled_back_by is not None:
         status += f" (rolled back by #{request.rolled_back_by})"
     preview = request.preview
     return RequestView(
         request_id=request.id,
-        title=request.action.title,
-        target=request.action.target,
+        title=literal(request.action.title),
+        target=literal(request.action.target),
         state=state,
         status=status,
         requester=request.requester,
         approvers=approvers,
         decided_by=request.decided_by,
         policy=describe(policy, request.expires_at if state.is_open else None),
-        facts=tuple(preview.facts) if preview else (),
-        warnings=tuple(preview.warnings) if preview else (),
-        outcome=request.outcome,
+        facts=_literal_facts(preview.facts) if preview else (),
+        warnings=tuple(literal(w) for w in preview.warnings) if preview else (),
+        outcome=_literal_outcome(request.outcome),
         buttons=state.is_open,
         discounted=discounted,
         can_approve=can_approve,
@@ -130,11 +133,28 @@ def request_view(
         and request.rolled_back_by is None
         and request.action.reversible,
         holds=tuple(holds) if state.is_open else (),
-        emergency=request.emergency,
-        reason=request.reason,
-        comments=tuple((a.user, a.comment) for a in request.approvals if a.comment),
+        emergency=literal(request.emergency) if request.emergency else None,
+        reason=literal(request.reason) if request.reason else None,
+        comments=tuple((a.user, literal(a.comment)) for a in request.approvals if a.comment),
         timing=tuple(timing) if state.is_open else (),
         runs=runs if state.is_open else None,
+    )
+
+
+def _literal_facts(facts: Sequence[Fact]) -> tuple[Fact, ...]:
+    return tuple(Fact(label=literal(f.label), value=literal(f.value)) for f in facts)
+
+
+def _literal_outcome(outcome: Outcome | None) -> Outcome | None:
+    """The outcome with the provider's words in the markup (for the view only)."""
+    if outcome is None:
+        return None
+    return outcome.model_copy(
+        update={
+            "headline": literal(outcome.headline),
+            "facts": list(_literal_facts(outcome.facts)),
+            "check": literal(outcome.check) if outcome.check else None,
+        }
     )
 
 
@@ -167,7 +187,7 @@ def listed(request: Request, view: RequestView, link: str | None) -> ListedReque
         created_at=request.created_at,
         link=link,
         held=bool(view.holds) and not request.emergency,
-        emergency=request.emergency,
+        emergency=view.emergency,
         runs=view.runs,
     )
 
@@ -183,11 +203,12 @@ class HoldsView:
 
 def holds_view(locks: Sequence[Lock], freezes: Sequence[Freeze], now: datetime) -> HoldsView:
     lock_lines = tuple(
-        f"🔒 `{lock.pattern}` locked by {user(lock.by)} since {fmt(lock.at)}: {lock.reason}"
+        f"🔒 `{lock.pattern}` locked by {user(lock.by)} since {fmt(lock.at)}: "
+        f"{literal(lock.reason)}"
         for lock in locks
     )
     freeze_lines = tuple(
-        f"❄️ {freeze.reason} on {', '.join(f'`{t}`' for t in freeze.targets)}, "
+        f"❄️ {literal(freeze.reason)} on {', '.join(f'`{t}`' for t in freeze.targets)}, "
         f"until {fmt(window.end, freeze)}"
         for freeze, window in running(freezes, now)
     )
@@ -196,7 +217,7 @@ def holds_view(locks: Sequence[Lock], freezes: Sequence[Freeze], now: datetime) 
     if upcoming is not None:
         freeze, start = upcoming
         targets = ", ".join(f"`{t}`" for t in freeze.targets)
-        next_line = f"{freeze.reason} on {targets}, from {fmt(start, freeze)}"
+        next_line = f"{literal(freeze.reason)} on {targets}, from {fmt(start, freeze)}"
     return HoldsView(lock_lines, freeze_lines, next_line)
 
 
@@ -215,8 +236,8 @@ class HomeView:
 @dataclass(frozen=True)
 class NoticeView:
     """A direct message to one person about one request: "{emoji} {lead} by {by}", the
-    request, and what was said or what came of it. People's and providers' text stays as it
-    is (each transport makes it safe its own way); user ids stay ids."""
+    request, and what was said or what came of it. In the core's markup, like every view
+    (people's and providers' text escaped once, by `notice_view`); user ids stay ids."""
 
     key: str  # unique per request, person and event: how a lost one is found again
     user: str  # who is told
@@ -237,3 +258,45 @@ class NoticeView:
     def summary(self) -> str:
         """One line of plain text, for notifications and fallbacks."""
         return f"{self.emoji} {self.lead}: {self.title}"
+
+
+# --- what a request waits for -----------------------------------------------------------
+
+
+def timing_lines(
+    timing: Timing | None, *, zone: str, now: datetime, waiting: bool
+) -> tuple[str, ...]:
+    """What a release message shows of `timing` while the request is open, in the core's
+    markup (the provider's words in it as literal text; `held` is markup already); times in
+    `zone` (the config's `timezone`). `waiting`: it has its approvals."""
+    if timing is None:
+        return ()
+    out = []
+    if timing.run_at is not None:
+        line = f"🕘 Scheduled for {fmt_in(timing.run_at, timing.zone or zone)}"
+        out.append(line + (f" ({literal(timing.at_note)})" if timing.at_note else ""))
+    if timing.restarted:
+        out.append(f"↻ {literal(timing.restarted)}")
+    if timing.soak_unread:
+        out.append(f"🧪 Soak: {literal(timing.soak_unread)}")
+    elif timing.soak_until is not None and timing.soak_since is not None:
+        where, what = literal(timing.soak_place or ""), literal(timing.soak_shown or "")
+        since = fmt_in(timing.soak_since, zone)
+        if timing.soak_until > now:
+            out.append(
+                f"🧪 Soaking in {where}: {what} is live there since {since}; can run from "
+                f"{fmt_in(timing.soak_until, zone)}"
+            )
+        else:
+            out.append(f"🧪 Soaked in {where}: {what} is live there since {since}")
+    if timing.never:
+        out.append(f"⛔ Can't run: {timing.never}")
+    elif timing.window is not None and timing.window_opens is not None:
+        verb = "Waits for" if waiting else "Runs only in"
+        out.append(
+            f"🪟 {verb} the window {literal(timing.window)} (it opens "
+            f"{fmt_in(timing.window_opens, zone)})"
+        )
+    if timing.held:
+        out.append(f"⏸ {timing.held}")
+    return tuple(out)

@@ -44,6 +44,11 @@ class ProviderRules(Protocol):
         """Every target its actions can have under this config, for checking policy patterns."""
         ...
 
+    def choices(self, placeholder: str) -> Sequence[str]:
+        """The words a `<placeholder>` of its usages can be under this config (its aliases,
+        its stages), for completing what people type; () where any word may be."""
+        ...
+
     def rollback(self, action: Action, outcome: Outcome) -> Action | str:
         """The action that restores what `action` replaced, from what its succeeded `outcome`
         recorded (`before` and `installed`), with `undoing` set; or why there is no way back."""

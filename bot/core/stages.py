@@ -22,7 +22,7 @@ from bot.core.audit import Audit
 from bot.core.context import Context
 from bot.core.errors import ProviderError
 from bot.core.freezes import fmt_in
-from bot.core.holds import holds_now
+from bot.core.holds import holds_now, summary
 from bot.core.model import BOT_ACTOR, Action, Reply
 from bot.core.policy import Policy
 from bot.core.ports.stages import AutoPlan
@@ -189,7 +189,7 @@ class Stages:
         if held:
             if (plan.target, plan.key) not in self._held_told:
                 self._held_told.add((plan.target, plan.key))
-                detail = "; ".join(h.text for h in held) + " (asked once nothing holds it)"
+                detail = summary(held) + " (asked once nothing holds it)"
                 self.audit.record(None, BOT_ACTOR, "auto-promotion held", action.target, detail)
             store.auto_claim(plan.target, plan.key, claimed, now + HELD_RETRY)
             return False

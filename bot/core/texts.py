@@ -10,12 +10,31 @@ from dataclasses import replace
 from bot.core.authz import RoleMap
 from bot.core.commands import USAGE, UsageError, usage
 from bot.core.freezes import fmt_in
-from bot.core.markup import fmt_time, user, who_can_approve_text
+from bot.core.markup import fmt_time, literal, user, who_can_approve_text
 from bot.core.model import AuditEntry, Request
 from bot.core.policy import Policy
 from bot.core.render import HoldsView, ListedRequest, RequestView, request_view
 from bot.core.rules import CommandForm, Rules
 from bot.core.timing import Scheduled
+
+# A reply's text stays under the 4,000 characters Slack advises for a message's text (it cuts
+# messages past 40,000): long lists are cut at a line, saying how many lines were left out.
+TEXT_LIMIT = 3900
+
+
+def fit(head: Sequence[str], items: Sequence[str], tail: Sequence[str] = (), *, more: str) -> str:
+    """`head`, as many of `items` as fit in `TEXT_LIMIT` with `tail`, and a line saying how
+    many were left out (`more` is formatted with `n`). Pure."""
+    budget = TEXT_LIMIT - sum(len(line) + 1 for line in (*head, *tail)) - len(more) - 12
+    shown: list[str] = []
+    for item in items:
+        budget -= len(item) + 1
+        if budget < 0:
+            break
+        shown.append(item)
+    left = len(items) - len(shown)
+    lines = [*head, *shown, *([more.format(n=left)] if left else []), *tail]
+    return "\n".join(lines)
 
 
 def usage_error(error: UsageError) -> str:
@@ -102,21 +121,30 @@ def status_text(
     if view.can_approve:
         lines.append(f"Can approve: {who_can_approve_text(view.can_approve)}")
     lines.append("Timeline:")
+    events = []
     for entry in reversed(timeline):
-        detail = f" — {entry.detail}" if entry.detail else ""
-        lines.append(f"• {fmt_time(entry.at)} {entry.event} by {user(entry.actor)}{detail}")
-    if request.outcome is not None:
-        lines += [f"• {f.label}: `{f.value}`" for f in request.outcome.facts]
-        if request.outcome.check:
-            lines.append(f"What to check: {request.outcome.check}")
-    return "\n".join(lines)
+        detail = f" — {literal(_cut(entry.detail))}" if entry.detail else ""
+        events.append(f"• {fmt_time(entry.at)} {entry.event} by {user(entry.actor)}{detail}")
+    tail = []
+    if view.outcome is not None:  # the view's: in the markup already
+        tail += [f"• {f.label}: `{f.value}`" for f in view.outcome.facts]
+        if view.outcome.check:
+            tail.append(f"What to check: {view.outcome.check}")
+    return fit(lines, events, tail, more="• … and {n} more events (`/promote history` has them)")
+
+
+DETAIL_SHOWN = 400  # characters of an audit entry's detail a list shows
+
+
+def _cut(text: str, limit: int = DETAIL_SHOWN) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def event_line(e: AuditEntry) -> str:
     """One audit entry on one line."""
     ref = f"#{e.request_id} " if e.request_id is not None else ""
-    where = f" `{e.target}`" if e.target else ""
-    detail = f" — {e.detail}" if e.detail else ""
+    where = f" `{literal(e.target)}`" if e.target else ""
+    detail = f" — {literal(_cut(e.detail))}" if e.detail else ""
     return f"{fmt_time(e.at)} {ref}{e.event}{where} by {user(e.actor)}{detail}"
 
 
@@ -125,43 +153,46 @@ def history_text(entries: list[AuditEntry], target: str | None) -> str:
     scope = f" for `{target}`" if target else ""
     if not entries:
         return f"No history{scope} yet."
-    lines = [f"*Last {len(entries)} events{scope}* (newest first):"]
-    lines += [f"• {event_line(e)}" for e in entries]
-    return "\n".join(lines)
+    head = [f"*Last {len(entries)} events{scope}* (newest first):"]
+    lines = [f"• {event_line(e)}" for e in entries]
+    return fit(head, lines, more="• … and {n} older ones")
 
 
 def listed_line(item: ListedRequest) -> str:
-    """ "#3 guardrails … — ⏳ Waiting (0 of 1) · asked by <@U1> 2026-… · <link|open>"."""
+    """An open request in a list (`/promote pending`, the App Home): "<link|#3> *guardrails …*
+    — ⏳ Waiting (0 of 1) · `znyx:guardrails:prod` · asked by <@U1> 2026-… · 🔒 held …"."""
     ref = f"<{item.link}|#{item.request_id}>" if item.link else f"#{item.request_id}"
-    line = f"{ref} {item.title} — {item.status} · asked by {user(item.requester)}"
-    line += f" {fmt_time(item.created_at)}"
+    line = f"{ref} *{item.title}* — {item.status} · `{item.target}`"
+    line += f" · asked by {user(item.requester)} {fmt_time(item.created_at)}"
     if item.emergency:
         line += f" · 🚨 {item.emergency}"
     if item.runs:
-        line += f" · {item.runs}"
+        line += f" · 🕘 {item.runs}"
     if item.held:
-        line += " · 🔒 held"
+        line += " · 🔒 held by a lock or a freeze"
     return line
 
 
 def locks_text(view: HoldsView) -> str:
     """`/promote locks`."""
-    lines = ["*Locks*"] + [f"• {line}" for line in view.locks or ("none",)]
-    lines += ["*Freezes now*"] + [f"• {line}" for line in view.freezes or ("none",)]
-    lines.append(f"*Next freeze*: {view.next_freeze or 'none configured ahead'}")
-    return "\n".join(lines)
+    freezes = ["*Freezes now*"] + [f"• {line}" for line in view.freezes or ("none",)]
+    freezes.append(f"*Next freeze*: {view.next_freeze or 'none configured ahead'}")
+    locks = [f"• {line}" for line in view.locks or ("none",)]
+    if len("\n".join(freezes)) > TEXT_LIMIT // 2:  # freezes come from the config: bounded
+        freezes = [*freezes[:1], *fit([], freezes[1:], more="• … and {n} more").splitlines()]
+    return fit(["*Locks*"], locks, freezes, more="• … and {n} newer locks")
 
 
 def pending_text(items: Sequence[ListedRequest]) -> str:
     """`/promote pending`: the open requests the caller may act on, oldest first."""
     if not items:
         return "Nothing is waiting for you: no open request you could approve, reject or cancel."
-    lines = [
+    head = [
         f"*{len(items)} open request{'s' if len(items) != 1 else ''} you may act on* "
         "(oldest first):"
     ]
-    lines += [f"• {listed_line(item)}" for item in items]
-    return "\n".join(lines)
+    lines = [f"• {listed_line(item)}" for item in items]
+    return fit(head, lines, more="• … and {n} newer ones")
 
 
 def scheduled_text(request_id: int, scheduled: Scheduled, approvals: int) -> str:
@@ -175,6 +206,6 @@ def scheduled_text(request_id: int, scheduled: Scheduled, approvals: int) -> str
     )
     return (
         f"#{request_id} is scheduled for {fmt_in(scheduled.at, scheduled.zone)} "
-        f"({scheduled.whose}).{note} It runs then {when}; until then "
+        f"({literal(scheduled.whose)}).{note} It runs then {when}; until then "
         f"`/promote cancel {request_id}` cancels it."
     )

@@ -265,41 +265,6 @@ def worked_out(
     return timing.model_copy(update=update)
 
 
-def lines(timing: Timing | None, *, zone: str, now: datetime, waiting: bool) -> tuple[str, ...]:
-    """What a release message shows of `timing` while the request is open, in the core's
-    markup; times in `zone` (the config's `timezone`). `waiting`: it has its approvals."""
-    if timing is None:
-        return ()
-    out = []
-    if timing.run_at is not None:
-        line = f"🕘 Scheduled for {fmt_in(timing.run_at, timing.zone or zone)}"
-        out.append(line + (f" ({timing.at_note})" if timing.at_note else ""))
-    if timing.restarted:
-        out.append(f"↻ {timing.restarted}")
-    if timing.soak_unread:
-        out.append(f"🧪 Soak: {timing.soak_unread}")
-    elif timing.soak_until is not None and timing.soak_since is not None:
-        where, what = timing.soak_place, timing.soak_shown
-        since = fmt_in(timing.soak_since, zone)
-        if timing.soak_until > now:
-            out.append(
-                f"🧪 Soaking in {where}: {what} is live there since {since}; can run from "
-                f"{fmt_in(timing.soak_until, zone)}"
-            )
-        else:
-            out.append(f"🧪 Soaked in {where}: {what} is live there since {since}")
-    if timing.never:
-        out.append(f"⛔ Can't run: {timing.never}")
-    elif timing.window is not None and timing.window_opens is not None:
-        verb = "Waits for" if waiting else "Runs only in"
-        out.append(
-            f"🪟 {verb} the window {timing.window} (it opens {fmt_in(timing.window_opens, zone)})"
-        )
-    if timing.held:
-        out.append(f"⏸ {timing.held}")
-    return tuple(out)
-
-
 def runs_text(timing: Timing | None, zone: str) -> str | None:
     """ "runs at Tue 2026-12-15 14:05 Europe/Berlin" while it waits for a moment, else None
     (in the zone it was scheduled in, if it was; else in `zone`)."""

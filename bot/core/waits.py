@@ -26,6 +26,7 @@ from bot.core.delivery import Delivery
 from bot.core.errors import ProviderError
 from bot.core.execution import Execution, move
 from bot.core.freezes import fmt_in
+from bot.core.holds import few, summary
 from bot.core.locking import Holds
 from bot.core.model import BOT_ACTOR, Action, Reply, Request, State
 from bot.core.notify import HELD, Notices
@@ -249,17 +250,19 @@ class Waits:
             return
         on_hold = [] if request.emergency else self.holds.on(request.action.target)
         if on_hold:
-            why = (
-                f"Did not run at {markup.fmt_time(now)}: "
-                + "; ".join(h.text for h in on_hold)
-                + ". Its approvals are kept: approve it again once nothing holds it"
-            )
-            await self._not_run(request, timing.model_copy(update={"held": why}))
+            head = f"Did not run at {markup.fmt_time(now)}: "
+            tail = ". Its approvals are kept: approve it again once nothing holds it"
+            why = head + "; ".join(few([h.text for h in on_hold])) + tail
+            held = timing.model_copy(update={"held": why})
+            await self._not_run(request, held, words=head + summary(on_hold) + tail)
             return
         await self.proceed(request.id, BOT_ACTOR)
 
-    async def _not_run(self, request: Request, timing: Timing, *, reopen: bool = False) -> None:
-        """Its time came and it can't run: shown on its message and told to the requester;
+    async def _not_run(
+        self, request: Request, timing: Timing, *, reopen: bool = False, words: str | None = None
+    ) -> None:
+        """Its time came and it can't run: shown on its message and told to the requester
+        (`timing.held`, in the markup; `words`, the same in plain words for the audit log);
         it stays open (with its approvals), and nothing runs it by itself any more."""
         ctx = self.ctx
         now = ctx.clock()
@@ -269,7 +272,7 @@ class Waits:
         if reopen:
             move(ctx, request.id, Event.REOPEN)
         target = request.action.target
-        self.audit.record(request.id, BOT_ACTOR, "did not run", target, timing.held or "")
+        self.audit.record(request.id, BOT_ACTOR, "did not run", target, words or timing.held or "")
         await self.delivery.converge(request.id)
 
     async def _expire_unapproved(self, request: Request, timing: Timing) -> None:

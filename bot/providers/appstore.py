@@ -259,6 +259,9 @@ class AppStoreRules:
     def targets(self) -> list[str]:
         return [f"{NAME}:{app}" for app in self.section.apps] + train.targets(self.section.apps)
 
+    def choices(self, placeholder: str) -> list[str]:
+        return sorted(self.section.apps) if placeholder == "app" else []
+
 
 class AppStoreToken(ApiKeyToken):
     """App Store Connect's API-key token (reused until shortly before its 20 minutes end)."""

@@ -144,6 +144,9 @@ class WhopRules:
     def targets(self) -> list[str]:
         return [f"{NAME}:{app}" for app in self.section.apps]
 
+    def choices(self, placeholder: str) -> list[str]:
+        return sorted(self.section.apps) if placeholder == "app" else []
+
 
 # --- what Whop says ------------------------------------------------------------------------
 

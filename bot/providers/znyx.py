@@ -277,6 +277,11 @@ class ZnyxRules:
     def targets(self) -> list[str]:
         return [f"{NAME}:{p}:{env}" for p in self.section.projects for env in STAGES]
 
+    def choices(self, placeholder: str) -> list[str]:
+        words = {"project": sorted(self.section.projects), "env": list(STAGES)}
+        words["source_env"] = list(STAGES[:-1])  # the last stage has none to go to
+        return words.get(placeholder, [])
+
 
 # --- what Znyx says ----------------------------------------------------------------------
 

@@ -6,7 +6,9 @@ Answers `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`, `v
 `conversations.history`, `conversations.replies`, `usergroups.users.list` (members from
 `usergroups`; `usergroups_error` makes it fail) and `users.info` (a person's `tz` from
 `time_zones`) like Slack does (`{"ok": true, …}` or
-`{"ok": false, "error": …}`), checks the bearer token, and also accepts posts to response URLs
+`{"ok": false, "error": …}`), checks the bearer token, refuses the Block Kit real Slack
+refuses (`invalid_blocks`: over 50 blocks in a message, 100 in a home view, a section's text
+over 3000 characters, …), and also accepts posts to response URLs
 under `/response/…`, so `respond()` can be observed too.
 `apps.connections.open` (with `app_token`, else `invalid_auth`) hands out its own `/socket`
 websocket, which says hello like Slack's Socket Mode endpoint and stays open; `send_socket`
@@ -79,6 +81,7 @@ class FakeSlack:
     messages: dict[str, list[dict]] = field(default_factory=dict)  # channel → what it shows
     failures: dict[str, Failure] = field(default_factory=dict)  # method → how it fails now
     sockets: list[web.WebSocketResponse] = field(default_factory=list)  # open Socket Mode ones
+    refused: list[tuple[str, list[str]]] = field(default_factory=list)  # method, why: blocks
     socket_acks: dict[str, dict] = field(default_factory=dict)  # envelope_id → the app's ack
     # Seconds since the epoch that message timestamps are made of, as Slack's are; tests with
     # a clock of their own give it here, so the bot and its Slack agree on the time.
@@ -92,6 +95,7 @@ class FakeSlack:
         app.router.add_get("/api/{method}", self._api)  # slack-sdk GETs some read methods
         app.router.add_post("/response/{key}", self._response_url)
         app.router.add_get("/_fake/release/{request_id}", self._release)  # for test senders
+        app.router.add_get("/_fake/message/{channel}/{ts}", self._message)  # ... what a click has
         app.router.add_get("/socket", self._socket)
         return app
 
@@ -102,8 +106,21 @@ class FakeSlack:
             return web.json_response({}, status=404)
         last = found[-1]
         return web.json_response(
-            {"channel": last["channel"], "ts": last["ts"], "bot_id": last.get("bot_id")}
+            {
+                "channel": last["channel"],
+                "ts": last["ts"],
+                "bot_id": last.get("bot_id"),
+                "blocks": last.get("blocks"),
+            }
         )
+
+    async def _message(self, request: web.Request) -> web.Response:
+        """A message as a click on it carries it (`message` of a block_actions payload)."""
+        message = self.shown(request.match_info["channel"], request.match_info["ts"])
+        if message is None:
+            return web.json_response({}, status=404)
+        keys = ("ts", "bot_id", "blocks", "thread_ts")
+        return web.json_response({k: message[k] for k in keys if k in message})
 
     def fail(self, method: str, **how: object) -> Failure:
         """Make `method` (or "response_url") fail as `Failure(**how)` says."""
@@ -206,6 +223,9 @@ class FakeSlack:
             channel = args.get("channel")
             if not channel:
                 return web.json_response({"ok": False, "error": "channel_not_found"})
+            problems = block_problems(args.get("blocks"), MESSAGE_BLOCKS, "/blocks")
+            if problems:
+                return self._refuse(method, "invalid_blocks", problems)
             if channel in self.not_in_channels:
                 return web.json_response({"ok": False, "error": "not_in_channel"})
             if method == "chat.postEphemeral":
@@ -256,6 +276,9 @@ class FakeSlack:
                 return web.json_response({"ok": False, "error": "invalid_arguments"})
             if view.get("type") != "home":
                 return web.json_response({"ok": False, "error": "invalid_arguments"})
+            problems = block_problems(view.get("blocks"), HOME_BLOCKS, "/view/blocks")
+            if problems:
+                return self._refuse(method, "invalid_arguments", problems)
             published = {**view, "id": f"V{next(self._ts):08d}", "team_id": self.team_id}
             return web.json_response({"ok": True, "view": published})
         if method == "views.open":
@@ -290,6 +313,14 @@ class FakeSlack:
             return web.json_response({"ok": True, "users": list(self.usergroups[group])})
         return web.json_response({"ok": False, "error": "unknown_method"})
 
+    def _refuse(self, method: str, error: str, problems: list[str]) -> web.Response:
+        """Slack's answer to blocks it won't take: `error`, and why in its response_metadata."""
+        self.refused.append((method, problems))
+        messages = [f"[ERROR] {p}" for p in problems]
+        return web.json_response(
+            {"ok": False, "error": error, "response_metadata": {"messages": messages}}
+        )
+
     def _open_view(self, args: dict) -> dict:
         """views.open as Slack does it: a trigger_id is good for 3 s after the click that made
         it (its second part is when, in ms, as SlackSender makes them) and for one view."""
@@ -305,7 +336,9 @@ class FakeSlack:
         if isinstance(view, str):
             view = json.loads(view)
             args["view"] = view
-        problem = _modal_problem(view)
+        problem = _modal_problem(view) or next(
+            iter(block_problems(view.get("blocks"), HOME_BLOCKS, "/view/blocks")), None
+        )
         if problem:
             return {
                 "ok": False,
@@ -424,6 +457,48 @@ class FakeSlack:
     def _next_ts(self) -> str:
         """A message's ts: its second, and a sequence number (unique, in posting order)."""
         return f"{int(self.clock())}.{next(self._ts):06d}"
+
+
+# What Slack refuses of Block Kit (api.slack.com/reference/block-kit): a message holds at most
+# 50 blocks and a home view 100; a section's text at most 3000 characters, its fields 10 of 2000
+# each; a header's text 150; a context's elements 10; an actions block's elements 25.
+MESSAGE_BLOCKS, HOME_BLOCKS = 50, 100
+_TEXT_LIMITS = {"section": 3000, "header": 150}
+
+
+def block_problems(blocks: object, most: int, where: str) -> list[str]:
+    """Why Slack would refuse `blocks` (its words, with a JSON pointer), or [] if it wouldn't."""
+    if blocks is None:
+        return []
+    if not isinstance(blocks, list):
+        return [f"must be an array [json-pointer:{where}]"]
+    problems = []
+    if len(blocks) > most:
+        problems.append(f"must provide no more than {most} items [json-pointer:{where}]")
+    for i, block in enumerate(blocks):
+        at = f"{where}/{i}"
+        if not isinstance(block, dict):
+            problems.append(f"must be an object [json-pointer:{at}]")
+            continue
+        kind = block.get("type")
+        text = (
+            (block.get("text") or {}).get("text") if isinstance(block.get("text"), dict) else None
+        )
+        limit = _TEXT_LIMITS.get(str(kind))
+        if limit and isinstance(text, str) and len(text) > limit:
+            problems.append(f"must be less than {limit + 1} characters [json-pointer:{at}/text]")
+        fields = block.get("fields") or []
+        if len(fields) > 10:
+            problems.append(f"must provide no more than 10 items [json-pointer:{at}/fields]")
+        for j, f in enumerate(fields):
+            if isinstance(f, dict) and len(str(f.get("text", ""))) > 2000:
+                problems.append(f"must be less than 2001 characters [json-pointer:{at}/fields/{j}]")
+        most_elements = {"context": 10, "actions": 25}.get(str(kind))
+        if most_elements and len(block.get("elements") or []) > most_elements:
+            problems.append(
+                f"must provide no more than {most_elements} items [json-pointer:{at}/elements]"
+            )
+    return problems
 
 
 REQUEST_EVENT = "promote_bot_request"  # the metadata event type of a release message

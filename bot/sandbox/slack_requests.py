@@ -6,6 +6,7 @@ import itertools
 import json
 import time
 import uuid
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -51,7 +52,10 @@ class SlackSender:
         )
 
     def command_body(self, text: str, user: str, channel: str = "CRELEASES") -> str:
+        """A slash command as Slack sends it: what was typed in `text`, with `&`, `<` and `>`
+        as entities (Slack escapes them in what people type)."""
         n = next(_trigger)
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         return urlencode(
             {
                 "token": "legacy-verification-token",
@@ -82,8 +86,10 @@ class SlackSender:
         app: str | None = "A0PROMOTE",
         thread_ts: str | None = None,
         issued: float | None = None,
+        blocks: list[dict] | None = None,
     ) -> str:
-        """A block_actions payload; `issued`: when the click happened (for a late trigger)."""
+        """A block_actions payload; `issued`: when the click happened (for a late trigger);
+        `blocks`: the clicked message's, as Slack sends them."""
         n = next(_trigger)
         payload = {
             "type": "block_actions",
@@ -100,6 +106,7 @@ class SlackSender:
                 "text": "release",
                 "bot_id": bot_id,
                 **({"thread_ts": thread_ts} if thread_ts else {}),
+                **({"blocks": blocks} if blocks is not None else {}),
             },
             "response_url": f"{self.response_base}/response/click{n}",
             "actions": [
@@ -215,18 +222,24 @@ class SlackSender:
         return await self.post(urlencode({"payload": json.dumps(payload)}))
 
     async def click(
-        self, action_id: str, request_id: int | str, user: str, **where: str | float | None
+        self, action_id: str, request_id: int | str, user: str, **where: Any
     ) -> httpx.Response:
         """Click a button of request `request_id`'s release message, as the fake Slack shows
-        it (its channel and ts); `where` overrides them (channel, ts, bot_id, team, app,
-        issued)."""
-        found = await self._release(request_id) if "ts" not in where else {}
+        it (its channel, ts and blocks); `where` overrides them (channel, ts, bot_id, team,
+        app, thread_ts, issued, blocks). Given a `ts`, the click carries the blocks of the
+        message the fake shows there, as Slack's payload would."""
+        if "ts" not in where:
+            found = await self._fake(f"release/{request_id}")
+        else:
+            channel = where.get("channel") or "CRELEASES"
+            shown = await self._fake(f"message/{channel}/{where['ts']}")
+            found = {"blocks": shown["blocks"]} if shown.get("blocks") is not None else {}
         args = {**found, **where}
         return await self.post(self.click_body(action_id, str(request_id), user, **args))  # type: ignore[arg-type]
 
-    async def _release(self, request_id: int | str) -> dict[str, str]:
+    async def _fake(self, path: str) -> dict[str, Any]:
         try:
-            response = await self.http.get(f"{self.response_base}/_fake/release/{request_id}")
+            response = await self.http.get(f"{self.response_base}/_fake/{path}")
         except httpx.HTTPError:
             return {}
         return response.json() if response.status_code == 200 else {}

@@ -12,6 +12,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bot.core.rules import Rules
 from bot.providers.registry import PROVIDERS
 from bot.sandbox.appstore import FakeAppStore
 from bot.sandbox.whop import FakeWhop
@@ -133,16 +134,70 @@ def rehearsal_config(own: dict[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
-def banner() -> str:
-    people = "\n".join(f"  {user:<10} {role}" for user, role in USERS.items())
-    return (
-        "promote-bot sandbox: fake Znyx, Whop and App Store Connect on this machine.\n"
-        f"People:\n{people}\n"
-        "Try: /promote znyx guardrails staging   then: as U_BOB   then: approve 1\n"
-        "     /promote whop apbu_ios151   /promote appstore ios 2.4.0 153   help\n"
-        "     once one succeeded: rollback 1   or: /promote znyx guardrails activate prod 1\n"
-        "The App Store release train (app ios):\n"
-        "     /promote appstore testflight ios 155 External Testers   (beta review included)\n"
-        "     /promote appstore submit ios 2.4.0   /promote appstore release ios 2.3.1\n"
-        "     /promote appstore phased ios 2.3.0 pause|resume|complete"
-    )
+EXAMPLES = {  # a first command for each provider, in the sandbox's world
+    "znyx": "/promote znyx guardrails staging",
+    "whop": "/promote whop apbu_ios151",
+    "appstore": "/promote appstore ios 2.4.0 153",
+}
+
+
+def first_user(rules: Rules, own: bool) -> str:
+    """Whom the sandbox starts as: U_ALICE in its own world; with the caller's config, the
+    first person it lists whose roles grant a scope (else the first it lists, else U_ALICE)."""
+    if not own:
+        return "U_ALICE"
+    members = list(rules.role_map.members)
+    acting = [u for u in members if rules.role_map.scopes_of(u)]
+    return (acting or members or ["U_ALICE"])[0]
+
+
+def _roles(rules: Rules, user: str) -> str:
+    return ", ".join(rules.role_map.roles_of(user)) or "no role"
+
+
+def banner(rules: Rules, user: str, source: str | None = None) -> str:
+    """The greeting: the fakes, the people (the sandbox's, or those of the config at
+    `source`), who you are, how to switch, and what to try as that person."""
+    lines = ["promote-bot sandbox: fake Znyx, Whop and App Store Connect on this machine."]
+    if source is None:
+        lines.append("People:")
+        lines += [f"  {who:<10} {role}" for who, role in USERS.items()]
+    else:
+        role_map = rules.role_map
+        lines.append(f"People, with their roles in {source}:")
+        lines += [f"  {who:<10} {', '.join(roles)}" for who, roles in role_map.members.items()]
+        lines += [
+            f"  group {group}: {', '.join(roles)} (its members are unknown here: no role)"
+            for group, roles in role_map.groups.items()
+        ]
+        if not role_map.members:
+            lines.append(f"  nobody: {source} has no [members]; add some to rehearse them")
+    people = [u for u in (USERS if source is None else rules.role_map.members) if u != user]
+    others = [u for u in people if rules.role_map.scopes_of(u)] or people
+    switch = f"switch with: as {others[0]}" if others else "switch with: as <user id>"
+    lines.append(f"You are {user} ({_roles(rules, user)}); {switch}.")
+    scopes = rules.role_map.scopes_of(user)
+    tries = [
+        example
+        for name, example in EXAMPLES.items()
+        if (p := rules.provider(name)) is not None and any(f.scope in scopes for f in p.forms)
+    ]
+    if source is None:
+        lines += [
+            "Try: /promote znyx guardrails staging   then: as U_BOB   then: approve 1",
+            "     /promote whop apbu_ios151   /promote appstore ios 2.4.0 153   help",
+            "     once one succeeded: rollback 1   or: /promote znyx guardrails activate prod 1",
+            "The App Store release train (app ios):",
+            "     /promote appstore testflight ios 155 External Testers   (beta review included)",
+            "     /promote appstore submit ios 2.4.0   /promote appstore release ios 2.3.1",
+            "     /promote appstore phased ios 2.3.0 pause|resume|complete",
+        ]
+    elif tries:
+        tries.append("help")
+        lines += [
+            ("Try: " if n == 0 else "     ") + "   ".join(tries[n : n + 2])
+            for n in range(0, len(tries), 2)
+        ]
+    else:
+        lines.append(f"Try: help   ({user} may request nothing here: `as` someone who may)")
+    return "\n".join(lines)

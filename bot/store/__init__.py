@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from bot.store.sqlite import SqliteStore
 
@@ -11,6 +13,7 @@ if TYPE_CHECKING:
     from bot.store.postgres import PostgresStore
 
 AnyStore: TypeAlias = "SqliteStore | PostgresStore"
+T = TypeVar("T")
 SCHEMES = ("postgresql://", "postgres://")  # libpq's URI schemes
 
 
@@ -30,4 +33,13 @@ def open_any(where: Path | str) -> AnyStore:
     return SqliteStore(where)
 
 
-__all__ = ["AnyStore", "SqliteStore", "is_postgres", "open_any"]
+async def call_store(store: object, call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)`, which uses `store`: on a worker thread when the store's calls wait on a
+    network (PostgreSQL), so the event loop goes on answering meanwhile (liveness, other acks);
+    right here for SQLite, whose connection belongs to this thread and answers at once."""
+    if getattr(store, "off_loop", False):
+        return await asyncio.to_thread(call, *args)
+    return call(*args)
+
+
+__all__ = ["AnyStore", "SqliteStore", "call_store", "is_postgres", "open_any"]

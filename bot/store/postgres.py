@@ -20,8 +20,10 @@ from typing import Any, Literal, TypeVar
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.abc import Buffer, Query
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
+from psycopg.types.string import StrDumperUnknown
 
 from bot.core.model import (
     Approval,
@@ -42,16 +44,31 @@ from bot.core.ports.store import Notices
 from bot.core.redact import uri_passwords, uri_userinfo
 from bot.core.timing import Timing
 from bot.store import postgres_stages
+from bot.store.answering import Answering, Cut, Watchdog
 from bot.store.postgres_stages import StageRows
 
 T = TypeVar("T")
 S = TypeVar("S")
 SETTING = "PROMOTE_BOT_DB"
 # Unless the URI says otherwise: a database that does not answer is an error in seconds, not a
-# call that blocks the bot (the store is called synchronously) until TCP gives up.
-CONNECT_DEFAULTS = {"connect_timeout": "5", "tcp_user_timeout": "10000"}
-LOCK_TIMEOUT_MS = 5000  # as long as SQLite's busy timeout
-STATEMENT_TIMEOUT_MS = 15000
+# call that blocks the bot (the store is called synchronously) until TCP gives up. libpq's
+# shortest connect timeout is 2 s; TCP gives up on unacknowledged data after 2 s, and an idle
+# connection whose peer vanished is found by keepalives within 11 s (TCP only).
+CONNECT_DEFAULTS = {
+    "connect_timeout": "2",
+    "tcp_user_timeout": "2000",
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+}
+# Every statement is bounded: the server cancels one past STATEMENT_TIMEOUT_MS (and a wait for a
+# row lock past LOCK_TIMEOUT_MS), and one the server does not answer at all (it is frozen, or the
+# network dropped it) is cut off on this side after ANSWER_SECONDS (bot/store/answering.py).
+# The store is called on the event loop: these bound how long the bot can be held up by it.
+LOCK_TIMEOUT_MS = 1000
+STATEMENT_TIMEOUT_MS = 1500
+ANSWER_SECONDS = 2.0
 MIGRATION_WAIT_MS = 120_000  # how long a starting process waits for another's upgrade
 MIGRATION_LOCK = 0x70726F6D  # pg_advisory_lock key: "prom"
 _OPEN = [s.value for s in (State.PENDING, State.APPROVED, State.EXECUTING)]  # hold their thing
@@ -248,9 +265,9 @@ def _plain(exc: psycopg.Error, url: str) -> str:
     if isinstance(exc, errors.InsufficientPrivilege):
         return f"the {db} refused: {text} (the bot's user must own its tables)"
     if isinstance(exc, errors.LockNotAvailable):
-        return f"the {db} stayed locked by another process for {LOCK_TIMEOUT_MS // 1000} s"
+        return f"the {db} stayed locked by another process for {LOCK_TIMEOUT_MS / 1000:g} s"
     if isinstance(exc, errors.QueryCanceled):
-        return f"the {db} took longer than {STATEMENT_TIMEOUT_MS // 1000} s to answer ({text})"
+        return f"the {db} took longer than {STATEMENT_TIMEOUT_MS / 1000:g} s to answer ({text})"
     if isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure):
         return f"the {db} refused a change that raced another one; try again ({text})"
     if isinstance(exc, psycopg.OperationalError):
@@ -262,6 +279,15 @@ def _plain(exc: psycopg.Error, url: str) -> str:
             return f"cannot reach the {db}: is PostgreSQL running there? ({text})"
         return f"lost the connection to the {db} ({text})"
     return f"the {db}: {text}"
+
+
+class _TextDumper(StrDumperUnknown):
+    """psycopg's own text dumper, but a NUL (which PostgreSQL's text can't hold, and psycopg
+    refuses with an error that would read as a database outage) is stored as U+FFFD. Commands
+    with one are refused before this; a provider's words may still carry one."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
 
 
 def _guard(method: Callable[..., T]) -> Callable[..., T]:
@@ -286,6 +312,10 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 @_store_errors
 class PostgresStore(_store_errors(StageRows)):
+    # Its calls wait on a network: where a call must not hold the event loop up (health
+    # checks, metrics, the ack's one insert), it is made on a worker thread (`call_store`).
+    off_loop = True
+
     def __init__(self, url: str) -> None:
         """Connect to the database `url` (any libpq URI) and bring its schema up to date.
 
@@ -294,6 +324,8 @@ class PostgresStore(_store_errors(StageRows)):
         self.url = url
         self._lock = threading.RLock()  # one connection; a caller on another thread waits
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
+        self._watchdog = Watchdog(ANSWER_SECONDS)
+        self._answering = Answering(self._probe)
         try:
             self.migrate()
             self._execute(
@@ -329,6 +361,7 @@ class PostgresStore(_store_errors(StageRows)):
             given = conninfo_to_dict(self.url)
             defaults = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
             conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row, **defaults)
+            conn.adapters.register_dumper(str, _TextDumper)
             conn.execute("SET TIME ZONE 'UTC'")
             conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
             conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
@@ -341,20 +374,52 @@ class PostgresStore(_store_errors(StageRows)):
         return self._conn
 
     @contextmanager
-    def _transaction(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    def _answered(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """The connection, for one statement (or one short transaction) that must be answered
+        within ANSWER_SECONDS. While the database is not answering, a `StoreError` at once."""
+        down = self._answering.down
+        if down is not None:
+            raise StoreError(f"the {where(self.url)} is {down}")
+        if not self._lock.acquire(timeout=ANSWER_SECONDS):
+            raise StoreError(f"the {where(self.url)} is not answering (a call waits on it)")
+        try:
+            down = self._answering.down  # the call it waited for may have found that out
+            if down is not None:
+                raise StoreError(f"the {where(self.url)} is {down}")
+            try:
+                conn = self._connection()
+            except errors.ConnectionTimeout:
+                self._answering.stopped("connecting timed out")
+                raise
+            with self._watchdog.watching(conn.fileno()):
+                yield conn
+        except Cut as exc:
+            self._answering.stopped(str(exc))
+            raise StoreError(f"the {where(self.url)} is not answering ({exc})") from None
+        finally:
+            self._lock.release()
+
+    def _probe(self) -> bool:
+        """Does the database answer again? (Asked every second while it does not.)"""
         with self._lock:
             conn = self._connection()
-            with conn.transaction():
-                yield conn
+            with self._watchdog.watching(conn.fileno()):
+                conn.execute("SELECT 1")
+        return True
 
-    def _execute(self, query: str, params: Sequence[Any] = ()) -> psycopg.Cursor[dict[str, Any]]:
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        with self._answered() as conn, conn.transaction():
+            yield conn
+
+    def _execute(self, query: Query, params: Sequence[Any] = ()) -> psycopg.Cursor[dict[str, Any]]:
         """One statement in a transaction of its own (autocommit)."""
-        with self._lock:
-            return self._connection().execute(query, params)  # type: ignore[arg-type]
+        with self._answered() as conn:
+            return conn.execute(query, params)
 
-    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            return self._connection().execute(query, params).fetchall()  # type: ignore[arg-type]
+    def _rows(self, query: Query, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._answered() as conn:
+            return conn.execute(query, params).fetchall()
 
     def migrate(self) -> int:
         """Apply the migrations this database lacks, each in its own transaction, holding an
@@ -409,6 +474,8 @@ class PostgresStore(_store_errors(StageRows)):
         return int(row["v"] or 0)
 
     def close(self) -> None:
+        self._answering.close()
+        self._watchdog.close()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -807,8 +874,7 @@ class PostgresStore(_store_errors(StageRows)):
             params.append(request_id)
         where_sql = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
         query = sql.SQL("SELECT * FROM audit {} ORDER BY id DESC LIMIT %s").format(where_sql)
-        with self._lock:
-            rows = self._connection().execute(query, [*params, limit]).fetchall()
+        rows = self._rows(query, [*params, limit])
         return [
             AuditEntry(
                 at=r["at"],

@@ -139,6 +139,10 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 @_store_errors
 class SqliteStore(_store_errors(StageRows)):
+    # A local file, answered in microseconds, on the one thread its connection belongs to:
+    # called where it is needed, never on a worker thread (`call_store`).
+    off_loop = False
+
     def __init__(self, path: Path | str | None = None) -> None:
         """Open (and create if needed) the database at `path`; None keeps it in memory.
 

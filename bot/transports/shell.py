@@ -8,15 +8,18 @@ Reads commands from stdin when it is not a terminal, so it can be scripted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import re
 import sys
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
 
 from bot.core.authz import WhoCanApprove
 from bot.core.commands import Cancel
-from bot.core.markup import user
+from bot.core.markup import unescape, user
 from bot.core.model import Reply
 from bot.core.render import NoticeView, RequestView
 from bot.core.texts import help_text
@@ -25,6 +28,7 @@ from bot.core.workflow import Workflow
 CHANNEL = "shell"
 _MENTION = re.compile(r"<@([A-Za-z0-9_]+)>")
 _GROUP = re.compile(r"<!subteam\^([A-Za-z0-9_]+)>")
+_LINK = re.compile(r"<(https?://[^|>]+)\|([^>]+)>")
 _USER = re.compile(r"^[UW][A-Z0-9_]{2,}$")
 _REQUEST = re.compile(r"^#?(\d{1,12})$")
 _BUTTONS = {
@@ -45,8 +49,10 @@ SHELL_HELP = """Shell commands:
 
 
 def plain(text: str) -> str:
-    """Reply text for a terminal: `<@U1>` → `@U1`, `<!subteam^S1>` → `group S1`."""
-    return _GROUP.sub(r"group \1", _MENTION.sub(r"@\1", text))
+    """The core's markup for a terminal: `<@U1>` → `@U1`, `<!subteam^S1>` → `group S1`,
+    `<url|label>` → `label (url)`, and outside text as it was (`&lt;` → `<`)."""
+    text = _LINK.sub(r"\2 (\1)", _GROUP.sub(r"group \1", _MENTION.sub(r"@\1", text)))
+    return unescape(text)
 
 
 def who_can_approve(who: WhoCanApprove) -> str:
@@ -59,7 +65,7 @@ def who_can_approve(who: WhoCanApprove) -> str:
 def release_text(view: RequestView) -> str:
     """A release message as a framed block of text."""
     lines = [f"┌ #{view.request_id} Promote {view.title}", f"│ {view.status}"]
-    people = f"Requested by {plain(user(view.requester))}"
+    people = f"Requested by {user(view.requester)}"
     if view.approvers:
         people += ", approved by " + ", ".join(f"@{u}" for u in view.approvers)
     if view.discounted:
@@ -74,7 +80,7 @@ def release_text(view: RequestView) -> str:
     if view.emergency:
         lines.append(f"│ 🚨 Emergency (needs one approval more): {view.emergency}")
     lines += [f"│ {plain(hold)}" for hold in view.holds]
-    lines += [f"│ {plain(line)}" for line in view.timing]
+    lines += [f"│ {line}" for line in view.timing]
     lines += [f"│ {line}" for line in said_lines(view)]
     lines.append(f"│ Target {view.target} · {view.policy}")
     if view.buttons:
@@ -83,7 +89,7 @@ def release_text(view: RequestView) -> str:
         lines.append(f"└ [rollback {view.request_id}]")
     else:
         lines.append("└")
-    return "\n".join(lines)
+    return plain("\n".join(lines))
 
 
 def thread_text(view: RequestView) -> str:
@@ -99,7 +105,7 @@ def thread_text(view: RequestView) -> str:
         lines.append(f"    ↩️ Rolls back #{view.rolls_back}")
     if view.can_roll_back:
         lines.append(f"    [rollback {view.request_id}]")
-    return "\n".join(lines)
+    return plain("\n".join(lines))
 
 
 def said_lines(view: RequestView) -> list[str]:
@@ -118,7 +124,7 @@ def notice_text(view: NoticeView) -> str:
         lines.append(f"    {view.label or 'Detail'}: {view.detail}")
     if view.check:
         lines.append(f"    What to check: {view.check}")
-    return "\n".join(lines)
+    return plain("\n".join(lines))
 
 
 class ShellChat:
@@ -140,7 +146,7 @@ class ShellChat:
     async def update_request(self, channel: str, ts: str, view: RequestView) -> None:
         if self._shown.get(ts) != view.status:  # the terminal shows changes, not repaints
             self._shown[ts] = view.status
-            self.write(f"  · #{view.request_id} {view.status}")
+            self.write(plain(f"  · #{view.request_id} {view.status}"))
 
     async def post_in_thread(self, channel: str, ts: str, view: RequestView) -> None:
         self.write(thread_text(view))
@@ -243,23 +249,53 @@ class Shell:
         else:
             self._tell(await wf.rollback(self.user, request_id, CHANNEL))
 
-    async def run(self, stdin: TextIO = sys.stdin) -> None:
-        """Read lines until `exit` or the end of input."""
+    async def run(self, stdin: TextIO = sys.stdin) -> int:
+        """Read lines from `stdin` (a script, a pipe) until `exit` or its end; the exit
+        status, 0. On a terminal, `shell_prompt.Prompt` reads them instead, with a line editor.
+        """
         interactive = stdin.isatty()
-        loop = asyncio.get_running_loop()
         while True:
             prompt = f"{self.user}> "
             try:
                 if interactive:
-                    line = await loop.run_in_executor(None, input, prompt)
+                    line = await _in_thread(functools.partial(input, prompt))
                 else:
-                    line = await loop.run_in_executor(None, stdin.readline)
+                    line = await _in_thread(stdin.readline)
                     if not line:
-                        return
+                        return 0
                     line = line.rstrip("\n")
                     if line.strip():
                         self.write(prompt + line)  # scripted runs read as transcripts
             except EOFError:
-                return
+                return 0
             if not await self.handle(line):
-                return
+                return 0
+
+
+def _in_thread(read: Callable[[], str]) -> asyncio.Future[str]:
+    """`read()` in a thread of its own, so the event loop runs the bot's jobs meanwhile. The
+    thread is a daemon: a Ctrl-C ends the shell at once, not once the read returns (a thread
+    of the loop's executor would be waited for until the next line)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+
+    def settle(result: str | None, error: BaseException | None) -> None:
+        if future.done():
+            return  # the shell stopped waiting
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or "")
+
+    def work() -> None:
+        result: str | None = None
+        error: BaseException | None = None
+        try:
+            result = read()
+        except BaseException as exc:  # EOFError, a closed stream: the caller's to judge
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="shell-stdin", daemon=True).start()
+    return future

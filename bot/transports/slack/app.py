@@ -26,9 +26,11 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.core.markup import unescape
 from bot.core.model import Reply
 from bot.core.ports import StoreError
 from bot.core.workflow import Workflow
+from bot.store import call_store
 from bot.transports.slack.blocks import APPROVE, ROLLBACK
 from bot.transports.slack.home import register_home
 from bot.transports.slack.inbox import Inbox, click_payload, store_trouble, tell
@@ -132,10 +134,12 @@ def create_app(
     inbox = inbox or (pool.inbox if pool else Inbox(workflow, identity))
     pool = pool or WorkPool(inbox)
 
-    def record(key: str | None, kind: str, payload: dict[str, Any]) -> None:
-        """Record acknowledged work and wake a worker; a redelivery is dropped here."""
+    async def record(key: str | None, kind: str, payload: dict[str, Any]) -> None:
+        """Record acknowledged work and wake a worker; a redelivery is dropped here. The one
+        insert runs off the event loop for a store on a network (PostgreSQL): a database that
+        does not answer holds up this ack alone (bounded: bot/store/answering.py)."""
         key = key or f"local.{uuid.uuid4().hex}"  # Slack always sends one; recorded anyway
-        if inbox.accept(key, kind, payload):
+        if await call_store(workflow.store, inbox.accept, key, kind, payload):
             pool.wake(key)
 
     async def authorize() -> AuthorizeResult:
@@ -160,18 +164,21 @@ def create_app(
         if not isinstance(command.get("user_id"), str):
             await ack(response_type="ephemeral", text="promote-bot could not read this command.")
             return
-        checked = workflow.check(command["user_id"], str(command.get("text") or ""))
+        # Slack sends what people typed with `&`, `<` and `>` as entities: the core gets it as
+        # typed, and escapes it itself wherever it shows it (bot/core/markup.py).
+        text = unescape(str(command.get("text") or ""))
+        checked = workflow.check(command["user_id"], text)
         if isinstance(checked, Reply):
             await ack(response_type="ephemeral", text=checked.text)
             return
         payload = {
             "user": command["user_id"],
-            "text": command.get("text", ""),
+            "text": text,
             "channel": command.get("channel_id"),
             "response_url": command.get("response_url"),
         }
         try:
-            record(command.get("trigger_id"), "command", payload)
+            await record(command.get("trigger_id"), "command", payload)
         except StoreError as exc:
             inbox.store_failed(exc)
             await ack(response_type="ephemeral", text=store_trouble(exc))
@@ -185,7 +192,7 @@ def create_app(
         action_id = first.get("action_id") if isinstance(first, dict) else None
         try:
             if action_id:
-                record(body.get("trigger_id"), str(action_id), payload)
+                await record(body.get("trigger_id"), str(action_id), payload)
         except StoreError as exc:
             inbox.store_failed(exc)
             await ack()  # a click's ack carries no text: the person is told at response_url

@@ -1,11 +1,16 @@
-"""Block Kit for release messages and their thread replies. Pure functions of a view."""
+"""Block Kit for release messages and their thread replies. Pure functions of a view.
+
+Views are in the core's markup, which is Slack's mrkdwn: outside text in them is escaped
+already (bot/core/markup.py), so it goes into mrkdwn as it is and is never escaped again here;
+only `plain_text` objects, which Slack shows verbatim, get it unescaped."""
 
 from __future__ import annotations
 
-from bot.core.markup import fmt_time, user, who_can_approve_text
+from bot.core.holds import few
+from bot.core.markup import fmt_time, unescape, user, who_can_approve_text
 from bot.core.model import State
-from bot.core.render import HomeView, ListedRequest, NoticeView, RequestView
-from bot.core.texts import event_line
+from bot.core.render import HomeView, NoticeView, RequestView
+from bot.core.texts import event_line, listed_line
 
 APPROVE = "promote_approve"
 APPROVE_COMMENT = "promote_approve_comment"  # opens a form for a comment, then approves
@@ -15,11 +20,6 @@ ROLLBACK = "promote_rollback"
 _SECTION_LIMIT = 3000
 _FIELD_LIMIT = 2000
 _HEADER_LIMIT = 150
-
-
-def escape(text: str) -> str:
-    """Slack's three control characters, so provider text can't ping or link anyone."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _cut(text: str, limit: int) -> str:
@@ -44,9 +44,7 @@ def rollback_button(view: RequestView) -> dict:
                 "confirm": {
                     "title": {"type": "plain_text", "text": "Ask to roll this back?"},
                     "text": _mrkdwn(
-                        escape(
-                            _cut(f"A new request will undo #{view.request_id}: {view.title}", 250)
-                        )
+                        _cut(f"A new request will undo #{view.request_id}: {view.title}", 250)
                     ),
                     "confirm": {"type": "plain_text", "text": "Ask"},
                     "deny": {"type": "plain_text", "text": "Not now"},
@@ -58,9 +56,9 @@ def rollback_button(view: RequestView) -> dict:
 
 def said_lines(view: RequestView) -> list[str]:
     """What people said: each approver's comment, and why it was rejected or cancelled."""
-    lines = [f"💬 {user(who)}: {escape(text)}" for who, text in view.comments]
+    lines = [f"💬 {user(who)}: {text}" for who, text in view.comments]
     if view.reason and view.state in (State.REJECTED, State.CANCELLED):
-        lines.append(f"*Reason:* {escape(view.reason)}")
+        lines.append(f"*Reason:* {view.reason}")
     return lines
 
 
@@ -79,11 +77,14 @@ def release_message(view: RequestView) -> list[dict]:
     blocks: list[dict] = [
         {
             "type": "header",
-            "text": {"type": "plain_text", "text": _cut(f"Promote {view.title}", _HEADER_LIMIT)},
+            "text": {
+                "type": "plain_text",
+                "text": _cut(f"Promote {unescape(view.title)}", _HEADER_LIMIT),
+            },
         },
         {
             "type": "section",
-            "text": _mrkdwn(f"*{escape(view.status)}*\n" + "; ".join(people) + who),
+            "text": _mrkdwn(f"*{view.status}*\n" + "; ".join(people) + who),
         },
     ]
     if view.facts:
@@ -91,20 +92,19 @@ def release_message(view: RequestView) -> list[dict]:
             {
                 "type": "section",
                 "fields": [
-                    _mrkdwn(f"*{escape(f.label)}*\n{escape(f.value)}", _FIELD_LIMIT)
-                    for f in view.facts[:10]
+                    _mrkdwn(f"*{f.label}*\n{f.value}", _FIELD_LIMIT) for f in view.facts[:10]
                 ],
             }
         )
     for warning in view.warnings:
-        blocks.append({"type": "context", "elements": [_mrkdwn(f"⚠️ {escape(warning)}")]})
+        blocks.append({"type": "context", "elements": [_mrkdwn(f"⚠️ {warning}")]})
     if view.emergency:
         blocks.append(
             {
                 "type": "section",
                 "text": _mrkdwn(
                     f"🚨 *Emergency* (passes locks and freezes, needs one approval more): "
-                    f"{escape(view.emergency)}"
+                    f"{view.emergency}"
                 ),
             }
         )
@@ -129,7 +129,7 @@ def release_message(view: RequestView) -> list[dict]:
                         "value": str(view.request_id),
                         "confirm": {
                             "title": {"type": "plain_text", "text": "Approve this promotion?"},
-                            "text": _mrkdwn(escape(_cut(view.title, 250))),
+                            "text": _mrkdwn(_cut(view.title, 250)),
                             "confirm": {"type": "plain_text", "text": "Approve"},
                             "deny": {"type": "plain_text", "text": "Not yet"},
                         },
@@ -155,33 +155,69 @@ def release_message(view: RequestView) -> list[dict]:
     blocks.append(
         {
             "type": "context",
-            "elements": [
-                _mrkdwn(
-                    f"Request #{view.request_id} · `{escape(view.target)}` · {escape(view.policy)}"
-                )
-            ],
+            "elements": [_mrkdwn(f"Request #{view.request_id} · `{view.target}` · {view.policy}")],
         }
     )
     return blocks
+
+
+def release_message_of(message_blocks: object) -> int | None:
+    """The request whose release message these blocks are (as `release_message` lays it out:
+    a "Promote …" header first, "Request #N · …" last, every button carrying N in the block of
+    that request), or None for any other message. What a click's payload carries as
+    `message.blocks` is what Slack shows, so a click can't pass one message off as another."""
+    if not isinstance(message_blocks, list) or len(message_blocks) < 3:
+        return None
+    if not all(isinstance(b, dict) for b in message_blocks):
+        return None
+    first, last = message_blocks[0], message_blocks[-1]
+    title = (first.get("text") or {}).get("text") if first.get("type") == "header" else None
+    if not isinstance(title, str) or not title.startswith("Promote "):
+        return None
+    elements = last.get("elements") if last.get("type") == "context" else None
+    footer = elements[0].get("text") if isinstance(elements, list) and elements else None
+    if not isinstance(footer, str) or not footer.startswith("Request #"):
+        return None
+    number = footer.removeprefix("Request #").split(" ", 1)[0]
+    if not number.isdecimal():
+        return None
+    request_id = int(number)
+    block_ids = {
+        APPROVE: "request",
+        APPROVE_COMMENT: "request",
+        REJECT: "request",
+        ROLLBACK: "rollback",
+    }
+    for block in message_blocks:
+        if block.get("type") != "actions":
+            continue
+        for element in block.get("elements") or []:
+            action = element.get("action_id") if isinstance(element, dict) else None
+            kind = block_ids.get(action)  # type: ignore[arg-type]
+            if kind is None or element.get("value") != number:
+                return None
+            if block.get("block_id") != f"{kind}_{request_id}":
+                return None
+    return request_id
 
 
 def thread_reply(view: RequestView) -> tuple[str, list[dict]]:
     """The outcome under the release message, with the provider's own identifiers."""
     if view.outcome is not None:
         outcome = view.outcome
-        lines = [f"*{escape(view.status)}*"]
-        lines += [f"• {escape(f.label)}: `{escape(f.value)}`" for f in outcome.facts]
+        lines = [f"*{view.status}*"]
+        lines += [f"• {f.label}: `{f.value}`" for f in outcome.facts]
         if view.approvers:
             lines.append(
                 f"Requested by {user(view.requester)}, approved by "
                 + ", ".join(user(u) for u in view.approvers)
             )
         if outcome.check:
-            lines.append(f"What to check: {escape(outcome.check)}")
+            lines.append(f"What to check: {outcome.check}")
         lines += said_lines(view)
     else:
         who = f" by {user(view.decided_by)}" if view.decided_by else ""
-        lines = [f"*{escape(view.status)}*{who}", *said_lines(view)]
+        lines = [f"*{view.status}*{who}", *said_lines(view)]
     if view.rolls_back is not None:
         lines.append(f"↩️ Rolls back #{view.rolls_back}")
     text = "\n".join(lines)
@@ -194,17 +230,17 @@ def thread_reply(view: RequestView) -> tuple[str, list[dict]]:
 def notice(view: NoticeView) -> tuple[str, list[dict]]:
     """A direct message to one person: what happened, by whom, to which request, what was
     said or what came of it, and a link to the release message."""
-    lines = [f"{view.emoji} *{escape(view.lead)}*" + (f" by {user(view.by)}" if view.by else "")]
-    about = f"{escape(view.title)} · `{escape(view.target)}`"
+    lines = [f"{view.emoji} *{view.lead}*" + (f" by {user(view.by)}" if view.by else "")]
+    about = f"{view.title} · `{view.target}`"
     if view.requester != view.user:
         about += f" · asked by {user(view.requester)}"
     if view.expires is not None:
         about += f" · expires {fmt_time(view.expires)}"
     lines.append(about)
     if view.detail:
-        lines.append(f"*{escape(view.label or 'Detail')}:* {escape(view.detail)}")
+        lines.append(f"*{view.label or 'Detail'}:* {view.detail}")
     if view.check:
-        lines.append(f"What to check: {escape(view.check)}")
+        lines.append(f"What to check: {view.check}")
     if view.link:
         lines.append(f"<{view.link}|Open the release message>")
     footer = "promote-bot tells you this directly. `/promote notify off` stops these messages."
@@ -217,19 +253,7 @@ def notice(view: NoticeView) -> tuple[str, list[dict]]:
 # --- the App Home ------------------------------------------------------------------------
 
 _HOME_BLOCKS = 100  # Slack's limit for a home tab
-
-
-def _listed(item: ListedRequest) -> str:
-    ref = f"<{item.link}|#{item.request_id}>" if item.link else f"#{item.request_id}"
-    line = f"{ref} *{escape(item.title)}* — {escape(item.status)}\n"
-    line += f"`{escape(item.target)}` · asked by {user(item.requester)}"
-    if item.emergency:
-        line += f" · 🚨 {escape(item.emergency)}"
-    if item.runs:
-        line += f" · 🕘 {item.runs}"
-    if item.held:
-        line += " · 🔒 held by a lock or a freeze"
-    return line
+_HOME_HOLDS = 10  # locks and freezes the home tab lists; the rest are counted
 
 
 def home_tab(view: HomeView) -> dict:
@@ -244,14 +268,16 @@ def home_tab(view: HomeView) -> dict:
             blocks.append({"type": "section", "text": _mrkdwn(item)})
 
     header("Waiting for your approval")
-    lines([_listed(i) for i in view.waiting[:20]], "_Nothing is waiting for you._")
+    lines([listed_line(i) for i in view.waiting[:20]], "_Nothing is waiting for you._")
     blocks.append({"type": "divider"})
     header("Your open requests")
-    lines([_listed(i) for i in view.mine[:20]], "_You have no open request._")
+    lines([listed_line(i) for i in view.mine[:20]], "_You have no open request._")
     blocks.append({"type": "divider"})
     header("Locks and freezes")
     holds = view.holds
-    lines([*holds.locks, *holds.freezes], "_Nothing is locked or frozen now._")
+    lines(
+        list(few([*holds.locks, *holds.freezes], _HOME_HOLDS)), "_Nothing is locked or frozen now._"
+    )
     if holds.next_freeze:
         blocks.append(
             {"type": "context", "elements": [_mrkdwn(f"Next freeze: {holds.next_freeze}")]}

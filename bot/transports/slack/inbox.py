@@ -18,9 +18,11 @@ from typing import Any, Literal
 
 from slack_bolt.async_app import AsyncRespond
 
+from bot.core.markup import literal
 from bot.core.model import Reply
 from bot.core.ports import StoreError
 from bot.core.workflow import Workflow
+from bot.transports.slack.blocks import release_message_of
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,8 @@ DecideSaying = Callable[[str, int, str], Awaitable[Reply | None]]
 
 def store_trouble(exc: StoreError) -> str:
     return (
-        f"promote-bot can't use its database right now ({exc}). Try again in a few minutes; "
+        f"promote-bot can't use its database right now ({literal(str(exc))}). Try again in a "
+        "few minutes; "
         "if this was an approval that may have started a promotion, check `/promote status` "
         "first. The people running the bot have been told."
     )
@@ -63,6 +66,8 @@ def click_payload(body: dict[str, Any]) -> dict[str, Any]:
         "message_ts": part("message").get("ts") or container.get("message_ts"),
         "message_bot": part("message").get("bot_id"),
         "message_thread": part("message").get("thread_ts"),
+        # Whose release message the clicked message is, by its own blocks (None: nobody's).
+        "message_shows": release_message_of(part("message").get("blocks")),
     }
 
 
@@ -173,7 +178,7 @@ class Inbox:
         refusal = await self.foreign(payload, request_id, copies="adopt" if form is None else "no")
         if refusal is not None:
             wf.refuse_click(user, request_id, refusal, "click" if form is None else "form")
-            return Reply(f"That {what} does nothing: it came from {refusal}.")
+            return Reply(f"That {what} does nothing: it came from {literal(refusal)}.")
         if form is not None:
             return await form(user, request_id, str(payload.get("text") or ""))
         assert decide is not None
@@ -190,7 +195,9 @@ class Inbox:
         A top-level message the bot itself posted that is not a known copy of the release
         message (a retried post) is adopted as one (`copies="adopt"`); let through without
         a Web API call (a form is about to open: it is adopted once the form is open); or
-        refused (a form's submission: its message was adopted when it opened)."""
+        refused (a form's submission: its message was adopted when it opened). Only a message
+        whose own blocks (as the click carries them) are this request's release message counts
+        as a copy: a click naming #B sent from #A's message must not make #A's a copy of #B's."""
         legacy = "channel" not in payload  # recorded before clicks carried where they came from
         for key, what, ours in (
             ("team", "workspace", self.identity.get("team_id")),
@@ -213,14 +220,13 @@ class Inbox:
         thread = payload.get("message_thread")
         if ours and thread and thread == request.message_ts:
             return None  # the outcome the bot posted in the request's own thread (Roll back)
-        if ts and ours and not thread and copies == "let through":
+        copy = ts and ours and not thread and payload.get("message_shows") == request_id
+        if copy and copies == "let through":
             return None  # a top-level copy the bot posted: adopted once the form is open
         if (
-            ts
-            and ours
-            and not thread
+            copy
             and copies == "adopt"
-            and await self.workflow.adopt(request_id, request.channel, ts)
+            and await self.workflow.adopt(request_id, request.channel, str(ts))
         ):
             return None  # a top-level copy of the release message: kept in step from now on
         return f"a message that is not #{request_id}'s release message"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -23,11 +23,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.commands import REASON_LIMIT, USAGE
+from bot.core.controls import describe, first_control
+from bot.core.markup import literal
 from bot.core.model import Reply
 from bot.core.ports import StoreError
 from bot.core.render import RequestView
 from bot.core.workflow import Workflow
-from bot.transports.slack.blocks import APPROVE_COMMENT, REJECT, escape, said_lines
+from bot.transports.slack.blocks import APPROVE_COMMENT, REJECT, said_lines
 from bot.transports.slack.inbox import Inbox, click_payload, store_trouble, tell
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ APPROVE_FORM = "promote_approve_form"  # ... and of "Approve with comment…"
 SAID = "said"  # block_id and action_id of the form's one text input
 _TITLE_LIMIT = 24  # Slack's limit for a modal's title, submit and close texts
 
-Record = Callable[[str | None, str, dict[str, Any]], None]
+Record = Callable[[str | None, str, dict[str, Any]], Awaitable[None]]
 
 # The words of each form: verb, the core's name for it, title, submit, label, placeholder, hint.
 _FORMS: dict[str, dict[str, str]] = {
@@ -68,7 +70,7 @@ def form(callback_id: str, view: RequestView, origin: dict[str, Any]) -> dict[st
     request and the message it was opened from) as its private_metadata."""
     words = _FORMS[callback_id]
     n = view.request_id
-    summary = [f"*#{n} {escape(view.title)}*", f"`{escape(view.target)}` · {escape(view.status)}"]
+    summary = [f"*#{n} {view.title}*", f"`{view.target}` · {view.status}"]  # the core's markup
     summary += said_lines(view)
     return {
         "type": "modal",
@@ -155,7 +157,8 @@ def register_forms(app: AsyncApp, workflow: Workflow, inbox: Inbox, record: Reco
             refusal = await inbox.foreign(click, request_id, copies="let through")
             if refusal is not None:
                 workflow.refuse_click(user, request_id, refusal)
-                await tell(respond, Reply(f"That button does nothing: it came from {refusal}."))
+                said = f"That button does nothing: it came from {literal(refusal)}."
+                await tell(respond, Reply(said))
                 return
             checked = workflow.may_decide(user, request_id, words["verb"])
         except StoreError as exc:
@@ -196,9 +199,16 @@ def register_forms(app: AsyncApp, workflow: Workflow, inbox: Inbox, record: Reco
                 errors={SAID: "Say why you reject it: the requester is told."},
             )
             return
+        control = first_control(payload["text"])  # what a form says is a free text too
+        if control is not None:
+            await ack(
+                response_action="errors",
+                errors={SAID: f"It holds a control character, {describe(control)}: remove it."},
+            )
+            return
         key = body.get("trigger_id") or f"view.{view.get('id')}.{view.get('hash')}"  # type: ignore[union-attr]
         try:
-            record(str(key), callback_id, payload)
+            await record(str(key), callback_id, payload)
         except StoreError as exc:
             inbox.store_failed(exc)
             await ack(response_action="errors", errors={SAID: store_trouble(exc)[:150]})
