@@ -45,6 +45,11 @@ def usage_error(error: UsageError) -> str:
     return text
 
 
+AT_USAGE = "/promote <provider …> --at <when>"
+AT_WHAT = (
+    "run it then, in your time zone: `--at 09:00`, `--at tomorrow 09:00`, "
+    "`--at 2026-12-14 09:00` (approvals are collected now)"
+)
 _CORE_FORMS: list[tuple[str, str]] = [
     ("status", "a request's state, approvals and timeline"),
     ("history", "the last 20 events, for one target if given"),
@@ -76,6 +81,8 @@ def help_text(rules: Rules, user: str) -> str:
         note = provider.help_line() if mine else None
         if note:
             notes.append(note)
+    if forms:
+        forms.append(CommandForm(None, AT_USAGE, AT_WHAT))
     if scopes:
         forms += [CommandForm(None, usage(key, rules), what) for key, what in _CORE_FORMS]
     forms.append(CommandForm(None, USAGE["help"], "this help"))
