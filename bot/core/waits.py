@@ -298,6 +298,8 @@ class Waits:
         changed: their soak clock may restart); how many changed."""
         ctx = self.ctx
         changed = 0
+        if not ctx.rules.soaks:
+            return 0
         for request in ctx.store.in_states([State.PENDING, State.APPROVED]):
             timing = request.timing
             if timing is None or timing.soak_thing != thing:
