@@ -257,3 +257,16 @@ async def test_a_schedule_outside_every_allow_window_is_refused_up_front(world: 
     assert world.posted() == []
     said = await world.answer("znyx guardrails staging --at tomorrow 10:00", ALICE)
     assert said.startswith("#1 is scheduled for Tue 2026-06-02 10:00 Europe/Berlin")
+
+
+@pytest.mark.parametrize("config_text", [WINDOWS], indirect=True)
+async def test_a_rollback_does_not_wait_for_the_next_window(world: World) -> None:
+    world.clock.at = datetime(2026, 6, 2, 13, 50, tzinfo=UTC)  # Tuesday 15:50: inside
+    await world.requested("znyx guardrails staging", ALICE)
+    await world.sender.click(APPROVE, 1, BOB)
+    assert "Promoted" in await world.finished()
+    world.clock.at = datetime(2026, 6, 2, 14, 30, tzinfo=UTC)  # 16:30: it went wrong
+    await world.requested("rollback 1", ALICE)
+    assert "🪟" not in message(world, 2)
+    await world.sender.click(APPROVE, 2, BOB)
+    await world.slack.wait_for(lambda s: len(world.znyx.activate_calls) == 1)

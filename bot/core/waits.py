@@ -122,8 +122,11 @@ class Waits:
         timing: Timing | None,
     ) -> Timing | None:
         """What a request for `action` waits for now (its schedule kept from `timing`): the
-        source stage is read when the policy soaks it. None when it waits for nothing."""
-        windows = [] if emergency else windows_for(self.ctx.rules.windows, action.target)
+        source stage is read when the policy soaks it. None when it waits for nothing. Allow
+        windows hold neither a break-glass request nor a rollback (undoing one must not wait
+        for next week's window)."""
+        passes = emergency or action.undoing is not None
+        windows = [] if passes else windows_for(self.ctx.rules.windows, action.target)
         soak = policy.soak if action.source is not None else None
         if timing is None and soak is None and not windows:
             return None
