@@ -35,7 +35,7 @@ from bot.core.freezes import TimeWindow, parse_weekly
 from bot.core.policy import Policy, pattern_for
 from bot.core.rules import Rules
 from bot.providers.registry import PROVIDERS
-from bot.providers.spec import setting_problem
+from bot.providers.spec import PolicyKey, setting_problem
 
 _URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -46,6 +46,12 @@ POLICY_PATTERN = re.compile(
     r"^(" + "|".join(map(re.escape, PROVIDERS)) + r"|\*)(:[A-Za-z0-9_.*?-]+){0,2}$"
 )
 SCOPES: dict[str, str] = {s: what for spec in PROVIDERS.values() for s, what in spec.scopes.items()}
+# The policy keys providers add (`whop_statuses`): key → (provider, what it may list).
+POLICY_KEYS: dict[str, tuple[str, PolicyKey]] = {
+    key: (name, spec_key)
+    for name, spec in PROVIDERS.items()
+    for key, spec_key in spec.policy_keys.items()
+}
 
 
 class ConfigError(Exception):
@@ -85,6 +91,8 @@ def _allowed_keys(root: type[BaseModel], loc: tuple[int | str, ...]) -> list[str
             current = None
         while get_origin(current) in (Union, UnionType):  # `Model | None`
             current = next((a for a in get_args(current) if a is not type(None)), None)
+    if current is Policy:  # its `allow` is written as the providers' own keys
+        return [k for k in Policy.model_fields if k != "allow"] + list(POLICY_KEYS)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return list(current.model_fields)
     return []
@@ -135,6 +143,8 @@ class Settings(BaseSettings):
     promote_bot_shutdown_seconds: float = Field(default=25.0, ge=0, le=3600)
     promote_bot_groups_refresh: int = Field(default=300, ge=10, le=86400)
     promote_bot_workers: int = Field(default=32, ge=1, le=1000)  # work after acks, at once
+    # Seconds between two background reads of an open request's preview (drift).
+    promote_bot_drift_seconds: int = Field(default=300, ge=10, le=86400)
     # How long start-up asks again a Slack that can't be reached or is failing (auth.test).
     promote_bot_slack_wait_seconds: float = Field(default=120.0, ge=0, le=3600)
     log_level: str | None = None  # unset: INFO for serve, WARNING for the shell
@@ -379,9 +389,56 @@ def _freezes(
     return tuple(freezes)
 
 
+def _provider_keys(policies: object, source: str) -> object:
+    """The policy tables with the keys providers add (`whop_statuses = ["approved"]`) moved
+    into each policy's `allow`, checked: a list of the provider's own values, under a pattern
+    that can match that provider's targets."""
+    if not isinstance(policies, dict):
+        return policies
+    tables = {}
+    for pattern, table in policies.items():
+        if not isinstance(table, dict):
+            tables[pattern] = table
+            continue
+        where = f"{source}: policies.{pattern}"
+        if "allow" in table:
+            keys = ", ".join(_allowed_keys(_File, ("policies", pattern)))
+            raise ConfigError(f"{where}.allow: unknown key; allowed keys here: {keys}")
+        table, allow = dict(table), {}
+        for key in [k for k in table if k in POLICY_KEYS]:
+            provider, spec = POLICY_KEYS[key]
+            values = table.pop(key)
+            known = ", ".join(spec.values)
+            if (
+                not isinstance(values, list)
+                or not values
+                or not all(isinstance(v, str) for v in values)
+            ):
+                raise ConfigError(
+                    f'{where}.{key}: expected a list, like ["{spec.example}"], each '
+                    f"{spec.what} (known: {known})"
+                )
+            for value in values:
+                if value not in spec.values:
+                    raise ConfigError(
+                        f"{where}.{key}: {value!r} is not {spec.what} (known: {known})"
+                    )
+            prefix = str(pattern).split(":", 1)[0]
+            if prefix not in ("*", provider):
+                raise ConfigError(
+                    f"{where}.{key}: it is about {provider} targets, and this pattern matches "
+                    f"only {prefix} ones: put it under a pattern like '{provider}:*'"
+                )
+            allow[key] = tuple(dict.fromkeys(values))
+        tables[pattern] = {**table, "allow": allow} if allow else table
+    return tables
+
+
 def parse_config(data: dict, source: str = "config") -> Rules:
     """Validate the config file's contents and build the core's rules from them."""
     data = dict(data)
+    if "policies" in data:
+        data["policies"] = _provider_keys(data["policies"], source)
     sections = {name: data.pop(name) for name in PROVIDERS if name in data}
     freeze_tables = data.pop("freeze", [])
     window_tables = data.pop("window", [])
@@ -413,6 +470,7 @@ def parse_config(data: dict, source: str = "config") -> Rules:
         unconfigured={n: s.label for n, s in PROVIDERS.items() if n not in providers},
         timezone=file.timezone,
         channels=channels,
+        provider_scopes={n: frozenset(s.scopes) for n, s in PROVIDERS.items()},
     )
     for pattern, policy in rules.policies.items():
         problem = _policy_problem(rules, pattern, policy) or _stage_problem(rules, pattern, policy)
@@ -457,6 +515,12 @@ def _stage_problem(rules: Rules, pattern: str, policy: Policy) -> str | None:
 
 def _policy_problem(rules: Rules, pattern: str, policy: Policy) -> str | None:
     """Why a policy could never apply, or never be met, under this config; None if it can."""
+    emergency = policy.emergency_approvals
+    if emergency is not None and emergency < policy.approvals:
+        return (
+            f"emergency_approvals = {emergency} is below approvals = {policy.approvals}: "
+            "break-glass must never need fewer approvals than the normal path"
+        )
     name = pattern.split(":", 1)[0]
     if name != "*" and name not in rules.providers:
         label = rules.unconfigured.get(name, name)

@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 from pydantic import SecretStr
@@ -124,6 +125,28 @@ def secret_values(
                 if value:
                     found.append(value)
     return found
+
+
+def state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the bot keeps what a person's shell leaves behind: `$XDG_STATE_HOME/promote-bot`,
+    else `~/.local/state/promote-bot`."""
+    environ = os.environ if environ is None else environ
+    state = environ.get("XDG_STATE_HOME") or ""
+    base = Path(state) if os.path.isabs(state) else Path.home() / ".local" / "state"
+    return base / "promote-bot"
+
+
+def shell_log(environ: Mapping[str, str] | None = None) -> tuple[IO[str] | None, Path]:
+    """The shell's log file, opened to append (owner only), and its path: the shell's
+    terminal shows the chat, and a log line there would read as part of it. None when it
+    can't be opened (the log then goes to stderr)."""
+    path = state_dir(environ) / "shell.log"
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return os.fdopen(fd, "a", encoding="utf-8", buffering=1), path
+    except OSError:
+        return None, path
 
 
 def configure(

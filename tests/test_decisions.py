@@ -106,7 +106,7 @@ async def test_reject_opens_a_form_and_its_reason_is_shown_everywhere(world: Wor
     again = await world.sender.submit(view, BOB, "twice")  # the same form, submitted again
     assert again.status_code == 200
     await world.slack.wait_for(lambda s: len(_ephemeral(world)) == 1)
-    assert _ephemeral(world) == ["Request #1 is rejected; nothing to reject."]
+    assert _ephemeral(world) == ["Request #1 was rejected; nothing to reject."]
     assert world.bot.store.get(1).reason == HOSTILE  # type: ignore[union-attr]
 
 
@@ -128,7 +128,7 @@ async def test_reject_by_command_needs_a_reason_and_checks_like_the_button(world
     assert request.reason == "wait for the fix"
     assert "*Reason:* wait for the fix" in _release(world)
     assert (
-        await world.answer("reject 1 again", DAVE) == "Request #1 is rejected; nothing to reject."
+        await world.answer("reject 1 again", DAVE) == "Request #1 was rejected; nothing to reject."
     )
 
 
@@ -166,7 +166,7 @@ async def test_approve_by_command_with_comment_keeps_four_eyes(world: World) -> 
     assert [(a.user, a.comment) for a in request.approvals] == [(BOB, "ship it")]
     assert len(world.znyx.promote_calls) == 1  # exactly once
     again = await world.answer("approve 1", DAVE)
-    assert again == "Request #1 is succeeded; nothing to approve."
+    assert again == "Request #1 has ended: it succeeded; nothing to approve."
     assert len(world.znyx.promote_calls) == 1
 
 

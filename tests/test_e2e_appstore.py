@@ -77,6 +77,10 @@ async def test_expire(world: World) -> None:
     }
     assert world.asc.builds[ids.b155_exempt].expired
     assert "build 155 of ios is expired" in reply and "Expired: `yes`" in reply
+    # the status says what was done: an expiry is not a promotion
+    assert "✅ Expired: build 155 of ios is expired" in reply and "Promoted" not in reply
+    final = world.slack.calls_to("chat.update")[-1].args
+    assert "✅ Expired" in final["text"] and "Promoted" not in final["text"]
 
 
 @pytest.mark.parametrize(("word", "value"), [("exempt", False), ("non-exempt", True)])
@@ -88,7 +92,8 @@ async def test_encryption(world: World, word: str, value: bool) -> None:
     [patch] = world.asc.patches
     assert patch.body["data"]["attributes"] == {"usesNonExemptEncryption": value}  # type: ignore[index]
     assert world.asc.builds[ids.b153_undeclared].uses_non_exempt_encryption is value
-    assert f"is declared {word}" in reply
+    assert f"✅ Encryption declared: build 153 of ios is declared {word}" in reply
+    assert "Promoted" not in reply
 
 
 async def test_409_for_a_version_no_longer_editable_is_told_plainly(world: World) -> None:

@@ -128,7 +128,7 @@ async def test_expiry_with_an_injected_clock(world: World) -> None:
     assert buttons(final["blocks"]) == [] and "Expired" in block_text(final["blocks"])
     await world.sender.click(APPROVE, 1, BOB)  # an old button is answered, not acted on
     await world.slack.wait_for(lambda s: len(world.told()) == 1)
-    assert world.told() == ["Request #1 is expired; nothing to approve."]
+    assert world.told() == ["Request #1 has expired; nothing to approve."]
     assert world.znyx.promote_calls == []
     assert await workflow.sweep() == 0
 

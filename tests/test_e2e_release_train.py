@@ -168,7 +168,10 @@ async def test_a_build_in_an_external_group_without_review_only_gets_its_review(
             "can't get it.",
         ),
         ("appstore testflight ios 155 Everyone", "internal group with access to every build"),
-        ("appstore testflight ios 999 Internal QA", "ios has no build numbered 999."),
+        (
+            "appstore testflight ios 999 Internal QA",
+            "ios has no build numbered 999 (its newest builds: 158, ",
+        ),
     ],
 )
 async def test_testflight_refusals_up_front(
@@ -246,7 +249,7 @@ async def test_a_submission_apple_is_reviewing_is_not_canceled(
             "appstore submit ios 2.3.1",
             "ios 2.3.1 is PENDING_DEVELOPER_RELEASE: only a version being prepared for submission",
         ),
-        ("appstore submit ios 2.9.0", "ios has no App Store version 2.9.0."),
+        ("appstore submit ios 2.9.0", "ios has no App Store version 2.9.0 (its versions: 2.4.0 "),
         (
             "appstore submit ios 2.5.0",
             "ios 2.5.0 has no build attached: attach one first with "
@@ -476,14 +479,23 @@ def test_the_whole_train_in_the_sandbox_shell(tmp_path: Path) -> None:
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert "/promote appstore testflight ios 155 External Testers   (beta review included)" in out
     assert "┌ #1 Promote ios build 155: add to TestFlight group External Testers" in out
-    assert "↳ #1 ✅ Promoted: build 155 is in TestFlight group External Testers; Apple's" in out
-    assert "↳ #2 ✅ Promoted: ios 2.4.0 is submitted for App Review (WAITING_FOR_REVIEW)" in out
+    assert (
+        "↳ #1 ✅ Added to TestFlight: build 155 is in TestFlight group External Testers; Apple's"
+        in out
+    )
+    assert (
+        "↳ #2 ✅ Submitted for App Review: ios 2.4.0 is submitted for App Review "
+        "(WAITING_FOR_REVIEW)" in out
+    )
     assert "┌ #3 Promote ios 2.4.0: cancel its App Review submission" in out
-    assert "↳ #3 ✅ Promoted: the App Review submission of ios 2.4.0 is canceled" in out
+    assert (
+        "↳ #3 ✅ App Review submission canceled: the App Review submission of ios 2.4.0 is canceled"
+        in out
+    )
     assert "│ ⚠️ Releasing can't be undone" in out
-    assert "↳ #4 ✅ Promoted: ios 2.3.1 is released to the App Store" in out
-    assert "↳ #5 ✅ Promoted: the phased release of ios 2.3.0 is PAUSED, at day 3 of 7" in out
+    assert "↳ #4 ✅ Released: ios 2.3.1 is released to the App Store" in out
+    assert "↳ #5 ✅ Paused: the phased release of ios 2.3.0 is PAUSED, at day 3 of 7" in out
     assert "┌ #6 Promote ios 2.3.0: resume the phased release" in out
-    assert "↳ #6 ✅ Promoted: the phased release of ios 2.3.0 is ACTIVE" in out
-    assert "↳ #7 ✅ Promoted: the phased release of ios 2.3.0 is COMPLETE" in out
+    assert "↳ #6 ✅ Resumed: the phased release of ios 2.3.0 is ACTIVE" in out
+    assert "↳ #7 ✅ Completed: the phased release of ios 2.3.0 is COMPLETE" in out
     assert "» #7 can't be rolled back: a completed phased release can't be undone" in out

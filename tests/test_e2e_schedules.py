@@ -144,7 +144,7 @@ async def test_one_not_approved_by_an_earlier_time_expires_at_that_time(world: W
     await at(world, T0 + timedelta(hours=2))
     assert world.bot.store.get(1).state is State.EXPIRED  # type: ignore[union-attr]
     said = await clicked(world, 1, BOB)
-    assert said == "Request #1 is expired; nothing to approve."
+    assert said == "Request #1 has expired; nothing to approve."
     assert world.znyx.promote_calls == []
 
 
@@ -178,16 +178,16 @@ async def test_without_a_slack_time_zone_the_config_zone_is_used_and_dst_is_stat
 
 
 @pytest.mark.parametrize("config_text", ['timezone = "Europe/Berlin"\n' + CONFIG], indirect=True)
-async def test_a_time_in_a_dst_gap_runs_after_the_jump_and_says_so(world: World) -> None:
+async def test_a_time_in_a_dst_gap_runs_when_the_clocks_jump_and_says_so(world: World) -> None:
     world.clock.at = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
     said = await world.answer("znyx guardrails staging --at tomorrow 02:30", ALICE)
     assert (
         "02:30 does not exist on 2026-03-29 in Europe/Berlin (the clocks jump forward): it "
-        "means 03:30 CEST, the same time after the jump." in said
+        "means 03:00 CEST, when they do." in said
     )
     request = world.bot.store.get(1)
     assert request is not None and request.timing is not None
-    assert request.timing.run_at == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    assert request.timing.run_at == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
 
 
 async def test_pending_and_the_app_home_show_when_a_waiting_request_runs(world: World) -> None:

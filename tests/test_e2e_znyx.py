@@ -146,7 +146,7 @@ async def test_reject_ends_the_request(world: World) -> None:
 
     await world.sender.click(APPROVE, 1, DAVE)  # an old button grants nothing
     await world.slack.wait_for(lambda s: len(world.told()) == 1)
-    assert "is rejected" in world.told()[0]
+    assert "was rejected" in world.told()[0]
     assert world.znyx.promote_calls == []
     request = world.bot.store.get(1)
     assert request is not None and request.state is State.REJECTED and request.decided_by == BOB
@@ -284,7 +284,7 @@ async def test_status_history_and_cancel(world: World) -> None:
     )
 
     again = await _answer(world, "cancel 1", ALICE)
-    assert again == "Request #1 is cancelled; nothing to cancel."
+    assert again == "Request #1 was cancelled; nothing to cancel."
     history = await _answer(world, "history znyx:guardrails:prod", DAVE)
     assert "#1 cancelled `znyx:guardrails:prod`" in history and "#1 requested" in history
     assert await _answer(world, "status 99", BOB) == "There is no request #99."

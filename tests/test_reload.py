@@ -158,3 +158,15 @@ def test_the_reload_line_names_who_and_what_changed() -> None:
     ), line
     assert what_changed(new, new) == "nothing changed"
     assert ZNYX_TOKEN not in line
+
+
+def test_the_reload_line_names_a_providers_own_policy_keys() -> None:
+    """`whop_statuses` is told as the file writes it, not as the core keeps it."""
+    strict = '\n[policies."whop:*"]\nwhop_statuses = ["approved"]\n'
+    old = parse_config(tomllib.loads(CONFIG))
+    new = parse_config(tomllib.loads(CONFIG + strict))
+    assert what_changed(old, new) == "policies added whop:* (whop_statuses [approved])"
+    looser = parse_config(tomllib.loads(CONFIG + strict.replace('d"]', 'd", "draft"]')))
+    assert what_changed(new, looser) == (
+        "policies changed whop:* (whop_statuses [approved] → [approved, draft])"
+    )

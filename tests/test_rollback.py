@@ -301,7 +301,7 @@ async def test_a_rollback_is_a_request_like_any_other(world: World) -> None:
     assert _state(world, 2) is State.PENDING
 
     for request_id, answer in [
-        (2, "#2 is pending: only a succeeded promotion can be rolled back."),
+        (2, "#2 is waiting for approval: only a succeeded promotion can be rolled back."),
         (9, "There is no request #9."),
     ]:
         assert await world.answer(f"rollback {request_id}", ALICE) == answer

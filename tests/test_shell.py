@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from bot.config import parse_config
@@ -16,9 +17,14 @@ from tests.shell_sandbox import sandbox_shell
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def shell(script: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def shell(
+    script: str, *args: str, cwd: Path | None = None, state: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The shell as a process; what it leaves behind (its log) goes under `state`, by default
+    a folder of its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PROMOTE_BOT"))}
     env["PYTHONPATH"] = str(ROOT)  # run this checkout's code from any folder
+    env["XDG_STATE_HOME"] = str(state or tempfile.mkdtemp(prefix="promote-bot-state-"))
     return subprocess.run(
         [sys.executable, "-m", "bot", "shell", *args],
         input=script,
@@ -285,3 +291,14 @@ async def test_decisions_in_the_shell_say_why_and_people_are_told() -> None:
     assert "✉ to @U_ALICE: 👍 Your request #3 was approved by @U_BOB" in out
     assert "✉ to @U_ALICE: ✅ Your request #3 succeeded" in out
     assert "✉ to @U_ALICE: 🚫 Your request #2" not in out  # she cancelled it herself
+
+
+def test_a_failing_preview_is_told_and_its_log_line_goes_to_the_log_file(tmp_path: Path) -> None:
+    result = shell("/promote whop apbu_nope\n", "--sandbox", cwd=tmp_path, state=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "» Whop has no app build apbu_nope (HTTP 404" in result.stdout
+    assert "WARNING" not in result.stdout and "preview of" not in result.stdout
+    assert result.stderr == ""  # nothing mixes into the chat on the terminal
+    log = (tmp_path / "promote-bot" / "shell.log").read_text()
+    assert "WARNING bot.core.lifecycle: preview of whop:storefront failed: Whop has no app" in log
+    assert oct((tmp_path / "promote-bot" / "shell.log").stat().st_mode & 0o777) == "0o600"

@@ -50,11 +50,13 @@ def test_commands_providers_and_verbs() -> None:
 
 def test_aliases_and_environments_from_the_config() -> None:
     completer = by_config()
-    assert offered(completer, "/promote znyx ") == ["guardrails"]
+    assert offered(completer, "/promote znyx ") == ["guardrails", "bundles"]
+    assert offered(completer, "/promote znyx bundles guardrails ") == ["dev", "staging", "prod"]
+    assert offered(completer, "/promote whop ") == ["storefront", "builds"]
+    assert offered(completer, "/promote whop builds ") == ["storefront"]  # a look: no flag
     assert offered(completer, "/promote znyx guardrails ") == ["dev", "staging", "activate"]
     assert offered(completer, "/promote znyx guardrails activate ") == ["dev", "staging", "prod"]
     assert offered(completer, "/promote znyx guardrails activate p") == ["prod"]
-    assert offered(completer, "/promote whop ") == ["storefront"]
     assert offered(completer, "/promote whop storefront ") == []  # a build id: anything
     assert offered(completer, "/promote appstore ")[:3] == ["ios", "expire", "encryption"]
     assert {"testflight", "submit", "release", "phased"} <= set(

@@ -208,9 +208,10 @@ def test_a_secret_typed_into_the_shell_is_never_written_to_its_history(tmp_path:
     assert len(history.get_strings()) == 6
 
 
-def test_ctrl_c_while_reading_a_pipe_leaves_at_once_with_130() -> None:
+def test_ctrl_c_while_reading_a_pipe_leaves_at_once_with_130(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PROMOTE_BOT"))}
     env["PYTHONPATH"] = str(ROOT)
+    env["XDG_STATE_HOME"] = str(tmp_path)  # its log file, not the home folder's
     shell = subprocess.Popen(
         [sys.executable, "-m", "bot", "shell", "--sandbox"],
         stdin=subprocess.PIPE,

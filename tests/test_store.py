@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from bot.core.model import AuditEntry, Fact, Lock, NewRequest, Outcome, Preview, State
@@ -144,6 +145,60 @@ def test_audit_is_append_only_and_filterable(store_factory: Factory, shared_db: 
                 with pytest.raises(psycopg.IntegrityError, match="append-only"):
                     conn.execute(statement)  # type: ignore[arg-type]
     assert [e.event for e in store.history()] == ["e2", "e1", "e0"]
+
+
+def test_history_matches_a_pattern_in_the_database(store_factory: Factory) -> None:
+    """`history <pattern>`: fnmatch's `*` and `?`, and nothing else of LIKE's or GLOB's."""
+    store = store_factory()
+    targets = ["znyx:a:prod", "znyx:a_b:prod", "znyx:axb:prod", "whop:storefront", "appstore:ios"]
+    for i, target in enumerate(targets):
+        store.audit(AuditEntry(at=NOW, request_id=i, actor="U", event=target, target=target))
+
+    def matched(pattern: str) -> list[str]:
+        return sorted(e.event for e in store.history(pattern))
+
+    assert matched("znyx:*") == ["znyx:a:prod", "znyx:a_b:prod", "znyx:axb:prod"]
+    assert matched("*:prod") == ["znyx:a:prod", "znyx:a_b:prod", "znyx:axb:prod"]
+    assert matched("znyx:a_b:*") == ["znyx:a_b:prod"]  # `_` is no wildcard here
+    assert matched("znyx:a?b:*") == ["znyx:a_b:prod", "znyx:axb:prod"]
+    assert matched("whop:*") == ["whop:storefront"]
+    assert matched("WHOP:*") == []  # as case-sensitive as fnmatchcase
+    assert matched("znyx:a") == []  # no wildcard: the exact target
+    assert matched("znyx:a:prod") == ["znyx:a:prod"]
+    assert [e.event for e in store.history("znyx:*", limit=2)] == [
+        "znyx:axb:prod",
+        "znyx:a_b:prod",
+    ]  # newest first, at most `limit`
+    assert [e.event for e in store.history("*", request_id=3)] == ["whop:storefront"]
+
+
+def test_history_of_a_pattern_is_served_by_an_index(store_factory: Factory) -> None:
+    """The match is made in SQL, on an index of `target`: not by reading every entry."""
+    store = store_factory()
+    for i in range(2000):
+        target = "whop:storefront" if i % 200 == 0 else f"znyx:p{i % 40}:prod"
+        store.audit(AuditEntry(at=NOW, request_id=i, actor="U", event="e", target=target))
+    if isinstance(store, SqliteStore):
+        ran: list[str] = []
+        store.db.conn.set_trace_callback(ran.append)
+        assert len(store.history("whop:*", limit=20)) == 10
+        store.db.conn.set_trace_callback(None)
+        [statement] = [s for s in ran if "FROM audit" in s]
+        plan = " ".join(str(row) for row in store.db.execute(f"EXPLAIN QUERY PLAN {statement}"))
+        assert "USING INDEX audit_target (target>? AND target<?)" in plan, plan
+    else:
+        assert isinstance(store, PostgresStore)
+        assert len(store.history("whop:*", limit=20)) == 10
+        query, params = postgres.history_query("whop:*", None, 20)
+        with store._lock:
+            conn = store._connection()
+            conn.execute("ANALYZE audit")
+            plan = " ".join(str(row) for row in conn.execute(sql_explain(query), params).fetchall())
+        assert "audit_target" in plan and "Seq Scan" not in plan, plan
+
+
+def sql_explain(query: psycopg.sql.Composed) -> psycopg.sql.Composed:
+    return psycopg.sql.SQL("EXPLAIN ") + query
 
 
 def test_deliveries_are_remembered_then_forgotten(store_factory: Factory) -> None:

@@ -111,13 +111,13 @@ def test_a_time_past_or_more_than_30_days_ahead_is_refused() -> None:
     assert not isinstance(edge, str)  # exactly 30 days: allowed
 
 
-def test_a_local_time_in_a_dst_gap_is_the_same_time_after_the_jump() -> None:
+def test_a_local_time_in_a_dst_gap_is_the_moment_the_clocks_jump() -> None:
     now = utc(2026, 3, 28, 12, 0)  # Berlin's clocks go from 02:00 to 03:00 on the 29th
     gap = resolve_at(At(1, time(2, 30), "tomorrow 02:30"), "Europe/Berlin", now)
     assert not isinstance(gap, str)
-    assert gap.at == utc(2026, 3, 29, 1, 30)  # 03:30 CEST
+    assert gap.at == utc(2026, 3, 29, 1, 0)  # 03:00 CEST: the freeze windows' rule too
     assert gap.note is not None and "02:30 does not exist on 2026-03-29" in gap.note
-    assert "it means 03:30 CEST" in gap.note
+    assert "it means 03:00 CEST, when they do" in gap.note
 
 
 def test_a_local_time_that_occurs_twice_is_the_first_of_the_two() -> None:

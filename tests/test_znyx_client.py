@@ -152,6 +152,31 @@ async def test_unreachable_is_certainly_failed() -> None:
     await client.aclose()
 
 
+async def test_unreachable_names_the_url_it_tried_and_no_secret() -> None:
+    async with WebServer(FakeZnyx().app()) as server:
+        url = server.url  # a port that was just closed again
+    base = url.replace("http://", "http://ops:hunter2@") + "/znyx"
+    client = _client(base)
+    with pytest.raises(ProviderUnreachable) as caught:
+        await client.preview(STAGING)
+    where = url + "/znyx/v1/orgs/org-test/projects/proj-guardrails/envs/staging/bundles"
+    assert caught.value.message.startswith(f"Znyx could not be reached at {where} (")
+    assert "hunter2" not in caught.value.message and "ops" not in caught.value.message
+    assert ZNYX_TOKEN not in caught.value.message
+    await client.aclose()
+
+
+async def test_a_timeout_names_the_url(znyx: tuple[FakeZnyx, str]) -> None:
+    fake, url = znyx
+    fake.promote_delay = 1.0
+    client = _client(url, timeout=0.2)
+    with pytest.raises(ProviderTimeout) as caught:
+        await client.promote(STAGING, "x", Steps.in_memory())
+    path = "/v1/orgs/org-test/projects/proj-guardrails/envs/staging/promote"
+    assert caught.value.message == f"Znyx did not answer within 0.2 s ({url}{path})"
+    await client.aclose()
+
+
 async def test_preview_refuses_when_the_source_has_nothing(znyx: tuple[FakeZnyx, str]) -> None:
     fake, url = znyx
     fake.projects["proj-guardrails"]["staging"].clear()

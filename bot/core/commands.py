@@ -8,13 +8,18 @@ handed to that provider's grammar (`ProviderRules.parse`), with the helpers belo
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.core.controls import describe, first_control
+from bot.core.errors import UsageError
+from bot.core.flags import EMERGENCY, closest, did_you_mean, flag, flag_first, split_emergency
 from bot.core.markup import literal
-from bot.core.model import Action
+from bot.core.model import Action, Query
 from bot.core.timing import AT, AT_FORMS, At, AtError, at_words, parse_at
+
+__all__ = ["EMERGENCY", "UsageError", "closest", "did_you_mean", "parse"]
 
 if TYPE_CHECKING:
     from bot.core.rules import Rules
@@ -22,7 +27,7 @@ if TYPE_CHECKING:
 USAGE: dict[str, str] = {
     "help": "/promote help",
     "status": "/promote status <request>   e.g. /promote status 12",
-    "history": "/promote history [<target>]",
+    "history": "/promote history [<target-pattern>]",  # or a provider, or a request number
     "approve": "/promote approve <request> [comment…]   e.g. /promote approve 12 tests are green",
     "reject": "/promote reject <request> <reason…>   e.g. /promote reject 12 wait for the fix",
     "cancel": "/promote cancel <request> [reason…]",
@@ -33,22 +38,11 @@ USAGE: dict[str, str] = {
     "unlock": "/promote unlock <target-pattern>",
     "notify": "/promote notify on|off",
 }
-EMERGENCY = "--emergency"
 
 WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_TARGET = re.compile(r"^[a-z][a-z0-9_-]{0,31}(:[A-Za-z0-9_.-]{1,64}){1,2}$")
 _REQUEST_ID = re.compile(r"^#?(\d{1,12})$")
 _PATTERN = re.compile(r"^([a-z][a-z0-9_-]{0,31}|\*)(:[A-Za-z0-9_.*?-]{1,64}){0,2}$")
 REASON_LIMIT = 300
-
-
-class UsageError(Exception):
-    """The input was wrong; `message` says what, `usage` shows the right form."""
-
-    def __init__(self, message: str, usage: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.usage = usage
 
 
 @dataclass(frozen=True)
@@ -79,8 +73,20 @@ class Status(OnRequest):
 
 
 @dataclass(frozen=True)
+class Show:
+    """A read-only look at what a provider has (`whop builds`, `znyx bundles …`): answered
+    only to the caller, who needs the provider's scope."""
+
+    query: Query
+
+
+@dataclass(frozen=True)
 class History:
+    """The newest events: of every target (both None), of the targets a pattern matches
+    (`target`, fnmatch: `znyx:*:prod`, or an exact target), or of one request."""
+
     target: str | None = None
+    request_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,7 @@ class Unlock:
 Command = (
     Help
     | Promote
+    | Show
     | Status
     | History
     | Approve
@@ -171,6 +178,15 @@ def parse_request_id(word: str, usage: str) -> int:
     return int(match.group(1))
 
 
+def unknown(what: str, word: str, known: Iterable[str], usage: str | None) -> UsageError:
+    """ "Unknown Whop app `storfront`. Did you mean `storefront`? Known: backoffice, …"."""
+    names = sorted(known)
+    listed = ", ".join(names) or "none configured"
+    return UsageError(
+        f"Unknown {what} {shown(word)}.{did_you_mean(word, names)} Known: {listed}.", usage
+    )
+
+
 def resolve_alias(
     name: str, aliases: dict[str, str], ids: re.Pattern[str], what: str, usage: str
 ) -> tuple[str, str]:
@@ -179,8 +195,7 @@ def resolve_alias(
         return name, aliases[name]
     if ids.match(name):
         return next((alias for alias, i in aliases.items() if i == name), name), name
-    known = ", ".join(sorted(aliases)) or "none configured"
-    raise UsageError(f"Unknown {what} {shown(name)}. Known: {known}.", usage)
+    raise unknown(what, name, aliases, usage)
 
 
 def usage(key: str, rules: Rules) -> str:
@@ -193,8 +208,17 @@ def usage(key: str, rules: Rules) -> str:
     if key == "history":
         example = next((t for p in rules.providers.values() for t in p.targets()[-1:]), None)
         if example:
-            line += f"   e.g. /promote history {example}"
+            name = example.split(":", 1)[0]
+            line += (
+                f"   e.g. /promote history {example}, /promote history {name}:*, "
+                f"/promote history {name}, /promote history 12"
+            )
     return line
+
+
+def provider_usages(name: str, rules: Rules) -> str:
+    """Every form of one configured provider's command."""
+    return "\n".join(f.usage for f in rules.providers[name].forms)
 
 
 def all_usages(rules: Rules) -> str:
@@ -214,12 +238,14 @@ def parse(text: str, rules: Rules) -> Command:
     words = _clean(text)
     if not words or words[0].lower() in ("help", "-h", "--help", "?"):
         return Help()
+    if flag(words[0]) == EMERGENCY:  # the flag first: `--emergency <why…> whop …`
+        words, at = split_at(words)
+        return _provider_command(*flag_first(words, rules), at)
     verb, args = words[0].lower(), words[1:]
     provider = rules.provider(verb)
     if provider is not None:
         args, at = split_at(args)  # anywhere, even after `--emergency <why>`
-        args, emergency = split_emergency(args)
-        return Promote(provider.parse(args), emergency, at)
+        return _provider_command(*split_emergency(args, provider.parse), at)
     if verb in rules.unconfigured:
         label = rules.unconfigured[verb]
         raise UsageError(f"{label} is not configured on this bot (no [{verb}] in its config).")
@@ -235,35 +261,80 @@ def parse(text: str, rules: Rules) -> Command:
             raise UsageError("`notify` takes `on` or `off`.", USAGE["notify"])
         return Notify(args[0].lower() == "on" if args else None)
     if verb == "history":
-        if len(args) > 1 or (args and not _TARGET.match(args[0])):
-            raise UsageError("`history` takes at most one target.", usage("history", rules))
-        return History(args[0] if args else None)
+        return _history(args, rules)
     if verb in ("pending", "locks"):
         if args:
             raise UsageError(f"`{verb}` takes nothing more.", USAGE[verb])
         return Pending() if verb == "pending" else Locks()
     if verb in ("lock", "unlock"):
         return _lock(verb, args)
-    raise UsageError(f"Unknown command {shown(words[0])}.", all_usages(rules))
+    raise _unknown_command(words[0], rules)
 
 
-def split_emergency(args: list[str]) -> tuple[list[str], str | None]:
-    """The words before `--emergency`, and the reason after it (None without the flag)."""
-    flags = [i for i, word in enumerate(args) if word.lower() == EMERGENCY]
-    if not flags:
-        return args, None
-    at = flags[0]
-    reason = " ".join(args[at + 1 :])
-    if not reason or len(flags) > 1:
+def _provider_command(
+    parsed: Action | Query, emergency: str | None, at: At | None = None
+) -> Promote | Show:
+    if isinstance(parsed, Query):
+        if emergency is not None or at is not None:
+            said = EMERGENCY if emergency is not None else AT
+            raise UsageError(f"`{said}` is for requests; looking needs none.")
+        return Show(parsed)
+    return Promote(parsed, None if emergency is None else _reason(emergency), at)
+
+
+def _unknown_command(word: str, rules: Rules) -> UsageError:
+    """An unknown first word: the command it most likely misspells, with only its usage;
+    else every form."""
+    guess = closest(word, [*rules.providers, *rules.unconfigured, *USAGE])
+    said = f"Unknown command {shown(word)}."
+    if guess is None:
+        return UsageError(said, all_usages(rules))
+    said += f" Did you mean `{guess}`?"
+    if guess in rules.unconfigured:
+        return UsageError(f"{said} {rules.unconfigured[guess]} is not configured on this bot.")
+    if guess in rules.providers:
+        return UsageError(said, provider_usages(guess, rules))
+    return UsageError(said, usage(guess, rules))
+
+
+def _history(args: list[str], rules: Rules) -> History:
+    """`history`, `history <target or pattern>`, `history <provider>`, `history <request>`."""
+    form = usage("history", rules)
+    if not args:
+        return History()
+    if len(args) > 1:
         raise UsageError(
-            f"`{EMERGENCY}` comes last, followed by why, e.g. `{EMERGENCY} incident 4521 hotfix`."
+            "`history` takes at most one target, pattern, provider or request number.", form
         )
-    return args[:at], _reason(reason)
+    word = args[0]
+    number = _REQUEST_ID.match(word)
+    if number:
+        return History(request_id=int(number.group(1)))
+    if word.lower() in rules.providers:
+        return History(target=f"{word.lower()}:*")
+    if word.lower() in rules.unconfigured:
+        label = rules.unconfigured[word.lower()]
+        raise UsageError(f"{label} is not configured on this bot, so it has no history here.")
+    if not _PATTERN.match(word) or (":" not in word and word != "*"):
+        targets = [t for p in rules.providers.values() for t in p.targets()]
+        named = [t for t in targets if word in t.split(":")]  # `guardrails`: its targets
+        if named:
+            kinds = {t.split(":")[0] for t in named}
+            guess = f"{kinds.pop()}:{word}:*" if len(kinds) == 1 else f"*:{word}*"
+            mean = f" Did you mean `{named[0] if len(named) == 1 else guess}`?"
+        else:
+            mean = did_you_mean(word, [*rules.providers, *targets])
+        raise UsageError(
+            f"{shown(word)} is not a target, a pattern like `<provider>:*`, a provider or a "
+            f"request number.{mean}",
+            form,
+        )
+    return History(target=None if word == "*" else word)
 
 
 def split_at(args: list[str]) -> tuple[list[str], At | None]:
     """The words without `--at <when>`, and the time it names (None without the flag)."""
-    flags = [i for i, word in enumerate(args) if word.lower() == AT]
+    flags = [i for i, word in enumerate(args) if flag(word) == AT]
     if not flags:
         return args, None
     if len(flags) > 1:

@@ -1,4 +1,5 @@
-"""Errors a provider call can end in, without any HTTP library in sight.
+"""Errors a provider call can end in, without any HTTP library in sight; and `UsageError`,
+what input people typed wrong ends in.
 
 `fate` is what the error means for a promotion: `failed` when the provider certainly did not
 act (the request never left, or it was refused), `unknown` when it may have acted (a timeout
@@ -8,6 +9,15 @@ after sending, a dropped connection, a 5xx). A promotion whose fate is unknown i
 from __future__ import annotations
 
 from bot.core.model import OutcomeState
+
+
+class UsageError(Exception):
+    """The input was wrong; `message` says what, `usage` shows the right form."""
+
+    def __init__(self, message: str, usage: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
 
 
 class ProviderError(Exception):

@@ -19,6 +19,7 @@ from bot.core.holds import held_text, summary
 from bot.core.locking import Holds
 from bot.core.model import BOT_ACTOR, Action, NewRequest, Preview, Reply, Request, State
 from bot.core.notify import APPROVED, Notices
+from bot.core.policy import gate_refusal
 from bot.core.ports import ChatError, OpenRequestExists
 from bot.core.render import RequestView
 from bot.core.states import Event, sources
@@ -98,6 +99,10 @@ class Lifecycle:
         action = preview.action or action  # what is approved is exactly what will run
         preview = preview.model_copy(update={"action": None})
         policy = ctx.rules.policy(action)
+        refused = gate_refusal(policy, preview.gates, action.target)
+        if refused:  # the policy lets only some of what the provider has through
+            self.audit.record(None, user, "refused", action.target, refused)
+            return Reply(f"{refused} Nothing was posted.")
         if emergency:
             policy = policy.for_emergency()
         timing = await self.waits.timing_for(
@@ -135,7 +140,9 @@ class Lifecycle:
         try:
             await self.delivery.post(request)
         except ChatError as exc:
-            move(ctx, request.id, Event.CANCEL, by=user)
+            # Should the post appear after all (Slack carried it out late), it shows this.
+            why = f"the release message could not be posted ({exc})"
+            move(ctx, request.id, Event.CANCEL, by=user, reason=why)
             self.audit.record(
                 request.id, user, "cancelled", action.target, f"could not post: {exc}"
             )
@@ -160,8 +167,8 @@ class Lifecycle:
             return Reply(f"There is no request #{request_id}.")
         if undone.state is not State.SUCCEEDED or undone.outcome is None:
             return Reply(
-                f"#{undone.id} is {undone.state.value}: only a succeeded promotion can be "
-                "rolled back."
+                f"#{undone.id} {markup.where_it_is(undone.state)}: only a succeeded promotion "
+                "can be rolled back."
             )
         if undone.rolled_back_by is not None:
             return Reply(f"#{undone.id} was already rolled back by #{undone.rolled_back_by}.")
@@ -228,8 +235,13 @@ class Lifecycle:
             await self.expire_if_due(request_id)
             return Reply(f"Request #{request_id} expired at {markup.fmt_time(request.expires_at)}.")
         if not request.state.is_open:
-            return Reply(f"Request #{request_id} is {request.state.value}; nothing to {verb}.")
+            return Reply(self._closed(request, verb))
         return request
+
+    @staticmethod
+    def _closed(request: Request, verb: str) -> str:
+        """ "Request #3 has ended: it succeeded; nothing to approve."."""
+        return f"Request #{request.id} {markup.where_it_is(request.state)}; nothing to {verb}."
 
     def may_decide(self, user: str, request_id: int, verb: str) -> RequestView | Reply:
         """Before a form to `verb` ("approve", "reject") it opens: the request's message if
@@ -239,7 +251,7 @@ class Lifecycle:
         if request is None:
             return Reply(f"There is no request #{request_id}.")
         if not request.state.is_open:
-            return Reply(f"Request #{request_id} is {request.state.value}; nothing to {verb}.")
+            return Reply(self._closed(request, verb))
         if ctx.clock() >= request.expires_at:
             return Reply(f"Request #{request_id} expired at {markup.fmt_time(request.expires_at)}.")
         rules = ctx.rules
@@ -266,15 +278,21 @@ class Lifecycle:
             self.audit.record(request.id, user, "approval refused", target, decision.reason)
             return Reply(decision.reason)
         held = self.holds.stopping(request, "approved")
-        if held:
-            words = summary(self.holds.on(target))  # the audit keeps plain words
-            self.audit.record(request.id, user, "approval refused", target, words)
+        if held:  # the audit keeps plain words
+            self.audit.record(
+                request.id, user, "approval refused", target, self.holds.held_words(request)
+            )
             return held
+        gates = request.preview.gates if request.preview else {}
+        refused = gate_refusal(policy, gates, target)  # the policy as it is now
+        if refused:
+            self.audit.record(request.id, user, "approval refused", target, refused)
+            return Reply(f"{refused} It can't be approved; cancel it or ask for another.")
         told = self.notices.about(request, APPROVED + user, user)
         if not ctx.store.add_approval(request.id, user, ctx.clock(), comment=comment, notices=told):
             current = ctx.store.get(request.id)
             if current is not None and not current.state.is_open:
-                return Reply(f"Request #{request.id} is {current.state.value}; nothing to approve.")
+                return Reply(self._closed(current, "approve"))
             if current is not None and len(
                 authz.counted_approvers(rules.role_map, policy, current)
             ) >= max(policy.approvals, 1):

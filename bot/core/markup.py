@@ -10,11 +10,32 @@ after it has turned people and links into words)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from bot.core.authz import WhoCanApprove
 from bot.core.controls import replaced
-from bot.core.model import BOT_ACTOR
+from bot.core.model import BOT_ACTOR, State
+
+_NOW = {
+    State.PENDING: "is waiting for approval",
+    State.APPROVED: "is approved and about to run",
+    State.EXECUTING: "is running now",
+    State.SUCCEEDED: "has ended: it succeeded",
+    State.FAILED: "has ended: it failed",
+    State.UNKNOWN: "has ended with an unknown outcome",
+    State.REJECTED: "was rejected",
+    State.CANCELLED: "was cancelled",
+    State.EXPIRED: "has expired",
+}
+
+
+def where_it_is(state: State) -> str:
+    """A request's state as the rest of a sentence: "Request #3 has ended: it succeeded"."""
+    return _NOW[state]
+
+
+_PERSON = re.compile(r"^[UW][A-Z0-9_]{2,}$")  # a Slack user id (the shell's too)
 
 
 def literal(text: str) -> str:
@@ -34,8 +55,12 @@ def fmt_time(at: datetime) -> str:
 
 
 def user(user_id: str) -> str:
-    """A reference to a person in reply texts; transports show it their own way."""
-    return "the bot" if user_id == BOT_ACTOR else f"<@{user_id}>"
+    """A reference to a person in reply texts; transports show it their own way. An actor
+    that is no Slack user (a provider's own name for who changed something outside the bot)
+    is shown as the words it is."""
+    if user_id == BOT_ACTOR:
+        return "the bot"
+    return f"<@{user_id}>" if _PERSON.match(user_id) else literal(user_id)
 
 
 def group(group_id: str) -> str:

@@ -7,10 +7,13 @@ or `<provider>:*`; the most specific pattern that matches a target wins.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bot.core.model import Gate
 
 DEFAULT_EXPIRY = timedelta(hours=24)
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -65,6 +68,9 @@ class Policy(BaseModel):
     # only with `approvals = 0` (bot/core/stages.py).
     auto: bool = False
     channel: str | None = None  # where the bot's own requests for the target are posted
+    # The values a provider's own policy keys allow (`whop_statuses = ["approved"]` is
+    # {"whop_statuses": ("approved",)}); the config file gives them as keys of their own.
+    allow: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     def for_emergency(self) -> Policy:
         """The policy a break-glass request is held to: one approval more (or as configured)."""
@@ -80,6 +86,19 @@ class Policy(BaseModel):
     @classmethod
     def _soak(cls, value: object) -> timedelta | None:
         return None if value is None else parse_duration(value)  # type: ignore[arg-type]
+
+
+def gate_refusal(policy: Policy, gates: Mapping[str, Gate], target: str) -> str | None:
+    """Why `policy` refuses what a preview found (`gates`), or None: "Build apbu_1 is draft;
+    the policy for `whop:storefront` allows only approved (its `whop_statuses`)."."""
+    for key, gate in gates.items():
+        allowed = policy.allow.get(key)
+        if allowed is not None and gate.value not in allowed:
+            return (
+                f"{gate.found}; the policy for `{target}` allows only "
+                f"{' or '.join(allowed)} (its `{key}`)."
+            )
+    return None
 
 
 def _specificity(pattern: str) -> tuple[int, int]:
@@ -114,6 +133,7 @@ def describe(policy: Policy, expires_at: datetime | None = None) -> str:
             parts.append("not by the requester")
         if policy.approver_roles:
             parts.append("approvers: " + ", ".join(policy.approver_roles))
+    parts += [f"{key}: {' or '.join(values)}" for key, values in policy.allow.items()]
     if expires_at is not None and policy.approvals:
         parts.append(f"expires {expires_at:%Y-%m-%d %H:%M} UTC")
     return ", ".join(parts)

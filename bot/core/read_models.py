@@ -3,11 +3,15 @@ history, what is pending for someone, and their App Home. Nothing here changes a
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
+
 from bot.core import authz, render, texts
+from bot.core.commands import History, closest
 from bot.core.context import Context
 from bot.core.delivery import Delivery
+from bot.core.errors import ProviderError
 from bot.core.locking import Holds
-from bot.core.model import Reply, Request, State
+from bot.core.model import Query, Reply, Request, State
 
 HISTORY_LIMIT = 20
 HOME_EVENTS = 10
@@ -30,9 +34,33 @@ class ReadModels:
         shown = self.delivery.view(request)
         return Reply(texts.status_text(request, policy, timeline, rules.role_map, shown))
 
-    def history(self, target: str | None) -> Reply:
-        entries = self.ctx.store.history(target=target, limit=HISTORY_LIMIT)
-        return Reply(texts.history_text(entries, target))
+    def history(self, asked: History) -> Reply:
+        """`/promote history`: everything's, a request's, or that of the targets a pattern
+        matches (in the store: also targets the config no longer has). A pattern that matches
+        nothing here and never did is answered as such, with the targets there are."""
+        store, rules = self.ctx.store, self.ctx.rules
+        if asked.request_id is not None:
+            if store.get(asked.request_id) is None:
+                return Reply(f"There is no request #{asked.request_id}.")
+            entries = store.history(request_id=asked.request_id, limit=HISTORY_LIMIT)
+            return Reply(texts.history_text(entries, f"#{asked.request_id}"))
+        entries = store.history(target=asked.target, limit=HISTORY_LIMIT)
+        targets = [t for p in rules.providers.values() for t in p.targets()]
+        pattern = asked.target
+        if entries or pattern is None or any(fnmatchcase(t, pattern) for t in targets):
+            return Reply(texts.history_text(entries, pattern))
+        return Reply(texts.unknown_target_text(pattern, targets, closest(pattern, targets)))
+
+    async def show(self, query: Query) -> Reply:
+        """What a provider has (builds, bundles), read now; only the caller sees it."""
+        provider = self.ctx.providers.get(query.provider)
+        if provider is None:
+            return Reply(f"{query.provider} is not configured on this bot.")
+        try:
+            listing = await provider.show(query)
+        except ProviderError as exc:
+            return Reply(f"{exc.message}.")
+        return Reply(texts.listing_text(listing))
 
     def locks(self) -> Reply:
         return Reply(texts.locks_text(self.holds.view()))

@@ -24,8 +24,8 @@ from bot.core.timing import Timing
 _STATUS = {
     State.PENDING: "⏳ Waiting for approval",
     State.APPROVED: "⏳ Approved, about to run",
-    State.EXECUTING: "🔄 Promoting now…",
-    State.SUCCEEDED: "✅ Promoted",
+    State.EXECUTING: "🔄 {doing} now…",
+    State.SUCCEEDED: "✅ {done}",
     State.FAILED: "❌ Failed",
     State.UNKNOWN: "⚠️ Outcome unknown",
     State.REJECTED: "🚫 Rejected",
@@ -70,6 +70,8 @@ class RequestView:
     emergency: str | None = None  # break-glass: the reason it was asked for anyway
     reason: str | None = None  # why it was rejected or cancelled (people's text, in the markup)
     comments: tuple[tuple[str, str], ...] = ()  # (approver, what they said), in the markup
+    # While open: what moved since its preview, as the provider shows it now (in the markup).
+    drift: str | None = None
     # While open: what it waits for (its schedule, soak, window), one line each (markup).
     timing: tuple[str, ...] = ()
     runs: str | None = None  # "runs at Tue 2026-12-15 14:05 Europe/Berlin", while it waits
@@ -101,7 +103,8 @@ def request_view(
         discounted = tuple(u for u in request.approvers if u not in approvers)
         if state is State.PENDING and policy.approvals:
             can_approve = authz.who_can_approve(role_map, policy, request)
-    status = _STATUS[state]
+    action = request.action
+    status = _STATUS[state].format(doing=action.doing, done=action.done)  # the action's words
     if state is State.APPROVED and runs:
         status = f"⏳ Approved, {runs}"
     if state is State.PENDING and policy.approvals:
@@ -110,6 +113,10 @@ def request_view(
         status += f": {literal(request.outcome.headline)}"
     if request.rolled_back_by is not None:
         status += f" (rolled back by #{request.rolled_back_by})"
+    drift = request.drift if state.is_open else None
+    if drift is not None:
+        moved = literal(f"{drift.what} is {drift.now} now")
+        status = f"⚠️ Out of date: {moved}; approving will not promote it"
     preview = request.preview
     return RequestView(
         request_id=request.id,
@@ -136,6 +143,7 @@ def request_view(
         emergency=literal(request.emergency) if request.emergency else None,
         reason=literal(request.reason) if request.reason else None,
         comments=tuple((a.user, literal(a.comment)) for a in request.approvals if a.comment),
+        drift=literal(f"{drift.provider} shows {drift.sentence}") if drift is not None else None,
         timing=tuple(timing) if state.is_open else (),
         runs=runs if state.is_open else None,
     )

@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 
 from bot.core.authz import RoleMap
 from bot.core.freezes import Freeze, TimeWindow
-from bot.core.model import Action, Outcome, Request, Scope
+from bot.core.model import Action, Outcome, Query, Request, Scope
 from bot.core.policy import Policy, policy_for
 
 
@@ -22,6 +22,7 @@ class CommandForm:
     scope: Scope | None
     usage: str
     what: str
+    look: bool = False  # a read-only look (builds, bundles): no request, so no --emergency
 
 
 class ProviderRules(Protocol):
@@ -33,8 +34,9 @@ class ProviderRules(Protocol):
     label: str  # for people
     forms: Sequence[CommandForm]
 
-    def parse(self, args: list[str]) -> Action:
-        """The words after the provider's name → its action, or raise `UsageError`."""
+    def parse(self, args: list[str]) -> Action | Query:
+        """The words after the provider's name → its action (or a look at what it has), or
+        raise `UsageError`."""
         ...
 
     def help_line(self) -> str | None:
@@ -75,6 +77,9 @@ class Rules:
     policies: Mapping[str, Policy] = field(default_factory=dict)
     providers: Mapping[str, ProviderRules] = field(default_factory=dict)
     unconfigured: Mapping[str, str] = field(default_factory=dict)  # known provider → its label
+    # every known provider, configured or not → the scopes its actions need (who may lift a lock
+    # left on a provider the config no longer has)
+    provider_scopes: Mapping[str, frozenset[Scope]] = field(default_factory=dict)
     freezes: tuple[Freeze, ...] = ()  # the config's [[freeze]] windows, in file order
     windows: tuple[TimeWindow, ...] = ()  # the config's [[window]] tables: allow windows
     timezone: str = "UTC"  # the config's top-level `timezone`: how times are shown and read

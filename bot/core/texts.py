@@ -11,7 +11,7 @@ from bot.core.authz import RoleMap
 from bot.core.commands import USAGE, UsageError, usage
 from bot.core.freezes import fmt_in
 from bot.core.markup import fmt_time, literal, user, who_can_approve_text
-from bot.core.model import AuditEntry, Request
+from bot.core.model import AuditEntry, Listing, Request
 from bot.core.policy import Policy
 from bot.core.render import HoldsView, ListedRequest, RequestView, request_view
 from bot.core.rules import CommandForm, Rules
@@ -52,7 +52,7 @@ AT_WHAT = (
 )
 _CORE_FORMS: list[tuple[str, str]] = [
     ("status", "a request's state, approvals and timeline"),
-    ("history", "the last 20 events, for one target if given"),
+    ("history", "the last 20 events: of a target, a pattern, a provider or a request if given"),
     ("approve", "approve a pending request, saying something if you like"),
     ("reject", "reject a pending request, saying why (the requester is told)"),
     (
@@ -156,13 +156,48 @@ def event_line(e: AuditEntry) -> str:
 
 
 def history_text(entries: list[AuditEntry], target: str | None) -> str:
-    """`/promote history`: the newest audit entries, newest first."""
-    scope = f" for `{target}`" if target else ""
+    """`/promote history`: the newest audit entries, newest first; `target` is what they are
+    of (a target, a pattern, "#3"), if anything."""
+    scope = f" of `{target}`" if target else ""
     if not entries:
         return f"No history{scope} yet."
     head = [f"*Last {len(entries)} events{scope}* (newest first):"]
     lines = [f"• {event_line(e)}" for e in entries]
     return fit(head, lines, more="• … and {n} older ones")
+
+
+def unknown_target_text(pattern: str, targets: Sequence[str], guess: str | None) -> str:
+    """`/promote history <pattern>` when it matches no target of this bot and has no history."""
+    mean = f" Did you mean `{guess}`?" if guess else ""
+    shown = ", ".join(f"`{t}`" for t in targets[:12]) + (", …" if len(targets) > 12 else "")
+    return (
+        f"`{pattern}` matches no target of this bot, and nothing was ever recorded for it.{mean}"
+        f"\nIts targets: {shown or 'none (no provider is configured)'}."
+    )
+
+
+def _cell(text: str) -> str:
+    """A provider's text in a table cell: one line, no backticks to end the block, short."""
+    text = " ".join(text.replace("`", "'").split())
+    return text[:40] + ("…" if len(text) > 40 else "")
+
+
+def listing_text(listing: Listing) -> str:
+    """What a provider has (`whop builds`, `znyx bundles …`): a title, an aligned table in a
+    code block, and its notes."""
+    lines = [f"*{listing.title}*"]
+    if listing.rows:
+        table = [tuple(listing.columns)] + [tuple(_cell(c) for c in row) for row in listing.rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(listing.columns))]
+        body = [
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in table
+        ]
+        lines.append("```\n" + "\n".join(body) + "\n```")
+    else:
+        lines.append("Nothing to show.")
+    lines += listing.notes
+    return "\n".join(lines)
 
 
 def listed_line(item: ListedRequest) -> str:

@@ -4,8 +4,9 @@ soaked in its source stage (a policy's `soak`), and inside the allow windows of 
 
 - `--at` is read in the requester's time zone: "09:00" (today), "tomorrow 09:00",
   "2026-12-14 09:00". A time already past, or more than 30 days ahead, is refused. A local
-  time in a daylight-saving gap means the same time after the jump, one that occurs twice the
-  first of the two (bot/core/freezes.py, `local_instant`), and the requester is told so.
+  time the clocks skip means the moment they jump (02:30 on a night they go from 02:00 to
+  03:00 is 03:00), one they repeat the first of the two: the rule of the freeze windows
+  (bot/core/freezes.py, `local_instant`), and the requester is told so.
 - Soak is timed from when the source stage got what it runs now: the provider's own timestamp
   or the bot's record of that stage, whichever is later (`seen_after`). The bot's record is
   the last change it knows of there (its own promotions, a provider's webhook, a background
@@ -99,7 +100,8 @@ def resolve_at(spec: At, zone: str, now: datetime) -> Scheduled | str:
     tz = ZoneInfo(zone)
     local_now = now.astimezone(tz)
     day = spec.day if isinstance(spec.day, date) else local_now.date() + timedelta(days=spec.day)
-    instant = local_instant(day, spec.at, tz)
+    wall = datetime.combine(day, spec.at)
+    instant = local_instant(wall, tz)
     shown = fmt_in(instant, zone)
     if instant <= now:
         hint = " (say `tomorrow` for tomorrow)" if spec.day == 0 else ""
@@ -112,7 +114,7 @@ def resolve_at(spec: At, zone: str, now: datetime) -> Scheduled | str:
             f"`{AT} {spec.text}` is {shown}, more than {MAX_AHEAD.days} days ahead: a "
             "schedule may be at most 30 days ahead. Nothing was posted."
         )
-    return Scheduled(instant, zone, dst_note(day, spec.at, tz))
+    return Scheduled(instant, zone, dst_note(wall, tz))
 
 
 # --- soak: how long what is live in a stage has been there ----------------------------

@@ -10,6 +10,7 @@ It wires the concerns together and hands each call to the one that owns it:
 - read_models.py status, history, pending, the App Home
 - audit.py       the audit log
 - notify.py      direct messages: who is owed one, and sending them exactly once
+- drift.py       open requests' previews read again; truth.py what a provider says changed
 - waits.py       requests that wait for their time (a schedule, a soak, a window); stages.py
                  the bot's record of each stage, and the promotions it asks for itself
 - scheduler.py   the timed work of all of them (`schedule`)
@@ -39,6 +40,7 @@ from bot.core.commands import (
     Promote,
     Reject,
     Rollback,
+    Show,
     Status,
     Unlock,
     UsageError,
@@ -46,17 +48,19 @@ from bot.core.commands import (
 )
 from bot.core.context import DEFAULT_DEADLINE, DEFAULT_LEASE, Context, process_name, utc_now
 from bot.core.delivery import Delivery
+from bot.core.drift import TICK_SECONDS, DriftWatch
 from bot.core.execution import Execution
 from bot.core.inflight import InFlight, Leases
 from bot.core.lifecycle import Lifecycle
 from bot.core.locking import Holds
-from bot.core.model import AuditEntry, Reply, Request
+from bot.core.model import AuditEntry, Reply, Request, Sighting
 from bot.core.notify import Notices
 from bot.core.ports import Chat, Provider, Store
 from bot.core.read_models import ReadModels
 from bot.core.rules import Rules
 from bot.core.scheduler import Scheduler
 from bot.core.stages import Stages
+from bot.core.truth import Truth
 from bot.core.waits import Waits
 
 __all__ = ["Reply", "Workflow", "utc_now"]
@@ -79,7 +83,9 @@ class Workflow:
         lease: timedelta = DEFAULT_LEASE,
         deadline: timedelta = DEFAULT_DEADLINE,
         owner: str | None = None,
+        drift_every: float = 300.0,
     ) -> None:
+        """`drift_every`: seconds between two reads of an open request's preview."""
         ctx = Context(
             rules, store, providers, chat, clock, lease, deadline, owner or process_name()
         )
@@ -111,6 +117,8 @@ class Workflow:
 
         self.execution.landed.append(landed)
         self.reads = ReadModels(ctx, self.delivery, self.holds)
+        self.drift = DriftWatch(ctx, self.audit, self.delivery, every=drift_every)
+        self.truth = Truth(ctx, self.audit, self.delivery, self.drift, self.notices)
         # Called with each audit entry once it is recorded (metrics); must not raise or block.
         self.observers: list[Callable[[AuditEntry], None]] = self.audit.observers
 
@@ -131,7 +139,8 @@ class Workflow:
         """Decide by `rules` from now on (a new config, or new members of its user groups).
 
         The object is replaced, never changed in place: work already under way finishes with
-        the rules it started with. True when the role map or the policies changed."""
+        the rules it started with. True when what open requests' messages show may have
+        changed: the role map, the policies, the freezes, or which providers are configured."""
         old, self.ctx.rules = self.ctx.rules, rules
         return (
             old.role_map != rules.role_map
@@ -139,6 +148,7 @@ class Workflow:
             or old.freezes != rules.freezes
             or old.windows != rules.windows
             or old.timezone != rules.timezone
+            or set(old.providers) != set(rules.providers)
         )
 
     # --- commands ----------------------------------------------------------------------
@@ -160,6 +170,10 @@ class Workflow:
             decision = authz.can_request(role_map, user, command.action.scope)
             if not decision:
                 return Reply(decision.reason)
+        elif isinstance(command, Show):
+            decision = authz.can_see(role_map, user, command.query.scope)
+            if not decision:
+                return Reply(decision.reason)
         elif not role_map.scopes_of(user):
             return Reply("You have no role in promote-bot, so you can't see or change requests.")
         elif isinstance(command, Lock | Unlock):
@@ -174,6 +188,8 @@ class Workflow:
             return await self.lifecycle.ask(
                 user, command.action, channel, command.emergency, at=command.at
             )
+        if isinstance(command, Show):
+            return await self.reads.show(command.query)
         if isinstance(command, Status):
             return self.reads.status(command.request_id)
         if isinstance(command, Pending):
@@ -185,7 +201,7 @@ class Workflow:
         if isinstance(command, Unlock):
             return await self.holds.unlock(user, command.pattern)
         if isinstance(command, History):
-            return self.reads.history(command.target)
+            return self.reads.history(command)
         if isinstance(command, Approve):
             return await self.lifecycle.approve(user, command.request_id, command.comment)
         if isinstance(command, Reject):
@@ -201,8 +217,10 @@ class Workflow:
     # --- buttons -----------------------------------------------------------------------
 
     async def approve(self, user: str, request_id: int, comment: str | None = None) -> Reply | None:
-        """Approve (the button, or a form with what the approver says, as typed)."""
-        return await self.lifecycle.approve(user, request_id, comment)
+        """Approve (the button, or a form with what the approver says, as typed), unless the
+        preview no longer holds: then say why, and write nothing."""
+        refusal = await self.drift.refusal(user, request_id)
+        return refusal or await self.lifecycle.approve(user, request_id, comment)
 
     async def reject(self, user: str, request_id: int, reason: str | None) -> Reply | None:
         """Reject, saying why (as typed; required)."""
@@ -224,6 +242,14 @@ class Workflow:
         target = request.action.target if request else None
         self.audit.record(request_id if request else None, user, f"{what} refused", target, why)
 
+    async def sighted(
+        self, sightings: list[Sighting], *, channel: str | None, wait: bool = True
+    ) -> bool:
+        """What a provider shows of things it said changed (a Znyx webhook): resolve, confirm,
+        tell changes made outside the bot in `channel`; False to be called again shortly
+        (one of them is being promoted now, and `wait`)."""
+        return await self.truth.sighted(sightings, channel=channel, wait=wait)
+
     async def adopt(self, request_id: int, channel: str, ts: str) -> bool:
         """A click revealed a copy of the release message: keep it in step from now on."""
         return await self.delivery.adopt(request_id, channel, ts)
@@ -239,9 +265,12 @@ class Workflow:
     # --- timed work and shutdown -------------------------------------------------------
 
     async def deliver_due(self) -> int:
-        """Bring every message that lags behind the store up to date, and send the direct
-        messages owed; how many of both."""
-        return await self.delivery.deliver_due() + await self.notices.deliver_due()
+        """Bring every message that lags behind the store up to date, send the direct
+        messages owed, and post the notes Slack failed to take; how many messages and
+        direct messages."""
+        done = await self.delivery.deliver_due() + await self.notices.deliver_due()
+        await self.truth.notes.post_due()
+        return done
 
     async def recover(self) -> int:
         """Resolve executions whose process is gone, by reading the providers; how many."""
@@ -251,6 +280,7 @@ class Workflow:
         """Expire overdue requests, forget old delivery keys, redraw messages a freeze window
         opening or closing changed; how many expired."""
         self.store.forget_deliveries(self.clock())
+        self.truth.forget()
         expired = await self.lifecycle.expire_due()
         await self.holds.redraw_changed()
         return expired
@@ -260,8 +290,9 @@ class Workflow:
         return await self.delivery.redraw()
 
     def schedule(self, scheduler: Scheduler) -> None:
-        """The core's timed work, as named jobs: expiry, recovery, delivery, leases, and
-        requests and promotions whose time came (`due`)."""
+        """The core's timed work, as named jobs: expiry, recovery, delivery, leases, previews
+        read again (drift), `unknown` requests looked at again (settle), and requests and
+        promotions whose time came (`due`)."""
 
         async def renew() -> None:
             self.leases.renew_all()
@@ -275,6 +306,9 @@ class Workflow:
         scheduler.add("expire", self.sweep, EXPIRE_SECONDS)
         scheduler.add("deliver", self.deliver_due, DELIVER_SECONDS)
         scheduler.add("leases", renew, self.leases.every, first=self.leases.every)
+        scheduler.add("drift", self.drift.tick, TICK_SECONDS, timeout=60.0)
+        every = self.drift.every.total_seconds()
+        scheduler.add("settle", self.truth.settle, every, first=every)
 
     @asynccontextmanager
     async def working(self) -> AsyncIterator[None]:

@@ -4,7 +4,8 @@ Three actions: attach a build to an App Store version (what ships when that vers
 released), expire a build, declare a build's encryption. Versions and builds are looked up by
 version string and build number; the ids found are kept with the request, so what runs after
 approval is exactly what was shown. A PATCH whose fate is unclear is never repeated: the bot
-reads the state back instead.
+reads the state back instead. `/promote appstore builds <app>` lists an app's newest builds
+(appstore_list.py).
 
 The release train after these (TestFlight groups, App Review, releases, phased releases) is
 declared in appstore_train.py and run by its flows; this provider hands its steps to them,
@@ -20,20 +21,24 @@ from typing import ClassVar, Literal
 import httpx
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 
-from bot.core.commands import UsageError, resolve_alias, shown
-from bot.core.errors import ProviderError, ProviderUncertain
+from bot.core.commands import UsageError, closest, resolve_alias, shown
+from bot.core.errors import ProviderError, ProviderNotFound, ProviderUncertain
 from bot.core.model import (
     Action,
+    Drift,
     Fact,
+    Listing,
     Outcome,
     Preview,
     changed,
+    moved,
     not_done,
     not_sent,
     unclear,
 )
 from bot.core.rules import CommandForm
 from bot.core.steps import Steps
+from bot.providers import appstore_list
 from bot.providers import appstore_train as train
 from bot.providers.appstore_api import (
     APP_ID,
@@ -111,6 +116,8 @@ class AppStoreDetach(_AppStoreAction):
     build to a version that had none. `build` is the build it takes off."""
 
     kind: Literal["appstore.detach"] = "appstore.detach"
+    doing: ClassVar[str] = "Detaching"
+    done: ClassVar[str] = "Detached"
     version: str
     version_id: str
 
@@ -126,6 +133,8 @@ class AppStoreDetach(_AppStoreAction):
 class AppStoreExpire(_AppStoreAction):
     kind: Literal["appstore.expire"] = "appstore.expire"
     reversible: ClassVar[bool] = False  # App Store Connect can't unexpire a build
+    doing: ClassVar[str] = "Expiring"
+    done: ClassVar[str] = "Expired"
 
     @property
     def title(self) -> str:
@@ -134,6 +143,8 @@ class AppStoreExpire(_AppStoreAction):
 
 class AppStoreEncryption(_AppStoreAction):
     kind: Literal["appstore.encryption"] = "appstore.encryption"
+    doing: ClassVar[str] = "Declaring encryption"
+    done: ClassVar[str] = "Encryption declared"
     uses_non_exempt_encryption: bool
 
     @property
@@ -168,8 +179,9 @@ USAGE = {
     "attach": "/promote appstore <app> <version> <build>   e.g. /promote appstore ios 2.4.0 153",
     "expire": "/promote appstore expire <app> <build>",
     "encryption": "/promote appstore encryption <app> <build> exempt|non-exempt",
+    "builds": appstore_list.USAGE,
 }
-_WORDS = {"attach": 3, "expire": 2, "encryption": 3}
+_WORDS = {"attach": 3, "expire": 2, "encryption": 3, "builds": 1}
 
 
 class AppStoreRules:
@@ -181,24 +193,42 @@ class AppStoreRules:
         CommandForm(SCOPE, USAGE["attach"], "attach a build to an App Store version"),
         CommandForm(SCOPE, USAGE["expire"], "expire an App Store build"),
         CommandForm(SCOPE, USAGE["encryption"], "declare a build's encryption"),
+        CommandForm(SCOPE, USAGE["builds"], "an app's newest builds and their states", look=True),
         *train.FORMS,
     )
 
     def __init__(self, section: AppStoreSection) -> None:
         self.section = section
 
-    def parse(self, args: list[str]) -> BuildAction | train.TrainAction:
+    def parse(
+        self, args: list[str]
+    ) -> BuildAction | train.TrainAction | appstore_list.AppStoreBuilds:
         sub = args[0].lower() if args else ""
         if sub in train.VERBS:  # the release train: appstore_train.py
             return train.parse(sub, args[1:], self.section.apps)
-        key = sub if sub in ("expire", "encryption") else "attach"
+        key = sub if sub in ("expire", "encryption", "builds") else "attach"
         usage = USAGE[key]
         rest = args[1:] if key != "attach" else args
+        apps = self.section.apps
+        if key == "attach" and sub and sub not in apps and not APP_ID.match(sub):
+            verbs = {**USAGE, **train.USAGE}
+            guess = closest(sub, [v for v in verbs if v != "attach"])
+            if guess:  # `appstore expier ios 153`: a command misspelt, not an unknown app
+                raise UsageError(
+                    f"Unknown App Store app or command {shown(args[0])}. "
+                    f"Did you mean `appstore {guess}`?",
+                    verbs[guess],
+                )
         if len(rest) != _WORDS[key]:
             said = "appstore" if key == "attach" else f"appstore {key}"
-            forms = "\n".join([*USAGE.values(), *train.USAGE.values()])
-            raise UsageError(f"`{said}` takes {_WORDS[key]} words after it.", forms)
-        app, app_id = resolve_alias(rest[0], self.section.apps, APP_ID, "App Store app", usage)
+            every = "\n".join([*USAGE.values(), *train.USAGE.values()])
+            words = f"{_WORDS[key]} word{'s' if _WORDS[key] > 1 else ''}"
+            raise UsageError(
+                f"`{said}` takes {words} after it.", every if key == "attach" else usage
+            )
+        app, app_id = resolve_alias(rest[0], apps, APP_ID, "App Store app", usage)
+        if key == "builds":
+            return appstore_list.AppStoreBuilds(app=app, app_id=app_id)
         if key == "attach":
             version = word(rest[1], "a version string like 2.4.0 (or a version id)", usage)
             build = word(rest[2], "a build number like 153 (or a build id)", usage)
@@ -331,7 +361,8 @@ class AppStoreProvider(HTTPProvider):
             )
         )
         if not found:
-            return f"{action.app} has no build numbered {action.build}."
+            there = await appstore_list.builds_there(self.http, action.app, action.app_id)
+            return f"{action.app} has no build numbered {action.build}{there}"
         if len(found) > 1:
             ids = ", ".join(r.id for r in found)
             return (
@@ -358,7 +389,8 @@ class AppStoreProvider(HTTPProvider):
             )
         )
         if not found:
-            return f"{action.app} has no App Store version {action.version}."
+            there = await appstore_list.versions_there(self.http, action.app_id)
+            return f"{action.app} has no App Store version {action.version}{there}"
         if len(found) > 1:
             platforms = ", ".join(str(r.attributes.get("platform")) for r in found)
             return (
@@ -366,6 +398,10 @@ class AppStoreProvider(HTTPProvider):
                 "name the version by its id."
             )
         return found[0]
+
+    async def show(self, query: appstore_list.AppStoreBuilds) -> Listing:
+        """`appstore builds`: the app's newest builds, with their version and beta state."""
+        return await appstore_list.builds(self.http, query)
 
     async def attached(self, version_id: str) -> Build | None:
         response = await self._get(
@@ -794,6 +830,35 @@ class AppStoreProvider(HTTPProvider):
         check = f"Check {action.app} in App Store Connect"
         return unclear(LABEL, state, check).model_copy(update={"facts": facts})
 
+    async def drift(
+        self, action: BuildAction | train.TrainAction, expect: Mapping[str, str]
+    ) -> Drift | None:
+        """The build (and the version's build, for attach and detach) read again as the
+        preview read them, compared as the write compares them before it is sent; a train
+        step, as its flow compares before its first write."""
+        if not expect:
+            return None
+        if isinstance(action, train.TrainAction):
+            stop = await self.train[type(action)].check(action, expect)
+            if stop is None:
+                return None
+            return stop.moved or Drift(
+                what=action.title,
+                then="what its message shows",
+                now=stop.headline.removeprefix("not sent: "),
+            )
+        if isinstance(action, AppStoreDetach):
+            return _attached_drift(action, await self.attached(action.version_id), expect)
+        build = await self.build(action)
+        if isinstance(build, str):
+            raise ProviderNotFound(LABEL, build)
+        attached = (
+            await self.attached(action.version_id)
+            if isinstance(action, AppStoreAttach) and action.version_id
+            else None
+        )
+        return _drift_of(action, build, attached, expect)
+
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
@@ -852,16 +917,39 @@ def _moved(
         return not_sent(f"{what} is already declared {build.encryption_text}")
     if isinstance(action, AppStoreAttach) and attached is not None and attached.id == build.id:
         return not_sent(f"{what} is already attached to {action.version}")
-    if "expired" in expect and _yes(build.expired) != expect["expired"]:
-        return changed(f"{what} expired", expect["expired"], _yes(build.expired))
-    if "encryption" in expect and build.encryption_text != expect["encryption"]:
-        return changed(f"{what}'s encryption", expect["encryption"], build.encryption_text)
-    attached_now = attached.id if attached else ""
-    if isinstance(action, AppStoreAttach) and attached_now != expect.get("attached", attached_now):
-        then = expect.get("attached_shown", expect["attached"])
-        now = attached.describe() if attached else "no build"
-        return changed(f"the build attached to {action.app} {action.version}", then, now)
-    return None
+    drift = _drift_of(action, build, attached, expect)
+    return drift.outcome() if drift is not None else None
+
+
+def _drift_of(
+    action: BuildAction, build: Build, attached: Build | None, expect: Mapping[str, str]
+) -> Drift | None:
+    """What moved since the preview: the build's flags, or the build attached to the version."""
+    what = f"build {build.number}"
+    return (
+        moved(LABEL, f"{what} expired", expect, "expired", _yes(build.expired))
+        or moved(LABEL, f"{what}'s encryption", expect, "encryption", build.encryption_text)
+        or (
+            _attached_drift(action, attached, expect)
+            if isinstance(action, AppStoreAttach)
+            else None
+        )
+    )
+
+
+def _attached_drift(
+    action: AppStoreAttach | AppStoreDetach, attached: Build | None, expect: Mapping[str, str]
+) -> Drift | None:
+    """The version has another build attached than the preview showed."""
+    return moved(
+        LABEL,
+        f"the build attached to {action.app} {action.version}",
+        expect,
+        "attached",
+        attached.id if attached else "",
+        then=expect.get("attached_shown") or expect.get("attached") or "no build",
+        shown=attached.describe() if attached else "no build",
+    )
 
 
 def token(settings: AppStoreSettings) -> AppStoreToken:

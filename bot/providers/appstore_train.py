@@ -98,6 +98,8 @@ class AppStoreTestFlight(InGroup):
     submitted too when the build has none yet."""
 
     kind: Literal["appstore.testflight"] = "appstore.testflight"
+    doing: ClassVar[str] = "Adding to TestFlight"
+    done: ClassVar[str] = "Added to TestFlight"
 
     @property
     def title(self) -> str:
@@ -108,6 +110,8 @@ class AppStoreTestFlightRemove(InGroup):
     """Take a build out of a beta group: the rollback of adding it."""
 
     kind: Literal["appstore.testflight.remove"] = "appstore.testflight.remove"
+    doing: ClassVar[str] = "Removing from TestFlight"
+    done: ClassVar[str] = "Removed from TestFlight"
 
     @property
     def title(self) -> str:
@@ -120,6 +124,8 @@ class AppStoreSubmit(_OnVersion):
 
     kind: Literal["appstore.submit"] = "appstore.submit"
     stage: ClassVar[str] = REVIEW
+    doing: ClassVar[str] = "Submitting for App Review"
+    done: ClassVar[str] = "Submitted for App Review"
     platform: str | None = None  # the version's, filled in by the preview
     submission_id: str | None = None  # the app's open review submission the preview reuses
 
@@ -138,6 +144,8 @@ class AppStoreCancelReview(_OnVersion):
 
     kind: Literal["appstore.review.cancel"] = "appstore.review.cancel"
     stage: ClassVar[str] = REVIEW
+    doing: ClassVar[str] = "Canceling the App Review submission"
+    done: ClassVar[str] = "App Review submission canceled"
     reversible: ClassVar[bool] = False  # submitting again is a new `/promote appstore submit`
     submission_id: str
 
@@ -163,6 +171,8 @@ class AppStoreRelease(_OnRelease):
 
     kind: Literal["appstore.release"] = "appstore.release"
     reversible: ClassVar[bool] = False  # a released version stays released
+    doing: ClassVar[str] = "Releasing"
+    done: ClassVar[str] = "Released"
 
     @property
     def title(self) -> str:
@@ -186,6 +196,14 @@ class AppStorePhased(_OnRelease):
         return PHASED_CHANGES[self.change]
 
     @property
+    def doing(self) -> str:  # type: ignore[override]
+        return {"pause": "Pausing", "resume": "Resuming", "complete": "Completing"}[self.change]
+
+    @property
+    def done(self) -> str:  # type: ignore[override]
+        return {"pause": "Paused", "resume": "Resumed", "complete": "Completed"}[self.change]
+
+    @property
     def title(self) -> str:
         return f"{self.app} {self.version}: {self.change} the phased release"
 
@@ -196,6 +214,11 @@ class Flow(Protocol):
     actions: tuple[type[TrainAction], ...]
 
     async def preview(self, action: Any) -> Preview: ...
+
+    async def check(self, action: Any, expect: Mapping[str, str]) -> Outcome | None:
+        """What `execute` reads before its first write, compared with the preview: None to go
+        ahead, else the outcome of sending nothing (what moved, when that is why)."""
+        ...
 
     async def execute(self, action: Any, expect: Mapping[str, str], steps: Steps) -> Outcome: ...
 

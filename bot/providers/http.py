@@ -203,7 +203,9 @@ class ProviderHTTP:
                     await self.sleep(self.retry.delay(attempt))
                     continue
                 raise ProviderUnreachable(
-                    self.name, f"{self.name} could not be reached ({_kind(exc, self.secrets)})"
+                    self.name,
+                    f"{self.name} could not be reached at {self.shown_url(path)} "
+                    f"({_kind(exc, self.secrets)})",
                 ) from exc
             except httpx.TimeoutException as exc:
                 if idempotent and not last:
@@ -211,7 +213,8 @@ class ProviderHTTP:
                     continue
                 seconds = self.client.timeout.read
                 raise ProviderTimeout(
-                    self.name, f"{self.name} did not answer within {seconds:g} s"
+                    self.name,
+                    f"{self.name} did not answer within {seconds:g} s ({self.shown_url(path)})",
                 ) from exc
             except httpx.TransportError as exc:
                 if idempotent and not last:
@@ -239,6 +242,12 @@ class ProviderHTTP:
                 continue
             raise self.error(response, explain or {})
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def shown_url(self, path: str) -> str:
+        """The URL a call to `path` goes to, to name in an error: no user or password of the
+        base URL, no query, nothing of the credentials."""
+        url = self.client.base_url.join(path.lstrip("/"))
+        return redact(f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}", self.secrets)
 
     async def write(
         self,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -112,6 +112,16 @@ SettingsT = TypeVar("SettingsT", bound=ProviderSettings)
 
 
 @dataclass(frozen=True)
+class PolicyKey:
+    """A key a provider adds to the config's `[policies."…"]` tables: a list of the values
+    its previews may find (a Whop build's status) that the policy lets through."""
+
+    values: tuple[str, ...]  # every value the provider knows
+    what: str  # one of them, in words: "a Whop build status"
+    example: str  # a value to show in an example: "approved"
+
+
+@dataclass(frozen=True)
 class ProviderSpec(Generic[SectionT, SettingsT]):
     name: str  # the word after /promote, its config table and its targets' prefix
     label: str  # for people
@@ -121,6 +131,8 @@ class ProviderSpec(Generic[SectionT, SettingsT]):
     rules: Callable[[SectionT], ProviderRules]
     client: Callable[[SettingsT], Provider]
     fake: str  # "module:Class" of its fake HTTP API, for the sandbox and the tests
+    # its own policy keys (`whop_statuses`), each checked against what its previews find
+    policy_keys: Mapping[str, PolicyKey] = field(default_factory=dict)
 
     def load_settings(self, overrides: Mapping[str, Any] | None = None) -> SettingsT:
         """The provider's settings from the environment, `overrides` (field names) winning."""

@@ -1,14 +1,18 @@
 """Whop app builds (provider-docs 000 and whop-app-builds.yml).
 
-Promote makes an `approved` or `draft` build the production build of its platform. The preview
-reads the build and the app's current production build for the same platform, so approvers
-see what it replaces; builds that can't or needn't be promoted are refused before anyone is asked.
+Promote makes an `approved` or `draft` build the production build of its platform (Whop: "so it
+becomes the active version served to users"; a draft does not go through Whop's review first).
+The preview reads the build and the app's current production build for the same platform, so
+approvers see what it replaces; builds that can't or needn't be promoted, or whose status the
+target's policy does not allow (`whop_statuses`), are refused before anyone is asked.
+`/promote whop builds [<app>]` lists what there is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import ClassVar, Literal, TypeVar
 
 import httpx
@@ -22,14 +26,18 @@ from pydantic import (
     field_validator,
 )
 
-from bot.core.commands import UsageError, resolve_alias, shown
+from bot.core.commands import UsageError, closest, resolve_alias, shown
 from bot.core.errors import ProviderError, ProviderUncertain
 from bot.core.model import (
     Action,
+    Drift,
     Fact,
+    Gate,
+    Listing,
     Outcome,
     Preview,
-    changed,
+    Query,
+    moved,
     not_done,
     not_sent,
     unclear,
@@ -37,13 +45,14 @@ from bot.core.model import (
 from bot.core.rules import CommandForm
 from bot.core.steps import Steps
 from bot.providers.http import BearerProvider, segment
-from bot.providers.spec import ProviderSettings, ProviderSpec, Section, aliases
+from bot.providers.spec import PolicyKey, ProviderSettings, ProviderSpec, Section, aliases
 
 NAME = "whop"
 LABEL = "Whop"
 SCOPE = "developer:manage_builds"
 APP_ID = re.compile(r"^app_[A-Za-z0-9]{1,64}$")
 BUILD_ID = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+STATUS_KEY = "whop_statuses"  # the policy key: which build statuses may be promoted
 
 # --- what people ask for ---------------------------------------------------------------
 
@@ -72,6 +81,14 @@ class WhopPromote(Action):
         return f"{self.app} app build {self.build_id} → production"
 
 
+class WhopBuilds(Query):
+    """The newest builds of some Whop apps: status, platform, production or not."""
+
+    provider: ClassVar[str] = NAME
+    scope: ClassVar[str] = SCOPE
+    apps: tuple[tuple[str, str], ...]  # (alias or id, app id), in the order shown
+
+
 class WhopSection(Section):
     """`[whop]`: short names for the apps."""
 
@@ -89,6 +106,7 @@ class WhopSettings(ProviderSettings):
 
 
 USAGE = "/promote whop [<app>] <build_id>   e.g. /promote whop storefront apbu_8f2k"
+BUILDS_USAGE = "/promote whop builds [<app>]   e.g. /promote whop builds storefront"
 
 
 class WhopRules:
@@ -96,12 +114,36 @@ class WhopRules:
 
     name = NAME
     label = LABEL
-    forms = (CommandForm(SCOPE, USAGE, "make a Whop app build the production build"),)
+    forms = (
+        CommandForm(SCOPE, USAGE, "make a Whop app build the production build"),
+        CommandForm(
+            SCOPE, BUILDS_USAGE, "an app's newest builds: status, platform, production", look=True
+        ),
+    )
 
     def __init__(self, section: WhopSection) -> None:
         self.section = section
 
-    def parse(self, args: list[str]) -> WhopPromote:
+    def parse(self, args: list[str]) -> WhopPromote | WhopBuilds:
+        apps = self.section.apps
+        if args and args[0].lower() == "builds":
+            if len(args) > 2:
+                raise UsageError("`whop builds` takes at most an app.", BUILDS_USAGE)
+            if len(args) == 2:
+                app = resolve_alias(args[1], apps, APP_ID, "Whop app", BUILDS_USAGE)
+                return WhopBuilds(apps=(app,))
+            if not apps:
+                raise UsageError(
+                    "Which Whop app? None is configured: give its app_… id.", BUILDS_USAGE
+                )
+            return WhopBuilds(apps=tuple(sorted(apps.items())))
+        first = args[0] if args else ""
+        if first not in apps and not APP_ID.match(first) and "_" not in first:
+            if closest(first, ["builds"]) and len(args) <= 2:
+                raise UsageError(
+                    f"Unknown Whop command {shown(first)}. Did you mean `whop builds`?",
+                    BUILDS_USAGE,
+                )
         if len(args) not in (1, 2):
             raise UsageError(
                 "`whop` takes a build id, and the app when more than one is set up.", USAGE
@@ -111,7 +153,6 @@ class WhopRules:
             raise UsageError(
                 f"{shown(build_id)} is not a Whop build id (letters, digits and _ only).", USAGE
             )
-        apps = self.section.apps
         if len(args) == 2:
             app, app_id = resolve_alias(args[0], apps, APP_ID, "Whop app", USAGE)
         elif len(apps) == 1:
@@ -150,9 +191,17 @@ class WhopRules:
 
 # --- what Whop says ------------------------------------------------------------------------
 
+STATUSES = ("draft", "pending", "approved", "rejected")  # AppBuildStatuses
 PROMOTABLE = ("approved", "draft")
 PAGE_SIZE = 100
 MAX_PAGES = 20  # 2,000 builds of one app and platform: past that, stop looking
+LISTED = 15  # builds `whop builds` shows of each app (and its production builds)
+LIST_PAGES = 3  # how many pages of an app's builds it reads for them
+DRAFT_WARNING = (
+    "This build is a draft: Whop has not reviewed it. Promoting it does not send it to review "
+    "first; it becomes the {platform} version served to users at once (Whop promotes approved "
+    "and draft builds alike)."
+)
 
 
 class AppBuild(BaseModel):
@@ -190,6 +239,11 @@ def _when(build: AppBuild) -> str:
     return build.created_at.replace("T", " ")[:16] + " UTC"
 
 
+def _row(build: AppBuild) -> tuple[str, ...]:
+    production = "yes" if build.is_production else "no"
+    return (build.id, build.platform, build.status, production, _when(build))
+
+
 class WhopProvider(BearerProvider):
     name = NAME
     label = LABEL
@@ -206,30 +260,43 @@ class WhopProvider(BearerProvider):
         )
         return _parse(AppBuild, response)
 
-    async def production_build(
-        self, action: WhopPromote, platform: str
-    ) -> tuple[AppBuild | None, bool]:
-        """The app's production build for `platform`, and whether `action.build_id` is among
-        the app's builds for it (assumed so when there are too many builds to look through)."""
-        params = {"app_id": action.app_id, "platform": platform, "first": str(PAGE_SIZE)}
-        production, seen = None, False
-        for _ in range(MAX_PAGES):
+    async def _pages(
+        self, params: dict[str, str], most: int
+    ) -> AsyncIterator[tuple[list[AppBuild], bool]]:
+        """An app's builds (`params`: its `app_id`, and filters), a page at a time, with whether
+        it is the last page; at most `most` pages."""
+        params = {**params, "first": str(PAGE_SIZE)}
+        for _ in range(most):
             response = await self.http.call(
                 "GET",
                 "app_builds",
                 idempotent=True,
                 params=params,
-                explain={404: f"Whop has no app {action.app_id}"},
+                explain={404: f"Whop has no app {params['app_id']}"},
             )
             page = _parse(_Page, response)
-            for build in page.data:
+            cursor = page.page_info.get("end_cursor")
+            last = not page.page_info.get("has_next_page") or not cursor
+            yield page.data, last
+            if last:
+                return
+            params = {**params, "after": str(cursor)}
+
+    async def production_build(
+        self, action: WhopPromote, platform: str
+    ) -> tuple[AppBuild | None, bool]:
+        """The app's production build for `platform`, and whether `action.build_id` is among
+        the app's builds for it (assumed so when there are too many builds to look through)."""
+        production, seen = None, False
+        async for builds, last in self._pages(
+            {"app_id": action.app_id, "platform": platform}, MAX_PAGES
+        ):
+            for build in builds:
                 seen = seen or build.id == action.build_id
                 if build.is_production and production is None:
                     production = build
-            cursor = page.page_info.get("end_cursor")
-            if (production and seen) or not page.page_info.get("has_next_page") or not cursor:
+            if (production and seen) or last:
                 return production, seen
-            params = {**params, "after": str(cursor)}
         return production, True
 
     async def preview(self, action: WhopPromote) -> Preview:
@@ -278,16 +345,48 @@ class WhopProvider(BearerProvider):
         if build.review_message:
             facts.append(Fact(label="Review message", value=build.review_message))
         warnings = (
-            []
-            if build.status == "approved"
-            else ["This build is a draft: it has not passed Whop's review."]
+            [] if build.status == "approved" else [DRAFT_WARNING.format(platform=build.platform)]
         )
         return Preview(
             facts=facts,
             warnings=warnings,
-            expect={"production": production.id if production else ""},
+            gates={
+                STATUS_KEY: Gate(value=build.status, found=f"Build {build.id} is {build.status}")
+            },
+            expect={"production": production.id if production else "", "status": build.status},
             action=action.model_copy(update={"platform": build.platform}),
         )
+
+    async def show(self, query: WhopBuilds) -> Listing:
+        """`whop builds`: each app's newest builds, and its production build of each platform."""
+        several = len(query.apps) > 1
+        rows: list[tuple[str, ...]] = []
+        notes: list[str] = []
+        read = await asyncio.gather(*(self._some_builds(app_id) for _, app_id in query.apps))
+        for (app, _), (builds, complete) in zip(query.apps, read, strict=True):
+            newest = sorted(builds, key=lambda b: b.created_at, reverse=True)
+            shown = newest[:LISTED] + [b for b in newest[LISTED:] if b.is_production]
+            rows += [((app,) if several else ()) + _row(b) for b in shown]
+            if len(newest) > LISTED or not complete:
+                more = f"{len(newest)}" + ("" if complete else "+")
+                notes.append(
+                    f"{app}: the newest {LISTED} of {more} builds, and its production ones."
+                )
+            if not newest:
+                notes.append(f"{app} has no builds yet.")
+        columns = ("build", "platform", "status", "production", "created")
+        title = "Whop builds of " + ", ".join(app for app, _ in query.apps)
+        notes.append(f"Promote one with `{USAGE.split('   ')[0]}`.")
+        return Listing(title, (("app",) if several else ()) + columns, tuple(rows), tuple(notes))
+
+    async def _some_builds(self, app_id: str) -> tuple[list[AppBuild], bool]:
+        """Up to LIST_PAGES pages of an app's builds, and whether that was all of them."""
+        found: list[AppBuild] = []
+        async for builds, last in self._pages({"app_id": app_id}, LIST_PAGES):
+            found += builds
+            if last:
+                return found, True
+        return found, False
 
     async def execute(
         self, action: WhopPromote, *, promoted_by: str, expect: Mapping[str, str], steps: Steps
@@ -300,12 +399,9 @@ class WhopProvider(BearerProvider):
         if build.is_production:
             return not_sent(f"{build.id} is already the production {build.platform} build")
         replaced = production.id if production else ""
-        if "production" in expect and replaced != expect["production"]:
-            return changed(
-                f"the production {build.platform} build",
-                expect["production"] or "none",
-                replaced or "none",
-            )
+        drift = _whop_drift(build, expect, production)
+        if drift is not None:
+            return drift.outcome()
         bid = action.build_id
         response = await self.http.write(
             steps,
@@ -366,6 +462,26 @@ class WhopProvider(BearerProvider):
             return not_done(what)
         return unclear(LABEL, what, f"Check the production {build.platform} build in Whop")
 
+    async def drift(self, action: WhopPromote, expect: Mapping[str, str]) -> Drift | None:
+        """The build and the production build of its platform, read again as the preview
+        read them, compared as the write compares them before it is sent."""
+        if not expect:
+            return None
+        build = await self.build(action.build_id)
+        production, _ = await self.production_build(action, build.platform)
+        return _whop_drift(build, expect, production)
+
+
+def _whop_drift(
+    build: AppBuild, expect: Mapping[str, str], production: AppBuild | None
+) -> Drift | None:
+    """The build's status, or its platform's production build, is not what the preview
+    showed."""
+    now = production.id if production else ""
+    return moved(LABEL, f"build {build.id}'s status", expect, "status", build.status) or moved(
+        LABEL, f"the production {build.platform} build", expect, "production", now
+    )
+
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -394,4 +510,7 @@ SPEC = ProviderSpec(
     rules=WhopRules,
     client=_client,
     fake="bot.sandbox.whop:FakeWhop",
+    policy_keys={
+        STATUS_KEY: PolicyKey(STATUSES, "a Whop build status", "approved"),
+    },
 )

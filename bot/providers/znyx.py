@@ -3,13 +3,14 @@
 Promote moves the active bundle of a project one stage: dev → staging → prod. The preview
 reads the active bundle of both environments so approvers see what will change. Activate makes
 an explicit version of an environment active again: how a promotion is rolled back.
+`/promote znyx bundles <project> [<env>]` lists the bundles there are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import ClassVar, Literal
 
@@ -24,14 +25,18 @@ from pydantic import (
     field_validator,
 )
 
-from bot.core.commands import WORD, UsageError, shown
+from bot.core.commands import WORD, UsageError, closest, did_you_mean, shown, unknown
 from bot.core.errors import ProviderError, ProviderNotFound, ProviderUncertain
 from bot.core.model import (
     Action,
+    Drift,
     Fact,
+    Listing,
     Outcome,
     Preview,
-    changed,
+    Query,
+    Sighting,
+    moved,
     not_done,
     not_sent,
     unclear,
@@ -86,6 +91,10 @@ class ZnyxPromote(Action):
     def source_name(self) -> str:
         return self.source_env
 
+    @property
+    def watches(self) -> tuple[str, ...]:
+        return (self.thing, f"{NAME}:{self.project_id}:{self.source_env}")
+
 
 class ZnyxActivate(Action):
     """Make an explicit bundle version of an environment its active bundle (`undoing` set:
@@ -94,6 +103,8 @@ class ZnyxActivate(Action):
     kind: Literal["znyx.activate"] = "znyx.activate"
     provider: ClassVar[str] = NAME
     scope: ClassVar[str] = SCOPE
+    doing: ClassVar[str] = "Activating"
+    done: ClassVar[str] = "Activated"
     org_id: str
     project: str  # the alias people type
     project_id: str
@@ -116,12 +127,24 @@ class ZnyxActivate(Action):
 ZnyxAction = ZnyxPromote | ZnyxActivate
 
 
+class ZnyxBundles(Query):
+    """The bundles of a project's environments: versions, policy hashes, the active one."""
+
+    provider: ClassVar[str] = NAME
+    scope: ClassVar[str] = SCOPE
+    org_id: str
+    project: str
+    project_id: str
+    envs: tuple[str, ...]
+
+
 SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9_]{2,}$")
 
 
 class ZnyxSection(Section):
-    """`[znyx]`: the org, short names for its projects, and the channel of the bot's own
-    posts about Znyx (the promotions it asks for itself, `auto = true`)."""
+    """`[znyx]`: the org, short names for its projects, and the channel where the bot tells
+    what it sees of Znyx by itself: changes made outside it (from Znyx's webhooks), and the
+    promotions it asks for itself (`auto = true`)."""
 
     org: str
     projects: dict[str, str] = Field(default_factory=dict)
@@ -150,6 +173,7 @@ class ZnyxSection(Section):
 class ZnyxSettings(ProviderSettings):
     znyx_api_url: AnyHttpUrl = AnyHttpUrl("https://api.znyx.ai")
     znyx_token: SecretStr | None = None
+    znyx_webhook_secret: SecretStr | None = None  # unset: POST /webhooks/znyx is 404
 
 
 USAGE = "/promote znyx <project> <source_env>   e.g. /promote znyx guardrails staging"
@@ -157,7 +181,11 @@ ACTIVATE_USAGE = (
     "/promote znyx <project> activate <env> <version>"
     "   e.g. /promote znyx guardrails activate prod 7"
 )
+BUNDLES_USAGE = (
+    "/promote znyx bundles <project> [<env>]   e.g. /promote znyx bundles guardrails prod"
+)
 _VERSION = re.compile(r"^[vV]?([0-9]{1,9})$")
+LISTED = 10  # bundles `znyx bundles` shows of each environment, newest first
 
 
 class ZnyxRules:
@@ -168,6 +196,9 @@ class ZnyxRules:
     forms = (
         CommandForm(SCOPE, USAGE, "promote a Znyx policy bundle one stage"),
         CommandForm(SCOPE, ACTIVATE_USAGE, "make an explicit bundle version active"),
+        CommandForm(
+            SCOPE, BUNDLES_USAGE, "the bundles of a project: versions, hashes, active", look=True
+        ),
     )
 
     def __init__(self, section: ZnyxSection) -> None:
@@ -181,8 +212,13 @@ class ZnyxRules:
         projects = self.section.projects
         alias = project if project in projects else self._by_id.get(project)
         if alias is None:
-            known = ", ".join(sorted(projects)) or "none configured"
-            raise UsageError(f"Unknown Znyx project {shown(project)}. Known: {known}.", usage)
+            if closest(project, ["bundles"]):  # `znyx bundels …`: the command misspelt
+                raise UsageError(
+                    f"Unknown Znyx project or command {shown(project)}. "
+                    "Did you mean `znyx bundles`?",
+                    BUNDLES_USAGE,
+                )
+            raise unknown("Znyx project", project, projects, usage)
         return alias
 
     @staticmethod
@@ -190,11 +226,19 @@ class ZnyxRules:
         env = word.lower()
         if env not in STAGES:
             raise UsageError(
-                f"Unknown environment {shown(word)}. Environments: {', '.join(STAGES)}.", usage
+                f"Unknown environment {shown(word)}.{did_you_mean(env, STAGES)} "
+                f"Environments: {', '.join(STAGES)}.",
+                usage,
             )
         return env
 
-    def parse(self, args: list[str]) -> ZnyxAction:
+    def parse(self, args: list[str]) -> ZnyxAction | ZnyxBundles:
+        if args and args[0].lower() == "bundles":
+            return self._parse_bundles(args[1:])
+        if len(args) == 4 and args[1].lower() != "activate" and closest(args[1], ["activate"]):
+            raise UsageError(
+                f"Unknown Znyx command {shown(args[1])}. Did you mean `activate`?", ACTIVATE_USAGE
+            )
         if len(args) >= 2 and args[1].lower() == "activate":
             return self._parse_activate(args)
         if len(args) != 2:
@@ -213,6 +257,20 @@ class ZnyxRules:
             )
         return ZnyxPromote(
             org_id=self.section.org, project=alias, project_id=projects[alias], source_env=env
+        )
+
+    def _parse_bundles(self, args: list[str]) -> ZnyxBundles:
+        if len(args) not in (1, 2):
+            raise UsageError(
+                "`znyx bundles` takes a project, and an environment if you like.", BUNDLES_USAGE
+            )
+        alias = self._project(args[0], BUNDLES_USAGE)
+        envs = (self._env(args[1], BUNDLES_USAGE),) if len(args) == 2 else STAGES
+        return ZnyxBundles(
+            org_id=self.section.org,
+            project=alias,
+            project_id=self.section.projects[alias],
+            envs=envs,
         )
 
     def _parse_activate(self, args: list[str]) -> ZnyxActivate:
@@ -330,22 +388,22 @@ class ZnyxProvider(BearerProvider):
     error_detail = staticmethod(error_detail)
 
     @staticmethod
-    def _env_path(action: ZnyxAction, env: str) -> str:
-        return (
-            f"v1/orgs/{segment(action.org_id)}/projects/{segment(action.project_id)}"
-            f"/envs/{segment(env)}"
-        )
+    def _env_path(action: ZnyxAction | ZnyxBundles, env: str) -> str:
+        return _path(action.org_id, action.project_id, env)
 
     async def active_bundle(self, action: ZnyxAction, env: str) -> Bundle | None:
         """The active bundle of `env`, or None when it has none."""
         return next((b for b in await self.bundles(action, env) if b.is_active), None)
 
-    async def bundles(self, action: ZnyxAction, env: str) -> list[Bundle]:
+    async def bundles(self, action: ZnyxAction | ZnyxBundles, env: str) -> list[Bundle]:
+        return await self._bundles(action.org_id, action.project_id, action.project, env)
+
+    async def _bundles(self, org_id: str, project_id: str, project: str, env: str) -> list[Bundle]:
         response = await self.http.call(
             "GET",
-            self._env_path(action, env) + "/bundles",
+            _path(org_id, project_id, env) + "/bundles",
             idempotent=True,
-            explain={404: f"Znyx has no environment {env} in {action.project}"},
+            explain={404: f"Znyx has no environment {env} in {project}"},
         )
         try:
             return [Bundle.model_validate(b) for b in response.json()]
@@ -353,6 +411,35 @@ class ZnyxProvider(BearerProvider):
             raise ProviderError(
                 "Znyx", f"Znyx sent an unreadable bundle list: {unreadable(exc)}"
             ) from exc
+
+    async def show(self, query: ZnyxBundles) -> Listing:
+        """`znyx bundles`: each environment's bundles, newest first, the active one marked."""
+        read = await asyncio.gather(
+            *(self.bundles(query, env) for env in query.envs), return_exceptions=True
+        )
+        rows: list[tuple[str, ...]] = []
+        notes: list[str] = []
+        for env, found in zip(query.envs, read, strict=True):
+            if isinstance(found, ProviderNotFound) and len(query.envs) > 1:
+                notes.append(f"{query.project} has no {env} environment.")
+                continue
+            if isinstance(found, BaseException):
+                raise found
+            newest = sorted(found, key=lambda b: b.version, reverse=True)
+            active = next((b for b in newest if b.is_active), None)
+            shown = newest[:LISTED] + [b for b in newest[LISTED:] if b is active]
+            rows += [_bundle_row(env, b) for b in shown]
+            if len(newest) > len(shown):
+                notes.append(
+                    f"{env}: the newest {LISTED} of {len(newest)} bundles, and the active one."
+                )
+            if active is None:
+                notes.append(f"No bundle is active in {env}.")
+        columns = ("env", "version", "policy hash", "active", "published", "by")
+        title = f"Znyx bundles of {query.project}" + (
+            f" in {query.envs[0]}" if len(query.envs) == 1 else ""
+        )
+        return Listing(title, columns, tuple(rows), tuple(notes))
 
     async def preview(self, action: ZnyxAction) -> Preview:
         if isinstance(action, ZnyxActivate):
@@ -414,15 +501,9 @@ class ZnyxProvider(BearerProvider):
                 ), None
             if isinstance(read, BaseException):
                 raise read
-        if (
-            "destination_id" in expect
-            and (current.id if current else "") != expect["destination_id"]
-        ):
-            return changed(f"{dst}'s active bundle", expect["destination"], _now(current)), current
-        if "source_hash" in expect and (
-            source is None or source.policy_hash != expect["source_hash"]
-        ):
-            return changed(f"{src}'s active bundle", expect["source"], _now(source)), current
+        drift = _drift_of(action, expect, source, current)
+        if drift is not None:
+            return drift.outcome(), current
         if source is not None and current is not None and current.policy_hash == source.policy_hash:
             return not_sent(f"{dst} already runs this policy hash ({describe(current)})"), current
         return None, current
@@ -519,11 +600,9 @@ class ZnyxProvider(BearerProvider):
                 f"couldn't read {action.project} {env} before activating ({exc.message})"
             )
         current = next((b for b in bundles if b.is_active), None)
-        if (
-            "destination_id" in expect
-            and (current.id if current else "") != expect["destination_id"]
-        ):
-            return changed(f"{env}'s active bundle", expect["destination"], _now(current))
+        drift = _destination_drift(env, expect, current)
+        if drift is not None:
+            return drift.outcome()
         chosen = next((b for b in bundles if b.version == n), None)
         if chosen is None:
             return not_sent(f"{action.project} has no bundle v{n} in {env} any more")
@@ -602,32 +681,105 @@ class ZnyxProvider(BearerProvider):
         bundles = await self.bundles(action, dst)
         active = next((b for b in bundles if b.is_active), None)
         mine = next((b for b in bundles if b.published_by == promoted_by), None)
-        before_version = int(expect.get("destination_version") or 0)
-        hash_moved = (
-            active is not None
-            and active.policy_hash == expect.get("source_hash")
-            and active.id != expect.get("destination_id")
-            and active.version > before_version
-        )
-        if mine is not None or hash_moved:
-            done = mine if mine is not None and mine.is_active else active
-            assert done is not None
+        if mine is None and active is not None and self._only_new(active, bundles, expect):
+            mine = active  # Znyx's list does not say who published: the one new bundle
+        if mine is not None:
             before: dict[str, str] = {}
             if "destination_id" in expect:  # what the write replaced: what a rollback restores
                 version = expect.get("destination_version", "0")
                 shown = expect.get("destination", "none")
                 before = {"env": dst, "version": "" if version == "0" else version, "shown": shown}
-            return Outcome(
+            # Only what this request installed is recorded: a rollback must find it active.
+            done = Outcome(
                 state="succeeded",
-                headline=f"{action.project} bundle v{done.version} is active in {dst}",
-                facts=_facts(done, src, dst),
+                headline=f"{action.project} bundle v{mine.version} is active in {dst}",
+                facts=_facts(mine, src, dst),
                 before=before,
-                installed=_record(dst, done) if before else {},
+                installed=_record(dst, mine) if before else {},
+            )
+            if mine.is_active:
+                return done
+            # It landed, and something else was made active since (CI publishing a hotfix).
+            return done.model_copy(
+                update={
+                    "headline": f"{action.project} bundle v{mine.version} was made active in "
+                    f"{dst}, and has been superseded since: {_now(active)} is active now",
+                    "facts": [*done.facts, Fact(label=f"Active in {dst} now", value=_now(active))],
+                }
             )
         what = f"{dst}'s active bundle is {_now(active)}"
         if "destination_id" in expect and (active.id if active else "") == expect["destination_id"]:
             return not_done(what)
         return unclear(LABEL, what, f"Check which bundle is active in {action.project} {dst}")
+
+    @staticmethod
+    def _only_new(active: Bundle, bundles: list[Bundle], expect: Mapping[str, str]) -> bool:
+        """Whether `active`, read after an interrupted promotion from a list that does not say
+        who published what, can only be that promotion's: it has the source's policy hash and
+        is the one bundle of the destination newer than what it showed before the write. Two
+        newer ones (CI published too) can't be told apart: then it is not taken for ours."""
+        if active.policy_hash != expect.get("source_hash"):
+            return False
+        if active.id == expect.get("destination_id"):
+            return False
+        if "destination_version" not in expect:  # the preview could not read it: as before
+            return True
+        before = int(expect["destination_version"] or 0)
+        return [b.id for b in bundles if b.version > before] == [active.id]
+
+    # --- between promotions: what moved since a preview, what an environment shows ------
+
+    async def drift(self, action: ZnyxAction, expect: Mapping[str, str]) -> Drift | None:
+        """The reads of the preview again (both environments at once), compared as the write
+        compares them before it is sent."""
+        if not expect:
+            return None
+        if isinstance(action, ZnyxActivate):
+            found = _destination_drift(
+                action.env, expect, await self.active_bundle(action, action.env)
+            )
+            return found.model_copy(update={"thing": action.thing}) if found else None
+        source, current = await asyncio.gather(
+            self.active_bundle(action, action.source_env),
+            self.active_bundle(action, action.target_env),
+            return_exceptions=True,
+        )
+        if isinstance(current, ProviderNotFound) and "destination_id" not in expect:
+            current = None  # the preview could not read it either
+        for read in (source, current):
+            if isinstance(read, BaseException):
+                raise read
+        assert not isinstance(source, BaseException) and not isinstance(current, BaseException)
+        found = _drift_of(action, expect, source, current)
+        if found is None:
+            return None
+        there = _destination_drift(action.target_env, expect, current) is not None
+        return found.model_copy(update={"thing": action.thing if there else action.source})
+
+    async def sightings(
+        self,
+        org_id: str,
+        projects: Mapping[str, str],
+        envs: Sequence[str],
+        changed: Collection[str] = (),
+    ) -> list[Sighting]:
+        """The active bundle of each of `envs` in each of `projects` (alias → id), all read at
+        once; an environment a project does not have is left out. Those of `changed` are the
+        ones Znyx said changed (a promotion's destination), not only named."""
+        places = [(alias, pid, env) for alias, pid in projects.items() for env in envs]
+        reads = await asyncio.gather(
+            *(self._bundles(org_id, pid, alias, env) for alias, pid, env in places),
+            return_exceptions=True,
+        )
+        seen = []
+        for (alias, pid, env), read in zip(places, reads, strict=True):
+            if isinstance(read, ProviderNotFound):
+                continue
+            if isinstance(read, BaseException):
+                raise read
+            sighting = _sighting(alias, pid, env, read)
+            seen.append(sighting.model_copy(update={"said_changed": env in changed}))
+        return seen
 
 
 def _now(bundle: Bundle | None) -> str:
@@ -645,6 +797,41 @@ def _published(bundle: Bundle | None) -> datetime | None:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
+def _path(org_id: str, project_id: str, env: str) -> str:
+    return f"v1/orgs/{segment(org_id)}/projects/{segment(project_id)}/envs/{segment(env)}"
+
+
+def _destination_drift(env: str, expect: Mapping[str, str], current: Bundle | None) -> Drift | None:
+    """The environment's active bundle is not the one the preview showed."""
+    return moved(
+        LABEL,
+        f"{env}'s active bundle",
+        expect,
+        "destination_id",
+        current.id if current else "",
+        then=expect.get("destination", "none"),
+        shown=_now(current),
+        by=current.published_by if current else None,
+    )
+
+
+def _drift_of(
+    action: ZnyxPromote, expect: Mapping[str, str], source: Bundle | None, current: Bundle | None
+) -> Drift | None:
+    """What moved since the preview of a promotion: the destination's active bundle, or the
+    policies of the source's."""
+    return _destination_drift(action.target_env, expect, current) or moved(
+        LABEL,
+        f"{action.source_env}'s active bundle",
+        expect,
+        "source_hash",
+        source.policy_hash if source else "",
+        then=expect.get("source", "none"),
+        shown=_now(source),
+        by=source.published_by if source else None,
+    )
+
+
 def _version(bundle: Bundle | None) -> str:
     return str(bundle.version) if bundle else ""
 
@@ -652,6 +839,32 @@ def _version(bundle: Bundle | None) -> str:
 def _record(env: str, bundle: Bundle | None) -> dict[str, str]:
     """An environment's active bundle, as an outcome's `before` or `installed` records it."""
     return {"env": env, "version": _version(bundle), "shown": _now(bundle)}
+
+
+def _sighting(alias: str, project_id: str, env: str, bundles: list[Bundle]) -> Sighting:
+    active = next((b for b in bundles if b.is_active), None)
+    below = [b for b in bundles if active is not None and b.version < active.version]
+    before = max(below, key=lambda b: b.version) if below else None
+    return Sighting(
+        provider=NAME,
+        label=LABEL,
+        thing=f"{NAME}:{project_id}:{env}",
+        target=f"{NAME}:{alias}:{env}",
+        place=f"{alias} {env}",
+        key=active.id if active else "",
+        shown=_now(active),
+        by=active.published_by if active else None,
+        at=active.published_at if active else None,
+        record=_record(env, active),
+        before=describe(before) if before else None,
+    )
+
+
+def _bundle_row(env: str, bundle: Bundle) -> tuple[str, ...]:
+    published = bundle.published_at.replace("T", " ")[:16]
+    active = "active" if bundle.is_active else ""
+    by = bundle.published_by or "—"
+    return (env, f"v{bundle.version}", short_hash(bundle.policy_hash), active, published, by)
 
 
 def _facts(bundle: Bundle, src: str, dst: str) -> list[Fact]:

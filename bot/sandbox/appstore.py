@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +30,22 @@ from bot.sandbox.asc_jsonapi import not_found as _not_found
 from bot.sandbox.calls import Call
 
 AUDIENCE = "appstoreconnect-v1"
+# GET /v1/builds: the `sort` keys and `include` names asc-builds-subset.json lists
+BUILD_SORTS = ("version", "uploadedDate", "preReleaseVersion")
+BUILD_INCLUDES = (
+    "preReleaseVersion",
+    "individualTesters",
+    "betaGroups",
+    "betaBuildLocalizations",
+    "appEncryptionDeclaration",
+    "betaAppReviewSubmission",
+    "app",
+    "buildBetaDetail",
+    "appStoreVersion",
+    "icons",
+    "buildBundles",
+    "buildUpload",
+)
 EDITABLE = ("PREPARE_FOR_SUBMISSION", "DEVELOPER_REJECTED", "REJECTED", "METADATA_REJECTED")
 _EPOCH = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 # appVersionState → the older appStoreState (its enum names some states differently)
@@ -48,6 +64,16 @@ class AscBuild:
     expired: bool = False
     uses_non_exempt_encryption: bool | None = None
     uploaded: datetime = _EPOCH
+    short_version: str = "2.4.0"  # its preReleaseVersion's version (CFBundleShortVersionString)
+
+    def pre_release(self) -> dict:
+        """Its preReleaseVersion resource (the app's version string and platform)."""
+        rid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.app_id}/{self.short_version}"))
+        return {
+            "type": "preReleaseVersions",
+            "id": rid,
+            "attributes": {"version": self.short_version, "platform": "IOS"},
+        }
 
     def resource(self, base: str) -> dict:
         declared = self.uses_non_exempt_encryption
@@ -95,6 +121,34 @@ class AscVersion:
             },
             "links": {"self": f"{base}/v1/appStoreVersions/{self.id}"},
         }
+
+
+def _build_key(key: str) -> Callable[[AscBuild], object]:
+    """A build's sort key for `sort` (version and preReleaseVersion compare as numbers)."""
+
+    def numbers(text: str) -> tuple[int, ...]:
+        return tuple(int(p) if p.isdigit() else 0 for p in text.split("."))
+
+    if key == "version":
+        return lambda b: numbers(b.number)
+    if key == "preReleaseVersion":
+        return lambda b: numbers(b.short_version)
+    return lambda b: b.uploaded
+
+
+def _fields(resource: dict, query: Mapping[str, str]) -> dict:
+    """A resource cut to the sparse fieldset `fields[<its type>]` asks for, if it asks."""
+    wanted = query.get(f"fields[{resource['type']}]")
+    if wanted is None:
+        return resource
+    names = set(wanted.split(","))
+    cut = {
+        **resource,
+        "attributes": {k: v for k, v in resource["attributes"].items() if k in names},
+    }
+    if "relationships" in resource:
+        cut["relationships"] = {k: v for k, v in resource["relationships"].items() if k in names}
+    return cut
 
 
 @dataclass
@@ -323,7 +377,11 @@ class FakeAppStore:
         q = request.query
         check_query(
             q,
-            enums={"filter[processingState]": ("PROCESSING", "FAILED", "INVALID", "VALID")},
+            enums={
+                "filter[processingState]": ("PROCESSING", "FAILED", "INVALID", "VALID"),
+                "sort": tuple(f"{d}{k}" for k in BUILD_SORTS for d in ("", "-")),
+                "include": BUILD_INCLUDES,
+            },
             known=("filter[app]", "filter[version]", "filter[id]", "filter[betaGroups]"),
         )
 
@@ -341,7 +399,28 @@ class FakeAppStore:
             and wanted("filter[processingState]", b.processing)
             and wanted("filter[betaGroups]", self._groups_of(b))
         ]
-        return self.listing([b.resource(self.base) for b in found], request)
+        sorts = [s for s in q.get("sort", "").split(",") if s]
+        for key in reversed(sorts):  # the first key sorts last: it decides
+            found.sort(key=_build_key(key.removeprefix("-")), reverse=key.startswith("-"))
+        include = set(filter(None, q.get("include", "").split(",")))
+        if not include:
+            return self.listing([_fields(b.resource(self.base), q) for b in found], request)
+        shown = found[: int(q.get("limit", "50"))]
+        related = {
+            "preReleaseVersion": lambda b: b.pre_release(),
+            "buildBetaDetail": self.train.beta_detail,
+        }
+        data, included = [], []
+        for build in found:
+            resource = build.resource(self.base)
+            for name in include & set(related):
+                target = related[name](build)
+                link = {"type": target["type"], "id": target["id"]}
+                resource["relationships"][name] = {"data": link}
+                if build in shown and target not in included:
+                    included.append(target)
+            data.append(_fields(resource, q))
+        return self.listing(data, request, included=[_fields(i, q) for i in included])
 
     def _groups_of(self, build: AscBuild) -> set[str]:
         return {
@@ -412,11 +491,7 @@ class FakeAppStore:
             for v in self.versions.values()
             if v.app_id == app_id and (wanted is None or v.version_string in wanted.split(","))
         ]
-        return self._doc(
-            [v.resource(self.base) for v in found],
-            request,
-            meta={"paging": {"total": len(found), "limit": 50}},
-        )
+        return self.listing([_fields(v.resource(self.base), request.query) for v in found], request)
 
     async def _get_version(self, request: web.Request) -> web.Response:
         version = self.versions.get(request.match_info["id"])

@@ -390,11 +390,10 @@ class FakeReleaseTrain:
             external = "IN_BETA_TESTING"
         return internal, external
 
-    async def _beta_detail(self, request: web.Request) -> web.Response:
-        check_query(request.query, enums={"include": ("build",)})
-        build = self._build(request.match_info["id"])
+    def beta_detail(self, build: AscBuild) -> dict:
+        """The build's buildBetaDetail resource: its TestFlight states as the train has them."""
         internal, external = self._beta_states(build)
-        detail = {
+        return {
             "type": "buildBetaDetails",
             "id": build.id,
             "attributes": {
@@ -404,6 +403,11 @@ class FakeReleaseTrain:
             },
             "relationships": {"build": {"data": {"type": "builds", "id": build.id}}},
         }
+
+    async def _beta_detail(self, request: web.Request) -> web.Response:
+        check_query(request.query, enums={"include": ("build",)})
+        build = self._build(request.match_info["id"])
+        detail = self.beta_detail(build)
         extra = {"included": [build.resource(self.asc.base)]} if includes(request.query) else {}
         return self.asc.document(detail, request, **extra)
 

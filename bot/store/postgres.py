@@ -28,6 +28,7 @@ from psycopg.types.string import StrDumperUnknown
 from bot.core.model import (
     Approval,
     AuditEntry,
+    Drift,
     Lock,
     NewRequest,
     NoticeRecord,
@@ -43,9 +44,10 @@ from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
 from bot.core.redact import uri_passwords, uri_userinfo
 from bot.core.timing import Timing
-from bot.store import postgres_stages
+from bot.store import postgres_stages, postgres_truth
 from bot.store.answering import Answering, Cut, Watchdog
 from bot.store.postgres_stages import StageRows
+from bot.store.postgres_truth import TruthRows
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -196,10 +198,45 @@ MIGRATIONS: list[tuple[int, str]] = [
         " done_at TIMESTAMPTZ, detail TEXT, seq BIGINT GENERATED ALWAYS AS IDENTITY);"
         " CREATE INDEX IF NOT EXISTS notices_due ON notices (state, next_at)",
     ),
+    # `history <pattern>` matches targets with LIKE: an index whose operator class serves a
+    # pattern's literal start whatever the database's collation.
+    (5, "CREATE INDEX IF NOT EXISTS audit_target_pattern ON audit (target text_pattern_ops)"),
+    # A write to Slack whose answer was lost may land later, over a newer one: the release
+    # message is looked at again once it no longer can (bot/core/delivery.py).
+    (6, "ALTER TABLE requests ADD COLUMN IF NOT EXISTS msg_recheck_at TIMESTAMPTZ"),
+    # Drift, webhooks, sightings and notes (bot/store/postgres_truth.py).
+    (7, postgres_truth.MIGRATION),
     # Stages in order, soak, auto-promotion, schedules (bot/store/postgres_stages.py).
-    (5, postgres_stages.MIGRATION),
+    (8, postgres_stages.MIGRATION),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def history_query(
+    target: str | None, request_id: int | None, limit: int
+) -> tuple[sql.Composed, list[Any]]:
+    """The statement `history` runs, and its parameters: a pattern is matched with LIKE, which
+    the audit_target_pattern index serves for its literal start."""
+    clauses: list[sql.Composable] = []
+    params: list[Any] = []
+    if target and any(c in target for c in "*?"):
+        clauses.append(sql.SQL("target LIKE %s ESCAPE '\\'"))
+        params.append(like_pattern(target))
+    elif target:
+        clauses.append(sql.SQL("target = %s"))
+        params.append(target)
+    if request_id is not None:
+        clauses.append(sql.SQL("request_id = %s"))
+        params.append(request_id)
+    where_sql = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
+    query = sql.SQL("SELECT * FROM audit {} ORDER BY id DESC LIMIT %s").format(where_sql)
+    return query, [*params, limit]
+
+
+def like_pattern(pattern: str) -> str:
+    """An fnmatch pattern (`*`, `?`) as LIKE reads it, `%`, `_` and `\\` taken literally."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
 
 
 def _secrets(url: str) -> set[str]:
@@ -311,7 +348,7 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 
 @_store_errors
-class PostgresStore(_store_errors(StageRows)):
+class PostgresStore(_store_errors(TruthRows), _store_errors(StageRows)):
     # Its calls wait on a network: where a call must not hold the event loop up (health
     # checks, metrics, the ack's one insert), it is made on a worker thread (`call_store`).
     off_loop = True
@@ -608,15 +645,31 @@ class PostgresStore(_store_errors(StageRows)):
         )
 
     def messages_due(self, now: datetime) -> list[int]:
-        """Requests whose release message (or outcome reply) lags behind what is stored."""
+        """Requests whose release message (or outcome reply) lags behind what is stored, or
+        is to be looked at again after a write whose answer was lost."""
         rows = self._rows(
-            "SELECT id FROM requests WHERE message_ts IS NOT NULL"
+            "SELECT id FROM requests WHERE (msg_recheck_at <= %s OR message_ts IS NOT NULL"
             " AND (msg_version > msg_shown OR (state = ANY(%s) AND (thread_posted = 0"
-            " OR (thread_posted = 2 AND thread_until <= %s))))"
+            " OR (thread_posted = 2 AND thread_until <= %s)))))"
             " AND (msg_next_at IS NULL OR msg_next_at <= %s) ORDER BY id",
-            [_FINAL, now, now],
+            [now, _FINAL, now, now],
         )
         return [row["id"] for row in rows]
+
+    def message_unsettled(self, request_id: int, look_at: datetime) -> None:
+        """A write to the release message may still land: look at it again from `look_at`."""
+        self._execute(
+            "UPDATE requests SET msg_recheck_at = GREATEST(msg_recheck_at, %s) WHERE id = %s",
+            [look_at, request_id],
+        )
+
+    def message_settled(self, request_id: int, since: datetime) -> None:
+        """Slack was brought to the stored version by writes sent from `since` on: nothing
+        sent before the look was due can still land over them."""
+        self._execute(
+            "UPDATE requests SET msg_recheck_at = NULL WHERE id = %s AND msg_recheck_at <= %s",
+            [request_id, since],
+        )
 
     def message_shown(self, request_id: int, version: int, *, thread: bool = False) -> None:
         """Slack shows `version` (and the outcome's reply, if `thread`)."""
@@ -863,18 +916,11 @@ class PostgresStore(_store_errors(StageRows)):
     def history(
         self, target: str | None = None, limit: int = 20, *, request_id: int | None = None
     ) -> list[AuditEntry]:
-        """The newest `limit` audit entries, newest first, for one target or request if given."""
-        clauses: list[sql.Composable] = []
-        params: list[Any] = []
-        if target:
-            clauses.append(sql.SQL("target = %s"))
-            params.append(target)
-        if request_id is not None:
-            clauses.append(sql.SQL("request_id = %s"))
-            params.append(request_id)
-        where_sql = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
-        query = sql.SQL("SELECT * FROM audit {} ORDER BY id DESC LIMIT %s").format(where_sql)
-        rows = self._rows(query, [*params, limit])
+        """The newest `limit` audit entries, newest first: of the targets `target` matches (a
+        target, or a pattern with `*` and `?` as fnmatch reads them) and of one request, if
+        given."""
+        query, params = history_query(target, request_id, limit)
+        rows = self._rows(query, params)
         return [
             AuditEntry(
                 at=r["at"],
@@ -1077,6 +1123,8 @@ def _request(row: dict[str, Any], approvals: list[Approval]) -> Request:
         rolls_back=row["rolls_back"],
         msg_version=row["msg_version"],
         copies=json.loads(row["copies"] or "[]"),
+        msg_recheck_at=row.get("msg_recheck_at"),
+        drift=Drift.model_validate_json(row["drift"]) if row.get("drift") else None,
         timing=Timing.model_validate_json(row["timing"]) if row.get("timing") else None,
         due_at=row.get("due_at"),
     )

@@ -20,6 +20,7 @@ import sqlite_utils
 from bot.core.model import (
     Approval,
     AuditEntry,
+    Drift,
     Lock,
     NewRequest,
     NoticeRecord,
@@ -34,8 +35,9 @@ from bot.core.model import (
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
 from bot.core.timing import Timing
-from bot.store import sqlite_stages
+from bot.store import sqlite_stages, sqlite_truth
 from bot.store.sqlite_stages import StageRows
+from bot.store.sqlite_truth import TruthRows
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -86,8 +88,16 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "CREATE INDEX IF NOT EXISTS notices_due ON notices (state, next_at)",
         ),
     ),
+    # `history <request>` reads a request's events; `history <pattern>` matches targets with
+    # GLOB, which the audit_target index serves for a pattern's literal start.
+    (6, ("CREATE INDEX IF NOT EXISTS audit_request ON audit (request_id)",)),
+    # A write to Slack whose answer was lost may land later, over a newer one: the release
+    # message is looked at again once it no longer can (bot/core/delivery.py).
+    (7, ("ALTER TABLE requests ADD COLUMN msg_recheck_at TEXT",)),
+    # Drift, webhooks, sightings and notes (bot/store/sqlite_truth.py).
+    (8, sqlite_truth.MIGRATION),
     # Stages in order, soak, auto-promotion, schedules (bot/store/sqlite_stages.py).
-    (6, sqlite_stages.MIGRATION),
+    (9, sqlite_stages.MIGRATION),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
@@ -138,7 +148,7 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 
 @_store_errors
-class SqliteStore(_store_errors(StageRows)):
+class SqliteStore(_store_errors(TruthRows), _store_errors(StageRows)):
     # A local file, answered in microseconds, on the one thread its connection belongs to:
     # called where it is needed, never on a worker thread (`call_store`).
     off_loop = False
@@ -461,16 +471,35 @@ class SqliteStore(_store_errors(StageRows)):
             )
 
     def messages_due(self, now: datetime) -> list[int]:
-        """Requests whose release message (or outcome reply) lags behind what is stored."""
+        """Requests whose release message (or outcome reply) lags behind what is stored, or
+        is to be looked at again after a write whose answer was lost."""
         finals = ", ".join(f"'{s.value}'" for s in State if s.is_final)
         rows = self._rows(
-            "SELECT id FROM requests WHERE message_ts IS NOT NULL"
+            "SELECT id FROM requests WHERE (msg_recheck_at <= ? OR message_ts IS NOT NULL"
             f" AND (msg_version > msg_shown OR (state IN ({finals}) AND (thread_posted = 0"
-            " OR (thread_posted = 2 AND thread_until <= ?))))"
+            " OR (thread_posted = 2 AND thread_until <= ?)))))"
             " AND (msg_next_at IS NULL OR msg_next_at <= ?) ORDER BY id",
-            [_utc(now), _utc(now)],
+            [_utc(now), _utc(now), _utc(now)],
         )
         return [row["id"] for row in rows]
+
+    def message_unsettled(self, request_id: int, look_at: datetime) -> None:
+        """A write to the release message may still land: look at it again from `look_at`."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET msg_recheck_at = MAX(COALESCE(msg_recheck_at, ''), ?)"
+                " WHERE id = ?",
+                [_utc(look_at), request_id],
+            )
+
+    def message_settled(self, request_id: int, since: datetime) -> None:
+        """Slack was brought to the stored version by writes sent from `since` on: nothing
+        sent before the look was due can still land over them."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET msg_recheck_at = NULL WHERE id = ? AND msg_recheck_at <= ?",
+                [request_id, _utc(since)],
+            )
 
     def message_shown(self, request_id: int, version: int, *, thread: bool = False) -> None:
         """Slack shows `version` (and the outcome's reply, if `thread`)."""
@@ -771,9 +800,14 @@ class SqliteStore(_store_errors(StageRows)):
     def history(
         self, target: str | None = None, limit: int = 20, *, request_id: int | None = None
     ) -> list[AuditEntry]:
-        """The newest `limit` audit entries, newest first, for one target or request if given."""
+        """The newest `limit` audit entries, newest first: of the targets `target` matches (a
+        target, or a pattern with `*` and `?` as fnmatch reads them) and of one request, if
+        given."""
         clauses, params = [], []
-        if target:
+        if target and any(c in target for c in "*?"):
+            clauses.append("target GLOB ?")  # case-sensitive as fnmatchcase; uses audit_target
+            params.append(target.replace("[", "[[]"))
+        elif target:
             clauses.append("target = ?")
             params.append(target)
         if request_id is not None:
@@ -999,9 +1033,15 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         rolls_back=row.get("rolls_back"),
         msg_version=row.get("msg_version", 1),
         copies=json.loads(row.get("copies") or "[]"),
+        msg_recheck_at=_at(row.get("msg_recheck_at")),
+        drift=Drift.model_validate_json(row["drift"]) if row.get("drift") else None,
         timing=Timing.model_validate_json(row["timing"]) if row.get("timing") else None,
         due_at=datetime.fromisoformat(row["due_at"]) if row.get("due_at") else None,
     )
+
+
+def _at(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def _lock(row: dict) -> Lock:

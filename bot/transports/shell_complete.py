@@ -66,13 +66,15 @@ class Word:
 
 @dataclass(frozen=True)
 class Form:
-    """A usage line as words; `provider` is set for a provider's form (it takes --emergency)."""
+    """A usage line as words; `provider` is set for a provider's form (a request's takes
+    --emergency, a look's doesn't)."""
 
     words: tuple[Word, ...]
     provider: ProviderRules | None = None
+    look: bool = False
 
 
-def forms_of(usage: str, provider: ProviderRules | None = None) -> list[Form]:
+def forms_of(usage: str, provider: ProviderRules | None = None, look: bool = False) -> list[Form]:
     """`/promote whop [<app>] <build_id>   e.g. …` → its forms without `/promote`, one with
     and one without each optional word."""
     tokens = usage.split("   e.g.")[0].split()
@@ -85,7 +87,7 @@ def forms_of(usage: str, provider: ProviderRules | None = None) -> list[Form]:
             forms = [variant for f in forms for variant in (f, [*f, word])]
         else:
             forms = [[*f, Word.of(token)] for f in forms]
-    return [Form(tuple(f), provider) for f in forms]
+    return [Form(tuple(f), provider, look) for f in forms]
 
 
 def promote_forms(rules: Rules) -> list[Form]:
@@ -93,7 +95,7 @@ def promote_forms(rules: Rules) -> list[Form]:
         form
         for provider in rules.providers.values()
         for usage in provider.forms
-        for form in forms_of(usage.usage, provider)
+        for form in forms_of(usage.usage, provider, usage.look)
     ]
     return forms + [form for usage in USAGE.values() for form in forms_of(usage)]
 
@@ -156,7 +158,7 @@ class ShellCompleter(Completer):
             if len(done) < len(form.words):
                 verb = form.words[0].literals[0] if form.words[0].literals else ""
                 offers += self._words_for(form.words[len(done)], form.provider, verb, rules)
-            elif form.provider is not None and len(done) == len(form.words):
+            elif form.provider is not None and not form.look and len(done) == len(form.words):
                 offers.append(Offer(EMERGENCY, "break-glass: passes a lock or a freeze"))
                 offers.append(Offer(AT, "run it then: 09:00, tomorrow 09:00, 2026-12-14 09:00"))
         seen: set[str] = set()

@@ -104,12 +104,15 @@ def terminal_writer() -> Callable[[str], None]:
 
 @contextmanager
 def _logs_above_the_line() -> Iterator[None]:
-    """Our log handler writes to the stderr it was given at start-up; point it at the one
-    `patch_stdout` put in place, so a warning doesn't break the line being typed."""
+    """The shell logs to its file (`logs.shell_log`); when that couldn't be opened, our log
+    handler writes to the stderr it was given at start-up: point it at the one `patch_stdout`
+    put in place, so a warning doesn't break the line being typed."""
     handlers = [
         h
         for h in logging.getLogger().handlers
-        if isinstance(h, logging.StreamHandler) and h.get_name() == logs.HANDLER_NAME
+        if isinstance(h, logging.StreamHandler)
+        and h.get_name() == logs.HANDLER_NAME
+        and h.stream in (sys.stderr, sys.__stderr__)
     ]
     before = [h.setStream(sys.stderr) for h in handlers]
     try:
