@@ -25,6 +25,7 @@ from bot.core.freezes import fmt_in
 from bot.core.holds import holds_now, summary
 from bot.core.model import BOT_ACTOR, Action, Reply
 from bot.core.policy import Policy
+from bot.core.ports import StoreError
 from bot.core.ports.stages import AutoPlan
 from bot.core.timing import Live, StageSeen, changed_at, gate, seen_after, windows_for
 
@@ -35,6 +36,8 @@ HELD_RETRY = timedelta(minutes=1)  # one held by a lock or a freeze is looked at
 PER_RUN = 20  # plans carried out by one run of the job, at most
 
 Ask = Callable[..., Awaitable[Reply | None]]  # Lifecycle.ask
+# `Stages.changed`, as the parts that see stages change call it: (things, *, known_at=None).
+StageHook = Callable[..., Awaitable[None]]
 
 
 class Stages:
@@ -82,22 +85,32 @@ class Stages:
     async def changed(
         self, things: Iterable[str | None], *, known_at: datetime | None = None
     ) -> None:
-        """These stages may have changed (`known_at`: they did, then). Plan the promotions
-        that follow them (carried out by the job `due`) and time again the requests soaking
-        in them. A provider that fails is logged; a change the bot knows of is read again
-        by the job until it can be."""
+        """The hook: these stages may have changed (`known_at`: they did, then), as the bot's
+        own promotions, a provider's webhook (bot/core/truth.py) or a background read of a
+        preview (bot/core/drift.py) find. Plan the promotions that follow them (carried out by
+        the job `due`) and time again the requests soaking in them. A provider that fails is
+        logged (a change the bot knows of is read again by the job until it can be); nothing
+        but the store failing is raised to the caller."""
         for thing in dict.fromkeys(t for t in things if t):
-            if known_at is not None:
-                self.known_change(thing, known_at)
-            for action, policy in self.following(thing):
-                try:
-                    await self.plan(action, policy, known=known_at is not None)
-                except ProviderError as exc:
-                    log.warning("reading %s for %s failed: %s", thing, action.target, exc.message)
-                    if known_at is not None:  # planned as unread: the job reads it again
-                        self.ctx.store.auto_plan(action.target, "", self.ctx.clock() + RETRY)
-            if self.retime is not None:
-                await self.retime(thing)
+            try:
+                await self._changed(thing, known_at)
+            except StoreError:
+                raise
+            except Exception:  # what follows a change must not undo the telling of it
+                log.exception("following a change of %s failed", thing)
+
+    async def _changed(self, thing: str, known_at: datetime | None) -> None:
+        if known_at is not None:
+            self.known_change(thing, known_at)
+        for action, policy in self.following(thing):
+            try:
+                await self.plan(action, policy, known=known_at is not None)
+            except ProviderError as exc:
+                log.warning("reading %s for %s failed: %s", thing, action.target, exc.message)
+                if known_at is not None:  # planned as unread: the job reads it again
+                    self.ctx.store.auto_plan(action.target, "", self.ctx.clock() + RETRY)
+        if self.retime is not None:
+            await self.retime(thing)
 
     def following(self, thing: str) -> list[tuple[Action, Policy]]:
         """The promotions the bot asks for itself whose source stage is `thing`."""

@@ -119,6 +119,7 @@ class Workflow:
         self.reads = ReadModels(ctx, self.delivery, self.holds)
         self.drift = DriftWatch(ctx, self.audit, self.delivery, every=drift_every)
         self.truth = Truth(ctx, self.audit, self.delivery, self.drift, self.notices)
+        self.truth.stage_changed = self.drift.stage_changed = self.stages.changed
         # Called with each audit entry once it is recorded (metrics); must not raise or block.
         self.observers: list[Callable[[AuditEntry], None]] = self.audit.observers
 
