@@ -98,6 +98,8 @@ async def test_a_locked_target_at_its_time_does_not_run_and_the_requester_is_tol
     shown = message(world)
     assert "⏸ Did not run at 2026-06-01 08:00 UTC: 🔒 `znyx:*:prod` is locked" in shown
     assert "Its approvals are kept: approve it again once nothing holds it" in shown
+    [note] = [block_text(t["blocks"]) for t in world.thread()]
+    assert note.startswith("⏸ #1: Did not run at 2026-06-01 08:00 UTC: 🔒 `znyx:*:prod` is locked")
     await world.bot.workflow.deliver_due()
     [dm] = [d for d in world.dms(ALICE) if "did not run" in d]
     assert "Your request #1 did not run when its time came" in dm and "incident 4521" in dm
@@ -105,7 +107,8 @@ async def test_a_locked_target_at_its_time_does_not_run_and_the_requester_is_tol
     assert world.znyx.promote_calls == []
     await world.answer("unlock znyx:*:prod", DAVE)
     await world.sender.click(APPROVE, 1, DAVE)  # a person decides it runs now
-    assert "Promoted" in await world.finished()
+    await world.slack.wait_for(lambda s: len(world.thread()) == 2)
+    assert "Promoted" in block_text(world.thread()[-1]["blocks"])
 
 
 async def test_a_scheduled_request_whose_target_moved_does_not_run(world: World) -> None:

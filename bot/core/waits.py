@@ -8,8 +8,8 @@ compare-and-set (`Event.WAIT`), and is kept in the database: the job `due` (`run
 each request whose time came with a claim (compare-and-set), so after any restart, from
 whichever replica, it runs once. Then everything is checked again as for an approval (the
 policy, locks and freezes, the soak, the window, and at the write the provider's own state):
-it runs, waits more (the source changed: the soak clock restarted), or does not run, and the
-requester is told why.
+it runs, waits more (the source changed: the soak clock restarted), or does not run, and why
+is told on its message, in its thread and to the requester.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from bot.core.freezes import fmt_in
 from bot.core.holds import few, summary
 from bot.core.locking import Holds
 from bot.core.model import BOT_ACTOR, Action, Reply, Request, State
+from bot.core.notes import Notes
 from bot.core.notify import HELD, Notices
 from bot.core.policy import Policy
 from bot.core.stages import Stages
@@ -75,6 +76,7 @@ class Waits:
     ) -> None:
         self.ctx, self.audit, self.holds, self.delivery = ctx, audit, holds, delivery
         self.execution, self.notices, self.stages = execution, notices, stages
+        self.notes = Notes(ctx)  # why one did not run, in its thread (posted once)
 
     # --- asking ------------------------------------------------------------------------
 
@@ -277,6 +279,10 @@ class Waits:
         target = request.action.target
         self.audit.record(request.id, BOT_ACTOR, "did not run", target, words or timing.held or "")
         await self.delivery.converge(request.id)
+        if request.message_ts is not None and timing.held:
+            key = f"held:{request.id}:{now:%Y%m%dT%H%M%S}"
+            text = f"⏸ #{request.id}: {timing.held}."
+            await self.notes.tell(key, request.channel, text, thread_ts=request.message_ts)
 
     async def _expire_unapproved(self, request: Request, timing: Timing) -> None:
         """A scheduled request without its approvals when its time came: it expires then."""
