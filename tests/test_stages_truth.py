@@ -14,7 +14,8 @@ import pytest
 
 from bot.cli import scheduler_for
 from bot.core.model import BOT_ACTOR, State
-from tests.conftest import ALICE, CONFIG, ZNYX_WEBHOOK_SECRET, World, block_text
+from bot.transports.slack.blocks import APPROVE
+from tests.conftest import ALICE, BOB, CONFIG, ZNYX_WEBHOOK_SECRET, World, block_text
 
 GUARDRAILS = "proj-guardrails"
 T0 = datetime(2026, 6, 1, 7, 0, tzinfo=UTC)
@@ -125,3 +126,23 @@ async def test_a_soaking_request_is_timed_again_when_a_webhook_says_its_source_m
     assert request.timing.soak_until == T0 + timedelta(minutes=30, hours=2)
     [shown] = world.slack.release_messages(1)
     assert "the soak clock restarted" in block_text(shown["blocks"])
+
+
+async def test_an_unknown_promotion_into_the_source_confirmed_by_znyx_is_followed(
+    running: World,
+) -> None:
+    world = running
+    world.znyx.webhooks.append((world.bot_url + "/webhooks/znyx", ZNYX_WEBHOOK_SECRET))
+    await world.requested("znyx guardrails dev", ALICE)  # #1 dev → staging
+    world.znyx.fail_next(502, "Bad Gateway", after_doing=True)  # it landed; the answer did not
+    await world.sender.click(APPROVE, 1, BOB)
+    await until(lambda: "resolved: succeeded" in [e.event for e in world.bot.store.history()])
+    await until(lambda: "auto-promotion planned" in events(world))  # told once it is known
+    staging = world.znyx.active(GUARDRAILS, "staging")
+    assert staging is not None
+    world.clock.at = T0 + timedelta(hours=2)
+    await until(lambda: world.bot.store.get(2) is not None)
+    await until(lambda: world.bot.store.get(2).state is State.SUCCEEDED)  # type: ignore[union-attr]
+    prod = world.znyx.active(GUARDRAILS, "prod")
+    assert prod is not None and prod.policy_hash == staging.policy_hash
+    assert len(world.znyx.promote_calls) == 2  # #1 once (read, never sent again), then #2

@@ -157,8 +157,6 @@ class Truth:
         told = self.notices.about(request, "succeeded", None)
         if not move(ctx, request.id, Event.CORRECT, outcome=outcome, notices=told):
             return False
-        if self.stage_changed is not None:  # the bot's own change of a stage, known now
-            await self.stage_changed([action.thing], known_at=ctx.clock())
         self.audit.record(
             request.id, BOT_ACTOR, "resolved: succeeded", action.target, outcome.headline
         )
@@ -168,6 +166,8 @@ class Truth:
             "succeeded now."
         )
         await self._confirm(request, text)
+        if self.stage_changed is not None:  # the bot's own change of a stage, known now
+            await self.stage_changed([action.thing], known_at=ctx.clock())
         return True
 
     # --- a thing that moved ----------------------------------------------------------
