@@ -470,7 +470,8 @@ class Bot:
 
     def __init__(self, process: asyncio.subprocess.Process, port: int, slack_url: str) -> None:
         self.process = process
-        self.sender = SlackSender(f"http://127.0.0.1:{port}", SIGNING_SECRET, slack_url)
+        self.url = f"http://127.0.0.1:{port}"
+        self.sender = SlackSender(self.url, SIGNING_SECRET, slack_url)
 
     @classmethod
     async def start(cls, env: dict[str, str], slack_url: str) -> Bot:

@@ -1,5 +1,6 @@
 """Waiting and auto-promotion across real `promote-bot serve` processes: two replicas on one
-database (a SQLite file, and a real PostgreSQL database) open an auto-promotion once, and a
+database (a SQLite file, and a real PostgreSQL database) open an auto-promotion once, whether
+the bot promoted the source or a Znyx webhook told both of a change made outside it, and a
 request waiting for its soak survives a kill -9 and runs once, at its time, after the restart.
 Real time here: soaks of a few seconds."""
 
@@ -14,7 +15,16 @@ from pathlib import Path
 from bot.core.model import BOT_ACTOR, State
 from bot.store import open_any
 from bot.transports.slack.blocks import APPROVE
-from tests.conftest import ALICE, APPROVERS, CONFIG, DAVE, Bot, Fakes, serve_env
+from tests.conftest import (
+    ALICE,
+    APPROVERS,
+    CONFIG,
+    DAVE,
+    ZNYX_WEBHOOK_SECRET,
+    Bot,
+    Fakes,
+    serve_env,
+)
 
 GUARDRAILS = "proj-guardrails"
 
@@ -77,6 +87,45 @@ async def test_two_replicas_open_an_auto_promotion_once(
     assert store.get(3) is None
     prod, staging = f.znyx.active(GUARDRAILS, "prod"), f.znyx.active(GUARDRAILS, "staging")
     assert prod is not None and staging is not None and prod.policy_hash == staging.policy_hash
+    assert [e.event for e in store.history(target="znyx:guardrails:prod")].count("requested") == 1
+
+
+async def test_two_replicas_told_of_a_change_outside_the_bot_open_its_follower_once(
+    tmp_path: Path, fakes: tuple[Fakes, dict[str, str]], shared_db: str
+) -> None:
+    f, urls = fakes
+    env = serve_env(
+        tmp_path, urls, PROMOTE_BOT_DB=shared_db, ZNYX_WEBHOOK_SECRET=ZNYX_WEBHOOK_SECRET
+    )
+    _config(
+        tmp_path,
+        '[policies."znyx:guardrails:prod"]\napprovals = 0\nauto = true\nsoak = "3s"\n'
+        'channel = "C0AUTO"\n',
+    )
+    one, two = await Bot.start(env, urls["slack"]), await Bot.start(env, urls["slack"])
+    # Znyx tells both (two registrations, as two bots on one database would have).
+    f.znyx.webhooks += [(f"{b.url}/webhooks/znyx", ZNYX_WEBHOOK_SECRET) for b in (one, two)]
+    try:
+        new = f.znyx.ui_promote(GUARDRAILS, "dev", by="ui:carol")  # staging, outside the bot
+        assert not isinstance(new, str)
+        changed = time.monotonic()
+        await f.znyx.delivered()
+        assert sorted(f.znyx.deliveries) == [200, 202]  # one takes it; one has seen it before
+        # Both replicas' `due` jobs find the plan due 3 s later: one of them asks, once.
+        await _until(lambda: len(f.znyx.promote_calls) == 1, within=20)
+        assert time.monotonic() - changed >= 2.0  # it soaked first (Znyx stamps in seconds)
+        await asyncio.sleep(2.0)  # time for a second one to appear, if it ever would
+    finally:
+        await one.stop()
+        await two.stop()
+    assert len(_posts(f, "C0AUTO")) == 1
+    assert [c.path.rsplit("/", 2)[-2] for c in f.znyx.promote_calls] == ["staging"]
+    store = open_any(shared_db)
+    auto = store.get(1)
+    assert auto is not None and auto.requester == BOT_ACTOR and auto.state is State.SUCCEEDED
+    assert store.get(2) is None
+    prod = f.znyx.active(GUARDRAILS, "prod")
+    assert prod is not None and prod.policy_hash == new.policy_hash
     assert [e.event for e in store.history(target="znyx:guardrails:prod")].count("requested") == 1
 
 
