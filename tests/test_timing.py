@@ -76,12 +76,21 @@ def test_at_may_come_anywhere_in_a_promote_command_even_after_emergency() -> Non
     assert split_at(["g", "--at", "2026-12-14", "09:00", "staging"])[0] == ["g", "staging"]
 
 
+def test_at_comes_with_the_flag_first_and_in_a_dashed_spelling() -> None:
+    command = parse("--emergency hotfix 12 znyx guardrails staging --at 18:30", RULES)
+    assert isinstance(command, Promote) and command.emergency == "hotfix 12"
+    assert command.at == At(0, time(18, 30), "18:30")
+    command = parse("znyx guardrails staging —at tomorrow 09:00", RULES)  # an em dash
+    assert isinstance(command, Promote) and command.at == At(1, time(9, 0), "tomorrow 09:00")
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [
         ("znyx guardrails staging --at", "`--at` needs a time"),
         ("znyx guardrails staging --at 09:00 --at 10:00", "`--at` comes once"),
         ("znyx guardrails staging --at noon", "`--at noon` is not a time"),
+        ("znyx bundles guardrails --at 10:00", "`--at` is for requests; looking needs none."),
     ],
 )
 def test_a_bad_at_is_a_usage_error(text: str, says: str) -> None:
