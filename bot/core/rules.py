@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 from bot.core.authz import RoleMap
+from bot.core.cdevents import Receiver
 from bot.core.freezes import Freeze, TimeWindow
 from bot.core.model import Action, Outcome, Query, Request, Scope
 from bot.core.policy import Policy, policy_for
@@ -84,6 +85,7 @@ class Rules:
     windows: tuple[TimeWindow, ...] = ()  # the config's [[window]] tables: allow windows
     timezone: str = "UTC"  # the config's top-level `timezone`: how times are shown and read
     channels: Mapping[str, str] = field(default_factory=dict)  # provider → its `channel`
+    notify: tuple[Receiver, ...] = ()  # the config's [[notify]] receivers of events
 
     def policy(self, action: Action) -> Policy:
         """The policy of the action's target; a rollback needs its `rollback_approvals`."""
