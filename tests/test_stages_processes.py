@@ -55,6 +55,21 @@ async def _until(condition: Callable[[], object], within: float) -> None:
             await asyncio.sleep(0.05)
 
 
+def _asked_once(f: Fakes, db: str, request_id: int, sources: list[str]) -> None:
+    """The bot asked for staging → prod once (request `request_id`, the last), posted it in
+    its channel once, and it made prod run what staging runs; Znyx was asked to promote from
+    `sources`, in order."""
+    assert len(_posts(f, "C0AUTO")) == 1
+    assert [c.path.rsplit("/", 2)[-2] for c in f.znyx.promote_calls] == sources
+    store = open_any(db)
+    auto = store.get(request_id)
+    assert auto is not None and auto.requester == BOT_ACTOR and auto.state is State.SUCCEEDED
+    assert store.get(request_id + 1) is None
+    prod, staging = f.znyx.active(GUARDRAILS, "prod"), f.znyx.active(GUARDRAILS, "staging")
+    assert prod is not None and staging is not None and prod.policy_hash == staging.policy_hash
+    assert [e.event for e in store.history(target="znyx:guardrails:prod")].count("requested") == 1
+
+
 async def test_two_replicas_open_an_auto_promotion_once(
     tmp_path: Path, fakes: tuple[Fakes, dict[str, str]], shared_db: str
 ) -> None:
@@ -79,15 +94,7 @@ async def test_two_replicas_open_an_auto_promotion_once(
     finally:
         await one.stop()
         await two.stop()
-    assert len(_posts(f, "C0AUTO")) == 1
-    assert [c.path.rsplit("/", 2)[-2] for c in f.znyx.promote_calls] == ["dev", "staging"]
-    store = open_any(shared_db)
-    auto = store.get(2)
-    assert auto is not None and auto.requester == BOT_ACTOR and auto.state is State.SUCCEEDED
-    assert store.get(3) is None
-    prod, staging = f.znyx.active(GUARDRAILS, "prod"), f.znyx.active(GUARDRAILS, "staging")
-    assert prod is not None and staging is not None and prod.policy_hash == staging.policy_hash
-    assert [e.event for e in store.history(target="znyx:guardrails:prod")].count("requested") == 1
+    _asked_once(f, shared_db, 2, ["dev", "staging"])
 
 
 async def test_two_replicas_told_of_a_change_outside_the_bot_open_its_follower_once(
@@ -118,15 +125,7 @@ async def test_two_replicas_told_of_a_change_outside_the_bot_open_its_follower_o
     finally:
         await one.stop()
         await two.stop()
-    assert len(_posts(f, "C0AUTO")) == 1
-    assert [c.path.rsplit("/", 2)[-2] for c in f.znyx.promote_calls] == ["staging"]
-    store = open_any(shared_db)
-    auto = store.get(1)
-    assert auto is not None and auto.requester == BOT_ACTOR and auto.state is State.SUCCEEDED
-    assert store.get(2) is None
-    prod = f.znyx.active(GUARDRAILS, "prod")
-    assert prod is not None and prod.policy_hash == new.policy_hash
-    assert [e.event for e in store.history(target="znyx:guardrails:prod")].count("requested") == 1
+    _asked_once(f, shared_db, 1, ["staging"])
 
 
 async def test_kill_9_while_a_request_waits_then_restart_it_runs_once_at_its_time(
