@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from bot.core.audit import Audit
@@ -91,6 +91,9 @@ class Execution:
     ) -> None:
         self.ctx, self.audit, self.holds = ctx, audit, holds
         self.delivery, self.leases, self.notices = delivery, leases, notices
+        # Told of each request that succeeded, once it is recorded and shown (a stage the bot
+        # promoted into changed: bot/core/stages.py). Each must not raise.
+        self.landed: list[Callable[[Request], Awaitable[None]]] = []
 
     async def execute(self, request_id: int, user: str) -> Reply | None:
         """Claim the request (compare-and-set to `executing`) and call the provider once.
@@ -211,6 +214,7 @@ class Execution:
         await showing  # the final update must come after the "promoting now" one
         await self.delivery.converge(request_id)
         await self._rolled_back(request_id)
+        await self._landed(request_id)
         return None
 
     def _held_now(self, request: Request, when: str) -> str | None:
@@ -337,7 +341,18 @@ class Execution:
         self.audit.record(request.id, BOT_ACTOR, prefix + event, target, outcome.headline)
         await self.delivery.converge(request.id)
         await self._rolled_back(request.id)
+        await self._landed(request.id)
         return 1
+
+    async def _landed(self, request_id: int) -> None:
+        request = self.ctx.store.get(request_id)
+        if request is None or request.state is not State.SUCCEEDED:
+            return
+        for hook in self.landed:
+            try:
+                await hook(request)
+            except Exception:  # what follows a promotion must not undo its outcome
+                log.exception("what follows the promotion #%s failed", request_id)
 
     async def _rolled_back(self, request_id: int) -> None:
         """When a rollback succeeded: record it against the request it undid, and show

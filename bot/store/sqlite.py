@@ -36,9 +36,11 @@ from bot.core.model import (
 )
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
-from bot.store import sqlite_truth
+from bot.core.timing import Timing
+from bot.store import sqlite_stages, sqlite_truth
 from bot.store.figures import LongReads
 from bot.store.sqlite_reader import SqliteReader
+from bot.store.sqlite_stages import StageRows
 from bot.store.sqlite_truth import TruthRows
 
 T = TypeVar("T")
@@ -120,6 +122,8 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at)",
         ),
     ),
+    # Stages in order, soak, auto-promotion, schedules (bot/store/sqlite_stages.py).
+    (10, sqlite_stages.MIGRATION),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
@@ -173,7 +177,9 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 
 @_store_errors
-class SqliteStore(_store_errors(TruthRows), LongReads):  # long reads: `self.reader`
+class SqliteStore(  # long reads: `self.reader`
+    _store_errors(TruthRows), _store_errors(StageRows), LongReads
+):
     # A local file, answered in microseconds, on the one thread its connection belongs to:
     # called where it is needed, never on a worker thread (`call_store`). Its long reads
     # (figures, the export) are the exception: connections of their own (`self.reader`).
@@ -414,8 +420,8 @@ class SqliteStore(_store_errors(TruthRows), LongReads):  # long reads: `self.rea
             with self.db.conn:
                 cursor = self.db.execute(
                     "INSERT INTO requests (target, thing, action, requester, channel, state,"
-                    " preview, created_at, updated_at, expires_at, rolls_back, emergency)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " preview, created_at, updated_at, expires_at, rolls_back, emergency,"
+                    " timing, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         action.target,
                         action.thing,
@@ -429,6 +435,8 @@ class SqliteStore(_store_errors(TruthRows), LongReads):  # long reads: `self.rea
                         _utc(new.expires_at),
                         new.rolls_back,
                         new.emergency,
+                        new.timing.model_dump_json() if new.timing else None,
+                        _utc(new.due_at) if new.due_at else None,
                     ],
                 )
                 assert cursor.lastrowid is not None
@@ -1186,6 +1194,8 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         copies=json.loads(row.get("copies") or "[]"),
         msg_recheck_at=_at(row.get("msg_recheck_at")),
         drift=Drift.model_validate_json(row["drift"]) if row.get("drift") else None,
+        timing=Timing.model_validate_json(row["timing"]) if row.get("timing") else None,
+        due_at=datetime.fromisoformat(row["due_at"]) if row.get("due_at") else None,
     )
 
 

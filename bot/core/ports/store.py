@@ -21,6 +21,7 @@ from bot.core.model import (
     StepRecord,
 )
 from bot.core.ports.outbox import EventStore
+from bot.core.ports.stages import StageStore
 from bot.core.ports.stats import StatsStore
 
 Notices = Sequence[tuple[str, str]]  # direct messages owed: (person, event)
@@ -399,6 +400,7 @@ class Store(
     StepStore,
     TruthStore,
     NoticeStore,
+    StageStore,
     StatsStore,
     EventStore,
     Protocol,
