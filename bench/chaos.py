@@ -58,7 +58,7 @@ SECRET = "chaos-signing-secret-0123456789abcdef"
 ZNYX_TOKEN = "chaos-znyx-token"
 REQUESTER = "U0ALICE"
 APPROVERS = [f"U0APPROVER{i:02d}" for i in range(50)]
-PROJECTS = 80  # Znyx projects: every request promotes a thing of its own
+PROJECTS = 120  # Znyx projects: every request promotes a thing of its own
 GONE = (httpx.HTTPError, RuntimeError)  # a request to a process killed under it
 LATE = 11.0  # seconds: past the bot's 10 s Slack timeout (bot/cli.py SLACK_TIMEOUT_SECONDS)
 # The Web API methods faults are injected into, and the kinds each may get.
@@ -742,10 +742,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="seed of every random choice")
     parser.add_argument("--requests", type=int, default=5, help="requests of the replica run")
     parser.add_argument("--clickers", type=int, default=50, help="approvals raced per request")
-    parser.add_argument("--per-round", type=int, default=5, help="new requests per chaos round")
-    parser.add_argument(
-        "--fault-rate", type=float, default=0.35, help="share of Slack calls failed"
-    )
+    parser.add_argument("--per-round", type=int, default=8, help="new requests per chaos round")
+    parser.add_argument("--fault-rate", type=float, default=0.5, help="share of Slack calls failed")
     parser.add_argument("--settle", type=float, default=120.0, help="seconds allowed to converge")
     parser.add_argument(
         "--only", choices=("replicas", "chaos", "postgres"), action="append", help="run only these"
