@@ -727,7 +727,7 @@ class Postgres:
     def close(self) -> None:
         self.server.cleanup()
         # pgserver stops only the server it started itself: after a restart, stop that one.
-        with contextlib.suppress(Exception):
+        if (Path(self.server.pgdata) / "postmaster.pid").exists():
             self._ctl(["-w", "-m", "fast", "stop"])
 
 
