@@ -284,6 +284,7 @@ async def connect_slack(
         lease=lease,
         drift_every=settings.promote_bot_drift_seconds,
         events=events,
+        chat_timeout=timedelta(seconds=slack_timeout),
     )
     workflow.observers.append(metrics.on_audit)
     metrics.watch_store(store, workflow.owner)

@@ -94,12 +94,44 @@ async def test_a_timed_out_post_that_never_landed_is_looked_for_once(world: Worl
     assert world.slack.release_messages(1) == []
 
 
-def test_the_store_keeps_when_a_message_is_to_be_looked_at_again(store_factory: Factory) -> None:
-    """On both backends: the latest look is kept, it is due with or without a message, and
-    only writes sent once it was due settle it."""
-    store = store_factory()
-    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-    request_id = store.create_request(
+async def _promoted(world: World) -> None:
+    """#1 asked for, approved and promoted, and every message due now delivered."""
+    await world.requested("znyx guardrails staging", ALICE)
+    await world.sender.click(APPROVE, 1, BOB)
+    await world.slack.wait_for(lambda s: len(world.thread()) == 1)
+    await world.bot.workflow.deliver_due()
+    request = world.bot.store.get(1)
+    assert request is not None and request.state is State.SUCCEEDED
+
+
+async def test_writes_slack_answered_owe_no_second_look(world: World) -> None:
+    """Each write to a release message is recorded before it goes out (a process killed
+    meanwhile leaves the look owed: tests/test_chaos_findings.py); one Slack answered clears
+    it: past the settle time, no update more than the promotion's own."""
+    await _promoted(world)
+    assert world.bot.store.get(1).msg_recheck_at is None  # type: ignore[union-attr]
+    updates = len(world.slack.calls_to("chat.update"))
+    await _settled(world)
+    assert len(world.slack.calls_to("chat.update")) == updates
+
+
+async def test_a_message_slack_refuses_for_good_owes_no_second_look(world: World) -> None:
+    """A write Slack refused was not carried out: no look is owed for it either (a deleted
+    message is not looked at again and again)."""
+    world.slack.fail("chat.update", error="message_not_found", times=None)
+    await _promoted(world)
+    assert world.bot.store.get(1).msg_recheck_at is None  # type: ignore[union-attr]
+    updates = len(world.slack.calls_to("chat.update"))
+    await _settled(world)
+    assert len(world.slack.calls_to("chat.update")) == updates
+
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+second = timedelta(seconds=1)
+
+
+def _requested(store: AnyStore, now: datetime = NOW) -> int:
+    return store.create_request(
         NewRequest(
             ZnyxPromote(org_id="o", project="g", project_id="p", source_env="staging"),
             requester="UALICE",
@@ -109,7 +141,14 @@ def test_the_store_keeps_when_a_message_is_to_be_looked_at_again(store_factory: 
             expires_at=now + timedelta(hours=1),
         )
     ).id
-    second = timedelta(seconds=1)
+
+
+def test_the_store_keeps_when_a_message_is_to_be_looked_at_again(store_factory: Factory) -> None:
+    """On both backends: the latest look is kept, it is due with or without a message, and
+    only writes sent once it was due settle it."""
+    store = store_factory()
+    request_id = _requested(store)
+    now = NOW
     store.message_unsettled(request_id, now + 30 * second)  # a post that may still appear
     store.message_unsettled(request_id, now + 10 * second)  # an earlier one: the later stays
     assert store.get(request_id).msg_recheck_at == now + 30 * second  # type: ignore[union-attr]
@@ -120,3 +159,70 @@ def test_the_store_keeps_when_a_message_is_to_be_looked_at_again(store_factory: 
     store.message_settled(request_id, now + 31 * second)
     assert store.get(request_id).msg_recheck_at is None  # type: ignore[union-attr]
     assert store.messages_due(now + 60 * second) == []
+
+
+def test_a_write_answered_with_nothing_else_in_flight_owes_no_look(
+    store_factory: Factory,
+) -> None:
+    """On both backends: a write recorded before it goes out is due at its time until Slack
+    answers it; once answered, nothing is owed."""
+    store = store_factory()
+    request_id = _requested(store)
+    until = NOW + 40 * second
+    store.message_writing(request_id, NOW, until)
+    assert store.get(request_id).msg_recheck_at == until  # type: ignore[union-attr]
+    assert store.messages_due(until - second) == []
+    assert store.messages_due(until) == [request_id]  # its process was killed, say: looked at
+    store.message_written(request_id, until)
+    assert store.get(request_id).msg_recheck_at is None  # type: ignore[union-attr]
+    assert store.messages_due(NOW + 3600 * second) == []
+
+    # A look owed for a write that can no longer land (due, not done yet) is no reason to
+    # keep this one's: sent after it, this write is that look.
+    store.message_unsettled(request_id, NOW + 30 * second)
+    later = NOW + 31 * second
+    store.message_writing(request_id, later, later + 40 * second)
+    store.message_written(request_id, later + 40 * second)
+    assert store.get(request_id).msg_recheck_at is None  # type: ignore[union-attr]
+
+
+def test_a_write_answered_never_hides_another_that_may_still_land(
+    store_factory: Factory,
+) -> None:
+    """On both backends, two processes (their own connections): a write answered while
+    another is in flight (or while a timed-out one may still land) leaves the look owed,
+    after the later of the two, whichever answers first and whatever their clocks say."""
+    one, two = store_factory(), store_factory()
+    request_id = _requested(one)
+
+    def owed() -> datetime | None:
+        return one.get(request_id).msg_recheck_at  # type: ignore[union-attr]
+
+    # One's write goes out; two's follows while one's is in flight; both are answered.
+    first, then = NOW + 40 * second, NOW + 41 * second
+    one.message_writing(request_id, NOW, first)
+    two.message_writing(request_id, NOW + second, then)
+    two.message_written(request_id, then)
+    one.message_written(request_id, first)
+    due = owed()
+    assert due is not None and then < due <= then + second
+    assert one.messages_due(then) == [] and one.messages_due(due) == [request_id]
+    one.message_settled(request_id, due)  # the look, once nothing more can land
+    assert owed() is None
+
+    # Two's clock is behind: its write may land until before one's would.
+    one.message_writing(request_id, NOW, first)
+    two.message_writing(request_id, NOW - 5 * second, first - 5 * second)
+    one.message_written(request_id, first)  # answered: two's may still land
+    two.message_written(request_id, first - 5 * second)
+    due = owed()
+    assert due is not None and first < due <= first + second
+    one.message_settled(request_id, due)
+
+    # A write whose answer was lost may land until `first`: an answered write sent meanwhile
+    # leaves that look owed.
+    one.message_unsettled(request_id, first)
+    two.message_writing(request_id, NOW + second, then)
+    two.message_written(request_id, then)
+    due = owed()
+    assert due is not None and then < due <= then + second

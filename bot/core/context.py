@@ -20,6 +20,8 @@ DEFAULT_LEASE = timedelta(seconds=30)
 # One execution (reads, the write, the read back) ends within this, whatever the provider does:
 # past it the bot stops waiting and decides by reading the provider, as a recovery would.
 DEFAULT_DEADLINE = timedelta(seconds=60)
+# The longest the chat's client waits for one call (Slack's: bot/cli.py SLACK_TIMEOUT_SECONDS).
+DEFAULT_CHAT_TIMEOUT = timedelta(seconds=10)
 
 
 def utc_now() -> datetime:
@@ -41,3 +43,4 @@ class Context:
     lease: timedelta = DEFAULT_LEASE
     deadline: timedelta = DEFAULT_DEADLINE
     owner: str = field(default_factory=process_name)
+    chat_timeout: timedelta = DEFAULT_CHAT_TIMEOUT

@@ -7,15 +7,18 @@ release message a stopped process never posted is posted; a copy a click reveals
 A write whose answer was lost (a timeout) may still be carried out by Slack later, over a
 newer one: the message is looked at again once that can no longer happen (`MESSAGE_SETTLE`),
 and brought back to the stored version; a post the bot gave up on is looked for then too.
+So that a process killed while Slack holds its write leaves that look owed too, each write is
+recorded in the store before it goes out (`_write`), and cleared once Slack answers it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Literal
+from functools import partial
+from typing import Literal, TypeVar
 
 from bot.core import render, timing
 from bot.core.context import Context
@@ -24,6 +27,7 @@ from bot.core.model import BOT_ACTOR, Request, State
 from bot.core.ports import ChatError, StoreError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How long a process holds the duty of posting an outcome's thread reply: well past the longest
 # post (10 s timeout, a rate-limited wait, 10 s again), so a live post is never doubled; one a
@@ -69,15 +73,13 @@ class Delivery:
     async def post(self, request: Request) -> str:
         """Post `request`'s release message and record it; its reference. ChatError if Slack
         did not take it (a post whose fate is unclear is looked for first, never sent twice)."""
+        view = self.view(request)
         try:
-            ts = await self.ctx.chat.post_request(
-                request.channel, self.view(request), request_id=request.id
-            )
+            send = partial(self.ctx.chat.post_request, request.channel, view, request_id=request.id)
+            ts = await self._write(request.id, send)
         except ChatError as exc:
             found = await self._posted_after_all(request, exc)
-            if found is None:
-                if exc.maybe_done:  # it may still appear: looked for once it no longer can
-                    self._unsettled(request.id)
+            if found is None:  # if it may still appear, it is looked for once it no longer can
                 raise
             ts = found
         self.ctx.store.set_message(request.id, ts, shown=request.msg_version)
@@ -107,10 +109,9 @@ class Delivery:
                 try:
                     for ts in (request.message_ts, *request.copies):
                         try:
-                            await chat.update_request(request.channel, ts, view)
+                            update = partial(chat.update_request, request.channel, ts, view)
+                            await self._write(request_id, update)
                         except ChatError as exc:
-                            if exc.maybe_done:  # it may land later, over a newer update
-                                self._unsettled(request_id)
                             self._unless_gone(request_id, exc, f"the message {ts}")
                     if request.state.is_final:
                         now = self.ctx.clock()
@@ -209,7 +210,8 @@ class Delivery:
                 ts = await chat.find_request(request.channel, request.id, request.created_at)
                 if ts is None:
                     view = self.view(request)
-                    ts = await chat.post_request(request.channel, view, request_id=request.id)
+                    send = partial(chat.post_request, request.channel, view, request_id=request.id)
+                    ts = await self._write(request.id, send)
             except ChatError as exc:
                 log.warning("could not post the release message of #%s: %s", request.id, exc)
                 self._unposted_retry[request.id] = now + UNPOSTED_RETRY
@@ -242,8 +244,26 @@ class Delivery:
         self.ctx.store.set_message(request.id, ts)
         return None
 
-    def _unsettled(self, request_id: int) -> None:
-        self.ctx.store.message_unsettled(request_id, self.ctx.clock() + MESSAGE_SETTLE)
+    async def _write(self, request_id: int, call: Callable[[], Awaitable[T]]) -> T:
+        """One write to a release message (a post, an update), recorded before it goes out as
+        one Slack may carry out until the chat's timeout and the settle time have passed: if
+        this process is killed meanwhile, whoever runs `deliver_due` after that looks at the
+        message. Once Slack answers (or refuses) it, the record is cleared unless another
+        write may still land; a write whose answer was lost keeps it, later if need be."""
+        store = self.ctx.store
+        now = self.ctx.clock()
+        until = now + self.ctx.chat_timeout + MESSAGE_SETTLE
+        store.message_writing(request_id, now, until)
+        try:
+            result = await call()
+        except ChatError as exc:
+            if exc.maybe_done:  # it may land later, over a newer write
+                store.message_unsettled(request_id, self.ctx.clock() + MESSAGE_SETTLE)
+            else:
+                store.message_written(request_id, until)
+            raise
+        store.message_written(request_id, until)
+        return result
 
     async def _posted_after_all(self, request: Request, exc: ChatError) -> str | None:
         """A post whose fate is unclear (reset after sending, a timeout) is not sent blindly

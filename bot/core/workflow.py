@@ -50,7 +50,14 @@ from bot.core.commands import (
     UsageError,
     parse,
 )
-from bot.core.context import DEFAULT_DEADLINE, DEFAULT_LEASE, Context, process_name, utc_now
+from bot.core.context import (
+    DEFAULT_CHAT_TIMEOUT,
+    DEFAULT_DEADLINE,
+    DEFAULT_LEASE,
+    Context,
+    process_name,
+    utc_now,
+)
 from bot.core.delivery import Delivery
 from bot.core.drift import TICK_SECONDS, DriftWatch
 from bot.core.execution import Execution
@@ -90,10 +97,20 @@ class Workflow:
         owner: str | None = None,
         drift_every: float = 300.0,
         events: EventSender | None = None,
+        chat_timeout: timedelta = DEFAULT_CHAT_TIMEOUT,
     ) -> None:
-        """`drift_every`: seconds between two reads of an open request's preview."""
+        """`drift_every`: seconds between two reads of an open request's preview;
+        `chat_timeout`: the longest the chat's client waits for one call."""
         ctx = Context(
-            rules, store, providers, chat, clock, lease, deadline, owner or process_name()
+            rules,
+            store,
+            providers,
+            chat,
+            clock,
+            lease,
+            deadline,
+            owner or process_name(),
+            chat_timeout,
         )
         self.ctx = ctx
         self.store, self.providers, self.chat = store, providers, chat

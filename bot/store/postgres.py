@@ -713,6 +713,24 @@ class PostgresStore(  # long reads: `self.reader`
             [look_at, request_id],
         )
 
+    def message_writing(self, request_id: int, now: datetime, until: datetime) -> None:
+        """A write to the release message may land until `until` (see `Store`). When another
+        may still land, the later time plus a millisecond is kept: never exactly what one
+        writer set, so no writer's `message_written` can clear it."""
+        self._execute(
+            "UPDATE requests SET msg_recheck_at = CASE"
+            " WHEN msg_recheck_at IS NULL OR msg_recheck_at <= %s THEN %s"
+            " ELSE GREATEST(msg_recheck_at, %s) + interval '1 millisecond' END WHERE id = %s",
+            [now, until, until, request_id],
+        )
+
+    def message_written(self, request_id: int, until: datetime) -> None:
+        """Slack answered the write recorded with `until`: cleared if nothing else is owed."""
+        self._execute(
+            "UPDATE requests SET msg_recheck_at = NULL WHERE id = %s AND msg_recheck_at = %s",
+            [request_id, until],
+        )
+
     def message_settled(self, request_id: int, since: datetime) -> None:
         """Slack was brought to the stored version by writes sent from `since` on: nothing
         sent before the look was due can still land over them."""

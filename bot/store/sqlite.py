@@ -544,6 +544,27 @@ class SqliteStore(  # long reads: `self.reader`
                 [_utc(look_at), request_id],
             )
 
+    def message_writing(self, request_id: int, now: datetime, until: datetime) -> None:
+        """A write to the release message may land until `until` (see `Store`). When another
+        may still land, the later time plus a millisecond is kept: never exactly what one
+        writer set, so no writer's `message_written` can clear it."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET msg_recheck_at = CASE"
+                " WHEN msg_recheck_at IS NULL OR msg_recheck_at <= ? THEN ?"
+                " ELSE strftime('%Y-%m-%dT%H:%M:%f+00:00', MAX(msg_recheck_at, ?),"
+                " '+0.001 seconds') END WHERE id = ?",
+                [_utc(now), _utc(until), _utc(until), request_id],
+            )
+
+    def message_written(self, request_id: int, until: datetime) -> None:
+        """Slack answered the write recorded with `until`: cleared if nothing else is owed."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET msg_recheck_at = NULL WHERE id = ? AND msg_recheck_at = ?",
+                [request_id, _utc(until)],
+            )
+
     def message_settled(self, request_id: int, since: datetime) -> None:
         """Slack was brought to the stored version by writes sent from `since` on: nothing
         sent before the look was due can still land over them."""

@@ -130,6 +130,20 @@ class MessageStore(Protocol):
         on (the latest such time is kept); `messages_due` lists it then."""
         ...
 
+    def message_writing(self, request_id: int, now: datetime, until: datetime) -> None:
+        """A write to the release message (a post, an update) is about to go out: it may land
+        until `until`, even if this process is killed meanwhile. Recorded before it is sent,
+        so `messages_due` lists the message from then on unless `message_written` clears it:
+        `until` exactly when nothing else may still land (nothing recorded, or only times
+        past `now`), else later than both `until` and what was recorded."""
+        ...
+
+    def message_written(self, request_id: int, until: datetime) -> None:
+        """Slack answered the write `message_writing` recorded with `until`: no look is owed
+        for it; cleared only while `until` is still exactly what is recorded (compare-and-
+        clear), so another write that may still land is never hidden."""
+        ...
+
     def message_settled(self, request_id: int, since: datetime) -> None:
         """The message was brought to the stored version by writes sent from `since` on: no
         look is owed any more, unless a later one became due after `since`."""
