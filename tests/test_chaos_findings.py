@@ -69,10 +69,6 @@ async def test_an_update_that_lands_after_its_process_was_killed_is_undone(
         store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a command done again after a kill -9 asks again for a rejected request (bench.chaos)",
-)
 async def test_a_command_done_again_after_a_kill_does_not_ask_again(
     tmp_path: Path, fakes: tuple[Fakes, dict[str, str]]
 ) -> None:
