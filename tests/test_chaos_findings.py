@@ -15,8 +15,6 @@ import asyncio
 import signal
 from pathlib import Path
 
-import pytest
-
 from bot.cli import SLACK_TIMEOUT_SECONDS as SLACK_TIMEOUT
 from bot.core.delivery import MESSAGE_SETTLE
 from bot.core.model import State
