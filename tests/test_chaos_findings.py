@@ -18,19 +18,20 @@ from pathlib import Path
 from bot.cli import SLACK_TIMEOUT_SECONDS as SLACK_TIMEOUT
 from bot.core.delivery import MESSAGE_SETTLE
 from bot.core.model import State
-from bot.sandbox.slack import FakeSlack
 from bot.store import SqliteStore
 from bot.transports.slack.blocks import APPROVE, REJECT
 from tests.conftest import ALICE, BOB, Bot, Fakes, block_text, buttons, serve_env
 
-LATE = 4.0  # seconds before the fake Slack carries out the dead process's update
+LATE = 8.0  # seconds before the fake Slack carries out the dead process's update
 
 
 async def test_an_update_that_lands_after_its_process_was_killed_is_undone(
     tmp_path: Path, fakes: tuple[Fakes, dict[str, str]]
 ) -> None:
     f, urls = fakes
-    env = serve_env(tmp_path, urls)
+    # One is killed before it marks its command done: with a long lease, two does not do the
+    # command again (and redraw the message) while this test looks.
+    env = serve_env(tmp_path, urls, PROMOTE_BOT_LEASE_SECONDS="300")
     one, two = await Bot.start(env, urls["slack"]), await Bot.start(env, urls["slack"])
     store = SqliteStore(tmp_path / "shared.db")
     try:
@@ -42,10 +43,14 @@ async def test_an_update_that_lands_after_its_process_was_killed_is_undone(
         assert store.get(1).message_ts is not None  # type: ignore[union-attr]
 
         await two.sender.click(APPROVE, 1, BOB)
+        # Two shows the outcome (its final update, then the reply in the thread) ...
+        await f.slack.wait_for(
+            lambda s: any("thread_ts" in c.args for c in s.channel_posts()), within=15
+        )
         await f.slack.wait_for(lambda s: bool(s.calls_to("late chat.update")), within=15)
         request = store.get(1)
         assert request is not None and request.state is State.SUCCEEDED
-        # The dead process's update landed over the final one: Approve and Reject are back.
+        # ... and the dead process's update lands over it: Approve and Reject are back.
         [shown] = f.slack.release_messages(1)
         assert {APPROVE, REJECT} <= {a for a, _ in buttons(shown["blocks"])}
 
@@ -53,14 +58,13 @@ async def test_an_update_that_lands_after_its_process_was_killed_is_undone(
         # and the settle time have passed since, a run of the deliver job (every 2 s) brings
         # the message back. Two's own writes, made while that one could still land, push the
         # look past theirs (a second or so).
-        def ended(slack: FakeSlack) -> bool:
-            [shown] = slack.release_messages(1)
-            return not {APPROVE, REJECT} & {a for a, _ in buttons(shown["blocks"])}
-
-        await f.slack.wait_for(ended, within=SLACK_TIMEOUT + MESSAGE_SETTLE.total_seconds() + 8)
+        # Once that look's write is answered, nothing is owed any more.
+        async with asyncio.timeout(SLACK_TIMEOUT + MESSAGE_SETTLE.total_seconds() + 8):
+            while store.get(1).msg_recheck_at is not None:  # type: ignore[union-attr]  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
         [shown] = f.slack.release_messages(1)
+        assert not {APPROVE, REJECT} & {a for a, _ in buttons(shown["blocks"])}
         assert "Promoted" in block_text(shown["blocks"])
-        assert store.get(1).msg_recheck_at is None  # type: ignore[union-attr]  # nothing owed
     finally:
         await one.stop()
         await two.stop()
