@@ -243,7 +243,15 @@ async def connect_slack(
     providers = checked.providers
     measured = {name: metrics.measure(provider) for name, provider in providers.items()}
     chat = SlackChat(client, identity.get("url"))
-    workflow = Workflow(rules, store, measured, chat, clock=clock, lease=lease)
+    workflow = Workflow(
+        rules,
+        store,
+        measured,
+        chat,
+        clock=clock,
+        lease=lease,
+        inbox_retention=timedelta(seconds=settings.promote_bot_inbox_retention),
+    )
     workflow.observers.append(metrics.on_audit)
     metrics.watch_store(store, workflow.owner)
     live = LiveRules(
@@ -502,7 +510,14 @@ async def shell(settings: Settings, args: argparse.Namespace) -> int:
             stack.push_async_callback(provider.aclose)
         chat = ShellChat(write)
         lease = timedelta(seconds=settings.promote_bot_lease_seconds)
-        workflow = Workflow(rules, store, providers, chat, lease=lease)
+        workflow = Workflow(
+            rules,
+            store,
+            providers,
+            chat,
+            lease=lease,
+            inbox_retention=timedelta(seconds=settings.promote_bot_inbox_retention),
+        )
         await workflow.recover()
         await workflow.sweep()
         scheduler = Scheduler()

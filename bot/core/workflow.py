@@ -53,6 +53,7 @@ from bot.core.model import AuditEntry, Reply
 from bot.core.notify import Notices
 from bot.core.ports import Chat, Provider, Store
 from bot.core.read_models import ReadModels
+from bot.core.retention import DEFAULT_INBOX_RETENTION, EVERY, Retention
 from bot.core.rules import Rules
 from bot.core.scheduler import Scheduler
 
@@ -75,6 +76,7 @@ class Workflow:
         lease: timedelta = DEFAULT_LEASE,
         deadline: timedelta = DEFAULT_DEADLINE,
         owner: str | None = None,
+        inbox_retention: timedelta = DEFAULT_INBOX_RETENTION,
     ) -> None:
         ctx = Context(
             rules, store, providers, chat, clock, lease, deadline, owner or process_name()
@@ -95,6 +97,7 @@ class Workflow:
             ctx, self.audit, self.holds, self.delivery, self.execution, self.notices
         )
         self.reads = ReadModels(ctx, self.delivery, self.holds)
+        self.retention = Retention(ctx, inbox_retention)
         # Called with each audit entry once it is recorded (metrics); must not raise or block.
         self.observers: list[Callable[[AuditEntry], None]] = self.audit.observers
 
@@ -234,9 +237,8 @@ class Workflow:
         return await self.execution.recover()
 
     async def sweep(self) -> int:
-        """Expire overdue requests, forget old delivery keys, redraw messages a freeze window
-        opening or closing changed; how many expired."""
-        self.store.forget_deliveries(self.clock())
+        """Expire overdue requests, redraw messages a freeze window opening or closing
+        changed; how many expired."""
         expired = await self.lifecycle.expire_due()
         await self.holds.redraw_changed()
         return expired
@@ -246,7 +248,8 @@ class Workflow:
         return await self.delivery.redraw()
 
     def schedule(self, scheduler: Scheduler) -> None:
-        """The core's timed work, as named jobs: expiry, recovery, delivery, leases."""
+        """The core's timed work, as named jobs: expiry, recovery, delivery, leases, and
+        removing acknowledged work past its retention."""
 
         async def renew() -> None:
             self.leases.renew_all()
@@ -255,6 +258,7 @@ class Workflow:
         scheduler.add("expire", self.sweep, EXPIRE_SECONDS)
         scheduler.add("deliver", self.deliver_due, DELIVER_SECONDS)
         scheduler.add("leases", renew, self.leases.every, first=self.leases.every)
+        scheduler.add("retention", self.retention.run, EVERY)
 
     @asynccontextmanager
     async def working(self) -> AsyncIterator[None]:

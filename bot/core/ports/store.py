@@ -158,8 +158,8 @@ class InboxStore(Protocol):
         """Keys of acknowledged work not done that nobody holds."""
         ...
 
-    def forget_deliveries(self, now: datetime) -> int:
-        """Drop finished acknowledged work too old to be redelivered."""
+    def forget_done(self, before: datetime, most: int) -> int:
+        """Remove up to `most` items of work done before `before`, oldest first; how many."""
         ...
 
 
