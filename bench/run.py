@@ -17,28 +17,36 @@ import os
 import platform
 import re
 import signal
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
+from bench.harness import (
+    APPROVER,
+    CONFIG,
+    PROJECTS,
+    REQUESTER,
+    ROOT,
+    ROUNDS,
+    SECRET,
+    Fakes,
+    Process,
+    Things,
+    bench_env,
+    cpu_seconds,
+    load,
+    open_requests,
+    pct,
+    system,
+)
 from bot.providers.appstore import AppStoreExpire, AppStoreProvider, AppStoreToken
 from bot.providers.jwt_auth import load_private_key
 from bot.sandbox import world
-from bot.sandbox.slack_requests import SlackSender
-from bot.web import listening_port
-
-ROOT = Path(__file__).resolve().parents[1]
-SECRET = "bench-signing-secret"
-TOKEN = "xoxb-test-token"  # the fake Slack's token
-REQUESTER, APPROVER = "U_ALICE", "U_BOB"
-COMMAND = "znyx guardrails dev"
 
 TARGETS = {
     "ack p50 ratio": 1.5,
@@ -53,161 +61,6 @@ TARGETS = {
     "idle RSS (MB)": 80.0,
     "App Store tokens signed": 1,
 }
-ROUNDS = 4  # alternations of bot and baselines per concurrency: this machine's speed drifts
-PROJECTS = 900  # Znyx projects seeded: 1,800 things, more than any round promotes
-
-CONFIG = """
-[roles]
-release-manager = ["bundle:publish", "developer:manage_builds"]
-
-[members]
-U_ALICE = ["release-manager"]
-U_BOB = ["release-manager"]
-
-[znyx]
-org = "org-sandbox"
-
-[znyx.projects]
-guardrails = "proj-guardrails"
-
-[policies."znyx:*"]
-approvals = 1
-"""
-CONFIG = CONFIG.replace(
-    'guardrails = "proj-guardrails"\n',
-    'guardrails = "proj-guardrails"\n' + "".join(f'b{i} = "proj-b{i}"\n' for i in range(PROJECTS)),
-)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-class Process:
-    """A server process that prints `listening on http://0.0.0.0:PORT/…` when ready to accept."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.argv, self.env = argv, env
-        self.proc: asyncio.subprocess.Process | None = None
-        self.port = 0
-
-    async def start(self) -> float:
-        """Start it; return seconds from spawn to its first successful signed request."""
-        started = time.perf_counter()
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.argv,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        assert self.proc.stdout is not None
-        self.port = await listening_port(self.proc.stdout)
-        asyncio.get_running_loop().create_task(self._drain())
-        sender = SlackSender(self.url, SECRET, "http://127.0.0.1:9")
-        while (await sender.command("help", REQUESTER)).status_code != 200:  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-        await sender.aclose()
-        return time.perf_counter() - started
-
-    async def _drain(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        while await self.proc.stdout.readline():
-            pass
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def rss_mb(self) -> float:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            await self.proc.wait()
-
-
-async def load(job: dict) -> dict:
-    """Run the load generator in a process of its own."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.load",
-        json.dumps(job),
-        stdout=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-    )
-    out, _ = await proc.communicate()
-    result = json.loads(out)
-    if result["failures"]:
-        raise RuntimeError(f"{result['failures']} requests failed in {job['kind']}")
-    return result
-
-
-@dataclass
-class Fakes:
-    urls: dict[str, str]
-    http: httpx.AsyncClient
-
-    async def stats(self, since: float = 0.0, under: list[str] | None = None) -> dict:
-        """Counts and arrival times since `since`; thread replies only under the messages
-        `under` names, if given (a straggler of an earlier phase is not one of them)."""
-        url = f"{self.urls['stats']}/_stats"
-        if under is None:
-            return (await self.http.get(url, params={"since": since})).json()
-        return (await self.http.post(url, json={"since": since, "under": under})).json()
-
-    async def control(self, **body: object) -> None:
-        await self.http.post(f"{self.urls['stats']}/_control", json=body)
-
-    async def wait(
-        self,
-        key: str,
-        count: int,
-        since: float,
-        within: float = 120,
-        under: list[str] | None = None,
-    ) -> list[float]:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            seen = (await self.stats(since, under))[key]
-            if len(seen) >= count:
-                return sorted(seen)
-            await asyncio.sleep(0.05)
-        raise TimeoutError(f"waited for {count} {key}, saw {len(seen)}")
-
-
-class Things:
-    """Command texts that each promote a thing of their own (a project's dev or staging), so
-    every command does its full work after the ack: preview read, SQLite, release message."""
-
-    def __init__(self, projects: int) -> None:
-        self.texts = [f"znyx b{i} {env}" for env in ("dev", "staging") for i in range(projects)]
-
-        self.fresh = len(self.texts)  # promoted things are taken from the end, once each
-
-    def take(self, db: Path, count: int, *, to_promote: bool = False) -> list[str]:
-        """`count` texts, after closing the open requests of earlier rounds (so none is open).
-        Rounds that only ask reuse the first things; rounds whose requests will be promoted
-        take things never used before (a promoted thing has nothing left to promote)."""
-        with sqlite3.connect(db) as conn:
-            conn.execute(
-                "UPDATE requests SET state = 'cancelled'"
-                " WHERE state IN ('pending', 'approved', 'executing')"
-            )
-        if to_promote:
-            self.fresh -= count
-            texts = self.texts[self.fresh : self.fresh + count]
-        else:
-            texts = self.texts[:count]
-        if len(texts) != count or (not to_promote and count > self.fresh):
-            raise ValueError(f"{count} commands but not enough things left")
-        return texts
 
 
 async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
@@ -225,20 +78,7 @@ async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
     fakes = Fakes(urls, httpx.AsyncClient(timeout=30))
     workdir = Path(tempfile.mkdtemp(prefix="promote-bot-bench-"))
     (workdir / "bench.toml").write_text(CONFIG)
-    env = {
-        **{
-            k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ZNYX_", "PROMOTE_"))
-        },
-        "PYTHONPATH": str(ROOT),
-        "SLACK_BOT_TOKEN": TOKEN,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "SLACK_API_URL": f"{urls['slack']}/api/",
-        "ZNYX_API_URL": urls["znyx"],
-        "ZNYX_TOKEN": world.ZNYX_TOKEN,
-        "PROMOTE_BOT_CONFIG": str(workdir / "bench.toml"),
-        "PORT": "0",
-        **({"PROMOTE_BOT_WORKERS": str(workers)} if workers else {}),
-    }
+    env = bench_env(urls, workdir / "bench.toml", workers)
     things = Things(PROJECTS)
     results: dict[str, float] = {}
     profile_md = ""
@@ -253,7 +93,7 @@ async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
         rss: dict[str, float] = {}
         for i in range(3):
             for name in ("bot", "bare"):
-                proc = _system(name, env, workdir / f"start{i}.db")
+                proc = system(name, env, workdir / f"start{i}.db")
                 starts[name].append(await proc.start())
                 await asyncio.sleep(1.0)
                 rss[name] = proc.rss_mb()
@@ -277,13 +117,13 @@ async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
         )
         results["start to ready (s)"], results["idle RSS (MB)"] = bot_start, rss["bot"]
 
-        bot = _system("bot", env, workdir / "bot.db")
-        bare = _system("bare", env, workdir / "bare.db")
-        strict = _system("strict", env, workdir / "strict.db")
+        bot = system("bot", env, workdir / "bot.db")
+        bare = system("bare", env, workdir / "bare.db")
+        strict = system("strict", env, workdir / "strict.db")
         await bot.start()
         await bare.start()
         await strict.start()
-        db = Path(bot.env["PROMOTE_BOT_DB"])
+        db = bot.db
 
         # 2. slash-command ack latency and throughput at concurrency 1, 32, 128
         worst = dict.fromkeys(
@@ -410,7 +250,7 @@ async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
         # 4. approve click → promote call arriving at the fake provider, one at a time
         await fakes.control(promote_delay=0.0)
         clicks = max(int(100 * scale), 20)
-        opened = await _open_requests(bot, fakes, things, clicks)
+        opened = await open_requests(bot, fakes, things, clicks)
         since = time.time()
         out = await load(
             {
@@ -434,7 +274,7 @@ async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
         await fakes.control(promote_delay=0.2)
         singles_s = []
         for _ in range(3):
-            opened = await _open_requests(bot, fakes, things, 1)
+            opened = await open_requests(bot, fakes, things, 1)
             since = time.time()
             out = await load(
                 {
@@ -450,7 +290,7 @@ async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
             singles_s.append(done - out["sent"][0])
         one = statistics.median(singles_s)
         many = max(int(500 * scale), 50)
-        opened = await _open_requests(bot, fakes, things, many)
+        opened = await open_requests(bot, fakes, things, many)
         spy = await _py_spy(bot, workdir / "profile.txt") if profile else None
         assert bot.proc is not None
         cpu_before = cpu_seconds(bot.proc.pid), cpu_seconds(fakes_proc.pid)
@@ -530,58 +370,6 @@ async def _preview_latency(urls: dict[str, str], config: Path) -> float:
     for provider in providers.values():
         await provider.aclose()
     return statistics.median(took[1:])
-
-
-def _system(name: str, env: dict[str, str], db: Path) -> Process:
-    """ "bot", "bare" (Bolt's defaults, the baseline) or "strict" (bare Bolt answering as its
-    listener returns, as the bot does)."""
-    env = {**env, "PROMOTE_BOT_DB": str(db)}
-    if name == "bot":
-        return Process([sys.executable, "-m", "bot", "serve"], env)
-    if name == "strict":
-        env["BENCH_BEFORE_RESPONSE"] = "1"
-    return Process([sys.executable, "-m", "bench.bare_bolt"], env)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def _open_requests(bot: Process, fakes: Fakes, things: Things, count: int) -> dict:
-    """Open `count` pending requests, each for its own thing; return their ids and the ts of
-    their release messages (what a click on each carries), as a click job's "ids" and "ts"."""
-    since = time.time()
-    db = Path(bot.env["PROMOTE_BOT_DB"])
-    texts = things.take(db, count, to_promote=True)
-    with sqlite3.connect(db) as conn:
-        before = conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]
-    await load(
-        {
-            "url": bot.url,
-            "secret": SECRET,
-            "kind": "command",
-            "texts": texts,
-            "user": REQUESTER,
-            "concurrency": min(count, 32),
-        }
-    )
-    await fakes.wait("posts", count, since)
-    deadline = time.monotonic() + 30
-    while True:  # the ts is stored once the post's answer is back
-        with sqlite3.connect(db) as conn:
-            rows = conn.execute(
-                "SELECT id, message_ts FROM requests WHERE id > ? AND message_ts IS NOT NULL"
-                " ORDER BY id",
-                [before],
-            ).fetchall()
-        if len(rows) >= count or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.05)
-    if len(rows) != count:
-        raise RuntimeError(f"{count} requests opened, {len(rows)} with a release message")
-    return {"ids": [r[0] for r in rows], "ts": [r[1] for r in rows]}
 
 
 async def _py_spy(bot: Process, out: Path) -> asyncio.subprocess.Process:
