@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -63,6 +64,8 @@ from bot.transports.slack.inbox import Inbox
 from bot.transports.slack.startup import SOCKET_LOG, SocketMode, app_token_rejected, identify
 from bot.transports.slack.workers import WorkPool
 from bot.web import LISTENING, WebServer
+from bot.webhooks import PATH as WEBHOOK_PATH
+from bot.webhooks import ZnyxWebhooks
 
 if TYPE_CHECKING:
     from bot.transports.shell import Shell
@@ -77,6 +80,7 @@ T = TypeVar("T")
 SLACK_PATH = "/slack/events"
 SLACK_TIMEOUT_SECONDS = 10
 SLACK_CONNECTIONS = 200
+GROUPS_AT_START_SECONDS = 3.0  # how long start-up waits for the user groups' members
 
 
 async def build_providers(
@@ -108,6 +112,7 @@ class Checked:
     providers: dict[str, Provider]
     store: AnyStore
     metrics: Metrics = field(default_factory=Metrics)
+    webhooks: ZnyxWebhooks | None = None  # POST /webhooks/znyx, when ZNYX_WEBHOOK_SECRET is set
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -130,6 +135,13 @@ class SlackBot:
     inbox: Inbox
     pool: WorkPool
     metrics: Metrics = field(default_factory=Metrics)
+    webhooks: ZnyxWebhooks | None = None  # POST /webhooks/znyx, when ZNYX_WEBHOOK_SECRET is set
+
+    def web_routes(self, app: web.Application) -> web.Application:
+        """Add what `serve` answers on PORT besides Slack and the health endpoints."""
+        if self.webhooks is not None:
+            self.webhooks.add_routes(app)
+        return app
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -190,18 +202,22 @@ async def check_start(
             store.close()
         raise ConfigError("\n".join(problems))
     assert rules is not None and store is not None
-    return Checked(settings, rules, providers, store)
+    checked = Checked(settings, rules, providers, store)
+    checked.webhooks = znyx_webhooks(rules, store, provider_settings, checked.metrics.count_webhook)
+    return checked
 
 
 async def connect_slack(
     checked: Checked,
     clock: Callable[[], datetime] = utc_now,
     on_failure: Callable[[str], None] | None = None,
+    slack_timeout: float = SLACK_TIMEOUT_SECONDS,
 ) -> SlackBot:
     """Check the bot token with Slack (`auth.test`, asked again while Slack can't be reached
     or fails, for PROMOTE_BOT_SLACK_WAIT_SECONDS, each failure told to `on_failure`) and build
     everything `serve` runs. `clock` is what the workflow reads the time from (tests move it
-    across freeze windows). On failure, `checked` is left for the caller to close."""
+    across freeze windows); `slack_timeout` how long a Web API call may take (tests make
+    Slack answer too late). On failure, `checked` is left for the caller to close."""
     settings, rules, store, metrics = (
         checked.settings,
         checked.rules,
@@ -213,12 +229,12 @@ async def connect_slack(
     # slack-sdk applies its `timeout` only to sessions it makes itself: ours carries it.
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=SLACK_CONNECTIONS),
-        timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT_SECONDS),
+        timeout=aiohttp.ClientTimeout(total=slack_timeout),
     )
     client: AsyncWebClient = MeasuredWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=str(settings.slack_api_url),
-        timeout=SLACK_TIMEOUT_SECONDS,
+        timeout=slack_timeout,
         session=session,
         # A 429 was not acted on, so waiting out its Retry-After and sending again is safe.
         # No retry on a dropped connection: a post Slack made would be made twice; the
@@ -226,7 +242,17 @@ async def connect_slack(
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
         metrics=metrics,
     )
-    group_members = SlackGroups(client).members
+    # User groups are looked up by a client that never waits out a rate limit (a Retry-After
+    # of 45 s would hold start-up or the groups job): the job asks again when Slack says.
+    groups_client: AsyncWebClient = MeasuredWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=str(settings.slack_api_url),
+        timeout=slack_timeout,
+        session=session,
+        retry_handlers=[],
+        metrics=metrics,
+    )
+    group_members = SlackGroups(groups_client).members
     # The user groups' members are asked for while auth.test is in flight (two round trips to
     # Slack at once, not one after the other); the answers are taken once the token is good.
     asking = asyncio.create_task(ask_groups(group_members, rules.role_map.groups))
@@ -251,17 +277,21 @@ async def connect_slack(
         clock=clock,
         lease=lease,
         inbox_retention=timedelta(seconds=settings.promote_bot_inbox_retention),
+        drift_every=settings.promote_bot_drift_seconds,
     )
     workflow.observers.append(metrics.on_audit)
     metrics.watch_store(store, workflow.owner)
+    metrics.watch_drift(workflow.drift, providers)
+    webhooks = checked.webhooks.attach(workflow) if checked.webhooks is not None else None
     live = LiveRules(
         workflow,
         settings.promote_bot_config,
         group_members,
         groups_every=settings.promote_bot_groups_refresh,
     )
-    # A failure is logged; the groups' members get no roles yet.
-    await live.refresh_groups(await asking)
+    # A failure is logged; the groups' members get no roles yet. Waited for a moment at most:
+    # serving (and /healthz for a liveness probe) never waits on Slack's user groups.
+    await live.first_lookup(asking, GROUPS_AT_START_SECONDS)
     secret = settings.slack_signing_secret
     inbox = Inbox(workflow, identity, chat.tell)
     pool = WorkPool(inbox, settings.promote_bot_workers)
@@ -275,7 +305,26 @@ async def connect_slack(
         pool=pool,
     )
     time_acks(app, metrics)
-    return SlackBot(settings, store, providers, workflow, app, live, session, inbox, pool, metrics)
+    return SlackBot(
+        settings, store, providers, workflow, app, live, session, inbox, pool, metrics, webhooks
+    )
+
+
+def znyx_webhooks(
+    rules: Rules,
+    store: AnyStore,
+    provider_settings: Mapping[str, Any] | None,
+    count: Callable[[str], None] | None = None,
+) -> ZnyxWebhooks | None:
+    """The receiver of Znyx's webhooks, when ZNYX_WEBHOOK_SECRET is set and Znyx configured
+    (it records deliveries from the start; `attach` it to the workflow to work on them)."""
+    secret = PROVIDERS["znyx"].load_settings(provider_settings).znyx_webhook_secret
+    if secret is None:
+        return None
+    if "znyx" not in rules.providers:
+        log.warning("ZNYX_WEBHOOK_SECRET is set but the config has no [znyx]: no webhooks")
+        return None
+    return ZnyxWebhooks(store, secret.get_secret_value(), count=count)
 
 
 async def start_slack_bot(
@@ -283,11 +332,12 @@ async def start_slack_bot(
     provider_settings: Mapping[str, Any] | None = None,
     problems: Sequence[str] = (),
     clock: Callable[[], datetime] = utc_now,
+    slack_timeout: float = SLACK_TIMEOUT_SECONDS,
 ) -> SlackBot:
     """Check everything (`check_start`), then Slack (`connect_slack`); build what `serve` runs."""
     checked = await check_start(settings, provider_settings, problems)
     try:
-        return await connect_slack(checked, clock)
+        return await connect_slack(checked, clock, slack_timeout=slack_timeout)
     except BaseException:
         await checked.aclose()
         raise
@@ -353,6 +403,8 @@ def scheduler_for(bot: SlackBot) -> Scheduler:
         await bot.inbox.recover(bot.pool.wake)
 
     scheduler.add("inbox", inbox, INBOX_SECONDS)
+    if bot.webhooks is not None:
+        bot.webhooks.schedule(scheduler)
     bot.live.schedule(scheduler)
     bot.metrics.watch_jobs(scheduler)
     return scheduler
@@ -399,6 +451,8 @@ async def serve(settings: Settings, problems: Sequence[str] = ()) -> None:
         application = slack_web_app(endpoint, SLACK_PATH)
         application.middlewares.append(_refusing_while(health.stopping))
         health.add_routes(application)
+    if checked.webhooks is not None:  # recorded from the start, worked on once Slack answered
+        checked.webhooks.add_routes(application)
     bot: SlackBot | None = None
     scheduler = Scheduler()
     try:
@@ -488,8 +542,10 @@ async def shell(settings: Settings, args: argparse.Namespace) -> int:
             print(text, flush=True)
 
     async with AsyncExitStack() as stack:
+        fakes: sandbox.Sandbox | None = None
         if args.sandbox:
-            overrides: dict[str, Any] | None = await sandbox.start_sandbox(stack)
+            fakes = await sandbox.start_world(stack)
+            overrides: dict[str, Any] | None = fakes.settings
             own = read_toml(args.config, setting="--config: ") if args.config else None
             rules = parse_config(
                 sandbox.rehearsal_config(own), source=str(args.config or "sandbox")
@@ -517,18 +573,43 @@ async def shell(settings: Settings, args: argparse.Namespace) -> int:
             chat,
             lease=lease,
             inbox_retention=timedelta(seconds=settings.promote_bot_inbox_retention),
+            drift_every=settings.promote_bot_drift_seconds,
         )
         await workflow.recover()
         await workflow.sweep()
         scheduler = Scheduler()
         workflow.schedule(scheduler)
+        extras = await _sandbox_webhooks(stack, fakes, workflow, scheduler) if fakes else {}
         async with scheduler:
-            shell = Shell(workflow, user, write, may_switch_user=args.sandbox)
+            shell = Shell(workflow, user, write, may_switch_user=args.sandbox, extras=extras)
             if not editing:
                 return await shell.run()
             known = sandbox.USERS if args.sandbox and args.config is None else {}
             return await _edit_lines(shell, known)
     return 0
+
+
+async def _sandbox_webhooks(
+    stack: AsyncExitStack, fakes: Any, workflow: Workflow, scheduler: Scheduler
+) -> dict[str, Any]:
+    """In the sandbox, Znyx's changes come as signed webhooks to a receiver of the shell's
+    own (on a port the OS picks), and `znyx-ui` changes Znyx as someone using its UI would."""
+    from bot.sandbox import world as sandbox
+    from bot.transports.shell import Extra
+
+    secret = secrets.token_hex(16)
+    receiver = ZnyxWebhooks(workflow.store, secret).attach(workflow)
+    receiver.schedule(scheduler)
+    server = await stack.enter_async_context(WebServer(receiver.add_routes(web.Application())))
+    fakes.znyx.webhooks.append((server.url + WEBHOOK_PATH, secret))
+
+    async def ui(user: str, words: list[str]) -> str:
+        said = sandbox.znyx_ui(fakes.znyx, user, words)
+        await fakes.znyx.delivered()  # Znyx's webhook reached the receiver (and was recorded)
+        await receiver.work()  # read now, so what it changed shows before the next prompt
+        return said
+
+    return {"znyx-ui": Extra(sandbox.ZNYX_UI_USAGE, ui)}
 
 
 async def _edit_lines(shell: Shell, people: Mapping[str, str]) -> int:

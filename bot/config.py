@@ -145,6 +145,8 @@ class Settings(BaseSettings):
     # How long acknowledged work is kept once done: Slack delivers a payload again within
     # minutes, and is recognised by its key while it is kept (10 minutes to 30 days).
     promote_bot_inbox_retention: int = Field(default=3600, ge=600, le=30 * 86400)
+    # Seconds between two background reads of an open request's preview (drift).
+    promote_bot_drift_seconds: int = Field(default=300, ge=10, le=86400)
     # How long start-up asks again a Slack that can't be reached or is failing (auth.test).
     promote_bot_slack_wait_seconds: float = Field(default=120.0, ge=0, le=3600)
     log_level: str | None = None  # unset: INFO for serve, WARNING for the shell
@@ -436,6 +438,7 @@ def parse_config(data: dict, source: str = "config") -> Rules:
         policies=dict(file.policies),
         providers=providers,
         unconfigured={n: s.label for n, s in PROVIDERS.items() if n not in providers},
+        provider_scopes={n: frozenset(s.scopes) for n, s in PROVIDERS.items()},
     )
     for pattern, policy in rules.policies.items():
         problem = _policy_problem(rules, pattern, policy)
@@ -448,6 +451,12 @@ def parse_config(data: dict, source: str = "config") -> Rules:
 
 def _policy_problem(rules: Rules, pattern: str, policy: Policy) -> str | None:
     """Why a policy could never apply, or never be met, under this config; None if it can."""
+    emergency = policy.emergency_approvals
+    if emergency is not None and emergency < policy.approvals:
+        return (
+            f"emergency_approvals = {emergency} is below approvals = {policy.approvals}: "
+            "break-glass must never need fewer approvals than the normal path"
+        )
     name = pattern.split(":", 1)[0]
     if name != "*" and name not in rules.providers:
         label = rules.unconfigured.get(name, name)

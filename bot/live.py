@@ -31,6 +31,7 @@ log = logging.getLogger("promote-bot.config")
 
 FILE_CHECK_SECONDS = 3.0  # how often the config file's modification time is looked at
 RETRY_SECONDS = 30.0  # how soon groups are asked for again after Slack failed
+RETRY_AFTER_CAP = 300.0  # a rate limit's Retry-After is honoured up to this
 
 GroupMembers = Callable[[str], Awaitable[frozenset[str]]]
 GroupAnswers = Mapping[str, frozenset[str] | BaseException]  # group → members, or why not
@@ -162,6 +163,7 @@ class LiveRules:
         self._hup = False
         self._redraw = False  # the role map changed: open requests' messages should show it
         self._scheduler: Scheduler | None = None
+        self.groups_due_in = groups_every  # when the groups job looks next (sooner on failure)
 
     # --- the config file -----------------------------------------------------------------
 
@@ -208,7 +210,7 @@ class LiveRules:
         groups = list(self.base.role_map.groups)
         if asked is None or set(asked) != set(groups):
             asked = await ask_groups(self.group_members, groups)
-        ok = True
+        ok, wait = True, RETRY_SECONDS
         for group in groups:
             answer = asked[group]
             if isinstance(answer, frozenset):
@@ -221,10 +223,34 @@ class LiveRules:
                 message = answer.message if isinstance(answer, GroupLookupError) else repr(answer)
                 kept = "keeping the members it had" if group in self.resolved else "no members yet"
                 log.warning("user group %s could not be read (%s); %s", group, message, kept)
+                asked_to_wait = getattr(answer, "retry_after", None)
+                if asked_to_wait is not None:  # Slack said when: then, within reason
+                    wait = max(1.0, min(asked_to_wait, RETRY_AFTER_CAP))
         for gone in set(self.resolved) - set(groups):
             del self.resolved[gone]
+        self.groups_due_in = self.groups_every if ok else min(self.groups_every, wait)
         self._apply()
         return ok
+
+    async def first_lookup(
+        self, asking: asyncio.Future[GroupAnswers], within: float
+    ) -> bool | None:
+        """Start-up's lookup of the groups (asked while the token was checked), waited for
+        `within` seconds at most: past that, the bot serves (its /healthz among it) with the
+        groups unresolved, and the groups job asks again as soon as it starts. Its answer
+        (True if every group answered), or None when it did not come in time."""
+        done, _ = await asyncio.wait({asking}, timeout=within)
+        if not done:
+            asking.cancel()
+            await asyncio.gather(asking, return_exceptions=True)
+            log.warning(
+                "user groups: Slack did not answer within %g s of start-up; their members get "
+                "no roles until it does (asked again in the background)",
+                within,
+            )
+            self.groups_due_in = 0.0
+            return None
+        return await self.refresh_groups(asking.result())
 
     def _apply(self) -> None:
         role_map = self.base.role_map.with_group_members(self.resolved)
@@ -238,7 +264,7 @@ class LiveRules:
         groups every `groups_every` seconds, as jobs `config` and `groups` of `scheduler`."""
         self._scheduler = scheduler
         scheduler.add("config", self.check_file, file_every)
-        scheduler.add("groups", self.check_groups, self.groups_every, first=self.groups_every)
+        scheduler.add("groups", self.check_groups, self.groups_every, first=self.groups_due_in)
 
     async def check_file(self) -> None:
         """Reload on SIGHUP or when the file changed; new groups are asked for at once."""
@@ -254,9 +280,9 @@ class LiveRules:
 
     async def check_groups(self) -> RunAgainIn:
         """Refresh the groups; when to do it next (sooner after a failure)."""
-        ok = await self.refresh_groups()
+        await self.refresh_groups()
         await self._redraw_if_changed()
-        return RunAgainIn(self.groups_every if ok else min(self.groups_every, RETRY_SECONDS))
+        return RunAgainIn(self.groups_due_in)
 
     async def _redraw_if_changed(self) -> None:
         if self._redraw:

@@ -27,11 +27,14 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot.core.drift import OUTCOMES as DRIFT_OUTCOMES
+from bot.core.drift import DriftWatch
 from bot.core.errors import ProviderError
-from bot.core.model import Action, AuditEntry, Outcome, Preview, State
+from bot.core.model import Action, AuditEntry, Drift, Outcome, Preview, State
 from bot.core.ports import Provider
 from bot.core.scheduler import Scheduler
 from bot.core.steps import Steps
+from bot.webhooks import OUTCOMES as WEBHOOK_OUTCOMES
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +112,22 @@ class Metrics:
             ["method"],
             registry=r,
         )
+        self.webhooks = Counter(
+            PREFIX + "webhook_deliveries",
+            "Znyx webhook deliveries by outcome: accepted (recorded, then read), bad_signature, "
+            "duplicate (a body seen before), ignored (not a bundle event), too_large, malformed, "
+            "unavailable (the store failed: Znyx sends it again).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in WEBHOOK_OUTCOMES:  # every series from the start, at 0
+            self.webhooks.labels(outcome=outcome)
         self._stores: list[tuple[CountingStore, str]] = []
         r.register(_StoreGauges(self._stores))
         self._schedulers: list[Scheduler] = []
         r.register(_JobMetrics(self._schedulers))
+        self._drift: list[tuple[DriftWatch, tuple[str, ...]]] = []
+        r.register(_DriftMetrics(self._drift))
 
     def watch_store(self, store: CountingStore, owner: str) -> None:
         """Report requests by state, messages waiting and requests executing (by `owner`,
@@ -122,6 +137,15 @@ class Metrics:
     def watch_jobs(self, scheduler: Scheduler) -> None:
         """Report each timed job's runs, failures, time spent and last success."""
         self._schedulers.append(scheduler)
+
+    def watch_drift(self, drift: DriftWatch, providers: Iterable[str]) -> None:
+        """Report the background reads of previews by provider and outcome, and which
+        providers are paused (they answered 429 or 5xx)."""
+        self._drift.append((drift, tuple(providers)))
+
+    def count_webhook(self, outcome: str) -> None:
+        """A Znyx webhook delivery was answered (`outcome` is one of bot.webhooks.OUTCOMES)."""
+        self.webhooks.labels(outcome=outcome).inc()
 
     def render(self) -> bytes:
         """The Prometheus text format."""
@@ -217,6 +241,38 @@ class _JobMetrics:
         yield from (runs, seconds, last, running)
 
 
+class _DriftMetrics:
+    """The drift job's reads, read at scrape time: one series per configured provider and
+    outcome (fixed sets)."""
+
+    def __init__(self, watched: list[tuple[DriftWatch, tuple[str, ...]]]) -> None:
+        self.watched = watched
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        reads = CounterMetricFamily(
+            PREFIX + "drift_reads",
+            "Previews of open requests read again (drift), by provider and outcome: holds "
+            "(nothing moved), moved (the message now says so), failed.",
+            labels=["provider", "outcome"],
+        )
+        paused = GaugeMetricFamily(
+            PREFIX + "drift_paused",
+            "1 while previews of a provider's requests are not read (it answered 429 or 5xx).",
+            labels=["provider"],
+        )
+        now = datetime.now(UTC)
+        for drift, providers in self.watched:
+            for provider in providers:
+                for outcome in DRIFT_OUTCOMES:
+                    reads.add_metric([provider, outcome], drift.reads[(provider, outcome)])
+                until = drift.paused.get(provider)
+                paused.add_metric([provider], 1.0 if until is not None and until > now else 0.0)
+        yield from (reads, paused)
+
+
 class MeasuredProvider:
     """A provider whose calls are counted and timed; everything else passes through."""
 
@@ -266,6 +322,13 @@ class MeasuredProvider:
             "observe",
             self.provider.observe(action, promoted_by=promoted_by, expect=expect, steps=steps),
             lambda o: "unclear" if o is None else o.state,
+        )
+
+    async def drift(self, action: Action, expect: Mapping[str, str]) -> Drift | None:
+        return await self._timed(
+            "drift",
+            self.provider.drift(action, expect),
+            lambda d: "moved" if d is not None else "holds",
         )
 
     async def aclose(self) -> None:

@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bot.cli import SLACK_PATH, SlackBot, start_slack_bot
+from bot.cli import SLACK_PATH, SLACK_TIMEOUT_SECONDS, SlackBot, start_slack_bot
 from bot.config import Settings
 from bot.core.context import utc_now
 from bot.core.model import State
@@ -47,6 +47,7 @@ BACKOFFICE = "app_backoffice01"
 WHOP_KEY = "whop-api-key-test"
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 ZNYX_TOKEN = "znyx-ci-token"
+ZNYX_WEBHOOK_SECRET = "znyx-webhook-secret-0123456789"
 
 ALICE = "U0ALICE"  # release manager: requests and approves everything
 BOB = "U0BOB"  # policy engineer: bundle:publish
@@ -170,6 +171,7 @@ class World:
     slack_url: str
     clock: ManualClock = field(default_factory=ManualClock)
     provider_settings: dict = field(default_factory=dict)
+    bot_url: str = ""  # where the bot answers HTTP (Slack's events, Znyx's webhooks)
 
     def posted(self) -> list[dict]:
         """Release messages (top-level posts), in order."""
@@ -326,6 +328,12 @@ def slack_groups() -> dict[str, list[str]]:
 
 
 @pytest.fixture
+def slack_timeout() -> float:
+    """How long `world`'s bot waits for a Web API call; a test module may override it."""
+    return SLACK_TIMEOUT_SECONDS
+
+
+@pytest.fixture
 def world_db(tmp_path: Path) -> Path | str:
     """PROMOTE_BOT_DB of `world`: a SQLite file; a test module may override it (e.g. with
     `shared_db`, to run its tests on PostgreSQL too)."""
@@ -334,7 +342,11 @@ def world_db(tmp_path: Path) -> Path | str:
 
 @pytest.fixture
 async def world(
-    tmp_path: Path, config_text: str, slack_groups: dict[str, list[str]], world_db: Path | str
+    tmp_path: Path,
+    config_text: str,
+    slack_groups: dict[str, list[str]],
+    world_db: Path | str,
+    slack_timeout: float,
 ) -> AsyncIterator[World]:
     clock = ManualClock()
     slack = FakeSlack(usergroups=slack_groups, clock=lambda: clock().timestamp())
@@ -369,9 +381,12 @@ async def world(
             "asc_key_id": ASC_KID,
             "asc_private_key": ASC_PEM,
             "asc_private_key_path": None,
+            "znyx_webhook_secret": ZNYX_WEBHOOK_SECRET,
         }
-        bot = await start_slack_bot(settings, provider_settings, clock=clock)
-        web_app = slack_web_app(bot.app, SLACK_PATH)
+        bot = await start_slack_bot(
+            settings, provider_settings, clock=clock, slack_timeout=slack_timeout
+        )
+        web_app = bot.web_routes(slack_web_app(bot.app, SLACK_PATH))
         async with WebServer(web_app) as bot_server:
             sender = SlackSender(bot_server.url, SIGNING_SECRET, slack_server.url)
             try:
@@ -387,6 +402,7 @@ async def world(
                     slack_server.url,
                     clock,
                     provider_settings,
+                    bot_server.url,
                 )
             finally:
                 await sender.aclose()

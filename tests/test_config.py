@@ -33,6 +33,8 @@ def test_policies_that_can_be_met_pass() -> None:
     assert parse_config(ok).policies["znyx:*:prod"].approvals == 1
     self_ok = {**TEAM, "policies": {"znyx:*": {"approvals": 2, "allow_self_approval": True}}}
     assert parse_config(self_ok).policies["znyx:*"].approvals == 2
+    same = {**TEAM, "policies": {"znyx:*": {"approvals": 1, "emergency_approvals": 1}}}
+    assert parse_config(same).policies["znyx:*"].emergency_approvals == 1  # not below: fine
     group = {**TEAM, "members": {**TEAM["members"], "S0LEADS": ["lead", "rm"]}}
     leads = {**group, "policies": {"znyx:*": {"approvals": 3, "approver_roles": ["lead"]}}}
     assert parse_config(leads).policies["znyx:*"].approvals == 3  # the group's size is unknown
@@ -98,6 +100,11 @@ def test_policies_that_can_be_met_pass() -> None:
         (
             {**TEAM, "policies": {"znyx:*:prod": {"emergency_approvals": 2}}},
             "policies.znyx:*:prod: emergency_approvals = 2 can never be met: only 1 configured",
+        ),
+        (
+            {**TEAM, "policies": {"znyx:*:prod": {"approvals": 2, "emergency_approvals": 1}}},
+            "policies.znyx:*:prod: emergency_approvals = 1 is below approvals = 2: break-glass "
+            "must never need fewer approvals than the normal path",
         ),
         (
             {"roles": {}, "policies": {"znyx:*": {"rollback_approvals": -1}}},

@@ -125,11 +125,14 @@ class WhoCanApprove:
 def who_can_approve(
     role_map: RoleMap, policy: Policy, request: Request, limit: int = 5
 ) -> WhoCanApprove:
-    """The groups granting the approver role; when none does, the people who hold it and have
-    not approved yet (not the requester unless the policy lets them)."""
+    """The groups granting the approver role (but one Slack said has nobody in it, or does not
+    exist); when none does, the people who hold it and have not approved yet (not the
+    requester unless the policy lets them)."""
     scope = request.action.scope
     groups = tuple(
-        g for g, roles in role_map.groups.items() if role_map.grants(roles, scope, policy)
+        g
+        for g, roles in role_map.groups.items()
+        if role_map.grants(roles, scope, policy) and role_map.group_members.get(g) != frozenset()
     )
     if groups:
         return WhoCanApprove(groups=groups)
@@ -171,13 +174,19 @@ def approvers_to_tell(
 def approvers_possible(
     role_map: RoleMap, policy: Policy, scope: Scope, requester: str
 ) -> int | None:
-    """How many configured people could approve `requester`'s request under `policy`; None
-    when a user group may approve (its size is known only once Slack answers)."""
-    if any(role_map.grants(roles, scope, policy) for roles in role_map.groups.values()):
-        return None
+    """How many people could approve `requester`'s request under `policy`: configured people
+    and the known members of user groups granting it; None while such a group has not been
+    looked up yet (its size is known only once Slack answers)."""
+    people = set(role_map.members)
+    for group, roles in role_map.groups.items():
+        if role_map.grants(roles, scope, policy):
+            members = role_map.group_members.get(group)
+            if members is None:
+                return None
+            people |= members
     return sum(
         1
-        for u in role_map.members
+        for u in people
         if (u != requester or policy.allow_self_approval)
         and role_map.grants(role_map.roles_of(u), scope, policy)
     )

@@ -4,6 +4,9 @@ stored version, and once the request has ended its outcome is in the thread, onc
 Slack may fail at any moment: a failure is recorded and tried again with backoff (`deliver_due`,
 run by the scheduler); a post whose answer was lost is looked for before it is sent again; a
 release message a stopped process never posted is posted; a copy a click reveals is adopted.
+A write whose answer was lost (a timeout) may still be carried out by Slack later, over a
+newer one: the message is looked at again once that can no longer happen (`MESSAGE_SETTLE`),
+and brought back to the stored version; a post the bot gave up on is looked for then too.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Literal
 
 from bot.core import render
 from bot.core.context import Context
-from bot.core.holds import hold_texts
+from bot.core.holds import hold_texts, unconfigured
 from bot.core.model import Request, State
 from bot.core.ports import ChatError, StoreError
 
@@ -31,6 +34,9 @@ THREAD_SETTLE = timedelta(seconds=30)
 MESSAGE_BACKOFF_CAP = 15  # seconds between tries to bring a message up to date, at most
 UNPOSTED_GRACE = timedelta(seconds=30)  # a live process posts well within this (10 s timeout)
 UNPOSTED_RETRY = timedelta(minutes=1)  # after Slack failed to show or take one, try it again
+# How long after a write to a release message whose answer was lost (the 10 s timeout) it is
+# looked at again: Slack may carry out a call after the bot stopped waiting for it.
+MESSAGE_SETTLE = timedelta(seconds=30)
 
 
 class Delivery:
@@ -42,9 +48,11 @@ class Delivery:
     def view(self, request: Request) -> render.RequestView:
         """The release message of `request` under the rules in force now."""
         rules = self.ctx.rules
-        return render.request_view(
-            request, rules.policy_of(request), rules.role_map, hold_texts(self.ctx, request)
-        )
+        holds = hold_texts(self.ctx, request)
+        gone = unconfigured(self.ctx, request) if request.state.is_open else None
+        if gone:
+            holds = (f"⚠️ {gone}: it can't be approved until it is again", *holds)
+        return render.request_view(request, rules.policy_of(request), rules.role_map, holds)
 
     async def post(self, request: Request) -> str:
         """Post `request`'s release message and record it; its reference. ChatError if Slack
@@ -56,6 +64,8 @@ class Delivery:
         except ChatError as exc:
             found = await self._posted_after_all(request, exc)
             if found is None:
+                if exc.maybe_done:  # it may still appear: looked for once it no longer can
+                    self._unsettled(request.id)
                 raise
             ts = found
         self.ctx.store.set_message(request.id, ts, shown=request.msg_version)
@@ -69,10 +79,16 @@ class Delivery:
         shows the latest now."""
         store, chat = self.ctx.store, self.ctx.chat
         async with self._locks.setdefault(request_id, asyncio.Lock()):
+            started = self.ctx.clock()  # what is sent from now on is later than a late write
             for _ in range(3):  # again if it changed while Slack was being told
                 request = store.get(request_id)
-                if request is None or request.message_ts is None:
+                if request is None:
                     return True
+                if request.message_ts is None:
+                    late = await self._posted_late(request, started)
+                    if late is not None:
+                        return late
+                    continue  # found: bring it up to date
                 version = request.msg_version
                 view = self.view(request)
                 claim: Literal["post", "check"] | None = None
@@ -81,6 +97,8 @@ class Delivery:
                         try:
                             await chat.update_request(request.channel, ts, view)
                         except ChatError as exc:
+                            if exc.maybe_done:  # it may land later, over a newer update
+                                self._unsettled(request_id)
                             self._unless_gone(request_id, exc, f"the message {ts}")
                     if request.state.is_final:
                         now = self.ctx.clock()
@@ -111,6 +129,8 @@ class Delivery:
                     self._failed(request_id, exc)
                     return False
                 store.message_shown(request_id, version, thread=claim is not None)
+                if request.msg_recheck_at is not None and request.msg_recheck_at <= started:
+                    store.message_settled(request_id, started)
                 current = store.get(request_id)
                 if current is None or current.msg_version == version:
                     return True
@@ -188,6 +208,30 @@ class Delivery:
             )
             self.ctx.store.set_message(request.id, ts)
             await self.converge(request.id)
+
+    async def _posted_late(self, request: Request, started: datetime) -> bool | None:
+        """A request with no release message recorded: if a post of it that the bot gave up on
+        (its answer was lost) is due to be looked for, look; None when it was found and is
+        recorded now (to be brought up to date), else whether there is nothing more to do."""
+        due = request.msg_recheck_at
+        if due is None or due > started:
+            return True
+        try:
+            ts = await self.ctx.chat.find_request(request.channel, request.id, request.created_at)
+        except ChatError as exc:
+            self._failed(request.id, exc)
+            return False
+        if ts is None:
+            self.ctx.store.message_settled(request.id, started)
+            return True
+        log.warning(
+            "the release message of #%s was posted late, after all: updating it", request.id
+        )
+        self.ctx.store.set_message(request.id, ts)
+        return None
+
+    def _unsettled(self, request_id: int) -> None:
+        self.ctx.store.message_unsettled(request_id, self.ctx.clock() + MESSAGE_SETTLE)
 
     async def _posted_after_all(self, request: Request, exc: ChatError) -> str | None:
         """A post whose fate is unclear (reset after sending, a timeout) is not sent blindly

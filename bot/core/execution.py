@@ -99,10 +99,9 @@ class Execution:
         before = ctx.store.get(request_id)
         if before is not None and before.state.is_open:
             held = self.holds.stopping(before, "run")
-            if held:
-                target = before.action.target
-                words = summary(self.holds.on(target))  # the audit keeps plain words
-                self.audit.record(request_id, BOT_ACTOR, "held", target, words)
+            if held:  # the audit keeps plain words
+                words = self.holds.held_words(before)
+                self.audit.record(request_id, BOT_ACTOR, "held", before.action.target, words)
                 await self.delivery.touch(request_id)
                 return Reply(
                     held.text + "\nIts approvals are kept: approve it again once nothing holds it."
@@ -132,7 +131,7 @@ class Execution:
         def renew(until: datetime) -> bool:
             return ctx.store.renew(request_id, ctx.owner, until)
 
-        steps = Steps(ctx.store, request_id, ctx.clock)
+        steps = Steps(ctx.store, request_id, ctx.clock, guard=lambda: self._held_now(request))
         try:
             with self.leases.hold(renew):
                 async with asyncio.timeout(ctx.deadline.total_seconds()):
@@ -197,6 +196,17 @@ class Execution:
         await self.delivery.converge(request_id)
         await self._rolled_back(request_id)
         return None
+
+    def _held_now(self, request: Request) -> str | None:
+        """Right before the first write: a lock or a freeze that came while the provider was
+        being read (after the check at the claim) still stops it, unless it is an emergency.
+        In plain words: an outcome's headline is shown as text."""
+        if request.emergency:
+            return None
+        on_hold = self.holds.on(request.action.target)
+        if not on_hold:
+            return None
+        return f"{summary(on_hold)}, while it was starting; request it again once nothing holds it"
 
     async def recover(self) -> int:
         """Resolve requests whose executing process is gone (its lease lapsed), by reading

@@ -3,7 +3,9 @@
 A freeze's targets are the same patterns as policies (`<provider>:*:prod`, `<provider>:*`),
 matched with fnmatch. Window arithmetic works in the freeze's own time zone (zoneinfo), so a weekly
 "Fri 16:00 - Mon 08:00" stays at 16:00 local time across a daylight-saving change; every
-comparison is made in UTC, never on wall-clock times.
+comparison is made in UTC, never on wall-clock times. A local time the clocks skip or repeat
+has one rule (`local_instant`): a window is frozen from the first moment its zone's clock shows
+its start (or a later time, when the clocks skip it) until the first moment it shows its end.
 """
 
 from __future__ import annotations
@@ -90,9 +92,11 @@ class Freeze:
         if self.weekly is None:
             window = self.dated_window()
             return window if window.start <= now < window.end else None
-        start = self._last_weekly_start(now)
-        end = self._weekly_end(start)
-        return Window(start, end) if now < end else None
+        day = self._start_day_of(now)
+        for window in (self.starting_on(day), self.starting_on(day - WEEK)):
+            if window.start <= now < window.end:
+                return window
+        return None
 
     def next_start(self, now: datetime) -> datetime | None:
         """When this freeze next starts after `now` (UTC); None if it never will."""
@@ -100,7 +104,12 @@ class Freeze:
         if self.weekly is None:
             window = self.dated_window()
             return window.start if window.start > now else None
-        return self._weekly_at(self._last_weekly_start(now), 7)
+        day = self._start_day_of(now)
+        for ahead in range(3):  # this week's, or the next one not wholly in a skipped hour
+            window = self.starting_on(day + ahead * WEEK)
+            if window.start > now and window.end > window.start:
+                return window.start
+        return None  # pragma: no cover (a weekly window is at most a day or so of a gap)
 
     def describe(self) -> str:
         """ "Year-end freeze (2026-12-20 00:00 – 2027-01-04 08:00 Europe/Berlin)"."""
@@ -113,42 +122,65 @@ class Freeze:
 
     # --- arithmetic --------------------------------------------------------------------
 
-    def _local(self, day: date, at: time) -> datetime:
-        """The instant (UTC) of a local date and time; in a DST gap, the later side of it."""
-        return datetime.combine(day, at, tzinfo=self.zone).astimezone(UTC)
-
     def dated_window(self) -> Window:
         """The window of a dated freeze, as instants."""
         assert self.start is not None and self.until is not None
         zone = self.zone
-        start = self.start.replace(tzinfo=zone).astimezone(UTC)
-        return Window(start, self.until.replace(tzinfo=zone).astimezone(UTC))
+        return Window(local_instant(self.start, zone), local_instant(self.until, zone))
 
-    def _last_weekly_start(self, now: datetime) -> datetime:
-        """The latest weekly start at or before `now` (UTC)."""
+    def _start_day_of(self, now: datetime) -> date:
+        """The local date of the latest weekly start day on or before `now`'s local date."""
         assert self.weekly is not None
         today = now.astimezone(self.zone).date()
-        back = (today.weekday() - self.weekly.start_day) % 7
-        start = self._local(today - timedelta(days=back), self.weekly.start)
-        return start if start <= now else self._weekly_at(start, -7)
+        return today - timedelta(days=(today.weekday() - self.weekly.start_day) % 7)
 
-    def _weekly_at(self, start: datetime, days: int) -> datetime:
-        """The weekly start `days` days (local calendar days) from the start `start`."""
-        assert self.weekly is not None
-        day = start.astimezone(self.zone).date() + timedelta(days=days)
-        return self._local(day, self.weekly.start)
+    def starting_on(self, day: date) -> Window:
+        """The weekly window that starts on the local date `day` (one of its start days).
+        Its end is the end day and time after it, as the wall clock counts: "Wed 22:00 - Wed
+        06:00" lasts from one Wednesday to the next. Empty when it lies wholly in a gap."""
+        weekly = self.weekly
+        assert weekly is not None
+        days = (weekly.end_day - weekly.start_day) % 7
+        if days == 0 and weekly.end <= weekly.start:
+            days = 7
+        zone = self.zone
+        start = local_instant(datetime.combine(day, weekly.start), zone)
+        until = datetime.combine(day + timedelta(days=days), weekly.end)
+        return Window(start, max(start, local_instant(until, zone)))
 
-    def _weekly_end(self, start: datetime) -> datetime:
-        """The first weekly end after `start`."""
-        assert self.weekly is not None
-        first = start.astimezone(self.zone).date()
-        for ahead in range(8):
-            day = first + timedelta(days=ahead)
-            if day.weekday() == self.weekly.end_day:
-                end = self._local(day, self.weekly.end)
-                if end > start:
-                    return end
-        raise AssertionError("a weekly window always ends within 8 days")  # pragma: no cover
+
+WEEK = timedelta(days=7)
+
+
+def local_instant(wall: datetime, zone: ZoneInfo) -> datetime:
+    """The instant (UTC) of a local date and time (naive) in `zone`: the first moment its clock
+    shows that time, or a later one if it skips it. So a time the clocks skip (spring forward)
+    is the end of the gap (02:30 on the day New York skips 02:00-03:00 is 03:00 EDT), and a time
+    they repeat (fall back) is its first occurrence. A window lasts from the first moment the
+    clock shows its start to the first moment it shows its end: never longer than its
+    wall-clock length plus the hour a fall back adds, and empty if it lies wholly in a gap."""
+    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if first == second:
+        return first
+    earlier, later = sorted((first, second))
+    if earlier.astimezone(zone).replace(tzinfo=None) == wall:  # repeated: the first one
+        return earlier
+    return _gap_end(earlier, later, zone)
+
+
+def _gap_end(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
+    """The instant the zone's offset changes between `before` and `after` (whole seconds, as
+    time zone transitions are)."""
+    offset = before.astimezone(zone).utcoffset()
+    lo, hi = int(before.timestamp()), int(after.timestamp())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, zone).utcoffset() == offset:
+            lo = mid
+        else:
+            hi = mid
+    return datetime.fromtimestamp(hi, UTC)
 
 
 def running(freezes: Sequence[Freeze], now: datetime) -> list[tuple[Freeze, Window]]:

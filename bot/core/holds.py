@@ -85,3 +85,13 @@ def held_text(what: str, on_hold: list[Hold]) -> str:
         "In an emergency, ask with `--emergency <why>` at the end: it needs one more approval."
     )
     return "\n".join(lines)
+
+
+def unconfigured(ctx: Context, request: Request) -> str | None:
+    """Why nothing of `request` may run now because the config has no section for its provider
+    (removed by a reload; the provider's client lives on until a restart), or None."""
+    name = request.action.provider
+    if ctx.rules.provider(name) is not None:
+        return None
+    label = ctx.rules.unconfigured.get(name, name)
+    return f"{label} is no longer configured on this bot (no [{name}] in its config)"

@@ -115,7 +115,9 @@ class Lifecycle:
         try:
             await self.delivery.post(request)
         except ChatError as exc:
-            move(ctx, request.id, Event.CANCEL, by=user)
+            # Should the post appear after all (Slack carried it out late), it shows this.
+            why = f"the release message could not be posted ({exc})"
+            move(ctx, request.id, Event.CANCEL, by=user, reason=why)
             self.audit.record(
                 request.id, user, "cancelled", action.target, f"could not post: {exc}"
             )
@@ -249,9 +251,10 @@ class Lifecycle:
             self.audit.record(request.id, user, "approval refused", target, decision.reason)
             return Reply(decision.reason)
         held = self.holds.stopping(request, "approved")
-        if held:
-            words = summary(self.holds.on(target))  # the audit keeps plain words
-            self.audit.record(request.id, user, "approval refused", target, words)
+        if held:  # the audit keeps plain words
+            self.audit.record(
+                request.id, user, "approval refused", target, self.holds.held_words(request)
+            )
             return held
         gates = request.preview.gates if request.preview else {}
         refused = gate_refusal(policy, gates, target)  # the policy as it is now

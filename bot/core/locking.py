@@ -13,7 +13,7 @@ from bot.core.commands import Unlock
 from bot.core.context import Context
 from bot.core.delivery import Delivery
 from bot.core.freezes import fmt
-from bot.core.holds import Hold, held_text, hold_texts, holds_now
+from bot.core.holds import Hold, held_text, hold_texts, holds_now, summary, unconfigured
 from bot.core.markup import literal
 from bot.core.model import Lock, Reply, Request, Scope, State
 
@@ -37,7 +37,14 @@ class Holds:
         return holds_now(self.ctx, target)
 
     def stopping(self, request: Request, doing: str) -> Reply | None:
-        """The refusal when a lock or a freeze stops `request` now (never for an emergency)."""
+        """The refusal when a lock or a freeze stops `request` now (never for an emergency),
+        or its provider is no longer configured (for an emergency too)."""
+        gone = unconfigured(self.ctx, request)
+        if gone:
+            return Reply(
+                f"#{request.id} can't be {doing} now: {gone}. It can be once it is configured "
+                "again; until then it may be rejected or cancelled."
+            )
         if request.emergency:
             return None
         on_hold = self.on(request.action.target)
@@ -45,13 +52,23 @@ class Holds:
             return None
         return Reply(held_text(f"#{request.id} can't be {doing} now", on_hold))
 
+    def held_words(self, request: Request) -> str:
+        """What `stopping` refused for, in plain words, for the audit log."""
+        return unconfigured(self.ctx, request) or summary(self.on(request.action.target))
+
     def lock_scopes(self, pattern: str) -> tuple[list[str], frozenset[Scope]]:
         """The targets of this config `pattern` matches, and the scopes that lock them."""
         head = pattern.split(":", 1)[0]
         providers = [p for p in self.ctx.rules.providers.values() if fnmatchcase(p.name, head)]
         targets = [t for p in providers for t in p.targets() if fnmatchcase(t, pattern)]
         matched = [p for p in providers if any(fnmatchcase(t, pattern) for t in p.targets())]
-        return targets, frozenset(f.scope for p in matched or providers for f in p.forms if f.scope)
+        scopes = frozenset(f.scope for p in matched or providers for f in p.forms if f.scope)
+        if not scopes:  # a lock of a provider the config no longer has: its own scopes
+            known = self.ctx.rules.provider_scopes
+            scopes = frozenset(s for n, ss in known.items() if fnmatchcase(n, head) for s in ss)
+        if not scopes:  # nothing known matches at all: only whoever holds every scope
+            scopes = frozenset(s for ss in self.ctx.rules.role_map.roles.values() for s in ss)
+        return targets, scopes
 
     def may_lock(self, user: str, command: LockCommand | Unlock) -> Reply | None:
         """Whoever holds the scopes of the targets a pattern covers may lock and unlock it."""

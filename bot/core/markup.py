@@ -10,6 +10,7 @@ after it has turned people and links into words)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from bot.core.authz import WhoCanApprove
@@ -34,6 +35,9 @@ def where_it_is(state: State) -> str:
     return _NOW[state]
 
 
+_PERSON = re.compile(r"^[UW][A-Z0-9_]{2,}$")  # a Slack user id (the shell's too)
+
+
 def literal(text: str) -> str:
     """Outside text as literal text of the markup: `&`, `<` and `>` (Slack's three control
     characters) as entities, and any real control character (an ANSI escape, U+202E) as `�`."""
@@ -51,8 +55,12 @@ def fmt_time(at: datetime) -> str:
 
 
 def user(user_id: str) -> str:
-    """A reference to a person in reply texts; transports show it their own way."""
-    return "the bot" if user_id == BOT_ACTOR else f"<@{user_id}>"
+    """A reference to a person in reply texts; transports show it their own way. An actor
+    that is no Slack user (a provider's own name for who changed something outside the bot)
+    is shown as the words it is."""
+    if user_id == BOT_ACTOR:
+        return "the bot"
+    return f"<@{user_id}>" if _PERSON.match(user_id) else literal(user_id)
 
 
 def group(group_id: str) -> str:

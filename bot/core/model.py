@@ -5,6 +5,7 @@ Actions are declared by the provider modules; the core knows them only through `
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -84,6 +85,13 @@ class Action(BaseModel):
         preview has resolved what it needs to name it."""
         return self.target
 
+    @property
+    def watches(self) -> tuple[str, ...]:
+        """The things whose change makes its preview untrue (its own, and for a promotion
+        from one stage to the next the source too): a provider's word that one of them moved
+        has its preview read again at once."""
+        return (self.thing,) if self.thing else ()
+
 
 def action_from_json(text: str | bytes) -> Action:
     """An action as `Action.model_dump_json` wrote it, as the class of its `kind`."""
@@ -147,6 +155,28 @@ class Preview(BaseModel):
     action: SerializeAsAny[Action] | None = None
 
 
+class Drift(BaseModel):
+    """What a provider shows now that a request's preview did not: the preview no longer
+    holds, so approving it would not promote what was shown (the write would not be sent)."""
+
+    provider: str = ""  # its label, for people ("Znyx"); filled in by the core if left out
+    what: str  # what moved, in the preview's words ("prod's active bundle")
+    then: str  # what the preview showed
+    now: str  # what the provider shows now
+    by: str | None = None  # who the provider says made it so, when it says
+
+    @property
+    def sentence(self) -> str:
+        """ "prod's active bundle: v1 · sha256:… when this was asked, v2 · sha256:… now
+        (published by ci)"."""
+        by = f" (published by {self.by})" if self.by else ""
+        return f"{self.what}: {self.then} when this was asked, {self.now} now{by}"
+
+    def outcome(self) -> Outcome:
+        """The outcome of a write not sent because of it."""
+        return changed(self.what, self.then, self.now)
+
+
 OutcomeState = Literal["succeeded", "failed", "unknown"]
 
 
@@ -161,6 +191,8 @@ class Outcome(BaseModel):
     # provider's words: what a rollback restores, and what it expects to find.
     before: dict[str, str] = {}
     installed: dict[str, str] = {}
+    # When nothing was sent because the provider moved since the preview: what moved.
+    moved: Drift | None = None
 
 
 def changed(what: str, then: str, now: str) -> Outcome:
@@ -169,6 +201,32 @@ def changed(what: str, then: str, now: str) -> Outcome:
         state="failed",
         headline=f"{what} was {then} when this was requested; it is now {now}: "
         "nothing was changed, request again",
+        moved=Drift(what=what, then=then, now=now),
+    )
+
+
+def moved(
+    provider: str,
+    what: str,
+    expect: Mapping[str, str],
+    key: str,
+    now: str,
+    *,
+    then: str | None = None,
+    shown: str | None = None,
+    by: str | None = None,
+) -> Drift | None:
+    """What the preview recorded under `key` against what the provider shows now (`now`, in
+    the same words): None while they agree (or the preview recorded nothing there), else what
+    moved, shown as `then` and `shown` when the recorded words are ids."""
+    if key not in expect or now == expect[key]:
+        return None
+    return Drift(
+        provider=provider,
+        what=what,
+        then=then if then is not None else expect[key] or "none",
+        now=shown if shown is not None else now or "none",
+        by=by,
     )
 
 
@@ -187,6 +245,29 @@ def unclear(provider: str, what: str, check: str) -> Outcome:
     return Outcome(
         state="unknown", headline=f"{provider} shows {what}", check=f"{check} before asking again."
     )
+
+
+class Sighting(BaseModel):
+    """What a provider shows of one thing now (a Znyx environment's active bundle), read
+    because the provider named it (it changed, or a change elsewhere involved it)."""
+
+    provider: str  # its registry name ("znyx")
+    label: str  # its label, for people ("Znyx")
+    thing: str  # as requests name it ("znyx:<project id>:prod")
+    target: str  # as policies and history name it ("znyx:guardrails:prod")
+    place: str  # for people ("guardrails prod")
+    key: str  # what is live there, by the provider's id for it ("" for nothing)
+    shown: str  # how the bot shows it ("v2 · sha256:…", "none")
+    by: str | None = None  # who the provider says put it there
+    at: str | None = None  # when, as the provider says
+    # What is live, as an outcome's `installed` records it: a request whose write installed
+    # exactly this is the bot's own change.
+    record: dict[str, str] = {}
+    # What came before it as the provider lists it, for when the bot has no earlier reading.
+    before: str | None = None
+    # The provider said this thing changed (not only named it, as a promotion's source): with
+    # no earlier reading to compare with, only such a thing is told as changed.
+    said_changed: bool = True
 
 
 class Approval(BaseModel):
@@ -217,6 +298,10 @@ class Request(BaseModel):
     rolled_back_by: int | None = None  # the rollback that undid this one, once it succeeded
     msg_version: int = 1  # bumped by every change its release message must show
     copies: list[str] = []  # other posts of its release message (a retried post), kept in step
+    # When its message is to be looked at again: a write to Slack whose answer was lost may
+    # land late, over a newer one (or a post may appear after the bot gave up on it).
+    msg_recheck_at: datetime | None = None
+    drift: Drift | None = None  # what moved since its preview, as last read (while open)
 
     @property
     def approvers(self) -> list[str]:

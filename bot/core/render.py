@@ -69,6 +69,8 @@ class RequestView:
     emergency: str | None = None  # break-glass: the reason it was asked for anyway
     reason: str | None = None  # why it was rejected or cancelled (people's text, in the markup)
     comments: tuple[tuple[str, str], ...] = ()  # (approver, what they said), in the markup
+    # While open: what moved since its preview, as the provider shows it now (in the markup).
+    drift: str | None = None
 
     @property
     def summary(self) -> str:
@@ -102,6 +104,10 @@ def request_view(
         status += f": {literal(request.outcome.headline)}"
     if request.rolled_back_by is not None:
         status += f" (rolled back by #{request.rolled_back_by})"
+    drift = request.drift if state.is_open else None
+    if drift is not None:
+        moved = literal(f"{drift.what} is {drift.now} now")
+        status = f"⚠️ Out of date: {moved}; approving will not promote it"
     preview = request.preview
     return RequestView(
         request_id=request.id,
@@ -128,6 +134,7 @@ def request_view(
         emergency=literal(request.emergency) if request.emergency else None,
         reason=literal(request.reason) if request.reason else None,
         comments=tuple((a.user, literal(a.comment)) for a in request.approvals if a.comment),
+        drift=literal(f"{drift.provider} shows {drift.sentence}") if drift is not None else None,
     )
 
 

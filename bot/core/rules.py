@@ -65,6 +65,9 @@ class Rules:
     policies: Mapping[str, Policy] = field(default_factory=dict)
     providers: Mapping[str, ProviderRules] = field(default_factory=dict)
     unconfigured: Mapping[str, str] = field(default_factory=dict)  # known provider → its label
+    # every known provider, configured or not → the scopes its actions need (who may lift a lock
+    # left on a provider the config no longer has)
+    provider_scopes: Mapping[str, frozenset[Scope]] = field(default_factory=dict)
     freezes: tuple[Freeze, ...] = ()  # the config's [[freeze]] windows, in file order
 
     def policy(self, action: Action) -> Policy:

@@ -13,6 +13,10 @@ runs the same sequence with the same journal:
 
 Marking is a compare-and-set, so two processes (a stalled one and its recovery) can't both send
 a step. Today's single-write actions are the one-step case.
+
+The core may give the journal a `guard`, run right before the first step is marked and sent:
+what it says stops the execution there, with nothing sent (a lock set while the provider was
+being read before the write).
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ from bot.core.model import StepRecord
 from bot.core.ports.store import StepStore
 
 Result = Mapping[str, Any]  # what a step's write answered, as JSON the journal keeps
+Guard = Callable[[], str | None]  # why nothing may be sent now, or None
+
+
+class Held(ProviderError):
+    """The guard stopped the first write: nothing was sent (the outcome is `failed`)."""
 
 
 class StepUncertain(ProviderUncertain):
@@ -53,11 +62,16 @@ class Steps:
         request_id: int,
         clock: Callable[[], datetime],
         records: list[StepRecord] | None = None,
+        *,
+        guard: Guard | None = None,
     ) -> None:
         self.store = store
         self.request_id = request_id
         self.clock = clock
+        self.guard = guard
         self._records = {r.name: r for r in (records or [])}
+        # Reading only (an `unknown` request looked at again): a step never sent stays unsent.
+        self.reading_only = False
 
     @classmethod
     def in_memory(cls, clock: Callable[[], datetime] | None = None) -> Steps:
@@ -96,7 +110,8 @@ class Steps:
         find: Callable[[], Awaitable[Result | None]] | None = None,
     ) -> Result:
         """Step `name`: its recorded answer if done; else decided by `find` if it was marked
-        sent; else marked, sent once (`send`) and its answer recorded.
+        sent; else marked, sent once (`send`) and its answer recorded. Before the journal's first
+        write, `guard` may stop it (`Held`: nothing was sent).
 
         `find` reads whether the step's write took effect: its result if it did, None if it
         certainly did not. A step that certainly did not take effect is not sent again here
@@ -106,6 +121,12 @@ class Steps:
             return record.result
         if record is not None:
             return await self._decide(name, provider, find)
+        if self.reading_only:
+            raise ProviderError(provider, f"not sent: the step '{name}' was never sent")
+        if self.guard is not None and not self._records:  # right before the first write
+            why = self.guard()
+            if why:
+                raise Held(provider, f"not sent: {why}")
         now = self.clock()
         if not self.store.step_sent(self.request_id, name, now):  # another process has it
             self._records = {r.name: r for r in self.store.steps(self.request_id)}

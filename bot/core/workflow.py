@@ -10,6 +10,7 @@ It wires the concerns together and hands each call to the one that owns it:
 - read_models.py status, history, pending, the App Home
 - audit.py       the audit log
 - notify.py      direct messages: who is owed one, and sending them exactly once
+- drift.py       open requests' previews read again; truth.py what a provider says changed
 - scheduler.py   the timed work of all of them (`schedule`)
 
 Methods return a `Reply` for the person who acted (shown only to them) or None when the
@@ -45,17 +46,19 @@ from bot.core.commands import (
 )
 from bot.core.context import DEFAULT_DEADLINE, DEFAULT_LEASE, Context, process_name, utc_now
 from bot.core.delivery import Delivery
+from bot.core.drift import TICK_SECONDS, DriftWatch
 from bot.core.execution import Execution
 from bot.core.inflight import InFlight, Leases
 from bot.core.lifecycle import Lifecycle
 from bot.core.locking import Holds
-from bot.core.model import AuditEntry, Reply
+from bot.core.model import AuditEntry, Reply, Sighting
 from bot.core.notify import Notices
 from bot.core.ports import Chat, Provider, Store
 from bot.core.read_models import ReadModels
 from bot.core.retention import DEFAULT_INBOX_RETENTION, EVERY, Retention
 from bot.core.rules import Rules
 from bot.core.scheduler import Scheduler
+from bot.core.truth import Truth
 
 __all__ = ["Reply", "Workflow", "utc_now"]
 
@@ -77,7 +80,9 @@ class Workflow:
         deadline: timedelta = DEFAULT_DEADLINE,
         owner: str | None = None,
         inbox_retention: timedelta = DEFAULT_INBOX_RETENTION,
+        drift_every: float = 300.0,
     ) -> None:
+        """`drift_every`: seconds between two reads of an open request's preview."""
         ctx = Context(
             rules, store, providers, chat, clock, lease, deadline, owner or process_name()
         )
@@ -98,6 +103,8 @@ class Workflow:
         )
         self.reads = ReadModels(ctx, self.delivery, self.holds)
         self.retention = Retention(ctx, inbox_retention)
+        self.drift = DriftWatch(ctx, self.audit, self.delivery, every=drift_every)
+        self.truth = Truth(ctx, self.audit, self.delivery, self.drift, self.notices)
         # Called with each audit entry once it is recorded (metrics); must not raise or block.
         self.observers: list[Callable[[AuditEntry], None]] = self.audit.observers
 
@@ -118,12 +125,14 @@ class Workflow:
         """Decide by `rules` from now on (a new config, or new members of its user groups).
 
         The object is replaced, never changed in place: work already under way finishes with
-        the rules it started with. True when the role map or the policies changed."""
+        the rules it started with. True when what open requests' messages show may have
+        changed: the role map, the policies, the freezes, or which providers are configured."""
         old, self.ctx.rules = self.ctx.rules, rules
         return (
             old.role_map != rules.role_map
             or dict(old.policies) != dict(rules.policies)
             or old.freezes != rules.freezes
+            or set(old.providers) != set(rules.providers)
         )
 
     # --- commands ----------------------------------------------------------------------
@@ -190,8 +199,10 @@ class Workflow:
     # --- buttons -----------------------------------------------------------------------
 
     async def approve(self, user: str, request_id: int, comment: str | None = None) -> Reply | None:
-        """Approve (the button, or a form with what the approver says, as typed)."""
-        return await self.lifecycle.approve(user, request_id, comment)
+        """Approve (the button, or a form with what the approver says, as typed), unless the
+        preview no longer holds: then say why, and write nothing."""
+        refusal = await self.drift.refusal(user, request_id)
+        return refusal or await self.lifecycle.approve(user, request_id, comment)
 
     async def reject(self, user: str, request_id: int, reason: str | None) -> Reply | None:
         """Reject, saying why (as typed; required)."""
@@ -213,6 +224,14 @@ class Workflow:
         target = request.action.target if request else None
         self.audit.record(request_id if request else None, user, f"{what} refused", target, why)
 
+    async def sighted(
+        self, sightings: list[Sighting], *, channel: str | None, wait: bool = True
+    ) -> bool:
+        """What a provider shows of things it said changed (a Znyx webhook): resolve, confirm,
+        tell changes made outside the bot in `channel`; False to be called again shortly
+        (one of them is being promoted now, and `wait`)."""
+        return await self.truth.sighted(sightings, channel=channel, wait=wait)
+
     async def adopt(self, request_id: int, channel: str, ts: str) -> bool:
         """A click revealed a copy of the release message: keep it in step from now on."""
         return await self.delivery.adopt(request_id, channel, ts)
@@ -228,17 +247,22 @@ class Workflow:
     # --- timed work and shutdown -------------------------------------------------------
 
     async def deliver_due(self) -> int:
-        """Bring every message that lags behind the store up to date, and send the direct
-        messages owed; how many of both."""
-        return await self.delivery.deliver_due() + await self.notices.deliver_due()
+        """Bring every message that lags behind the store up to date, send the direct
+        messages owed, and post the notes Slack failed to take; how many messages and
+        direct messages."""
+        done = await self.delivery.deliver_due() + await self.notices.deliver_due()
+        await self.truth.notes.post_due()
+        return done
 
     async def recover(self) -> int:
         """Resolve executions whose process is gone, by reading the providers; how many."""
         return await self.execution.recover()
 
     async def sweep(self) -> int:
-        """Expire overdue requests, redraw messages a freeze window opening or closing
-        changed; how many expired."""
+        """Expire overdue requests, forget webhook deliveries and notes too old to come
+        again, redraw messages a freeze window opening or closing changed; how many expired
+        (done inbox work is removed by the `retention` job)."""
+        self.truth.forget()
         expired = await self.lifecycle.expire_due()
         await self.holds.redraw_changed()
         return expired
@@ -248,8 +272,9 @@ class Workflow:
         return await self.delivery.redraw()
 
     def schedule(self, scheduler: Scheduler) -> None:
-        """The core's timed work, as named jobs: expiry, recovery, delivery, leases, and
-        removing acknowledged work past its retention."""
+        """The core's timed work, as named jobs: expiry, recovery, delivery, leases, previews
+        read again (drift), `unknown` requests looked at again (settle), and removing
+        acknowledged work past its retention."""
 
         async def renew() -> None:
             self.leases.renew_all()
@@ -259,6 +284,9 @@ class Workflow:
         scheduler.add("deliver", self.deliver_due, DELIVER_SECONDS)
         scheduler.add("leases", renew, self.leases.every, first=self.leases.every)
         scheduler.add("retention", self.retention.run, EVERY)
+        scheduler.add("drift", self.drift.tick, TICK_SECONDS, timeout=60.0)
+        every = self.drift.every.total_seconds()
+        scheduler.add("settle", self.truth.settle, every, first=every)
 
     @asynccontextmanager
     async def working(self) -> AsyncIterator[None]:

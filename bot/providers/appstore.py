@@ -22,14 +22,16 @@ import httpx
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 
 from bot.core.commands import UsageError, closest, resolve_alias, shown
-from bot.core.errors import ProviderError, ProviderUncertain
+from bot.core.errors import ProviderError, ProviderNotFound, ProviderUncertain
 from bot.core.model import (
     Action,
+    Drift,
     Fact,
     Listing,
     Outcome,
     Preview,
     changed,
+    moved,
     not_done,
     not_sent,
     unclear,
@@ -828,6 +830,35 @@ class AppStoreProvider(HTTPProvider):
         check = f"Check {action.app} in App Store Connect"
         return unclear(LABEL, state, check).model_copy(update={"facts": facts})
 
+    async def drift(
+        self, action: BuildAction | train.TrainAction, expect: Mapping[str, str]
+    ) -> Drift | None:
+        """The build (and the version's build, for attach and detach) read again as the
+        preview read them, compared as the write compares them before it is sent; a train
+        step, as its flow compares before its first write."""
+        if not expect:
+            return None
+        if isinstance(action, train.TrainAction):
+            stop = await self.train[type(action)].check(action, expect)
+            if stop is None:
+                return None
+            return stop.moved or Drift(
+                what=action.title,
+                then="what its message shows",
+                now=stop.headline.removeprefix("not sent: "),
+            )
+        if isinstance(action, AppStoreDetach):
+            return _attached_drift(action, await self.attached(action.version_id), expect)
+        build = await self.build(action)
+        if isinstance(build, str):
+            raise ProviderNotFound(LABEL, build)
+        attached = (
+            await self.attached(action.version_id)
+            if isinstance(action, AppStoreAttach) and action.version_id
+            else None
+        )
+        return _drift_of(action, build, attached, expect)
+
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
@@ -886,16 +917,39 @@ def _moved(
         return not_sent(f"{what} is already declared {build.encryption_text}")
     if isinstance(action, AppStoreAttach) and attached is not None and attached.id == build.id:
         return not_sent(f"{what} is already attached to {action.version}")
-    if "expired" in expect and _yes(build.expired) != expect["expired"]:
-        return changed(f"{what} expired", expect["expired"], _yes(build.expired))
-    if "encryption" in expect and build.encryption_text != expect["encryption"]:
-        return changed(f"{what}'s encryption", expect["encryption"], build.encryption_text)
-    attached_now = attached.id if attached else ""
-    if isinstance(action, AppStoreAttach) and attached_now != expect.get("attached", attached_now):
-        then = expect.get("attached_shown", expect["attached"])
-        now = attached.describe() if attached else "no build"
-        return changed(f"the build attached to {action.app} {action.version}", then, now)
-    return None
+    drift = _drift_of(action, build, attached, expect)
+    return drift.outcome() if drift is not None else None
+
+
+def _drift_of(
+    action: BuildAction, build: Build, attached: Build | None, expect: Mapping[str, str]
+) -> Drift | None:
+    """What moved since the preview: the build's flags, or the build attached to the version."""
+    what = f"build {build.number}"
+    return (
+        moved(LABEL, f"{what} expired", expect, "expired", _yes(build.expired))
+        or moved(LABEL, f"{what}'s encryption", expect, "encryption", build.encryption_text)
+        or (
+            _attached_drift(action, attached, expect)
+            if isinstance(action, AppStoreAttach)
+            else None
+        )
+    )
+
+
+def _attached_drift(
+    action: AppStoreAttach | AppStoreDetach, attached: Build | None, expect: Mapping[str, str]
+) -> Drift | None:
+    """The version has another build attached than the preview showed."""
+    return moved(
+        LABEL,
+        f"the build attached to {action.app} {action.version}",
+        expect,
+        "attached",
+        attached.id if attached else "",
+        then=expect.get("attached_shown") or expect.get("attached") or "no build",
+        shown=attached.describe() if attached else "no build",
+    )
 
 
 def token(settings: AppStoreSettings) -> AppStoreToken:

@@ -136,36 +136,45 @@ class Release:
 
     # --- execution and recovery ----------------------------------------------------------
 
+    async def check(
+        self, action: AppStoreRelease | AppStorePhased, expect: Mapping[str, str]
+    ) -> Outcome | None:
+        """The reads before the first write, compared with the preview: None to go ahead,
+        else why nothing would be sent (a `ProviderError` when they fail)."""
+        assert action.version_id
+        shown = f"{action.app} {action.version}"
+        if isinstance(action, AppStorePhased):
+            phased = await self.client.phased(action.version_id)
+            if phased is None:
+                return not_sent(f"{shown} has no phased release any more")
+            if phased.state != expect.get("phased_state"):
+                then = expect.get("phased_state", "?")
+                return changed(f"the phased release of {shown}", then, phased.state)
+            return None
+        version, attached = await asyncio.gather(
+            self.reads.version(action), self.reads.attached(action.version_id)
+        )
+        if isinstance(version, str):
+            return not_sent(version)
+        state = version_state(version)
+        if state != expect.get("version_state"):
+            return changed(f"{shown}'s state", expect.get("version_state", "?"), state)
+        now = attached.id if attached else ""
+        if now != expect.get("attached", now):
+            then = expect.get("attached") or "no build"
+            shows = attached.describe() if attached else "no build"
+            return changed(f"the build attached to {shown}", then, shows)
+        return None
+
     async def execute(
         self, action: AppStoreRelease | AppStorePhased, expect: Mapping[str, str], steps: Steps
     ) -> Outcome:
-        assert action.version_id
-        shown = f"{action.app} {action.version}"
         try:
-            if isinstance(action, AppStorePhased):
-                phased = await self.client.phased(action.version_id)
-                if phased is None:
-                    return not_sent(f"{shown} has no phased release any more")
-                if phased.state != expect.get("phased_state"):
-                    then = expect.get("phased_state", "?")
-                    return changed(f"the phased release of {shown}", then, phased.state)
-            else:
-                version, attached = await asyncio.gather(
-                    self.reads.version(action), self.reads.attached(action.version_id)
-                )
-                if isinstance(version, str):
-                    return not_sent(version)
-                state = version_state(version)
-                if state != expect.get("version_state"):
-                    return changed(f"{shown}'s state", expect.get("version_state", "?"), state)
-                now = attached.id if attached else ""
-                if now != expect.get("attached", now):
-                    then = expect.get("attached") or "no build"
-                    shows = attached.describe() if attached else "no build"
-                    return changed(f"the build attached to {shown}", then, shows)
+            stop = await self.check(action, expect)
         except ProviderError as exc:
+            shown = f"{action.app} {action.version}"
             return not_sent(f"couldn't read {shown} before the change ({exc.message})")
-        return await self._run(action, expect, steps)
+        return stop or await self._run(action, expect, steps)
 
     async def observe(
         self, action: AppStoreRelease | AppStorePhased, expect: Mapping[str, str], steps: Steps

@@ -169,21 +169,32 @@ class Review:
 
     # --- execution and recovery ----------------------------------------------------------
 
+    async def check(
+        self, action: AppStoreSubmit | AppStoreCancelReview, expect: Mapping[str, str]
+    ) -> Outcome | None:
+        """The reads before the first write, compared with the preview: None to go ahead,
+        else why nothing would be sent (a `ProviderError` when they fail)."""
+        if isinstance(action, AppStoreCancelReview):
+            now = await self.client.submission(action.submission_id)
+            if now.state != expect.get("submission_state"):
+                then = expect.get("submission_state", "?")
+                return changed(f"review submission {now.id}", then, now.state)
+            return None
+        return _moved(action, await self._seen(action), expect)
+
     async def execute(
         self, action: AppStoreSubmit | AppStoreCancelReview, expect: Mapping[str, str], steps: Steps
     ) -> Outcome:
         what = f"{action.app} {action.version}"
         try:
-            if isinstance(action, AppStoreCancelReview):
-                now = await self.client.submission(action.submission_id)
-                if now.state != expect.get("submission_state"):
-                    then = expect.get("submission_state", "?")
-                    return changed(f"review submission {now.id}", then, now.state)
-                return await self._cancel(action, steps)
-            seen = await self._seen(action)
+            stop = await self.check(action, expect)
         except ProviderError as exc:
             return not_sent(f"couldn't read {what} before the change ({exc.message})")
-        return _moved(action, seen, expect) or await self._submit(action, expect, steps)
+        if stop is not None:
+            return stop
+        if isinstance(action, AppStoreCancelReview):
+            return await self._cancel(action, steps)
+        return await self._submit(action, expect, steps)
 
     async def observe(
         self, action: AppStoreSubmit | AppStoreCancelReview, expect: Mapping[str, str], steps: Steps

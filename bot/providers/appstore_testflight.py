@@ -211,13 +211,17 @@ class TestFlight:
 
     # --- execution and recovery ----------------------------------------------------------
 
+    async def check(self, action: InGroup, expect: Mapping[str, str]) -> Outcome | None:
+        """The reads before the first write, compared with the preview: None to go ahead,
+        else why nothing would be sent (a `ProviderError` when they fail)."""
+        return _moved(action, await self._seen(action), expect)
+
     async def execute(self, action: InGroup, expect: Mapping[str, str], steps: Steps) -> Outcome:
         try:
-            seen = await self._seen(action)
+            stop = await self.check(action, expect)
         except ProviderError as exc:
             return not_sent(f"couldn't read build {action.build} before the change ({exc.message})")
-        moved = _moved(action, seen, expect)
-        return moved or await self._run(action, expect, steps)
+        return stop or await self._run(action, expect, steps)
 
     async def observe(
         self, action: InGroup, expect: Mapping[str, str], steps: Steps

@@ -215,6 +215,11 @@ class Flow(Protocol):
 
     async def preview(self, action: Any) -> Preview: ...
 
+    async def check(self, action: Any, expect: Mapping[str, str]) -> Outcome | None:
+        """What `execute` reads before its first write, compared with the preview: None to go
+        ahead, else the outcome of sending nothing (what moved, when that is why)."""
+        ...
+
     async def execute(self, action: Any, expect: Mapping[str, str], steps: Steps) -> Outcome: ...
 
     async def observe(

@@ -30,13 +30,14 @@ from bot.core.commands import UsageError, closest, resolve_alias, shown
 from bot.core.errors import ProviderError, ProviderUncertain
 from bot.core.model import (
     Action,
+    Drift,
     Fact,
     Gate,
     Listing,
     Outcome,
     Preview,
     Query,
-    changed,
+    moved,
     not_done,
     not_sent,
     unclear,
@@ -397,15 +398,10 @@ class WhopProvider(BearerProvider):
             return not_sent(f"couldn't read {action.app}'s builds before promoting ({exc.message})")
         if build.is_production:
             return not_sent(f"{build.id} is already the production {build.platform} build")
-        if "status" in expect and build.status != expect["status"]:
-            return changed(f"build {build.id}'s status", expect["status"], build.status)
         replaced = production.id if production else ""
-        if "production" in expect and replaced != expect["production"]:
-            return changed(
-                f"the production {build.platform} build",
-                expect["production"] or "none",
-                replaced or "none",
-            )
+        drift = _whop_drift(build, expect, production)
+        if drift is not None:
+            return drift.outcome()
         bid = action.build_id
         response = await self.http.write(
             steps,
@@ -465,6 +461,26 @@ class WhopProvider(BearerProvider):
         if "production" in expect and now == expect["production"]:
             return not_done(what)
         return unclear(LABEL, what, f"Check the production {build.platform} build in Whop")
+
+    async def drift(self, action: WhopPromote, expect: Mapping[str, str]) -> Drift | None:
+        """The build and the production build of its platform, read again as the preview
+        read them, compared as the write compares them before it is sent."""
+        if not expect:
+            return None
+        build = await self.build(action.build_id)
+        production, _ = await self.production_build(action, build.platform)
+        return _whop_drift(build, expect, production)
+
+
+def _whop_drift(
+    build: AppBuild, expect: Mapping[str, str], production: AppBuild | None
+) -> Drift | None:
+    """The build's status, or its platform's production build, is not what the preview
+    showed."""
+    now = production.id if production else ""
+    return moved(LABEL, f"build {build.id}'s status", expect, "status", build.status) or moved(
+        LABEL, f"the production {build.platform} build", expect, "production", now
+    )
 
 
 M = TypeVar("M", bound=BaseModel)

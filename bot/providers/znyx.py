@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import ClassVar, Literal
 
 import httpx
@@ -28,12 +28,14 @@ from bot.core.commands import WORD, UsageError, closest, did_you_mean, shown, un
 from bot.core.errors import ProviderError, ProviderNotFound, ProviderUncertain
 from bot.core.model import (
     Action,
+    Drift,
     Fact,
     Listing,
     Outcome,
     Preview,
     Query,
-    changed,
+    Sighting,
+    moved,
     not_done,
     not_sent,
     unclear,
@@ -79,6 +81,10 @@ class ZnyxPromote(Action):
     def thing(self) -> str:
         return f"{NAME}:{self.project_id}:{self.target_env}"
 
+    @property
+    def watches(self) -> tuple[str, ...]:
+        return (self.thing, f"{NAME}:{self.project_id}:{self.source_env}")
+
 
 class ZnyxActivate(Action):
     """Make an explicit bundle version of an environment its active bundle (`undoing` set:
@@ -122,11 +128,23 @@ class ZnyxBundles(Query):
     envs: tuple[str, ...]
 
 
+SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9_]{2,}$")
+
+
 class ZnyxSection(Section):
-    """`[znyx]`: the org, and short names for its projects."""
+    """`[znyx]`: the org, short names for its projects, and the channel where changes made
+    outside the bot are told (from Znyx's webhooks)."""
 
     org: str
     projects: dict[str, str] = Field(default_factory=dict)
+    channel: str | None = None
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, v: str | None) -> str | None:
+        if v is not None and not SLACK_CHANNEL.match(v):
+            raise ValueError(f"{v!r} is not a Slack channel id (like C012AB3CD)")
+        return v
 
     @field_validator("org")
     @classmethod
@@ -144,6 +162,7 @@ class ZnyxSection(Section):
 class ZnyxSettings(ProviderSettings):
     znyx_api_url: AnyHttpUrl = AnyHttpUrl("https://api.znyx.ai")
     znyx_token: SecretStr | None = None
+    znyx_webhook_secret: SecretStr | None = None  # unset: POST /webhooks/znyx is 404
 
 
 USAGE = "/promote znyx <project> <source_env>   e.g. /promote znyx guardrails staging"
@@ -347,21 +366,21 @@ class ZnyxProvider(BearerProvider):
 
     @staticmethod
     def _env_path(action: ZnyxAction | ZnyxBundles, env: str) -> str:
-        return (
-            f"v1/orgs/{segment(action.org_id)}/projects/{segment(action.project_id)}"
-            f"/envs/{segment(env)}"
-        )
+        return _path(action.org_id, action.project_id, env)
 
     async def active_bundle(self, action: ZnyxAction, env: str) -> Bundle | None:
         """The active bundle of `env`, or None when it has none."""
         return next((b for b in await self.bundles(action, env) if b.is_active), None)
 
     async def bundles(self, action: ZnyxAction | ZnyxBundles, env: str) -> list[Bundle]:
+        return await self._bundles(action.org_id, action.project_id, action.project, env)
+
+    async def _bundles(self, org_id: str, project_id: str, project: str, env: str) -> list[Bundle]:
         response = await self.http.call(
             "GET",
-            self._env_path(action, env) + "/bundles",
+            _path(org_id, project_id, env) + "/bundles",
             idempotent=True,
-            explain={404: f"Znyx has no environment {env} in {action.project}"},
+            explain={404: f"Znyx has no environment {env} in {project}"},
         )
         try:
             return [Bundle.model_validate(b) for b in response.json()]
@@ -459,15 +478,9 @@ class ZnyxProvider(BearerProvider):
                 ), None
             if isinstance(read, BaseException):
                 raise read
-        if (
-            "destination_id" in expect
-            and (current.id if current else "") != expect["destination_id"]
-        ):
-            return changed(f"{dst}'s active bundle", expect["destination"], _now(current)), current
-        if "source_hash" in expect and (
-            source is None or source.policy_hash != expect["source_hash"]
-        ):
-            return changed(f"{src}'s active bundle", expect["source"], _now(source)), current
+        drift = _drift_of(action, expect, source, current)
+        if drift is not None:
+            return drift.outcome(), current
         if source is not None and current is not None and current.policy_hash == source.policy_hash:
             return not_sent(f"{dst} already runs this policy hash ({describe(current)})"), current
         return None, current
@@ -564,11 +577,9 @@ class ZnyxProvider(BearerProvider):
                 f"couldn't read {action.project} {env} before activating ({exc.message})"
             )
         current = next((b for b in bundles if b.is_active), None)
-        if (
-            "destination_id" in expect
-            and (current.id if current else "") != expect["destination_id"]
-        ):
-            return changed(f"{env}'s active bundle", expect["destination"], _now(current))
+        drift = _destination_drift(env, expect, current)
+        if drift is not None:
+            return drift.outcome()
         chosen = next((b for b in bundles if b.version == n), None)
         if chosen is None:
             return not_sent(f"{action.project} has no bundle v{n} in {env} any more")
@@ -632,36 +643,139 @@ class ZnyxProvider(BearerProvider):
         bundles = await self.bundles(action, dst)
         active = next((b for b in bundles if b.is_active), None)
         mine = next((b for b in bundles if b.published_by == promoted_by), None)
-        before_version = int(expect.get("destination_version") or 0)
-        hash_moved = (
-            active is not None
-            and active.policy_hash == expect.get("source_hash")
-            and active.id != expect.get("destination_id")
-            and active.version > before_version
-        )
-        if mine is not None or hash_moved:
-            done = mine if mine is not None and mine.is_active else active
-            assert done is not None
+        if mine is None and active is not None and self._only_new(active, bundles, expect):
+            mine = active  # Znyx's list does not say who published: the one new bundle
+        if mine is not None:
             before: dict[str, str] = {}
             if "destination_id" in expect:  # what the write replaced: what a rollback restores
                 version = expect.get("destination_version", "0")
                 shown = expect.get("destination", "none")
                 before = {"env": dst, "version": "" if version == "0" else version, "shown": shown}
-            return Outcome(
+            # Only what this request installed is recorded: a rollback must find it active.
+            done = Outcome(
                 state="succeeded",
-                headline=f"{action.project} bundle v{done.version} is active in {dst}",
-                facts=_facts(done, src, dst),
+                headline=f"{action.project} bundle v{mine.version} is active in {dst}",
+                facts=_facts(mine, src, dst),
                 before=before,
-                installed=_record(dst, done) if before else {},
+                installed=_record(dst, mine) if before else {},
+            )
+            if mine.is_active:
+                return done
+            # It landed, and something else was made active since (CI publishing a hotfix).
+            return done.model_copy(
+                update={
+                    "headline": f"{action.project} bundle v{mine.version} was made active in "
+                    f"{dst}, and has been superseded since: {_now(active)} is active now",
+                    "facts": [*done.facts, Fact(label=f"Active in {dst} now", value=_now(active))],
+                }
             )
         what = f"{dst}'s active bundle is {_now(active)}"
         if "destination_id" in expect and (active.id if active else "") == expect["destination_id"]:
             return not_done(what)
         return unclear(LABEL, what, f"Check which bundle is active in {action.project} {dst}")
 
+    @staticmethod
+    def _only_new(active: Bundle, bundles: list[Bundle], expect: Mapping[str, str]) -> bool:
+        """Whether `active`, read after an interrupted promotion from a list that does not say
+        who published what, can only be that promotion's: it has the source's policy hash and
+        is the one bundle of the destination newer than what it showed before the write. Two
+        newer ones (CI published too) can't be told apart: then it is not taken for ours."""
+        if active.policy_hash != expect.get("source_hash"):
+            return False
+        if active.id == expect.get("destination_id"):
+            return False
+        if "destination_version" not in expect:  # the preview could not read it: as before
+            return True
+        before = int(expect["destination_version"] or 0)
+        return [b.id for b in bundles if b.version > before] == [active.id]
+
+    # --- between promotions: what moved since a preview, what an environment shows ------
+
+    async def drift(self, action: ZnyxAction, expect: Mapping[str, str]) -> Drift | None:
+        """The reads of the preview again (both environments at once), compared as the write
+        compares them before it is sent."""
+        if not expect:
+            return None
+        if isinstance(action, ZnyxActivate):
+            return _destination_drift(
+                action.env, expect, await self.active_bundle(action, action.env)
+            )
+        source, current = await asyncio.gather(
+            self.active_bundle(action, action.source_env),
+            self.active_bundle(action, action.target_env),
+            return_exceptions=True,
+        )
+        if isinstance(current, ProviderNotFound) and "destination_id" not in expect:
+            current = None  # the preview could not read it either
+        for read in (source, current):
+            if isinstance(read, BaseException):
+                raise read
+        assert not isinstance(source, BaseException) and not isinstance(current, BaseException)
+        return _drift_of(action, expect, source, current)
+
+    async def sightings(
+        self,
+        org_id: str,
+        projects: Mapping[str, str],
+        envs: Sequence[str],
+        changed: Collection[str] = (),
+    ) -> list[Sighting]:
+        """The active bundle of each of `envs` in each of `projects` (alias → id), all read at
+        once; an environment a project does not have is left out. Those of `changed` are the
+        ones Znyx said changed (a promotion's destination), not only named."""
+        places = [(alias, pid, env) for alias, pid in projects.items() for env in envs]
+        reads = await asyncio.gather(
+            *(self._bundles(org_id, pid, alias, env) for alias, pid, env in places),
+            return_exceptions=True,
+        )
+        seen = []
+        for (alias, pid, env), read in zip(places, reads, strict=True):
+            if isinstance(read, ProviderNotFound):
+                continue
+            if isinstance(read, BaseException):
+                raise read
+            sighting = _sighting(alias, pid, env, read)
+            seen.append(sighting.model_copy(update={"said_changed": env in changed}))
+        return seen
+
 
 def _now(bundle: Bundle | None) -> str:
     return describe(bundle) if bundle else "none"
+
+
+def _path(org_id: str, project_id: str, env: str) -> str:
+    return f"v1/orgs/{segment(org_id)}/projects/{segment(project_id)}/envs/{segment(env)}"
+
+
+def _destination_drift(env: str, expect: Mapping[str, str], current: Bundle | None) -> Drift | None:
+    """The environment's active bundle is not the one the preview showed."""
+    return moved(
+        LABEL,
+        f"{env}'s active bundle",
+        expect,
+        "destination_id",
+        current.id if current else "",
+        then=expect.get("destination", "none"),
+        shown=_now(current),
+        by=current.published_by if current else None,
+    )
+
+
+def _drift_of(
+    action: ZnyxPromote, expect: Mapping[str, str], source: Bundle | None, current: Bundle | None
+) -> Drift | None:
+    """What moved since the preview of a promotion: the destination's active bundle, or the
+    policies of the source's."""
+    return _destination_drift(action.target_env, expect, current) or moved(
+        LABEL,
+        f"{action.source_env}'s active bundle",
+        expect,
+        "source_hash",
+        source.policy_hash if source else "",
+        then=expect.get("source", "none"),
+        shown=_now(source),
+        by=source.published_by if source else None,
+    )
 
 
 def _version(bundle: Bundle | None) -> str:
@@ -671,6 +785,25 @@ def _version(bundle: Bundle | None) -> str:
 def _record(env: str, bundle: Bundle | None) -> dict[str, str]:
     """An environment's active bundle, as an outcome's `before` or `installed` records it."""
     return {"env": env, "version": _version(bundle), "shown": _now(bundle)}
+
+
+def _sighting(alias: str, project_id: str, env: str, bundles: list[Bundle]) -> Sighting:
+    active = next((b for b in bundles if b.is_active), None)
+    below = [b for b in bundles if active is not None and b.version < active.version]
+    before = max(below, key=lambda b: b.version) if below else None
+    return Sighting(
+        provider=NAME,
+        label=LABEL,
+        thing=f"{NAME}:{project_id}:{env}",
+        target=f"{NAME}:{alias}:{env}",
+        place=f"{alias} {env}",
+        key=active.id if active else "",
+        shown=_now(active),
+        by=active.published_by if active else None,
+        at=active.published_at if active else None,
+        record=_record(env, active),
+        before=describe(before) if before else None,
+    )
 
 
 def _bundle_row(env: str, bundle: Bundle) -> tuple[str, ...]:

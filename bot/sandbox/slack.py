@@ -41,8 +41,10 @@ class SlackCall:
 class Failure:
     """How the fake fails a method: Slack's `ok: false` with `error`, an HTTP `status` (429 with
     `retry_after`), a `body` that is not Slack's JSON (a proxy's text or HTML page, of
-    `content_type`), `reset` (does the work, then drops the connection before answering) or
-    `hang` (seconds before answering); `times` calls, or until `until` (time.monotonic())."""
+    `content_type`), `reset` (does the work, then drops the connection before answering),
+    `hang` (seconds before answering) or `late` (seconds before it does the work and answers,
+    whether or not the caller still waits: a call Slack carried out after the client's timeout);
+    `times` calls, or until `until` (time.monotonic())."""
 
     error: str | None = None
     status: int = 200
@@ -51,6 +53,7 @@ class Failure:
     retry_after: int | None = None
     reset: bool = False
     hang: float = 0.0
+    late: float = 0.0
     times: int | None = 1
     until: float | None = None
 
@@ -85,6 +88,7 @@ class FakeSlack:
     clock: Callable[[], float] = time.time
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Event | None = None
+    _late: set[asyncio.Task] = field(default_factory=set)  # calls carried out after answering
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -372,6 +376,11 @@ class FakeSlack:
     async def _fail(
         self, request: web.Request, method: str, args: dict, failure: Failure
     ) -> web.StreamResponse:
+        if failure.late:  # done and answered then, even if the caller gave up meanwhile
+            task = asyncio.get_running_loop().create_task(self._land(method, args, failure.late))
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
+            return web.json_response(await asyncio.shield(task))
         if failure.hang:
             await asyncio.sleep(failure.hang)
         if failure.reset:
@@ -392,6 +401,18 @@ class FakeSlack:
         return web.json_response(
             {"ok": False, "error": error}, status=failure.status, headers=headers
         )
+
+    async def _land(self, method: str, args: dict, after: float) -> dict:
+        """Carry out a post or an update `after` seconds on (recorded as `late <method>`)."""
+        await asyncio.sleep(after)
+        channel = args.get("channel")
+        answer = (
+            self._post_or_update(method, channel, args)
+            if method in ("chat.postMessage", "chat.update") and channel
+            else {"ok": True}
+        )
+        self._record(f"late {method}", args, None)
+        return answer
 
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
         """Socket Mode's websocket: says hello, then keeps the connection open (answering

@@ -65,6 +65,7 @@ class FakeWhop:
     promote_delay: float = 0.0
     promote_is_noop: bool = False  # answer 200 with the build, but change nothing
     calls: list[Call] = field(default_factory=list)
+    read_failures: int = 0  # how many reads (GET) to answer 429 rate_limit_exceeded next
     _failures: list[tuple[int, str, str]] = field(default_factory=list)
     _serial: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -106,6 +107,10 @@ class FakeWhop:
             None,
         )
 
+    def promote_elsewhere(self, build_id: str) -> None:
+        """Make a build production as Whop's dashboard does (not through the bot)."""
+        self._make_production(self.builds[build_id])
+
     def fail_next(
         self,
         status: int,
@@ -134,6 +139,11 @@ class FakeWhop:
         return app
 
     def _refused(self, request: web.Request) -> web.Response | None:
+        if request.method == "GET" and self.read_failures > 0:
+            self.read_failures -= 1
+            response = _error(429, "rate_limit_exceeded", "Too many requests")
+            response.headers["Retry-After"] = "0"
+            return response
         auth = request.headers.get("Authorization", "")
         scopes = self.keys.get(auth[7:]) if auth.startswith("Bearer ") else None
         if scopes is None:

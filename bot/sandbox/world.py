@@ -7,6 +7,7 @@ so anyone can try the whole flow with no Slack workspace and no provider account
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -16,7 +17,7 @@ from bot.core.rules import Rules
 from bot.providers.registry import PROVIDERS
 from bot.sandbox.appstore import FakeAppStore
 from bot.sandbox.whop import FakeWhop
-from bot.sandbox.znyx import FakeZnyx
+from bot.sandbox.znyx import STAGES, FakeZnyx
 from bot.web import WebServer
 
 ZNYX_TOKEN = "sandbox-znyx-token"
@@ -43,7 +44,11 @@ CONFIG: dict[str, Any] = {
         "U_BOB": ["release-manager"],
         "U_CAROL": ["mobile-developer"],
     },
-    "znyx": {"org": "org-sandbox", "projects": {"guardrails": "proj-guardrails"}},
+    "znyx": {
+        "org": "org-sandbox",
+        "projects": {"guardrails": "proj-guardrails"},
+        "channel": "C_RELEASES",  # where changes made outside the bot are told
+    },
     "whop": {"apps": {"storefront": STORE_APP}},
     "appstore": {"apps": {"ios": IOS_APP}},
 }
@@ -105,8 +110,23 @@ def seed_release_train(asc: FakeAppStore, testing: str) -> None:
     train.add_phased(v230.id, "ACTIVE", day=3, paused_days=2)
 
 
+@dataclass
+class Sandbox:
+    """The running fakes, and the settings that point the bot at them."""
+
+    settings: dict[str, Any]
+    znyx: FakeZnyx
+    whop: FakeWhop
+    asc: FakeAppStore
+
+
 async def start_sandbox(stack: AsyncExitStack) -> dict[str, Any]:
     """Start the fakes (closed with `stack`); return the settings that point the bot at them."""
+    return (await start_world(stack)).settings
+
+
+async def start_world(stack: AsyncExitStack) -> Sandbox:
+    """Start the fakes (closed with `stack`), seeded."""
     znyx, whop, asc = FakeZnyx(), FakeWhop(), FakeAppStore()
     key = ec.generate_private_key(ec.SECP256R1())  # a fresh API key for each sandbox run
     seed_znyx(znyx)
@@ -116,7 +136,7 @@ async def start_sandbox(stack: AsyncExitStack) -> dict[str, Any]:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    return {
+    settings = {
         "znyx_api_url": servers[0].url,
         "znyx_token": ZNYX_TOKEN,
         "whop_api_url": servers[1].url,
@@ -127,6 +147,39 @@ async def start_sandbox(stack: AsyncExitStack) -> dict[str, Any]:
         "asc_private_key": pem,
         "asc_private_key_path": None,
     }
+    return Sandbox(settings, znyx, whop, asc)
+
+
+ZNYX_UI_USAGE = (
+    "promote <project> <source_env> | publish <project> <env>   "
+    "act as someone using Znyx's own UI, not the bot (Znyx sends its webhook)"
+)
+
+
+def znyx_ui(znyx: FakeZnyx, user: str, words: list[str]) -> str:
+    """`znyx-ui …` in the sandbox shell: change Znyx as its own UI would, outside the bot."""
+    projects = CONFIG["znyx"]["projects"]
+    if len(words) != 3 or words[0] not in ("promote", "publish") or words[1] not in projects:
+        known = ", ".join(projects)
+        return f"Usage: znyx-ui {ZNYX_UI_USAGE.split('   ')[0]} (projects: {known})"
+    verb, alias, env = words
+    project = projects[alias]
+    if env not in znyx.projects[project]:
+        return f"Znyx has no environment {env!r} in {alias} (dev, staging, prod)."
+    by = f"ui:{user}"
+    if verb == "publish":
+        n = sum(len(bundles) for bundles in znyx.projects[project].values())
+        bundle = znyx.ui_publish(project, env, f"sha256:ui{n}".ljust(71, "0"), by)
+        where = env
+    else:
+        result = znyx.ui_promote(project, env, by)
+        if isinstance(result, str):
+            return f"Znyx refused: {result}."
+        bundle, where = result, STAGES[STAGES.index(env) + 1]
+    return (
+        f"Znyx (its own UI, as {by}, not promote-bot): {alias} {where} is now v{bundle.version} "
+        f"· {bundle.policy_hash[:19]}. Znyx sent its webhook."
+    )
 
 
 def rehearsal_config(own: dict[str, Any] | None) -> dict[str, Any]:
@@ -191,6 +244,7 @@ def banner(rules: Rules, user: str, source: str | None = None) -> str:
             "Try: /promote znyx guardrails staging   then: as U_BOB   then: approve 1",
             "     /promote whop apbu_ios151   /promote appstore ios 2.4.0 153   help",
             "     once one succeeded: rollback 1   or: /promote znyx guardrails activate prod 1",
+            "     a change outside the bot: znyx-ui promote guardrails staging",
             "The App Store release train (app ios):",
             "     /promote appstore testflight ios 155 External Testers   (beta review included)",
             "     /promote appstore submit ios 2.4.0   /promote appstore release ios 2.3.1",

@@ -5,16 +5,24 @@ per project an ordered set of environments (dev → staging → prod), each with
 at most one of them active. Promote copies the source's active bundle into the next stage as
 a new version and makes it active there; activate makes an explicit version of an environment
 its active one again (a rollback), publishing nothing.
+
+Every change made through it (its API, or `ui_promote` / `ui_publish`: someone using Znyx's own
+UI) is told to each registered webhook (`webhooks`): a POST of a JSON body signed with
+`X-Webhook-Signature: sha256=<hex HMAC-SHA256 of the raw body>`, as znyx-webhooks.md says, sent
+after the change is answered, as Znyx does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+import aiohttp
 from aiohttp import web
 
 from bot.sandbox.calls import Call
@@ -57,7 +65,13 @@ class FakeZnyx:
     list_echoes_published_by: bool = True  # False: the bundle list leaves published_by out
     list_gate: asyncio.Event | None = None  # when set up, bundle lists answer once it is set
     calls: list[Call] = field(default_factory=list)
+    webhooks: list[tuple[str, str]] = field(default_factory=list)  # (url, secret) told of changes
+    deliveries: list[int] = field(
+        default_factory=list
+    )  # what each receiver answered (0: no answer)
     _failures: list[tuple[int, object]] = field(default_factory=list)
+    _fail_after: list[tuple[int, object]] = field(default_factory=list)
+    _sending: set[asyncio.Task[None]] = field(default_factory=set)
 
     # --- seeding -------------------------------------------------------------------------
 
@@ -83,9 +97,55 @@ class FakeZnyx:
     def active(self, project_id: str, env: str) -> Bundle | None:
         return next((b for b in self.projects[project_id][env] if b.is_active), None)
 
-    def fail_next(self, status: int, detail: object = "Internal Server Error") -> None:
-        """Answer the next promote call with this error, once."""
-        self._failures.append((status, detail))
+    def fail_next(
+        self, status: int, detail: object = "Internal Server Error", *, after_doing: bool = False
+    ) -> None:
+        """Answer the next promote call with this error, once; `after_doing`: promote first
+        (a gateway's 502 for a promotion that landed)."""
+        (self._fail_after if after_doing else self._failures).append((status, detail))
+
+    # --- someone using Znyx's own UI, and its webhooks -----------------------------------
+
+    def ui_promote(self, project_id: str, source: str, by: str = "ui") -> Bundle | str:
+        """Promote as Znyx's UI does (not through the bot): the new bundle, or why not."""
+        envs = self.projects.get(project_id)
+        if envs is None or source not in envs:
+            return f"Znyx has no {source} in {project_id}"
+        result = self._promote_in(project_id, envs, source, by)
+        return result if isinstance(result, Bundle) else str(result[1])
+
+    def ui_publish(self, project_id: str, env: str, policy_hash: str, by: str = "ci") -> Bundle:
+        """Publish a new active version in `env` as CI does, and tell the webhooks."""
+        bundle = self.publish(project_id, env, policy_hash, by)
+        self._emit("bundle.published", project_id, environment=env, policy_hash=policy_hash)
+        return bundle
+
+    async def delivered(self) -> None:
+        """Wait until every webhook delivery sent so far has been answered."""
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    def _emit(self, event: str, project_id: str, **fields: object) -> None:
+        """Tell every registered webhook, after the change (a task: the call is answered first)."""
+        data = {"org_id": self.org_id, "project_id": project_id, **fields}
+        envelope = {"id": str(uuid.uuid4()), "event": event, "created_at": _now(), "data": data}
+        body = json.dumps(envelope).encode()
+        for url, secret in self.webhooks:
+            task = asyncio.get_running_loop().create_task(self._deliver(url, secret, body))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _deliver(self, url: str, secret: str, body: bytes) -> None:
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        headers = {"Content-Type": "application/json", "X-Webhook-Signature": f"sha256={digest}"}
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(url, data=body, headers=headers) as response,
+            ):
+                self.deliveries.append(response.status)
+        except (aiohttp.ClientError, OSError):
+            self.deliveries.append(0)
 
     @property
     def promote_calls(self) -> list[Call]:
@@ -159,16 +219,35 @@ class FakeZnyx:
         if self._failures:
             status, detail = self._failures.pop(0)
             return _error(status, detail)
-        source = request.match_info["env"]
+        result = self._promote_in(
+            request.match_info["project"], envs, request.match_info["env"], promoted_by
+        )
+        if not isinstance(result, Bundle):
+            return _error(*result)
+        if self._fail_after:
+            return _error(*self._fail_after.pop(0))
+        return web.json_response(asdict(result))
+
+    def _promote_in(
+        self, project_id: str, envs: dict[str, list[Bundle]], source: str, by: str
+    ) -> Bundle | tuple[int, str]:
+        """The promotion itself: the new bundle, or the error status and detail."""
         position = STAGES.index(source) if source in STAGES else len(STAGES)
         target = STAGES[position + 1] if position + 1 < len(STAGES) else None
         if target is None or target not in envs:
-            return _error(400, f"No promotion target for environment '{source}'")
+            return 400, f"No promotion target for environment '{source}'"
         active = next((b for b in envs[source] if b.is_active), None)
         if active is None:
-            return _error(404, "No active bundle to promote")
-        new = self.publish(request.match_info["project"], target, active.policy_hash, promoted_by)
-        return web.json_response(asdict(new))
+            return 404, "No active bundle to promote"
+        new = self.publish(project_id, target, active.policy_hash, by)
+        self._emit(
+            "bundle.promoted",
+            project_id,
+            from_environment=source,
+            to_environment=target,
+            policy_hash=new.policy_hash,
+        )
+        return new
 
     async def _list(self, request: web.Request) -> web.Response:
         self.calls.append(Call("GET", request.path))
@@ -217,4 +296,11 @@ class FakeZnyx:
             return bundle
         for b in envs[request.match_info["env"]]:
             b.is_active = b is bundle
+        self._emit(
+            "bundle.activated",
+            request.match_info["project"],
+            environment=request.match_info["env"],
+            version=bundle.version,
+            policy_hash=bundle.policy_hash,
+        )
         return web.json_response(asdict(bundle))

@@ -28,6 +28,7 @@ from psycopg.types.string import StrDumperUnknown
 from bot.core.model import (
     Approval,
     AuditEntry,
+    Drift,
     Lock,
     NewRequest,
     NoticeRecord,
@@ -42,8 +43,10 @@ from bot.core.model import (
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
 from bot.core.redact import uri_passwords, uri_userinfo
+from bot.store import postgres_truth
 from bot.store.answering import Answering, Cut, Watchdog
 from bot.store.patterns import is_pattern, prefix_range
+from bot.store.postgres_truth import TruthRows
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -77,8 +80,8 @@ _FINAL_SQL = ", ".join(f"'{s}'" for s in _FINAL)
 # partial index `requests_lagging`, which `messages_due` reads, so it costs what lags, not what
 # ever was. Literals, not parameters: the planner proves a query's use of the index from them.
 LAGGING = (
-    "message_ts IS NOT NULL AND (msg_version > msg_shown"
-    f" OR (thread_posted <> 1 AND state IN ({_FINAL_SQL})))"
+    "(msg_recheck_at IS NOT NULL OR message_ts IS NOT NULL AND (msg_version > msg_shown"
+    f" OR (thread_posted <> 1 AND state IN ({_FINAL_SQL}))))"
 )
 
 
@@ -211,12 +214,17 @@ MIGRATIONS: list[tuple[int, str]] = [
     # `history <pattern>` matches targets with LIKE: an index whose operator class serves a
     # pattern's literal start whatever the database's collation.
     (5, "CREATE INDEX IF NOT EXISTS audit_target_pattern ON audit (target text_pattern_ops)"),
+    # A write to Slack whose answer was lost may land later, over a newer one: the release
+    # message is looked at again once it no longer can (bot/core/delivery.py).
+    (6, "ALTER TABLE requests ADD COLUMN IF NOT EXISTS msg_recheck_at TIMESTAMPTZ"),
+    # Drift, webhooks, sightings and notes (bot/store/postgres_truth.py).
+    (7, postgres_truth.MIGRATION),
     # Flat costs as history grows: what the timed jobs look for every few seconds (messages
     # that lag, direct messages not sent) in partial indexes of just those rows; a target's
     # entries in id order, so its newest are read first (the btree of `target` alone keeps
     # equal keys in their rows' physical order), which replaces that index.
     (
-        6,
+        8,
         f"CREATE INDEX IF NOT EXISTS requests_lagging ON requests (id) WHERE {LAGGING};"
         " CREATE INDEX IF NOT EXISTS notices_unsent ON notices (created_at, seq)"
         " WHERE state IN (0, 2);"
@@ -391,7 +399,7 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 
 @_store_errors
-class PostgresStore:
+class PostgresStore(_store_errors(TruthRows)):
     # Its calls wait on a network: where a call must not hold the event loop up (health
     # checks, metrics, the ack's one insert), it is made on a worker thread (`call_store`).
     off_loop = True
@@ -687,14 +695,32 @@ class PostgresStore:
         )
 
     def messages_due(self, now: datetime) -> list[int]:
-        """Requests whose release message (or outcome reply) lags behind what is stored."""
+        """Requests whose release message (or outcome reply) lags behind what is stored, or
+        is to be looked at again after a write whose answer was lost."""
         rows = self._rows(
             f"SELECT id FROM requests WHERE {LAGGING}"
-            " AND (msg_version > msg_shown OR thread_posted = 0 OR thread_until <= %s)"
+            " AND (msg_recheck_at <= %s OR message_ts IS NOT NULL"
+            f" AND (msg_version > msg_shown OR (state IN ({_FINAL_SQL})"
+            " AND (thread_posted = 0 OR (thread_posted = 2 AND thread_until <= %s)))))"
             " AND (msg_next_at IS NULL OR msg_next_at <= %s) ORDER BY id",
-            [now, now],
+            [now, now, now],
         )
         return [row["id"] for row in rows]
+
+    def message_unsettled(self, request_id: int, look_at: datetime) -> None:
+        """A write to the release message may still land: look at it again from `look_at`."""
+        self._execute(
+            "UPDATE requests SET msg_recheck_at = GREATEST(msg_recheck_at, %s) WHERE id = %s",
+            [look_at, request_id],
+        )
+
+    def message_settled(self, request_id: int, since: datetime) -> None:
+        """Slack was brought to the stored version by writes sent from `since` on: nothing
+        sent before the look was due can still land over them."""
+        self._execute(
+            "UPDATE requests SET msg_recheck_at = NULL WHERE id = %s AND msg_recheck_at <= %s",
+            [request_id, since],
+        )
 
     def message_shown(self, request_id: int, version: int, *, thread: bool = False) -> None:
         """Slack shows `version` (and the outcome's reply, if `thread`)."""
@@ -1151,6 +1177,8 @@ def _request(row: dict[str, Any], approvals: list[Approval]) -> Request:
         rolls_back=row["rolls_back"],
         msg_version=row["msg_version"],
         copies=json.loads(row["copies"] or "[]"),
+        msg_recheck_at=row.get("msg_recheck_at"),
+        drift=Drift.model_validate_json(row["drift"]) if row.get("drift") else None,
     )
 
 

@@ -20,6 +20,7 @@ import sqlite_utils
 from bot.core.model import (
     Approval,
     AuditEntry,
+    Drift,
     Lock,
     NewRequest,
     NoticeRecord,
@@ -33,7 +34,9 @@ from bot.core.model import (
 )
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
+from bot.store import sqlite_truth
 from bot.store.patterns import is_pattern, prefix_range
+from bot.store.sqlite_truth import TruthRows
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -46,8 +49,8 @@ _FINAL_SQL = ", ".join(f"'{s.value}'" for s in State if s.is_final)
 # partial index `requests_lagging`, which `messages_due` reads, so it costs what lags, not
 # what ever was. A query uses the index only if it repeats this text as one of its terms.
 LAGGING = (
-    "message_ts IS NOT NULL AND (msg_version > msg_shown"
-    f" OR (thread_posted <> 1 AND state IN ({_FINAL_SQL})))"
+    "(msg_recheck_at IS NOT NULL OR message_ts IS NOT NULL AND (msg_version > msg_shown"
+    f" OR (thread_posted <> 1 AND state IN ({_FINAL_SQL}))))"
 )
 # Schema versions after 1 (see `SqliteStore.migrate`): statements applied in one transaction.
 MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
@@ -94,10 +97,15 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     # `history <request>` reads a request's events; `history <pattern>` matches targets with
     # GLOB, which the audit_target index serves for a pattern's literal start.
     (6, ("CREATE INDEX IF NOT EXISTS audit_request ON audit (request_id)",)),
+    # A write to Slack whose answer was lost may land later, over a newer one: the release
+    # message is looked at again once it no longer can (bot/core/delivery.py).
+    (7, ("ALTER TABLE requests ADD COLUMN msg_recheck_at TEXT",)),
+    # Drift, webhooks, sightings and notes (bot/store/sqlite_truth.py).
+    (8, sqlite_truth.MIGRATION),
     # Flat costs as history grows: what the timed jobs look for every few seconds (messages
     # that lag, direct messages not sent) in partial indexes of just those rows.
     (
-        7,
+        9,
         (
             f"CREATE INDEX IF NOT EXISTS requests_lagging ON requests (id) WHERE {LAGGING}",
             "CREATE INDEX IF NOT EXISTS notices_unsent ON notices (created_at)"
@@ -153,7 +161,7 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 
 @_store_errors
-class SqliteStore:
+class SqliteStore(_store_errors(TruthRows)):
     # A local file, answered in microseconds, on the one thread its connection belongs to:
     # called where it is needed, never on a worker thread (`call_store`).
     off_loop = False
@@ -481,14 +489,35 @@ class SqliteStore:
             )
 
     def messages_due(self, now: datetime) -> list[int]:
-        """Requests whose release message (or outcome reply) lags behind what is stored."""
+        """Requests whose release message (or outcome reply) lags behind what is stored, or
+        is to be looked at again after a write whose answer was lost."""
         rows = self._rows(
             f"SELECT id FROM requests INDEXED BY requests_lagging WHERE {LAGGING}"
-            " AND (msg_version > msg_shown OR thread_posted = 0 OR thread_until <= ?)"
+            " AND (msg_recheck_at <= ? OR message_ts IS NOT NULL"
+            f" AND (msg_version > msg_shown OR (state IN ({_FINAL_SQL}) AND (thread_posted = 0"
+            " OR (thread_posted = 2 AND thread_until <= ?)))))"
             " AND (msg_next_at IS NULL OR msg_next_at <= ?) ORDER BY id",
-            [_utc(now), _utc(now)],
+            [_utc(now), _utc(now), _utc(now)],
         )
         return [row["id"] for row in rows]
+
+    def message_unsettled(self, request_id: int, look_at: datetime) -> None:
+        """A write to the release message may still land: look at it again from `look_at`."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET msg_recheck_at = MAX(COALESCE(msg_recheck_at, ''), ?)"
+                " WHERE id = ?",
+                [_utc(look_at), request_id],
+            )
+
+    def message_settled(self, request_id: int, since: datetime) -> None:
+        """Slack was brought to the stored version by writes sent from `since` on: nothing
+        sent before the look was due can still land over them."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE requests SET msg_recheck_at = NULL WHERE id = ? AND msg_recheck_at <= ?",
+                [request_id, _utc(since)],
+            )
 
     def message_shown(self, request_id: int, version: int, *, thread: bool = False) -> None:
         """Slack shows `version` (and the outcome's reply, if `thread`)."""
@@ -1069,7 +1098,13 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         rolls_back=row.get("rolls_back"),
         msg_version=row.get("msg_version", 1),
         copies=json.loads(row.get("copies") or "[]"),
+        msg_recheck_at=_at(row.get("msg_recheck_at")),
+        drift=Drift.model_validate_json(row["drift"]) if row.get("drift") else None,
     )
+
+
+def _at(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def _lock(row: dict) -> Lock:

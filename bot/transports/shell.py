@@ -13,7 +13,8 @@ import functools
 import re
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
@@ -46,6 +47,14 @@ SHELL_HELP = """Shell commands:
   rollback <request>  click Roll back (on a succeeded promotion)
   as <user>           act as another user (--sandbox only)    whoami   who you are now
   help                this help              exit               leave (so does end of input)"""
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A command of this shell's own, beyond Slack's (the sandbox's `znyx-ui`)."""
+
+    usage: str  # for `help`
+    run: Callable[[str, list[str]], Awaitable[str]]  # (user, the words after it) → what to say
 
 
 def plain(text: str) -> str:
@@ -81,6 +90,8 @@ def release_text(view: RequestView) -> str:
         lines.append(f"│ 🚨 Emergency (needs one approval more): {view.emergency}")
     lines += [f"│ {plain(hold)}" for hold in view.holds]
     lines += [f"│ {line}" for line in said_lines(view)]
+    if view.drift:
+        lines.append(f"│ ⚠️ Out of date: {view.drift}. Approving will not promote it.")
     lines.append(f"│ Target {view.target} · {view.policy}")
     if view.buttons:
         lines.append(f"└ [approve {view.request_id}]  [reject {view.request_id}]")
@@ -153,6 +164,12 @@ class ShellChat:
     async def find_outcome(self, channel: str, ts: str, request_id: int) -> bool:
         return False  # a terminal shows what it printed; a stopped shell's output is gone
 
+    async def post_note(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
+        lead, more = ("  ↳ ", "    ") if thread_ts else ("📣 ", "   ")
+        lines = plain(text).splitlines() or [""]
+        self.write("\n".join([lead + lines[0], *(more + line for line in lines[1:])]))
+        return thread_ts or "note"
+
     def link(self, channel: str, ts: str) -> str | None:
         return None  # the terminal has no links: requests are named by number
 
@@ -171,6 +188,7 @@ class Shell:
         write: Callable[[str], None],
         *,
         may_switch_user: bool = True,
+        extras: Mapping[str, Extra] | None = None,
     ) -> None:
         """`may_switch_user` is for the sandbox only: against real providers the shell acts
         only as the user it was started as, so the audit log never names someone who didn't."""
@@ -178,6 +196,7 @@ class Shell:
         self.user = user
         self.write = write
         self.may_switch_user = may_switch_user
+        self.extras = dict(extras or {})
 
     def _tell(self, reply: Reply | str | None) -> None:
         if reply is not None:
@@ -219,7 +238,11 @@ class Shell:
             self._tell(f"You are @{self.user} (roles: {roles}).")
         elif verb in ("help", "?"):
             self._tell(SHELL_HELP)
+            for name, extra in self.extras.items():
+                self._tell(f"  {name} {extra.usage}")
             self._tell(help_text(self.workflow.rules, self.user))
+        elif verb in self.extras:
+            self._tell(await self.extras[verb].run(self.user, words[1:]))
         else:
             self._tell(f"Unknown command {words[0]!r}: type help.")
         # Direct messages this line made owed print now, before the next prompt, not over it

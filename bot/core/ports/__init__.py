@@ -6,21 +6,25 @@ from bot.core.ports.chat import Chat, ChatError
 from bot.core.ports.provider import Provider
 from bot.core.ports.store import (
     AuditStore,
+    DueRead,
     InboxStore,
     LockStore,
     MessageStore,
     NoticeStore,
     OpenRequestExists,
     RequestStore,
+    Seen,
     StepStore,
     Store,
     StoreError,
+    TruthStore,
 )
 
 __all__ = [
     "AuditStore",
     "Chat",
     "ChatError",
+    "DueRead",
     "InboxStore",
     "LockStore",
     "MessageStore",
@@ -28,7 +32,9 @@ __all__ = [
     "OpenRequestExists",
     "Provider",
     "RequestStore",
+    "Seen",
     "StepStore",
     "Store",
     "StoreError",
+    "TruthStore",
 ]

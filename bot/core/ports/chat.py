@@ -55,6 +55,11 @@ class Chat(Protocol):
         whose answer was lost); False if the message or its thread is gone."""
         ...
 
+    async def post_note(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
+        """A message of the bot's own in the core's markup (a change made outside it, a
+        provider confirming one of its changes), in `channel` or under `thread_ts`; its ts."""
+        ...
+
     def link(self, channel: str, ts: str) -> str | None:
         """A link to a release message, if the chat has such links (no I/O)."""
         ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from bot.core.model import Action, Listing, Outcome, Preview, Query
+from bot.core.model import Action, Drift, Listing, Outcome, Preview, Query
 
 if TYPE_CHECKING:
     from bot.core.steps import Steps
@@ -43,6 +43,12 @@ class Provider(Protocol):
         An action of several steps carries on from its journal: a step it shows done is
         never sent again, a step marked sent is decided by reading it, and only steps the
         journal shows were never sent may be sent now."""
+        ...
+
+    async def drift(self, action: Action, expect: Mapping[str, str]) -> Drift | None:
+        """Read again what the preview read, and compare with `expect` (what it showed as
+        "now"): what moved since, or None while the preview still holds. A read only, with
+        the same comparison the write makes before it is sent."""
         ...
 
     async def show(self, query: Query) -> Listing:

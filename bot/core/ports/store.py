@@ -5,11 +5,13 @@ backend implements them all (`Store`); each part of the core needs only its own.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from bot.core.model import (
     AuditEntry,
+    Drift,
     Lock,
     NewRequest,
     NoticeRecord,
@@ -119,6 +121,17 @@ class MessageStore(Protocol):
 
     def message_failed(self, request_id: int, next_try: Callable[[int], datetime]) -> int: ...
 
+    def message_unsettled(self, request_id: int, look_at: datetime) -> None:
+        """A write to the release message (a post, an update) went out and its answer was
+        lost: it may still land, over a later one. Look at the message again from `look_at`
+        on (the latest such time is kept); `messages_due` lists it then."""
+        ...
+
+    def message_settled(self, request_id: int, since: datetime) -> None:
+        """The message was brought to the stored version by writes sent from `since` on: no
+        look is owed any more, unless a later one became due after `since`."""
+        ...
+
     def claim_thread(
         self, request_id: int, now: datetime, until: datetime
     ) -> Literal["post", "check"] | None:
@@ -214,6 +227,111 @@ class StepStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class DueRead:
+    """An open request whose preview is due to be read again (`drift_due`)."""
+
+    request_id: int
+    provider: str  # the first part of its target
+    created_at: datetime
+    next_at: datetime | None  # None: never scheduled yet
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the bot last read of a thing a provider told it about (`sighting`)."""
+
+    key: str
+    shown: str
+    at: datetime
+
+
+class TruthStore(Protocol):
+    """The truth between promotions: previews read again (drift), providers' webhooks
+    recorded before they are answered, what the bot last saw of each thing they name, and
+    notes it posts once however many processes see the same change."""
+
+    def drift_due(self, now: datetime, limit: int) -> list[DueRead]:
+        """Open (pending, approved) requests never scheduled for a read, or due by `now`,
+        soonest first."""
+        ...
+
+    def drift_schedule(self, request_id: int, seen: datetime | None, next_at: datetime) -> bool:
+        """Set when the request's preview is read next, if it is still `seen` (compare-and-set:
+        one process takes each read); True if this call set it."""
+        ...
+
+    def set_drift(self, request_id: int, drift: Drift | None) -> bool:
+        """Record what moved since the preview (None: nothing), while the request is open;
+        True if that changed what was recorded (its message must show it)."""
+        ...
+
+    def on_thing(self, thing: str, states: Sequence[State], limit: int = 5) -> list[Request]:
+        """Requests for `thing` in `states`, newest first."""
+        ...
+
+    def webhook_put(self, digest: str, source: str, hint: Mapping[str, Any], at: datetime) -> bool:
+        """Record a delivery by the digest of its body; False if that body came before."""
+        ...
+
+    def webhook_claim(
+        self, digest: str, owner: str, now: datetime, until: datetime
+    ) -> dict[str, Any] | None:
+        """Take a recorded delivery to work on (its `hint`, `source`, `attempts` counting this
+        one), if it is not done and nobody holds it."""
+        ...
+
+    def webhook_renew(self, digest: str, owner: str, until: datetime) -> bool:
+        """Hold it until `until` (or, to try again later, leave it until then)."""
+        ...
+
+    def webhook_done(self, digest: str, at: datetime) -> None: ...
+
+    def webhooks_waiting(self, now: datetime) -> list[str]:
+        """Digests of deliveries not done that nobody holds, oldest first."""
+        ...
+
+    def forget_webhooks(self, before: datetime) -> int:
+        """Drop deliveries done before `before` (a body older than that is read as new)."""
+        ...
+
+    def sighting(self, thing: str) -> Seen | None: ...
+
+    def sighting_swap(
+        self, thing: str, old_key: str | None, key: str, shown: str, at: datetime
+    ) -> bool:
+        """Record what `thing` shows now, if what was recorded is still `old_key` (None: no
+        record yet); True if this call recorded it."""
+        ...
+
+    def note_put(
+        self, key: str, channel: str, thread_ts: str | None, text: str, at: datetime
+    ) -> bool:
+        """Record a note to post once; False if `key` was recorded before."""
+        ...
+
+    def notes_due(self, now: datetime, limit: int) -> list[str]:
+        """Keys of notes not posted yet whose time to try has come, oldest first."""
+        ...
+
+    def note_take(self, key: str, now: datetime, until: datetime) -> dict[str, Any] | None:
+        """Take a due note to post until `until` (compare-and-set): its `channel`,
+        `thread_ts`, `text` and `attempts` (counting this one); None if not due or taken."""
+        ...
+
+    def note_later(self, key: str, at: datetime) -> None:
+        """The chat did not take it: try again from `at`."""
+        ...
+
+    def note_done(self, key: str, at: datetime) -> None:
+        """Posted (or given up): never tried again."""
+        ...
+
+    def forget_notes(self, before: datetime) -> int:
+        """Drop notes done before `before`."""
+        ...
+
+
 class NoticeStore(Protocol):
     """Direct messages owed to people (bot/core/notify.py), each delivered once: claimed
     (compare-and-set) before it is sent, looked for before it is sent again when its fate is
@@ -264,6 +382,7 @@ class Store(
     LockStore,
     AuditStore,
     StepStore,
+    TruthStore,
     NoticeStore,
     Protocol,
 ):

@@ -113,6 +113,17 @@ def release_message(view: RequestView) -> list[dict]:
     said = said_lines(view)
     if said:
         blocks.append({"type": "section", "text": _mrkdwn("\n".join(said))})
+    if view.drift:
+        blocks.append(
+            {
+                "type": "section",
+                "text": _mrkdwn(
+                    f"⚠️ *Out of date:* {view.drift}.\nApproving will not promote it "
+                    f"(nothing would be sent): cancel it with `/promote cancel "
+                    f"{view.request_id}` and ask again."
+                ),
+            }
+        )
     if view.buttons:
         blocks.append(
             {
@@ -223,6 +234,12 @@ def thread_reply(view: RequestView) -> tuple[str, list[dict]]:
     if view.can_roll_back:
         reply.append(rollback_button(view))
     return view.summary, reply
+
+
+def note(text: str) -> list[dict]:
+    """A message of the bot's own (a change made outside it, a provider confirming one), its
+    text in the core's markup."""
+    return [{"type": "section", "text": _mrkdwn(text)}]
 
 
 def notice(view: NoticeView) -> tuple[str, list[dict]]:

@@ -54,6 +54,17 @@ _NO_DM = {
 }
 
 
+def retry_after(exc: SlackApiError) -> float | None:
+    """The seconds a rate-limited call's answer asks to wait (Retry-After), else None."""
+    response = exc.response
+    if response.get("error") != "ratelimited" and getattr(response, "status_code", 200) != 429:
+        return None
+    try:
+        return float(response.headers.get("Retry-After", "30"))
+    except (TypeError, ValueError):
+        return 30.0
+
+
 def _metadata(event_type: str, request_id: int, **more: str) -> dict[str, Any]:
     return {"event_type": event_type, "event_payload": {"request_id": request_id, **more}}
 
@@ -91,17 +102,11 @@ class SlackChat:
             response = exc.response
             code = str(response.get("error", "unknown_error"))
             status = getattr(response, "status_code", 200)
-            retry_after = None
-            if code == "ratelimited" or status == 429:
-                try:
-                    retry_after = float(response.headers.get("Retry-After", "30"))
-                except (TypeError, ValueError):
-                    retry_after = 30.0
             raise ChatError(
                 _EXPLAIN.get(code, f"Slack said {code} (HTTP {status})"),
                 # Slack may have done it before failing (its docs say so of these errors).
                 maybe_done=status >= 500 or code in _MAYBE_DONE,
-                retry_after=retry_after,
+                retry_after=retry_after(exc),
                 gone=code in gone,
             ) from None
         except aiohttp.ClientConnectorError as exc:  # never reached Slack
@@ -231,6 +236,20 @@ class SlackChat:
             channel, since, lambda m: _names(m, NOTICE_EVENT, key=key), too_many
         )
         return found is not None
+
+    async def post_note(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
+        """A message of the bot's own, in the core's markup (mrkdwn): in the channel, or under
+        a release message."""
+        response = await self._call(
+            self.client.chat_postMessage(
+                channel=channel,
+                thread_ts=thread_ts,
+                text=text,
+                blocks=blocks.note(text),
+                unfurl_links=False,
+            )
+        )
+        return str(response["ts"])
 
     async def tell(self, channel: str, user: str, text: str) -> None:
         """An answer only `user` sees in `channel`, when their response_url failed."""

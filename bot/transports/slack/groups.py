@@ -9,6 +9,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.transports.slack.chat import retry_after
+
 _EXPLAIN = {
     "missing_scope": "the Slack app lacks usergroups:read (reinstall it from manifest.yml)",
     "no_such_subteam": "Slack knows no user group with this id",
@@ -19,16 +21,22 @@ _EXPLAIN = {
 
 
 class GroupLookupError(Exception):
-    """Slack did not say who is in a group. `gone` when it says the group does not exist."""
+    """Slack did not say who is in a group. `gone` when it says the group does not exist;
+    `retry_after` when it asked to be asked again no sooner (a rate limit), in seconds."""
 
-    def __init__(self, message: str, *, gone: bool = False) -> None:
+    def __init__(
+        self, message: str, *, gone: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.gone = gone
+        self.retry_after = retry_after
 
 
 class SlackGroups:
-    """Reads a user group's members through the bot's Web API client."""
+    """Reads a user group's members through a Web API client. Give it one that does not wait
+    out rate limits itself (no retry handlers): a Retry-After of 45 s would hold whoever asks
+    (start-up, the groups job) that long; the error says when to ask again instead."""
 
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
@@ -39,7 +47,9 @@ class SlackGroups:
         except SlackApiError as exc:
             code = str(exc.response.get("error", "unknown_error"))
             raise GroupLookupError(
-                _EXPLAIN.get(code, f"Slack said {code}"), gone=code == "no_such_subteam"
+                _EXPLAIN.get(code, f"Slack said {code}"),
+                gone=code == "no_such_subteam",
+                retry_after=retry_after(exc),
             ) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise GroupLookupError(f"Slack could not be reached ({type(exc).__name__})") from None
