@@ -121,6 +121,20 @@ def _day(store: AnyStore, now: datetime) -> dict[str, Callable[[], object]]:
         "recover": lambda: store.lapsed(now, unleased_before=now),
         "inbox: work a stopped process left": lambda: store.inbox_waiting(now, received_before=now),
         "retention": lambda: store.forget_done(now - timedelta(hours=1), 500),
+        "drift: previews due a read": lambda: store.drift_due(now, 60),
+        "drift: a read scheduled": lambda: store.drift_schedule(7, None, now),
+        "drift: what a thing last succeeded with": lambda: store.on_thing(
+            "znyx:guardrails:prod", [State.SUCCEEDED], limit=1
+        ),
+        "settle: unknown requests of the last day": lambda: store.in_states(
+            [State.UNKNOWN], updated_since=now - timedelta(days=1)
+        ),
+        "webhooks waiting": lambda: store.webhooks_waiting(now),
+        "notes due": lambda: store.notes_due(now, 20),
+        "expire: webhooks and notes too old to come again": lambda: (
+            store.forget_webhooks(now - timedelta(days=2)),
+            store.forget_notes(now - timedelta(days=2)),
+        ),
         "metrics: executing here": lambda: store.executing_by("me"),
         "metrics: work not done": store.inbox_undone,
         "readiness": lambda: store.ping(now),

@@ -229,6 +229,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         " CREATE INDEX IF NOT EXISTS notices_unsent ON notices (created_at, seq)"
         " WHERE state IN (0, 2);"
         " CREATE INDEX IF NOT EXISTS audit_target_newest ON audit (target, id);"
+        " CREATE INDEX IF NOT EXISTS requests_changed ON requests (state, updated_at);"
         " DROP INDEX IF EXISTS audit_target",
     ),
 ]
@@ -651,14 +652,22 @@ class PostgresStore(_store_errors(TruthRows)):
         )
 
     def in_states(
-        self, states: Sequence[State], *, expired_by: datetime | None = None
+        self,
+        states: Sequence[State],
+        *,
+        expired_by: datetime | None = None,
+        updated_since: datetime | None = None,
     ) -> list[Request]:
-        """Requests in `states`, oldest first; only those expired by then, if given."""
+        """Requests in `states`, oldest first; only those expired by then, or changed since
+        then, if given."""
         query = f"SELECT id FROM requests WHERE state IN ({_states_sql(states)})"
         params: list[Any] = []
         if expired_by is not None:
             query += " AND expires_at <= %s"
             params.append(expired_by)
+        if updated_since is not None:
+            query += " AND updated_at >= %s"
+            params.append(updated_since)
         ids = [row["id"] for row in self._rows(query + " ORDER BY id", params)]
         return [r for r in (self.get(i) for i in ids) if r is not None]
 

@@ -110,6 +110,8 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             f"CREATE INDEX IF NOT EXISTS requests_lagging ON requests (id) WHERE {LAGGING}",
             "CREATE INDEX IF NOT EXISTS notices_unsent ON notices (created_at)"
             " WHERE state IN (0, 2)",
+            # `unknown` requests changed in the last day (settle), not all of a year's.
+            "CREATE INDEX IF NOT EXISTS requests_changed ON requests (state, updated_at)",
         ),
     ),
 ]
@@ -445,17 +447,26 @@ class SqliteStore(_store_errors(TruthRows)):
         )
 
     def in_states(
-        self, states: Sequence[State], *, expired_by: datetime | None = None
+        self,
+        states: Sequence[State],
+        *,
+        expired_by: datetime | None = None,
+        updated_since: datetime | None = None,
     ) -> list[Request]:
-        """Requests in `states`, oldest first; only those expired by then, if given."""
+        """Requests in `states`, oldest first; only those expired by then, or changed since
+        then, if given."""
         marks = ", ".join("?" for _ in states)
         # The planner, once ANALYZE (or `PRAGMA optimize`) has told it how few states there
         # are, would read every request in id order rather than the few open ones by index.
-        sql = f"SELECT id FROM requests INDEXED BY requests_open WHERE state IN ({marks})"
+        index = "requests_open" if updated_since is None else "requests_changed"
+        sql = f"SELECT id FROM requests INDEXED BY {index} WHERE state IN ({marks})"
         params: list[str] = [s.value for s in states]
         if expired_by is not None:
             sql += " AND expires_at <= ?"
-            params.append(expired_by.astimezone(UTC).isoformat())
+            params.append(_utc(expired_by))
+        if updated_since is not None:
+            sql += " AND updated_at >= ?"
+            params.append(_utc(updated_since))
         ids = [row["id"] for row in self._rows(sql + " ORDER BY id", params)]
         return [r for r in (self.get(i) for i in ids) if r is not None]
 

@@ -55,8 +55,16 @@ class RequestStore(Protocol):
     def get(self, request_id: int) -> Request | None: ...
 
     def in_states(
-        self, states: Sequence[State], *, expired_by: datetime | None = None
-    ) -> list[Request]: ...
+        self,
+        states: Sequence[State],
+        *,
+        expired_by: datetime | None = None,
+        updated_since: datetime | None = None,
+    ) -> list[Request]:
+        """Requests in `states`, oldest first; only those expired by then, or changed since
+        then, if given (an index of state and time serves both: the count of ended requests
+        of a year does not matter)."""
+        ...
 
     def add_approval(
         self,
