@@ -110,6 +110,13 @@ def _day(store: AnyStore, now: datetime) -> dict[str, Callable[[], object]]:
         "history of the hot target": lambda: store.history("znyx:guardrails:prod"),
         "history of a quiet target": lambda: store.history("znyx:b1:staging"),
         "history of a pattern": lambda: store.history("znyx:*:prod"),
+        "history of a pattern, a new target's entries newest": lambda: (
+            store.audit(
+                AuditEntry(at=now, request_id=None, actor="U", event="x", target="znyx:new:prod")
+            ),
+            store.history("znyx:*:prod"),
+            store.history("znyx:new:prod"),
+        ),
         "history of a provider": lambda: store.history("znyx:*"),
         "history of an unknown pattern": lambda: store.history("whop:*"),
         "pending": lambda: store.in_states([State.PENDING, State.APPROVED]),

@@ -246,7 +246,11 @@ def history_query(
     target is a filter. A target's are read newest first on `audit_target_newest`. A pattern's
     targets are walked in the range its literal start bounds, one seek of
     `audit_target_pattern` each (bot/store/patterns.py), and the newest entries of the
-    `limit` of them whose newest entries are newest are read as a target's are."""
+    `limit` of them whose newest entries are newest are read as a target's are. A target's
+    entries are asked for as a range of one target ordered by (target, id), the index's own
+    order: with `target = x` the planner takes the order as by id alone and may walk the
+    primary key backwards instead, through the whole log for a target with fewer entries
+    than the limit (a new one: 2-3 s on a year of history)."""
     if request_id is not None:
         clauses = [sql.SQL("request_id = %s")]
         params: list[Any] = [request_id]
@@ -263,10 +267,10 @@ def history_query(
     if target is None or not target:
         return sql.SQL("SELECT * FROM audit ORDER BY id DESC LIMIT %s"), [limit]
     if not is_pattern(target):
-        return sql.SQL("SELECT * FROM audit WHERE target = %s ORDER BY id DESC LIMIT %s"), [
-            target,
-            limit,
-        ]
+        return sql.SQL(
+            "SELECT * FROM audit WHERE target >= %s AND target <= %s"
+            " ORDER BY target DESC, id DESC LIMIT %s"
+        ), [target, target, limit]
     start, end = prefix_range(target)
     below = sql.SQL("") if end is None else sql.SQL(" AND a.target ~<~ %(end)s")
     query = sql.SQL(
@@ -279,7 +283,8 @@ def history_query(
         " ORDER BY (SELECT max(a.id) FROM audit a WHERE a.target = t.target) DESC"
         " LIMIT %(limit)s)"
         " SELECT e.* FROM newest CROSS JOIN LATERAL (SELECT * FROM audit a"
-        " WHERE a.target = newest.target ORDER BY a.id DESC LIMIT %(limit)s) e"
+        " WHERE a.target >= newest.target AND a.target <= newest.target"
+        " ORDER BY a.target DESC, a.id DESC LIMIT %(limit)s) e"
         " ORDER BY e.id DESC LIMIT %(limit)s"
     ).format(below=below)
     return query, {"start": start, "end": end, "like": like_pattern(target), "limit": limit}
