@@ -64,12 +64,16 @@ ANSWERS = {
 
 @dataclass
 class Scale:
-    rounds: int = 4  # alternations of the two bots
-    commands: int = 100  # acks of commands per round and bot
-    clicks: int = 30  # acks of Approve clicks per round and bot, each a promotion
-    asks: int = 8  # of each answer per round and bot
+    rounds: int = 8  # each phase of a round runs on one bot then the other, in turn
+    commands: int = 50  # acks of commands per round and bot
+    clicks: int = 15  # acks of Approve clicks per round and bot, each a promotion
+    asks: int = 4  # of each answer per round and bot
     concurrency: int = 4
-    starts: int = 3
+    starts: int = 5
+
+    @classmethod
+    def quick(cls) -> Scale:
+        return cls(rounds=2, commands=40, clicks=10, asks=3, starts=1)
 
 
 @dataclass
@@ -77,8 +81,9 @@ class Bot:
     name: str  # "a year", "none"
     db: Path | str
     proc: Process | None = None
-    acks: dict[str, list[float]] = field(default_factory=lambda: {"command": [], "click": []})
-    answers: dict[str, list[float]] = field(default_factory=dict)
+    # Per measure, the samples of each round (a round's figure is paired with the other bot's
+    # of the same round, taken seconds apart, for the spread).
+    rounds: dict[str, list[list[float]]] = field(default_factory=dict)
     starts: list[float] = field(default_factory=list)
     rss: list[float] = field(default_factory=list)
 
@@ -136,45 +141,58 @@ async def _start(bot: Bot, env: dict[str, str], fakes: Fakes) -> Process:
     return proc
 
 
-async def _round(bot: Bot, fakes: Fakes, things: Things, scale: Scale) -> None:
-    """One round of everything measured, on one bot."""
-    proc = bot.proc
-    assert proc is not None
-    since = time.time()
-    out = await load(
-        {
-            "url": proc.url,
-            "secret": SECRET,
-            "kind": "command",
-            "texts": things.take(proc.db, scale.commands),
-            "user": REQUESTER,
-            "concurrency": scale.concurrency,
-        }
-    )
-    bot.acks["command"] += out["latencies"]
-    await fakes.wait("posts", scale.commands, since)
+async def _round(bots: list[Bot], fakes: Fakes, things: Things, scale: Scale) -> None:
+    """One round of everything measured: each phase on one bot, then on the next, so the two
+    figures of a phase are taken seconds apart (this machine's speed drifts)."""
+
+    def record(bot: Bot, measure: str, samples: list[float]) -> None:
+        bot.rounds.setdefault(measure, []).append(samples)
+
+    for bot in bots:
+        proc = bot.proc
+        assert proc is not None
+        since = time.time()
+        out = await load(
+            {
+                "url": proc.url,
+                "secret": SECRET,
+                "kind": "command",
+                "texts": things.take(proc.db, scale.commands),
+                "user": REQUESTER,
+                "concurrency": scale.concurrency,
+            }
+        )
+        record(bot, "command ack", out["latencies"])
+        await fakes.wait("posts", scale.commands, since)
     # The answers, while the round's requests are open (pending lists them, as the Home does).
-    [(oldest, newest)] = proc.db.run("SELECT MIN(id), MAX(id) FROM requests")
     for name, text in ANSWERS.items():
-        texts = [text.format(oldest=oldest, newest=newest)] * scale.asks
-        job = {"kind": "command", "texts": texts, "user": REQUESTER}
-        bot.answers.setdefault(name, []).extend(await _answered(proc, fakes, job))
-    job = {"kind": "home", "users": [APPROVER] * scale.asks}
-    bot.answers.setdefault("the App Home", []).extend(await _answered(proc, fakes, job, "homes"))
-    opened = await open_requests(proc, fakes, things, scale.clicks)
-    since = time.time()
-    out = await load(
-        {
-            "url": proc.url,
-            "secret": SECRET,
-            "kind": "click",
-            **opened,
-            "user": APPROVER,
-            "concurrency": scale.concurrency,
-        }
-    )
-    bot.acks["click"] += out["latencies"]
-    await fakes.wait("threads", scale.clicks, since, under=opened["ts"])
+        for bot in bots:
+            assert bot.proc is not None
+            [(oldest, newest)] = bot.proc.db.run("SELECT MIN(id), MAX(id) FROM requests")
+            texts = [text.format(oldest=oldest, newest=newest)] * scale.asks
+            job = {"kind": "command", "texts": texts, "user": REQUESTER}
+            record(bot, name, await _answered(bot.proc, fakes, job))
+    for bot in bots:
+        assert bot.proc is not None
+        job = {"kind": "home", "users": [APPROVER] * scale.asks}
+        record(bot, "the App Home", await _answered(bot.proc, fakes, job, "homes"))
+    for bot in bots:
+        proc = bot.proc
+        assert proc is not None
+        opened = await open_requests(proc, fakes, things, scale.clicks)
+        since = time.time()
+        out = await load(
+            {
+                "url": proc.url,
+                "secret": SECRET,
+                "kind": "click",
+                **opened,
+                "user": APPROVER,
+                "concurrency": scale.concurrency,
+            }
+        )
+        record(bot, "click ack", out["latencies"])
+        await fakes.wait("threads", scale.clicks, since, under=opened["ts"])
 
 
 @contextlib.asynccontextmanager
@@ -210,8 +228,8 @@ async def measure(
     things: Things,
     scale: Scale,
     socket: str | None = None,
-) -> tuple[list[tuple[str, str, str, str]], dict[str, float], str]:
-    """Rows (measure, a year, none, ratio), the figures the targets read, and a note."""
+) -> tuple[list[Row], dict[str, float], str]:
+    """Rows (measure, a year, none, ratio, spread), the figures the targets read, a note."""
     if backend == "postgres":
         assert socket is not None
         year_db: Path | str = _new_database(socket, "bench_year")
@@ -228,8 +246,7 @@ async def measure(
         bot.proc = await _start(bot, env, fakes)
     try:
         for i in range(scale.rounds):
-            for bot in bots if i % 2 == 0 else bots[::-1]:
-                await _round(bot, fakes, things, scale)
+            await _round(bots if i % 2 == 0 else bots[::-1], fakes, things, scale)
     finally:
         for bot in bots:
             if bot.proc is not None:
@@ -237,35 +254,42 @@ async def measure(
     return _rows(backend, bots, seeded)
 
 
-def _rows(
-    backend: str, bots: list[Bot], seeded: float
-) -> tuple[list[tuple[str, str, str, str]], dict[str, float], str]:
+Row = tuple[str, str, str, str, str]  # measure, a year, none, ratio, spread of rounds' ratios
+
+
+def _rows(backend: str, bots: list[Bot], seeded: float) -> tuple[list[Row], dict[str, float], str]:
     year, none = bots
     label = "SQLite" if backend == "sqlite" else "PostgreSQL"
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[Row] = []
     ratios: dict[str, float] = {}
 
-    def row(name: str, a: float, b: float, fmt: str = ".2f") -> None:
+    def row(name: str, a: float, b: float, fmt: str, spread: list[float]) -> None:
         ratio = a / b if b else float("nan")
-        rows.append((name, f"{a:{fmt}}", f"{b:{fmt}}", f"{ratio:.2f}"))
+        low, high = (min(spread), max(spread)) if spread else (ratio, ratio)
+        rows.append((name, f"{a:{fmt}}", f"{b:{fmt}}", f"{ratio:.2f}", f"{low:.2f}–{high:.2f}"))
         ratios[name] = ratio
 
     starts = statistics.median(year.starts), statistics.median(none.starts)
-    row("start to the first answer from the database (s)", *starts, ".3f")
-    for kind in ("command", "click"):
-        for q in (0.5, 0.99):
-            a, b = (pct(bot.acks[kind], q) * 1000 for bot in bots)
-            row(f"{kind} ack p{round(q * 100)} (ms)", a, b)
-    for name in year.answers:
-        a, b = (pct(bot.answers[name], 0.5) * 1000 for bot in bots)
-        row(f"{name}: answered p50 (ms)", a, b)
+    pairs = [a / b for a, b in zip(year.starts, none.starts, strict=True)]
+    row("start to the first answer from the database (s)", *starts, ".3f", pairs)
+    for measure in year.rounds:
+        for q in (0.5, 0.99) if measure.endswith("ack") else (0.5,):
+            a, b = (pct([x for r in bot.rounds[measure] for x in r], q) * 1000 for bot in bots)
+            per_round = [
+                pct(x, q) / pct(y, q)
+                for x, y in zip(year.rounds[measure], none.rounds[measure], strict=True)
+            ]
+            label = "ack" if measure.endswith("ack") else "answered"
+            name = measure.removesuffix(" ack")
+            row(f"{name}: {label} p{round(q * 100)} (ms)", a, b, ".2f", per_round)
     rss = statistics.median(year.rss) - statistics.median(none.rss)
     rows.append(
         (
             "RSS after start-up (MB)",
             f"{statistics.median(year.rss):.1f}",
             f"{statistics.median(none.rss):.1f}",
-            f"+{rss:.1f} MB",
+            f"{rss:+.1f} MB",
+            "",
         )
     )
     results = {
@@ -280,11 +304,25 @@ def _rows(
     return rows, results, note
 
 
-def markdown(sections: Mapping[str, list[tuple[str, str, str, str]]], notes: list[str]) -> str:
-    out = []
+def markdown(sections: Mapping[str, list[Row]], notes: list[str]) -> str:
+    out = [
+        "\n## A year of history against none (bench/growth.py)\n",
+        "Two bots with the same config and load, one on a database holding a year of use"
+        f" ({YEAR[0]:,} ended requests, {YEAR[1]:,} audit entries, made by bulk SQL:"
+        " bench/grow.py), one on an empty one, started and measured alternately in the same"
+        " run. Acks are of commands and Approve clicks that each do their full work after;"
+        " answers are from the request sent to the answer at the fake Slack (its response URL,"
+        " or `views.publish` for the App Home); start-up is from spawn to the first answer read"
+        " from the database (`pending`), RSS a second later. Target: each ratio ≤"
+        f" {TARGET_RATIO}, RSS + ≤ {TARGET_RSS_MB:.0f} MB.",
+    ]
     for label, rows in sections.items():
-        out += [f"\n### {label}\n", "| measure | a year | none | a year / none |"]
-        out.append("|---|---|---|---|")
+        title = "SQLite" if label == "sqlite" else "PostgreSQL"
+        out += [
+            f"\n### {title}\n",
+            "| measure | a year | none | a year / none | rounds' ratios (low–high) |",
+            "|---|---|---|---|---|",
+        ]
         out += ["| " + " | ".join(r) + " |" for r in rows]
     out += ["", *[f"- {note}" for note in notes]]
     return "\n".join(out) + "\n"
@@ -301,7 +339,7 @@ async def main(quick: bool, backends: list[str]) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="promote-bot-growth-"))
     (workdir / "bench.toml").write_text(CONFIG)
     env = bench_env(urls, workdir / "bench.toml")
-    scale = Scale(rounds=2, commands=40, clicks=10, asks=4, starts=1) if quick else Scale()
+    scale = Scale.quick() if quick else Scale()
     things = Things(PROJECTS)
     sections, notes = {}, []
     try:

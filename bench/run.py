@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import compileall
+import contextlib
 import json
 import os
 import platform
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import growth
 from bench.harness import (
     APPROVER,
     CONFIG,
@@ -57,13 +59,21 @@ TARGETS = {
     "release p50 − preview (ms)": 30.0,
     "click → provider p50 (ms)": 20.0,
     "500 at once / one": 3.0,
+    "500 at once / the fakes' own floor": 1.5,
+    "bot CPU per full promotion / bare Bolt CPU per ack": 15.0,
     "start to ready (s)": 1.0,
     "idle RSS (MB)": 80.0,
     "App Store tokens signed": 1,
+    "growth ratio, worst (SQLite)": growth.TARGET_RATIO,
+    "growth ratio, worst (PostgreSQL)": growth.TARGET_RATIO,
+    "RSS growth after start-up (SQLite, MB)": growth.TARGET_RSS_MB,
+    "RSS growth after start-up (PostgreSQL, MB)": growth.TARGET_RSS_MB,
 }
 
 
-async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
+async def main(
+    quick: bool, profile: bool, workers: int | None = None, *, growing: bool = True
+) -> None:
     scale = 0.2 if quick else 1.0
     fakes_proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -83,6 +93,8 @@ async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
     results: dict[str, float] = {}
     profile_md = ""
     rows: list[tuple[str, str, str, str]] = []
+    growth_sections: dict[str, list[growth.Row]] = {}
+    growth_notes: list[str] = []
     try:
         # 1. start to ready and idle RSS, bot and baseline alternately, with their modules
         # compiled as an install (and the Docker image) has them: an editable checkout under
@@ -136,6 +148,7 @@ async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
             ),
             0.0,
         )
+        bare_cpu = [0.0, 0]  # CPU seconds bare Bolt spent acking, and its acks
         for concurrency, count in ((1, 100), (32, 800), (128, 800)):
             count = max(int(count * scale), concurrency * 2)
             systems = {"bot": bot, "bare": bare, "strict": strict}
@@ -156,7 +169,12 @@ async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
                         "user": REQUESTER,
                         "concurrency": concurrency,
                     }
+                    assert proc.proc is not None
+                    cpu_at = cpu_seconds(proc.proc.pid)
                     out = await load(job)
+                    if name == "bare":
+                        bare_cpu[0] += cpu_seconds(proc.proc.pid) - cpu_at
+                        bare_cpu[1] += count
                     lat[name] += out["latencies"]
                     rate[name].append(count / out["wall"])
                     share[name].append(out["cpu"] / out["wall"])
@@ -290,9 +308,10 @@ async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
             singles_s.append(done - out["sent"][0])
         one = statistics.median(singles_s)
         many = max(int(500 * scale), 50)
+        assert bot.proc is not None
+        cpu_opening = cpu_seconds(bot.proc.pid)
         opened = await open_requests(bot, fakes, things, many)
         spy = await _py_spy(bot, workdir / "profile.txt") if profile else None
-        assert bot.proc is not None
         cpu_before = cpu_seconds(bot.proc.pid), cpu_seconds(fakes_proc.pid)
         since = time.time()
         out = await load(
@@ -308,7 +327,9 @@ async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
         done_all = (await fakes.wait("threads", many, since, under=opened["ts"]))[-1]
         total = done_all - min(out["sent"])
         await asyncio.sleep(0.5)  # the release messages' last updates
-        bot_cpu = (cpu_seconds(bot.proc.pid) - cpu_before[0]) / many * 1000
+        cpu_after = cpu_seconds(bot.proc.pid)
+        bot_cpu = (cpu_after - cpu_before[0]) / many * 1000
+        full_cpu = (cpu_after - cpu_opening) / many * 1000
         fakes_cpu = (cpu_seconds(fakes_proc.pid) - cpu_before[1]) / many * 1000
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -324,11 +345,24 @@ async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
         rows.append((f"{many} at once / one", f"{total / one:.2f}", "", ""))
         rows.append((f"{many} at once: bot CPU per promotion (ms)", f"{bot_cpu:.1f}", "", ""))
         rows.append((f"{many} at once: fakes' CPU per promotion (ms)", f"{fakes_cpu:.1f}", "", ""))
-        floor = 500 * fakes_cpu / 1000 / one
+        # The fakes answer on one event loop: the phase can't end before they have spent
+        # their CPU on it, nor before one promotion's own time (the provider takes 200 ms).
+        floor = max(many * fakes_cpu / 1000, one)
+        rows.append((f"{many} at once: the fakes' own floor (s)", f"{floor:.3f}", "", ""))
+        rows.append((f"{many} at once / the fakes' own floor", f"{total / floor:.2f}", "", ""))
+        per_ack = bare_cpu[0] / max(bare_cpu[1], 1) * 1000
         rows.append(
-            ("500 at once / one, if the bot cost no CPU (fakes' CPU alone)", f"{floor:.1f}", "", "")
+            (
+                "bot CPU per full promotion (ms: command, preview, release message, click,"
+                " promotion, outcome)",
+                f"{full_cpu:.2f}",
+                f"{per_ack:.2f}",
+                f"{full_cpu / per_ack:.1f}",
+            )
         )
         results["500 at once / one"] = total / one
+        results["500 at once / the fakes' own floor"] = total / floor
+        results["bot CPU per full promotion / bare Bolt CPU per ack"] = full_cpu / per_ack
         await bot.stop()
 
         # 6. App Store Connect tokens signed during 1,000 provider calls
@@ -343,12 +377,27 @@ async def main(quick: bool, profile: bool, workers: int | None = None) -> None:
             ("App Store tokens signed / seen in 1,000 calls", f"{token.signed} / {seen}", "", "")
         )
         results["App Store tokens signed"] = token.signed
+
+        # 7. a year of history against none, on SQLite and on PostgreSQL (bench/growth.py)
+        scale_growth = growth.Scale.quick() if quick else growth.Scale()
+        for backend in ("sqlite", "postgres") if growing else ():
+            async with contextlib.AsyncExitStack() as stack:
+                socket = None
+                if backend == "postgres":
+                    socket = await stack.enter_async_context(growth.postgres_server(workdir))
+                section, found, note = await growth.measure(
+                    backend, fakes, env, workdir, things, scale_growth, socket
+                )
+            growth_sections[backend] = section
+            growth_notes.append(note)
+            results.update(found)
     finally:
         fakes_proc.terminate()
         await fakes_proc.wait()
         await fakes.http.aclose()
 
-    report(rows, results, quick, profile_md, workers)
+    growth_md = growth.markdown(growth_sections, growth_notes) if growth_sections else ""
+    report(rows, results, quick, profile_md + growth_md, workers)
 
 
 async def _preview_latency(urls: dict[str, str], config: Path) -> float:
@@ -414,6 +463,7 @@ def _profile_summary(raw: Path, phase: str, during: str) -> str:
         return "\n(py-spy wrote no profile: is it installed, and may it attach?)\n"
     by_group: dict[str, int] = {}
     by_function: dict[str, int] = {}
+    ours: dict[str, int] = {}  # samples under each of the bot's own functions (inclusive)
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -426,6 +476,8 @@ def _profile_summary(raw: Path, phase: str, during: str) -> str:
         by_group[group] = by_group.get(group, 0) + n
         name = re.sub(r":\d+\)$", ")", leaf)
         by_function[name] = by_function.get(name, 0) + n
+        for frame in {re.sub(r":\d+\)$", ")", f) for f in stack.split(";") if "/bot/" in f}:
+            ours[frame] = ours.get(frame, 0) + n
     if not total:
         return ""
     groups = "\n".join(
@@ -434,6 +486,10 @@ def _profile_summary(raw: Path, phase: str, during: str) -> str:
     top = "\n".join(
         f"| `{f[:90]}` | {n / total:.1%} |"
         for f, n in sorted(by_function.items(), key=lambda x: -x[1])[:10]
+    )
+    own = "\n".join(
+        f"| `{f[:90]}` | {n / total:.1%} |"
+        for f, n in sorted(ours.items(), key=lambda x: -x[1])[:15]
     )
     return f"""
 ## Profile of {phase}
@@ -450,6 +506,12 @@ The ten busiest functions (own time):
 | function | share |
 |---|---|
 {top}
+
+The bot's own functions with the most samples under them (inclusive):
+
+| function | share |
+|---|---|
+{own}
 """
 
 
@@ -562,5 +624,8 @@ if __name__ == "__main__":
     parser.add_argument(
         "--workers", type=int, help="PROMOTE_BOT_WORKERS for the bot (its default otherwise)"
     )
+    parser.add_argument(
+        "--no-growth", action="store_true", help="leave out the growth benchmark (bench/growth.py)"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.quick, args.profile, args.workers))
+    asyncio.run(main(args.quick, args.profile, args.workers, growing=not args.no_growth))
