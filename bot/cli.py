@@ -293,7 +293,7 @@ async def connect_slack(
     # serving (and /healthz for a liveness probe) never waits on Slack's user groups.
     await live.first_lookup(asking, GROUPS_AT_START_SECONDS)
     secret = settings.slack_signing_secret
-    inbox = Inbox(workflow, identity, chat.tell)
+    inbox = Inbox(workflow, identity, chat.tell, session)
     pool = WorkPool(inbox, settings.promote_bot_workers)
     app = create_app(
         workflow,
