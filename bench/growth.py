@@ -279,9 +279,9 @@ def _rows(backend: str, bots: list[Bot], seeded: float) -> tuple[list[Row], dict
                 pct(x, q) / pct(y, q)
                 for x, y in zip(year.rounds[measure], none.rounds[measure], strict=True)
             ]
-            label = "ack" if measure.endswith("ack") else "answered"
+            what = "ack" if measure.endswith("ack") else "answered"
             name = measure.removesuffix(" ack")
-            row(f"{name}: {label} p{round(q * 100)} (ms)", a, b, ".2f", per_round)
+            row(f"{name}: {what} p{round(q * 100)} (ms)", a, b, ".2f", per_round)
     rss = statistics.median(year.rss) - statistics.median(none.rss)
     rows.append(
         (
