@@ -24,7 +24,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -44,6 +45,7 @@ from bot.config import (
     parse_config,
     read_toml,
 )
+from bot.core.cdevents import MILESTONES
 from bot.core.policy import Policy, describe, format_duration, pattern_for, policy_for
 from bot.core.ports import Provider, StoreError
 from bot.core.rules import Rules
@@ -56,6 +58,7 @@ from bot.metrics import MeasuredWebClient, Metrics, time_acks
 from bot.providers.registry import PROVIDERS
 from bot.providers.spec import SettingError
 from bot.store import AnyStore, open_any
+from bot.transports.events import HttpEventSender
 from bot.transports.slack.app import SlackEndpoint, create_app
 from bot.transports.slack.app import web_app as slack_web_app
 from bot.transports.slack.chat import SlackChat
@@ -136,6 +139,7 @@ class SlackBot:
     pool: WorkPool
     metrics: Metrics = field(default_factory=Metrics)
     webhooks: ZnyxWebhooks | None = None  # POST /webhooks/znyx, when ZNYX_WEBHOOK_SECRET is set
+    events: HttpEventSender = field(default_factory=HttpEventSender)  # to [[notify]]
 
     def web_routes(self, app: web.Application) -> web.Application:
         """Add what `serve` answers on PORT besides Slack and the health endpoints."""
@@ -146,6 +150,7 @@ class SlackBot:
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
+        await self.events.aclose()
         await self.session.close()
         self.store.close()
 
@@ -269,6 +274,7 @@ async def connect_slack(
     providers = checked.providers
     measured = {name: metrics.measure(provider) for name, provider in providers.items()}
     chat = SlackChat(client, identity.get("url"))
+    events = HttpEventSender()
     workflow = Workflow(
         rules,
         store,
@@ -278,6 +284,7 @@ async def connect_slack(
         lease=lease,
         inbox_retention=timedelta(seconds=settings.promote_bot_inbox_retention),
         drift_every=settings.promote_bot_drift_seconds,
+        events=events,
     )
     workflow.observers.append(metrics.on_audit)
     metrics.watch_store(store, workflow.owner)
@@ -306,7 +313,18 @@ async def connect_slack(
     )
     time_acks(app, metrics)
     return SlackBot(
-        settings, store, providers, workflow, app, live, session, inbox, pool, metrics, webhooks
+        settings,
+        store,
+        providers,
+        workflow,
+        app,
+        live,
+        session,
+        inbox,
+        pool,
+        metrics,
+        webhooks,
+        events,
     )
 
 
@@ -566,6 +584,8 @@ async def shell(settings: Settings, args: argparse.Namespace) -> int:
             stack.push_async_callback(provider.aclose)
         chat = ShellChat(write)
         lease = timedelta(seconds=settings.promote_bot_lease_seconds)
+        events = HttpEventSender()
+        stack.push_async_callback(events.aclose)
         workflow = Workflow(
             rules,
             store,
@@ -574,6 +594,7 @@ async def shell(settings: Settings, args: argparse.Namespace) -> int:
             lease=lease,
             inbox_retention=timedelta(seconds=settings.promote_bot_inbox_retention),
             drift_every=settings.promote_bot_drift_seconds,
+            events=events,
         )
         await workflow.recover()
         await workflow.sweep()
@@ -681,6 +702,13 @@ def config_summary(rules: Rules, source: str) -> str:
         lines.append("  no targets: no provider is configured")
     lines.append(f"Freezes ({len(rules.freezes)}):")
     lines += [f"  {', '.join(f.targets)}: {f.describe()}" for f in rules.freezes]
+    lines.append(f"Receivers of events ({len(rules.notify)}):")
+    for r in rules.notify:
+        where = urlsplit(r.url)  # only its host: the rest of a URL may be a token
+        events = ", ".join(e for e in MILESTONES if e in r.events)
+        lines.append(
+            f"  {r.name}: {where.scheme}://{where.netloc}/… ({events}; {', '.join(r.targets)})"
+        )
     return "\n".join(lines)
 
 
@@ -688,6 +716,42 @@ def check_config(path: Path) -> int:
     """`promote-bot check-config`: validate offline, print a summary; 0, or 2 and one line."""
     rules = load_config(path, setting="")  # a ConfigError: one line on stderr, exit 2
     print(config_summary(rules, str(path)))
+    return 0
+
+
+def audit(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """`promote-bot audit`: the audit log of PROMOTE_BOT_DB, read only, streamed to stdout."""
+    from bot import export
+    from bot.core.commands import is_target_pattern
+    from bot.store import open_reader
+
+    out = out or sys.stdout
+    try:
+        since = export.when(args.since) if args.since else None
+        until = export.when(args.until, end=True) if args.until else None
+    except ValueError as exc:
+        raise ConfigError(f"--since/--until: {exc}") from None
+    if since is not None and until is not None and until <= since:
+        raise ConfigError("--until must be after --since")
+    if args.target is not None and not is_target_pattern(args.target):
+        raise ConfigError(
+            f"--target: {args.target!r} is not a target or pattern like znyx:*:prod or whop:*"
+        )
+    settings, problems = load_settings_all()
+    db_problems = [p for p in problems if p.startswith("PROMOTE_BOT_DB")]
+    if db_problems:
+        raise ConfigError("\n".join(db_problems))
+    try:
+        reader = open_reader(settings.promote_bot_db)
+        models = [Settings, *(spec.settings for spec in PROVIDERS.values())]
+        entries = reader.audit_entries(since, until, args.target)
+        export.write(entries, out, args.format, secrets=logs.secret_values(models))
+        out.flush()
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from None
+    except BrokenPipeError:  # `| head`: whoever reads has what they wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     return 0
 
 
@@ -741,6 +805,31 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the config file (default: PROMOTE_BOT_CONFIG, else ./promote-bot.toml)",
     )
+    audit_parser = commands.add_parser(
+        "audit",
+        help="print the audit log (of PROMOTE_BOT_DB) as JSON lines or CSV",
+        description="Print the audit log of the database PROMOTE_BOT_DB names (SQLite or "
+        "PostgreSQL), oldest first, one entry at a time as it is read: never all in memory. "
+        "The database is only read (never written or upgraded), so this may run beside a "
+        "serving bot. Secrets are never included. Times are UTC unless they say otherwise.",
+    )
+    audit_parser.add_argument(
+        "--since", metavar="DATE", help="from this date or time on (2026-11-01, 2026-11-01T10:00)"
+    )
+    audit_parser.add_argument(
+        "--until",
+        metavar="DATE",
+        help="before this time; a date alone includes that whole day (2026-11-30)",
+    )
+    audit_parser.add_argument(
+        "--target", metavar="PATTERN", help="only these targets (znyx:*:prod, whop:*)"
+    )
+    audit_parser.add_argument(
+        "--format",
+        choices=("jsonl", "csv"),
+        default="jsonl",
+        help="JSON lines (default) or CSV with a header row",
+    )
     return parser
 
 
@@ -772,6 +861,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":  # offline: needs no other setting
             default = os.environ.get("PROMOTE_BOT_CONFIG") or "promote-bot.toml"
             return check_config(args.file or Path(default))
+        if args.command == "audit":  # the database only
+            return audit(args)
         if args.command == "serve":  # every problem at once, the config's and providers' too
             settings, problems = load_settings_all()
             asyncio.run(serve(settings, problems))

@@ -6,15 +6,18 @@ Any problem becomes a `ConfigError` whose message is one line naming the setting
 from __future__ import annotations
 
 import codecs
+import ipaddress
+import os
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -31,6 +34,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core import authz
 from bot.core.authz import RoleMap
+from bot.core.cdevents import ALIASES, MILESTONES, Receiver
 from bot.core.freezes import Freeze, parse_weekly
 from bot.core.policy import Policy
 from bot.core.rules import Rules
@@ -44,6 +48,7 @@ SLACK_GROUP = re.compile(r"^S[A-Z0-9_]{2,}$")  # a user group (its members get t
 POLICY_PATTERN = re.compile(
     r"^(" + "|".join(map(re.escape, PROVIDERS)) + r"|\*)(:[A-Za-z0-9_.*?-]+){0,2}$"
 )
+T = TypeVar("T")
 SCOPES: dict[str, str] = {s: what for spec in PROVIDERS.values() for s, what in spec.scopes.items()}
 # The policy keys providers add (`whop_statuses`): key → (provider, what it may list).
 POLICY_KEYS: dict[str, tuple[str, PolicyKey]] = {
@@ -335,31 +340,140 @@ def _freeze(index: int, table: object) -> Freeze:
     return freeze
 
 
-def _freezes(tables: object, source: str, rules: Rules) -> tuple[Freeze, ...]:
+def _tables(
+    tables: object,
+    source: str,
+    rules: Rules,
+    kind: tuple[str, str, str],
+    model: type[BaseModel],
+    build: Callable[[int, object], T],
+) -> list[tuple[str, T]]:
+    """Each `[[<name>]]` table built by `build(index, table)`, with the label errors name it
+    by; one line naming the table for any problem, and for a `targets` pattern that matches
+    no target of the config. `kind`: (table name, what each is, the key that labels it)."""
+    name, each, key = kind
     if not isinstance(tables, list):
-        raise ConfigError(f"{source}: freeze: write each window as a [[freeze]] table")
-    freezes = []
+        raise ConfigError(f"{source}: {name}: write each {each} as a [[{name}]] table")
+    every = [t for p in rules.providers.values() for t in p.targets()]
+    built = []
     for index, table in enumerate(tables, start=1):
-        label = f"freeze {index}"
-        if isinstance(table, dict) and isinstance(table.get("reason"), str):
-            label += f" ({table['reason']!r})"
+        label = f"{name} {index}"
+        if isinstance(table, dict) and isinstance(table.get(key), str):
+            label += f" ({table[key]!r})"
         try:
-            freeze = _freeze(index, table)
+            item = build(index, table)
         except ValidationError as exc:
             raise ConfigError(
-                f"{source}: [[freeze]] {label}: {_first_error(exc, model=_Freeze)}"
+                f"{source}: [[{name}]] {label}: {_first_error(exc, model=model)}"
             ) from None
         except ValueError as exc:
-            raise ConfigError(f"{source}: [[freeze]] {label}: {exc}") from None
-        every = [t for p in rules.providers.values() for t in p.targets()]
-        for pattern in freeze.targets:
+            raise ConfigError(f"{source}: [[{name}]] {label}: {exc}") from None
+        for pattern in getattr(item, "targets", ()):
             if not any(fnmatchcase(t, pattern) for t in every):
                 raise ConfigError(
-                    f"{source}: [[freeze]] {label}: targets: {pattern!r} matches no target of "
+                    f"{source}: [[{name}]] {label}: targets: {pattern!r} matches no target of "
                     "this config"
                 )
-        freezes.append(freeze)
-    return tuple(freezes)
+        built.append((label, item))
+    return built
+
+
+def _freezes(tables: object, source: str, rules: Rules) -> tuple[Freeze, ...]:
+    kind = ("freeze", "window", "reason")
+    return tuple(f for _, f in _tables(tables, source, rules, kind, _Freeze, _freeze))
+
+
+class _Notify(BaseModel):
+    """One `[[notify]]` table: a receiver of the requests' milestones, as CDEvents."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    name: str | None = None
+    events: list[str] = Field(default_factory=lambda: list(MILESTONES), min_length=1)
+    targets: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    secret_env: str | None = None  # the variable holding the HMAC key
+    secret: str | None = None  # refused, with why: the file holds no secret
+
+
+SECRET_MIN = 16  # an HMAC key shorter than this is guessable
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _receiver(table: object, environ: dict[str, str]) -> Receiver:
+    """Build one receiver from its table, or raise ValueError saying what is wrong."""
+    model = _Notify.model_validate(table)
+    try:
+        url = urlsplit(model.url)
+        host = url.hostname or ""
+        url.port  # noqa: B018 - a port that is no number raises here
+    except ValueError:
+        raise ValueError(f"url: {model.url!r} is not a URL") from None
+    if url.username is not None or url.password is not None:
+        raise ValueError("url: no user or password in it; the receiver checks `secret`")
+    if not host or url.scheme not in ("https", "http"):
+        raise ValueError(f"url: {model.url!r} is not an https:// URL")
+    if url.scheme == "http" and not _loopback(host):
+        raise ValueError(
+            "url: events go over https, or over http only to a loopback address "
+            f"(127.0.0.1, ::1, localhost); {host} is not one"
+        )
+    name = model.name or host
+    if not NAME.match(name):
+        raise ValueError(f"name: {name!r} is not a name like 'sleuth' (letters, digits, . _ -)")
+    events = []
+    for event in model.events:
+        event = ALIASES.get(event, event)
+        if event not in MILESTONES:
+            raise ValueError(f"events: unknown event {event!r} (known: {', '.join(MILESTONES)})")
+        events.append(event)
+    for pattern in model.targets:
+        if not POLICY_PATTERN.match(pattern):
+            raise ValueError(f"targets: {pattern!r} is not a target pattern like 'name:*:prod'")
+    if model.secret is not None:
+        raise ValueError(
+            "secret: the config file holds no secret: put it in an environment variable and "
+            "name that variable in `secret_env`"
+        )
+    if model.secret_env is None:
+        raise ValueError(
+            "secret_env: name the environment variable holding the secret the receiver checks "
+            "the signature with"
+        )
+    secret = environ.get(model.secret_env)
+    if not secret:
+        raise ValueError(f"secret_env: the environment variable {model.secret_env} is not set")
+    if len(secret) < SECRET_MIN:
+        raise ValueError(
+            f"secret_env: {model.secret_env} holds fewer than {SECRET_MIN} characters: use a"
+            " long random string"
+        )
+    return Receiver(name, model.url, frozenset(events), tuple(model.targets), secret)
+
+
+def _receivers(tables: object, source: str, rules: Rules) -> tuple[Receiver, ...]:
+    environ = dict(os.environ)
+    kind = ("notify", "receiver", "name")
+    built = _tables(
+        tables, source, rules, kind, _Notify, lambda _, table: _receiver(table, environ)
+    )
+    receivers: list[Receiver] = []
+    for label, receiver in built:
+        if any(r.name == receiver.name for r in receivers):
+            raise ConfigError(
+                f"{source}: [[notify]] {label}: another receiver is named {receiver.name!r}"
+                " (the name defaults to the URL's host): give each its own `name`"
+            )
+        receivers.append(receiver)
+    return tuple(receivers)
 
 
 def _provider_keys(policies: object, source: str) -> object:
@@ -414,12 +528,12 @@ def parse_config(data: dict, source: str = "config") -> Rules:
         data["policies"] = _provider_keys(data["policies"], source)
     sections = {name: data.pop(name) for name in PROVIDERS if name in data}
     freeze_tables = data.pop("freeze", [])
+    notify_tables = data.pop("notify", [])
     try:
         file = _File.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(
-            f"{source}: {_first_error(exc, model=_File, extra=[*PROVIDERS, 'freeze'])}"
-        ) from None
+        extra = [*PROVIDERS, "freeze", "notify"]
+        raise ConfigError(f"{source}: {_first_error(exc, model=_File, extra=extra)}") from None
     providers = {}
     for name, table in sections.items():
         spec = PROVIDERS[name]
@@ -446,6 +560,8 @@ def parse_config(data: dict, source: str = "config") -> Rules:
             raise ConfigError(f"{source}: policies.{pattern}: {problem}")
     if freeze_tables:
         rules = replace(rules, freezes=_freezes(freeze_tables, source, rules))
+    if notify_tables:
+        rules = replace(rules, notify=_receivers(notify_tables, source, rules))
     return rules
 
 

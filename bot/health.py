@@ -77,6 +77,7 @@ class Health:
         return web.Response(text="ready\n")
 
     async def metrics_page(self, request: web.Request) -> web.Response:
+        await self.metrics.refresh()  # the database's figures: computed in a worker thread
         body = await call_store(self.store, self.metrics.render)  # reads the store
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 

@@ -17,10 +17,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 from bot.config import ConfigError, load_config
+from bot.core.cdevents import Receiver
 from bot.core.policy import format_duration
 from bot.core.rules import Rules
 from bot.core.scheduler import RunAgainIn, Scheduler
@@ -127,11 +129,34 @@ def what_changed(old: Rules, new: Rules) -> str:
         _named("members", a.members, b.members, _roles_of),
         _named("groups", a.groups, b.groups, _roles_of),
         _named("policies", dict(old.policies), dict(new.policies), _policy_keys, _policy_change),
+        _named(
+            "receivers",
+            {r.name: r for r in old.notify},
+            {r.name: r for r in new.notify},
+            _receiver,
+            _receiver_change,
+        ),
     ]
     was, now = _providers(old), _providers(new)
     if touched := sorted(n for n in was.keys() | now.keys() if was.get(n) != now.get(n)):
         parts.append(f"providers changed {', '.join(touched)}")
     return "; ".join(p for p in parts if p) or "nothing changed"
+
+
+def _receiver(receiver: object) -> str:
+    """A `[[notify]]` receiver by its host only: the rest of its URL may be a token, and its
+    secret is never shown."""
+    if not isinstance(receiver, Receiver):
+        return str(receiver)
+    return f"{urlsplit(receiver.url).netloc}, {len(receiver.events)} events"
+
+
+def _receiver_change(old: object, new: object) -> str:
+    """The keys of a receiver that changed ("url, secret"), never their values."""
+    if not (isinstance(old, Receiver) and isinstance(new, Receiver)):
+        return ""
+    keys = ("url", "events", "targets", "secret")
+    return ", ".join(k for k in keys if getattr(old, k) != getattr(new, k))
 
 
 def _policy_keys(policy: object) -> str:

@@ -1,14 +1,23 @@
 """Prometheus metrics for `GET /metrics`, one registry per bot.
 
 Each `Metrics` has its own `CollectorRegistry` (never prometheus-client's global one), so tests
-that run several bots in one process don't collide. Counters and histograms are updated where
-things happen (a provider call, an ack, a Slack API error, a request event); the gauges that
-describe the database (requests by state, messages waiting, requests executing) are read from
-the store when Prometheus scrapes, so every replica reports the same truth.
+that run several bots in one process don't collide. Counters and histograms of this process are
+updated where things happen (a provider call, an ack, a Slack API error, a request event); the
+gauges that describe the database (requests by state, messages waiting, requests executing) are
+read from the store when Prometheus scrapes, so every replica reports the same truth.
+
+What the releases add up to (promotions by outcome, rollbacks, lead time, approval wait and
+time to restore) is derived from the database too, not counted by this process: right across
+restarts and replicas (every replica reports the same values: aggregate them with `max`, not
+`sum`). The database computes it in SQL, in a worker thread on a connection of its own, when a
+scrape finds the last answer older than `FIGURES_SECONDS`; every scrape is served the last
+answer meanwhile (the first, none), so a scrape stays cheap however big the history, and
+answers while the database does not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -18,7 +27,13 @@ from typing import Any, Protocol
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -30,9 +45,11 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from bot.core.drift import OUTCOMES as DRIFT_OUTCOMES
 from bot.core.drift import DriftWatch
 from bot.core.errors import ProviderError
+from bot.core.figures import DeliveryTotals, Durations
 from bot.core.model import Action, AuditEntry, Drift, Outcome, Preview, State
 from bot.core.ports import Provider
 from bot.core.scheduler import Scheduler
+from bot.core.stats import BOUNDS
 from bot.core.steps import Steps
 from bot.webhooks import OUTCOMES as WEBHOOK_OUTCOMES
 
@@ -44,6 +61,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 # A provider call is a read or a write over the internet, 20 s at most (then a retry).
 PROVIDER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+FIGURES_SECONDS = 30.0  # the database's figures are computed again at most this often
 
 
 class CountingStore(Protocol):
@@ -58,6 +76,10 @@ class CountingStore(Protocol):
     def executing_by(self, owner: str) -> int: ...
 
     def notice_counts(self) -> Mapping[str, int]: ...
+
+    def event_counts(self) -> Mapping[tuple[str, str], int]: ...
+
+    def delivery_totals(self, bounds: tuple[float, ...]) -> DeliveryTotals: ...
 
 
 def messages_waiting(store: CountingStore) -> int:
@@ -128,6 +150,9 @@ class Metrics:
         r.register(_JobMetrics(self._schedulers))
         self._drift: list[tuple[DriftWatch, tuple[str, ...]]] = []
         r.register(_DriftMetrics(self._drift))
+        self._figures = _Figures()
+        r.register(self._figures)
+        self._computing: asyncio.Future[None] | None = None
 
     def watch_store(self, store: CountingStore, owner: str) -> None:
         """Report requests by state, messages waiting and requests executing (by `owner`,
@@ -148,8 +173,40 @@ class Metrics:
         self.webhooks.labels(outcome=outcome).inc()
 
     def render(self) -> bytes:
-        """The Prometheus text format."""
+        """The Prometheus text format (the database's figures as last computed)."""
         return generate_latest(self.registry)
+
+    async def scrape(self, clock: Callable[[], float] = time.monotonic) -> bytes:
+        """The Prometheus text format; the database's figures older than FIGURES_SECONDS are
+        computed again meanwhile (this scrape shows the last ones)."""
+        await self.refresh(clock)
+        return self.render()
+
+    async def refresh(
+        self, clock: Callable[[], float] = time.monotonic, wait: bool = False
+    ) -> None:
+        """Have the database compute its figures again (in a worker thread), unless it did a
+        moment ago or is at it: one computation at a time, however many scrapes come. A
+        scrape never waits for it (a database that stops answering must not hold /metrics
+        up): until the first answer the figures are not in the page. `wait`: until it is
+        done. A store that fails keeps the last figures (counters never go back to nothing)
+        and is asked again FIGURES_SECONDS later."""
+        if not self._stores:
+            return
+        figures = self._figures
+        stale = figures.at is None or clock() - figures.at >= FIGURES_SECONDS
+        if stale and (self._computing is None or self._computing.done()):
+            self._computing = asyncio.ensure_future(self._compute(clock))
+        if wait and self._computing is not None:
+            await asyncio.shield(self._computing)
+
+    async def _compute(self, clock: Callable[[], float]) -> None:
+        store = self._stores[0][0]
+        try:
+            self._figures.totals = await asyncio.to_thread(store.delivery_totals, BOUNDS)
+        except Exception as exc:  # a scrape must answer even when the disk is full
+            log.warning("metrics: the store did not compute its figures: %s", exc)
+        self._figures.at = clock()
 
     def on_audit(self, entry: AuditEntry) -> None:
         """A request event was recorded (the workflow's audit observers)."""
@@ -186,6 +243,12 @@ class _StoreGauges:
             "Direct messages to people in the database: owed (not sent yet), sent, dropped.",
             labels=["state"],
         )
+        events = GaugeMetricFamily(
+            PREFIX + "events",
+            "Outgoing events ([[notify]]) in the database, by receiver and state: owed (not "
+            "taken yet), sent, dropped (sent and dropped ones are kept a week).",
+            labels=["receiver", "state"],
+        )
         up = GaugeMetricFamily(PREFIX + "store_up", "1 when the store answered this scrape.")
         try:
             counts = store.state_counts()
@@ -196,13 +259,111 @@ class _StoreGauges:
             told = store.notice_counts()
             for state in ("owed", "sent", "dropped"):
                 notices.add_metric([state], told.get(state, 0))
+            for (receiver, state), n in sorted(store.event_counts().items()):
+                events.add_metric([receiver, state], n)
         except Exception as exc:  # a scrape must answer even when the disk is full
             log.warning("metrics: the store did not answer: %s", exc)
             up.add_metric([], 0)
             yield up
             return
         up.add_metric([], 1)
-        yield from (by_state, waiting, executing, notices, up)
+        yield from (by_state, waiting, executing, notices, events, up)
+
+
+class _Figures:
+    """What the releases add up to, from the database, as last computed (`Metrics.refresh`)."""
+
+    def __init__(self) -> None:
+        self.totals: DeliveryTotals | None = None
+        self.at: float | None = None  # monotonic time of the last computation
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self.totals
+        if totals is None:
+            return
+        promotions = CounterMetricFamily(
+            PREFIX + "promotions",
+            "Promotions (requests that are not rollbacks) that ended, since the database "
+            "began, by target, provider and outcome (succeeded, failed, unknown, rejected, "
+            "cancelled, expired).",
+            labels=["target", "provider", "outcome"],
+        )
+        for (target, state), n in sorted(totals.outcomes.items()):
+            promotions.add_metric([target, provider_of(target), state], n)
+        rollbacks = CounterMetricFamily(
+            PREFIX + "rollbacks",
+            "Rollbacks that succeeded, since the database began, by provider.",
+            labels=["provider"],
+        )
+        for provider, n in sorted(_per_provider_counts(totals.rollbacks).items()):
+            rollbacks.add_metric([provider], n)
+        outside = CounterMetricFamily(
+            PREFIX + "outside_changes",
+            "Changes a provider showed that did not go through the bot, since the database "
+            "began, by target and provider.",
+            labels=["target", "provider"],
+        )
+        for target, n in sorted(totals.outside.items()):
+            outside.add_metric([target, provider_of(target)], n)
+        moved = CounterMetricFamily(
+            PREFIX + "previews_moved",
+            "Requests whose preview no longer held before they were decided (drift), since "
+            "the database began, by provider.",
+            labels=["provider"],
+        )
+        for provider, n in sorted(_per_provider_counts(totals.drifted).items()):
+            moved.add_metric([provider], n)
+        yield from (promotions, rollbacks, outside, moved)
+        for name, help_text, measured in (
+            ("lead_time_seconds", "From request to success, of succeeded promotions.", totals.lead),
+            (
+                "approval_wait_seconds",
+                "From request to first approval, of approved promotions.",
+                totals.wait,
+            ),
+            (
+                "time_to_restore_seconds",
+                "From a promotion's success to its rollback's success.",
+                totals.restore,
+            ),
+        ):
+            family = HistogramMetricFamily(PREFIX + name, help_text, labels=["provider"])
+            for provider, d in sorted(_per_provider_durations(measured).items()):
+                buckets = [(floatToGoString(b), n) for b, n in zip(BOUNDS, d.at_most, strict=True)]
+                buckets.append(("+Inf", d.count))
+                family.add_metric([provider], buckets, sum_value=d.total)
+            yield family
+
+
+def provider_of(target: str) -> str:
+    """The provider a target belongs to: its first part (`znyx:guardrails:prod` → znyx)."""
+    return target.split(":", 1)[0]
+
+
+def _per_provider_counts(by_target: Mapping[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for target, n in by_target.items():
+        out[provider_of(target)] = out.get(provider_of(target), 0) + n
+    return out
+
+
+def _per_provider_durations(by_target: Mapping[str, Durations]) -> dict[str, Durations]:
+    out: dict[str, Durations] = {}
+    for target, d in by_target.items():
+        had = out.get(provider_of(target))
+        out[provider_of(target)] = (
+            d
+            if had is None
+            else Durations(
+                tuple(a + b for a, b in zip(had.at_most, d.at_most, strict=True)),
+                had.count + d.count,
+                had.total + d.total,
+            )
+        )
+    return out
 
 
 class _JobMetrics:

@@ -36,12 +36,15 @@ USAGE: dict[str, str] = {
     "lock": "/promote lock <target-pattern> <reason…>",
     "unlock": "/promote unlock <target-pattern>",
     "notify": "/promote notify on|off",
+    "stats": "/promote stats [<target-pattern>] [--days N]   e.g. /promote stats znyx:*:prod",
 }
 
 WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _REQUEST_ID = re.compile(r"^#?(\d{1,12})$")
 _PATTERN = re.compile(r"^([a-z][a-z0-9_-]{0,31}|\*)(:[A-Za-z0-9_.*?-]{1,64}){0,2}$")
 REASON_LIMIT = 300
+DAYS = "--days"
+STATS_DAYS = (30, 366)  # the default, and the most `--days` may say
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,14 @@ class Rollback(OnRequest):
 
 
 @dataclass(frozen=True)
+class Stats:
+    """What the releases add up to over the last `days` days, per target (matching `pattern`)."""
+
+    pattern: str | None = None
+    days: int = STATS_DAYS[0]
+
+
+@dataclass(frozen=True)
 class Lock:
     pattern: str
     reason: str
@@ -156,6 +167,7 @@ Command = (
     | Lock
     | Unlock
     | Notify
+    | Stats
 )
 
 
@@ -264,6 +276,8 @@ def parse(text: str, rules: Rules) -> Command:
         return Pending() if verb == "pending" else Locks()
     if verb in ("lock", "unlock"):
         return _lock(verb, args)
+    if verb == "stats":
+        return _stats(args)
     raise _unknown_command(words[0], rules)
 
 
@@ -359,6 +373,33 @@ def said_text(text: str | None) -> str | None:
         return None
     words = " ".join(text.split())
     return _reason(words) if words else None
+
+
+def is_target_pattern(text: str) -> bool:
+    """A target pattern as locks, policies and `stats` take them: `znyx:*:prod`, `whop:*`."""
+    return bool(_PATTERN.match(text))
+
+
+def _stats(args: list[str]) -> Stats:
+    """`stats [<target-pattern>] [--days N]`, in either order (`--days=N` too)."""
+    days, pattern, rest = STATS_DAYS[0], None, list(args)
+    while rest:
+        word = rest.pop(0)
+        if word.lower() == DAYS or word.lower().startswith(DAYS + "="):
+            given = word.split("=", 1)[1] if "=" in word else (rest.pop(0) if rest else "")
+            if not given.isdigit() or not 1 <= int(given) <= STATS_DAYS[1]:
+                raise UsageError(
+                    f"`{DAYS}` takes a number of days from 1 to {STATS_DAYS[1]}.", USAGE["stats"]
+                )
+            days = int(given)
+        elif pattern is None and _PATTERN.match(word):
+            pattern = word
+        else:
+            raise UsageError(
+                f"{shown(word)} is not a target pattern like `<provider>:*:prod`.",
+                USAGE["stats"],
+            )
+    return Stats(pattern, days)
 
 
 def _lock(verb: str, args: list[str]) -> Lock | Unlock:

@@ -45,6 +45,8 @@ RATE = 3.0  # reads a second, at most, in all (each is one to three provider cal
 READ_SECONDS = 30.0  # one read, retries included, ends within this
 PAUSE = timedelta(seconds=30)  # a provider answering 429 or 5xx is left alone this long, doubling
 OUTCOMES = ("holds", "moved", "failed")  # of a read, for /metrics
+# The audit event of a request whose preview no longer holds (counted by `/promote stats`).
+MOVED = "moved since asked"
 _BUSY = (ProviderRateLimited, ProviderServerError, ProviderTimeout, ProviderUnreachable)
 _GOLDEN = 0.6180339887498949  # spreads request numbers evenly over the period
 _OPEN = (State.PENDING, State.APPROVED)
@@ -159,7 +161,7 @@ class DriftWatch:
             self.audit.record(
                 request.id,
                 BOT_ACTOR,
-                "moved since asked",
+                MOVED,
                 target,
                 f"{drift.provider}: {drift.sentence}",
             )

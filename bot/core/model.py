@@ -5,7 +5,7 @@ Actions are declared by the provider modules; the core knows them only through `
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -91,6 +91,19 @@ class Action(BaseModel):
         from one stage to the next the source too): a provider's word that one of them moved
         has its preview read again at once."""
         return (self.thing,) if self.thing else ()
+
+
+def kinds_for(scopes: Iterable[Scope]) -> tuple[str, ...]:
+    """The action kinds someone holding `scopes` may request or approve: the requests whose
+    figures they see in `/promote stats`."""
+    held = set(scopes)
+    return tuple(sorted(kind for kind, cls in Action._kinds.items() if cls.scope in held))
+
+
+def providers_for(kinds: Iterable[str]) -> tuple[str, ...]:
+    """The providers whose actions `kinds` are: whose targets' changes outside the bot someone
+    who may see those kinds sees."""
+    return tuple(sorted({Action._kinds[k].provider for k in kinds if k in Action._kinds}))
 
 
 def action_from_json(text: str | bytes) -> Action:
@@ -373,6 +386,7 @@ def notice_key(request_id: int, user: str, event: str) -> str:
 
 
 class AuditEntry(BaseModel):
+    id: int | None = None  # its place in the log, when read back (the export shows it)
     at: datetime
     request_id: int | None
     actor: str

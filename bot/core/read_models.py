@@ -3,15 +3,17 @@ history, what is pending for someone, and their App Home. Nothing here changes a
 
 from __future__ import annotations
 
+import asyncio
 from fnmatch import fnmatchcase
 
-from bot.core import authz, render, texts
+from bot.core import authz, render, stats, texts
 from bot.core.commands import History, closest
 from bot.core.context import Context
 from bot.core.delivery import Delivery
 from bot.core.errors import ProviderError
+from bot.core.figures import TargetFigures
 from bot.core.locking import Holds
-from bot.core.model import Query, Reply, Request, State
+from bot.core.model import Query, Reply, Request, State, kinds_for, providers_for
 
 HISTORY_LIMIT = 20
 HOME_EVENTS = 10
@@ -103,6 +105,31 @@ class ReadModels:
             events=tuple(ctx.store.history(limit=HOME_EVENTS)) if insider else (),
             notify=ctx.store.notify_enabled(user),
         )
+
+    async def figures(
+        self, user: str, days: int, pattern: str | None = None
+    ) -> tuple[stats.Window, list[TargetFigures]]:
+        """What the requests `user` may see (those of actions their scopes let them request
+        or approve) that ended in the last `days` days add up to, per target. Counted by the
+        database on a connection of its own, in a worker thread: a big database never holds
+        up the bot's other work meanwhile."""
+        ctx = self.ctx
+        w = stats.window(ctx.clock(), days)
+        kinds = kinds_for(ctx.rules.role_map.scopes_of(user))
+        figures = await asyncio.to_thread(
+            ctx.store.target_figures,
+            w.since,
+            w.until,
+            pattern=pattern,
+            kinds=kinds,
+            providers=providers_for(kinds),
+        )
+        return w, figures
+
+    async def stats(self, user: str, pattern: str | None, days: int) -> Reply:
+        """`/promote stats`."""
+        w, figures = await self.figures(user, days, pattern)
+        return Reply(stats.stats_text(figures, w, pattern))
 
     def _listed(self, request: Request) -> render.ListedRequest:
         ts = request.message_ts

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from bot.core import authz
 from bot.core.authz import RoleMap, WhoCanApprove
+from bot.core.figures import TargetFigures
 from bot.core.freezes import Freeze, fmt, next_freeze, running
 from bot.core.markup import literal, user
 from bot.core.model import AuditEntry, Fact, Lock, Outcome, Request, State
@@ -226,6 +227,10 @@ class HomeView:
     holds: HoldsView
     events: tuple[AuditEntry, ...]  # newest first
     notify: bool = True  # do they get direct messages
+    # What the releases of the last `figure_days` days add up to, per target they may see
+    # (None: not shown, to someone with no role).
+    figures: tuple[TargetFigures, ...] | None = None
+    figure_days: int = 7
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.core.authz import RoleMap
+from bot.core.cdevents import Receiver
 from bot.core.freezes import Freeze
 from bot.core.model import Action, Outcome, Query, Request, Scope
 from bot.core.policy import Policy, policy_for
@@ -69,6 +70,7 @@ class Rules:
     # left on a provider the config no longer has)
     provider_scopes: Mapping[str, frozenset[Scope]] = field(default_factory=dict)
     freezes: tuple[Freeze, ...] = ()  # the config's [[freeze]] windows, in file order
+    notify: tuple[Receiver, ...] = ()  # the config's [[notify]] receivers of events
 
     def policy(self, action: Action) -> Policy:
         """The policy of the action's target; a rollback needs its `rollback_approvals`."""

@@ -57,6 +57,11 @@ _CORE_FORMS: list[tuple[str, str]] = [
     ("lock", "lock targets you hold the scope for (add --emergency <why> to a request to pass)"),
     ("unlock", "lift a lock"),
     ("notify", "direct messages about your requests and what waits for you: on (default) or off"),
+    (
+        "stats",
+        "what the releases add up to, per target: how often, lead time, failure rate, "
+        "time to restore (last 30 days unless --days)",
+    ),
 ]
 
 

@@ -50,6 +50,9 @@ NOTE_MEMORY = timedelta(days=30)  # notes posted are remembered this long
 WEBHOOK_MEMORY = timedelta(days=1)
 # A thing the bot never read is told as changed only if what is there was put there this lately.
 FIRST_SIGHT_WITHIN = timedelta(hours=1)
+# The audit event of a change a provider shows that did not go through the bot (counted by
+# `/promote stats` and the metrics).
+OUTSIDE = "changed outside the bot"
 
 
 def _when(at: str | None) -> str:
@@ -227,7 +230,7 @@ class Truth:
             then = f"{sighting.before} (the version before it)" if sighting.before else "nothing"
         actor = f"{sighting.label}: {(sighting.by or 'someone')[:60]}"  # shown as words
         detail = f"{then} → {sighting.shown}; it did not go through promote-bot"
-        self.audit.record(None, actor, "changed outside the bot", sighting.target, detail)
+        self.audit.record(None, actor, OUTSIDE, sighting.target, detail)
         if channel is not None:
             key = f"outside:{sighting.thing}:{before.key if before else ''}:{sighting.key}"
             await self.notes.tell(key, channel, outside_text(sighting, then, affected))

@@ -11,6 +11,8 @@ It wires the concerns together and hands each call to the one that owns it:
 - audit.py       the audit log
 - notify.py      direct messages: who is owed one, and sending them exactly once
 - drift.py       open requests' previews read again; truth.py what a provider says changed
+- outbox.py      outgoing events (CDEvents) to the receivers of [[notify]]
+- stats.py       what the releases add up to (`/promote stats`, the App Home)
 - scheduler.py   the timed work of all of them (`schedule`)
 
 Methods return a `Reply` for the person who acted (shown only to them) or None when the
@@ -21,9 +23,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from bot.core import authz, render, texts
+from bot.core import authz, render, stats, texts
 from bot.core.audit import Audit
 from bot.core.commands import (
     Approve,
@@ -39,6 +42,7 @@ from bot.core.commands import (
     Reject,
     Rollback,
     Show,
+    Stats,
     Status,
     Unlock,
     UsageError,
@@ -53,7 +57,8 @@ from bot.core.lifecycle import Lifecycle
 from bot.core.locking import Holds
 from bot.core.model import AuditEntry, Reply, Sighting
 from bot.core.notify import Notices
-from bot.core.ports import Chat, Provider, Store
+from bot.core.outbox import EVENTS_SECONDS, Outbox
+from bot.core.ports import Chat, EventSender, Provider, Store
 from bot.core.read_models import ReadModels
 from bot.core.retention import DEFAULT_INBOX_RETENTION, EVERY, Retention
 from bot.core.rules import Rules
@@ -81,6 +86,7 @@ class Workflow:
         owner: str | None = None,
         inbox_retention: timedelta = DEFAULT_INBOX_RETENTION,
         drift_every: float = 300.0,
+        events: EventSender | None = None,
     ) -> None:
         """`drift_every`: seconds between two reads of an open request's preview."""
         ctx = Context(
@@ -105,6 +111,7 @@ class Workflow:
         self.retention = Retention(ctx, inbox_retention)
         self.drift = DriftWatch(ctx, self.audit, self.delivery, every=drift_every)
         self.truth = Truth(ctx, self.audit, self.delivery, self.drift, self.notices)
+        self.outbox = Outbox(ctx, events)  # the requests' milestones, sent as CDEvents
         # Called with each audit entry once it is recorded (metrics); must not raise or block.
         self.observers: list[Callable[[AuditEntry], None]] = self.audit.observers
 
@@ -194,6 +201,8 @@ class Workflow:
             return self.notices.set(user, command.on)
         if isinstance(command, Rollback):
             return await self.lifecycle.rollback(user, command.request_id, channel)
+        if isinstance(command, Stats):
+            return await self.reads.stats(user, command.pattern, command.days)
         return Reply(texts.help_text(self.ctx.rules, user))
 
     # --- buttons -----------------------------------------------------------------------
@@ -238,8 +247,14 @@ class Workflow:
 
     # --- what people look at -----------------------------------------------------------
 
-    def home(self, user: str) -> render.HomeView:
-        return self.reads.home(user)
+    async def home(self, user: str) -> render.HomeView:
+        """`user`'s App Home, with what the last week's releases add up to (for those with a
+        role)."""
+        view = self.reads.home(user)
+        if not self.ctx.rules.role_map.scopes_of(user):
+            return view
+        _, figures = await self.reads.figures(user, stats.HOME_DAYS)
+        return replace(view, figures=tuple(figures), figure_days=stats.HOME_DAYS)
 
     def roles_of(self, user: str) -> tuple[str, ...]:
         return self.ctx.rules.role_map.roles_of(user)
@@ -272,9 +287,9 @@ class Workflow:
         return await self.delivery.redraw()
 
     def schedule(self, scheduler: Scheduler) -> None:
-        """The core's timed work, as named jobs: expiry, recovery, delivery, leases, previews
-        read again (drift), `unknown` requests looked at again (settle), and removing
-        acknowledged work past its retention."""
+        """The core's timed work, as named jobs: expiry, recovery, delivery, outgoing
+        events, leases, previews read again (drift), `unknown` requests looked at again
+        (settle), and removing acknowledged work past its retention."""
 
         async def renew() -> None:
             self.leases.renew_all()
@@ -282,6 +297,7 @@ class Workflow:
         scheduler.add("recover", self.recover, RECOVER_SECONDS)
         scheduler.add("expire", self.sweep, EXPIRE_SECONDS)
         scheduler.add("deliver", self.deliver_due, DELIVER_SECONDS)
+        scheduler.add("events", self.outbox.run, EVENTS_SECONDS)
         scheduler.add("leases", renew, self.leases.every, first=self.leases.every)
         scheduler.add("retention", self.retention.run, EVERY)
         scheduler.add("drift", self.drift.tick, TICK_SECONDS, timeout=60.0)

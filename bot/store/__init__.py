@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from bot.store.sqlite import SqliteStore
+from bot.store.sqlite_reader import SqliteReader
 
 if TYPE_CHECKING:
     from bot.store.postgres import PostgresStore
+    from bot.store.postgres_reader import PostgresReader
 
 AnyStore: TypeAlias = "SqliteStore | PostgresStore"
+AnyReader: TypeAlias = "SqliteReader | PostgresReader"
 T = TypeVar("T")
 SCHEMES = ("postgresql://", "postgres://")  # libpq's URI schemes
 
@@ -33,6 +36,16 @@ def open_any(where: Path | str) -> AnyStore:
     return SqliteStore(where)
 
 
+def open_reader(where: Path | str) -> AnyReader:
+    """The database PROMOTE_BOT_DB names, to read only: never created, written or upgraded
+    (`promote-bot audit` may run against the database a bot is serving from)."""
+    if is_postgres(where):
+        from bot.store.postgres import open_reader as open_postgres
+
+        return open_postgres(str(where))
+    return SqliteReader.open(where)
+
+
 async def call_store(store: object, call: Callable[..., T], *args: Any) -> T:
     """`call(*args)`, which uses `store`: on a worker thread when the store's calls wait on a
     network (PostgreSQL), so the event loop goes on answering meanwhile (liveness, other acks);
@@ -42,4 +55,12 @@ async def call_store(store: object, call: Callable[..., T], *args: Any) -> T:
     return call(*args)
 
 
-__all__ = ["AnyStore", "SqliteStore", "call_store", "is_postgres", "open_any"]
+__all__ = [
+    "AnyReader",
+    "AnyStore",
+    "SqliteStore",
+    "call_store",
+    "is_postgres",
+    "open_any",
+    "open_reader",
+]

@@ -25,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.string import StrDumperUnknown
 
+from bot.core.milestones import Milestone, OutboxEvent
 from bot.core.model import (
     Approval,
     AuditEntry,
@@ -45,7 +46,9 @@ from bot.core.ports.store import Notices
 from bot.core.redact import uri_passwords, uri_userinfo
 from bot.store import postgres_truth
 from bot.store.answering import Answering, Cut, Watchdog
+from bot.store.figures import LongReads
 from bot.store.patterns import is_pattern, prefix_range
+from bot.store.postgres_reader import PostgresReader, read_only
 from bot.store.postgres_truth import TruthRows
 
 T = TypeVar("T")
@@ -90,6 +93,11 @@ def _states_sql(states: Sequence[State]) -> str:
     that knows them can tell the few open requests from the many ended ones, even a plan
     prepared once and reused (psycopg prepares a statement run five times)."""
     return ", ".join(f"'{State(s).value}'" for s in states)
+
+
+# An outbox row to send now: owed and past its backoff, or claimed by a try whose time ran out
+# (notices, events; two parameters: now, now).
+_DUE = "(state = 0 AND (next_at IS NULL OR next_at <= %s)) OR (state = 2 AND until <= %s)"
 
 
 # Each migration runs once, in one transaction, in order; never edit one that was released:
@@ -219,12 +227,31 @@ MIGRATIONS: list[tuple[int, str]] = [
     (6, "ALTER TABLE requests ADD COLUMN IF NOT EXISTS msg_recheck_at TIMESTAMPTZ"),
     # Drift, webhooks, sightings and notes (bot/store/postgres_truth.py).
     (7, postgres_truth.MIGRATION),
+    # What the releases add up to: `stats` and the metrics read requests by the moment they
+    # ended, the export reads the audit log by time. Outgoing events: every change to a request
+    # is a milestone, recorded with it; the outbox owes each receiver its events (state: 0
+    # owed, 1 sent, 2 claimed until `until`, 3 dropped).
+    (
+        8,
+        "CREATE INDEX IF NOT EXISTS requests_ended ON requests (updated_at);"
+        " CREATE INDEX IF NOT EXISTS audit_at ON audit (at);"
+        " CREATE INDEX IF NOT EXISTS audit_event ON audit (event, at);"
+        " CREATE TABLE IF NOT EXISTS milestones"
+        " (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, request_id BIGINT NOT NULL,"
+        " what TEXT NOT NULL, at TIMESTAMPTZ NOT NULL);"
+        " CREATE TABLE IF NOT EXISTS outbox (key TEXT PRIMARY KEY, receiver TEXT NOT NULL,"
+        " request_id BIGINT NOT NULL, milestone TEXT NOT NULL, body TEXT NOT NULL,"
+        " created_at TIMESTAMPTZ NOT NULL, state INTEGER NOT NULL DEFAULT 0,"
+        " until TIMESTAMPTZ, next_at TIMESTAMPTZ, attempts INTEGER NOT NULL DEFAULT 0,"
+        " done_at TIMESTAMPTZ, detail TEXT, seq BIGINT GENERATED ALWAYS AS IDENTITY);"
+        " CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at)",
+    ),
     # Flat costs as history grows: what the timed jobs look for every few seconds (messages
     # that lag, direct messages not sent) in partial indexes of just those rows; a target's
     # entries in id order, so its newest are read first (the btree of `target` alone keeps
     # equal keys in their rows' physical order), which replaces that index.
     (
-        8,
+        9,
         f"CREATE INDEX IF NOT EXISTS requests_lagging ON requests (id) WHERE {LAGGING};"
         " CREATE INDEX IF NOT EXISTS notices_unsent ON notices (created_at, seq)"
         " WHERE state IN (0, 2);"
@@ -404,8 +431,38 @@ def _store_errors(cls: type[S]) -> type[S]:
     return cls
 
 
+def connect(url: str) -> psycopg.Connection[dict[str, Any]]:
+    """A connection to `url` set up as every connection of the bot's is."""
+    given = conninfo_to_dict(url)
+    defaults = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
+    conn = psycopg.connect(url, autocommit=True, row_factory=dict_row, **defaults)
+    conn.adapters.register_dumper(str, _TextDumper)
+    conn.execute("SET TIME ZONE 'UTC'")
+    conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+    conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+    # What the compare-and-swaps rely on, whatever the server's defaults: a waiting UPDATE
+    # re-checks its WHERE and loses quietly, and a commit is on disk (a move to `executing`
+    # that a server crash undid could let a provider be called twice).
+    conn.execute("SET default_transaction_isolation = 'read committed'")
+    conn.execute("SET synchronous_commit = on")
+    return conn
+
+
+def open_reader(url: str) -> PostgresReader:
+    """Read the database at `url` only: never written, never upgraded (`promote-bot audit`)."""
+    reader = PostgresReader(
+        read_only(lambda: connect(url)), lambda exc: _plain(exc, url), where(url)
+    )
+    try:
+        reader.check()
+    except StoreError as exc:
+        reader.close()
+        raise StoreError(f"{SETTING}: {exc}") from None
+    return reader
+
+
 @_store_errors
-class PostgresStore(_store_errors(TruthRows)):
+class PostgresStore(_store_errors(TruthRows), LongReads):  # long reads: `self.reader`
     # Its calls wait on a network: where a call must not hold the event loop up (health
     # checks, metrics, the ack's one insert), it is made on a worker thread (`call_store`).
     off_loop = True
@@ -420,6 +477,9 @@ class PostgresStore(_store_errors(TruthRows)):
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
         self._watchdog = Watchdog(ANSWER_SECONDS)
         self._answering = Answering(self._probe)
+        # Long reads (figures, the export) on connections of their own, bounded by the
+        # server's statement timeout, not ANSWER_SECONDS.
+        self.reader = PostgresReader(lambda: connect(url), lambda exc: _plain(exc, url), where(url))
         try:
             self.migrate()
             self._execute(
@@ -452,19 +512,7 @@ class PostgresStore(_store_errors(TruthRows)):
             if self._conn is not None:
                 self._conn.close()
             self._conn = None
-            given = conninfo_to_dict(self.url)
-            defaults = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
-            conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row, **defaults)
-            conn.adapters.register_dumper(str, _TextDumper)
-            conn.execute("SET TIME ZONE 'UTC'")
-            conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
-            conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
-            # What the compare-and-swaps rely on, whatever the server's defaults: a waiting
-            # UPDATE re-checks its WHERE and loses quietly, and a commit is on disk (a move to
-            # `executing` that a server crash undid could let a provider be called twice).
-            conn.execute("SET default_transaction_isolation = 'read committed'")
-            conn.execute("SET synchronous_commit = on")
-            self._conn = conn
+            self._conn = connect(self.url)
         return self._conn
 
     @contextmanager
@@ -568,6 +616,7 @@ class PostgresStore(_store_errors(TruthRows)):
         return int(row["v"] or 0)
 
     def close(self) -> None:
+        self.reader.close()
         self._answering.close()
         self._watchdog.close()
         with self._lock:
@@ -598,6 +647,7 @@ class PostgresStore(_store_errors(TruthRows)):
                 rows = self._insert_row(conn, new)
                 if rows:
                     self._owe(conn, rows[0]["id"], new.notices, new.created_at)
+                    self._milestone(conn, rows[0]["id"], "requested", new.created_at)
                 return rows
         except errors.UniqueViolation as exc:
             if exc.diag.constraint_name != "requests_open_thing":
@@ -819,6 +869,7 @@ class PostgresStore(_store_errors(TruthRows)):
                     [request_id],
                 )
                 self._owe(conn, request_id, notices, at)
+                self._milestone(conn, request_id, f"approved:{user}", at)
         return added
 
     def transition(
@@ -861,6 +912,7 @@ class PostgresStore(_store_errors(TruthRows)):
             moved = cursor.rowcount == 1
             if moved:
                 self._owe(conn, request_id, notices, at)
+                self._milestone(conn, request_id, to.value, at)
         return moved
 
     def renew(self, request_id: int, owner: str, until: datetime) -> bool:
@@ -1073,8 +1125,7 @@ class PostgresStore(_store_errors(TruthRows)):
     def notices_due(self, now: datetime, limit: int) -> list[NoticeRecord]:
         rows = self._rows(
             'SELECT key, request_id, "user", event, created_at, attempts FROM notices'
-            " WHERE state IN (0, 2) AND ((state = 0 AND (next_at IS NULL OR next_at <= %s))"
-            " OR (state = 2 AND until <= %s)) ORDER BY created_at, seq LIMIT %s",
+            f" WHERE state IN (0, 2) AND ({_DUE}) ORDER BY created_at, seq LIMIT %s",
             [now, now, limit],
         )
         return [NoticeRecord.model_validate(row) for row in rows]
@@ -1130,6 +1181,88 @@ class PostgresStore(_store_errors(TruthRows)):
             " WHERE key = %s AND state IN (0, 2)",
             [at, why, key],
         )
+
+    # --- outgoing events (bot/core/outbox.py) --------------------------------------------
+
+    @staticmethod
+    def _milestone(
+        conn: psycopg.Connection[dict[str, Any]], request_id: int, what: str, at: datetime
+    ) -> None:
+        """Record a change to a request for the outbox (inside the caller's transaction)."""
+        conn.execute(
+            "INSERT INTO milestones (request_id, what, at) VALUES (%s, %s, %s)",
+            [request_id, what, at],
+        )
+
+    def milestones(self, limit: int) -> list[Milestone]:
+        rows = self._rows(
+            "SELECT seq, request_id, what, at FROM milestones ORDER BY seq LIMIT %s", [limit]
+        )
+        return [Milestone.model_validate(row) for row in rows]
+
+    def fan_out(self, seqs: Sequence[int], events: Sequence[OutboxEvent]) -> int:
+        with self._transaction() as conn:
+            added = 0
+            for e in events:
+                added += conn.execute(
+                    "INSERT INTO outbox (key, receiver, request_id, milestone, body, created_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
+                    [e.key, e.receiver, e.request_id, e.milestone, e.body, e.created_at],
+                ).rowcount
+            conn.execute("DELETE FROM milestones WHERE seq = ANY(%s)", [list(seqs)])
+        return added
+
+    def events_due(self, now: datetime, limit: int) -> list[OutboxEvent]:
+        rows = self._rows(
+            "SELECT key, receiver, request_id, milestone, body, created_at, attempts FROM outbox"
+            f" WHERE {_DUE} ORDER BY created_at, seq LIMIT %s",
+            [now, now, limit],
+        )
+        return [OutboxEvent.model_validate(row) for row in rows]
+
+    def claim_event(self, key: str, now: datetime, until: datetime) -> bool:
+        return (
+            self._execute(
+                f"UPDATE outbox SET state = 2, until = %s WHERE key = %s AND ({_DUE})",
+                [until, key, now, now],
+            ).rowcount
+            == 1
+        )
+
+    def event_sent(self, key: str, at: datetime) -> None:
+        self._execute(
+            "UPDATE outbox SET state = 1, until = NULL, done_at = %s, detail = NULL,"
+            " attempts = attempts + 1 WHERE key = %s AND state IN (0, 2)",
+            [at, key],
+        )
+
+    def event_retry(self, key: str, held_until: datetime, next_at: datetime, why: str) -> int:
+        rows = self._rows(
+            "UPDATE outbox SET state = 0, until = NULL, next_at = %s, detail = %s,"
+            " attempts = attempts + 1 WHERE key = %s AND state = 2 AND until = %s"
+            " RETURNING attempts",
+            [next_at, why, key, held_until],
+        )
+        return int(rows[0]["attempts"]) if rows else 0
+
+    def event_dropped(self, key: str, at: datetime, why: str) -> None:
+        self._execute(
+            "UPDATE outbox SET state = 3, until = NULL, done_at = %s, detail = %s"
+            " WHERE key = %s AND state IN (0, 2)",
+            [at, why, key],
+        )
+
+    def event_counts(self) -> dict[tuple[str, str], int]:
+        rows = self._rows(
+            "SELECT receiver, CASE state WHEN 1 THEN 'sent' WHEN 3 THEN 'dropped' ELSE 'owed'"
+            " END AS s, COUNT(*) AS n FROM outbox GROUP BY 1, 2"
+        )
+        return {(row["receiver"], row["s"]): int(row["n"]) for row in rows}
+
+    def forget_events(self, before: datetime) -> int:
+        return self._execute(
+            "DELETE FROM outbox WHERE state IN (1, 3) AND done_at < %s", [before]
+        ).rowcount
 
     # --- for health checks and metrics ----------------------------------------------------
 

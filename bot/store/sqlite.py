@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 
 import sqlite_utils
 
+from bot.core.milestones import Milestone, OutboxEvent
 from bot.core.model import (
     Approval,
     AuditEntry,
@@ -35,7 +36,9 @@ from bot.core.model import (
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
 from bot.store import sqlite_truth
+from bot.store.figures import LongReads
 from bot.store.patterns import is_pattern, prefix_range
+from bot.store.sqlite_reader import SqliteReader
 from bot.store.sqlite_truth import TruthRows
 
 T = TypeVar("T")
@@ -102,10 +105,32 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     (7, ("ALTER TABLE requests ADD COLUMN msg_recheck_at TEXT",)),
     # Drift, webhooks, sightings and notes (bot/store/sqlite_truth.py).
     (8, sqlite_truth.MIGRATION),
+    # What the releases add up to: `stats` and the metrics read requests by the moment they
+    # ended, the export reads the audit log by time. Outgoing events: every change to a
+    # request is a milestone, recorded with it; the outbox owes each receiver its events
+    # (state: 0 owed, 1 sent, 2 claimed until `until`, 3 dropped).
+    (
+        9,
+        (
+            "CREATE INDEX IF NOT EXISTS requests_ended ON requests (updated_at)",
+            "CREATE INDEX IF NOT EXISTS audit_at ON audit (at)",
+            # changes outside the bot and previews that moved: counted by event and time
+            "CREATE INDEX IF NOT EXISTS audit_event ON audit (event, at)",
+            "CREATE TABLE IF NOT EXISTS milestones"
+            " (seq INTEGER PRIMARY KEY AUTOINCREMENT, request_id INTEGER NOT NULL,"
+            " what TEXT NOT NULL, at TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS outbox"
+            " (key TEXT PRIMARY KEY, receiver TEXT NOT NULL, request_id INTEGER NOT NULL,"
+            " milestone TEXT NOT NULL, body TEXT NOT NULL, created_at TEXT NOT NULL,"
+            " state INTEGER NOT NULL DEFAULT 0, until TEXT, next_at TEXT,"
+            " attempts INTEGER NOT NULL DEFAULT 0, done_at TEXT, detail TEXT)",
+            "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at)",
+        ),
+    ),
     # Flat costs as history grows: what the timed jobs look for every few seconds (messages
     # that lag, direct messages not sent) in partial indexes of just those rows.
     (
-        9,
+        10,
         (
             f"CREATE INDEX IF NOT EXISTS requests_lagging ON requests (id) WHERE {LAGGING}",
             "CREATE INDEX IF NOT EXISTS notices_unsent ON notices (created_at)"
@@ -116,6 +141,9 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+# An outbox row to send now: owed and past its backoff, or claimed by a try whose time ran out
+# (notices, events; two parameters: now, now).
+_DUE = "(state = 0 AND (next_at IS NULL OR next_at <= ?)) OR (state = 2 AND until <= ?)"
 
 
 def _check_path(path: Path) -> None:
@@ -163,9 +191,10 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 
 @_store_errors
-class SqliteStore(_store_errors(TruthRows)):
+class SqliteStore(_store_errors(TruthRows), LongReads):  # long reads: `self.reader`
     # A local file, answered in microseconds, on the one thread its connection belongs to:
-    # called where it is needed, never on a worker thread (`call_store`).
+    # called where it is needed, never on a worker thread (`call_store`). Its long reads
+    # (figures, the export) are the exception: connections of their own (`self.reader`).
     off_loop = False
 
     def __init__(self, path: Path | str | None = None) -> None:
@@ -175,8 +204,9 @@ class SqliteStore(_store_errors(TruthRows)):
         line names PROMOTE_BOT_DB, rather than a traceback at the first command."""
         self.path = Path(path) if path is not None else None
         try:
-            if self.path is None:
-                self.db = sqlite_utils.Database(memory=True)
+            if self.path is None:  # one connection, which the reader shares across threads
+                memory = sqlite3.connect(":memory:", check_same_thread=False)
+                self.db = sqlite_utils.Database(memory)
             else:
                 _check_path(self.path)
                 self.db = sqlite_utils.Database(str(self.path))
@@ -198,11 +228,29 @@ class SqliteStore(_store_errors(TruthRows)):
             self.installation = str(
                 self.db.execute("SELECT value FROM meta WHERE key = 'installation'").fetchone()[0]
             )
+            self.reader = self._reader()
         except sqlite3.Error as exc:
             raise StoreError(f"{SETTING}: {_plain(exc, self.path or ':memory:')}") from None
         except StoreError as exc:  # from a guarded method: the words are plain already
             text = str(exc)
             raise StoreError(text if text.startswith(SETTING) else f"{SETTING}: {text}") from None
+
+    def _reader(self) -> SqliteReader:
+        """Long reads (figures, the export) on connections of their own."""
+        where = self.path
+
+        def plain(exc: sqlite3.Error) -> str:
+            return _plain(exc, where or ":memory:")
+
+        if where is None:
+            return SqliteReader(lambda: self.db.conn, plain, shared=True)
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(str(where))
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            return conn
+
+        return SqliteReader(connect, plain)
 
     def migrate(self) -> int:
         """Bring the schema to SCHEMA_VERSION (kept in `PRAGMA user_version`); the version
@@ -405,6 +453,7 @@ class SqliteStore(_store_errors(TruthRows)):
                 )
                 assert cursor.lastrowid is not None
                 self._owe(cursor.lastrowid, new.notices, new.created_at)
+                self._milestone(cursor.lastrowid, "requested", new.created_at)
         except sqlite3.IntegrityError:
             existing = self.open_for(action.thing) if action.thing else None
             if existing is None:
@@ -621,6 +670,7 @@ class SqliteStore(_store_errors(TruthRows)):
                     "UPDATE requests SET msg_version = msg_version + 1 WHERE id = ?", [request_id]
                 )
                 self._owe(request_id, notices, at)
+                self._milestone(request_id, f"approved:{user}", at)
         return cursor.rowcount == 1
 
     def transition(
@@ -771,6 +821,7 @@ class SqliteStore(_store_errors(TruthRows)):
             )
             if cursor.rowcount == 1:
                 self._owe(request_id, notices, at)
+                self._milestone(request_id, to.value, at)
         return cursor.rowcount == 1
 
     def forget_done(self, before: datetime, most: int) -> int:
@@ -967,8 +1018,7 @@ class SqliteStore(_store_errors(TruthRows)):
         at = _utc(now)
         rows = self._rows(
             "SELECT key, request_id, user, event, created_at, attempts"
-            " FROM notices INDEXED BY notices_unsent WHERE state IN (0, 2)"
-            " AND ((state = 0 AND (next_at IS NULL OR next_at <= ?)) OR (state = 2 AND until <= ?))"
+            f" FROM notices INDEXED BY notices_unsent WHERE state IN (0, 2) AND ({_DUE})"
             " ORDER BY created_at, rowid LIMIT ?",
             [at, at, limit],
         )
@@ -1030,6 +1080,95 @@ class SqliteStore(_store_errors(TruthRows)):
                 " WHERE key = ? AND state IN (0, 2)",
                 [_utc(at), why, key],
             )
+
+    # --- outgoing events (bot/core/outbox.py) --------------------------------------------
+
+    def _milestone(self, request_id: int, what: str, at: datetime) -> None:
+        """Record a change to a request for the outbox (inside the caller's transaction)."""
+        self.db.conn.execute(
+            "INSERT INTO milestones (request_id, what, at) VALUES (?, ?, ?)",
+            [request_id, what, _utc(at)],
+        )
+
+    def milestones(self, limit: int) -> list[Milestone]:
+        rows = self._rows(
+            "SELECT seq, request_id, what, at FROM milestones ORDER BY seq LIMIT ?", [limit]
+        )
+        return [Milestone.model_validate(row) for row in rows]
+
+    def fan_out(self, seqs: Sequence[int], events: Sequence[OutboxEvent]) -> int:
+        with self.db.conn:
+            added = self.db.conn.executemany(
+                "INSERT OR IGNORE INTO outbox (key, receiver, request_id, milestone, body,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (e.key, e.receiver, e.request_id, e.milestone, e.body, _utc(e.created_at))
+                    for e in events
+                ],
+            ).rowcount
+            self.db.conn.executemany(
+                "DELETE FROM milestones WHERE seq = ?", [(seq,) for seq in seqs]
+            )
+        return max(added, 0)
+
+    def events_due(self, now: datetime, limit: int) -> list[OutboxEvent]:
+        at = _utc(now)
+        rows = self._rows(
+            "SELECT key, receiver, request_id, milestone, body, created_at, attempts FROM outbox"
+            f" WHERE {_DUE} ORDER BY created_at, rowid LIMIT ?",
+            [at, at, limit],
+        )
+        return [OutboxEvent.model_validate(row) for row in rows]
+
+    def claim_event(self, key: str, now: datetime, until: datetime) -> bool:
+        at = _utc(now)
+        with self.db.conn:
+            return (
+                self.db.execute(
+                    f"UPDATE outbox SET state = 2, until = ? WHERE key = ? AND ({_DUE})",
+                    [_utc(until), key, at, at],
+                ).rowcount
+                == 1
+            )
+
+    def event_sent(self, key: str, at: datetime) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE outbox SET state = 1, until = NULL, done_at = ?, detail = NULL,"
+                " attempts = attempts + 1 WHERE key = ? AND state IN (0, 2)",
+                [_utc(at), key],
+            )
+
+    def event_retry(self, key: str, held_until: datetime, next_at: datetime, why: str) -> int:
+        with self.db.conn:
+            rows = self._rows(
+                "UPDATE outbox SET state = 0, until = NULL, next_at = ?, detail = ?,"
+                " attempts = attempts + 1 WHERE key = ? AND state = 2 AND until = ?"
+                " RETURNING attempts",
+                [_utc(next_at), why, key, _utc(held_until)],
+            )
+        return int(rows[0]["attempts"]) if rows else 0
+
+    def event_dropped(self, key: str, at: datetime, why: str) -> None:
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE outbox SET state = 3, until = NULL, done_at = ?, detail = ?"
+                " WHERE key = ? AND state IN (0, 2)",
+                [_utc(at), why, key],
+            )
+
+    def event_counts(self) -> dict[tuple[str, str], int]:
+        rows = self._rows(
+            "SELECT receiver, CASE state WHEN 1 THEN 'sent' WHEN 3 THEN 'dropped' ELSE 'owed'"
+            " END AS s, COUNT(*) AS n FROM outbox GROUP BY 1, 2"
+        )
+        return {(row["receiver"], row["s"]): int(row["n"]) for row in rows}
+
+    def forget_events(self, before: datetime) -> int:
+        with self.db.conn:
+            return self.db.execute(
+                "DELETE FROM outbox WHERE state IN (1, 3) AND done_at < ?", [_utc(before)]
+            ).rowcount
 
     # --- for health checks and metrics ----------------------------------------------------
 

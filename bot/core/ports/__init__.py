@@ -3,10 +3,12 @@
 One module each; everything is importable from `bot.core.ports` too."""
 
 from bot.core.ports.chat import Chat, ChatError
+from bot.core.ports.events import EventSender, Sent
 from bot.core.ports.provider import Provider
 from bot.core.ports.store import (
     AuditStore,
     DueRead,
+    EventStore,
     InboxStore,
     LockStore,
     MessageStore,
@@ -14,6 +16,7 @@ from bot.core.ports.store import (
     OpenRequestExists,
     RequestStore,
     Seen,
+    StatsStore,
     StepStore,
     Store,
     StoreError,
@@ -25,6 +28,8 @@ __all__ = [
     "Chat",
     "ChatError",
     "DueRead",
+    "EventSender",
+    "EventStore",
     "InboxStore",
     "LockStore",
     "MessageStore",
@@ -33,6 +38,8 @@ __all__ = [
     "Provider",
     "RequestStore",
     "Seen",
+    "Sent",
+    "StatsStore",
     "StepStore",
     "Store",
     "StoreError",

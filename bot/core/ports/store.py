@@ -4,7 +4,7 @@ backend implements them all (`Store`); each part of the core needs only its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -20,6 +20,8 @@ from bot.core.model import (
     State,
     StepRecord,
 )
+from bot.core.ports.outbox import EventStore
+from bot.core.ports.stats import StatsStore
 
 Notices = Sequence[tuple[str, str]]  # direct messages owed: (person, event)
 
@@ -210,6 +212,17 @@ class AuditStore(Protocol):
         `?` as fnmatchcase reads them, matched in SQL on an index) and of one request."""
         ...
 
+    def audit_entries(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        pattern: str | None = None,
+    ) -> Iterator[AuditEntry]:
+        """The audit log in [since, until), oldest first, for targets matching `pattern`
+        (`znyx:*:prod`); streamed from the database on a connection of its own, never all
+        in memory."""
+        ...
+
 
 class StepStore(Protocol):
     """The journal of each execution's writes (see `bot/core/steps.py`)."""
@@ -392,6 +405,8 @@ class Store(
     StepStore,
     TruthStore,
     NoticeStore,
+    StatsStore,
+    EventStore,
     Protocol,
 ):
     """Everything the core keeps, in one database."""

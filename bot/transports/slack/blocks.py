@@ -10,6 +10,7 @@ from bot.core.holds import few
 from bot.core.markup import fmt_time, unescape, user, who_can_approve_text
 from bot.core.model import State
 from bot.core.render import HomeView, NoticeView, RequestView
+from bot.core.stats import home_lines
 from bot.core.texts import event_line, listed_line
 
 APPROVE = "promote_approve"
@@ -301,6 +302,17 @@ def home_tab(view: HomeView) -> dict:
     header(f"Last {len(view.events)} events" if view.events else "Events")
     events = "\n".join(f"• {event_line(e)}" for e in view.events)  # the core's markup
     lines([events] if events else [], "_Nothing has happened yet._")
+    if view.figures is not None:
+        blocks.append({"type": "divider"})
+        header(f"What the last {view.figure_days} days add up to")
+        figures = "\n".join(f"• {line}" for line in home_lines(view.figures, view.figure_days))
+        lines(
+            [figures] if figures else [],
+            f"_No request you may see ended in the last {view.figure_days} days._",
+        )
+        blocks.append(
+            {"type": "context", "elements": [_mrkdwn("Per target: `/promote stats` for more.")]}
+        )
     dms = (
         "Direct messages: on (your requests' decisions and outcomes, and what waits for you)."
         " `/promote notify off` stops them."

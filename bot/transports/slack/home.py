@@ -2,8 +2,8 @@
 
 Slack sends `app_home_opened` (a bot event, see manifest.yml) when a person opens the app;
 Bolt acks the event at once and this listener then reads the store and publishes that person's
-home: requests waiting for their approval, their own open requests, locks and freezes, and the
-last events.
+home: requests waiting for their approval, their own open requests, locks and freezes, the
+last events, and what the last 7 days' releases add up to.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 async def publish_home(workflow: Workflow, client: AsyncWebClient, user: str) -> bool:
     """Publish `user`'s App Home as things stand now; False (logged) if Slack refused."""
     try:
-        await client.views_publish(user_id=user, view=home_tab(workflow.home(user)))
+        await client.views_publish(user_id=user, view=home_tab(await workflow.home(user)))
     except SlackApiError as exc:
         log.warning("views.publish for %s failed: %s", user, exc.response.get("error"))
         return False
