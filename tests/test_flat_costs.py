@@ -142,6 +142,11 @@ def _day(store: AnyStore, now: datetime) -> dict[str, Callable[[], object]]:
             store.forget_webhooks(now - timedelta(days=2)),
             store.forget_notes(now - timedelta(days=2)),
         ),
+        "events: milestones to fan out, events owed, and old ones forgotten": lambda: (
+            store.milestones(100),
+            store.events_due(now, 50),
+            store.forget_events(now - timedelta(days=7)),
+        ),
         "metrics: executing here": lambda: store.executing_by("me"),
         "metrics: work not done": store.inbox_undone,
         "readiness": lambda: store.ping(now),
