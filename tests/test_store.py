@@ -609,3 +609,16 @@ def test_a_lost_postgres_connection_is_a_store_error_then_the_next_call_reconnec
     store.ping(NOW)  # a new connection
     assert _create(store) == 1
     store.close()
+
+
+def test_shown_as_is_a_requests_state_and_message_version(store_factory: Factory) -> None:
+    store = store_factory()
+    request_id = _create(store)
+    assert store.shown_as(request_id) == (State.PENDING, 1)
+    store.touch_message(request_id)
+    store.transition(request_id, [State.PENDING], State.CANCELLED, at=NOW)
+    request = store.get(request_id)
+    assert request is not None
+    assert store.shown_as(request_id) == (State.CANCELLED, request.msg_version)
+    assert request.msg_version > 1
+    assert store.shown_as(request_id + 1000) is None

@@ -686,6 +686,10 @@ class PostgresStore(_store_errors(TruthRows), LongReads):  # long reads: `self.r
         )
         return self.get(rows[0]["id"]) if rows else None
 
+    def shown_as(self, request_id: int) -> tuple[State, int] | None:
+        rows = self._rows("SELECT state, msg_version FROM requests WHERE id = %s", [request_id])
+        return (State(rows[0]["state"]), rows[0]["msg_version"]) if rows else None
+
     def get(self, request_id: int) -> Request | None:
         rows = self._rows("SELECT * FROM requests WHERE id = %s", [request_id])
         if not rows:

@@ -56,6 +56,11 @@ class RequestStore(Protocol):
 
     def get(self, request_id: int) -> Request | None: ...
 
+    def shown_as(self, request_id: int) -> tuple[State, int] | None:
+        """A request's state and message version alone (one row read, nothing parsed): for
+        a log line, or to tell whether it changed, without reading the whole request."""
+        ...
+
     def in_states(
         self,
         states: Sequence[State],
