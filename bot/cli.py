@@ -697,11 +697,14 @@ def config_summary(rules: Rules, source: str) -> str:
         pattern = pattern_for(target, dict(rules.policies))
         source_of = f'[policies."{pattern}"]' if pattern else "the default"
         policy = policy_for(target, dict(rules.policies))
-        lines.append(f"  {target}: {policy_details(policy)} ({source_of})")
+        details = "; ".join([policy_details(policy), *stage_details(rules, target, policy)])
+        lines.append(f"  {target}: {details} ({source_of})")
     if not targets:
         lines.append("  no targets: no provider is configured")
     lines.append(f"Freezes ({len(rules.freezes)}):")
     lines += [f"  {', '.join(f.targets)}: {f.describe()}" for f in rules.freezes]
+    lines.append(f"Allow windows ({len(rules.windows)}):")
+    lines += [f"  {', '.join(w.targets)}: {w.describe()}" for w in rules.windows]
     lines.append(f"Receivers of events ({len(rules.notify)}):")
     for r in rules.notify:
         where = urlsplit(r.url)  # only its host: the rest of a URL may be a token
@@ -709,7 +712,28 @@ def config_summary(rules: Rules, source: str) -> str:
         lines.append(
             f"  {r.name}: {where.scheme}://{where.netloc}/… ({events}; {', '.join(r.targets)})"
         )
+    lines.append(
+        f"Times are shown in {rules.timezone} (`timezone`), and `--at` is read there "
+        "for people whose Slack time zone is unknown."
+    )
     return "\n".join(lines)
+
+
+def stage_details(rules: Rules, target: str, policy: Policy) -> list[str]:
+    """What a target's stage gets, for `check-config`: its soak, whether it promotes itself
+    and where, the allow windows it runs in."""
+    parts = []
+    stage = rules.stage_promotion(target)
+    source = (stage.source_name if stage else None) or "its source stage"
+    if stage is not None and policy.soak:
+        parts.append(f"soak: {format_duration(policy.soak)} in {source}")
+    if stage is not None and policy.auto:
+        where = rules.channel_for(target, policy)
+        parts.append(f"auto: promotes itself when {source} changes (posted in {where})")
+    windows = [w.span() for w in rules.windows if w.applies_to(target)]
+    if windows:
+        parts.append("runs only in the window " + " or ".join(windows))
+    return parts
 
 
 def check_config(path: Path) -> int:

@@ -35,8 +35,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.core import authz
 from bot.core.authz import RoleMap
 from bot.core.cdevents import ALIASES, MILESTONES, Receiver
-from bot.core.freezes import Freeze, parse_weekly
-from bot.core.policy import Policy
+from bot.core.freezes import TimeWindow, parse_weekly
+from bot.core.policy import Policy, pattern_for
 from bot.core.rules import Rules
 from bot.providers.registry import PROVIDERS
 from bot.providers.spec import PolicyKey, setting_problem
@@ -45,6 +45,7 @@ _URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SLACK_USER = re.compile(r"^[UW][A-Z0-9_]{2,}$")  # _ for readable shell and sandbox users
 SLACK_GROUP = re.compile(r"^S[A-Z0-9_]{2,}$")  # a user group (its members get the roles)
+SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9_]{2,}$")  # a public or private channel
 POLICY_PATTERN = re.compile(
     r"^(" + "|".join(map(re.escape, PROVIDERS)) + r"|\*)(:[A-Za-z0-9_.*?-]+){0,2}$"
 )
@@ -235,6 +236,13 @@ class _File(BaseModel):
     roles: dict[str, frozenset[str]]
     members: dict[str, tuple[str, ...]] = {}
     policies: dict[str, Policy] = {}
+    # How times are shown, and `--at` read for someone whose own time zone Slack doesn't say.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        return _zone(v, "")
 
     @field_validator("roles", mode="before")
     @classmethod
@@ -278,16 +286,22 @@ class _File(BaseModel):
             for role in policy.approver_roles or ():
                 if role not in self.roles:
                     raise ValueError(f"policies.{pattern}: unknown approver role {role!r}")
+            if policy.channel is not None and not SLACK_CHANNEL.match(policy.channel):
+                raise ValueError(
+                    f"policies.{pattern}: channel: {policy.channel!r} is not a Slack channel id "
+                    "(like C012AB3CD: the channel's details, at the bottom)"
+                )
         return self
 
 
 class _Freeze(BaseModel):
-    """One `[[freeze]]` table: targets, why, and a dated (`from`/`until`) or `weekly` window."""
+    """One `[[freeze]]` or `[[window]]` table: targets, why, and a dated (`from`/`until`) or
+    `weekly` window."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     targets: list[str] = Field(min_length=1)
-    reason: str = Field(default="Freeze", min_length=1, max_length=200)
+    reason: str | None = Field(default=None, min_length=1, max_length=200)
     timezone: str
     start: datetime | str | None = Field(default=None, alias="from")
     until: datetime | str | None = None
@@ -308,16 +322,29 @@ def _local_time(value: datetime | str, key: str) -> datetime:
     return value
 
 
-def _freeze(index: int, table: object) -> Freeze:
-    """Build one freeze from its table, or raise ValueError saying what is wrong."""
-    model = _Freeze.model_validate(table)
-    name = f"freeze {index}"
+_WINDOW_KINDS = {"freeze": "Freeze", "window": "Allow window"}  # table → default reason
+
+
+def _zone(name: str, key: str = "timezone") -> str:
+    """`name` if it is an IANA time zone, else ValueError saying so (naming `key`)."""
     try:
-        ZoneInfo(model.timezone)
+        ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
+        where = f"{key}: " if key else ""
         raise ValueError(
-            f"timezone: {model.timezone!r} is not a time zone like 'Europe/Berlin' or 'UTC'"
+            f"{where}{name!r} is not a time zone like 'Europe/Berlin' or 'UTC'"
         ) from None
+    return name
+
+
+def _freeze(index: int, table: object, kind: str = "freeze") -> TimeWindow:
+    """Build one `[[freeze]]` (or `[[window]]`) from its table, or raise ValueError saying
+    what is wrong."""
+    model = _Freeze.model_validate(table)
+    model = model.model_copy(update={"reason": model.reason or _WINDOW_KINDS[kind]})
+    assert model.reason is not None
+    name = f"{kind} {index}"
+    _zone(model.timezone)
     for pattern in model.targets:
         if not POLICY_PATTERN.match(pattern):
             raise ValueError(f"targets: {pattern!r} is not a target pattern like 'name:*:prod'")
@@ -326,14 +353,14 @@ def _freeze(index: int, table: object) -> Freeze:
         raise ValueError("give either `from` and `until`, or `weekly`, not both")
     if model.weekly is not None:
         weekly = parse_weekly(model.weekly)
-        return Freeze(name, tuple(model.targets), model.reason, model.timezone, weekly=weekly)
+        return TimeWindow(name, tuple(model.targets), model.reason, model.timezone, weekly=weekly)
     if model.start is None or model.until is None:
         raise ValueError(
             "a window needs `from` and `until` (e.g. 2026-12-20T00:00), or `weekly` "
             "(e.g. 'Fri 16:00 - Mon 08:00')"
         )
     start, until = _local_time(model.start, "from"), _local_time(model.until, "until")
-    freeze = Freeze(name, tuple(model.targets), model.reason, model.timezone, start, until)
+    freeze = TimeWindow(name, tuple(model.targets), model.reason, model.timezone, start, until)
     bounds = freeze.dated_window()  # as instants: a DST change between them counts
     if bounds.end <= bounds.start:
         raise ValueError("`until` must be after `from`")
@@ -378,9 +405,16 @@ def _tables(
     return built
 
 
-def _freezes(tables: object, source: str, rules: Rules) -> tuple[Freeze, ...]:
-    kind = ("freeze", "window", "reason")
-    return tuple(f for _, f in _tables(tables, source, rules, kind, _Freeze, _freeze))
+def _freezes(
+    tables: object, source: str, rules: Rules, kind: str = "freeze"
+) -> tuple[TimeWindow, ...]:
+    """The `[[freeze]]` (or `[[window]]`) tables, in file order."""
+
+    def build(index: int, table: object) -> TimeWindow:
+        return _freeze(index, table, kind)
+
+    named = (kind, "window", "reason")
+    return tuple(f for _, f in _tables(tables, source, rules, named, _Freeze, build))
 
 
 class _Notify(BaseModel):
@@ -528,13 +562,14 @@ def parse_config(data: dict, source: str = "config") -> Rules:
         data["policies"] = _provider_keys(data["policies"], source)
     sections = {name: data.pop(name) for name in PROVIDERS if name in data}
     freeze_tables = data.pop("freeze", [])
+    window_tables = data.pop("window", [])
     notify_tables = data.pop("notify", [])
     try:
         file = _File.model_validate(data)
     except ValidationError as exc:
-        extra = [*PROVIDERS, "freeze", "notify"]
+        extra = [*PROVIDERS, "freeze", "window", "notify"]
         raise ConfigError(f"{source}: {_first_error(exc, model=_File, extra=extra)}") from None
-    providers = {}
+    providers, channels = {}, {}
     for name, table in sections.items():
         spec = PROVIDERS[name]
         try:
@@ -543,6 +578,9 @@ def parse_config(data: dict, source: str = "config") -> Rules:
             line = _first_error(exc, prefix=name + ".", model=spec.section)
             raise ConfigError(f"{source}: {line}") from None
         providers[name] = spec.rules(section)
+        channel = getattr(section, "channel", None)  # where the bot posts about it itself
+        if isinstance(channel, str):
+            channels[name] = channel
     rules = Rules(
         role_map=RoleMap(
             roles=dict(file.roles),
@@ -552,17 +590,51 @@ def parse_config(data: dict, source: str = "config") -> Rules:
         policies=dict(file.policies),
         providers=providers,
         unconfigured={n: s.label for n, s in PROVIDERS.items() if n not in providers},
+        timezone=file.timezone,
+        channels=channels,
         provider_scopes={n: frozenset(s.scopes) for n, s in PROVIDERS.items()},
     )
     for pattern, policy in rules.policies.items():
-        problem = _policy_problem(rules, pattern, policy)
+        problem = _policy_problem(rules, pattern, policy) or _stage_problem(rules, pattern, policy)
         if problem:
             raise ConfigError(f"{source}: policies.{pattern}: {problem}")
     if freeze_tables:
         rules = replace(rules, freezes=_freezes(freeze_tables, source, rules))
+    if window_tables:
+        rules = replace(rules, windows=_freezes(window_tables, source, rules, "window"))
     if notify_tables:
         rules = replace(rules, notify=_receivers(notify_tables, source, rules))
     return rules
+
+
+def _stage_problem(rules: Rules, pattern: str, policy: Policy) -> str | None:
+    """Why a policy's `soak` or `auto` can't work for the targets it is the policy of."""
+    if policy.auto and policy.approvals != 0:
+        return (
+            f"auto = true needs approvals = 0 (it has {policy.approvals}): the bot asks for "
+            "the promotion itself, so nobody would be asked to approve it"
+        )
+    if not (policy.auto or policy.soak):
+        return None
+    governed = [
+        t
+        for p in rules.providers.values()
+        for t in p.targets()
+        if pattern_for(t, dict(rules.policies)) == pattern
+    ]
+    key = "auto = true" if policy.auto else "soak"
+    if governed and all(rules.stage_promotion(t) is None for t in governed):
+        shown = ", ".join(governed[:3]) + (", …" if len(governed) > 3 else "")
+        return (
+            f"{key} needs a stage to promote from, and none of its targets ({shown}) has one "
+            "(Znyx targets after the first stage do: staging ← dev, prod ← staging)"
+        )
+    if policy.auto and not any(rules.channel_for(t, policy) for t in governed):
+        return (
+            "auto = true needs a channel for the bot's own requests: set `channel` here "
+            "(a Slack channel id like C012AB3CD) or in the provider's section"
+        )
+    return None
 
 
 def _policy_problem(rules: Rules, pattern: str, policy: Policy) -> str | None:

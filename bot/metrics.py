@@ -51,6 +51,7 @@ from bot.core.ports import Provider
 from bot.core.scheduler import Scheduler
 from bot.core.stats import BOUNDS
 from bot.core.steps import Steps
+from bot.core.timing import Live
 from bot.webhooks import OUTCOMES as WEBHOOK_OUTCOMES
 
 log = logging.getLogger(__name__)
@@ -490,6 +491,11 @@ class MeasuredProvider:
             "drift",
             self.provider.drift(action, expect),
             lambda d: "moved" if d is not None else "holds",
+        )
+
+    async def stage_live(self, action: Action) -> Live | None:
+        return await self._timed(
+            "stage", self.provider.stage_live(action), lambda live: "ok" if live else "none"
         )
 
     async def aclose(self) -> None:

@@ -350,7 +350,7 @@ async def world(
 ) -> AsyncIterator[World]:
     clock = ManualClock()
     slack = FakeSlack(usergroups=slack_groups, clock=lambda: clock().timestamp())
-    znyx = FakeZnyx()
+    znyx = FakeZnyx(clock=clock)
     seed_znyx(znyx)
     whop = FakeWhop()
     builds = seed_whop(whop)
@@ -470,7 +470,8 @@ class Bot:
 
     def __init__(self, process: asyncio.subprocess.Process, port: int, slack_url: str) -> None:
         self.process = process
-        self.sender = SlackSender(f"http://127.0.0.1:{port}", SIGNING_SECRET, slack_url)
+        self.url = f"http://127.0.0.1:{port}"
+        self.sender = SlackSender(self.url, SIGNING_SECRET, slack_url)
 
     @classmethod
     async def start(cls, env: dict[str, str], slack_url: str) -> Bot:

@@ -371,9 +371,27 @@ def test_a_listing_is_an_aligned_table_with_its_notes() -> None:
         "apbu_ios150  approved  yes",
         "apbu_1'x     draft     no",  # a backtick can't end the block
         "```",
-        "Promote one with `/promote whop [<app>] <build_id>`.",
+        "Promote one with `/promote whop [&lt;app&gt;] &lt;build_id&gt;`.",  # plain text, escaped
     ]
     assert listing_text(Listing("Nothing", ("a",), ())).splitlines()[1] == "Nothing to show."
+
+
+def test_a_listing_shows_the_providers_words_as_text_aligned_as_shown() -> None:
+    listing = Listing(
+        "Builds of <!here>",
+        ("build", "status"),
+        (("<!channel>", "a&b"), ("apbu_ios150", "<https://evil.example/|ok>")),
+        ("see <https://evil.example/|the docs>",),
+    )
+    assert listing_text(listing).splitlines() == [
+        "*Builds of &lt;!here&gt;*",
+        "```",
+        "build        status",
+        "&lt;!channel&gt;   a&amp;b",  # padded on what Slack shows: 10 characters, not 16
+        "apbu_ios150  &lt;https://evil.example/|ok&gt;",
+        "```",
+        "see &lt;https://evil.example/|the docs&gt;",
+    ]
 
 
 # --- Whop: which statuses a policy lets through ----------------------------------------------

@@ -72,7 +72,8 @@ def test_policies_that_can_be_met_pass() -> None:
         ),
         (
             {"roles": {}, "slack": {}},
-            "slack: unknown key; allowed keys here: roles, members, policies, znyx, whop, appstore",
+            "slack: unknown key; allowed keys here: roles, members, policies, timezone, znyx, "
+            "whop, appstore, freeze, window",
         ),
         ({"roles": {}, "znyx": {"org": "o", "projekts": {}}}, "allowed keys here: org, projects"),
         ({"roles": {"rm": "bundle:publish"}}, "roles.rm: expected a list, like"),

@@ -128,7 +128,7 @@ async def test_appstore_builds_answers_only_the_caller(world: World) -> None:
     assert "PROCESSING" in rows["154"] and "not declared" in rows["153"]
     assert "MISSING_EXPORT_COMPLIANCE" in rows["153"]
     assert rows["155"].split()[5:7] == ["READY_FOR_BETA_TESTING", "READY_FOR_BETA_SUBMISSION"]
-    assert "Attach one with `/promote appstore <app> <version> <build>`." in said
+    assert "Attach one with `/promote appstore &lt;app&gt; &lt;version&gt; &lt;build&gt;`." in said
     [call] = world.asc.calls
     query = parse_qs(urlsplit(call.path).query)
     assert query["filter[app]"] == [IOS_APP] and query["sort"] == ["-uploadedDate"]

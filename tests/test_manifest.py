@@ -66,4 +66,5 @@ def test_manifest_declares_what_the_bot_uses_and_no_more() -> None:
         "im:history",  # find a direct message whose send's answer was lost
         "im:write",  # direct messages to requesters and approvers
         "usergroups:read",  # the members of user groups named in [members]
+        "users:read",  # a requester's time zone, for `--at`
     ]

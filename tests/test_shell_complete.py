@@ -74,8 +74,9 @@ def test_aliases_and_environments_from_the_config() -> None:
 
 def test_break_glass_once_a_command_is_whole() -> None:
     completer = by_config()
-    assert offered(completer, "/promote znyx guardrails staging ") == ["--emergency"]
-    assert offered(completer, "/promote whop storefront apbu_ios151 --") == ["--emergency"]
+    assert offered(completer, "/promote znyx guardrails staging ") == ["--emergency", "--at"]
+    assert offered(completer, "/promote whop storefront apbu_ios151 --") == ["--emergency", "--at"]
+    assert offered(completer, "/promote whop storefront apbu_ios151 --a") == ["--at"]
     assert offered(completer, "/promote znyx guardrails staging --emergency ") == []
 
 

@@ -208,6 +208,16 @@ def test_a_secret_typed_into_the_shell_is_never_written_to_its_history(tmp_path:
     assert len(history.get_strings()) == 6
 
 
+def test_a_history_made_before_with_a_looser_mode_is_narrowed(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    folder.mkdir(mode=0o755)
+    (folder / "history").write_text("")
+    (folder / "history").chmod(0o644)
+    ShellHistory(folder / "history", logs.Redactor([]))
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert (folder / "history").stat().st_mode & 0o777 == 0o600
+
+
 def test_ctrl_c_while_reading_a_pipe_leaves_at_once_with_130(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PROMOTE_BOT"))}
     env["PYTHONPATH"] = str(ROOT)

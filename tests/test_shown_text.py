@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bot.core.markup import literal
 from bot.transports.slack.blocks import APPROVE
-from tests.conftest import ALICE, BOB, STOREFRONT, World, block_text
+from tests.conftest import ALICE, BOB, CAROL, STOREFRONT, World, block_text
 from tests.test_shell import shell
 
 HOSTILE = "<!channel> read <https://evil.example/x|the docs> & fix"
@@ -88,3 +88,17 @@ def test_the_shell_shows_outside_text_as_it_was(tmp_path: Path) -> None:
     assert "locked by @U_ALICE" in out and ": Q&A <!here> wait" in out
     assert "│ 🚨 Emergency (needs one approval more): R&D <b> down" in out
     assert "&amp;" not in out and "&lt;" not in out
+
+
+async def test_a_failed_listing_read_shows_the_providers_words_as_text(world: World) -> None:
+    world.asc.fail_next(400, "Bad", HOSTILE, method="GET")
+    said = await world.answer("appstore builds ios", CAROL)
+    assert ESCAPED in said
+    _clean(said)
+
+
+async def test_a_listing_shows_the_providers_words_as_text(world: World) -> None:
+    world.whop.add_build(STOREFRONT, HOSTILE, "draft")  # its platform, as Whop has it
+    said = await world.answer("whop builds storefront", CAROL)
+    assert "&lt;!channel&gt; read" in said
+    _clean(said)

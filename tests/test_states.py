@@ -11,17 +11,18 @@ P, A, X = State.PENDING, State.APPROVED, State.EXECUTING
 S, F, U = State.SUCCEEDED, State.FAILED, State.UNKNOWN
 R, C, E = State.REJECTED, State.CANCELLED, State.EXPIRED
 
-# rows: state; columns: claim, reject, cancel, expire, succeed, fail, lose, correct
+# rows: state; columns: claim, reject, cancel, expire, succeed, fail, lose, correct, wait,
+# reopen. `approved`: it has its approvals and waits for its time (a schedule, a soak, a window).
 EXPECTED = {
-    P: (X, R, C, E, None, None, None, None),
-    A: (X, R, C, E, None, None, None, None),
-    X: (None, None, None, None, S, F, U, None),
-    S: (None,) * 8,
-    F: (None,) * 7 + (S,),  # the provider's own late "done" overrules a recovery's reading
-    U: (None,) * 7 + (S,),
-    R: (None,) * 8,
-    C: (None,) * 8,
-    E: (None,) * 8,
+    P: (X, R, C, E, None, None, None, None, A, None),
+    A: (X, R, C, E, None, None, None, None, A, P),
+    X: (None, None, None, None, S, F, U, None, None, None),
+    S: (None,) * 10,
+    F: (None,) * 7 + (S, None, None),  # the provider's late "done" overrules a recovery
+    U: (None,) * 7 + (S, None, None),
+    R: (None,) * 10,
+    C: (None,) * 10,
+    E: (None,) * 10,
 }
 EVENTS = (
     Event.CLAIM,
@@ -32,6 +33,8 @@ EVENTS = (
     Event.FAIL,
     Event.LOSE,
     Event.CORRECT,
+    Event.WAIT,
+    Event.REOPEN,
 )
 CASES = [
     (state, event, row[i]) for state, row in EXPECTED.items() for i, event in enumerate(EVENTS)

@@ -17,6 +17,7 @@ from bot.core.errors import UsageError
 from bot.core.flags import EMERGENCY, closest, did_you_mean, flag, flag_first, split_emergency
 from bot.core.markup import literal
 from bot.core.model import Action, Query
+from bot.core.timing import AT, AT_FORMS, At, AtError, at_words, parse_at
 
 __all__ = ["EMERGENCY", "UsageError", "closest", "did_you_mean", "parse"]
 
@@ -67,6 +68,7 @@ class Help(Bare):
 class Promote:
     action: Action
     emergency: str | None = None  # break-glass: passes locks and freezes, needs one more approval
+    at: At | None = None  # `--at`: run it then, in the requester's time zone
 
 
 class Status(OnRequest):
@@ -249,11 +251,13 @@ def parse(text: str, rules: Rules) -> Command:
     if not words or words[0].lower() in ("help", "-h", "--help", "?"):
         return Help()
     if flag(words[0]) == EMERGENCY:  # the flag first: `--emergency <why…> whop …`
-        return _provider_command(*flag_first(words, rules))
+        words, at = split_at(words)
+        return _provider_command(*flag_first(words, rules), at)
     verb, args = words[0].lower(), words[1:]
     provider = rules.provider(verb)
     if provider is not None:
-        return _provider_command(*split_emergency(args, provider.parse))
+        args, at = split_at(args)  # anywhere, even after `--emergency <why>`
+        return _provider_command(*split_emergency(args, provider.parse), at)
     if verb in rules.unconfigured:
         label = rules.unconfigured[verb]
         raise UsageError(f"{label} is not configured on this bot (no [{verb}] in its config).")
@@ -281,12 +285,15 @@ def parse(text: str, rules: Rules) -> Command:
     raise _unknown_command(words[0], rules)
 
 
-def _provider_command(parsed: Action | Query, emergency: str | None) -> Promote | Show:
+def _provider_command(
+    parsed: Action | Query, emergency: str | None, at: At | None = None
+) -> Promote | Show:
     if isinstance(parsed, Query):
-        if emergency is not None:
-            raise UsageError(f"`{EMERGENCY}` is for requests; looking needs none.")
+        if emergency is not None or at is not None:
+            said = EMERGENCY if emergency is not None else AT
+            raise UsageError(f"`{said}` is for requests; looking needs none.")
         return Show(parsed)
-    return Promote(parsed, None if emergency is None else _reason(emergency))
+    return Promote(parsed, None if emergency is None else _reason(emergency), at)
 
 
 def _unknown_command(word: str, rules: Rules) -> UsageError:
@@ -337,6 +344,22 @@ def _history(args: list[str], rules: Rules) -> History:
             form,
         )
     return History(target=None if word == "*" else word)
+
+
+def split_at(args: list[str]) -> tuple[list[str], At | None]:
+    """The words without `--at <when>`, and the time it names (None without the flag)."""
+    flags = [i for i, word in enumerate(args) if flag(word) == AT]
+    if not flags:
+        return args, None
+    if len(flags) > 1:
+        raise UsageError(f"`{AT}` comes once: {AT_FORMS}.")
+    at = flags[0]
+    taken = at_words(args, at)
+    try:
+        when = parse_at(args[at + 1 : at + 1 + taken])
+    except AtError as exc:
+        raise UsageError(str(exc)) from None
+    return args[:at] + args[at + 1 + taken :], when
 
 
 def _reason(text: str) -> str:

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal
 
-from bot.core import render
+from bot.core import render, timing
 from bot.core.context import Context
 from bot.core.holds import hold_texts, unconfigured
-from bot.core.model import Request, State
+from bot.core.model import BOT_ACTOR, Request, State
 from bot.core.ports import ChatError, StoreError
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ THREAD_SETTLE = timedelta(seconds=30)
 MESSAGE_BACKOFF_CAP = 15  # seconds between tries to bring a message up to date, at most
 UNPOSTED_GRACE = timedelta(seconds=30)  # a live process posts well within this (10 s timeout)
 UNPOSTED_RETRY = timedelta(minutes=1)  # after Slack failed to show or take one, try it again
+AUTO_LINE = "🤖 The bot asked for this itself: {source} changed and this stage follows it (`auto`)"
 # How long after a write to a release message whose answer was lost (the 10 s timeout) it is
 # looked at again: Slack may carry out a call after the bot stopped waiting for it.
 MESSAGE_SETTLE = timedelta(seconds=30)
@@ -47,12 +48,23 @@ class Delivery:
 
     def view(self, request: Request) -> render.RequestView:
         """The release message of `request` under the rules in force now."""
-        rules = self.ctx.rules
+        rules, now = self.ctx.rules, self.ctx.clock()
         holds = hold_texts(self.ctx, request)
         gone = unconfigured(self.ctx, request) if request.state.is_open else None
         if gone:
             holds = (f"⚠️ {gone}: it can't be approved until it is again", *holds)
-        return render.request_view(request, rules.policy_of(request), rules.role_map, holds)
+        waiting = request.state is State.APPROVED
+        lines = render.timing_lines(request.timing, zone=rules.timezone, now=now, waiting=waiting)
+        if request.requester == BOT_ACTOR and request.action.source_name:
+            lines = (AUTO_LINE.format(source=request.action.source_name), *lines)
+        return render.request_view(
+            request,
+            rules.policy_of(request),
+            rules.role_map,
+            holds,
+            lines,
+            timing.runs_text(request.timing, rules.timezone),
+        )
 
     async def post(self, request: Request) -> str:
         """Post `request`'s release message and record it; its reference. ChatError if Slack

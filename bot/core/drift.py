@@ -37,6 +37,7 @@ from bot.core.errors import (
 )
 from bot.core.markup import literal
 from bot.core.model import BOT_ACTOR, Drift, Reply, Request, State
+from bot.core.stages import StageHook
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ class DriftWatch:
         self.reads: Counter[tuple[str, str]] = Counter()  # (provider, outcome) → reads
         self.paused: dict[str, datetime] = {}  # provider → left alone until then
         self._failures: Counter[str] = Counter()  # provider → reads failed in a row
+        # A read that found a preview moved may have found a stage changed: what follows stages
+        # reads them to tell (bot/core/stages.py, set by the workflow).
+        self.stage_changed: StageHook | None = None
 
     # --- the background job ----------------------------------------------------------
 
@@ -165,6 +169,8 @@ class DriftWatch:
                 target,
                 f"{drift.provider}: {drift.sentence}",
             )
+            if self.stage_changed is not None and drift.thing is not None:  # a stage moved
+                await self.stage_changed([drift.thing], known_at=self.ctx.clock())
         else:
             detail = "the provider shows again what its preview showed"
             self.audit.record(request.id, BOT_ACTOR, "preview holds again", target, detail)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from bot.core.audit import Audit
@@ -25,13 +26,14 @@ from bot.core.model import BOT_ACTOR, Outcome, Reply, Request, State
 from bot.core.notify import Notices as Notifier
 from bot.core.ports.store import Notices
 from bot.core.states import OUTCOME_EVENT, Event, destination, sources
-from bot.core.steps import Steps
+from bot.core.steps import LeaseLost, Steps
 
 log = logging.getLogger(__name__)
 
 READ_DEADLINE = timedelta(seconds=30)  # for the read that decides an interrupted execution
 # How long a provider write cut off by a shutdown may still land: longer than its HTTP timeout.
 WRITE_SETTLES = timedelta(seconds=30)
+_LOST = "another process took its lease over (this one had stalled): it sent nothing more"
 
 
 def promoted_by(request: Request, installation: str) -> str:
@@ -89,6 +91,9 @@ class Execution:
     ) -> None:
         self.ctx, self.audit, self.holds = ctx, audit, holds
         self.delivery, self.leases, self.notices = delivery, leases, notices
+        # Told of each request that succeeded, once it is recorded and shown (a stage the bot
+        # promoted into changed: bot/core/stages.py). Each must not raise.
+        self.landed: list[Callable[[Request], Awaitable[None]]] = []
 
     async def execute(self, request_id: int, user: str) -> Reply | None:
         """Claim the request (compare-and-set to `executing`) and call the provider once.
@@ -131,7 +136,13 @@ class Execution:
         def renew(until: datetime) -> bool:
             return ctx.store.renew(request_id, ctx.owner, until)
 
-        steps = Steps(ctx.store, request_id, ctx.clock, guard=lambda: self._held_now(request))
+        steps = Steps(
+            ctx.store,
+            request_id,
+            ctx.clock,
+            guard=lambda: self._held_now(request, "while it was starting"),
+            owner=ctx.owner,
+        )
         try:
             with self.leases.hold(renew):
                 async with asyncio.timeout(ctx.deadline.total_seconds()):
@@ -150,6 +161,11 @@ class Execution:
                         expect=expect,
                         steps=steps,
                     )
+        except LeaseLost:  # stalled past the lease: the recovery that took it over decides
+            log.warning("promotion #%s stopped: its lease was taken over", request_id)
+            self.audit.record(request_id, BOT_ACTOR, "lease lost", action.target, _LOST)
+            showing.cancel()
+            return None
         except ProviderError as exc:
             outcome = _outcome_of_error(exc)
         except asyncio.CancelledError:  # shutting down past its deadline: nothing is known
@@ -161,8 +177,11 @@ class Execution:
             raise
         except TimeoutError:  # the provider kept the bot waiting: decide by reading, once
             seconds = int(ctx.deadline.total_seconds())
-            with self.leases.hold(renew):
-                outcome = await self._read_outcome(request, f"the promotion took over {seconds} s")
+            why = f"the promotion took over {seconds} s"
+            outcome = await self._carry_on(request, why, renew)
+            if outcome is None:
+                showing.cancel()
+                return None
             if outcome.state == "failed":  # the write may still be on its way: don't say no
                 outcome = outcome.model_copy(
                     update={
@@ -195,37 +214,76 @@ class Execution:
         await showing  # the final update must come after the "promoting now" one
         await self.delivery.converge(request_id)
         await self._rolled_back(request_id)
+        await self._landed(request_id)
         return None
 
-    def _held_now(self, request: Request) -> str | None:
-        """Right before the first write: a lock or a freeze that came while the provider was
-        being read (after the check at the claim) still stops it, unless it is an emergency.
-        In plain words: an outcome's headline is shown as text."""
+    def _held_now(self, request: Request, when: str) -> str | None:
+        """Right before a write: a lock or a freeze that came since the check at the claim
+        (`when`: while the provider was being read, or while the bot was down) still stops
+        it, unless it is an emergency. In plain words: an outcome's headline is shown as text."""
         if request.emergency:
             return None
         on_hold = self.holds.on(request.action.target)
         if not on_hold:
             return None
-        return f"{summary(on_hold)}, while it was starting; request it again once nothing holds it"
+        return f"{summary(on_hold)}, {when}; request it again once nothing holds it"
 
     async def recover(self) -> int:
         """Resolve requests whose executing process is gone (its lease lapsed), by reading
         the provider and comparing with what the request recorded before the write. A
-        promotion is never sent again; what can't be told apart becomes `unknown`."""
+        promotion is never sent again; what can't be told apart becomes `unknown`. The lease
+        taken over is held (renewed) while the recovery reads and carries on, and its journal
+        is fenced by it: a recovery that loses it sends nothing more."""
         ctx = self.ctx
-        now = ctx.clock()
         resolved = 0
-        for request in ctx.store.lapsed(now, unleased_before=now - ctx.lease):
-            until = now + ctx.lease
+        for request in ctx.store.lapsed(ctx.clock(), unleased_before=ctx.clock() - ctx.lease):
+            now = ctx.clock()  # per request: the ones before may have taken a while
             if not ctx.store.take_over(
-                request.id, ctx.owner, now, until, unleased_before=now - ctx.lease
+                request.id, ctx.owner, now, now + ctx.lease, unleased_before=now - ctx.lease
             ):
                 continue  # another process took it first
-            outcome = await self._read_outcome(request, "the bot stopped while promoting")
-            resolved += await self._conclude(request, outcome, "recovered: ")
+
+            def renew(until: datetime, request_id: int = request.id) -> bool:
+                return ctx.store.renew(request_id, ctx.owner, until)
+
+            outcome = await self._carry_on(request, "the bot stopped while promoting", renew)
+            if outcome is not None:
+                resolved += await self._conclude(request, outcome, "recovered: ")
         return resolved
 
-    async def _read_outcome(self, request: Request, why: str) -> Outcome:
+    async def _carry_on(
+        self, request: Request, why: str, renew: Callable[[datetime], bool]
+    ) -> Outcome | None:
+        """`_read_outcome` while holding the request's lease, its journal fenced by it and
+        guarded by the holds before each step never sent; None when the lease was lost
+        (whoever took it over decides). A hold that stops it is audited."""
+        held: list[str] = []
+
+        def guard() -> str | None:
+            why_held = self._held_now(request, "which came while it was under way")
+            if why_held:
+                held.append(self.holds.held_words(request))
+            return why_held
+
+        ctx = self.ctx
+        steps = Steps.load(ctx.store, request.id, ctx.clock, guard=guard, owner=ctx.owner)
+        try:
+            with self.leases.hold(renew):
+                outcome = await self._read_outcome(request, why, steps)
+        except LeaseLost:
+            log.warning("recovery of #%s stopped: its lease was taken over", request.id)
+            self.audit.record(request.id, BOT_ACTOR, "lease lost", request.action.target, _LOST)
+            return None
+        except asyncio.CancelledError:  # shutting down: a step it sent may still land
+            with contextlib.suppress(Exception):
+                renew(ctx.clock() + WRITE_SETTLES)
+            raise
+        if held:
+            target = request.action.target
+            self.audit.record(request.id, BOT_ACTOR, "held", target, held[-1])
+        return outcome
+
+    async def _read_outcome(self, request: Request, why: str, steps: Steps) -> Outcome:
         """Decide a request's outcome by reading the provider, never by writing again:
         `succeeded` when it shows the change, `failed` when it shows exactly the state from
         before the write, `unknown` otherwise or when the read fails."""
@@ -242,7 +300,7 @@ class Execution:
                         action,
                         promoted_by=promoted_by(request, ctx.store.installation),
                         expect=expect,
-                        steps=Steps.load(ctx.store, request.id, ctx.clock),
+                        steps=steps,
                     )
                 reason = f"{action.provider} has no way to read whether it happened"
             except ProviderError as exc:
@@ -259,18 +317,42 @@ class Execution:
         return outcome.model_copy(update={"headline": f"{outcome.headline} (read after {why})"})
 
     async def _conclude(self, request: Request, outcome: Outcome, prefix: str = "") -> int:
-        """Record the outcome of an executing request and show it; 1 if this call did."""
+        """Record the outcome of an executing request and show it; 1 if this call did. A
+        success read after another process decided it corrects that, as in `execute`."""
+        ctx, target = self.ctx, request.action.target
         told = self.notices.about(request, outcome.state, None)
-        if not move(
-            self.ctx, request.id, OUTCOME_EVENT[outcome.state], outcome=outcome, notices=told
+        if move(ctx, request.id, OUTCOME_EVENT[outcome.state], outcome=outcome, notices=told):
+            event = outcome.state
+        elif outcome.state == "succeeded" and move(
+            ctx, request.id, Event.CORRECT, outcome=outcome, notices=told
         ):
+            log.warning("recovery of #%s succeeded after another had decided it", request.id)
+            event = "corrected: succeeded"
+        else:
+            log.warning("recovery of #%s ended after it had been decided", request.id)
+            self.audit.record(
+                request.id,
+                BOT_ACTOR,
+                f"{prefix}late outcome: {outcome.state}",
+                target,
+                outcome.headline,
+            )
             return 0
-        self.audit.record(
-            request.id, BOT_ACTOR, prefix + outcome.state, request.action.target, outcome.headline
-        )
+        self.audit.record(request.id, BOT_ACTOR, prefix + event, target, outcome.headline)
         await self.delivery.converge(request.id)
         await self._rolled_back(request.id)
+        await self._landed(request.id)
         return 1
+
+    async def _landed(self, request_id: int) -> None:
+        request = self.ctx.store.get(request_id)
+        if request is None or request.state is not State.SUCCEEDED:
+            return
+        for hook in self.landed:
+            try:
+                await hook(request)
+            except Exception:  # what follows a promotion must not undo its outcome
+                log.exception("what follows the promotion #%s failed", request_id)
 
     async def _rolled_back(self, request_id: int) -> None:
         """When a rollback succeeded: record it against the request it undid, and show

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from bot.core.errors import UsageError
 from bot.core.model import Action, Query
+from bot.core.timing import AT
 
 if TYPE_CHECKING:
     from bot.core.rules import Rules
@@ -51,11 +52,12 @@ def did_you_mean(word: str, options: Iterable[str], said: str = "") -> str:
 
 
 def flag(word: str) -> str:
-    """A word as a flag: `—emergency`, `–emergency` and `-emergency` are `--emergency`;
-    any other word is itself."""
+    """A word as a flag: `—emergency`, `–emergency` and `-emergency` are `--emergency` (and
+    so for `--at`); any other word is itself."""
     match = _DASHED.match(word)
-    if match and f"--{match.group(1).lower()}" == EMERGENCY:
-        return EMERGENCY
+    named = f"--{match.group(1).lower()}" if match else None
+    if named in (EMERGENCY, AT):
+        return named
     return word
 
 

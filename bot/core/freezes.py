@@ -1,11 +1,14 @@
-"""Freeze windows from the config, and the arithmetic of weekly and dated windows. Pure.
+"""Time windows from the config, and the arithmetic of weekly and dated windows. Pure.
 
-A freeze's targets are the same patterns as policies (`<provider>:*:prod`, `<provider>:*`),
-matched with fnmatch. Window arithmetic works in the freeze's own time zone (zoneinfo), so a weekly
-"Fri 16:00 - Mon 08:00" stays at 16:00 local time across a daylight-saving change; every
-comparison is made in UTC, never on wall-clock times. A local time the clocks skip or repeat
-has one rule (`local_instant`): a window is frozen from the first moment its zone's clock shows
-its start (or a later time, when the clocks skip it) until the first moment it shows its end.
+Two kinds of table share it: `[[freeze]]` (nothing may be promoted while one runs) and
+`[[window]]` (an allow window: where windows match a target, it is promoted only inside one of
+them; bot/core/timing.py). Both are a `TimeWindow`. Their targets are the same patterns as
+policies (`<provider>:*:prod`, `<provider>:*`), matched with fnmatch. Window arithmetic works in
+the window's own time zone (zoneinfo), so a weekly "Fri 16:00 - Mon 08:00" stays at 16:00 local
+time across a daylight-saving change; every comparison is made in UTC, never on wall-clock
+times. A local time the clocks skip or repeat has one rule (`local_instant`), for windows and
+for `--at` alike: a window lasts from the first moment its zone's clock shows its start (or a
+later time, when the clocks skip it) until the first moment it shows its end.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ class Weekly:
             f"{DAYS[self.end_day].title()} {self.end:%H:%M}"
         )
 
+    def span(self) -> str:
+        """ "Tue 09:00–16:00" (within a day) or "Fri 16:00 – Mon 08:00"."""
+        if self.start_day == self.end_day and self.start < self.end:
+            return f"{DAYS[self.start_day].title()} {self.start:%H:%M}–{self.end:%H:%M}"
+        return str(self).replace(" - ", " – ")
+
 
 def parse_weekly(text: str) -> Weekly:
     """`"Fri 16:00 - Mon 08:00"` → `Weekly`, or ValueError saying what is wrong."""
@@ -61,19 +70,20 @@ def parse_weekly(text: str) -> Weekly:
 
 @dataclass(frozen=True)
 class Window:
-    """One occurrence of a freeze, as instants (UTC)."""
+    """One occurrence of a time window, as instants (UTC)."""
 
     start: datetime
     end: datetime
 
 
 @dataclass(frozen=True)
-class Freeze:
-    """A freeze window from the config: dated (`start`/`until`, local times) or `weekly`."""
+class TimeWindow:
+    """A window from the config, a `[[freeze]]` or a `[[window]]`: dated (`start`/`until`,
+    local times) or `weekly`."""
 
-    name: str  # how people and errors refer to it: "freeze 1 (Year-end freeze)"
+    name: str  # how people and errors refer to it: "freeze 1", "window 2"
     targets: tuple[str, ...]
-    reason: str
+    reason: str  # what people are told: why it freezes, or what the window is for
     timezone: str
     start: datetime | None = None  # naive, local to `timezone`
     until: datetime | None = None
@@ -116,9 +126,15 @@ class Freeze:
         if self.weekly is not None:
             when = f"every {self.weekly} {self.timezone}"
         else:
-            assert self.start is not None and self.until is not None
-            when = f"{self.start:%Y-%m-%d %H:%M} – {self.until:%Y-%m-%d %H:%M} {self.timezone}"
+            when = self.span()
         return f"{self.reason} ({when})"
+
+    def span(self) -> str:
+        """ "Tue 09:00–16:00 Europe/Berlin", or a dated one's dates and times."""
+        if self.weekly is not None:
+            return f"{self.weekly.span()} {self.timezone}"
+        assert self.start is not None and self.until is not None
+        return f"{self.start:%Y-%m-%d %H:%M} – {self.until:%Y-%m-%d %H:%M} {self.timezone}"
 
     # --- arithmetic --------------------------------------------------------------------
 
@@ -183,6 +199,27 @@ def _gap_end(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(hi, UTC)
 
 
+def dst_note(wall: datetime, zone: ZoneInfo) -> str | None:
+    """How `local_instant` read a local date and time the clocks skip or repeat, for people;
+    None when it is plainly one instant."""
+    first = wall.replace(tzinfo=zone, fold=0)
+    if first.utcoffset() == wall.replace(tzinfo=zone, fold=1).utcoffset():
+        return None
+    at = local_instant(wall, zone).astimezone(zone)
+    if at.replace(tzinfo=None) != wall:
+        return (
+            f"{wall:%H:%M} does not exist on {wall:%Y-%m-%d} in {zone.key} (the clocks jump "
+            f"forward): it means {at:%H:%M %Z}, when they do"
+        )
+    return (
+        f"{wall:%H:%M} occurs twice on {wall:%Y-%m-%d} in {zone.key} (the clocks go back): "
+        f"it means the first, {at:%H:%M %Z}"
+    )
+
+
+Freeze = TimeWindow  # a `[[freeze]]`: nothing matching its targets is promoted while it runs
+
+
 def running(freezes: Sequence[Freeze], now: datetime) -> list[tuple[Freeze, Window]]:
     """The freezes in force at `now`, with the window each is in."""
     out = []
@@ -199,8 +236,13 @@ def next_freeze(freezes: Sequence[Freeze], now: datetime) -> tuple[Freeze, datet
     return min(upcoming, key=lambda pair: pair[1]) if upcoming else None
 
 
-def fmt(at: datetime, freeze: Freeze | None = None) -> str:
-    """A moment for people: in the freeze's zone when there is one, else UTC."""
+def fmt(at: datetime, freeze: TimeWindow | None = None) -> str:
+    """A moment for people: in the window's zone when there is one, else UTC."""
     if freeze is None:
         return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-    return f"{at.astimezone(freeze.zone):%a %Y-%m-%d %H:%M} {freeze.timezone}"
+    return fmt_in(at, freeze.timezone)
+
+
+def fmt_in(at: datetime, timezone: str) -> str:
+    """A moment for people, in `timezone`: "Tue 2026-12-15 09:00 Europe/Berlin"."""
+    return f"{at.astimezone(ZoneInfo(timezone)):%a %Y-%m-%d %H:%M} {timezone}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from bot.core import authz, markup
+from bot.core import authz, markup, texts
 from bot.core.audit import Audit
 from bot.core.commands import REASON_LIMIT, said_text
 from bot.core.context import Context
@@ -23,6 +23,8 @@ from bot.core.policy import gate_refusal
 from bot.core.ports import ChatError, OpenRequestExists
 from bot.core.render import RequestView
 from bot.core.states import Event, sources
+from bot.core.timing import At
+from bot.core.waits import Waits
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +38,11 @@ class Lifecycle:
         delivery: Delivery,
         execution: Execution,
         notices: Notices,
+        waits: Waits,
     ) -> None:
         self.ctx, self.audit, self.holds = ctx, audit, holds
         self.delivery, self.execution, self.notices = delivery, execution, notices
+        self.waits = waits  # once approved: now, or at its time (bot/core/waits.py)
 
     # --- asking ------------------------------------------------------------------------
 
@@ -50,17 +54,28 @@ class Lifecycle:
         emergency: str | None = None,
         *,
         rolls_back: int | None = None,
+        at: At | None = None,
+        retry_errors: bool = False,
     ) -> Reply | None:
         """Read the preview, record the request and post its release message. A lock or a
-        freeze on the target refuses it before anything is read, unless it is an `emergency`."""
+        freeze on the target refuses it before anything is read, unless it is an `emergency`.
+        `at`: run it then (`--at`). `retry_errors`: a preview the provider failed to answer
+        raises (the caller asks again later) instead of being refused."""
         ctx = self.ctx
         provider = ctx.providers.get(action.provider)
         if provider is None:
             return Reply(f"{action.provider} is not configured on this bot.")
-        on_hold = self.holds.on(action.target)
+        scheduled = None
+        if at is not None:
+            scheduled = await self.waits.schedule(user, at, action.target, emergency)
+        if isinstance(scheduled, Reply):
+            return scheduled
+        # Locks now, and freezes when it runs: a schedule may be set for after a freeze.
+        on_hold = self.holds.on(action.target, scheduled.at if scheduled else None)
         if on_hold and not emergency:
             self.audit.record(None, user, "refused", action.target, summary(on_hold))
-            return Reply(held_text(f"`{action.target}` can't be promoted now", on_hold))
+            when = "then" if scheduled else "now"
+            return Reply(held_text(f"`{action.target}` can't be promoted {when}", on_hold))
         busy = self._already_open(action)  # before reading the provider, when it can tell
         if busy:
             return busy
@@ -72,6 +87,8 @@ class Lifecycle:
         try:
             preview = await provider.preview(action)
         except ProviderError as exc:
+            if retry_errors:
+                raise
             # Without the provider's state the bot can't tell whether this may be promoted.
             log.warning("preview of %s failed: %s", action.target, exc.message)
             preview = Preview(refusal=f"{exc.message}. Nothing was posted.")
@@ -88,15 +105,23 @@ class Lifecycle:
             return Reply(f"{refused} Nothing was posted.")
         if emergency:
             policy = policy.for_emergency()
+        timing = await self.waits.timing_for(
+            action, policy, emergency, self.waits.scheduled_timing(scheduled)
+        )
+        expires = now + policy.expires_after
+        if scheduled is not None:  # approvals may come until its time
+            expires = max(expires, scheduled.at)
         new = NewRequest(
             action=action,
             requester=user,
             channel=channel,
             preview=preview,
             created_at=now,
-            expires_at=now + policy.expires_after,
+            expires_at=expires,
             rolls_back=rolls_back,
             emergency=emergency,
+            timing=timing,
+            due_at=self.waits.first_due(timing),
         )
         new = replace(new, notices=self.notices.waiting(new, policy))
         try:
@@ -125,9 +150,11 @@ class Lifecycle:
                 f"I couldn't post the release message here ({markup.literal(str(exc))}), "
                 "so nothing was done."
             )
-        if policy.approvals == 0:
-            return await self.execution.execute(request.id, user)
-        return None
+        reply = await self.waits.proceed(request.id, user) if policy.approvals == 0 else None
+        current = ctx.store.get(request.id)
+        if scheduled is not None and current is not None and current.state.is_open:
+            return Reply(texts.scheduled_text(request.id, scheduled, policy.approvals))
+        return reply
 
     async def rollback(
         self, user: str, request_id: int, channel: str | None = None
@@ -270,14 +297,14 @@ class Lifecycle:
                 authz.counted_approvers(rules.role_map, policy, current)
             ) >= max(policy.approvals, 1):
                 # held when last approved; free now
-                return await self.execution.execute(request.id, user)
+                return await self.waits.proceed(request.id, user)
             return Reply(f"You have already approved #{request.id}.")
         self.audit.record(request.id, user, "approved", target, comment or "")
         request = ctx.store.get(request.id)
         assert request is not None
         counted = len(authz.counted_approvers(rules.role_map, policy, request))
         if counted >= policy.approvals:
-            return await self.execution.execute(request.id, user)
+            return await self.waits.proceed(request.id, user)
         await self.delivery.converge(request.id)
         missing = policy.approvals - counted
         return Reply(f"Approval recorded. #{request.id} needs {missing} more.")

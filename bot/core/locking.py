@@ -4,6 +4,7 @@ close."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from fnmatch import fnmatchcase
 
 from bot.core import authz, render, texts
@@ -13,7 +14,15 @@ from bot.core.commands import Unlock
 from bot.core.context import Context
 from bot.core.delivery import Delivery
 from bot.core.freezes import fmt
-from bot.core.holds import Hold, held_text, hold_texts, holds_now, summary, unconfigured
+from bot.core.holds import (
+    Hold,
+    held_text,
+    hold_texts,
+    holds_now,
+    holds_on,
+    summary,
+    unconfigured,
+)
 from bot.core.markup import literal
 from bot.core.model import Lock, Reply, Request, Scope, State
 
@@ -33,8 +42,11 @@ class Holds:
         self.delivery = delivery
         self._shown: dict[int, tuple[str, ...]] = {}  # what the last look saw, per request
 
-    def on(self, target: str) -> list[Hold]:
-        return holds_now(self.ctx, target)
+    def on(self, target: str, at: datetime | None = None) -> list[Hold]:
+        """The locks on `target`, and the freezes running on it now (or at `at`)."""
+        if at is None:
+            return holds_now(self.ctx, target)
+        return holds_on(target, self.ctx.store.locks(), self.ctx.rules.freezes, at)
 
     def stopping(self, request: Request, doing: str) -> Reply | None:
         """The refusal when a lock or a freeze stops `request` now (never for an emergency),

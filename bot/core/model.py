@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, SerializeAsAny
 
+from bot.core.timing import Timing
+
 Scope = str  # a provider's own scope name, e.g. "bundle:publish"; providers declare theirs
 
 
@@ -84,6 +86,17 @@ class Action(BaseModel):
         version): at most one request per thing may be open. None until the provider's
         preview has resolved what it needs to name it."""
         return self.target
+
+    @property
+    def source(self) -> str | None:
+        """For a promotion from one stage to the next, the source stage (as things are
+        named): what a soak times, and whose change an auto-promotion follows."""
+        return None
+
+    @property
+    def source_name(self) -> str | None:
+        """The source stage as people name it ("staging")."""
+        return None
 
     @property
     def watches(self) -> tuple[str, ...]:
@@ -177,6 +190,9 @@ class Drift(BaseModel):
     then: str  # what the preview showed
     now: str  # what the provider shows now
     by: str | None = None  # who the provider says made it so, when it says
+    # The thing that moved, as requests name things, when the provider can tell which of what
+    # the request watches it was: a stage whose change what follows it is told of.
+    thing: str | None = None
 
     @property
     def sentence(self) -> str:
@@ -311,6 +327,8 @@ class Request(BaseModel):
     rolled_back_by: int | None = None  # the rollback that undid this one, once it succeeded
     msg_version: int = 1  # bumped by every change its release message must show
     copies: list[str] = []  # other posts of its release message (a retried post), kept in step
+    timing: Timing | None = None  # what it waits for: its schedule, soak, window
+    due_at: datetime | None = None  # when the bot looks at it again by itself (while open)
     # When its message is to be looked at again: a write to Slack whose answer was lost may
     # land late, over a newer one (or a post may appear after the bot gave up on it).
     msg_recheck_at: datetime | None = None
@@ -342,6 +360,8 @@ class NewRequest:
     emergency: str | None = None  # break-glass: why it may pass a lock or a freeze
     # Direct messages owed once it is recorded, (person, event): in the same transaction.
     notices: tuple[tuple[str, str], ...] = ()
+    timing: Timing | None = None  # its schedule, soak and window, as worked out when asked
+    due_at: datetime | None = None  # when the bot looks at it again by itself
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from bot.core import authz
 from bot.core.context import Context
 from bot.core.markup import literal
-from bot.core.model import NewRequest, NoticeRecord, Reply, Request, State, notice_key
+from bot.core.model import BOT_ACTOR, NewRequest, NoticeRecord, Reply, Request, State, notice_key
 from bot.core.policy import Policy
 from bot.core.ports import ChatError, StoreError
 from bot.core.render import NoticeView
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 WAITING = "waiting"  # a request waits for this approver
 APPROVED = "approved:"  # + the approver: the requester is told of each approval
+HELD = "held:"  # + when: its time came and it did not run (a lock, a freeze, its approvals)
 ENDED = ("rejected", "cancelled", "expired", "succeeded", "failed", "unknown")
 # How long a process holds the duty of sending one notice: well past its two Web API calls
 # (10 s timeout each, a rate-limited wait), so a live send is never doubled.
@@ -43,7 +44,7 @@ PER_RUN = 20  # notices sent by one run of the job, at most (the rest at its nex
 def requester_told(request: Request, event: str, actor: str | None) -> tuple[tuple[str, str], ...]:
     """What the requester is owed when `event` happens to their request by `actor` (None: the
     bot): nothing about what they did themselves."""
-    if actor == request.requester:
+    if actor == request.requester or request.requester == BOT_ACTOR:
         return ()
     return ((request.requester, event),)
 
@@ -218,6 +219,16 @@ def notice_view(record: NoticeRecord, request: Request, link: str | None) -> Not
             by=request.decided_by,
             label="Reason" if request.reason else None,
             detail=_said(request.reason),
+        )
+    if event.startswith(HELD):
+        held = request.timing.held if request.timing else None  # the core's markup already
+        return NoticeView(
+            **base,
+            emoji="⏸",
+            lead=f"{yours} did not run when its time came",
+            by=None,
+            label="Why" if held else None,
+            detail=held,
         )
     if event == "expired":
         return NoticeView(

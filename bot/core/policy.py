@@ -61,6 +61,13 @@ class Policy(BaseModel):
     rollback_approvals: int | None = Field(default=None, ge=0, le=10)
     # A break-glass request (`--emergency`) needs this many; None: one more than `approvals`.
     emergency_approvals: int | None = Field(default=None, ge=1, le=10)
+    # A promotion into the target runs only once what it promotes has been live this long in
+    # its source stage (bot/core/timing.py).
+    soak: timedelta | None = None
+    # The bot asks for the promotion itself when the source stage changes (and it soaked);
+    # only with `approvals = 0` (bot/core/stages.py).
+    auto: bool = False
+    channel: str | None = None  # where the bot's own requests for the target are posted
     # The values a provider's own policy keys allow (`whop_statuses = ["approved"]` is
     # {"whop_statuses": ("approved",)}); the config file gives them as keys of their own.
     allow: dict[str, tuple[str, ...]] = Field(default_factory=dict)
@@ -74,6 +81,11 @@ class Policy(BaseModel):
     @classmethod
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)  # type: ignore[arg-type]
+
+    @field_validator("soak", mode="before")
+    @classmethod
+    def _soak(cls, value: object) -> timedelta | None:
+        return None if value is None else parse_duration(value)  # type: ignore[arg-type]
 
 
 def gate_refusal(policy: Policy, gates: Mapping[str, Gate], target: str) -> str | None:

@@ -13,6 +13,7 @@ from bot.core.delivery import Delivery
 from bot.core.errors import ProviderError
 from bot.core.figures import TargetFigures
 from bot.core.locking import Holds
+from bot.core.markup import literal
 from bot.core.model import Query, Reply, Request, State, kinds_for, providers_for
 
 HISTORY_LIMIT = 20
@@ -33,7 +34,8 @@ class ReadModels:
             return Reply(f"There is no request #{request_id}.")
         timeline = store.history(request_id=request.id, limit=100)
         policy = rules.policy_of(request)
-        return Reply(texts.status_text(request, policy, timeline, rules.role_map))
+        shown = self.delivery.view(request)
+        return Reply(texts.status_text(request, policy, timeline, rules.role_map, shown))
 
     def history(self, asked: History) -> Reply:
         """`/promote history`: everything's, a request's, or that of the targets a pattern
@@ -60,7 +62,7 @@ class ReadModels:
         try:
             listing = await provider.show(query)
         except ProviderError as exc:
-            return Reply(f"{exc.message}.")
+            return Reply(f"{literal(exc.message)}.")  # the provider's words, as text
         return Reply(texts.listing_text(listing))
 
     def locks(self) -> Reply:
@@ -85,15 +87,14 @@ class ReadModels:
         ctx = self.ctx
         rules = ctx.rules
         waiting, mine = [], []
-        for request in ctx.store.in_states([State.PENDING]):
+        for request in ctx.store.in_states([State.PENDING, State.APPROVED]):
             if ctx.clock() >= request.expires_at:
                 continue
             policy = rules.policy_of(request)
             if request.requester == user:
                 mine.append(self._listed(request))
-            if user not in request.approvers and authz.can_approve(
-                rules.role_map, policy, request, user
-            ):
+            waits_for_them = request.state is State.PENDING and user not in request.approvers
+            if waits_for_them and authz.can_approve(rules.role_map, policy, request, user):
                 waiting.append(self._listed(request))
         # Events and holds are what `history` and `locks` show: only to people with a role.
         insider = bool(rules.role_map.scopes_of(user))

@@ -16,10 +16,11 @@ from datetime import datetime
 from bot.core import authz
 from bot.core.authz import RoleMap, WhoCanApprove
 from bot.core.figures import TargetFigures
-from bot.core.freezes import Freeze, fmt, next_freeze, running
+from bot.core.freezes import Freeze, fmt, fmt_in, next_freeze, running
 from bot.core.markup import literal, user
 from bot.core.model import AuditEntry, Fact, Lock, Outcome, Request, State
 from bot.core.policy import Policy, describe
+from bot.core.timing import Timing
 
 _STATUS = {
     State.PENDING: "⏳ Waiting for approval",
@@ -72,6 +73,9 @@ class RequestView:
     comments: tuple[tuple[str, str], ...] = ()  # (approver, what they said), in the markup
     # While open: what moved since its preview, as the provider shows it now (in the markup).
     drift: str | None = None
+    # While open: what it waits for (its schedule, soak, window), one line each (markup).
+    timing: tuple[str, ...] = ()
+    runs: str | None = None  # "runs at Tue 2026-12-15 14:05 Europe/Berlin", while it waits
 
     @property
     def summary(self) -> str:
@@ -84,10 +88,13 @@ def request_view(
     policy: Policy,
     role_map: RoleMap | None = None,
     holds: Sequence[str] = (),
+    timing: Sequence[str] = (),
+    runs: str | None = None,
 ) -> RequestView:
     """The release message of `request`. With `role_map`, an open request counts only the
     approvals that still hold under it and says who can approve; without, every approval counts.
-    `holds` are the locks and freezes on its target now (shown while it is open)."""
+    `holds` are the locks and freezes on its target now, `timing` what it waits for and `runs`
+    when it runs (shown while it is open)."""
     state = request.state
     approvers = tuple(request.approvers)
     discounted: tuple[str, ...] = ()
@@ -99,6 +106,8 @@ def request_view(
             can_approve = authz.who_can_approve(role_map, policy, request)
     action = request.action
     status = _STATUS[state].format(doing=action.doing, done=action.done)  # the action's words
+    if state is State.APPROVED and runs:
+        status = f"⏳ Approved, {runs}"
     if state is State.PENDING and policy.approvals:
         status += f" ({len(approvers)} of {policy.approvals})"
     if request.outcome is not None and state.is_final:
@@ -136,6 +145,8 @@ def request_view(
         reason=literal(request.reason) if request.reason else None,
         comments=tuple((a.user, literal(a.comment)) for a in request.approvals if a.comment),
         drift=literal(f"{drift.provider} shows {drift.sentence}") if drift is not None else None,
+        timing=tuple(timing) if state.is_open else (),
+        runs=runs if state.is_open else None,
     )
 
 
@@ -172,6 +183,7 @@ class ListedRequest:
     link: str | None  # to its release message, when the chat has links
     held: bool  # a lock or a freeze stops it now
     emergency: str | None
+    runs: str | None = None  # when it runs, while it waits for its time
 
 
 def listed(request: Request, view: RequestView, link: str | None) -> ListedRequest:
@@ -185,6 +197,7 @@ def listed(request: Request, view: RequestView, link: str | None) -> ListedReque
         link=link,
         held=bool(view.holds) and not request.emergency,
         emergency=view.emergency,
+        runs=view.runs,
     )
 
 
@@ -258,3 +271,45 @@ class NoticeView:
     def summary(self) -> str:
         """One line of plain text, for notifications and fallbacks."""
         return f"{self.emoji} {self.lead}: {self.title}"
+
+
+# --- what a request waits for -----------------------------------------------------------
+
+
+def timing_lines(
+    timing: Timing | None, *, zone: str, now: datetime, waiting: bool
+) -> tuple[str, ...]:
+    """What a release message shows of `timing` while the request is open, in the core's
+    markup (the provider's words in it as literal text; `held` is markup already); times in
+    `zone` (the config's `timezone`). `waiting`: it has its approvals."""
+    if timing is None:
+        return ()
+    out = []
+    if timing.run_at is not None:
+        line = f"🕘 Scheduled for {fmt_in(timing.run_at, timing.zone or zone)}"
+        out.append(line + (f" ({literal(timing.at_note)})" if timing.at_note else ""))
+    if timing.restarted:
+        out.append(f"↻ {literal(timing.restarted)}")
+    if timing.soak_unread:
+        out.append(f"🧪 Soak: {literal(timing.soak_unread)}")
+    elif timing.soak_until is not None and timing.soak_since is not None:
+        where, what = literal(timing.soak_place or ""), literal(timing.soak_shown or "")
+        since = fmt_in(timing.soak_since, zone)
+        if timing.soak_until > now:
+            out.append(
+                f"🧪 Soaking in {where}: {what} is live there since {since}; can run from "
+                f"{fmt_in(timing.soak_until, zone)}"
+            )
+        else:
+            out.append(f"🧪 Soaked in {where}: {what} is live there since {since}")
+    if timing.never:
+        out.append(f"⛔ Can't run: {timing.never}")
+    elif timing.window is not None and timing.window_opens is not None:
+        verb = "Waits for" if waiting else "Runs only in"
+        out.append(
+            f"🪟 {verb} the window {literal(timing.window)} (it opens "
+            f"{fmt_in(timing.window_opens, zone)})"
+        )
+    if timing.held:
+        out.append(f"⏸ {timing.held}")
+    return tuple(out)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from functools import cached_property
+from typing import Protocol, runtime_checkable
 
 from bot.core.authz import RoleMap
 from bot.core.cdevents import Receiver
-from bot.core.freezes import Freeze
+from bot.core.freezes import Freeze, TimeWindow
 from bot.core.model import Action, Outcome, Query, Request, Scope
 from bot.core.policy import Policy, policy_for
 
@@ -58,6 +59,17 @@ class ProviderRules(Protocol):
         ...
 
 
+@runtime_checkable
+class StagedRules(Protocol):
+    """A provider whose targets are stages in order (Znyx: dev → staging → prod): a target may
+    soak what it gets in its source stage, and promote itself when that changes."""
+
+    def stage_promotion(self, target: str) -> Action | None:
+        """The promotion into `target` from the stage before it (its `source` set), or None
+        when `target` is not a stage with one before it."""
+        ...
+
+
 @dataclass(frozen=True)
 class Rules:
     """Everything the core decides with, as the config stands now."""
@@ -70,6 +82,9 @@ class Rules:
     # left on a provider the config no longer has)
     provider_scopes: Mapping[str, frozenset[Scope]] = field(default_factory=dict)
     freezes: tuple[Freeze, ...] = ()  # the config's [[freeze]] windows, in file order
+    windows: tuple[TimeWindow, ...] = ()  # the config's [[window]] tables: allow windows
+    timezone: str = "UTC"  # the config's top-level `timezone`: how times are shown and read
+    channels: Mapping[str, str] = field(default_factory=dict)  # provider → its `channel`
     notify: tuple[Receiver, ...] = ()  # the config's [[notify]] receivers of events
 
     def policy(self, action: Action) -> Policy:
@@ -87,3 +102,35 @@ class Rules:
 
     def provider(self, name: str) -> ProviderRules | None:
         return self.providers.get(name)
+
+    def stage_promotion(self, target: str) -> Action | None:
+        """The promotion into `target` from its source stage, when its provider has stages."""
+        provider = self.providers.get(target.split(":", 1)[0])
+        return provider.stage_promotion(target) if isinstance(provider, StagedRules) else None
+
+    def auto_stages(self) -> tuple[tuple[Action, Policy], ...]:
+        """The promotions the bot asks for itself (`auto = true`), with their policies."""
+        if not any(p.auto for p in self.policies.values()):
+            return ()  # the usual case, at no cost: a config of 900 projects has 2,700 targets
+        return self._auto_stages
+
+    @cached_property
+    def _auto_stages(self) -> tuple[tuple[Action, Policy], ...]:  # once per config
+        found = []
+        for provider in self.providers.values():
+            for target in provider.targets():
+                policy = policy_for(target, dict(self.policies))
+                action = self.stage_promotion(target) if policy.auto else None
+                if action is not None:
+                    found.append((action, policy))
+        return tuple(found)
+
+    @property
+    def soaks(self) -> bool:
+        """Whether any policy has a soak (else nothing waits for one)."""
+        return any(p.soak for p in self.policies.values())
+
+    def channel_for(self, target: str, policy: Policy) -> str | None:
+        """Where the bot posts its own requests for `target`: the policy's `channel`, else
+        its provider's."""
+        return policy.channel or self.channels.get(target.split(":", 1)[0])

@@ -17,6 +17,10 @@ class Event(StrEnum):
     FAIL = "fail"
     LOSE = "lose"  # the provider may or may not have acted: `unknown`
     CORRECT = "correct"  # the provider's own late answer overrules a recovery's reading
+    # It has its approvals and waits for its time (a schedule, a soak, a window): `approved`,
+    # with when it runs next recorded in the same compare-and-set (bot/core/waits.py).
+    WAIT = "wait"
+    REOPEN = "reopen"  # when its time came its approvals no longer met the policy: pending again
 
 
 _OPEN = (State.PENDING, State.APPROVED)
@@ -26,6 +30,8 @@ TABLE: dict[tuple[State, Event], State] = {
     **{(s, Event.REJECT): State.REJECTED for s in _OPEN},
     **{(s, Event.CANCEL): State.CANCELLED for s in _OPEN},
     **{(s, Event.EXPIRE): State.EXPIRED for s in _OPEN},
+    **{(s, Event.WAIT): State.APPROVED for s in _OPEN},
+    (State.APPROVED, Event.REOPEN): State.PENDING,
     (State.EXECUTING, Event.SUCCEED): State.SUCCEEDED,
     (State.EXECUTING, Event.FAIL): State.FAILED,
     (State.EXECUTING, Event.LOSE): State.UNKNOWN,

@@ -14,9 +14,14 @@ runs the same sequence with the same journal:
 Marking is a compare-and-set, so two processes (a stalled one and its recovery) can't both send
 a step. Today's single-write actions are the one-step case.
 
-The core may give the journal a `guard`, run right before the first step is marked and sent:
-what it says stops the execution there, with nothing sent (a lock set while the provider was
-being read before the write).
+The core may give the journal a `guard`, run right before the first step is marked and sent
+(in a recovery, before every step never sent): what it says stops the execution there, with
+nothing more sent (a lock set while the provider was being read before the write, or while the
+bot was down).
+
+A journal kept for a lease `owner` is fenced: a step is marked only while that owner holds the
+lease on the request and it is still executing (checked in the store, with the mark). A process
+whose lease was taken over (it stalled past it) gets `LeaseLost` and sends nothing more.
 """
 
 from __future__ import annotations
@@ -35,6 +40,17 @@ Guard = Callable[[], str | None]  # why nothing may be sent now, or None
 
 class Held(ProviderError):
     """The guard stopped the first write: nothing was sent (the outcome is `failed`)."""
+
+
+class LeaseLost(Exception):
+    """The request's lease is no longer this process's (taken over after a stall), or the
+    request is no longer executing: nothing more is sent, and the outcome is the new owner's to
+    record."""
+
+    def __init__(self, request_id: int, step: str) -> None:
+        super().__init__(f"request #{request_id}: lease lost before the step '{step}'")
+        self.request_id = request_id
+        self.step = step
 
 
 class StepUncertain(ProviderUncertain):
@@ -64,11 +80,15 @@ class Steps:
         records: list[StepRecord] | None = None,
         *,
         guard: Guard | None = None,
+        owner: str | None = None,
     ) -> None:
         self.store = store
         self.request_id = request_id
         self.clock = clock
         self.guard = guard
+        self.owner = owner  # the lease holder the journal is fenced for (None: not fenced)
+        # A recovery carries on past a crash: `guard` is asked before every step never sent.
+        self.guard_each = False
         self._records = {r.name: r for r in (records or [])}
         # Reading only (an `unknown` request looked at again): a step never sent stays unsent.
         self.reading_only = False
@@ -80,9 +100,20 @@ class Steps:
         return cls(_MemoryJournal(), 0, clock or (lambda: datetime.now(UTC)))
 
     @classmethod
-    def load(cls, store: StepStore, request_id: int, clock: Callable[[], datetime]) -> Steps:
-        """The journal as the store has it (after a crash: what was sent and answered)."""
-        return cls(store, request_id, clock, store.steps(request_id))
+    def load(
+        cls,
+        store: StepStore,
+        request_id: int,
+        clock: Callable[[], datetime],
+        *,
+        guard: Guard | None = None,
+        owner: str | None = None,
+    ) -> Steps:
+        """The journal as the store has it (after a crash: what was sent and answered), for
+        carrying on: `guard` is asked before every step never sent."""
+        steps = cls(store, request_id, clock, store.steps(request_id), guard=guard, owner=owner)
+        steps.guard_each = True
+        return steps
 
     def __iter__(self) -> Iterator[StepRecord]:
         return iter(sorted(self._records.values(), key=lambda r: r.sent_at))
@@ -123,14 +154,16 @@ class Steps:
             return await self._decide(name, provider, find)
         if self.reading_only:
             raise ProviderError(provider, f"not sent: the step '{name}' was never sent")
-        if self.guard is not None and not self._records:  # right before the first write
-            why = self.guard()
+        if self.guard is not None and (self.guard_each or not self._records):
+            why = self.guard()  # right before the first write (a recovery: before each)
             if why:
                 raise Held(provider, f"not sent: {why}")
         now = self.clock()
-        if not self.store.step_sent(self.request_id, name, now):  # another process has it
+        if not self.store.step_sent(self.request_id, name, now, self.owner):
             self._records = {r.name: r for r in self.store.steps(self.request_id)}
-            return await self._decide(name, provider, find)
+            if name not in self._records:  # not marked by another: the fence held it back
+                raise LeaseLost(self.request_id, name)
+            return await self._decide(name, provider, find)  # another process has it
         self._records[name] = StepRecord(name=name, sent_at=now)
         try:
             result = dict(await send())
@@ -149,7 +182,20 @@ class Steps:
         record = self._records.get(name)
         if record is not None and record.done:
             return record.result
-        found = await find() if find is not None else None
+        try:
+            found = await find() if find is not None else None
+        except (StepUncertain, StepNotDone):
+            raise  # the read could tell, and says so
+        except (ProviderError, TimeoutError) as exc:
+            # A step marked sent may have landed: a read that fails tells nothing, so it is
+            # never taken for "not done" (nor its error's fate for the step's).
+            why = exc.message if isinstance(exc, ProviderError) else "it took too long"
+            raise StepUncertain(
+                provider,
+                name,
+                f"the step '{name}' was sent to {provider} and its answer was lost, and "
+                f"reading whether it took effect failed ({why})",
+            ) from exc
         if found is None and find is None:
             raise StepUncertain(
                 provider,
@@ -181,7 +227,7 @@ class _MemoryJournal:
     def __init__(self) -> None:
         self.records: dict[str, StepRecord] = {}
 
-    def step_sent(self, request_id: int, name: str, at: datetime) -> bool:
+    def step_sent(self, request_id: int, name: str, at: datetime, owner: str | None = None) -> bool:
         if name in self.records:
             return False
         self.records[name] = StepRecord(name=name, sent_at=at)

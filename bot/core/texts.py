@@ -5,14 +5,17 @@ history, what is pending, the locks. Pure functions of the core's data, in its s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from bot.core.authz import RoleMap
 from bot.core.commands import USAGE, UsageError, usage
+from bot.core.freezes import fmt_in
 from bot.core.markup import fmt_time, literal, user, who_can_approve_text
 from bot.core.model import AuditEntry, Listing, Request
 from bot.core.policy import Policy
-from bot.core.render import HoldsView, ListedRequest, request_view
+from bot.core.render import HoldsView, ListedRequest, RequestView, request_view
 from bot.core.rules import CommandForm, Rules
+from bot.core.timing import Scheduled
 
 # A reply's text stays under the 4,000 characters Slack advises for a message's text (it cuts
 # messages past 40,000): long lists are cut at a line, saying how many lines were left out.
@@ -42,6 +45,11 @@ def usage_error(error: UsageError) -> str:
     return text
 
 
+AT_USAGE = "/promote <provider …> --at <when>"
+AT_WHAT = (
+    "run it then, in your time zone: `--at 09:00`, `--at tomorrow 09:00`, "
+    "`--at 2026-12-14 09:00` (approvals are collected now)"
+)
 _CORE_FORMS: list[tuple[str, str]] = [
     ("status", "a request's state, approvals and timeline"),
     ("history", "the last 20 events: of a target, a pattern, a provider or a request if given"),
@@ -78,6 +86,8 @@ def help_text(rules: Rules, user: str) -> str:
         note = provider.help_line() if mine else None
         if note:
             notes.append(note)
+    if forms:
+        forms.append(CommandForm(None, AT_USAGE, AT_WHAT))
     if scopes:
         forms += [CommandForm(None, usage(key, rules), what) for key, what in _CORE_FORMS]
     forms.append(CommandForm(None, USAGE["help"], "this help"))
@@ -95,9 +105,13 @@ def status_text(
     policy: Policy,
     timeline: list[AuditEntry],
     role_map: RoleMap | None = None,
+    shown: RequestView | None = None,
 ) -> str:
-    """`/promote status`: state, approvals, policy, timeline (oldest first), outcome."""
+    """`/promote status`: state, approvals, policy, what it waits for, timeline (oldest
+    first), outcome. `shown`: its release message as it is drawn (holds, timing)."""
     view = request_view(request, policy, role_map)
+    if shown is not None:
+        view = replace(view, status=shown.status, timing=shown.timing)
     said = dict(view.comments)
     approvers = (
         ", ".join(user(u) + (f" (“{said[u]}”)" if u in said else "") for u in view.approvers)
@@ -109,6 +123,7 @@ def status_text(
         f"*#{request.id} {view.title}* — {view.status}",
         f"Target `{view.target}` · requested by {user(request.requester)} · approvals: {approvers}",
         f"Policy: {view.policy}",
+        *view.timing,
     ]
     if view.decided_by and view.state.value in ("rejected", "cancelled"):
         why = f": {view.reason}" if view.reason else " (no reason given)"
@@ -167,26 +182,30 @@ def unknown_target_text(pattern: str, targets: Sequence[str], guess: str | None)
 
 
 def _cell(text: str) -> str:
-    """A provider's text in a table cell: one line, no backticks to end the block, short."""
+    """A provider's text in a table cell: one line, no backticks to end the block, short;
+    still raw (escaped once it is padded)."""
     text = " ".join(text.replace("`", "'").split())
     return text[:40] + ("…" if len(text) > 40 else "")
 
 
 def listing_text(listing: Listing) -> str:
     """What a provider has (`whop builds`, `znyx bundles …`): a title, an aligned table in a
-    code block, and its notes."""
-    lines = [f"*{listing.title}*"]
+    code block, and its notes. All of it is the provider's plain text: each piece enters the
+    markup through `literal` once (cells after they are aligned on their shown width)."""
+    lines = [f"*{literal(listing.title)}*"]
     if listing.rows:
         table = [tuple(listing.columns)] + [tuple(_cell(c) for c in row) for row in listing.rows]
         widths = [max(len(row[i]) for row in table) for i in range(len(listing.columns))]
         body = [
-            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            "  ".join(
+                literal(c) + " " * (w - len(c)) for c, w in zip(row, widths, strict=True)
+            ).rstrip()
             for row in table
         ]
         lines.append("```\n" + "\n".join(body) + "\n```")
     else:
         lines.append("Nothing to show.")
-    lines += listing.notes
+    lines += [literal(note) for note in listing.notes]
     return "\n".join(lines)
 
 
@@ -198,6 +217,8 @@ def listed_line(item: ListedRequest) -> str:
     line += f" · asked by {user(item.requester)} {fmt_time(item.created_at)}"
     if item.emergency:
         line += f" · 🚨 {item.emergency}"
+    if item.runs:
+        line += f" · 🕘 {item.runs}"
     if item.held:
         line += " · 🔒 held by a lock or a freeze"
     return line
@@ -223,3 +244,19 @@ def pending_text(items: Sequence[ListedRequest]) -> str:
     ]
     lines = [f"• {listed_line(item)}" for item in items]
     return fit(head, lines, more="• … and {n} newer ones")
+
+
+def scheduled_text(request_id: int, scheduled: Scheduled, approvals: int) -> str:
+    """What the requester is told of a request they scheduled (`--at`)."""
+    note = f" {scheduled.note[0].upper()}{scheduled.note[1:]}." if scheduled.note else ""
+    needs = f"{approvals} approval{'s' if approvals != 1 else ''}"
+    when = (
+        f"if it has its {needs} by then and nothing holds it"
+        if approvals
+        else "unless a lock or freeze holds it"
+    )
+    return (
+        f"#{request_id} is scheduled for {fmt_in(scheduled.at, scheduled.zone)} "
+        f"({literal(scheduled.whose)}).{note} It runs then {when}; until then "
+        f"`/promote cancel {request_id}` cancels it."
+    )

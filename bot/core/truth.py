@@ -37,6 +37,7 @@ from bot.core.model import BOT_ACTOR, Request, Sighting, State
 from bot.core.notes import Notes
 from bot.core.notify import Notices
 from bot.core.ports import Seen
+from bot.core.stages import StageHook
 from bot.core.states import Event
 from bot.core.steps import Steps
 
@@ -82,6 +83,9 @@ class Truth:
         self.ctx, self.audit, self.delivery, self.drift = ctx, audit, delivery, drift
         self.notices = notices  # direct messages: the requester is told it succeeded after all
         self.notes = Notes(ctx)
+        # A stage changed outside the bot, or by a change of its own resolved by reading: what
+        # follows stages is told (bot/core/stages.py, set by the workflow).
+        self.stage_changed: StageHook | None = None
 
     async def sighted(
         self, sightings: Sequence[Sighting], *, channel: str | None, wait: bool = True
@@ -165,6 +169,8 @@ class Truth:
             "succeeded now."
         )
         await self._confirm(request, text)
+        if self.stage_changed is not None:  # the bot's own change of a stage, known now
+            await self.stage_changed([action.thing], known_at=ctx.clock())
         return True
 
     # --- a thing that moved ----------------------------------------------------------
@@ -192,6 +198,8 @@ class Truth:
             await self._confirm(mine, text)
         else:
             await self._outside(sighting, before, channel, affected)
+            if self.stage_changed is not None:  # what follows this stage (bot/core/stages.py)
+                await self.stage_changed([sighting.thing], known_at=ctx.clock())
 
     def _news(self, sighting: Sighting) -> bool:
         """With no earlier reading to compare with: is what a thing shows the change the

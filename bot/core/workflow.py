@@ -11,6 +11,8 @@ It wires the concerns together and hands each call to the one that owns it:
 - audit.py       the audit log
 - notify.py      direct messages: who is owed one, and sending them exactly once
 - drift.py       open requests' previews read again; truth.py what a provider says changed
+- waits.py       requests that wait for their time (a schedule, a soak, a window); stages.py
+                 the bot's record of each stage, and the promotions it asks for itself
 - outbox.py      outgoing events (CDEvents) to the receivers of [[notify]]
 - stats.py       what the releases add up to (`/promote stats`, the App Home)
 - scheduler.py   the timed work of all of them (`schedule`)
@@ -55,7 +57,7 @@ from bot.core.execution import Execution
 from bot.core.inflight import InFlight, Leases
 from bot.core.lifecycle import Lifecycle
 from bot.core.locking import Holds
-from bot.core.model import AuditEntry, Reply, Sighting
+from bot.core.model import AuditEntry, Reply, Request, Sighting
 from bot.core.notify import Notices
 from bot.core.outbox import EVENTS_SECONDS, Outbox
 from bot.core.ports import Chat, EventSender, Provider, Store
@@ -63,13 +65,16 @@ from bot.core.read_models import ReadModels
 from bot.core.retention import DEFAULT_INBOX_RETENTION, EVERY, Retention
 from bot.core.rules import Rules
 from bot.core.scheduler import Scheduler
+from bot.core.stages import Stages
 from bot.core.truth import Truth
+from bot.core.waits import Waits
 
 __all__ = ["Reply", "Workflow", "utc_now"]
 
 EXPIRE_SECONDS = 10.0  # how often overdue requests are expired and freezes redrawn
 RECOVER_SECONDS = 10.0  # how often executions whose process is gone are looked for
 DELIVER_SECONDS = 2.0  # how often messages that lag behind the store are brought up to date
+DUE_SECONDS = 1.0  # how often requests waiting for their time are looked for (an indexed read)
 
 
 class Workflow:
@@ -104,13 +109,26 @@ class Workflow:
         self.execution = Execution(
             ctx, self.audit, self.holds, self.delivery, self.leases, self.notices
         )
-        self.lifecycle = Lifecycle(
-            ctx, self.audit, self.holds, self.delivery, self.execution, self.notices
+        self.stages = Stages(ctx, self.audit)
+        self.waits = Waits(
+            ctx, self.audit, self.holds, self.delivery, self.execution, self.notices, self.stages
         )
+        self.lifecycle = Lifecycle(
+            ctx, self.audit, self.holds, self.delivery, self.execution, self.notices, self.waits
+        )
+        # Stages in order: the bot asks for the promotions that follow a stage itself, and
+        # its own promotions are changes of the stages they promote into.
+        self.stages.ask, self.stages.retime = self.lifecycle.ask, self.waits.retime
+
+        async def landed(request: Request) -> None:
+            await self.stages.changed([request.action.thing], known_at=request.updated_at)
+
+        self.execution.landed.append(landed)
         self.reads = ReadModels(ctx, self.delivery, self.holds)
         self.retention = Retention(ctx, inbox_retention)
         self.drift = DriftWatch(ctx, self.audit, self.delivery, every=drift_every)
         self.truth = Truth(ctx, self.audit, self.delivery, self.drift, self.notices)
+        self.truth.stage_changed = self.drift.stage_changed = self.stages.changed
         self.outbox = Outbox(ctx, events)  # the requests' milestones, sent as CDEvents
         # Called with each audit entry once it is recorded (metrics); must not raise or block.
         self.observers: list[Callable[[AuditEntry], None]] = self.audit.observers
@@ -139,6 +157,8 @@ class Workflow:
             old.role_map != rules.role_map
             or dict(old.policies) != dict(rules.policies)
             or old.freezes != rules.freezes
+            or old.windows != rules.windows
+            or old.timezone != rules.timezone
             or set(old.providers) != set(rules.providers)
         )
 
@@ -176,7 +196,9 @@ class Workflow:
     async def run(self, user: str, command: Command, channel: str) -> Reply | None:
         """Carry out a command that `check` let through (the part after the ack)."""
         if isinstance(command, Promote):
-            return await self.lifecycle.ask(user, command.action, channel, command.emergency)
+            return await self.lifecycle.ask(
+                user, command.action, channel, command.emergency, at=command.at
+            )
         if isinstance(command, Show):
             return await self.reads.show(command.query)
         if isinstance(command, Status):
@@ -289,12 +311,18 @@ class Workflow:
     def schedule(self, scheduler: Scheduler) -> None:
         """The core's timed work, as named jobs: expiry, recovery, delivery, outgoing
         events, leases, previews read again (drift), `unknown` requests looked at again
-        (settle), and removing acknowledged work past its retention."""
+        (settle), requests and promotions whose time came (`due`), and removing acknowledged
+        work past its retention."""
 
         async def renew() -> None:
             self.leases.renew_all()
 
+        async def due() -> None:  # waiting requests whose time came, and planned promotions
+            await self.waits.run_due()
+            await self.stages.run_due()
+
         scheduler.add("recover", self.recover, RECOVER_SECONDS)
+        scheduler.add("due", due, DUE_SECONDS)
         scheduler.add("expire", self.sweep, EXPIRE_SECONDS)
         scheduler.add("deliver", self.deliver_due, DELIVER_SECONDS)
         scheduler.add("events", self.outbox.run, EVENTS_SECONDS)

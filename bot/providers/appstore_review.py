@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from bot.core.errors import ProviderError
 from bot.core.model import Fact, Outcome, Preview, changed, not_sent
-from bot.core.steps import Steps
+from bot.core.steps import StepNotDone, Steps
 from bot.providers.appstore_api import Build, Reads, Resource, version_state
 from bot.providers.appstore_train import (
     AppStoreCancelReview,
@@ -35,6 +36,21 @@ from bot.providers.appstore_train_client import (
 
 # A version that may go to App Review: being prepared, or rejected and ready to submit again.
 SUBMITTABLE = ("PREPARE_FOR_SUBMISSION", "DEVELOPER_REJECTED", "REJECTED", "METADATA_REJECTED")
+# What a version reads while it waits for App Review, and once Apple approved it: a cancel that
+# took effect leaves neither (the first three are the waiting ones).
+STILL_SUBMITTED = (
+    "READY_FOR_REVIEW",
+    "WAITING_FOR_REVIEW",
+    "IN_REVIEW",
+    "ACCEPTED",
+    "PENDING_APPLE_RELEASE",
+    "PENDING_DEVELOPER_RELEASE",
+    "PROCESSING_FOR_APP_STORE",
+    "PROCESSING_FOR_DISTRIBUTION",
+    "READY_FOR_DISTRIBUTION",
+    "READY_FOR_SALE",
+    "PREORDER_READY_FOR_SALE",
+)
 _RELEASE_TYPE = {
     "MANUAL": "by hand once Apple approves it: /promote appstore release {app} {version}",
     "AFTER_APPROVAL": "by Apple, as soon as it approves it",
@@ -131,6 +147,7 @@ class Review:
             "attached_shown": attached.describe(),
             "submission": draft.id if draft else "",
             "has_item": yes(has_item),
+            "items": ",".join(seen.items),  # what the approvers saw go to App Review with it
         }
         resolved = action.model_copy(
             update={
@@ -217,7 +234,7 @@ class Review:
                     f"{action.version} was {then} when this was requested; it is now {shows}. "
                     f"The review submission it prepared stays open: request again",
                 )
-            return await self._submit(action, expect, steps)
+            return await self._submit(action, expect, steps, recovering=True)
         check = _check(action)
         if isinstance(action, AppStoreCancelReview):
             now = await self.client.submission(action.submission_id)
@@ -229,20 +246,36 @@ class Review:
         return unsent(shows, state == expect.get("version_state"), check)
 
     async def _submit(
-        self, action: AppStoreSubmit, expect: Mapping[str, str], steps: Steps
+        self,
+        action: AppStoreSubmit,
+        expect: Mapping[str, str],
+        steps: Steps,
+        *,
+        recovering: bool = False,
     ) -> Outcome:
         assert action.version_id
         submission_id, done = action.submission_id, []
         try:
             if not submission_id:
                 created = await self.client.create_submission(
-                    steps, action.app_id, action.platform or "IOS"
+                    steps, action.app_id, action.platform or "IOS", action.version_id
                 )
                 submission_id = created.id
                 done.append(f"review submission {submission_id} was created")
             if expect.get("has_item") != "yes":
                 await self.client.add_item(steps, submission_id, action.version_id)
                 done.append(f"{action.version} was added to it")
+            if recovering and not steps.marked("submit"):
+                # While the bot was down, anyone could add to the draft: only what the
+                # approvers saw goes to App Review.
+                unseen = await self._unseen(action, submission_id, expect)
+                if unseen:
+                    return Outcome(
+                        state="failed",
+                        headline=f"not submitted: review submission {submission_id} now also "
+                        f"holds {unseen}, which the approvers didn't see (done before it: "
+                        f"{'; '.join(done) or 'nothing'}); it stays open: request again",
+                    )
             await self.client.submit(steps, submission_id)
         except ProviderError as exc:
             outcome = stopped(exc, done, _check(action))
@@ -251,6 +284,14 @@ class Review:
                 outcome = outcome.model_copy(update={"headline": outcome.headline + stays})
             return outcome
         return await self._read_back(action, submission_id, expect)
+
+    async def _unseen(
+        self, action: AppStoreSubmit, submission_id: str, expect: Mapping[str, str]
+    ) -> str:
+        """The versions in the draft the preview didn't show, in words ("" when none)."""
+        seen = {action.version_id, *filter(None, expect.get("items", "").split(","))}
+        unseen = [v for v in await self.client.items(submission_id) if v not in seen]
+        return ", ".join(f"version {v}" for v in unseen)
 
     async def _read_back(
         self, action: AppStoreSubmit, submission_id: str, expect: Mapping[str, str]
@@ -282,25 +323,34 @@ class Review:
         )
 
     async def _cancel(self, action: AppStoreCancelReview, steps: Steps) -> Outcome:
+        last: list[str] = []  # what the recovery's read showed, when it decides "not done"
+
+        async def canceled() -> dict[str, Any] | None:
+            submission, state, item = await self._cancel_reads(action)
+            if cancel_took(submission.state, state, item):
+                return submission.raw.document()
+            last.append(_cancel_shows(action, submission, state, item))
+            return None
+
         try:
-            await self.client.cancel(steps, action.submission_id)
+            await self.client.cancel(steps, action.submission_id, canceled)
+        except StepNotDone as exc:
+            shows = f" ({last[-1]})" if last else ""
+            return Outcome(state="failed", headline=exc.message + shows)
         except ProviderError as exc:
             return stopped(exc, [], _check(action))
         try:
-            submission, version = await asyncio.gather(
-                self.client.submission(action.submission_id), self.reads.version(action)
-            )
+            submission, state, item = await self._cancel_reads(action)
         except ProviderError as exc:
             return unconfirmed(
                 f"reading it back failed ({exc.message})", _check(action), what="cancel"
             )
-        state = version_state(version)
         facts = [
             Fact(label="Review submission", value=submission.describe()),
             Fact(label="Version", value=f"{action.version} ({state})"),
         ]
-        if submission.state not in ("CANCELING", "COMPLETE") or state in IN_PROGRESS:
-            why = f"the submission reads {submission.state}"
+        if not cancel_took(submission.state, state, item):
+            why = _cancel_shows(action, submission, state, item)
             return unconfirmed(why, _check(action), facts, what="cancel")
         return Outcome(
             state="succeeded",
@@ -310,6 +360,36 @@ class Review:
             before={"submission_state": "WAITING_FOR_REVIEW"},
             installed={"submission_state": submission.state},
         )
+
+    async def _cancel_reads(
+        self, action: AppStoreCancelReview
+    ) -> tuple[Submission, str, str | None]:
+        """The submission, the version's state and the state of its item in the submission."""
+        submission, version, items = await asyncio.gather(
+            self.client.submission(action.submission_id),
+            self.reads.version(action),
+            self.client.item_states(action.submission_id),
+        )
+        version_id = version.id if isinstance(version, Resource) else action.version_id
+        return submission, version_state(version), items.get(version_id or "")
+
+
+def cancel_took(submission: str, version: str, item: str | None) -> bool:
+    """Whether canceling a review submission took effect, from what App Store Connect reads:
+    the submission CANCELING or COMPLETE, and the version's item REMOVED or the version no
+    longer waiting for review nor approved (a version that can't be read tells nothing).
+    COMPLETE alone can't tell: it is also what a submission Apple approved reads."""
+    if submission not in ("CANCELING", "COMPLETE") or item in ("ACCEPTED", "APPROVED"):
+        return False
+    return item == "REMOVED" or version not in (*STILL_SUBMITTED, "state unknown")
+
+
+def _cancel_shows(
+    action: AppStoreCancelReview, submission: Submission, state: str, item: str | None
+) -> str:
+    approved = item in ("ACCEPTED", "APPROVED") or state in STILL_SUBMITTED[3:]
+    said = f"the submission reads {submission.state} and {action.version} {state}"
+    return said + (": Apple approved it" if approved else "")
 
 
 def _unfit(action: AppStoreSubmit, seen: _Seen) -> str | None:

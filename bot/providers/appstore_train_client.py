@@ -224,18 +224,26 @@ class TrainClient:
 
     async def items(self, submission_id: str) -> list[str]:
         """The versions a review submission holds (items not removed)."""
+        states = await self.item_states(submission_id)
+        return [version for version, state in states.items() if state != "REMOVED"]
+
+    async def item_states(self, submission_id: str) -> dict[str, str]:
+        """Version id → the state of its item in a review submission (READY_FOR_REVIEW,
+        ACCEPTED, APPROVED, REJECTED, REMOVED); a version removed and added again is its
+        live item."""
         response = await read(
             self.http,
             f"v1/reviewSubmissions/{segment(submission_id)}/items",
             {"include": "appStoreVersion", "limit": "50"},
             missing=f"{LABEL} has no review submission {submission_id}",
         )
-        return [
-            version
-            for r in many(response)
-            if r.attributes.get("state") != "REMOVED"
-            for version in r.related("appStoreVersion")
-        ]
+        states: dict[str, str] = {}
+        for r in many(response):
+            state = str(r.attributes.get("state") or "state unknown")
+            for version in r.related("appStoreVersion"):
+                if states.get(version, "REMOVED") == "REMOVED":
+                    states[version] = state
+        return states
 
     async def phased(self, version_id: str) -> Phased | None:
         """The version's phased release, if it has one."""
@@ -337,13 +345,30 @@ class TrainClient:
         )
         return BetaReview.of(_resource(response))
 
-    async def create_submission(self, steps: Steps, app_id: str, platform: str) -> Submission:
-        """A new review submission for the app and platform. Apple's 409 "another
-        reviewSubmission still in progress" is told naming that submission."""
+    async def create_submission(
+        self, steps: Steps, app_id: str, platform: str, version_id: str
+    ) -> Submission:
+        """A new review submission for the app and platform, for the version `version_id`.
+        Apple's 409 "another reviewSubmission still in progress" is told naming that
+        submission."""
 
         async def find() -> dict[str, Any] | None:
+            # Only a draft holding nothing but this version can be the one the lost create
+            # made: one holding others may be someone else's, and is never taken for ours.
             drafts = [s for s in await self.open_submissions(app_id, platform) if s.state in OPEN]
-            return drafts[0].raw.document() if drafts else None
+            for draft in drafts:
+                if set(await self.items(draft.id)) <= {version_id}:
+                    return draft.raw.document()
+            if not drafts:
+                return None
+            named = "; ".join(d.describe() for d in drafts)
+            raise StepUncertain(
+                LABEL,
+                "create submission",
+                f"the review submission the bot asked for may or may not have been created: "
+                f"{LABEL} shows an open one holding other versions ({named}), a draft opened "
+                "by someone else or items added to the bot's since; the bot added nothing to it",
+            )
 
         body = {
             "data": {
@@ -419,12 +444,8 @@ class TrainClient:
         )
 
     async def _patch_submission(
-        self, steps: Steps, step: str, submission_id: str, attribute: str, done: tuple[str, ...]
+        self, steps: Steps, step: str, submission_id: str, attribute: str, find: Find
     ) -> Submission:
-        async def find() -> dict[str, Any] | None:
-            now = await self.submission(submission_id)
-            return now.raw.document() if now.state in done else None
-
         body = {
             "data": {
                 "type": "reviewSubmissions",
@@ -450,11 +471,16 @@ class TrainClient:
         return Submission.of(_resource(response))
 
     async def submit(self, steps: Steps, submission_id: str) -> Submission:
-        return await self._patch_submission(steps, "submit", submission_id, "submitted", SUBMITTED)
+        async def find() -> dict[str, Any] | None:
+            now = await self.submission(submission_id)
+            return now.raw.document() if now.state in SUBMITTED else None
 
-    async def cancel(self, steps: Steps, submission_id: str) -> Submission:
-        done = ("CANCELING", "COMPLETE")
-        return await self._patch_submission(steps, "cancel", submission_id, "canceled", done)
+        return await self._patch_submission(steps, "submit", submission_id, "submitted", find)
+
+    async def cancel(self, steps: Steps, submission_id: str, canceled: Find) -> Submission:
+        """`canceled: true`; `canceled` reads whether it took effect (the submission's state
+        alone can't tell: COMPLETE is also what an approved submission reads)."""
+        return await self._patch_submission(steps, "cancel", submission_id, "canceled", canceled)
 
     async def release(self, steps: Steps, version_id: str, released: Find) -> str | None:
         """Ask for a version's release; the id of the release request (None when it was

@@ -33,8 +33,10 @@ from bot.core.errors import (
     ProviderUncertain,
     ProviderUnreachable,
 )
+from bot.core.model import Action
 from bot.core.redact import redact
 from bot.core.steps import Steps
+from bot.core.timing import Live
 
 log = logging.getLogger(__name__)
 
@@ -355,6 +357,11 @@ class HTTPProvider:
             timeout=timeout,
             retry=retry,
         )
+
+    async def stage_live(self, action: Action) -> Live | None:
+        """What `action` promotes, as live in its source stage: providers without stages in
+        order have no source stage."""
+        return None
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import ClassVar, Literal
 
 import httpx
@@ -42,6 +43,7 @@ from bot.core.model import (
 )
 from bot.core.rules import CommandForm
 from bot.core.steps import Steps
+from bot.core.timing import Live
 from bot.providers.http import BearerProvider, segment, unreadable
 from bot.providers.spec import ProviderSettings, ProviderSpec, Section, aliases
 
@@ -80,6 +82,14 @@ class ZnyxPromote(Action):
     @property
     def thing(self) -> str:
         return f"{NAME}:{self.project_id}:{self.target_env}"
+
+    @property
+    def source(self) -> str:
+        return f"{NAME}:{self.project_id}:{self.source_env}"
+
+    @property
+    def source_name(self) -> str:
+        return self.source_env
 
     @property
     def watches(self) -> tuple[str, ...]:
@@ -132,8 +142,9 @@ SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9_]{2,}$")
 
 
 class ZnyxSection(Section):
-    """`[znyx]`: the org, short names for its projects, and the channel where changes made
-    outside the bot are told (from Znyx's webhooks)."""
+    """`[znyx]`: the org, short names for its projects, and the channel where the bot tells
+    what it sees of Znyx by itself: changes made outside it (from Znyx's webhooks), and the
+    promotions it asks for itself (`auto = true`)."""
 
     org: str
     projects: dict[str, str] = Field(default_factory=dict)
@@ -304,6 +315,18 @@ class ZnyxRules:
             version=int(before),
             undoing=installed,
         )
+
+    def stage_promotion(self, target: str) -> ZnyxPromote | None:
+        """`znyx:<project>:staging` ← dev, `…:prod` ← staging; dev has no stage before it."""
+        name, _, rest = target.partition(":")
+        project, _, env = rest.partition(":")
+        projects = self.section.projects
+        if name != NAME or project not in projects or env not in STAGES[1:]:
+            return None
+        source = STAGES[STAGES.index(env) - 1]
+        project_id = projects[project]
+        org = self.section.org
+        return ZnyxPromote(org_id=org, project=project, project_id=project_id, source_env=source)
 
     def help_line(self) -> str:
         projects = ", ".join(sorted(self.section.projects)) or "none"
@@ -620,6 +643,21 @@ class ZnyxProvider(BearerProvider):
             installed=_record(env, bundle),
         )
 
+    async def stage_live(self, action: Action) -> Live | None:
+        """The source environment's active bundle, live there since it was published (Znyx's
+        `published_at`: for a version made active again, that is when it was first published,
+        so the bot's own record of the environment counts too)."""
+        if not isinstance(action, ZnyxPromote):
+            return None
+        active = await self.active_bundle(action, action.source_env)
+        return Live(
+            thing=action.source,
+            place=action.source_env,
+            key=active.id if active else "",
+            shown=_now(active),
+            since=_published(active),
+        )
+
     async def observe(
         self, action: ZnyxAction, *, promoted_by: str, expect: Mapping[str, str], steps: Steps
     ) -> Outcome:
@@ -697,9 +735,10 @@ class ZnyxProvider(BearerProvider):
         if not expect:
             return None
         if isinstance(action, ZnyxActivate):
-            return _destination_drift(
+            found = _destination_drift(
                 action.env, expect, await self.active_bundle(action, action.env)
             )
+            return found.model_copy(update={"thing": action.thing}) if found else None
         source, current = await asyncio.gather(
             self.active_bundle(action, action.source_env),
             self.active_bundle(action, action.target_env),
@@ -711,7 +750,11 @@ class ZnyxProvider(BearerProvider):
             if isinstance(read, BaseException):
                 raise read
         assert not isinstance(source, BaseException) and not isinstance(current, BaseException)
-        return _drift_of(action, expect, source, current)
+        found = _drift_of(action, expect, source, current)
+        if found is None:
+            return None
+        there = _destination_drift(action.target_env, expect, current) is not None
+        return found.model_copy(update={"thing": action.thing if there else action.source})
 
     async def sightings(
         self,
@@ -741,6 +784,17 @@ class ZnyxProvider(BearerProvider):
 
 def _now(bundle: Bundle | None) -> str:
     return describe(bundle) if bundle else "none"
+
+
+def _published(bundle: Bundle | None) -> datetime | None:
+    """When Znyx says `bundle` was published, if it says so readably (ISO 8601, UTC if bare)."""
+    if bundle is None:
+        return None
+    try:
+        at = datetime.fromisoformat(bundle.published_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _path(org_id: str, project_id: str, env: str) -> str:

@@ -227,6 +227,12 @@ class FakeReleaseTrain:
         self.submissions[submission.id] = submission
         return submission
 
+    def add_item(self, submission_id: str, version_id: str) -> None:
+        """A person adds a version to an open review submission in App Store Connect."""
+        version = self.asc.versions[version_id]
+        self._add_item(self.submissions[submission_id], version)
+        version.state = "READY_FOR_REVIEW"
+
     def add_phased(
         self, version_id: str, state: str = "INACTIVE", *, day: int = 1, paused_days: int = 0
     ) -> AscPhased:

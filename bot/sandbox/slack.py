@@ -3,8 +3,9 @@
 Answers `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`, `views.publish`,
 `views.open` (a modal, for a trigger_id at most 3 s old and used once), `conversations.open`
 (a direct message conversation, `D…`, posted to and read like a channel),
-`conversations.history`, `conversations.replies` and `usergroups.users.list` (members from
-`usergroups`; `usergroups_error` makes it fail) like Slack does (`{"ok": true, …}` or
+`conversations.history`, `conversations.replies`, `usergroups.users.list` (members from
+`usergroups`; `usergroups_error` makes it fail) and `users.info` (a person's `tz` from
+`time_zones`) like Slack does (`{"ok": true, …}` or
 `{"ok": false, "error": …}`), checks the bearer token, refuses the Block Kit real Slack
 refuses (`invalid_blocks`: over 50 blocks in a message, 100 in a home view, a section's text
 over 3000 characters, …), and also accepts posts to response URLs
@@ -74,6 +75,8 @@ class FakeSlack:
     usergroups: dict[str, list[str]] = field(default_factory=dict)  # user group id → user ids
     usergroups_error: str | None = None  # e.g. "ratelimited": usergroups.users.list fails so
     disabled_users: set[str] = field(default_factory=set)  # conversations.open: user_disabled
+    time_zones: dict[str, str] = field(default_factory=dict)  # users.info: user id → `tz`
+    missing_users: set[str] = field(default_factory=set)  # users.info: user_not_found
     views: list[dict] = field(default_factory=list)  # modals opened with views.open, in order
     _triggers: set[str] = field(default_factory=set)  # trigger ids exchanged for a view
     calls: list[SlackCall] = field(default_factory=list)
@@ -300,6 +303,16 @@ class FakeSlack:
             if users in self.disabled_users:
                 return web.json_response({"ok": False, "error": "user_disabled"})
             return web.json_response({"ok": True, "channel": {"id": dm_channel(users)}})
+        if method == "users.info":
+            user = args.get("user")
+            if not user:
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            if user in self.missing_users:
+                return web.json_response({"ok": False, "error": "user_not_found"})
+            found: dict = {"id": user, "team_id": self.team_id, "name": user.lower()}
+            if user in self.time_zones:  # a person's profile has one; a bot's has none
+                found["tz"] = self.time_zones[user]
+            return web.json_response({"ok": True, "user": found})
         if method == "usergroups.users.list":
             if self.usergroups_error is not None:
                 return web.json_response({"ok": False, "error": self.usergroups_error})

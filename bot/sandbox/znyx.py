@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -40,8 +41,8 @@ class Bundle:
     published_at: str
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _stamp(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _error(status: int, detail: object) -> web.Response:
@@ -64,11 +65,14 @@ class FakeZnyx:
     promote_started: asyncio.Event = field(default_factory=asyncio.Event)  # a promote arrived
     list_echoes_published_by: bool = True  # False: the bundle list leaves published_by out
     list_gate: asyncio.Event | None = None  # when set up, bundle lists answer once it is set
+    list_waiting: asyncio.Event = field(default_factory=asyncio.Event)  # a list waits at the gate
     calls: list[Call] = field(default_factory=list)
     webhooks: list[tuple[str, str]] = field(default_factory=list)  # (url, secret) told of changes
     deliveries: list[int] = field(
         default_factory=list
     )  # what each receiver answered (0: no answer)
+    # What `published_at` is made of; tests with a clock of their own give it here.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _failures: list[tuple[int, object]] = field(default_factory=list)
     _fail_after: list[tuple[int, object]] = field(default_factory=list)
     _sending: set[asyncio.Task[None]] = field(default_factory=set)
@@ -89,7 +93,7 @@ class FakeZnyx:
             policy_hash=policy_hash,
             is_active=True,
             published_by=by,
-            published_at=_now(),
+            published_at=_stamp(self.clock()),
         )
         bundles.append(bundle)
         return bundle
@@ -128,7 +132,12 @@ class FakeZnyx:
     def _emit(self, event: str, project_id: str, **fields: object) -> None:
         """Tell every registered webhook, after the change (a task: the call is answered first)."""
         data = {"org_id": self.org_id, "project_id": project_id, **fields}
-        envelope = {"id": str(uuid.uuid4()), "event": event, "created_at": _now(), "data": data}
+        envelope = {
+            "id": str(uuid.uuid4()),
+            "event": event,
+            "created_at": _stamp(self.clock()),
+            "data": data,
+        }
         body = json.dumps(envelope).encode()
         for url, secret in self.webhooks:
             task = asyncio.get_running_loop().create_task(self._deliver(url, secret, body))
@@ -255,6 +264,7 @@ class FakeZnyx:
         if isinstance(envs, web.Response):
             return envs
         if self.list_gate is not None:
+            self.list_waiting.set()
             await self.list_gate.wait()
         bundles = [asdict(b) for b in envs[request.match_info["env"]]]
         if not self.list_echoes_published_by:  # as some Znyx deployments answer

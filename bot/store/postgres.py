@@ -44,11 +44,13 @@ from bot.core.model import (
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
 from bot.core.redact import uri_passwords, uri_userinfo
-from bot.store import postgres_truth
+from bot.core.timing import Timing
+from bot.store import postgres_stages, postgres_truth
 from bot.store.answering import Answering, Cut, Watchdog
 from bot.store.figures import LongReads
 from bot.store.patterns import is_pattern, prefix_range
 from bot.store.postgres_reader import PostgresReader, read_only
+from bot.store.postgres_stages import StageRows
 from bot.store.postgres_truth import TruthRows
 
 T = TypeVar("T")
@@ -246,12 +248,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         " done_at TIMESTAMPTZ, detail TEXT, seq BIGINT GENERATED ALWAYS AS IDENTITY);"
         " CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at)",
     ),
+    # Stages in order, soak, auto-promotion, schedules (bot/store/postgres_stages.py).
+    (9, postgres_stages.MIGRATION),
     # Flat costs as history grows: what the timed jobs look for every few seconds (messages
     # that lag, direct messages not sent) in partial indexes of just those rows; a target's
     # entries in id order, so its newest are read first (the btree of `target` alone keeps
     # equal keys in their rows' physical order), which replaces that index.
     (
-        9,
+        10,
         f"CREATE INDEX IF NOT EXISTS requests_lagging ON requests (id) WHERE {LAGGING};"
         " CREATE INDEX IF NOT EXISTS notices_unsent ON notices (created_at, seq)"
         " WHERE state IN (0, 2);"
@@ -462,7 +466,9 @@ def open_reader(url: str) -> PostgresReader:
 
 
 @_store_errors
-class PostgresStore(_store_errors(TruthRows), LongReads):  # long reads: `self.reader`
+class PostgresStore(  # long reads: `self.reader`
+    _store_errors(TruthRows), _store_errors(StageRows), LongReads
+):
     # Its calls wait on a network: where a call must not hold the event loop up (health
     # checks, metrics, the ack's one insert), it is made on a worker thread (`call_store`).
     off_loop = True
@@ -658,10 +664,10 @@ class PostgresStore(_store_errors(TruthRows), LongReads):  # long reads: `self.r
     def _insert_row(conn: psycopg.Connection[dict[str, Any]], new: NewRequest) -> list[dict]:
         return conn.execute(
             "INSERT INTO requests (target, thing, action, requester, channel, state,"
-            " preview, created_at, updated_at, expires_at, rolls_back, emergency)"
+            " preview, created_at, updated_at, expires_at, rolls_back, emergency, timing, due_at)"
             " SELECT %(target)s, %(thing)s::text, %(action)s, %(requester)s, %(channel)s,"
             " %(state)s, %(preview)s, %(created)s, %(created)s, %(expires)s,"
-            " %(rolls_back)s::bigint, %(emergency)s"
+            " %(rolls_back)s::bigint, %(emergency)s, %(timing)s::text, %(due_at)s::timestamptz"
             " WHERE %(thing)s::text IS NULL OR NOT EXISTS (SELECT 1 FROM requests"
             f" WHERE thing = %(thing)s::text AND state IN ({_OPEN_SQL}))"
             " RETURNING id",
@@ -677,6 +683,8 @@ class PostgresStore(_store_errors(TruthRows), LongReads):  # long reads: `self.r
                 "expires": new.expires_at,
                 "rolls_back": new.rolls_back,
                 "emergency": new.emergency,
+                "timing": new.timing.model_dump_json() if new.timing else None,
+                "due_at": new.due_at,
             },  # type: ignore[arg-type]
         ).fetchall()
 
@@ -1059,13 +1067,18 @@ class PostgresStore(_store_errors(TruthRows), LongReads):  # long reads: `self.r
 
     # --- execution steps -----------------------------------------------------------------
 
-    def step_sent(self, request_id: int, name: str, at: datetime) -> bool:
-        """Mark a step sent before its write goes out; False if it is marked already."""
-        rows = self._rows(
-            "INSERT INTO steps (request_id, name, sent_at) VALUES (%s, %s, %s)"
-            " ON CONFLICT DO NOTHING RETURNING name",
-            [request_id, name, at],
-        )
+    def step_sent(self, request_id: int, name: str, at: datetime, owner: str | None = None) -> bool:
+        """Mark a step sent before its write goes out; False if it is marked already, or (with
+        `owner`) if `owner` no longer holds the lease on the executing request."""
+        query = "INSERT INTO steps (request_id, name, sent_at) SELECT %s, %s, %s"
+        params: list[Any] = [request_id, name, at]
+        if owner is not None:
+            query += (
+                " WHERE EXISTS (SELECT 1 FROM requests WHERE id = %s AND state = %s"
+                " AND lease_owner = %s AND lease_until > %s)"
+            )
+            params += [request_id, State.EXECUTING.value, owner, at]
+        rows = self._rows(query + " ON CONFLICT DO NOTHING RETURNING name", params)
         return bool(rows)
 
     def step_done(
@@ -1330,6 +1343,8 @@ def _request(row: dict[str, Any], approvals: list[Approval]) -> Request:
         copies=json.loads(row["copies"] or "[]"),
         msg_recheck_at=row.get("msg_recheck_at"),
         drift=Drift.model_validate_json(row["drift"]) if row.get("drift") else None,
+        timing=Timing.model_validate_json(row["timing"]) if row.get("timing") else None,
+        due_at=row.get("due_at"),
     )
 
 

@@ -6,11 +6,12 @@ redelivered event can never both move a request to `executing`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import secrets
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -35,10 +36,12 @@ from bot.core.model import (
 )
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
-from bot.store import sqlite_truth
+from bot.core.timing import Timing
+from bot.store import sqlite_stages, sqlite_truth
 from bot.store.figures import LongReads
 from bot.store.patterns import is_pattern, prefix_range
 from bot.store.sqlite_reader import SqliteReader
+from bot.store.sqlite_stages import StageRows
 from bot.store.sqlite_truth import TruthRows
 
 T = TypeVar("T")
@@ -127,10 +130,12 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at)",
         ),
     ),
+    # Stages in order, soak, auto-promotion, schedules (bot/store/sqlite_stages.py).
+    (10, sqlite_stages.MIGRATION),
     # Flat costs as history grows: what the timed jobs look for every few seconds (messages
     # that lag, direct messages not sent) in partial indexes of just those rows.
     (
-        10,
+        11,
         (
             f"CREATE INDEX IF NOT EXISTS requests_lagging ON requests (id) WHERE {LAGGING}",
             "CREATE INDEX IF NOT EXISTS notices_unsent ON notices (created_at)"
@@ -191,7 +196,9 @@ def _store_errors(cls: type[S]) -> type[S]:
 
 
 @_store_errors
-class SqliteStore(_store_errors(TruthRows), LongReads):  # long reads: `self.reader`
+class SqliteStore(  # long reads: `self.reader`
+    _store_errors(TruthRows), _store_errors(StageRows), LongReads
+):
     # A local file, answered in microseconds, on the one thread its connection belongs to:
     # called where it is needed, never on a worker thread (`call_store`). Its long reads
     # (figures, the export) are the exception: connections of their own (`self.reader`).
@@ -434,8 +441,8 @@ class SqliteStore(_store_errors(TruthRows), LongReads):  # long reads: `self.rea
             with self.db.conn:
                 cursor = self.db.execute(
                     "INSERT INTO requests (target, thing, action, requester, channel, state,"
-                    " preview, created_at, updated_at, expires_at, rolls_back, emergency)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " preview, created_at, updated_at, expires_at, rolls_back, emergency,"
+                    " timing, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         action.target,
                         action.thing,
@@ -449,6 +456,8 @@ class SqliteStore(_store_errors(TruthRows), LongReads):  # long reads: `self.rea
                         _utc(new.expires_at),
                         new.rolls_back,
                         new.emergency,
+                        new.timing.model_dump_json() if new.timing else None,
+                        _utc(new.due_at) if new.due_at else None,
                     ],
                 )
                 assert cursor.lastrowid is not None
@@ -953,23 +962,40 @@ class SqliteStore(_store_errors(TruthRows), LongReads):  # long reads: `self.rea
 
     # --- execution steps -----------------------------------------------------------------
 
-    def step_sent(self, request_id: int, name: str, at: datetime) -> bool:
-        """Mark a step sent before its write goes out; False if it is marked already."""
-        with self.db.conn:
-            cursor = self.db.execute(
-                "INSERT OR IGNORE INTO steps (request_id, name, sent_at) VALUES (?, ?, ?)",
-                [request_id, name, _utc(at)],
+    def step_sent(self, request_id: int, name: str, at: datetime, owner: str | None = None) -> bool:
+        """Mark a step sent before its write goes out; False if it is marked already, or (with
+        `owner`) if `owner` no longer holds the lease on the executing request."""
+        sql = "INSERT OR IGNORE INTO steps (request_id, name, sent_at) SELECT ?, ?, ?"
+        params: list[Any] = [request_id, name, _utc(at)]
+        if owner is not None:
+            sql += (
+                " WHERE EXISTS (SELECT 1 FROM requests WHERE id = ? AND state = ?"
+                " AND lease_owner = ? AND lease_until > ?)"
             )
+            params += [request_id, State.EXECUTING.value, owner, _utc(at)]
+        with self._durably():  # the write goes out next: the mark must reach the disk
+            cursor = self.db.execute(sql, params)
         return cursor.rowcount == 1
 
     def step_done(
         self, request_id: int, name: str, result: Mapping[str, Any], at: datetime
     ) -> None:
-        with self.db.conn:
+        with self._durably():  # a power loss must not lose an answer the provider gave
             self.db.execute(
                 "UPDATE steps SET done_at = ?, result = ? WHERE request_id = ? AND name = ?",
                 [_utc(at), json.dumps(dict(result)), request_id, name],
             )
+
+    @contextlib.contextmanager
+    def _durably(self) -> Iterator[None]:
+        """One transaction committed with synchronous FULL (the journal's marks and answers),
+        as the move to executing is."""
+        self.db.execute("PRAGMA synchronous = FULL")
+        try:
+            with self.db.conn:
+                yield
+        finally:
+            self.db.execute("PRAGMA synchronous = NORMAL")
 
     def step_unsent(self, request_id: int, name: str) -> None:
         with self.db.conn:
@@ -1254,6 +1280,8 @@ def _request(row: dict, approvals: list[Approval]) -> Request:
         copies=json.loads(row.get("copies") or "[]"),
         msg_recheck_at=_at(row.get("msg_recheck_at")),
         drift=Drift.model_validate_json(row["drift"]) if row.get("drift") else None,
+        timing=Timing.model_validate_json(row["timing"]) if row.get("timing") else None,
+        due_at=datetime.fromisoformat(row["due_at"]) if row.get("due_at") else None,
     )
 
 

@@ -20,7 +20,7 @@ from typing import TextIO
 
 from bot.core.authz import WhoCanApprove
 from bot.core.commands import Cancel
-from bot.core.markup import unescape
+from bot.core.markup import unescape, user
 from bot.core.model import Reply
 from bot.core.render import NoticeView, RequestView
 from bot.core.texts import help_text
@@ -74,7 +74,7 @@ def who_can_approve(who: WhoCanApprove) -> str:
 def release_text(view: RequestView) -> str:
     """A release message as a framed block of text."""
     lines = [f"┌ #{view.request_id} Promote {view.title}", f"│ {view.status}"]
-    people = f"Requested by @{view.requester}"
+    people = f"Requested by {user(view.requester)}"
     if view.approvers:
         people += ", approved by " + ", ".join(f"@{u}" for u in view.approvers)
     if view.discounted:
@@ -89,6 +89,7 @@ def release_text(view: RequestView) -> str:
     if view.emergency:
         lines.append(f"│ 🚨 Emergency (needs one approval more): {view.emergency}")
     lines += [f"│ {plain(hold)}" for hold in view.holds]
+    lines += [f"│ {line}" for line in view.timing]
     lines += [f"│ {line}" for line in said_lines(view)]
     if view.drift:
         lines.append(f"│ ⚠️ Out of date: {view.drift}. Approving will not promote it.")
@@ -175,6 +176,9 @@ class ShellChat:
 
     async def post_notice(self, view: NoticeView) -> None:
         self.write(notice_text(view))
+
+    async def time_zone(self, user: str) -> str | None:
+        return None  # a terminal knows no one's time zone: the config's `timezone` is used
 
     async def find_notice(self, user: str, key: str, since: datetime) -> bool:
         return False  # a terminal never loses a print

@@ -20,6 +20,7 @@ from bot.core.commands import EMERGENCY, USAGE
 from bot.core.model import Request, State
 from bot.core.ports import Store, StoreError
 from bot.core.rules import ProviderRules, Rules
+from bot.core.timing import AT
 
 SHELL_VERBS = (  # as the shell's help has them (shell.py)
     "approve <request> [<comment…>]",
@@ -159,6 +160,7 @@ class ShellCompleter(Completer):
                 offers += self._words_for(form.words[len(done)], form.provider, verb, rules)
             elif form.provider is not None and not form.look and len(done) == len(form.words):
                 offers.append(Offer(EMERGENCY, "break-glass: passes a lock or a freeze"))
+                offers.append(Offer(AT, "run it then: 09:00, tomorrow 09:00, 2026-12-14 09:00"))
         seen: set[str] = set()
         return [o for o in offers if not (o.text in seen or seen.add(o.text))]
 

@@ -58,6 +58,10 @@ class ShellHistory(FileHistory):
     def __init__(self, path: Path, redactor: logs.Redactor) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.touch(mode=0o600, exist_ok=True)
+        # Made before, by hand or with a looser umask: they are narrowed too (mkdir and touch
+        # leave an existing one's mode as it was).
+        path.parent.chmod(0o700)
+        path.chmod(0o600)
         super().__init__(str(path))
         self.redactor = redactor
 

@@ -69,6 +69,10 @@ class Chat(Protocol):
         ChatError with `gone` when that person can never be sent one (deactivated, a bot)."""
         ...
 
+    async def time_zone(self, user: str) -> str | None:
+        """`user`'s own time zone (an IANA name), if the chat knows it; None otherwise."""
+        ...
+
     async def find_notice(self, user: str, key: str, since: datetime) -> bool:
         """Whether `user`'s direct messages since `since` hold the notice `key` (after a send
         whose answer was lost)."""

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from bot.core.model import Action, Drift, Listing, Outcome, Preview, Query
+from bot.core.timing import Live
 
 if TYPE_CHECKING:
     from bot.core.steps import Steps
@@ -53,6 +54,11 @@ class Provider(Protocol):
 
     async def show(self, query: Query) -> Listing:
         """Read what a `Query` asks about (builds, bundles), changing nothing."""
+        ...
+
+    async def stage_live(self, action: Action) -> Live | None:
+        """What `action` promotes, as live in its source stage now, with the provider's own
+        timestamp of when it went live there; None for an action from no stage."""
         ...
 
     async def aclose(self) -> None:

@@ -21,6 +21,7 @@ from bot.core.model import (
     StepRecord,
 )
 from bot.core.ports.outbox import EventStore
+from bot.core.ports.stages import StageStore
 from bot.core.ports.stats import StatsStore
 
 Notices = Sequence[tuple[str, str]]  # direct messages owed: (person, event)
@@ -232,9 +233,11 @@ class AuditStore(Protocol):
 class StepStore(Protocol):
     """The journal of each execution's writes (see `bot/core/steps.py`)."""
 
-    def step_sent(self, request_id: int, name: str, at: datetime) -> bool:
+    def step_sent(self, request_id: int, name: str, at: datetime, owner: str | None = None) -> bool:
         """Mark step `name` of the request as sent, before its write goes out (compare-and-
-        set); False if it is marked already, so no step is ever sent twice."""
+        set); False if it is marked already, so no step is ever sent twice. With `owner`, it is
+        fenced: marked only while `owner` holds an unexpired lease on the request and it is
+        still executing, checked in the same statement (else False, nothing marked)."""
         ...
 
     def step_done(
@@ -410,6 +413,7 @@ class Store(
     StepStore,
     TruthStore,
     NoticeStore,
+    StageStore,
     StatsStore,
     EventStore,
     Protocol,

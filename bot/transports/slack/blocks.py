@@ -111,6 +111,8 @@ def release_message(view: RequestView) -> list[dict]:
         )
     for hold in view.holds:
         blocks.append({"type": "section", "text": _mrkdwn(hold)})
+    if view.timing:  # the core's markup, like the holds: what it waits for
+        blocks.append({"type": "section", "text": _mrkdwn("\n".join(view.timing))})
     said = said_lines(view)
     if said:
         blocks.append({"type": "section", "text": _mrkdwn("\n".join(said))})

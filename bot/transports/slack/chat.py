@@ -7,6 +7,7 @@ lost can be found again (`find_request`) instead of being posted twice.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ NOTICE_EVENT = "promote_bot_notice"  # ... and of a direct message to a person
 HISTORY_SKEW = timedelta(minutes=5)
 HISTORY_PAGE, HISTORY_PAGES = 200, 10
 THREAD_PAGE, THREAD_PAGES = 200, 10  # a thread is looked through 200 replies at a time
+ZONE_MEMORY = 24 * 3600.0  # seconds a person's time zone (users.info) is kept
 
 _EXPLAIN = {
     "not_in_channel": "I'm not in this channel: add me with /invite @promote-bot",
@@ -85,6 +87,7 @@ class SlackChat:
         self.client = client
         self.workspace_url = workspace_url
         self._dms: dict[str, str] = {}  # user → the id of the bot's direct messages with them
+        self._zones: dict[str, tuple[str | None, float]] = {}  # user → (tz, when it was read)
 
     def link(self, channel: str, ts: str) -> str | None:
         """The message's archive link, built rather than asked for: chat.getPermalink would be
@@ -228,6 +231,19 @@ class SlackChat:
             ),
             _NO_DM,
         )
+
+    async def time_zone(self, user: str) -> str | None:
+        """The person's time zone from `users.info` (`tz`, an IANA name), kept for a day; None
+        when Slack does not say (then the config's `timezone` is used)."""
+        now = time.monotonic()
+        known = self._zones.get(user)
+        if known is not None and now - known[1] < ZONE_MEMORY:
+            return known[0]
+        response = await self._call(self.client.users_info(user=user))
+        found = (response.get("user") or {}).get("tz")
+        zone = found if isinstance(found, str) and found else None
+        self._zones[user] = (zone, now)
+        return zone
 
     async def find_notice(self, user: str, key: str, since: datetime) -> bool:
         channel = await self._dm(user)
