@@ -147,6 +147,10 @@ def _day(store: AnyStore, now: datetime) -> dict[str, Callable[[], object]]:
             store.events_due(now, 50),
             store.forget_events(now - timedelta(days=7)),
         ),
+        "due: waiting requests and planned promotions whose time came": lambda: (
+            store.due(now, 20),
+            store.auto_due(now, 20),
+        ),
         "metrics: executing here": lambda: store.executing_by("me"),
         "metrics: work not done": store.inbox_undone,
         "readiness": lambda: store.ping(now),
