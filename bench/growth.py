@@ -39,6 +39,7 @@ from bench.harness import (
     Fakes,
     Process,
     Things,
+    approve,
     bench_env,
     load,
     open_requests,
@@ -181,16 +182,7 @@ async def _round(bots: list[Bot], fakes: Fakes, things: Things, scale: Scale) ->
         assert proc is not None
         opened = await open_requests(proc, fakes, things, scale.clicks)
         since = time.time()
-        out = await load(
-            {
-                "url": proc.url,
-                "secret": SECRET,
-                "kind": "click",
-                **opened,
-                "user": APPROVER,
-                "concurrency": scale.concurrency,
-            }
-        )
+        out = await approve(proc, opened, scale.concurrency)
         record(bot, "click ack", out["latencies"])
         await fakes.wait("threads", scale.clicks, since, under=opened["ts"])
 

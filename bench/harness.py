@@ -245,6 +245,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def approve(bot: Process, opened: dict, concurrency: int, gap: float | None = None) -> dict:
+    """Click Approve on each request `opened` (open_requests' answer), as the approver, from
+    `concurrency` senders at once; the load generator's output."""
+    job = {
+        "url": bot.url,
+        "secret": SECRET,
+        "kind": "click",
+        **opened,
+        "user": APPROVER,
+        "concurrency": concurrency,
+    }
+    return await load({**job, "gap": gap} if gap is not None else job)
+
+
 async def open_requests(bot: Process, fakes: Fakes, things: Things, count: int) -> dict:
     """Open `count` pending requests, each for its own thing; return their ids and the ts of
     their release messages (what a click on each carries), as a click job's "ids" and "ts"."""

@@ -29,7 +29,6 @@ import httpx
 
 from bench import growth
 from bench.harness import (
-    APPROVER,
     CONFIG,
     PROJECTS,
     REQUESTER,
@@ -39,6 +38,7 @@ from bench.harness import (
     Fakes,
     Process,
     Things,
+    approve,
     bench_env,
     cpu_seconds,
     load,
@@ -270,17 +270,7 @@ async def main(
         clicks = max(int(100 * scale), 20)
         opened = await open_requests(bot, fakes, things, clicks)
         since = time.time()
-        out = await load(
-            {
-                "url": bot.url,
-                "secret": SECRET,
-                "kind": "click",
-                "gap": 0.05,
-                **opened,
-                "user": APPROVER,
-                "concurrency": 1,
-            }
-        )
+        out = await approve(bot, opened, 1, gap=0.05)
         arrived = await fakes.wait("promotes", clicks, since)
         arrivals = [(a - t) * 1000 for a, t in zip(arrived, sorted(out["sent"]), strict=True)]
         await fakes.wait("threads", clicks, since, under=opened["ts"])
@@ -294,16 +284,7 @@ async def main(
         for _ in range(3):
             opened = await open_requests(bot, fakes, things, 1)
             since = time.time()
-            out = await load(
-                {
-                    "url": bot.url,
-                    "secret": SECRET,
-                    "kind": "click",
-                    **opened,
-                    "user": APPROVER,
-                    "concurrency": 1,
-                }
-            )
+            out = await approve(bot, opened, 1)
             [done] = await fakes.wait("threads", 1, since, under=opened["ts"])
             singles_s.append(done - out["sent"][0])
         one = statistics.median(singles_s)
@@ -314,16 +295,7 @@ async def main(
         spy = await _py_spy(bot, workdir / "profile.txt") if profile else None
         cpu_before = cpu_seconds(bot.proc.pid), cpu_seconds(fakes_proc.pid)
         since = time.time()
-        out = await load(
-            {
-                "url": bot.url,
-                "secret": SECRET,
-                "kind": "click",
-                **opened,
-                "user": APPROVER,
-                "concurrency": many,
-            }
-        )
+        out = await approve(bot, opened, many)
         done_all = (await fakes.wait("threads", many, since, under=opened["ts"]))[-1]
         total = done_all - min(out["sent"])
         await asyncio.sleep(0.5)  # the release messages' last updates
