@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import compileall
-import contextlib
 import json
 import os
 import platform
@@ -93,8 +92,7 @@ async def main(
     results: dict[str, float] = {}
     profile_md = ""
     rows: list[tuple[str, str, str, str]] = []
-    growth_sections: dict[str, list[growth.Row]] = {}
-    growth_notes: list[str] = []
+    growth_md = ""
     try:
         # 1. start to ready and idle RSS, bot and baseline alternately, with their modules
         # compiled as an install (and the Docker image) has them: an editable checkout under
@@ -350,26 +348,38 @@ async def main(
         )
         results["App Store tokens signed"] = token.signed
 
-        # 7. a year of history against none, on SQLite and on PostgreSQL (bench/growth.py)
-        scale_growth = growth.Scale.quick() if quick else growth.Scale()
-        for backend in ("sqlite", "postgres") if growing else ():
-            async with contextlib.AsyncExitStack() as stack:
-                socket = None
-                if backend == "postgres":
-                    socket = await stack.enter_async_context(growth.postgres_server(workdir))
-                section, found, note = await growth.measure(
-                    backend, fakes, env, workdir, things, scale_growth, socket
-                )
-            growth_sections[backend] = section
-            growth_notes.append(note)
-            results.update(found)
     finally:
         fakes_proc.terminate()
         await fakes_proc.wait()
         await fakes.http.aclose()
 
-    growth_md = growth.markdown(growth_sections, growth_notes) if growth_sections else ""
+    # 7. a year of history against none, on SQLite and on PostgreSQL (bench/growth.py), in a
+    # process of its own with fakes of its own, as `python -m bench.growth` runs it
+    if growing:
+        growth_md = await _growth(quick, results)
+
     report(rows, results, quick, profile_md + growth_md, workers)
+
+
+async def _growth(quick: bool, results: dict[str, float]) -> str:
+    """Run bench/growth.py; its figures go into `results`, its tables are returned."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.growth",
+        *(["--quick"] if quick else []),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:  # the figures above are kept: say so rather than lose them
+        failed = f"`python -m bench.growth` failed (exit status {proc.returncode})."
+        return f"\n## A year of history against none\n\n{failed}\n"
+    lines = out.decode().splitlines()
+    for line in lines:
+        if line.startswith("{"):
+            results.update(json.loads(line))
+    return "\n".join(line for line in lines if not line.startswith("{")) + "\n"
 
 
 async def _preview_latency(urls: dict[str, str], config: Path) -> float:
