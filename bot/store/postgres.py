@@ -260,7 +260,6 @@ MIGRATIONS: list[tuple[int, str]] = [
         " CREATE INDEX IF NOT EXISTS notices_unsent ON notices (created_at, seq)"
         " WHERE state IN (0, 2);"
         " CREATE INDEX IF NOT EXISTS audit_target_newest ON audit (target, id);"
-        " CREATE INDEX IF NOT EXISTS requests_changed ON requests (state, updated_at);"
         " DROP INDEX IF EXISTS audit_target",
     ),
 ]

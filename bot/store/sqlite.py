@@ -140,8 +140,6 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             f"CREATE INDEX IF NOT EXISTS requests_lagging ON requests (id) WHERE {LAGGING}",
             "CREATE INDEX IF NOT EXISTS notices_unsent ON notices (created_at)"
             " WHERE state IN (0, 2)",
-            # `unknown` requests changed in the last day (settle), not all of a year's.
-            "CREATE INDEX IF NOT EXISTS requests_changed ON requests (state, updated_at)",
         ),
     ),
 ]
@@ -520,7 +518,9 @@ class SqliteStore(  # long reads: `self.reader`
         marks = ", ".join("?" for _ in states)
         # The planner, once ANALYZE (or `PRAGMA optimize`) has told it how few states there
         # are, would read every request in id order rather than the few open ones by index.
-        index = "requests_open" if updated_since is None else "requests_changed"
+        # Changed since then: read by the time of the change (requests_ended), so the cost is
+        # the requests of that window, not all of a year's in those states (settle).
+        index = "requests_open" if updated_since is None else "requests_ended"
         sql = f"SELECT id FROM requests INDEXED BY {index} WHERE state IN ({marks})"
         params: list[str] = [s.value for s in states]
         if expired_by is not None:
