@@ -162,7 +162,7 @@ async def test_recovery_reads_znyx_and_finds_the_promotion(world: World) -> None
     world.znyx.publish("proj-guardrails", "staging", "sha256:x", by=mine)
     assert await world.bot.workflow.recover() == 1
     reply = await world.finished()
-    assert "is active in staging (read after the bot stopped while promoting)" in reply
+    assert "is active in staging (read again after the promotion was cut off)" in reply
     assert world.bot.store.get(1).state is State.SUCCEEDED  # type: ignore[union-attr]
     assert world.znyx.promote_calls == []
 

@@ -120,7 +120,7 @@ async def test_kill_9_mid_promotion_is_resolved_by_reading_within_a_minute(
     assert time.monotonic() - restarted < 60
     request = SqliteStore(tmp_path / "shared.db").get(1)
     assert request is not None and request.state is State.SUCCEEDED
-    assert "read after the bot stopped while promoting" in request.outcome.headline  # type: ignore[union-attr]
+    assert "read again after the promotion was cut off" in request.outcome.headline  # type: ignore[union-attr]
     assert len(f.znyx.promote_calls) == 1  # never sent again
 
 

@@ -120,7 +120,7 @@ async def test_kill_9_between_the_writes_of_a_submission_is_finished_by_the_rest
     assert request is not None and request.state is State.SUCCEEDED, request.outcome
     assert request.outcome is not None
     assert request.outcome.headline.startswith("ios 2.4.0 is submitted for App Review")
-    assert "(read after the bot stopped while promoting)" in request.outcome.headline
+    assert "(read again after the promotion was cut off)" in request.outcome.headline
     assert all(s.done for s in store.steps(1))
     [submission] = train.asc.train.submissions.values()
     assert submission.state == "WAITING_FOR_REVIEW"

@@ -75,7 +75,7 @@ async def test_kill_9_during_the_provider_call_then_restart(
     assert request is not None and request.state is State.FAILED
     assert (
         request.outcome is not None
-        and "read after the bot stopped while promoting" in request.outcome.headline
+        and "read again after the promotion was cut off" in request.outcome.headline
     )
     assert len(f.whop.promote_calls) == 1  # never called again
     [thread] = [c.args for c in f.slack.channel_posts() if "thread_ts" in c.args]

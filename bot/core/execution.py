@@ -24,7 +24,7 @@ from bot.core.inflight import Leases
 from bot.core.locking import Holds
 from bot.core.model import BOT_ACTOR, Outcome, Reply, Request, State
 from bot.core.notify import Notices as Notifier
-from bot.core.ports.store import Notices
+from bot.core.ports.store import Notices, StoreError
 from bot.core.states import OUTCOME_EVENT, Event, destination, sources
 from bot.core.steps import LeaseLost, Steps
 
@@ -190,6 +190,18 @@ class Execution:
                         f"effect: check {action.provider} before asking again.",
                     }
                 )
+        except StoreError as exc:  # the database, not the bot: no outcome can be recorded now
+            # One line, no traceback. It stays executing; once its lease lapses, a recovery
+            # reads the provider (never writes again) and records what happened.
+            log.error(
+                "promotion #%s was cut off: the database failed (%s); what happened is read "
+                "from %s once its lease lapses",
+                request_id,
+                exc,
+                action.provider,
+            )
+            showing.cancel()
+            raise
         except Exception:  # a bug after the call may have been sent: never guess
             log.exception("promotion #%s ended in an unexpected error", request_id)
             outcome = Outcome(
@@ -246,7 +258,8 @@ class Execution:
             def renew(until: datetime, request_id: int = request.id) -> bool:
                 return ctx.store.renew(request_id, ctx.owner, until)
 
-            outcome = await self._carry_on(request, "the bot stopped while promoting", renew)
+            # True whether its process stopped or only its database failed it (`execute`).
+            outcome = await self._carry_on(request, "the promotion was cut off", renew)
             if outcome is not None:
                 resolved += await self._conclude(request, outcome, "recovered: ")
         return resolved
@@ -314,7 +327,9 @@ class Execution:
                 check=f"Check in {action.provider} whether {action.title} happened "
                 "before asking again.",
             )
-        return outcome.model_copy(update={"headline": f"{outcome.headline} (read after {why})"})
+        return outcome.model_copy(
+            update={"headline": f"{outcome.headline} (read again after {why})"}
+        )
 
     async def _conclude(self, request: Request, outcome: Outcome, prefix: str = "") -> int:
         """Record the outcome of an executing request and show it; 1 if this call did. A

@@ -20,7 +20,7 @@ from bot.core.locking import Holds
 from bot.core.model import BOT_ACTOR, Action, NewRequest, Preview, Reply, Request, State
 from bot.core.notify import APPROVED, Notices
 from bot.core.policy import gate_refusal
-from bot.core.ports import ChatError, OpenRequestExists
+from bot.core.ports import AskedBefore, ChatError, OpenRequestExists
 from bot.core.render import RequestView
 from bot.core.states import Event, sources
 from bot.core.timing import At
@@ -56,12 +56,18 @@ class Lifecycle:
         rolls_back: int | None = None,
         at: At | None = None,
         retry_errors: bool = False,
+        origin: str | None = None,
     ) -> Reply | None:
         """Read the preview, record the request and post its release message. A lock or a
         freeze on the target refuses it before anything is read, unless it is an `emergency`.
         `at`: run it then (`--at`). `retry_errors`: a preview the provider failed to answer
-        raises (the caller asks again later) instead of being refused."""
+        raises (the caller asks again later) instead of being refused. `origin`: the
+        acknowledged work asking (a command's inbox key); work done again (its process was
+        killed) carries on from the request it made instead of asking again."""
         ctx = self.ctx
+        made = ctx.store.made_by(origin) if origin is not None else None
+        if made is not None:
+            return await self._asked_before(made.id, user)
         provider = ctx.providers.get(action.provider)
         if provider is None:
             return Reply(f"{action.provider} is not configured on this bot.")
@@ -122,10 +128,13 @@ class Lifecycle:
             emergency=emergency,
             timing=timing,
             due_at=self.waits.first_due(timing),
+            origin=origin,
         )
         new = replace(new, notices=self.notices.waiting(new, policy))
         try:
             request = ctx.store.create_request(new)
+        except AskedBefore as exc:  # the same work, done at the same time by another process
+            return await self._asked_before(exc.request_id, user)
         except OpenRequestExists as exc:
             return self._already_open(action, exc.request_id) or Reply(
                 f"Request #{exc.request_id} is already open for this; nothing was posted."
@@ -156,8 +165,33 @@ class Lifecycle:
             return Reply(texts.scheduled_text(request.id, scheduled, policy.approvals))
         return reply
 
+    async def _asked_before(self, request_id: int, user: str) -> Reply | None:
+        """The work that asked for `request_id` is done again (its process stopped before it
+        was marked done): nothing is asked, read or audited again. Its message is brought up
+        to date (one never posted is posted by `deliver_due`, after looking for it), and one
+        that needs no approval and is still pending goes on to run (compare-and-set)."""
+        request = self.ctx.store.get(request_id)
+        if request is None:
+            return None
+        log.warning(
+            "the command that asked for #%s was done again (its process stopped): carrying on"
+            " from it (%s), asking nothing again",
+            request.id,
+            request.state.value,
+        )
+        await self.delivery.converge(request.id)
+        policy = self.ctx.rules.policy_of(request)
+        if request.state is State.PENDING and policy.approvals == 0 and request.message_ts:
+            return await self.waits.proceed(request.id, user)
+        return None
+
     async def rollback(
-        self, user: str, request_id: int, channel: str | None = None
+        self,
+        user: str,
+        request_id: int,
+        channel: str | None = None,
+        *,
+        origin: str | None = None,
     ) -> Reply | None:
         """Open a request that restores what succeeded request `request_id` replaced: its
         provider turns it into the action that undoes it. Posted in `channel`, by default
@@ -182,7 +216,9 @@ class Lifecycle:
         decision = authz.can_request(rules.role_map, user, undo.scope)
         if not decision:
             return Reply(decision.reason)
-        return await self.ask(user, undo, channel or undone.channel, rolls_back=undone.id)
+        return await self.ask(
+            user, undo, channel or undone.channel, rolls_back=undone.id, origin=origin
+        )
 
     def _already_open(self, action: Action, request_id: int | None = None) -> Reply | None:
         """The answer when a request for the same thing is open: one at a time per thing."""

@@ -362,6 +362,9 @@ class NewRequest:
     notices: tuple[tuple[str, str], ...] = ()
     timing: Timing | None = None  # its schedule, soak and window, as worked out when asked
     due_at: datetime | None = None  # when the bot looks at it again by itself
+    # The acknowledged work that asks for it (a Slack command's inbox key): one request at
+    # most per origin, however often that work is done (its process killed, done again).
+    origin: str | None = None
 
 
 @dataclass(frozen=True)

@@ -193,11 +193,15 @@ class Workflow:
                 return refusal
         return command
 
-    async def run(self, user: str, command: Command, channel: str) -> Reply | None:
-        """Carry out a command that `check` let through (the part after the ack)."""
+    async def run(
+        self, user: str, command: Command, channel: str, *, origin: str | None = None
+    ) -> Reply | None:
+        """Carry out a command that `check` let through (the part after the ack). `origin`:
+        the acknowledged work it is (Slack's inbox key): done again, it asks for nothing
+        twice (the shell has none: each line is a new command)."""
         if isinstance(command, Promote):
             return await self.lifecycle.ask(
-                user, command.action, channel, command.emergency, at=command.at
+                user, command.action, channel, command.emergency, at=command.at, origin=origin
             )
         if isinstance(command, Show):
             return await self.reads.show(command.query)
@@ -222,7 +226,7 @@ class Workflow:
         if isinstance(command, Notify):
             return self.notices.set(user, command.on)
         if isinstance(command, Rollback):
-            return await self.lifecycle.rollback(user, command.request_id, channel)
+            return await self.lifecycle.rollback(user, command.request_id, channel, origin=origin)
         if isinstance(command, Stats):
             return await self.reads.stats(user, command.pattern, command.days)
         return Reply(texts.help_text(self.ctx.rules, user))
@@ -244,9 +248,15 @@ class Workflow:
         return self.lifecycle.may_decide(user, request_id, verb)
 
     async def rollback(
-        self, user: str, request_id: int, channel: str | None = None
+        self,
+        user: str,
+        request_id: int,
+        channel: str | None = None,
+        *,
+        origin: str | None = None,
     ) -> Reply | None:
-        return await self.lifecycle.rollback(user, request_id, channel)
+        """The Roll back button (or command): `origin` as for `run`."""
+        return await self.lifecycle.rollback(user, request_id, channel, origin=origin)
 
     def refuse_click(self, user: str, request_id: int, why: str, what: str = "click") -> None:
         """A click (or a form) that is not for this request from this installation: no

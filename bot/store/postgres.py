@@ -41,7 +41,7 @@ from bot.core.model import (
     action_from_json,
     notice_key,
 )
-from bot.core.ports import OpenRequestExists, StoreError
+from bot.core.ports import AskedBefore, OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
 from bot.core.redact import uri_passwords, uri_userinfo
 from bot.core.timing import Timing
@@ -250,12 +250,19 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     # Stages in order, soak, auto-promotion, schedules (bot/store/postgres_stages.py).
     (9, postgres_stages.MIGRATION),
+    # The acknowledged work (inbox key) that asked for each request: one request at most per
+    # command, however often it is done (NULL for the bot's own and the shell's).
+    (
+        10,
+        "ALTER TABLE requests ADD COLUMN IF NOT EXISTS origin TEXT;"
+        " CREATE UNIQUE INDEX IF NOT EXISTS requests_origin ON requests (origin)",
+    ),
     # Flat costs as history grows: what the timed jobs look for every few seconds (messages
     # that lag, direct messages not sent) in partial indexes of just those rows; a target's
     # entries in id order, so its newest are read first (the btree of `target` alone keeps
     # equal keys in their rows' physical order), which replaces that index.
     (
-        10,
+        11,
         f"CREATE INDEX IF NOT EXISTS requests_lagging ON requests (id) WHERE {LAGGING};"
         " CREATE INDEX IF NOT EXISTS notices_unsent ON notices (created_at, seq)"
         " WHERE state IN (0, 2);"
@@ -632,8 +639,9 @@ class PostgresStore(  # long reads: `self.reader`
     # --- requests ------------------------------------------------------------------------
 
     def create_request(self, new: NewRequest) -> Request:
-        # INSERT ... SELECT ... WHERE NOT EXISTS takes no id when the thing is held, so request
-        # numbers stay consecutive; the unique index still decides a race.
+        # INSERT ... SELECT ... WHERE NOT EXISTS takes no id when the thing is held (or the
+        # origin made one already), so request numbers stay consecutive; the unique indexes
+        # still decide a race.
         action = new.action
         for _ in range(3):  # the holder may end between our INSERT and our look at it
             rows = self._insert_request(new)
@@ -641,6 +649,9 @@ class PostgresStore(  # long reads: `self.reader`
                 request = self.get(rows[0]["id"])
                 assert request is not None
                 return request
+            made = self.made_by(new.origin) if new.origin is not None else None
+            if made is not None:  # its thing is held by the request this same work made
+                raise AskedBefore(made.id)
             existing = self.open_for(action.thing) if action.thing else None
             if existing is not None:
                 raise OpenRequestExists(existing.id)
@@ -655,6 +666,8 @@ class PostgresStore(  # long reads: `self.reader`
                     self._milestone(conn, rows[0]["id"], "requested", new.created_at)
                 return rows
         except errors.UniqueViolation as exc:
+            if exc.diag.constraint_name == "requests_origin" and new.origin is not None:
+                return []  # this work made one already: `create_request` says which
             if exc.diag.constraint_name != "requests_open_thing":
                 raise  # not a race for the thing: say what it is
             return []
@@ -663,12 +676,16 @@ class PostgresStore(  # long reads: `self.reader`
     def _insert_row(conn: psycopg.Connection[dict[str, Any]], new: NewRequest) -> list[dict]:
         return conn.execute(
             "INSERT INTO requests (target, thing, action, requester, channel, state,"
-            " preview, created_at, updated_at, expires_at, rolls_back, emergency, timing, due_at)"
+            " preview, created_at, updated_at, expires_at, rolls_back, emergency, timing, due_at,"
+            " origin)"
             " SELECT %(target)s, %(thing)s::text, %(action)s, %(requester)s, %(channel)s,"
             " %(state)s, %(preview)s, %(created)s, %(created)s, %(expires)s,"
-            " %(rolls_back)s::bigint, %(emergency)s, %(timing)s::text, %(due_at)s::timestamptz"
-            " WHERE %(thing)s::text IS NULL OR NOT EXISTS (SELECT 1 FROM requests"
-            f" WHERE thing = %(thing)s::text AND state IN ({_OPEN_SQL}))"
+            " %(rolls_back)s::bigint, %(emergency)s, %(timing)s::text, %(due_at)s::timestamptz,"
+            " %(origin)s::text"
+            " WHERE (%(thing)s::text IS NULL OR NOT EXISTS (SELECT 1 FROM requests"
+            f" WHERE thing = %(thing)s::text AND state IN ({_OPEN_SQL})))"
+            " AND (%(origin)s::text IS NULL OR NOT EXISTS (SELECT 1 FROM requests"
+            " WHERE origin = %(origin)s::text))"
             " RETURNING id",
             {
                 "target": new.action.target,
@@ -684,8 +701,13 @@ class PostgresStore(  # long reads: `self.reader`
                 "emergency": new.emergency,
                 "timing": new.timing.model_dump_json() if new.timing else None,
                 "due_at": new.due_at,
+                "origin": new.origin,
             },  # type: ignore[arg-type]
         ).fetchall()
+
+    def made_by(self, origin: str) -> Request | None:
+        rows = self._rows("SELECT id FROM requests WHERE origin = %s", [origin])
+        return self.get(rows[0]["id"]) if rows else None
 
     def open_for(self, thing: str) -> Request | None:
         rows = self._rows(

@@ -34,7 +34,7 @@ from bot.core.model import (
     action_from_json,
     notice_key,
 )
-from bot.core.ports import OpenRequestExists, StoreError
+from bot.core.ports import AskedBefore, OpenRequestExists, StoreError
 from bot.core.ports.store import Notices
 from bot.core.timing import Timing
 from bot.store import sqlite_stages, sqlite_truth
@@ -132,10 +132,19 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     ),
     # Stages in order, soak, auto-promotion, schedules (bot/store/sqlite_stages.py).
     (10, sqlite_stages.MIGRATION),
+    # The acknowledged work (inbox key) that asked for each request: one request at most per
+    # command, however often it is done (NULL for the bot's own and the shell's).
+    (
+        11,
+        (
+            "ALTER TABLE requests ADD COLUMN origin TEXT",
+            "CREATE UNIQUE INDEX IF NOT EXISTS requests_origin ON requests (origin)",
+        ),
+    ),
     # Flat costs as history grows: what the timed jobs look for every few seconds (messages
     # that lag, direct messages not sent) in partial indexes of just those rows.
     (
-        11,
+        12,
         (
             f"CREATE INDEX IF NOT EXISTS requests_lagging ON requests (id) WHERE {LAGGING}",
             "CREATE INDEX IF NOT EXISTS notices_unsent ON notices (created_at)"
@@ -440,7 +449,7 @@ class SqliteStore(  # long reads: `self.reader`
                 cursor = self.db.execute(
                     "INSERT INTO requests (target, thing, action, requester, channel, state,"
                     " preview, created_at, updated_at, expires_at, rolls_back, emergency,"
-                    " timing, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " timing, due_at, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         action.target,
                         action.thing,
@@ -456,12 +465,16 @@ class SqliteStore(  # long reads: `self.reader`
                         new.emergency,
                         new.timing.model_dump_json() if new.timing else None,
                         _utc(new.due_at) if new.due_at else None,
+                        new.origin,
                     ],
                 )
                 assert cursor.lastrowid is not None
                 self._owe(cursor.lastrowid, new.notices, new.created_at)
                 self._milestone(cursor.lastrowid, "requested", new.created_at)
         except sqlite3.IntegrityError:
+            made = self.made_by(new.origin) if new.origin is not None else None
+            if made is not None:
+                raise AskedBefore(made.id) from None
             existing = self.open_for(action.thing) if action.thing else None
             if existing is None:
                 raise
@@ -471,6 +484,10 @@ class SqliteStore(  # long reads: `self.reader`
         request = self.get(request_id)
         assert request is not None
         return request
+
+    def made_by(self, origin: str) -> Request | None:
+        rows = self._rows("SELECT id FROM requests WHERE origin = ?", [origin])
+        return self.get(rows[0]["id"]) if rows else None
 
     def open_for(self, thing: str) -> Request | None:
         rows = list(

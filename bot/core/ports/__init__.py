@@ -6,6 +6,7 @@ from bot.core.ports.chat import Chat, ChatError
 from bot.core.ports.events import EventSender, Sent
 from bot.core.ports.provider import Provider
 from bot.core.ports.store import (
+    AskedBefore,
     AuditStore,
     DueRead,
     EventStore,
@@ -24,6 +25,7 @@ from bot.core.ports.store import (
 )
 
 __all__ = [
+    "AskedBefore",
     "AuditStore",
     "Chat",
     "ChatError",

@@ -40,6 +40,15 @@ class OpenRequestExists(Exception):
         self.request_id = request_id
 
 
+class AskedBefore(Exception):
+    """The acknowledged work that asks for a request (its inbox key, `NewRequest.origin`)
+    made one before, whatever became of it: it is done again, and asks nothing again."""
+
+    def __init__(self, request_id: int) -> None:
+        super().__init__(f"request #{request_id} was made by the same command")
+        self.request_id = request_id
+
+
 class RequestStore(Protocol):
     """Requests, their approvals and their state; `transition` is the compare-and-set."""
 
@@ -48,7 +57,13 @@ class RequestStore(Protocol):
     installation: str
 
     def create_request(self, new: NewRequest) -> Request:
-        """Record a pending request; `OpenRequestExists` if one is open for its thing."""
+        """Record a pending request; `OpenRequestExists` if one is open for its thing.
+        `AskedBefore` (nothing recorded) if `new.origin` made a request already: the origin
+        is unique, decided by the INSERT itself, so a command is never asked for twice."""
+        ...
+
+    def made_by(self, origin: str) -> Request | None:
+        """The request the acknowledged work `origin` made, if it made one (an index read)."""
         ...
 
     def open_for(self, thing: str) -> Request | None:

@@ -203,8 +203,13 @@ def create_app(
     # These listeners only record and ack (Bolt answers when they return): no lazy listeners,
     # which would copy each request and start a task for each; the pool takes the work.
     app.command(COMMAND)(ack_command)
-    for action_id, decide in ((APPROVE, workflow.approve), (ROLLBACK, workflow.rollback)):
-        inbox.on_click(action_id, decide)
+
+    async def roll_back(user: str, request_id: int, key: str) -> Reply | None:
+        return await workflow.rollback(user, request_id, origin=key)
+
+    inbox.on_click(APPROVE, workflow.approve)  # idempotent by the state's compare-and-set
+    inbox.on_asking_click(ROLLBACK, roll_back)  # asks for a request: once per click
+    for action_id in (APPROVE, ROLLBACK):
         app.action(action_id)(ack_click)
     register_forms(app, workflow, inbox, record)  # Reject…, Approve with comment…
     register_home(app, workflow)

@@ -6,6 +6,8 @@ was accepted. So the ack path records each command and click in the store (one s
 keyed by Slack's trigger id, which also drops redeliveries); the work after the ack claims it
 with a lease, renews the lease while it works, and marks it done. A process that finds work
 nobody holds any more, received a while ago, does it instead and answers at its response_url.
+Work done again that way asks for nothing twice: a command (or a Roll back click) is the
+`origin` of the request it makes, recorded with it, and carries on from that request.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ MAX_ATTEMPTS = 3  # a payload that took a process down this often is answered, n
 GRACE = timedelta(seconds=5)  # how old unclaimed work must be before another process takes it
 
 Decide = Callable[[str, int], Awaitable[Reply | None]]
+# A click that asks for a request (Roll back): who, which request, and the click's inbox key
+# (`origin`), so the click done again asks for nothing twice.
+DecideOnce = Callable[[str, int, str], Awaitable[Reply | None]]
 # A form's decision: who, which request, and what they typed in it (a reason, a comment).
 DecideSaying = Callable[[str, int, str], Awaitable[Reply | None]]
 
@@ -91,11 +96,16 @@ class Inbox:
         self.identity = identity or {}
         self.tell_privately = tell_privately
         self.clicks: dict[str, Decide] = {}  # action_id → what a click on it does
+        self.asking: dict[str, DecideOnce] = {}  # action_id → the request a click asks for
         self.forms: dict[str, DecideSaying] = {}  # callback_id → what submitting it does
         self._store_failing = False
 
     def on_click(self, action_id: str, decide: Decide) -> None:
         self.clicks[action_id] = decide
+
+    def on_asking_click(self, action_id: str, decide: DecideOnce) -> None:
+        """A click that asks for a request: `decide` is given the click's key too."""
+        self.asking[action_id] = decide
 
     def on_submit(self, callback_id: str, decide: DecideSaying) -> None:
         self.forms[callback_id] = decide
@@ -130,7 +140,7 @@ class Inbox:
                     log.error("gave up on %s %s after %s attempts", item["kind"], key, MAX_ATTEMPTS)
                     reply = Reply("promote-bot could not handle this; it is logged.")
                 else:
-                    reply = await self._do(item["kind"], payload)
+                    reply = await self._do(key, item["kind"], payload)
                 await self.answer(respond, payload, reply)
         except asyncio.CancelledError:  # shutting down past its deadline: left for another
             wf.store.inbox_renew(key, wf.owner, wf.clock())
@@ -171,17 +181,20 @@ class Inbox:
             reply.text[:200],
         )
 
-    async def _do(self, kind: str, payload: dict[str, Any]) -> Reply | None:
+    async def _do(self, key: str, kind: str, payload: dict[str, Any]) -> Reply | None:
+        """Work `key` of `kind`; a command or a click that asks for a request is its origin
+        (done again after its process was killed, it asks for nothing twice)."""
         wf = self.workflow
         user = payload["user"]
         if kind == "command":
             checked = wf.check(user, payload.get("text", ""))
             if isinstance(checked, Reply):
                 return checked
-            return await wf.run(user, checked, payload["channel"])
+            return await wf.run(user, checked, payload["channel"], origin=key)
         decide, form = self.clicks.get(kind), self.forms.get(kind)
+        asks = self.asking.get(kind)
         what = "form" if form is not None else "button"
-        if decide is None and form is None:
+        if decide is None and form is None and asks is None:
             return Reply("That button is not one promote-bot knows.")
         if payload.get("request_id") is None:
             return Reply(f"That {what} carries no request number.")
@@ -193,6 +206,8 @@ class Inbox:
             return Reply(f"That {what} does nothing: it came from {literal(refusal)}.")
         if form is not None:
             return await form(user, request_id, str(payload.get("text") or ""))
+        if asks is not None:
+            return await asks(user, request_id, key)
         assert decide is not None
         return await decide(user, request_id)
 
