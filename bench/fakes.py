@@ -46,6 +46,9 @@ def stats(slack: FakeSlack, znyx: FakeZnyx, asc: FakeAppStore) -> web.Applicatio
                 ],
                 "posts": [c.at for c in posts if "thread_ts" not in c.args],
                 "promotes": [c.at for c in znyx_recent if c.path.endswith("/promote")],
+                # answers only the caller sees, by their response URL's key; App Homes shown
+                "responses": {c.args["key"]: c.at for c in recent if c.method == "response_url"},
+                "homes": [c.at for c in recent if c.method == "views.publish"],
                 "asc_tokens": len(asc.tokens_seen),
             }
         )

@@ -5,7 +5,10 @@ send times (wall clock), the run's wall time and the CPU seconds this process sp
 report can show that the generator, not the system under test, is not the bottleneck). Jobs:
   {"url", "secret", "kind": "command", "texts": [...], "user", "concurrency", "gap"?}
   {"url", "secret", "kind": "click", "ids": [...], "ts": [...], "user", "concurrency", "gap"?}
-(a click carries its release message's ts, as Slack's do: `ts[i]` is request `ids[i]`'s)
+  {"url", "secret", "kind": "home", "users": [...], "concurrency", "gap"?}  (app_home_opened)
+(a click carries its release message's ts, as Slack's do: `ts[i]` is request `ids[i]`'s). With
+"response_base", commands and clicks carry response URLs there (the fake Slack's); the output's
+"keys" are their keys, in order, for matching the answers the fake received.
 
 Every body is built and signed before the clock starts, each with its own trigger id, and
 sent with a plain aiohttp client (one connection per concurrent sender, kept alive): httpx
@@ -18,6 +21,7 @@ import asyncio
 import json
 import sys
 import time
+from urllib.parse import parse_qs
 
 import aiohttp
 
@@ -30,12 +34,19 @@ async def run(job: dict) -> dict:
     await signer.aclose()  # only its body builders and signer are used
     if job["kind"] == "command":
         bodies = [signer.command_body(text, job["user"]) for text in job["texts"]]
+    elif job["kind"] == "home":
+        bodies = [
+            signer.event_body({"type": "app_home_opened", "user": user, "tab": "home"})
+            for user in job["users"]
+        ]
     else:
         bodies = [
             signer.click_body(APPROVE, str(i), job["user"], ts=ts)
             for i, ts in zip(job["ids"], job["ts"], strict=True)
         ]
-    requests = [(b.encode(), signer.signed_headers(b)) for b in bodies]
+    json_body = {"Content-Type": "application/json"} if job["kind"] == "home" else {}
+    requests = [(b.encode(), {**signer.signed_headers(b), **json_body}) for b in bodies]
+    keys = [_response_key(b) for b in bodies]
     latencies: list[float] = [0.0] * len(bodies)
     sent: list[float] = [0.0] * len(bodies)
     failures = 0
@@ -65,7 +76,23 @@ async def run(job: dict) -> dict:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu
-    return {"latencies": latencies, "sent": sent, "wall": wall, "cpu": cpu, "failures": failures}
+    return {
+        "latencies": latencies,
+        "sent": sent,
+        "wall": wall,
+        "cpu": cpu,
+        "failures": failures,
+        "keys": keys,
+    }
+
+
+def _response_key(body: str) -> str | None:
+    """The key of the response URL a command or click body carries (`…/response/<key>`)."""
+    fields = parse_qs(body)
+    url = fields.get("response_url", [""])[0]
+    if not url and "payload" in fields:
+        url = json.loads(fields["payload"][0]).get("response_url", "")
+    return url.rsplit("/response/", 1)[1] if "/response/" in url else None
 
 
 if __name__ == "__main__":

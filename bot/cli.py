@@ -282,6 +282,7 @@ async def connect_slack(
         chat,
         clock=clock,
         lease=lease,
+        inbox_retention=timedelta(seconds=settings.promote_bot_inbox_retention),
         drift_every=settings.promote_bot_drift_seconds,
         events=events,
         chat_timeout=timedelta(seconds=slack_timeout),
@@ -300,7 +301,7 @@ async def connect_slack(
     # serving (and /healthz for a liveness probe) never waits on Slack's user groups.
     await live.first_lookup(asking, GROUPS_AT_START_SECONDS)
     secret = settings.slack_signing_secret
-    inbox = Inbox(workflow, identity, chat.tell)
+    inbox = Inbox(workflow, identity, chat.tell, session)
     pool = WorkPool(inbox, settings.promote_bot_workers)
     app = create_app(
         workflow,
@@ -586,9 +587,15 @@ async def shell(settings: Settings, args: argparse.Namespace) -> int:
         lease = timedelta(seconds=settings.promote_bot_lease_seconds)
         events = HttpEventSender()
         stack.push_async_callback(events.aclose)
-        drift = settings.promote_bot_drift_seconds
         workflow = Workflow(
-            rules, store, providers, chat, lease=lease, drift_every=drift, events=events
+            rules,
+            store,
+            providers,
+            chat,
+            lease=lease,
+            inbox_retention=timedelta(seconds=settings.promote_bot_inbox_retention),
+            drift_every=settings.promote_bot_drift_seconds,
+            events=events,
         )
         await workflow.recover()
         await workflow.sweep()

@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     promote_bot_shutdown_seconds: float = Field(default=25.0, ge=0, le=3600)
     promote_bot_groups_refresh: int = Field(default=300, ge=10, le=86400)
     promote_bot_workers: int = Field(default=32, ge=1, le=1000)  # work after acks, at once
+    # How long acknowledged work is kept once done: Slack delivers a payload again within
+    # minutes, and is recognised by its key while it is kept (10 minutes to 30 days).
+    promote_bot_inbox_retention: int = Field(default=3600, ge=600, le=30 * 86400)
     # Seconds between two background reads of an open request's preview (drift).
     promote_bot_drift_seconds: int = Field(default=300, ge=10, le=86400)
     # How long start-up asks again a Slack that can't be reached or is failing (auth.test).

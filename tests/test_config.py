@@ -168,6 +168,11 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             "PROMOTE_BOT_SHUTDOWN_SECONDS: expected a number from 0 to 3600, not 'soon'",
         ),
         ("SLACK_API_URL", "slack", "SLACK_API_URL: expected a URL like https://slack.com/api/"),
+        (  # shorter than Slack takes to deliver a payload again
+            "PROMOTE_BOT_INBOX_RETENTION",
+            "60",
+            "PROMOTE_BOT_INBOX_RETENTION: expected a whole number from 600 to 2592000, not '60'",
+        ),
         (
             "PROMOTE_BOT_DB",
             "mysql://bot:db-very-secret@db/promote",
@@ -237,6 +242,7 @@ def test_invalid_provider_settings_name_the_variable(monkeypatch: pytest.MonkeyP
 
 def test_defaults() -> None:
     settings = Settings()
+    assert settings.promote_bot_inbox_retention == 3600
     assert str(PROVIDERS["znyx"].load_settings().znyx_api_url) == "https://api.znyx.ai/"
     assert settings.promote_bot_config == Path("promote-bot.toml")
     assert settings.promote_bot_db == Path("promote-bot.db")

@@ -39,8 +39,8 @@ class Audit:
         """One INFO line per request event: request id, target, actor, state (and the event)."""
         if not log.isEnabledFor(logging.INFO):
             return
-        request = self.ctx.store.get(entry.request_id) if entry.request_id is not None else None
-        state = request.state.value if request is not None else "none"
+        now = self.ctx.store.shown_as(entry.request_id) if entry.request_id is not None else None
+        state = now[0].value if now is not None else "none"
         number = f"#{entry.request_id}" if entry.request_id is not None else "-"
         fields = {
             "request_id": entry.request_id,

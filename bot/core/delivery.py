@@ -144,8 +144,8 @@ class Delivery:
                 store.message_shown(request_id, version, thread=claim is not None)
                 if request.msg_recheck_at is not None and request.msg_recheck_at <= started:
                     store.message_settled(request_id, started)
-                current = store.get(request_id)
-                if current is None or current.msg_version == version:
+                current = store.shown_as(request_id)
+                if current is None or current[1] == version:
                     return True
             return False
 

@@ -113,7 +113,7 @@ class Truth:
         """Look again at `unknown` requests of the last day: those whose provider now shows
         their change become `succeeded`; how many did."""
         cutoff = self.ctx.clock() - SETTLE_WITHIN
-        unknown = [r for r in self.ctx.store.in_states([State.UNKNOWN]) if r.updated_at >= cutoff]
+        unknown = self.ctx.store.in_states([State.UNKNOWN], updated_since=cutoff)
         resolved = 0
         for request in unknown:
             resolved += await self.resolve(request)

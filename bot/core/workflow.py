@@ -69,6 +69,7 @@ from bot.core.notify import Notices
 from bot.core.outbox import EVENTS_SECONDS, Outbox
 from bot.core.ports import Chat, EventSender, Provider, Store
 from bot.core.read_models import ReadModels
+from bot.core.retention import DEFAULT_INBOX_RETENTION, EVERY, Retention
 from bot.core.rules import Rules
 from bot.core.scheduler import Scheduler
 from bot.core.stages import Stages
@@ -95,6 +96,7 @@ class Workflow:
         lease: timedelta = DEFAULT_LEASE,
         deadline: timedelta = DEFAULT_DEADLINE,
         owner: str | None = None,
+        inbox_retention: timedelta = DEFAULT_INBOX_RETENTION,
         drift_every: float = 300.0,
         events: EventSender | None = None,
         chat_timeout: timedelta = DEFAULT_CHAT_TIMEOUT,
@@ -140,6 +142,7 @@ class Workflow:
 
         self.execution.landed.append(landed)
         self.reads = ReadModels(ctx, self.delivery, self.holds)
+        self.retention = Retention(ctx, inbox_retention)
         self.drift = DriftWatch(ctx, self.audit, self.delivery, every=drift_every)
         self.truth = Truth(ctx, self.audit, self.delivery, self.drift, self.notices)
         self.truth.stage_changed = self.drift.stage_changed = self.stages.changed
@@ -320,9 +323,9 @@ class Workflow:
         return await self.execution.recover()
 
     async def sweep(self) -> int:
-        """Expire overdue requests, forget old delivery keys, redraw messages a freeze window
-        opening or closing changed; how many expired."""
-        self.store.forget_deliveries(self.clock())
+        """Expire overdue requests, forget webhook deliveries and notes too old to come
+        again, redraw messages a freeze window opening or closing changed; how many expired
+        (done inbox work is removed by the `retention` job)."""
         self.truth.forget()
         expired = await self.lifecycle.expire_due()
         await self.holds.redraw_changed()
@@ -335,7 +338,8 @@ class Workflow:
     def schedule(self, scheduler: Scheduler) -> None:
         """The core's timed work, as named jobs: expiry, recovery, delivery, outgoing
         events, leases, previews read again (drift), `unknown` requests looked at again
-        (settle), and requests and promotions whose time came (`due`)."""
+        (settle), requests and promotions whose time came (`due`), and removing acknowledged
+        work past its retention."""
 
         async def renew() -> None:
             self.leases.renew_all()
@@ -350,6 +354,7 @@ class Workflow:
         scheduler.add("deliver", self.deliver_due, DELIVER_SECONDS)
         scheduler.add("events", self.outbox.run, EVENTS_SECONDS)
         scheduler.add("leases", renew, self.leases.every, first=self.leases.every)
+        scheduler.add("retention", self.retention.run, EVERY)
         scheduler.add("drift", self.drift.tick, TICK_SECONDS, timeout=60.0)
         every = self.drift.every.total_seconds()
         scheduler.add("settle", self.truth.settle, every, first=every)

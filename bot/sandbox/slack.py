@@ -36,6 +36,7 @@ class SlackCall:
     args: dict
     token: str | None
     at: float = field(default_factory=time.time)
+    peer: str = ""  # the caller's host:port, so a connection used again can be told apart
 
 
 @dataclass
@@ -186,8 +187,14 @@ class FakeSlack:
 
     # --- HTTP ----------------------------------------------------------------------------
 
-    def _record(self, method: str, args: dict, token: str | None) -> None:
-        self.calls.append(SlackCall(method, args, token))
+    def _record(
+        self, method: str, args: dict, token: str | None, request: web.Request | None = None
+    ) -> None:
+        peer = (
+            request.transport.get_extra_info("peername") if request and request.transport else None
+        )
+        where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
+        self.calls.append(SlackCall(method, args, token, peer=where))
         if self._changed is not None:
             self._changed.set()
             self._changed = None
@@ -467,7 +474,7 @@ class FakeSlack:
     async def _response_url(self, request: web.Request) -> web.Response:
         args = await _args(request)
         args["key"] = request.match_info["key"]
-        self._record("response_url", args, None)
+        self._record("response_url", args, None, request)
         failure = self.failures.get("response_url")
         if failure is not None and failure.applies():
             if failure.times is not None:

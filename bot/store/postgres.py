@@ -15,7 +15,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import psycopg
@@ -48,6 +48,7 @@ from bot.core.timing import Timing
 from bot.store import postgres_stages, postgres_truth
 from bot.store.answering import Answering, Cut, Watchdog
 from bot.store.figures import LongReads
+from bot.store.patterns import is_pattern, prefix_range
 from bot.store.postgres_reader import PostgresReader, read_only
 from bot.store.postgres_stages import StageRows
 from bot.store.postgres_truth import TruthRows
@@ -79,7 +80,23 @@ MIGRATION_LOCK = 0x70726F6D  # pg_advisory_lock key: "prom"
 _OPEN = [s.value for s in (State.PENDING, State.APPROVED, State.EXECUTING)]  # hold their thing
 _OPEN_SQL = ", ".join(f"'{s}'" for s in _OPEN)
 _FINAL = [s.value for s in State if s.is_final]
-DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
+_FINAL_SQL = ", ".join(f"'{s}'" for s in _FINAL)
+# A request whose release message (or outcome reply) Slack may not show yet: the rows of the
+# partial index `requests_lagging`, which `messages_due` reads, so it costs what lags, not what
+# ever was. Literals, not parameters: the planner proves a query's use of the index from them.
+LAGGING = (
+    "(msg_recheck_at IS NOT NULL OR message_ts IS NOT NULL AND (msg_version > msg_shown"
+    f" OR (thread_posted <> 1 AND state IN ({_FINAL_SQL}))))"
+)
+
+
+def _states_sql(states: Sequence[State]) -> str:
+    """States as SQL literals (they are the `State` enum's own values, never input): a plan
+    that knows them can tell the few open requests from the many ended ones, even a plan
+    prepared once and reused (psycopg prepares a statement run five times)."""
+    return ", ".join(f"'{State(s).value}'" for s in states)
+
+
 # An outbox row to send now: owed and past its backoff, or claimed by a try whose time ran out
 # (notices, events; two parameters: now, now).
 _DUE = "(state = 0 AND (next_at IS NULL OR next_at <= %s)) OR (state = 2 AND until <= %s)"
@@ -240,29 +257,74 @@ MIGRATIONS: list[tuple[int, str]] = [
         "ALTER TABLE requests ADD COLUMN IF NOT EXISTS origin TEXT;"
         " CREATE UNIQUE INDEX IF NOT EXISTS requests_origin ON requests (origin)",
     ),
+    # Flat costs as history grows: what the timed jobs look for every few seconds (messages
+    # that lag, direct messages not sent) in partial indexes of just those rows; a target's
+    # entries in id order, so its newest are read first (the btree of `target` alone keeps
+    # equal keys in their rows' physical order), which replaces that index.
+    (
+        11,
+        f"CREATE INDEX IF NOT EXISTS requests_lagging ON requests (id) WHERE {LAGGING};"
+        " CREATE INDEX IF NOT EXISTS notices_unsent ON notices (created_at, seq)"
+        " WHERE state IN (0, 2);"
+        " CREATE INDEX IF NOT EXISTS audit_target_newest ON audit (target, id);"
+        " DROP INDEX IF EXISTS audit_target",
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
+Params = Sequence[Any] | Mapping[str, Any]
+
+
 def history_query(
     target: str | None, request_id: int | None, limit: int
-) -> tuple[sql.Composed, list[Any]]:
-    """The statement `history` runs, and its parameters: a pattern is matched with LIKE, which
-    the audit_target_pattern index serves for its literal start."""
-    clauses: list[sql.Composable] = []
-    params: list[Any] = []
-    if target and any(c in target for c in "*?"):
-        clauses.append(sql.SQL("target LIKE %s ESCAPE '\\'"))
-        params.append(like_pattern(target))
-    elif target:
-        clauses.append(sql.SQL("target = %s"))
-        params.append(target)
+) -> tuple[sql.Composed, Params]:
+    """The statement `history` runs, and its parameters. A request's entries are few: its
+    target is a filter. A target's are read newest first on `audit_target_newest`. A pattern's
+    targets are walked in the range its literal start bounds, one seek of
+    `audit_target_pattern` each (bot/store/patterns.py), and the newest entries of the
+    `limit` of them whose newest entries are newest are read as a target's are. A target's
+    entries are asked for as a range of one target ordered by (target, id), the index's own
+    order: with `target = x` the planner takes the order as by id alone and may walk the
+    primary key backwards instead, through the whole log for a target with fewer entries
+    than the limit (a new one: 2-3 s on a year of history)."""
     if request_id is not None:
-        clauses.append(sql.SQL("request_id = %s"))
-        params.append(request_id)
-    where_sql = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
-    query = sql.SQL("SELECT * FROM audit {} ORDER BY id DESC LIMIT %s").format(where_sql)
-    return query, [*params, limit]
+        clauses = [sql.SQL("request_id = %s")]
+        params: list[Any] = [request_id]
+        if is_pattern(target):
+            clauses.append(sql.SQL("target LIKE %s ESCAPE '\\'"))
+            params.append(like_pattern(str(target)))
+        elif target:
+            clauses.append(sql.SQL("target = %s"))
+            params.append(target)
+        query = sql.SQL("SELECT * FROM audit WHERE {} ORDER BY id DESC LIMIT %s").format(
+            sql.SQL(" AND ").join(clauses)
+        )
+        return query, [*params, limit]
+    if target is None or not target:
+        return sql.SQL("SELECT * FROM audit ORDER BY id DESC LIMIT %s"), [limit]
+    if not is_pattern(target):
+        return sql.SQL(
+            "SELECT * FROM audit WHERE target >= %s AND target <= %s"
+            " ORDER BY target DESC, id DESC LIMIT %s"
+        ), [target, target, limit]
+    start, end = prefix_range(target)
+    below = sql.SQL("") if end is None else sql.SQL(" AND a.target ~<~ %(end)s")
+    query = sql.SQL(
+        "WITH RECURSIVE t(target) AS ("
+        " (SELECT a.target FROM audit a WHERE a.target ~>=~ %(start)s{below}"
+        " ORDER BY a.target USING ~<~ LIMIT 1)"
+        " UNION ALL SELECT (SELECT a.target FROM audit a WHERE a.target ~>~ t.target{below}"
+        " ORDER BY a.target USING ~<~ LIMIT 1) FROM t WHERE t.target IS NOT NULL),"
+        " newest AS (SELECT t.target FROM t WHERE t.target LIKE %(like)s ESCAPE '\\'"
+        " ORDER BY (SELECT max(a.id) FROM audit a WHERE a.target = t.target) DESC"
+        " LIMIT %(limit)s)"
+        " SELECT e.* FROM newest CROSS JOIN LATERAL (SELECT * FROM audit a"
+        " WHERE a.target >= newest.target AND a.target <= newest.target"
+        " ORDER BY a.target DESC, a.id DESC LIMIT %(limit)s) e"
+        " ORDER BY e.id DESC LIMIT %(limit)s"
+    ).format(below=below)
+    return query, {"start": start, "end": end, "like": like_pattern(target), "limit": limit}
 
 
 def like_pattern(pattern: str) -> str:
@@ -509,7 +571,7 @@ class PostgresStore(  # long reads: `self.reader`
         with self._answered() as conn:
             return conn.execute(query, params)
 
-    def _rows(self, query: Query, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def _rows(self, query: Query, params: Params = ()) -> list[dict[str, Any]]:
         with self._answered() as conn:
             return conn.execute(query, params).fetchall()
 
@@ -653,6 +715,10 @@ class PostgresStore(  # long reads: `self.reader`
         )
         return self.get(rows[0]["id"]) if rows else None
 
+    def shown_as(self, request_id: int) -> tuple[State, int] | None:
+        rows = self._rows("SELECT state, msg_version FROM requests WHERE id = %s", [request_id])
+        return (State(rows[0]["state"]), rows[0]["msg_version"]) if rows else None
+
     def get(self, request_id: int) -> Request | None:
         rows = self._rows("SELECT * FROM requests WHERE id = %s", [request_id])
         if not rows:
@@ -665,22 +731,31 @@ class PostgresStore(  # long reads: `self.reader`
             )
         ]
         undone_by = self._rows(
-            "SELECT id FROM requests WHERE rolls_back = %s AND state = %s ORDER BY id LIMIT 1",
-            [request_id, State.SUCCEEDED.value],
+            "SELECT id FROM requests WHERE rolls_back = %s AND state = 'succeeded'"
+            " ORDER BY id LIMIT 1",
+            [request_id],
         )
         return _request(rows[0], approvals).model_copy(
             update={"rolled_back_by": undone_by[0]["id"] if undone_by else None}
         )
 
     def in_states(
-        self, states: Sequence[State], *, expired_by: datetime | None = None
+        self,
+        states: Sequence[State],
+        *,
+        expired_by: datetime | None = None,
+        updated_since: datetime | None = None,
     ) -> list[Request]:
-        """Requests in `states`, oldest first; only those expired by then, if given."""
-        query = "SELECT id FROM requests WHERE state = ANY(%s)"
-        params: list[Any] = [[s.value for s in states]]
+        """Requests in `states`, oldest first; only those expired by then, or changed since
+        then, if given."""
+        query = f"SELECT id FROM requests WHERE state IN ({_states_sql(states)})"
+        params: list[Any] = []
         if expired_by is not None:
             query += " AND expires_at <= %s"
             params.append(expired_by)
+        if updated_since is not None:
+            query += " AND updated_at >= %s"
+            params.append(updated_since)
         ids = [row["id"] for row in self._rows(query + " ORDER BY id", params)]
         return [r for r in (self.get(i) for i in ids) if r is not None]
 
@@ -720,11 +795,12 @@ class PostgresStore(  # long reads: `self.reader`
         """Requests whose release message (or outcome reply) lags behind what is stored, or
         is to be looked at again after a write whose answer was lost."""
         rows = self._rows(
-            "SELECT id FROM requests WHERE (msg_recheck_at <= %s OR message_ts IS NOT NULL"
-            " AND (msg_version > msg_shown OR (state = ANY(%s) AND (thread_posted = 0"
-            " OR (thread_posted = 2 AND thread_until <= %s)))))"
+            f"SELECT id FROM requests WHERE {LAGGING}"
+            " AND (msg_recheck_at <= %s OR message_ts IS NOT NULL"
+            f" AND (msg_version > msg_shown OR (state IN ({_FINAL_SQL})"
+            " AND (thread_posted = 0 OR (thread_posted = 2 AND thread_until <= %s)))))"
             " AND (msg_next_at IS NULL OR msg_next_at <= %s) ORDER BY id",
-            [now, _FINAL, now, now],
+            [now, now, now],
         )
         return [row["id"] for row in rows]
 
@@ -903,9 +979,9 @@ class PostgresStore(  # long reads: `self.reader`
         """Executing requests whose lease ran out (nobody is working on them any more);
         requests from before leases count as lapsed once untouched since `unleased_before`."""
         rows = self._rows(
-            "SELECT id FROM requests WHERE state = %s AND (lease_until <= %s"
+            "SELECT id FROM requests WHERE state = 'executing' AND (lease_until <= %s"
             " OR (lease_until IS NULL AND updated_at <= %s)) ORDER BY id",
-            [State.EXECUTING.value, now, unleased_before],
+            [now, unleased_before],
         )
         return [r for r in (self.get(row["id"]) for row in rows) if r is not None]
 
@@ -964,11 +1040,14 @@ class PostgresStore(  # long reads: `self.reader`
         )
         return [row["key"] for row in rows]
 
-    def forget_deliveries(self, now: datetime) -> int:
-        """Drop finished inbox keys older than Slack could redeliver them; how many."""
+    def forget_done(self, before: datetime, most: int) -> int:
+        """Remove up to `most` items of acknowledged work done before then, oldest first (one
+        short statement, on the index of `done_at`; rows another replica is removing at the
+        same time are left to it); how many."""
         cursor = self._execute(
-            "DELETE FROM inbox WHERE done_at IS NOT NULL AND done_at < %s",
-            [now - DELIVERY_MEMORY],
+            "DELETE FROM inbox WHERE key IN (SELECT key FROM inbox WHERE done_at < %s"
+            " ORDER BY done_at LIMIT %s FOR UPDATE SKIP LOCKED)",
+            [before, most],
         )
         return cursor.rowcount
 
@@ -1102,7 +1181,7 @@ class PostgresStore(  # long reads: `self.reader`
     def notices_due(self, now: datetime, limit: int) -> list[NoticeRecord]:
         rows = self._rows(
             'SELECT key, request_id, "user", event, created_at, attempts FROM notices'
-            f" WHERE {_DUE} ORDER BY created_at, seq LIMIT %s",
+            f" WHERE state IN (0, 2) AND ({_DUE}) ORDER BY created_at, seq LIMIT %s",
             [now, now, limit],
         )
         return [NoticeRecord.model_validate(row) for row in rows]
@@ -1271,8 +1350,8 @@ class PostgresStore(  # long reads: `self.reader`
     def executing_by(self, owner: str) -> int:
         """Requests executing under `owner`'s lease (one process)."""
         rows = self._rows(
-            "SELECT COUNT(*) AS n FROM requests WHERE state = %s AND lease_owner = %s",
-            [State.EXECUTING.value, owner],
+            "SELECT COUNT(*) AS n FROM requests WHERE state = 'executing' AND lease_owner = %s",
+            [owner],
         )
         return int(rows[0]["n"])
 

@@ -12,7 +12,7 @@ import json
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -39,6 +39,7 @@ from bot.core.ports.store import Notices
 from bot.core.timing import Timing
 from bot.store import sqlite_stages, sqlite_truth
 from bot.store.figures import LongReads
+from bot.store.patterns import is_pattern, prefix_range
 from bot.store.sqlite_reader import SqliteReader
 from bot.store.sqlite_stages import StageRows
 from bot.store.sqlite_truth import TruthRows
@@ -50,6 +51,13 @@ BUSY_TIMEOUT_MS = 5000
 _OPEN = (State.PENDING, State.APPROVED, State.EXECUTING)  # states that hold their thing
 _OPEN_SQL = ", ".join(f"'{s.value}'" for s in _OPEN)
 _FINAL_SQL = ", ".join(f"'{s.value}'" for s in State if s.is_final)
+# A request whose release message (or outcome reply) Slack may not show yet: the rows of the
+# partial index `requests_lagging`, which `messages_due` reads, so it costs what lags, not
+# what ever was. A query uses the index only if it repeats this text as one of its terms.
+LAGGING = (
+    "(msg_recheck_at IS NOT NULL OR message_ts IS NOT NULL AND (msg_version > msg_shown"
+    f" OR (thread_posted <> 1 AND state IN ({_FINAL_SQL}))))"
+)
 # Schema versions after 1 (see `SqliteStore.migrate`): statements applied in one transaction.
 MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     # Deliveries are deduplicated by the inbox of acknowledged work now.
@@ -133,9 +141,18 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "CREATE UNIQUE INDEX IF NOT EXISTS requests_origin ON requests (origin)",
         ),
     ),
+    # Flat costs as history grows: what the timed jobs look for every few seconds (messages
+    # that lag, direct messages not sent) in partial indexes of just those rows.
+    (
+        12,
+        (
+            f"CREATE INDEX IF NOT EXISTS requests_lagging ON requests (id) WHERE {LAGGING}",
+            "CREATE INDEX IF NOT EXISTS notices_unsent ON notices (created_at)"
+            " WHERE state IN (0, 2)",
+        ),
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-DELIVERY_MEMORY = timedelta(hours=1)  # Slack retries within minutes; keep an hour of keys
 # An outbox row to send now: owed and past its backoff, or claimed by a try whose time ran out
 # (notices, events; two parameters: now, now).
 _DUE = "(state = 0 AND (next_at IS NULL OR next_at <= ?)) OR (state = 2 AND until <= ?)"
@@ -285,7 +302,9 @@ class SqliteStore(  # long reads: `self.reader`
             conn.rollback()
             raise
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def _rows(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[dict[str, Any]]:
         """The rows a read returns, as dicts. One statement: sqlite-utils' `query` wraps every
         statement in a savepoint (to undo one that turns out to write), three statements per
         read, and the bot makes some thirty reads per promotion."""
@@ -473,10 +492,16 @@ class SqliteStore(  # long reads: `self.reader`
     def open_for(self, thing: str) -> Request | None:
         rows = list(
             self._rows(
-                f"SELECT id FROM requests WHERE thing = ? AND state IN ({_OPEN_SQL})", [thing]
+                "SELECT id FROM requests INDEXED BY requests_open_thing"
+                f" WHERE thing = ? AND state IN ({_OPEN_SQL})",
+                [thing],
             )
         )
         return self.get(rows[0]["id"]) if rows else None
+
+    def shown_as(self, request_id: int) -> tuple[State, int] | None:
+        rows = self._rows("SELECT state, msg_version FROM requests WHERE id = ?", [request_id])
+        return (State(rows[0]["state"]), rows[0]["msg_version"]) if rows else None
 
     def get(self, request_id: int) -> Request | None:
         rows = self._rows("SELECT * FROM requests WHERE id = ?", [request_id])
@@ -490,7 +515,8 @@ class SqliteStore(  # long reads: `self.reader`
             )
         ]
         undone_by = self._rows(
-            "SELECT id FROM requests WHERE rolls_back = ? AND state = ? ORDER BY id LIMIT 1",
+            "SELECT id FROM requests INDEXED BY requests_rolls_back"
+            " WHERE rolls_back = ? AND state = ? ORDER BY id LIMIT 1",
             [request_id, State.SUCCEEDED.value],
         )
         return _request(rows[0], approvals).model_copy(
@@ -498,15 +524,28 @@ class SqliteStore(  # long reads: `self.reader`
         )
 
     def in_states(
-        self, states: Sequence[State], *, expired_by: datetime | None = None
+        self,
+        states: Sequence[State],
+        *,
+        expired_by: datetime | None = None,
+        updated_since: datetime | None = None,
     ) -> list[Request]:
-        """Requests in `states`, oldest first; only those expired by then, if given."""
+        """Requests in `states`, oldest first; only those expired by then, or changed since
+        then, if given."""
         marks = ", ".join("?" for _ in states)
-        sql = f"SELECT id FROM requests WHERE state IN ({marks})"
+        # The planner, once ANALYZE (or `PRAGMA optimize`) has told it how few states there
+        # are, would read every request in id order rather than the few open ones by index.
+        # Changed since then: read by the time of the change (requests_ended), so the cost is
+        # the requests of that window, not all of a year's in those states (settle).
+        index = "requests_open" if updated_since is None else "requests_ended"
+        sql = f"SELECT id FROM requests INDEXED BY {index} WHERE state IN ({marks})"
         params: list[str] = [s.value for s in states]
         if expired_by is not None:
             sql += " AND expires_at <= ?"
-            params.append(expired_by.astimezone(UTC).isoformat())
+            params.append(_utc(expired_by))
+        if updated_since is not None:
+            sql += " AND updated_at >= ?"
+            params.append(_utc(updated_since))
         ids = [row["id"] for row in self._rows(sql + " ORDER BY id", params)]
         return [r for r in (self.get(i) for i in ids) if r is not None]
 
@@ -542,10 +581,10 @@ class SqliteStore(  # long reads: `self.reader`
     def messages_due(self, now: datetime) -> list[int]:
         """Requests whose release message (or outcome reply) lags behind what is stored, or
         is to be looked at again after a write whose answer was lost."""
-        finals = ", ".join(f"'{s.value}'" for s in State if s.is_final)
         rows = self._rows(
-            "SELECT id FROM requests WHERE (msg_recheck_at <= ? OR message_ts IS NOT NULL"
-            f" AND (msg_version > msg_shown OR (state IN ({finals}) AND (thread_posted = 0"
+            f"SELECT id FROM requests INDEXED BY requests_lagging WHERE {LAGGING}"
+            " AND (msg_recheck_at <= ? OR message_ts IS NOT NULL"
+            f" AND (msg_version > msg_shown OR (state IN ({_FINAL_SQL}) AND (thread_posted = 0"
             " OR (thread_posted = 2 AND thread_until <= ?)))))"
             " AND (msg_next_at IS NULL OR msg_next_at <= ?) ORDER BY id",
             [_utc(now), _utc(now), _utc(now)],
@@ -727,8 +766,8 @@ class SqliteStore(  # long reads: `self.reader`
         """Executing requests whose lease ran out (nobody is working on them any more);
         requests from before leases count as lapsed once untouched since `unleased_before`."""
         rows = self._rows(
-            "SELECT id FROM requests WHERE state = ? AND (lease_until <= ?"
-            " OR (lease_until IS NULL AND updated_at <= ?)) ORDER BY id",
+            "SELECT id FROM requests INDEXED BY requests_open WHERE state = ? AND"
+            " (lease_until <= ? OR (lease_until IS NULL AND updated_at <= ?)) ORDER BY id",
             [State.EXECUTING.value, _utc(now), _utc(unleased_before)],
         )
         return [r for r in (self.get(row["id"]) for row in rows) if r is not None]
@@ -836,12 +875,15 @@ class SqliteStore(  # long reads: `self.reader`
                 self._milestone(request_id, to.value, at)
         return cursor.rowcount == 1
 
-    def forget_deliveries(self, now: datetime) -> int:
-        """Drop delivery keys older than Slack could redeliver them; how many."""
-        cutoff = (now - DELIVERY_MEMORY).astimezone(UTC).isoformat()
+    def forget_done(self, before: datetime, most: int) -> int:
+        """Remove up to `most` items of acknowledged work done before then, oldest first (one
+        short transaction, on the index of `done_at`); how many."""
         with self.db.conn:
             return self.db.execute(
-                "DELETE FROM inbox WHERE done_at IS NOT NULL AND done_at < ?", [cutoff]
+                "DELETE FROM inbox WHERE rowid IN (SELECT rowid FROM inbox INDEXED BY"
+                " inbox_waiting WHERE done_at IS NOT NULL AND done_at < ? ORDER BY done_at"
+                " LIMIT ?)",
+                [_utc(before), most],
             ).rowcount
 
     # --- locks ---------------------------------------------------------------------------
@@ -895,18 +937,29 @@ class SqliteStore(  # long reads: `self.reader`
         """The newest `limit` audit entries, newest first: of the targets `target` matches (a
         target, or a pattern with `*` and `?` as fnmatch reads them) and of one request, if
         given."""
-        clauses, params = [], []
-        if target and any(c in target for c in "*?"):
-            clauses.append("target GLOB ?")  # case-sensitive as fnmatchcase; uses audit_target
-            params.append(target.replace("[", "[[]"))
-        elif target:
-            clauses.append("target = ?")
-            params.append(target)
-        if request_id is not None:
-            clauses.append("request_id = ?")
-            params.append(request_id)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        rows = self._rows(f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?", [*params, limit])
+        if request_id is not None:  # a request's entries are few: its target is a filter
+            clauses, params = ["request_id = ?"], [request_id]
+            if is_pattern(target):
+                clauses.append("target GLOB ?")  # case-sensitive as fnmatchcase
+                params.append(_glob(str(target)))
+            elif target:
+                clauses.append("target = ?")
+                params.append(target)
+            rows = self._rows(
+                f"SELECT * FROM audit INDEXED BY audit_request WHERE {' AND '.join(clauses)}"
+                " ORDER BY id DESC LIMIT ?",
+                [*params, limit],
+            )
+        elif is_pattern(target):
+            rows = self._pattern_history(str(target), limit)
+        elif target:  # the index holds each target's entries in id order: the newest first
+            rows = self._rows(
+                "SELECT * FROM audit INDEXED BY audit_target WHERE target = ?"
+                " ORDER BY id DESC LIMIT ?",
+                [target, limit],
+            )
+        else:
+            rows = self._rows("SELECT * FROM audit ORDER BY id DESC LIMIT ?", [limit])
         return [
             AuditEntry(
                 at=datetime.fromisoformat(r["at"]),
@@ -918,6 +971,32 @@ class SqliteStore(  # long reads: `self.reader`
             )
             for r in rows
         ]
+
+    def _pattern_history(self, pattern: str, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` entries of the targets `pattern` matches (bot/store/patterns.py):
+        the distinct targets in its range, one index seek each; the `limit` of them with the
+        newest entries; their newest `limit` entries each."""
+        start, end = prefix_range(pattern)
+        below = "" if end is None else " AND target < :end"
+        newest = self._rows(
+            "WITH RECURSIVE t(target) AS ("
+            f" SELECT MIN(target) FROM audit WHERE target >= :start{below}"
+            " UNION ALL SELECT (SELECT MIN(target) FROM audit"
+            f" WHERE target > t.target{below}) FROM t WHERE t.target IS NOT NULL)"
+            " SELECT target FROM t WHERE target GLOB :glob"
+            " ORDER BY (SELECT MAX(id) FROM audit WHERE target = t.target) DESC LIMIT :limit",
+            {"start": start, "end": end, "glob": _glob(pattern), "limit": limit},
+        )
+        rows = [
+            row
+            for each in newest
+            for row in self._rows(
+                "SELECT * FROM audit INDEXED BY audit_target WHERE target = ?"
+                " ORDER BY id DESC LIMIT ?",
+                [each["target"], limit],
+            )
+        ]
+        return sorted(rows, key=lambda row: row["id"], reverse=True)[:limit]
 
     # --- execution steps -----------------------------------------------------------------
 
@@ -1006,8 +1085,9 @@ class SqliteStore(  # long reads: `self.reader`
     def notices_due(self, now: datetime, limit: int) -> list[NoticeRecord]:
         at = _utc(now)
         rows = self._rows(
-            "SELECT key, request_id, user, event, created_at, attempts FROM notices"
-            f" WHERE {_DUE} ORDER BY created_at, rowid LIMIT ?",
+            "SELECT key, request_id, user, event, created_at, attempts"
+            f" FROM notices INDEXED BY notices_unsent WHERE state IN (0, 2) AND ({_DUE})"
+            " ORDER BY created_at, rowid LIMIT ?",
             [at, at, limit],
         )
         return [NoticeRecord.model_validate(row) for row in rows]
@@ -1188,7 +1268,8 @@ class SqliteStore(  # long reads: `self.reader`
     def executing_by(self, owner: str) -> int:
         """Requests executing under `owner`'s lease (one process)."""
         rows = self._rows(
-            "SELECT COUNT(*) AS n FROM requests WHERE state = ? AND lease_owner = ?",
+            "SELECT COUNT(*) AS n FROM requests INDEXED BY requests_open"
+            " WHERE state = ? AND lease_owner = ?",
             [State.EXECUTING.value, owner],
         )
         return int(rows[0]["n"])
@@ -1204,6 +1285,11 @@ def _apply(conn: sqlite3.Connection, statement: str) -> None:
         adds = statement.upper().startswith("ALTER TABLE") and " ADD COLUMN " in statement.upper()
         if not (adds and "duplicate column name" in str(exc)):
             raise
+
+
+def _glob(pattern: str) -> str:
+    """An fnmatch pattern (`*`, `?`) as GLOB reads it: `[` taken literally."""
+    return pattern.replace("[", "[[]")
 
 
 def _utc(at: datetime) -> str:

@@ -36,6 +36,7 @@ DIALECT = Dialect(
     matches="{column} GLOB ?",
     pattern=figures.glob_pattern,
     moment=_utc,
+    by_rolls_back=" INDEXED BY requests_rolls_back",
 )
 
 

@@ -72,9 +72,22 @@ class RequestStore(Protocol):
 
     def get(self, request_id: int) -> Request | None: ...
 
+    def shown_as(self, request_id: int) -> tuple[State, int] | None:
+        """A request's state and message version alone (one row read, nothing parsed): for
+        a log line, or to tell whether it changed, without reading the whole request."""
+        ...
+
     def in_states(
-        self, states: Sequence[State], *, expired_by: datetime | None = None
-    ) -> list[Request]: ...
+        self,
+        states: Sequence[State],
+        *,
+        expired_by: datetime | None = None,
+        updated_since: datetime | None = None,
+    ) -> list[Request]:
+        """Requests in `states`, oldest first; only those expired by then, or changed since
+        then, if given (an index of state and time serves both: the count of ended requests
+        of a year does not matter)."""
+        ...
 
     def add_approval(
         self,
@@ -203,8 +216,8 @@ class InboxStore(Protocol):
         """Keys of acknowledged work not done that nobody holds."""
         ...
 
-    def forget_deliveries(self, now: datetime) -> int:
-        """Drop finished acknowledged work too old to be redelivered."""
+    def forget_done(self, before: datetime, most: int) -> int:
+        """Remove up to `most` items of work done before `before`, oldest first; how many."""
         ...
 
 

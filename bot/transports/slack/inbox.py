@@ -18,7 +18,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, Literal
 
+import aiohttp
 from slack_bolt.async_app import AsyncRespond
+from slack_sdk.webhook import WebhookResponse
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.core.markup import literal
 from bot.core.model import Reply
@@ -82,11 +85,14 @@ class Inbox:
         workflow: Workflow,
         identity: Mapping[str, Any] | None = None,
         tell_privately: Callable[[str, str, str], Awaitable[None]] | None = None,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         """`identity`: this installation (auth.test: team_id, app_id, bot_id); clicks from
         elsewhere are refused. `tell_privately(channel, user, text)`: how to answer someone
-        whose response_url failed (chat.postEphemeral)."""
+        whose response_url failed (chat.postEphemeral). `session`: the one answers at
+        response URLs are sent on (its connections kept open and used again), if given."""
         self.workflow = workflow
+        self.session = session
         self.identity = identity or {}
         self.tell_privately = tell_privately
         self.clicks: dict[str, Decide] = {}  # action_id → what a click on it does
@@ -103,6 +109,12 @@ class Inbox:
 
     def on_submit(self, callback_id: str, decide: DecideSaying) -> None:
         self.forms[callback_id] = decide
+
+    def responder(self, response_url: str | None) -> AsyncRespond:
+        """Bolt's `respond` for `response_url`, on the inbox's session if it has one."""
+        if self.session is None:
+            return AsyncRespond(response_url=response_url)
+        return SessionRespond(response_url, self.session)
 
     def accept(self, key: str, kind: str, payload: dict[str, Any]) -> bool:
         """Record acknowledged work (before the ack); False if Slack delivered it before."""
@@ -121,7 +133,7 @@ class Inbox:
         if item is None:
             return  # a redelivery, or another process is on it
         payload = item["payload"]
-        respond = respond or AsyncRespond(response_url=payload.get("response_url"))
+        respond = respond or self.responder(payload.get("response_url"))
         try:
             with wf.leases.hold(lambda until: wf.store.inbox_renew(key, wf.owner, until)):
                 if item["attempts"] > MAX_ATTEMPTS:
@@ -266,6 +278,30 @@ class Inbox:
         if not self._store_failing:
             self._store_failing = True
             log.error("the database is failing: %s", exc)
+
+
+class SessionRespond(AsyncRespond):
+    """Bolt's `respond` as `tell` uses it, sent by slack-sdk's webhook client on one shared
+    session: Bolt's own makes a session, and so a new connection (and TLS handshake), for
+    every answer."""
+
+    def __init__(self, response_url: str | None, session: aiohttp.ClientSession) -> None:
+        super().__init__(response_url=response_url)
+        self.session = session
+
+    async def __call__(  # type: ignore[override]
+        self,
+        text: str = "",
+        *,
+        response_type: str | None = None,
+        replace_original: bool | None = None,
+    ) -> WebhookResponse:
+        if self.response_url is None:
+            raise ValueError("respond is unsupported here as there is no response_url")
+        client = AsyncWebhookClient(self.response_url, session=self.session)
+        return await client.send(
+            text=text, response_type=response_type, replace_original=replace_original
+        )
 
 
 async def tell(respond: AsyncRespond, reply: Reply | None) -> bool:
