@@ -273,3 +273,28 @@ async def test_a_rollback_does_not_wait_for_the_next_window(world: World) -> Non
     assert "🪟" not in message(world, 2)
     await world.sender.click(APPROVE, 2, BOB)
     await world.slack.wait_for(lambda s: len(world.znyx.activate_calls) == 1)
+
+
+async def test_the_due_jobs_bound_never_cuts_off_a_promotion_it_started(world: World) -> None:
+    """Promotions whose time came run as work in flight, each under its own deadline: the
+    `due` job's bound (shortened here to 1 s) only starts them, and two slow ones both finish."""
+    from bot.core.scheduler import Scheduler
+
+    world.clock.at = T0
+    world.slack.time_zones[ALICE] = "Europe/Berlin"
+    await world.answer("znyx guardrails staging --at 10:00", ALICE)  # #1 staging → prod
+    await world.answer("znyx guardrails dev --at 10:00", ALICE)  # #2 dev → staging
+    await clicked(world, 1, BOB)
+    await clicked(world, 2, BOB)
+    world.znyx.promote_delay = 1.5  # each write takes longer than the job may
+    scheduler = Scheduler()
+    world.bot.workflow.schedule(scheduler)
+    scheduler.jobs["due"].timeout = 1.0
+    world.clock.at = T0 + timedelta(hours=2)
+    assert await scheduler.run_once("due")
+    assert await scheduler.run_once("due")  # while the first run promotes: nothing doubled
+    assert await world.bot.workflow.drain(within=20)
+    states = {i: world.bot.store.get(i).state for i in (1, 2)}  # type: ignore[union-attr]
+    assert states == {1: State.SUCCEEDED, 2: State.SUCCEEDED}
+    assert len(world.znyx.promote_calls) == 2
+    assert scheduler.stats["due"].timeouts == 0

@@ -255,3 +255,50 @@ async def test_a_change_whose_read_failed_is_read_again_and_still_followed(world
     assert len(world.znyx.promote_calls) == 1
     prod = world.znyx.active(GUARDRAILS, "prod")
     assert prod is not None and prod.policy_hash == NEW_HASH
+
+
+async def _held_at_its_time(world: World) -> None:
+    """#1 staging → prod, approved while soaking, then held by a lock when its time came."""
+    world.clock.at = T0
+    world.znyx.publish(GUARDRAILS, "staging", NEW_HASH)
+    world.clock.at = T0 + timedelta(minutes=30)
+    await world.requested("znyx guardrails staging", ALICE)
+    await clicked(world, 1, BOB)
+    await world.answer("lock znyx:*:prod incident 4521", DAVE)
+    await at(world, T0 + timedelta(hours=2))
+    request = world.bot.store.get(1)
+    assert request is not None and request.due_at is None
+    assert "Did not run" in message(world)
+
+
+@pytest.mark.parametrize("config_text", [SOAK], indirect=True)
+async def test_a_held_request_does_not_run_by_itself_when_its_source_changes(world: World) -> None:
+    await _held_at_its_time(world)
+    await world.answer("unlock znyx:*:prod", DAVE)
+    world.clock.at = T0 + timedelta(hours=2, minutes=10)
+    world.znyx.publish(GUARDRAILS, "staging", NEW_HASH, by="ci")  # staging changes again
+    request = world.bot.store.get(1)
+    assert request is not None and request.timing is not None
+    await world.bot.workflow.waits.retime(request.timing.soak_thing or "")
+    await at(world, T0 + timedelta(hours=5))
+    assert world.znyx.promote_calls == []  # it was told it waits for people: nobody approved
+    request = world.bot.store.get(1)
+    assert request is not None and request.state is State.APPROVED and request.due_at is None
+
+
+@pytest.mark.parametrize("config_text", [SOAK], indirect=True)
+async def test_a_held_request_that_expires_is_not_said_to_lack_its_approvals(world: World) -> None:
+    from bot.core import cdevents
+
+    await _held_at_its_time(world)
+    request = world.bot.store.get(1)
+    assert request is not None
+    world.clock.at = request.expires_at + timedelta(seconds=1)
+    await world.bot.workflow.sweep()
+    request = world.bot.store.get(1)
+    assert request is not None and request.state is State.EXPIRED
+    event = cdevents.cdevent("expired", request, world.clock.at, source="promote-bot/test")
+    assert event["subject"]["content"]["errors"] == "expired before it could run"
+    await world.bot.workflow.deliver_due()
+    told = [m for m in world.dms(ALICE) if "expired" in m]
+    assert told and all("expired before it could run" in m for m in told)

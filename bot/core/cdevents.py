@@ -21,7 +21,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import quote
 
-from bot.core.model import Request
+from bot.core.model import Request, expired_words
 
 SPEC_VERSION = "0.5.1"
 SIGNATURE_HEADER = "X-Promote-Bot-Signature"
@@ -195,7 +195,7 @@ def _errors(milestone: str, request: Request) -> str | None:
         by = f" by {request.decided_by}" if request.decided_by else ""
         return f"{milestone}{by}" + (f": {request.reason}" if request.reason else "")
     if milestone == "expired":
-        return "expired before it had its approvals"
+        return expired_words(request)
     return request.outcome.headline if request.outcome else None
 
 

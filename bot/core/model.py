@@ -339,6 +339,14 @@ class Request(BaseModel):
         return [a.user for a in self.approvals]
 
 
+def expired_words(request: Request) -> str:
+    """Why a request expired, in words true for it: one that did not run when its time came (a
+    lock or a freeze held it, with its approvals kept) expired waiting, not for want of them."""
+    if request.timing is not None and request.timing.held:
+        return "expired before it could run"
+    return "expired before it had its approvals"
+
+
 @dataclass(frozen=True)
 class Reply:
     """A short answer shown only to the person who acted."""

@@ -21,7 +21,16 @@ from datetime import datetime, timedelta
 from bot.core import authz
 from bot.core.context import Context
 from bot.core.markup import literal
-from bot.core.model import BOT_ACTOR, NewRequest, NoticeRecord, Reply, Request, State, notice_key
+from bot.core.model import (
+    BOT_ACTOR,
+    NewRequest,
+    NoticeRecord,
+    Reply,
+    Request,
+    State,
+    expired_words,
+    notice_key,
+)
 from bot.core.policy import Policy
 from bot.core.ports import ChatError, StoreError
 from bot.core.render import NoticeView
@@ -231,9 +240,7 @@ def notice_view(record: NoticeRecord, request: Request, link: str | None) -> Not
             detail=held,
         )
     if event == "expired":
-        return NoticeView(
-            **base, emoji="⌛", lead=f"{yours} expired before it had its approvals", by=None
-        )
+        return NoticeView(**base, emoji="⌛", lead=f"{yours} {expired_words(request)}", by=None)
     lead = {
         "succeeded": (f"{yours} succeeded", "✅"),
         "failed": (f"{yours} failed", "❌"),

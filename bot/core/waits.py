@@ -313,6 +313,8 @@ class Waits:
             timing = request.timing
             if timing is None or timing.soak_thing != thing:
                 continue
+            if request.state is State.APPROVED and timing.held and request.due_at is None:
+                continue  # it did not run at its time and was told so: only people rerun it
             policy = ctx.rules.policy_of(request)
             again = await self.timing_for(request.action, policy, request.emergency, timing)
             if again is None or again == timing:

@@ -23,6 +23,7 @@ release message says it all.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -344,9 +345,24 @@ class Workflow:
         async def renew() -> None:
             self.leases.renew_all()
 
+        running: list[asyncio.Task[None]] = []
+
+        async def run_due() -> None:
+            async with self.inflight.working():  # a shutdown lets the promotions finish
+                await self.waits.run_due()
+                await self.stages.run_due()
+
         async def due() -> None:  # waiting requests whose time came, and planned promotions
-            await self.waits.run_due()
-            await self.stages.run_due()
+            # The promotions it starts are work in flight, each bounded by its own deadline:
+            # the job's bound must never cut one off between its writes. One run at a time.
+            if running and not running[0].done():
+                return
+            if running:
+                last = running.pop()
+                failed = None if last.cancelled() else last.exception()
+                if failed is not None:
+                    raise failed  # counted and logged as this job's failure
+            running.append(asyncio.create_task(run_due()))
 
         scheduler.add("recover", self.recover, RECOVER_SECONDS)
         scheduler.add("due", due, DUE_SECONDS)
