@@ -345,7 +345,7 @@ class Workflow:
         async def renew() -> None:
             self.leases.renew_all()
 
-        running: list[asyncio.Task[None]] = []
+        running: asyncio.Task[None] | None = None
 
         async def run_due() -> None:
             async with self.inflight.working():  # a shutdown lets the promotions finish
@@ -355,14 +355,15 @@ class Workflow:
         async def due() -> None:  # waiting requests whose time came, and planned promotions
             # The promotions it starts are work in flight, each bounded by its own deadline:
             # the job's bound must never cut one off between its writes. One run at a time.
-            if running and not running[0].done():
-                return
-            if running:
-                last = running.pop()
+            nonlocal running
+            if running is not None:
+                if not running.done():
+                    return
+                last, running = running, None
                 failed = None if last.cancelled() else last.exception()
                 if failed is not None:
                     raise failed  # counted and logged as this job's failure
-            running.append(asyncio.create_task(run_due()))
+            running = asyncio.create_task(run_due())
 
         scheduler.add("recover", self.recover, RECOVER_SECONDS)
         scheduler.add("due", due, DUE_SECONDS)

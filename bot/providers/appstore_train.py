@@ -118,12 +118,20 @@ class AppStoreTestFlightRemove(InGroup):
         return f"{self.app} build {self.build}: remove from TestFlight group {self.group_shown}"
 
 
-class AppStoreSubmit(_OnVersion):
+class _OnReview(_OnVersion):
+    stage: ClassVar[str] = REVIEW
+
+    @property
+    def thing(self) -> str | None:
+        # The version itself, as for attaching a build: one open request changes it at a time.
+        return f"{NAME}:version:{self.version_id}" if self.version_id else None
+
+
+class AppStoreSubmit(_OnReview):
     """Submit an App Store version for App Review: a review submission (the app's open one,
     or a new one), the version as its item, then `submitted: true`."""
 
     kind: Literal["appstore.submit"] = "appstore.submit"
-    stage: ClassVar[str] = REVIEW
     doing: ClassVar[str] = "Submitting for App Review"
     done: ClassVar[str] = "Submitted for App Review"
     platform: str | None = None  # the version's, filled in by the preview
@@ -133,17 +141,11 @@ class AppStoreSubmit(_OnVersion):
     def title(self) -> str:
         return f"{self.app} {self.version}: submit for App Review"
 
-    @property
-    def thing(self) -> str | None:
-        # The version itself, as for attaching a build: one open request changes it at a time.
-        return f"{NAME}:version:{self.version_id}" if self.version_id else None
 
-
-class AppStoreCancelReview(_OnVersion):
+class AppStoreCancelReview(_OnReview):
     """Cancel a review submission still waiting for review: the rollback of submitting."""
 
     kind: Literal["appstore.review.cancel"] = "appstore.review.cancel"
-    stage: ClassVar[str] = REVIEW
     doing: ClassVar[str] = "Canceling the App Review submission"
     done: ClassVar[str] = "App Review submission canceled"
     reversible: ClassVar[bool] = False  # submitting again is a new `/promote appstore submit`
@@ -152,10 +154,6 @@ class AppStoreCancelReview(_OnVersion):
     @property
     def title(self) -> str:
         return f"{self.app} {self.version}: cancel its App Review submission"
-
-    @property
-    def thing(self) -> str | None:
-        return f"{NAME}:version:{self.version_id}" if self.version_id else None
 
 
 class _OnRelease(_OnVersion):
