@@ -17,7 +17,19 @@ from bot.core.texts import TEXT_LIMIT
 from bot.metrics import FIGURES_SECONDS, Metrics
 from bot.store import AnyStore
 from tests.conftest import ALICE, CAROL, MALLORY, World, block_text
-from tests.history import DAY, HOUR, NOW, PROMOTE, STAGING, WHOP, ZNYX, run, seed, seed_beside
+from tests.history import (
+    DAY,
+    HOUR,
+    MINUTE,
+    NOW,
+    PROMOTE,
+    STAGING,
+    WHOP,
+    ZNYX,
+    run,
+    seed,
+    seed_beside,
+)
 from tests.test_health import samples, value
 
 Factory = Callable[[], AnyStore]
@@ -232,6 +244,86 @@ async def test_the_metrics_of_changes_outside_the_bot(store_factory: Factory) ->
     assert value(page, outside, target=STAGING, provider="znyx") == 1
     assert value(page, "promote_bot_previews_moved_total", provider="znyx") == 1
     assert value(page, "promote_bot_previews_moved_total", provider="whop") == 1
+
+
+def test_a_window_is_counted_again_once_anything_it_is_made_of_changed(
+    store_factory: Factory,
+) -> None:
+    """The last count of a window is handed out again only while the audit log and the
+    requests are as they were: a request that ends, or a change outside the bot recorded in
+    the audit log, is in the very next answer (on this store and on another process's)."""
+    from bot.core.model import AuditEntry
+    from bot.core.truth import OUTSIDE
+
+    store, other = store_factory(), store_factory()
+    seed(store)
+    week = NOW - 7 * DAY
+    assert store.target_figures(week, NOW) == other.target_figures(week, NOW)
+    [_, znyx] = store.target_figures(week, NOW)
+    assert (znyx.succeeded, znyx.outside) == (1, 0)
+    later = NOW + 2 * HOUR
+    run(store, PROMOTE, NOW + HOUR, ended=NOW + HOUR + 5 * MINUTE)  # ended after the last count
+    for reader in (store, other):
+        [_, znyx] = reader.target_figures(week, later)
+        assert znyx.succeeded == 2
+    store.audit(
+        AuditEntry(
+            at=NOW + HOUR,
+            request_id=None,
+            actor="Znyx: ui:carol",
+            event=OUTSIDE,
+            target=ZNYX,
+            detail="v2 → v3",
+        )
+    )
+    for reader in (store, other):
+        [_, znyx] = reader.target_figures(week, later)
+        assert (znyx.succeeded, znyx.outside) == (2, 1)
+    # An earlier end than the one counted is a window of its own, counted as such.
+    [_, znyx] = store.target_figures(week, NOW)
+    assert (znyx.succeeded, znyx.outside) == (1, 0)
+
+
+def test_the_last_counts_and_when_they_are_not_handed_out_again() -> None:
+    from datetime import timedelta
+
+    from bot.store.figures import FRESH_SECONDS, FiguresCache
+
+    now = [0.0]
+    cache = FiguresCache(clock=lambda: now[0], size=2)
+    one, two = [TargetFigures(target=ZNYX, succeeded=1)], [TargetFigures(target=WHOP)]
+    cache.put(("week",), (7, "t"), NOW, one)
+    assert cache.get(("week",), (7, "t"), NOW) == one
+    assert cache.get(("week",), (7, "t"), NOW + timedelta(seconds=30)) == one  # nothing ended
+    assert cache.get(("week",), (8, "t"), NOW) is None  # the audit log grew
+    assert cache.get(("week",), (7, "t2"), NOW) is None  # a request changed
+    assert cache.get(("week",), (7, "t"), NOW - timedelta(seconds=1)) is None  # ends earlier
+    assert cache.get(("month",), (7, "t"), NOW) is None
+    now[0] += FRESH_SECONDS + 1
+    assert cache.get(("week",), (7, "t"), NOW) is None  # counted again now and then anyway
+    cache.put(("a",), (1, "t"), NOW, one)
+    cache.put(("b",), (1, "t"), NOW, two)
+    cache.put(("c",), (1, "t"), NOW, two)  # at most `size`: the oldest goes
+    assert cache.get(("a",), (1, "t"), NOW) is None
+    assert cache.get(("b",), (1, "t"), NOW) == two
+
+
+def test_percentiles_by_nearest_rank() -> None:
+    from bot.store.figures import nearest_rank
+
+    assert nearest_rank([], 5) is None
+    assert nearest_rank([7.0], 5) == nearest_rank([7.0], 9) == 7.0
+    values = [1.0, 2.0, 3.0, 4.0]
+    assert (nearest_rank(values, 5), nearest_rank(values, 9)) == (2.0, 4.0)
+    assert nearest_rank([float(n) for n in range(1, 11)], 9) == 9.0  # ⌈9·10/10⌉ = 9th
+
+
+def test_a_window_starts_at_a_whole_minute() -> None:
+    from datetime import timedelta
+
+    w = stats.window(NOW + timedelta(seconds=42.5), 7)
+    assert w.since == (NOW - 7 * DAY).replace(second=0, microsecond=0)
+    assert w.until == NOW + timedelta(seconds=42.5)
 
 
 async def test_figures_are_computed_again_only_after_a_while(store_factory: Factory) -> None:

@@ -52,7 +52,8 @@ HOME_SHOWN = 10
 
 @dataclass(frozen=True)
 class Window:
-    """[since, until): the last `days` days up to `until`."""
+    """[since, until): the last `days` days up to `until`, from the start of that minute (asks
+    within a minute count the same requests, and may be answered with the same count)."""
 
     since: datetime
     until: datetime
@@ -60,7 +61,8 @@ class Window:
 
 
 def window(now: datetime, days: int) -> Window:
-    return Window(now - timedelta(days=days), now, days)
+    since = (now - timedelta(days=days)).replace(second=0, microsecond=0)
+    return Window(since, now, days)
 
 
 def ran(f: TargetFigures) -> int:

@@ -2,22 +2,26 @@
 databases: each store supplies its `Dialect` (placeholders, how to tell seconds between two
 moments, an action's kind, a target pattern) and runs the statements on a connection of its own.
 
-Everything is counted by the database, from `requests` and `approvals`: a request's state is
-the state machine's truth, its `updated_at` the moment it reached that state (a request that
-ended is never changed again), its `rolls_back` whether it is a rollback. Event names in the
-audit log are prose that grows with each feature; states and kinds don't need editing when a
-new kind of request (a TestFlight step, a webhook's late success) arrives.
+Everything is read from `requests` and `approvals`: a request's state is the state machine's
+truth, its `updated_at` the moment it reached that state (a request that ended is never changed
+again), its `rolls_back` whether it is a rollback. Event names in the audit log are prose that
+grows with each feature; states and kinds don't need editing when a new kind of request (a
+TestFlight step, a webhook's late success) arrives. A window's figures are measured by the
+database, one row per request, and added up by `figures_of`; the totals since the database
+began (the metrics) are counted by the database.
 
-Percentiles are by nearest rank, the same on both databases: p50 is the ⌈n/2⌉-th smallest
-value, p90 the ⌈9n/10⌉-th, so each is a duration that really happened. `AS MATERIALIZED` (SQLite
-3.35, PostgreSQL 12: what the stores need anyway) keeps each duration computed once per row,
-not once per place a statement names it.
+Percentiles are by nearest rank: p50 is the ⌈n/2⌉-th smallest value, p90 the ⌈9n/10⌉-th, so
+each is a duration that really happened. `AS MATERIALIZED` (SQLite 3.35, PostgreSQL 12: what
+the stores need anyway) keeps each duration of the totals computed once per row, not once per
+place a statement names it.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -70,58 +74,30 @@ def _ended(d: Dialect, pattern: bool, kinds: int) -> tuple[str, int]:
 
 
 def figures_sql(d: Dialect, *, pattern: bool, kinds: int) -> str:
-    """Per target: counts of the requests that ended in the window, and the nearest-rank
-    percentiles of lead time, approval wait and time to restore: one pass over them (each
-    measured once, a NULL where it does not apply), one window per measure."""
+    """One row per request that ended in the window: its target, state, whether it is a
+    rollback or an emergency, whether a rollback undid it since, and its lead time, approval
+    wait and time to restore (NULL where a measure does not apply). `figures_of` adds them up:
+    a window's requests are a week's or a month's, and counting them in Python costs less than
+    the database's window functions do (a tenth, on SQLite)."""
     ended, _ = _ended(d, pattern, kinds)
     done = "'succeeded'"
     first = "(SELECT MIN(a.at) FROM approvals a WHERE a.request_id = e.id)"
     undone = f"(SELECT u.updated_at FROM requests u WHERE u.id = e.rolls_back AND u.state = {done})"
-    promotion = "rolls_back IS NULL"
-
-    def count(condition: str) -> str:
-        return f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)"
-
-    def rank(measure: str) -> str:
-        return (
-            f"ROW_NUMBER() OVER (PARTITION BY target, {measure} IS NULL ORDER BY {measure})"
-            f" AS k_{measure}, COUNT({measure}) OVER (PARTITION BY target) AS n_{measure}"
-        )
-
-    def nearest(measure: str, tenths: int) -> str:
-        """The ⌈tenths/10 · n⌉-th smallest: (tenths · n + 9) / 10 in whole numbers."""
-        return f"MAX(CASE WHEN k_{measure} = ({tenths} * n_{measure} + 9) / 10 THEN {measure} END)"
-
     return f"""
-        WITH ended AS MATERIALIZED ({ended}),
-        measured AS (
-            SELECT e.target, e.state, e.rolls_back, e.emergency,
-                CASE WHEN e.state = {done} AND e.rolls_back IS NULL
-                    THEN {d.seconds("e.created_at", "e.ended_at")} END AS lead,
-                CASE WHEN e.rolls_back IS NULL
-                    THEN {d.seconds("e.created_at", first)} END AS wait,
-                CASE WHEN e.state = {done} AND e.rolls_back IS NOT NULL
-                    THEN {d.seconds(undone, "e.ended_at")} END AS restore,
-                CASE WHEN e.state = {done} AND e.rolls_back IS NULL AND EXISTS (
-                    SELECT 1 FROM requests b{d.by_rolls_back}
-                    WHERE b.rolls_back = e.id AND b.state = {done}
-                ) THEN 1 ELSE 0 END AS undone
-            FROM ended e
-        ),
-        ranked AS (SELECT *, {rank("lead")}, {rank("wait")}, {rank("restore")} FROM measured)
-        SELECT target,
-            {count(f"{promotion} AND state = {done}")} AS succeeded,
-            {count(f"{promotion} AND state = 'failed'")} AS failed,
-            {count(f"{promotion} AND state = 'unknown'")} AS unknown,
-            {count(f"{promotion} AND state IN ({_list(STOPPED)})")} AS stopped,
-            SUM(undone) AS rolled_back,
-            {count(f"rolls_back IS NOT NULL AND state = {done}")} AS rollbacks,
-            {count("emergency IS NOT NULL")} AS emergencies,
-            {nearest("lead", 5)} AS lead_p50,
-            {nearest("lead", 9)} AS lead_p90,
-            {nearest("wait", 5)} AS wait_p50,
-            {nearest("restore", 5)} AS restore_p50
-        FROM ranked GROUP BY target ORDER BY target
+        SELECT e.target, e.state,
+            CASE WHEN e.rolls_back IS NULL THEN 0 ELSE 1 END AS rollback,
+            CASE WHEN e.emergency IS NULL THEN 0 ELSE 1 END AS emergency,
+            CASE WHEN e.state = {done} AND e.rolls_back IS NULL
+                THEN {d.seconds("e.created_at", "e.ended_at")} END AS lead,
+            CASE WHEN e.rolls_back IS NULL
+                THEN {d.seconds("e.created_at", first)} END AS wait,
+            CASE WHEN e.state = {done} AND e.rolls_back IS NOT NULL
+                THEN {d.seconds(undone, "e.ended_at")} END AS restore,
+            CASE WHEN e.state = {done} AND e.rolls_back IS NULL AND EXISTS (
+                SELECT 1 FROM requests b{d.by_rolls_back}
+                WHERE b.rolls_back = e.id AND b.state = {done}
+            ) THEN 1 ELSE 0 END AS undone
+        FROM ({ended}) e
     """
 
 
@@ -138,32 +114,66 @@ def figures_params(
     return params + list(kinds or ())
 
 
-def figures_of(rows: Iterable[Mapping[str, Any]]) -> list[TargetFigures]:
-    def seconds(value: Any) -> float | None:
-        return None if value is None else float(value)
+def nearest_rank(values: list[float], tenths: int) -> float | None:
+    """The ⌈tenths/10 · n⌉-th smallest of `values` (sorted), a duration that really happened;
+    None of none."""
+    if not values:
+        return None
+    return values[(tenths * len(values) + 9) // 10 - 1]
 
-    return [
-        TargetFigures(
-            target=str(row["target"]),
-            **{
-                name: int(row[name] or 0)
-                for name in (
-                    "succeeded",
-                    "failed",
-                    "unknown",
-                    "stopped",
-                    "rolled_back",
-                    "rollbacks",
-                    "emergencies",
-                )
-            },
-            lead_p50=seconds(row["lead_p50"]),
-            lead_p90=seconds(row["lead_p90"]),
-            wait_p50=seconds(row["wait_p50"]),
-            restore_p50=seconds(row["restore_p50"]),
+
+@dataclass
+class _Tally:
+    """One target's requests as `figures_of` meets them."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    lead: list[float] = field(default_factory=list)
+    wait: list[float] = field(default_factory=list)
+    restore: list[float] = field(default_factory=list)
+
+    def add(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+
+def figures_of(rows: Iterable[Mapping[str, Any]]) -> list[TargetFigures]:
+    """Per target, in target order: the counts and the nearest-rank percentiles of the rows of
+    `figures_sql` (p50 is the ⌈n/2⌉-th smallest, p90 the ⌈9n/10⌉-th)."""
+    tallies: dict[str, _Tally] = {}
+    for row in rows:
+        tally = tallies.setdefault(str(row["target"]), _Tally())
+        state = str(row["state"])
+        if int(row["rollback"]):
+            if state == "succeeded":
+                tally.add("rollbacks")
+        elif state in STOPPED:
+            tally.add("stopped")
+        else:
+            tally.add(state)  # succeeded, failed or unknown
+        if int(row["emergency"]):
+            tally.add("emergencies")
+        if int(row["undone"]):
+            tally.add("rolled_back")
+        for name in ("lead", "wait", "restore"):
+            if row[name] is not None:
+                getattr(tally, name).append(float(row[name]))
+    out = []
+    for target in sorted(tallies):
+        t = tallies[target]
+        lead, wait, restore = sorted(t.lead), sorted(t.wait), sorted(t.restore)
+        out.append(
+            TargetFigures(
+                target=target,
+                **{name: t.counts.get(name, 0) for name in COUNTED},
+                lead_p50=nearest_rank(lead, 5),
+                lead_p90=nearest_rank(lead, 9),
+                wait_p50=nearest_rank(wait, 5),
+                restore_p50=nearest_rank(restore, 5),
+            )
         )
-        for row in rows
-    ]
+    return out
+
+
+COUNTED = ("succeeded", "failed", "unknown", "stopped", "rolled_back", "rollbacks", "emergencies")
 
 
 # --- what the audit log alone records (issue 26): changes outside the bot, previews that moved --
@@ -347,10 +357,71 @@ def glob_pattern(glob: str) -> str:
     return glob.replace("[", "[[]")
 
 
+# What tells that a window's figures may have changed: the newest audit entry (every decision,
+# approval and ending is audited) and the newest change to a request (its ending's moment).
+CHANGED_SQL = (
+    "SELECT (SELECT MAX(id) FROM audit) AS audited, (SELECT MAX(updated_at) FROM requests)"
+    " AS changed"
+)
+FRESH_SECONDS = 60.0  # and counted again at least this often, whatever the marks say
+
+
+@dataclass(frozen=True)
+class _Counted:
+    mark: tuple[Any, ...]
+    until: datetime
+    at: float  # time.monotonic() when counted
+    figures: list[TargetFigures]
+
+
+class FiguresCache:
+    """The last figures of each window (its start, pattern, kinds and providers), handed out
+    again while nothing they are made of has changed: the App Home of everyone with the same
+    scopes shows the same week, and a year of history makes each count cost tens of
+    milliseconds. A window starts at a whole minute (`stats.window`), so asks within a minute
+    share one; an ask whose window ends later needs the same marks, which any request that
+    ended since would have moved. Safe to use from several threads."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, size: int = 64) -> None:
+        self._clock = clock
+        self._size = size
+        self._lock = threading.Lock()
+        self._counted: dict[tuple[Any, ...], _Counted] = {}
+
+    def get(
+        self, key: tuple[Any, ...], mark: tuple[Any, ...], until: datetime
+    ) -> list[TargetFigures] | None:
+        with self._lock:
+            had = self._counted.get(key)
+        if had is None or had.mark != mark or until < had.until:
+            return None
+        if self._clock() - had.at > FRESH_SECONDS:
+            return None
+        return list(had.figures)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._counted.clear()
+
+    def put(
+        self,
+        key: tuple[Any, ...],
+        mark: tuple[Any, ...],
+        until: datetime,
+        figures: list[TargetFigures],
+    ) -> None:
+        with self._lock:
+            self._counted.pop(key, None)
+            while len(self._counted) >= self._size:
+                self._counted.pop(next(iter(self._counted)))  # the oldest
+            self._counted[key] = _Counted(mark, until, self._clock(), list(figures))
+
+
 class FiguresReader:
     """The figures on top of a reader's one query method (`_rows`) and its `dialect`."""
 
     dialect: ClassVar[Dialect]
+    counted: FiguresCache
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -366,13 +437,21 @@ class FiguresReader:
     ) -> list[TargetFigures]:
         if kinds is not None and not kinds:
             return []  # no kind of action at all: nothing to see
+        key = (since, pattern, None if kinds is None else tuple(kinds), tuple(providers))
+        [row] = self._rows(CHANGED_SQL, [])  # read first: a change after it counts again
+        mark = (row["audited"], str(row["changed"]))
+        again = self.counted.get(key, mark, until)
+        if again is not None:
+            return again
         d = self.dialect
         some, many = bool(pattern), len(kinds or ())
         sql = figures_sql(d, pattern=some, kinds=many)
         ended = figures_of(self._rows(sql, figures_params(d, since, until, pattern, kinds)))
         sql = audited_sql(d, pattern=some, kinds=many, providers=len(providers))
         params = audited_params(d, since, until, pattern, kinds, providers)
-        return with_audited(ended, self._rows(sql, params))
+        figures = with_audited(ended, self._rows(sql, params))
+        self.counted.put(key, mark, until, figures)
+        return figures
 
     def delivery_totals(self, bounds: Sequence[float]) -> DeliveryTotals:
         outcomes = self._rows(OUTCOMES_SQL, [])

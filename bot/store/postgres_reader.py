@@ -55,6 +55,7 @@ class PostgresReader(figures.FiguresReader):
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
         self._watchdog = Watchdog(READ_SECONDS)
+        self.counted = figures.FiguresCache()
 
     def _silent(self, exc: Cut) -> StoreError:
         return StoreError(f"the {self._where} is not answering ({exc})")

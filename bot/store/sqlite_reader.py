@@ -57,6 +57,7 @@ class SqliteReader(figures.FiguresReader):
         self._connect = connect
         self._plain = plain
         self._shared = shared
+        self.counted = figures.FiguresCache()
 
     @classmethod
     def open(cls, path: Path | str) -> SqliteReader:
