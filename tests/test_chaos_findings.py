@@ -20,29 +20,38 @@ from bot.core.delivery import MESSAGE_SETTLE
 from bot.core.model import State
 from bot.store import SqliteStore
 from bot.transports.slack.blocks import APPROVE, REJECT
-from tests.conftest import ALICE, BOB, Bot, Fakes, block_text, buttons, serve_env
+from tests.conftest import ALICE, BOB, DAVE, Bot, Fakes, block_text, buttons, serve_env
 
 LATE = 8.0  # seconds before the fake Slack carries out the dead process's update
+
+
+def _two_approvals_for_prod(config: Path) -> None:
+    config.write_text(config.read_text() + '\n[policies."znyx:*:prod"]\napprovals = 2\n')
 
 
 async def test_an_update_that_lands_after_its_process_was_killed_is_undone(
     tmp_path: Path, fakes: tuple[Fakes, dict[str, str]]
 ) -> None:
     f, urls = fakes
-    # One is killed before it marks its command done: with a long lease, two does not do the
-    # command again (and redraw the message) while this test looks.
+    # One is killed before it marks its click done: with a long lease, two does not do the
+    # click again (and redraw the message) while this test looks. Two approvals are needed,
+    # so the first one's update ("Waiting for approval (1 of 2)") is one that a kill can
+    # leave in flight.
     env = serve_env(tmp_path, urls, PROMOTE_BOT_LEASE_SECONDS="300")
+    _two_approvals_for_prod(Path(env["PROMOTE_BOT_CONFIG"]))
     one, two = await Bot.start(env, urls["slack"]), await Bot.start(env, urls["slack"])
     store = SqliteStore(tmp_path / "shared.db")
     try:
-        # The update that follows the post ("Waiting for approval") lands only LATE s on.
-        f.slack.fail("chat.update", late=LATE, times=1)
         await one.sender.command("znyx guardrails staging", ALICE)
+        await f.slack.wait_for(lambda s: bool(s.release_messages(1)), within=10)
+        # The update that follows the first approval lands only LATE s on.
+        f.slack.fail("chat.update", late=LATE, times=1)
+        await one.sender.click(APPROVE, 1, BOB)
         await f.slack.wait_for(lambda s: bool(s.calls_to("chat.update")), within=10)
         await one.stop(signal.SIGKILL)  # killed while Slack still holds its update
-        assert store.get(1).message_ts is not None  # type: ignore[union-attr]
+        assert [a.user for a in store.get(1).approvals] == [BOB]  # type: ignore[union-attr]
 
-        await two.sender.click(APPROVE, 1, BOB)
+        await two.sender.click(APPROVE, 1, DAVE)
         # Two shows the outcome (its final update, then the reply in the thread) ...
         await f.slack.wait_for(
             lambda s: any("thread_ts" in c.args for c in s.channel_posts()), within=15
@@ -84,10 +93,12 @@ async def test_a_command_done_again_after_a_kill_does_not_ask_again(
     one, two = await Bot.start(env, urls["slack"]), await Bot.start(env, urls["slack"])
     store = SqliteStore(tmp_path / "shared.db")
     try:
-        # The release message is posted; the update that follows it hangs (one waits 10 s).
-        f.slack.fail("chat.update", hang=30.0, status=500, times=1)
+        # Slack posts the release message but the answer is lost; looking for it hangs (one
+        # waits 10 s), so one is still on the command.
+        f.slack.fail("chat.postMessage", reset=True, times=1)
+        f.slack.fail("conversations.history", hang=30.0, status=500, times=1)
         await one.sender.command("znyx guardrails staging", ALICE)
-        await f.slack.wait_for(lambda s: bool(s.calls_to("chat.update")), within=10)
+        await f.slack.wait_for(lambda s: bool(s.calls_to("conversations.history")), within=10)
         before = len(f.slack.views)
         await two.sender.click(REJECT, 1, BOB)
         await f.slack.wait_for(lambda s: len(s.views) > before, within=10)

@@ -74,6 +74,8 @@ class Delivery:
         """Post `request`'s release message and record it; its reference. ChatError if Slack
         did not take it (a post whose fate is unclear is looked for first, never sent twice)."""
         view = self.view(request)
+        store = self.ctx.store
+        found = None
         try:
             send = partial(self.ctx.chat.post_request, request.channel, view, request_id=request.id)
             ts = await self._write(request.id, send)
@@ -82,8 +84,11 @@ class Delivery:
             if found is None:  # if it may still appear, it is looked for once it no longer can
                 raise
             ts = found
-        self.ctx.store.set_message(request.id, ts, shown=request.msg_version)
-        await self.converge(request.id)  # it may have changed while the post was on its way
+        store.set_message(request.id, ts, shown=request.msg_version)
+        # It may have changed while the post was on its way: then it is brought up to date.
+        # A post that went through shows what the store holds unless it did.
+        if found is not None or store.shown_as(request.id) != (request.state, request.msg_version):
+            await self.converge(request.id)
         return ts
 
     async def converge(self, request_id: int) -> bool:
