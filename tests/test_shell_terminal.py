@@ -229,6 +229,9 @@ def test_ctrl_c_while_reading_a_pipe_leaves_at_once_with_130(tmp_path: Path) -> 
         stderr=subprocess.PIPE,
         env=env,
         text=True,
+        # As a terminal starts it, Ctrl-C not ignored: a program started with SIGINT ignored
+        # keeps ignoring it, and a test run may be such a program.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert shell.stdout is not None and shell.stdin is not None
     while "Try:" not in shell.stdout.readline():
