@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from datetime import datetime
 
 import pytest
 
@@ -284,28 +285,63 @@ def test_a_window_is_counted_again_once_anything_it_is_made_of_changed(
     assert (znyx.succeeded, znyx.outside) == (1, 0)
 
 
-def test_the_last_counts_and_when_they_are_not_handed_out_again() -> None:
+def test_a_window_brought_up_to_date_adds_up_as_one_counted_whole(
+    store_factory: Factory,
+) -> None:
+    """A window counted before is brought up to date with what ended since: after each change
+    (a promotion, a late success, a rollback that undoes one counted before, the window moving
+    on past a request) it adds up exactly as a count of the whole window by another process."""
+    from bot.core.model import Outcome, State
+    from tests.history import undo
+
+    store = store_factory()
+    ids = seed(store)
+
+    def both(since: datetime, until: datetime) -> list[TargetFigures]:
+        mine = store.target_figures(since, until)
+        assert mine == store_factory().target_figures(since, until)
+        return mine
+
+    week = NOW - 7 * DAY
+    before = both(week, NOW)
+    done = run(store, PROMOTE, NOW + HOUR, approvals=[NOW + HOUR + MINUTE], ended=NOW + 2 * HOUR)
+    after = both(week, NOW + 3 * HOUR)
+    assert after[1].succeeded == before[1].succeeded + 1
+    fixed = Outcome(state="succeeded", headline="Znyx shows it now")
+    assert store.transition(
+        ids["P4"], [State.UNKNOWN], State.SUCCEEDED, at=NOW + 3 * HOUR, outcome=fixed
+    )
+    after = both(week, NOW + 4 * HOUR)
+    assert (after[1].unknown, after[1].succeeded) == (0, before[1].succeeded + 2)
+    run(store, undo(2, str(done)), NOW + 4 * HOUR, ended=NOW + 5 * HOUR, rolls_back=done)
+    after = both(week, NOW + 6 * HOUR)
+    assert (after[1].rolled_back, after[1].rollbacks) == (1, 1)
+    for days in (1, 3, 6):  # the window moves on: what ended before it is left out
+        both(week + days * DAY, NOW + days * DAY + 6 * HOUR)
+    assert both(NOW + DAY, NOW + 2 * DAY) == []
+
+
+def test_a_count_brought_up_to_date_is_still_counted_whole_now_and_then() -> None:
     from datetime import timedelta
 
-    from bot.store.figures import FRESH_SECONDS, FiguresCache
+    from bot.store.figures import RECOUNT_SECONDS, FiguresCache, _Counted
 
     now = [0.0]
     cache = FiguresCache(clock=lambda: now[0], size=2)
-    one, two = [TargetFigures(target=ZNYX, succeeded=1)], [TargetFigures(target=WHOP)]
-    cache.put(("week",), (7, "t"), NOW, one)
-    assert cache.get(("week",), (7, "t"), NOW) == one
-    assert cache.get(("week",), (7, "t"), NOW + timedelta(seconds=30)) == one  # nothing ended
-    assert cache.get(("week",), (8, "t"), NOW) is None  # the audit log grew
-    assert cache.get(("week",), (7, "t2"), NOW) is None  # a request changed
-    assert cache.get(("week",), (7, "t"), NOW - timedelta(seconds=1)) is None  # ends earlier
-    assert cache.get(("month",), (7, "t"), NOW) is None
-    now[0] += FRESH_SECONDS + 1
-    assert cache.get(("week",), (7, "t"), NOW) is None  # counted again now and then anyway
-    cache.put(("a",), (1, "t"), NOW, one)
-    cache.put(("b",), (1, "t"), NOW, two)
-    cache.put(("c",), (1, "t"), NOW, two)  # at most `size`: the oldest goes
-    assert cache.get(("a",), (1, "t"), NOW) is None
-    assert cache.get(("b",), (1, "t"), NOW) == two
+    counted = _Counted({}, NOW, NOW + HOUR, (1, "t"), 0.0, [])
+    cache.put(("week",), counted)
+    assert cache.get(("week",), NOW, NOW + HOUR) is counted
+    assert cache.get(("week",), NOW + MINUTE, NOW + 2 * HOUR) is counted  # later: brought on
+    assert cache.get(("week",), NOW - MINUTE, NOW + HOUR) is None  # starts earlier: whole
+    assert cache.get(("week",), NOW, NOW + HOUR - timedelta(seconds=1)) is None  # ends earlier
+    assert cache.get(("month",), NOW, NOW + HOUR) is None
+    now[0] += RECOUNT_SECONDS + 1
+    assert cache.get(("week",), NOW, NOW + HOUR) is None  # counted whole again now and then
+    for key in ("a", "b", "c"):  # at most `size`: the oldest goes
+        cache.put((key,), counted)
+    now[0] = 0.0
+    assert cache.get(("a",), NOW, NOW + HOUR) is None
+    assert cache.get(("c",), NOW, NOW + HOUR) is counted
 
 
 def test_percentiles_by_nearest_rank() -> None:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from bot.core.drift import MOVED
@@ -84,7 +84,7 @@ def figures_sql(d: Dialect, *, pattern: bool, kinds: int) -> str:
     first = "(SELECT MIN(a.at) FROM approvals a WHERE a.request_id = e.id)"
     undone = f"(SELECT u.updated_at FROM requests u WHERE u.id = e.rolls_back AND u.state = {done})"
     return f"""
-        SELECT e.target, e.state,
+        SELECT e.id, e.ended_at, e.rolls_back AS undoes, e.target, e.state,
             CASE WHEN e.rolls_back IS NULL THEN 0 ELSE 1 END AS rollback,
             CASE WHEN e.emergency IS NULL THEN 0 ELSE 1 END AS emergency,
             CASE WHEN e.state = {done} AND e.rolls_back IS NULL
@@ -122,48 +122,41 @@ def nearest_rank(values: list[float], tenths: int) -> float | None:
     return values[(tenths * len(values) + 9) // 10 - 1]
 
 
-@dataclass
-class _Tally:
-    """One target's requests as `figures_of` meets them."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    lead: list[float] = field(default_factory=list)
-    wait: list[float] = field(default_factory=list)
-    restore: list[float] = field(default_factory=list)
-
-    def add(self, name: str) -> None:
-        self.counts[name] = self.counts.get(name, 0) + 1
-
-
 def figures_of(rows: Iterable[Mapping[str, Any]]) -> list[TargetFigures]:
     """Per target, in target order: the counts and the nearest-rank percentiles of the rows of
     `figures_sql` (p50 is the ⌈n/2⌉-th smallest, p90 the ⌈9n/10⌉-th)."""
-    tallies: dict[str, _Tally] = {}
+    # Per target: its counts by name, and its lead times, approval waits, times to restore.
+    tallies: dict[str, tuple[dict[str, int], list[float], list[float], list[float]]] = {}
     for row in rows:
-        tally = tallies.setdefault(str(row["target"]), _Tally())
-        state = str(row["state"])
-        if int(row["rollback"]):
-            if state == "succeeded":
-                tally.add("rollbacks")
-        elif state in STOPPED:
-            tally.add("stopped")
+        target = row["target"]
+        tally = tallies.get(target)
+        if tally is None:
+            tally = tallies[target] = ({}, [], [], [])
+        counts, lead, wait, restore = tally
+        state = row["state"]
+        if row["rollback"]:
+            name = "rollbacks" if state == "succeeded" else None
         else:
-            tally.add(state)  # succeeded, failed or unknown
-        if int(row["emergency"]):
-            tally.add("emergencies")
-        if int(row["undone"]):
-            tally.add("rolled_back")
-        for name in ("lead", "wait", "restore"):
-            if row[name] is not None:
-                getattr(tally, name).append(float(row[name]))
+            name = "stopped" if state in STOPPED else state  # succeeded, failed or unknown
+        if name is not None:
+            counts[name] = counts.get(name, 0) + 1
+        if row["emergency"]:
+            counts["emergencies"] = counts.get("emergencies", 0) + 1
+        if row["undone"]:
+            counts["rolled_back"] = counts.get("rolled_back", 0) + 1
+        for values, value in ((lead, row["lead"]), (wait, row["wait"]), (restore, row["restore"])):
+            if value is not None:
+                values.append(float(value))
     out = []
     for target in sorted(tallies):
-        t = tallies[target]
-        lead, wait, restore = sorted(t.lead), sorted(t.wait), sorted(t.restore)
+        counts, lead, wait, restore = tallies[target]
+        lead.sort()
+        wait.sort()
+        restore.sort()
         out.append(
             TargetFigures(
-                target=target,
-                **{name: t.counts.get(name, 0) for name in COUNTED},
+                target=str(target),
+                **{name: counts.get(name, 0) for name in COUNTED},
                 lead_p50=nearest_rank(lead, 5),
                 lead_p90=nearest_rank(lead, 9),
                 wait_p50=nearest_rank(wait, 5),
@@ -363,58 +356,89 @@ CHANGED_SQL = (
     "SELECT (SELECT MAX(id) FROM audit) AS audited, (SELECT MAX(updated_at) FROM requests)"
     " AS changed"
 )
-FRESH_SECONDS = 60.0  # and counted again at least this often, whatever the marks say
+# Requests that ended this long before the last count are read again with each change (an
+# ending committed a moment after its own time, another replica's clock), and every window is
+# counted whole again this often, whatever the marks say.
+MARGIN = timedelta(minutes=5)
+RECOUNT_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
 class _Counted:
-    mark: tuple[Any, ...]
+    """The last count of a window: its requests' rows (by request id), what it was counted
+    over, the marks then, when it was last counted whole, and what it added up to."""
+
+    rows: dict[int, dict[str, Any]]
+    since: datetime
     until: datetime
-    at: float  # time.monotonic() when counted
+    mark: tuple[Any, ...]
+    whole_at: float  # time.monotonic() of the last whole count
     figures: list[TargetFigures]
 
 
 class FiguresCache:
-    """The last figures of each window (its start, pattern, kinds and providers), handed out
-    again while nothing they are made of has changed: the App Home of everyone with the same
-    scopes shows the same week, and a year of history makes each count cost tens of
-    milliseconds. A window starts at a whole minute (`stats.window`), so asks within a minute
-    share one; an ask whose window ends later needs the same marks, which any request that
-    ended since would have moved. Safe to use from several threads."""
+    """The last count of each kind of window (its pattern, kinds, providers), brought up to
+    date with what ended since instead of counted again: the App Home of everyone with the
+    same scopes shows the same week, and a year of history makes a whole count of it cost tens
+    of milliseconds, where the requests that ended since the last one are a few. Safe to use
+    from several threads."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, size: int = 64) -> None:
-        self._clock = clock
+        self.clock = clock
         self._size = size
         self._lock = threading.Lock()
         self._counted: dict[tuple[Any, ...], _Counted] = {}
+        self._counting: dict[tuple[Any, ...], threading.Lock] = {}
 
-    def get(
-        self, key: tuple[Any, ...], mark: tuple[Any, ...], until: datetime
-    ) -> list[TargetFigures] | None:
+    def counting(self, key: tuple[Any, ...]) -> threading.Lock:
+        """Held while a window is counted: asks that come meanwhile (a team opening the App
+        Home at once, each in a worker thread) wait for that count instead of each making
+        their own."""
+        with self._lock:
+            lock = self._counting.get(key)
+            if lock is None:
+                if len(self._counting) >= self._size:  # forget those no one holds
+                    for known in [k for k, held in self._counting.items() if not held.locked()]:
+                        del self._counting[known]
+                lock = self._counting[key] = threading.Lock()
+            return lock
+
+    def get(self, key: tuple[Any, ...], since: datetime, until: datetime) -> _Counted | None:
+        """The last count of `key`'s window if it can be brought to [since, until): not older
+        than RECOUNT_SECONDS, and neither end earlier than it was."""
         with self._lock:
             had = self._counted.get(key)
-        if had is None or had.mark != mark or until < had.until:
+        if had is None or since < had.since or until < had.until:
             return None
-        if self._clock() - had.at > FRESH_SECONDS:
+        if self.clock() - had.whole_at > RECOUNT_SECONDS:
             return None
-        return list(had.figures)
+        return had
+
+    def put(self, key: tuple[Any, ...], counted: _Counted) -> None:
+        with self._lock:
+            self._counted.pop(key, None)
+            while len(self._counted) >= self._size:
+                self._counted.pop(next(iter(self._counted)))  # the oldest
+            self._counted[key] = counted
 
     def clear(self) -> None:
         with self._lock:
             self._counted.clear()
 
-    def put(
-        self,
-        key: tuple[Any, ...],
-        mark: tuple[Any, ...],
-        until: datetime,
-        figures: list[TargetFigures],
-    ) -> None:
-        with self._lock:
-            self._counted.pop(key, None)
-            while len(self._counted) >= self._size:
-                self._counted.pop(next(iter(self._counted)))  # the oldest
-            self._counted[key] = _Counted(mark, until, self._clock(), list(figures))
+
+def merged(
+    rows: Mapping[int, dict[str, Any]], ended: Iterable[dict[str, Any]]
+) -> dict[int, dict[str, Any]]:
+    """`rows` with the rows of requests that ended since (each replacing the request's row, if
+    any: a late success); a rollback that succeeded marks the promotion it undid."""
+    out = dict(rows)
+    for row in ended:
+        out[int(row["id"])] = row
+    for row in ended:
+        undoes = row["undoes"]
+        if undoes is not None and row["state"] == "succeeded" and undoes in out:
+            out[undoes] = {**out[undoes], "undone": 1}
+    return out
 
 
 class FiguresReader:
@@ -435,23 +459,46 @@ class FiguresReader:
         kinds: Sequence[str] | None = None,
         providers: Sequence[str] = (),
     ) -> list[TargetFigures]:
+        """What the requests that ended in [since, until) add up to, per target. A window
+        counted before is brought up to date from what ended since (and MARGIN before), and
+        handed out as it was while nothing changed."""
         if kinds is not None and not kinds:
             return []  # no kind of action at all: nothing to see
-        key = (since, pattern, None if kinds is None else tuple(kinds), tuple(providers))
-        [row] = self._rows(CHANGED_SQL, [])  # read first: a change after it counts again
-        mark = (row["audited"], str(row["changed"]))
-        again = self.counted.get(key, mark, until)
-        if again is not None:
-            return again
         d = self.dialect
-        some, many = bool(pattern), len(kinds or ())
-        sql = figures_sql(d, pattern=some, kinds=many)
-        ended = figures_of(self._rows(sql, figures_params(d, since, until, pattern, kinds)))
-        sql = audited_sql(d, pattern=some, kinds=many, providers=len(providers))
-        params = audited_params(d, since, until, pattern, kinds, providers)
-        figures = with_audited(ended, self._rows(sql, params))
-        self.counted.put(key, mark, until, figures)
-        return figures
+        wanted = None if kinds is None else tuple(kinds)
+        key = ((until - since).days, pattern, wanted, tuple(providers))
+        with self.counted.counting(key):
+            [row] = self._rows(CHANGED_SQL, [])  # read first: a change after it counts again
+            mark = (row["audited"], str(row["changed"]))
+            had = self.counted.get(key, since, until)
+            if had is not None and had.mark == mark and had.since == since:
+                return list(had.figures)  # nothing ended or was recorded since
+            if had is None:
+                rows = {int(r["id"]): r for r in self._ended(since, until, pattern, wanted)}
+                whole_at = self.counted.clock()
+            else:
+                rows = had.rows
+                if had.mark != mark:
+                    rows = merged(
+                        rows, self._ended(max(since, had.until - MARGIN), until, pattern, wanted)
+                    )
+                start = d.moment(since)
+                rows = {i: r for i, r in rows.items() if r["ended_at"] >= start}
+                whole_at = had.whole_at
+            sql = audited_sql(
+                d, pattern=bool(pattern), kinds=len(kinds or ()), providers=len(providers)
+            )
+            params = audited_params(d, since, until, pattern, kinds, providers)
+            figures = with_audited(figures_of(rows.values()), self._rows(sql, params))
+            self.counted.put(key, _Counted(rows, since, until, mark, whole_at, figures))
+            return list(figures)
+
+    def _ended(
+        self, since: datetime, until: datetime, pattern: str | None, kinds: Sequence[str] | None
+    ) -> list[dict[str, Any]]:
+        d = self.dialect
+        sql = figures_sql(d, pattern=bool(pattern), kinds=len(kinds or ()))
+        return self._rows(sql, figures_params(d, since, until, pattern, kinds))
 
     def delivery_totals(self, bounds: Sequence[float]) -> DeliveryTotals:
         outcomes = self._rows(OUTCOMES_SQL, [])
