@@ -313,9 +313,19 @@ def test_a_window_brought_up_to_date_adds_up_as_one_counted_whole(
     )
     after = both(week, NOW + 4 * HOUR)
     assert (after[1].unknown, after[1].succeeded) == (0, before[1].succeeded + 2)
-    run(store, undo(2, str(done)), NOW + 4 * HOUR, ended=NOW + 5 * HOUR, rolls_back=done)
+    undoing = run(store, undo(2, str(done)), NOW + 4 * HOUR, ended=NOW + 5 * HOUR, rolls_back=done)
     after = both(week, NOW + 6 * HOUR)
     assert (after[1].rolled_back, after[1].rollbacks) == (1, 1)
+    # A rollback of that rollback: a rollback undone is no promotion undone.
+    run(store, undo(3, str(undoing)), NOW + 6 * HOUR, ended=NOW + 6 * HOUR, rolls_back=undoing)
+    after = both(week, NOW + 7 * HOUR)
+    assert (after[1].rolled_back, after[1].rollbacks) == (1, 2)
+    # A request that changed after the last count's end (its clock ahead of the asker's, or
+    # ended a moment after the ask took its time): not in that count, in the next.
+    ahead = NOW + 8 * HOUR
+    run(store, PROMOTE, NOW + 7 * HOUR, ended=ahead)
+    assert both(week, ahead - MINUTE)[1].succeeded == after[1].succeeded
+    assert both(week, ahead + MINUTE)[1].succeeded == after[1].succeeded + 1
     for days in (1, 3, 6):  # the window moves on: what ended before it is left out
         both(week + days * DAY, NOW + days * DAY + 6 * HOUR)
     assert both(NOW + DAY, NOW + 2 * DAY) == []

@@ -380,8 +380,9 @@ class FiguresCache:
     """The last count of each kind of window (its pattern, kinds, providers), brought up to
     date with what ended since instead of counted again: the App Home of everyone with the
     same scopes shows the same week, and a year of history makes a whole count of it cost tens
-    of milliseconds, where the requests that ended since the last one are a few. Safe to use
-    from several threads."""
+    of milliseconds, where the requests that ended since the last one are a few. The marks
+    (`CHANGED_SQL`) tell whether anything changed; so does a request changed at or after the
+    end of the last count. Safe to use from several threads."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, size: int = 64) -> None:
         self.clock = clock
@@ -435,9 +436,9 @@ def merged(
     for row in ended:
         out[int(row["id"])] = row
     for row in ended:
-        undoes = row["undoes"]
-        if undoes is not None and row["state"] == "succeeded" and undoes in out:
-            out[undoes] = {**out[undoes], "undone": 1}
+        undone = out.get(row["undoes"]) if row["state"] == "succeeded" else None
+        if undone is not None and undone["state"] == "succeeded" and not undone["rollback"]:
+            out[row["undoes"]] = {**undone, "undone": 1}  # a promotion, as `figures_sql` says
     return out
 
 
@@ -468,17 +469,23 @@ class FiguresReader:
         wanted = None if kinds is None else tuple(kinds)
         key = ((until - since).days, pattern, wanted, tuple(providers))
         with self.counted.counting(key):
+            asked_at = self.counted.clock()
             [row] = self._rows(CHANGED_SQL, [])  # read first: a change after it counts again
-            mark = (row["audited"], str(row["changed"]))
+            mark = (row["audited"], row["changed"])
             had = self.counted.get(key, since, until)
-            if had is not None and had.mark == mark and had.since == since:
+            # Something changed since the last count: the marks moved, or a request changed at
+            # or after its end (ended a moment after it was taken, or by a clock ahead).
+            changed = had is not None and (
+                had.mark != mark or (mark[1] is not None and mark[1] >= d.moment(had.until))
+            )
+            if had is not None and not changed and had.since == since:
                 return list(had.figures)  # nothing ended or was recorded since
             if had is None:
                 rows = {int(r["id"]): r for r in self._ended(since, until, pattern, wanted)}
-                whole_at = self.counted.clock()
+                whole_at = asked_at
             else:
                 rows = had.rows
-                if had.mark != mark:
+                if changed:
                     rows = merged(
                         rows, self._ended(max(since, had.until - MARGIN), until, pattern, wanted)
                     )
