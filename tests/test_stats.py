@@ -331,6 +331,24 @@ def test_a_window_brought_up_to_date_adds_up_as_one_counted_whole(
     assert both(NOW + DAY, NOW + 2 * DAY) == []
 
 
+def test_a_window_of_many_requests_keeps_its_figures_not_its_rows(
+    store_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.store import figures
+
+    monkeypatch.setattr(figures, "ROWS_KEPT", 1)
+    store = store_factory()
+    seed(store)
+    month = NOW - 30 * DAY
+    assert store.target_figures(month, NOW) == [WHOP_30, ZNYX_30]
+    [kept] = store.reader.counted._counted.values()
+    assert kept.rows is None and kept.figures == [WHOP_30, ZNYX_30]
+    run(store, PROMOTE, NOW + HOUR, ended=NOW + 2 * HOUR)
+    assert store.target_figures(month, NOW + 3 * HOUR) == store_factory().target_figures(
+        month, NOW + 3 * HOUR
+    )
+
+
 def test_a_count_brought_up_to_date_is_still_counted_whole_now_and_then() -> None:
     from datetime import timedelta
 

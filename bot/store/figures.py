@@ -77,8 +77,8 @@ def figures_sql(d: Dialect, *, pattern: bool, kinds: int) -> str:
     """One row per request that ended in the window: its target, state, whether it is a
     rollback or an emergency, whether a rollback undid it since, and its lead time, approval
     wait and time to restore (NULL where a measure does not apply). `figures_of` adds them up:
-    a window's requests are a week's or a month's, and counting them in Python costs less than
-    the database's window functions do (a tenth, on SQLite)."""
+    a window's requests are a week's or a month's, and on a year of history that costs less
+    than the database's window functions did (7 days: 33 ms against 48 on SQLite)."""
     ended, _ = _ended(d, pattern, kinds)
     done = "'succeeded'"
     first = "(SELECT MIN(a.at) FROM approvals a WHERE a.request_id = e.id)"
@@ -120,6 +120,9 @@ def nearest_rank(values: list[float], tenths: int) -> float | None:
     if not values:
         return None
     return values[(tenths * len(values) + 9) // 10 - 1]
+
+
+COUNTED = ("succeeded", "failed", "unknown", "stopped", "rolled_back", "rollbacks", "emergencies")
 
 
 def figures_of(rows: Iterable[Mapping[str, Any]]) -> list[TargetFigures]:
@@ -164,9 +167,6 @@ def figures_of(rows: Iterable[Mapping[str, Any]]) -> list[TargetFigures]:
             )
         )
     return out
-
-
-COUNTED = ("succeeded", "failed", "unknown", "stopped", "rolled_back", "rollbacks", "emergencies")
 
 
 # --- what the audit log alone records (issue 26): changes outside the bot, previews that moved --
@@ -361,6 +361,9 @@ CHANGED_SQL = (
 # counted whole again this often, whatever the marks say.
 MARGIN = timedelta(minutes=5)
 RECOUNT_SECONDS = 600.0
+# A window of more requests than this keeps only its figures (handed out while nothing
+# changed), not its rows: a year's `/promote stats` would hold every request of it in memory.
+ROWS_KEPT = 5_000
 
 
 @dataclass(frozen=True)
@@ -368,7 +371,7 @@ class _Counted:
     """The last count of a window: its requests' rows (by request id), what it was counted
     over, the marks then, when it was last counted whole, and what it added up to."""
 
-    rows: dict[int, dict[str, Any]]
+    rows: dict[int, dict[str, Any]] | None  # None: too many to keep (ROWS_KEPT)
     since: datetime
     until: datetime
     mark: tuple[Any, ...]
@@ -377,14 +380,14 @@ class _Counted:
 
 
 class FiguresCache:
-    """The last count of each kind of window (its pattern, kinds, providers), brought up to
+    """The last count of each kind of window (its days, pattern, kinds, providers), brought up to
     date with what ended since instead of counted again: the App Home of everyone with the
     same scopes shows the same week, and a year of history makes a whole count of it cost tens
     of milliseconds, where the requests that ended since the last one are a few. The marks
     (`CHANGED_SQL`) tell whether anything changed; so does a request changed at or after the
     end of the last count. Safe to use from several threads."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, size: int = 64) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, size: int = 16) -> None:
         self.clock = clock
         self._size = size
         self._lock = threading.Lock()
@@ -480,7 +483,7 @@ class FiguresReader:
             )
             if had is not None and not changed and had.since == since:
                 return list(had.figures)  # nothing ended or was recorded since
-            if had is None:
+            if had is None or had.rows is None:
                 rows = {int(r["id"]): r for r in self._ended(since, until, pattern, wanted)}
                 whole_at = asked_at
             else:
@@ -497,7 +500,8 @@ class FiguresReader:
             )
             params = audited_params(d, since, until, pattern, kinds, providers)
             figures = with_audited(figures_of(rows.values()), self._rows(sql, params))
-            self.counted.put(key, _Counted(rows, since, until, mark, whole_at, figures))
+            kept = rows if len(rows) <= ROWS_KEPT else None
+            self.counted.put(key, _Counted(kept, since, until, mark, whole_at, figures))
             return list(figures)
 
     def _ended(
