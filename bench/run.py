@@ -428,9 +428,10 @@ async def _py_spy(bot: Process, out: Path) -> asyncio.subprocess.Process:
 _GROUPS = (
     ("slack_bolt", "Bolt (request parsing, verification, listener runner)"),
     ("slack_sdk", "slack-sdk (Web API client)"),
-    ("aiohttp", "aiohttp (HTTP server and Slack client I/O)"),
-    ("httpcore", "httpx/httpcore (provider client)"),
-    ("httpx", "httpx/httpcore (provider client)"),
+    ("httpx_aiohttp", "httpx (provider client, on aiohttp's pool)"),
+    ("aiohttp", "aiohttp (HTTP server, Slack and provider client I/O)"),
+    ("httpcore", "httpx (provider client, on aiohttp's pool)"),
+    ("httpx", "httpx (provider client, on aiohttp's pool)"),
     ("pydantic", "pydantic (models)"),
     ("sqlite", "SQLite (store)"),
     ("(bot/", "promote-bot's own code"),  # py-spy names files from the working folder

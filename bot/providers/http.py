@@ -37,18 +37,16 @@ from bot.core.model import Action
 from bot.core.redact import redact
 from bot.core.steps import Steps
 from bot.core.timing import Live
+from bot.providers.transport import ProviderTransport
 
 log = logging.getLogger(__name__)
 
 # A chat bot wants answers in seconds: a person is watching the release message.
 DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 # Promotions must never queue behind each other for a connection (httpx's default is 100).
-# Few idle connections: httpcore's pool probes every idle socket on every request and release
-# (encode/httpcore#1035), so 100 of them made 500 concurrent calls take 9.8 s instead of 1.3 s.
-# But fewer than the work pool's workers (PROMOTE_BOT_WORKERS, 32) closes a connection after
-# nearly every call under a burst: a new TCP connect each time, and httpcore's close path looks
-# for trio with the import system each time (py-spy: 7% of the bot's CPU at c=128).
-DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=40)
+# Idle connections are kept for 5 s (httpx's default) by aiohttp's pool (bot/providers/
+# transport.py), which costs nothing per request however many it keeps.
+DEFAULT_LIMITS = httpx.Limits(max_connections=1000)
 
 
 @dataclass(frozen=True)
@@ -159,10 +157,14 @@ class ProviderHTTP:
 
     @functools.cached_property
     def client(self) -> httpx.AsyncClient:
-        """The client, made at its first use rather than at start-up: making one imports
-        httpcore and builds an SSL context from the CA bundle (50-90 ms), which the first
-        answer to Slack need not wait for."""
-        return httpx.AsyncClient(**self._client_options)
+        """The client, made at its first use rather than at start-up: making one builds an
+        SSL context from the CA bundle (50-90 ms), which the first answer to Slack need not
+        wait for. It sends through aiohttp's pool (bot/providers/transport.py) unless a test
+        gives a transport of its own."""
+        options = self._client_options
+        if options["transport"] is None:
+            options = {**options, "transport": ProviderTransport(DEFAULT_LIMITS)}
+        return httpx.AsyncClient(**options)
 
     async def aclose(self) -> None:
         self._closed = True  # a call after this is refused, not given a client of its own
