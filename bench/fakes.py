@@ -12,6 +12,7 @@ import asyncio
 import bisect
 import json
 import sys
+from collections import Counter
 
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
@@ -37,8 +38,20 @@ def stats(slack: FakeSlack, znyx: FakeZnyx, asc: FakeAppStore) -> web.Applicatio
             if c.method == "chat.postMessage" and not str(c.args.get("channel")).startswith("D")
         ]
         znyx_recent = znyx.calls[bisect.bisect_left(znyx.calls, since, key=lambda c: c.at) :]
+        calls: Counter[str] = Counter()  # what was asked since, by kind (Slack and Znyx)
+        for c in recent:
+            kind = c.method
+            if kind == "chat.postMessage":
+                if str(c.args.get("channel")).startswith("D"):
+                    kind += " (direct)"
+                elif "thread_ts" in c.args:
+                    kind += " (thread)"
+            calls[kind] += 1
+        for z in znyx_recent:
+            calls[f"Znyx {z.method} {z.path.rsplit('/', 1)[-1]}"] += 1
         return web.json_response(
             {
+                "calls": calls,
                 "threads": [
                     c.at
                     for c in posts

@@ -229,13 +229,16 @@ class Things:
 
 
 def system(name: str, env: dict[str, str], db: Path | str) -> Process:
-    """ "bot", "bare" (Bolt's defaults, the baseline) or "strict" (bare Bolt answering as its
-    listener returns, as the bot does)."""
+    """ "bot", "bare" (Bolt's defaults, the baseline), "strict" (bare Bolt answering as its
+    listener returns, as the bot does) or "exchanges" (bare Bolt making a promotion's HTTP
+    calls after each ack, with the bot's clients: bench/bare_bolt.py)."""
     env = {**env, "PROMOTE_BOT_DB": str(db)}
     if name == "bot":
         return Process([sys.executable, "-m", "bot", "serve"], env)
     if name == "strict":
         env["BENCH_BEFORE_RESPONSE"] = "1"
+    if name == "exchanges":
+        env["BENCH_EXCHANGES"] = "1"
     return Process([sys.executable, "-m", "bench.bare_bolt"], env)
 
 

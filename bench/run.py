@@ -28,6 +28,7 @@ import httpx
 
 from bench import growth
 from bench.harness import (
+    APPROVER,
     CONFIG,
     PROJECTS,
     REQUESTER,
@@ -288,7 +289,7 @@ async def main(
         one = statistics.median(singles_s)
         many = max(int(500 * scale), 50)
         assert bot.proc is not None
-        cpu_opening = cpu_seconds(bot.proc.pid)
+        cpu_opening, opening = cpu_seconds(bot.proc.pid), time.time()
         opened = await open_requests(bot, fakes, things, many)
         spy = await _py_spy(bot, workdir / "profile.txt") if profile else None
         cpu_before = cpu_seconds(bot.proc.pid), cpu_seconds(fakes_proc.pid)
@@ -298,6 +299,7 @@ async def main(
         total = done_all - min(out["sent"])
         await asyncio.sleep(0.5)  # the release messages' last updates
         cpu_after = cpu_seconds(bot.proc.pid)
+        bot_calls = (await fakes.stats(opening))["calls"]
         bot_cpu = (cpu_after - cpu_before[0]) / many * 1000
         full_cpu = (cpu_after - cpu_opening) / many * 1000
         fakes_cpu = (cpu_seconds(fakes_proc.pid) - cpu_before[1]) / many * 1000
@@ -334,6 +336,39 @@ async def main(
         results["500 at once / the fakes' own floor"] = total / floor
         results["bot CPU per full promotion / bare Bolt CPU per ack"] = full_cpu / per_ack
         await bot.stop()
+
+        # 5b. the floor of that CPU with the bot's libraries: bare Bolt making the same HTTP
+        # calls after each ack (bench/bare_bolt.py's EXCHANGES), the same loads
+        await fakes.control(promote_delay=0.0)
+        floor_cpu, floor_calls = await _exchanges_cpu(env, workdir, fakes, things.take(db, many))
+        rows.append(
+            (
+                "outbound HTTP calls per promotion (Slack and Znyx; against the same exchanges"
+                " from bare Bolt)",
+                f"{sum(bot_calls.values()) / many:.2f}",
+                f"{sum(floor_calls.values()) / many:.2f}",
+                "",
+            )
+        )
+        print("calls per promotion, bot:", _per(bot_calls, many), file=sys.stderr)
+        print("calls per promotion, bare exchanges:", _per(floor_calls, many), file=sys.stderr)
+        rows.append(
+            (
+                "the same HTTP exchanges from bare Bolt, CPU per promotion (ms; against bare"
+                " Bolt's per ack)",
+                f"{floor_cpu:.2f}",
+                f"{per_ack:.2f}",
+                f"{floor_cpu / per_ack:.1f}",
+            )
+        )
+        rows.append(
+            (
+                "bot CPU per full promotion / the same HTTP exchanges from bare Bolt",
+                f"{full_cpu / floor_cpu:.2f}",
+                "",
+                "",
+            )
+        )
 
         # 6. App Store Connect tokens signed during 1,000 provider calls
         token = AppStoreToken(world.ASC_ISSUER, world.ASC_KEY_ID, load_private_key(urls["asc_key"]))
@@ -600,6 +635,37 @@ Ratios are the worst over the three concurrencies.
   at every connection it holds, on every request and every release).
 {profile_md}"""
     (ROOT / "BENCHMARKS.md").write_text(md)
+
+
+async def _exchanges_cpu(
+    env: dict[str, str], workdir: Path, fakes: Fakes, texts: list[str]
+) -> tuple[float, dict[str, int]]:
+    """Milliseconds of CPU per promotion that bare Bolt spends making a promotion's HTTP calls
+    (bench/bare_bolt.py's EXCHANGES) after acking its command and its click, sent as the bot's
+    are: the commands 32 at a time, then every click at once; and the calls the fakes saw."""
+    floor = system("exchanges", env, workdir / "exchanges.db")
+    await floor.start()
+    assert floor.proc is not None
+    count = len(texts)
+    job = {"url": floor.url, "secret": SECRET, "user": REQUESTER}
+    try:
+        cpu_at = cpu_seconds(floor.proc.pid)
+        since = time.time()
+        await load({**job, "kind": "command", "texts": texts, "concurrency": min(count, 32)})
+        await fakes.wait("posts", count, since)
+        await asyncio.sleep(0.2)  # the posts' answers are in
+        clicks = {"ids": list(range(1, count + 1)), "ts": ["1"] * count, "concurrency": count}
+        await load({**job, "kind": "click", **clicks, "user": APPROVER})
+        await fakes.wait("threads", count, since)
+        await asyncio.sleep(0.5)  # the direct messages after the thread replies
+        cpu = (cpu_seconds(floor.proc.pid) - cpu_at) / count * 1000
+        return cpu, (await fakes.stats(since))["calls"]
+    finally:
+        await floor.stop()
+
+
+def _per(calls: dict[str, int], count: int) -> str:
+    return ", ".join(f"{kind} {n / count:.2f}" for kind, n in sorted(calls.items()))
 
 
 def _markdown(header: tuple[str, ...], rows: list[tuple[str, str, str, str]]) -> str:
