@@ -657,7 +657,7 @@ async def _exchanges_cpu(
         clicks = {"ids": list(range(1, count + 1)), "ts": ["1"] * count, "concurrency": count}
         await load({**job, "kind": "click", **clicks, "user": APPROVER})
         await fakes.wait("threads", count, since)
-        await asyncio.sleep(0.5)  # the direct messages after the thread replies
+        await asyncio.sleep(0.5)  # the last updates after the thread replies
         cpu = (cpu_seconds(floor.proc.pid) - cpu_at) / count * 1000
         return cpu, (await fakes.stats(since))["calls"]
     finally:
