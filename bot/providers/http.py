@@ -37,7 +37,7 @@ from bot.core.model import Action
 from bot.core.redact import redact
 from bot.core.steps import Steps
 from bot.core.timing import Live
-from bot.providers.transport import ProviderTransport
+from bot.providers.transport import ProviderTransport, proxy_from_environment
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +160,12 @@ class ProviderHTTP:
         """The client, made at its first use rather than at start-up: making one builds an
         SSL context from the CA bundle (50-90 ms), which the first answer to Slack need not
         wait for. It sends through aiohttp's pool (bot/providers/transport.py) unless a test
-        gives a transport of its own."""
+        gives a transport of its own; through the proxy the environment names, as httpx's own
+        transport would be."""
         options = self._client_options
         if options["transport"] is None:
-            options = {**options, "transport": ProviderTransport(DEFAULT_LIMITS)}
+            proxy = proxy_from_environment(httpx.URL(options["base_url"]))
+            options = {**options, "transport": ProviderTransport(DEFAULT_LIMITS, proxy)}
         return httpx.AsyncClient(**options)
 
     async def aclose(self) -> None:
@@ -195,12 +197,21 @@ class ProviderHTTP:
                 f"{self.name} could not be reached: the bot could not set up HTTPS "
                 f"({type(exc).__name__}: {exc}; check SSL_CERT_FILE)",
             ) from exc
+        except ValueError as exc:  # a proxy it can't use (proxy_from_environment)
+            raise ProviderUnreachable(
+                self.name, f"{self.name} could not be reached: {exc}"
+            ) from exc
         attempts = self.retry.attempts
         for attempt in range(1, attempts + 1):
             last = attempt == attempts
             try:
                 response = await client.request(method, path.lstrip("/"), json=json, params=params)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            except (
+                httpx.ConnectError,
+                httpx.ConnectTimeout,
+                httpx.PoolTimeout,
+                httpx.ProxyError,
+            ) as exc:
                 if not last:
                     await self.sleep(self.retry.delay(attempt))
                     continue
@@ -213,6 +224,12 @@ class ProviderHTTP:
                 if idempotent and not last:
                     await self.sleep(self.retry.delay(attempt))
                     continue
+                if isinstance(exc, httpx.WriteTimeout):
+                    raise ProviderTimeout(
+                        self.name,
+                        f"{self.name} stopped reading the request before it answered "
+                        f"({self.shown_url(path)})",
+                    ) from exc
                 seconds = self.client.timeout.read
                 raise ProviderTimeout(
                     self.name,
