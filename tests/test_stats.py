@@ -373,7 +373,7 @@ def test_a_count_brought_up_to_date_is_still_counted_whole_now_and_then() -> Non
 
 
 def test_percentiles_by_nearest_rank() -> None:
-    from bot.store.figures import nearest_rank
+    from bot.store.tally import nearest_rank
 
     assert nearest_rank([], 5) is None
     assert nearest_rank([7.0], 5) == nearest_rank([7.0], 9) == 7.0

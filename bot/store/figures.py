@@ -7,13 +7,12 @@ truth, its `updated_at` the moment it reached that state (a request that ended i
 again), its `rolls_back` whether it is a rollback. Event names in the audit log are prose that
 grows with each feature; states and kinds don't need editing when a new kind of request (a
 TestFlight step, a webhook's late success) arrives. A window's figures are measured by the
-database, one row per request, and added up by `figures_of`; the totals since the database
-began (the metrics) are counted by the database.
+database, one row per request, and added up by bot/store/tally.py; the totals since the
+database began (the metrics) are counted by the database.
 
-Percentiles are by nearest rank: p50 is the ⌈n/2⌉-th smallest value, p90 the ⌈9n/10⌉-th, so
-each is a duration that really happened. `AS MATERIALIZED` (SQLite 3.35, PostgreSQL 12: what
-the stores need anyway) keeps each duration of the totals computed once per row, not once per
-place a statement names it.
+Percentiles are by nearest rank (bot/store/tally.py). `AS MATERIALIZED` (SQLite 3.35,
+PostgreSQL 12: what the stores need anyway) keeps each duration of the totals computed once per
+row, not once per place a statement names it.
 """
 
 from __future__ import annotations
@@ -29,10 +28,10 @@ from bot.core.drift import MOVED
 from bot.core.figures import DeliveryTotals, Durations, TargetFigures
 from bot.core.model import AuditEntry, State
 from bot.core.truth import OUTSIDE
+from bot.store.tally import Tally
 
 FINAL = tuple(s.value for s in State if s.is_final)
 RAN = ("succeeded", "failed", "unknown")  # the provider was called: a promotion that ran
-STOPPED = ("rejected", "cancelled", "expired")  # ended before anything was sent
 
 
 def _list(values: Iterable[str]) -> str:
@@ -76,7 +75,7 @@ def _ended(d: Dialect, pattern: bool, kinds: int) -> tuple[str, int]:
 def figures_sql(d: Dialect, *, pattern: bool, kinds: int) -> str:
     """One row per request that ended in the window: its target, state, whether it is a
     rollback or an emergency, whether a rollback undid it since, and its lead time, approval
-    wait and time to restore (NULL where a measure does not apply). `figures_of` adds them up:
+    wait and time to restore (NULL where a measure does not apply). `Tally` adds them up:
     a window's requests are a week's or a month's, and on a year of history that costs less
     than the database's window functions did (7 days: 33 ms against 48 on SQLite)."""
     ended, _ = _ended(d, pattern, kinds)
@@ -112,61 +111,6 @@ def figures_params(
     if pattern:
         params.append(d.pattern(pattern))
     return params + list(kinds or ())
-
-
-def nearest_rank(values: list[float], tenths: int) -> float | None:
-    """The ⌈tenths/10 · n⌉-th smallest of `values` (sorted), a duration that really happened;
-    None of none."""
-    if not values:
-        return None
-    return values[(tenths * len(values) + 9) // 10 - 1]
-
-
-COUNTED = ("succeeded", "failed", "unknown", "stopped", "rolled_back", "rollbacks", "emergencies")
-
-
-def figures_of(rows: Iterable[Mapping[str, Any]]) -> list[TargetFigures]:
-    """Per target, in target order: the counts and the nearest-rank percentiles of the rows of
-    `figures_sql` (p50 is the ⌈n/2⌉-th smallest, p90 the ⌈9n/10⌉-th)."""
-    # Per target: its counts by name, and its lead times, approval waits, times to restore.
-    tallies: dict[str, tuple[dict[str, int], list[float], list[float], list[float]]] = {}
-    for row in rows:
-        target = row["target"]
-        tally = tallies.get(target)
-        if tally is None:
-            tally = tallies[target] = ({}, [], [], [])
-        counts, lead, wait, restore = tally
-        state = row["state"]
-        if row["rollback"]:
-            name = "rollbacks" if state == "succeeded" else None
-        else:
-            name = "stopped" if state in STOPPED else state  # succeeded, failed or unknown
-        if name is not None:
-            counts[name] = counts.get(name, 0) + 1
-        if row["emergency"]:
-            counts["emergencies"] = counts.get("emergencies", 0) + 1
-        if row["undone"]:
-            counts["rolled_back"] = counts.get("rolled_back", 0) + 1
-        for values, value in ((lead, row["lead"]), (wait, row["wait"]), (restore, row["restore"])):
-            if value is not None:
-                values.append(float(value))
-    out = []
-    for target in sorted(tallies):
-        counts, lead, wait, restore = tallies[target]
-        lead.sort()
-        wait.sort()
-        restore.sort()
-        out.append(
-            TargetFigures(
-                target=str(target),
-                **{name: counts.get(name, 0) for name in COUNTED},
-                lead_p50=nearest_rank(lead, 5),
-                lead_p90=nearest_rank(lead, 9),
-                wait_p50=nearest_rank(wait, 5),
-                restore_p50=nearest_rank(restore, 5),
-            )
-        )
-    return out
 
 
 # --- what the audit log alone records (issue 26): changes outside the bot, previews that moved --
@@ -369,7 +313,8 @@ ROWS_KEPT = 5_000
 @dataclass(frozen=True)
 class _Counted:
     """The last count of a window: its requests' rows (by request id), what it was counted
-    over, the marks then, when it was last counted whole, and what it added up to."""
+    over, the marks then, when it was last counted whole, what it added up to, and the tally
+    of its rows that brings that up to date."""
 
     rows: dict[int, dict[str, Any]] | None  # None: too many to keep (ROWS_KEPT)
     since: datetime
@@ -377,6 +322,7 @@ class _Counted:
     mark: tuple[Any, ...]
     whole_at: float  # time.monotonic() of the last whole count
     figures: list[TargetFigures]
+    tally: Tally | None = None  # None with the rows
 
 
 class FiguresCache:
@@ -430,19 +376,28 @@ class FiguresCache:
             self._counted.clear()
 
 
-def merged(
-    rows: Mapping[int, dict[str, Any]], ended: Iterable[dict[str, Any]]
-) -> dict[int, dict[str, Any]]:
-    """`rows` with the rows of requests that ended since (each replacing the request's row, if
-    any: a late success); a rollback that succeeded marks the promotion it undid."""
-    out = dict(rows)
+def brought_up(
+    rows: dict[int, dict[str, Any]], tally: Tally, ended: Iterable[dict[str, Any]]
+) -> None:
+    """Into `rows` (by request id) and their `tally`: the rows of requests that ended since,
+    each replacing the request's row if any (a late success); a rollback that succeeded marks
+    the promotion it undid, as `figures_sql` does."""
+    ended = list(ended)
     for row in ended:
-        out[int(row["id"])] = row
+        _put(rows, tally, row)
     for row in ended:
-        undone = out.get(row["undoes"]) if row["state"] == "succeeded" else None
+        undone = rows.get(row["undoes"]) if row["state"] == "succeeded" else None
         if undone is not None and undone["state"] == "succeeded" and not undone["rollback"]:
-            out[row["undoes"]] = {**undone, "undone": 1}  # a promotion, as `figures_sql` says
-    return out
+            _put(rows, tally, {**undone, "undone": 1})
+
+
+def _put(rows: dict[int, dict[str, Any]], tally: Tally, row: dict[str, Any]) -> None:
+    key = int(row["id"])
+    old = rows.get(key)
+    if old is not None:
+        tally.remove(old)
+    rows[key] = row
+    tally.add(row)
 
 
 class FiguresReader:
@@ -483,25 +438,40 @@ class FiguresReader:
             )
             if had is not None and not changed and had.since == since:
                 return list(had.figures)  # nothing ended or was recorded since
-            if had is None or had.rows is None:
+            if had is None or had.rows is None or had.tally is None:
                 rows = {int(r["id"]): r for r in self._ended(since, until, pattern, wanted)}
+                tally = Tally.of(rows.values())
                 whole_at = asked_at
             else:
-                rows = had.rows
+                ended = []
                 if changed:
-                    rows = merged(
-                        rows, self._ended(max(since, had.until - MARGIN), until, pattern, wanted)
-                    )
-                start = d.moment(since)
-                rows = {i: r for i, r in rows.items() if r["ended_at"] >= start}
+                    ended = self._ended(max(since, had.until - MARGIN), until, pattern, wanted)
+                # copies: the count kept stays whole if anything below fails
+                rows, tally = dict(had.rows), had.tally.copy()
+                brought_up(rows, tally, ended)
+                if since != had.since:  # the window moved on: what ended before it goes
+                    start = d.moment(since)
+                    for gone in [i for i, r in rows.items() if r["ended_at"] < start]:
+                        tally.remove(rows.pop(gone))
                 whole_at = had.whole_at
             sql = audited_sql(
                 d, pattern=bool(pattern), kinds=len(kinds or ()), providers=len(providers)
             )
             params = audited_params(d, since, until, pattern, kinds, providers)
-            figures = with_audited(figures_of(rows.values()), self._rows(sql, params))
-            kept = rows if len(rows) <= ROWS_KEPT else None
-            self.counted.put(key, _Counted(kept, since, until, mark, whole_at, figures))
+            figures = with_audited(tally.figures(), self._rows(sql, params))
+            kept = len(rows) <= ROWS_KEPT
+            self.counted.put(
+                key,
+                _Counted(
+                    rows if kept else None,
+                    since,
+                    until,
+                    mark,
+                    whole_at,
+                    figures,
+                    tally if kept else None,
+                ),
+            )
             return list(figures)
 
     def _ended(
