@@ -19,7 +19,7 @@ import pytest
 from bot.core.model import AuditEntry, Fact, Lock, NewRequest, Outcome, Preview, State
 from bot.core.ports import OpenRequestExists, StoreError
 from bot.providers.znyx import ZnyxPromote
-from bot.store import AnyStore, SqliteStore, postgres
+from bot.store import AnyStore, SqliteStore, postgres, sqlite
 from bot.store.postgres import SCHEMA_VERSION, PostgresStore
 from bot.store.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from tests.conftest import fresh_postgres_database
@@ -35,7 +35,7 @@ def _together(count: int, work: Callable[[threading.Barrier, int], T]) -> tuple[
     """Run `work(barrier, i)` for i < `count`, each in a thread of its own (as so many
     processes would), all waiting on `barrier` where `work` says; what they returned (in the
     order they finished) and what they raised."""
-    barrier = threading.Barrier(count)
+    barrier = threading.Barrier(count, timeout=60)
     results: list[T] = []
     problems: list[BaseException] = []
 
@@ -44,6 +44,7 @@ def _together(count: int, work: Callable[[threading.Barrier, int], T]) -> tuple[
             results.append(work(barrier, i))
         except BaseException as exc:  # pragma: no cover - told by the caller's assert
             problems.append(exc)
+            barrier.abort()  # the others stop waiting for this one: a failure, never a hang
 
     threads = [threading.Thread(target=run, args=[i]) for i in range(count)]
     for t in threads:
@@ -287,6 +288,42 @@ def test_sqlite_migrations_apply_once_when_processes_start_together(tmp_path: Pa
     assert problems == [] and versions == [SQLITE_SCHEMA_VERSION] * 8
     store = SqliteStore(path)
     assert _create(store) == 1 and store.schema_version() == SQLITE_SCHEMA_VERSION
+
+
+def _writing(path: Path) -> sqlite3.Connection:
+    """Another process's connection to the file at `path`, holding its write lock."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("CREATE TABLE IF NOT EXISTS other (x)")
+    conn.execute("BEGIN IMMEDIATE")
+    return conn
+
+
+def test_sqlite_opens_a_new_database_once_another_process_is_done_writing_it(
+    tmp_path: Path,
+) -> None:
+    # Switching a new file to WAL takes its write lock, and SQLite answers "locked" at once
+    # while another connection holds it, without waiting as for any other lock: two processes
+    # opening a new database together failed one time in a few hundred.
+    path = tmp_path / "new.db"
+    other = _writing(path)
+    threading.Timer(0.3, other.execute, ["COMMIT"]).start()
+    store = SqliteStore(path)  # waited for it
+    assert store.db.journal_mode == "wal" and _create(store) == 1
+    store.close()
+    other.close()
+
+
+def test_sqlite_tells_a_lock_held_longer_than_its_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "held.db"
+    other = _writing(path)
+    with pytest.raises(StoreError) as caught:
+        SqliteStore(path)
+    other.close()
+    text = str(caught.value)
+    assert text == f"PROMOTE_BOT_DB: {path} stayed locked by another process for 0.2 s", text
 
 
 def test_sqlite_refuses_a_schema_newer_than_the_bot(tmp_path: Path) -> None:
@@ -578,7 +615,7 @@ def test_compare_and_swap_holds_whatever_isolation_the_server_defaults_to(pg_url
     request_id = _create(first)
     stores = [PostgresStore(pg_url) for _ in range(8)]
     assert stores[0]._rows("SHOW synchronous_commit") == [{"synchronous_commit": "on"}]
-    barrier = threading.Barrier(len(stores))
+    barrier = threading.Barrier(len(stores), timeout=60)
     won: list[bool] = []
 
     def approve(store: PostgresStore) -> None:

@@ -11,6 +11,7 @@ import functools
 import json
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,6 +167,27 @@ def _check_path(path: Path) -> None:
         raise StoreError(f"{SETTING}: {path} is not a file")
 
 
+def _enable_wal(db: sqlite_utils.Database) -> None:
+    """Put the file in WAL mode (it stays so), waiting up to the busy timeout for the lock.
+
+    The switch reads the file, then takes its write lock. SQLite answers "locked" at once,
+    without its busy timeout, when another connection holds that lock meanwhile: the case of
+    processes opening a new database together, one of them switching or upgrading it. Tried
+    again until it has waited as long as any other lock; a file in WAL mode already is left."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.002
+    while True:
+        try:
+            db.enable_wal()
+            return
+        except sqlite3.OperationalError as exc:
+            locked = "locked" in str(exc).lower() or "busy" in str(exc).lower()
+            if not locked or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 def _plain(exc: sqlite3.Error, path: object) -> str:
     """An SQLite error in words a person running the bot can act on."""
     text = str(exc).lower()
@@ -178,7 +200,7 @@ def _plain(exc: sqlite3.Error, path: object) -> str:
     if "disk" in text and "full" in text:
         return f"the disk holding {path} is full"
     if "locked" in text or "busy" in text:
-        return f"{path} stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s"
+        return f"{path} stayed locked by another process for {BUSY_TIMEOUT_MS / 1000:g} s"
     return f"{path}: {exc}"
 
 
@@ -224,7 +246,7 @@ class SqliteStore(  # long reads: `self.reader`
             else:
                 _check_path(self.path)
                 self.db = sqlite_utils.Database(str(self.path))
-                self.db.enable_wal()
+                _enable_wal(self.db)
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             # WAL with NORMAL survives any process crash; only the last commits before a power
             # loss can go. The one commit that must not, the claim before a provider call, FULL.
