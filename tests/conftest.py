@@ -8,11 +8,13 @@ import itertools
 import os
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -493,6 +495,34 @@ async def _drain(process: asyncio.subprocess.Process) -> None:
     assert process.stdout is not None
     while await process.stdout.readline():
         pass
+
+
+# --- threads, each standing for a process of its own -----------------------------------
+
+T = TypeVar("T")
+
+
+def together(count: int, work: Callable[[threading.Barrier, int], T]) -> tuple[list[T], list]:
+    """Run `work(barrier, i)` for i < `count`, each in a thread of its own (as so many
+    processes would), all waiting on `barrier` where `work` says; what they returned (in the
+    order they finished) and what they raised."""
+    barrier = threading.Barrier(count, timeout=60)
+    results: list[T] = []
+    problems: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            results.append(work(barrier, i))
+        except BaseException as exc:  # pragma: no cover - told by the caller's assert
+            problems.append(exc)
+            barrier.abort()  # the others stop waiting for this one: a failure, never a hang
+
+    threads = [threading.Thread(target=run, args=[i]) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, problems
 
 
 # --- the databases: SQLite files, and one real PostgreSQL for the whole session --------

@@ -10,7 +10,6 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import psycopg
 import psycopg.sql
@@ -22,36 +21,12 @@ from bot.providers.znyx import ZnyxPromote
 from bot.store import AnyStore, SqliteStore, postgres, sqlite
 from bot.store.postgres import SCHEMA_VERSION, PostgresStore
 from bot.store.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
-from tests.conftest import fresh_postgres_database
+from tests.conftest import fresh_postgres_database, together
 
 Factory = Callable[[], AnyStore]
 
-T = TypeVar("T")
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ACTION = ZnyxPromote(org_id="o", project="guardrails", project_id="p", source_env="staging")
-
-
-def _together(count: int, work: Callable[[threading.Barrier, int], T]) -> tuple[list[T], list]:
-    """Run `work(barrier, i)` for i < `count`, each in a thread of its own (as so many
-    processes would), all waiting on `barrier` where `work` says; what they returned (in the
-    order they finished) and what they raised."""
-    barrier = threading.Barrier(count, timeout=60)
-    results: list[T] = []
-    problems: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            results.append(work(barrier, i))
-        except BaseException as exc:  # pragma: no cover - told by the caller's assert
-            problems.append(exc)
-            barrier.abort()  # the others stop waiting for this one: a failure, never a hang
-
-    threads = [threading.Thread(target=run, args=[i]) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results, problems
 
 
 def _create(store: AnyStore) -> int:
@@ -124,7 +99,7 @@ def test_one_winner_among_many_connections(store_factory: Factory) -> None:
         store.close()
         return won
 
-    wins, _ = _together(16, contend)
+    wins, _ = together(16, contend)
     assert sorted(wins) == [False] * 15 + [True]
 
 
@@ -274,7 +249,7 @@ def test_a_database_from_before_things_is_upgraded(tmp_path: Path) -> None:
         _create(store)
 
 
-def test_sqlite_migrations_apply_once_when_processes_start_together(tmp_path: Path) -> None:
+def test_sqlite_migrations_apply_once_when_processes_starttogether(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
 
     def start(barrier: threading.Barrier, _: int) -> int:
@@ -284,7 +259,7 @@ def test_sqlite_migrations_apply_once_when_processes_start_together(tmp_path: Pa
         store.close()
         return version
 
-    versions, problems = _together(8, start)
+    versions, problems = together(8, start)
     assert problems == [] and versions == [SQLITE_SCHEMA_VERSION] * 8
     store = SqliteStore(path)
     assert _create(store) == 1 and store.schema_version() == SQLITE_SCHEMA_VERSION
@@ -535,7 +510,7 @@ def test_copies_adopted_at_once_by_several_processes_are_all_kept(
         barrier.wait()
         return [store.add_copy(request_id, f"2.{n}{i}") for i in range(5)]
 
-    each, _ = _together(6, adopt)
+    each, _ = together(6, adopt)
     adopted = [added for added_by_one in each for added in added_by_one]
     request = first.get(request_id)
     assert adopted == [True] * 30
@@ -550,12 +525,12 @@ def pg_url(postgres: str) -> str:
     return fresh_postgres_database(postgres)
 
 
-def test_postgres_migrations_apply_once_when_processes_start_together(pg_url: str) -> None:
+def test_postgres_migrations_apply_once_when_processes_starttogether(pg_url: str) -> None:
     def start(barrier: threading.Barrier, _: int) -> PostgresStore:
         barrier.wait()
         return PostgresStore(pg_url)
 
-    stores, problems = _together(8, start)
+    stores, problems = together(8, start)
     assert problems == [] and len(stores) == 8
     with psycopg.connect(pg_url) as conn:
         versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()

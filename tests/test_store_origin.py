@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.core.model import NewRequest, Preview, State
-from bot.core.ports import AskedBefore, OpenRequestExists
+from bot.core.ports import AskedBefore
 from bot.providers.znyx import ZnyxPromote
 from bot.store import AnyStore
+from tests.conftest import together
 
 Factory = Callable[[], AnyStore]
 
@@ -65,31 +66,18 @@ def test_two_processes_doing_the_same_command_at_once_make_one_request(
     store_factory: Factory,
 ) -> None:
     count = 4
-    barrier = threading.Barrier(count, timeout=60)
-    made: list[int] = []
-    asked_before: list[int] = []
-    problems: list[BaseException] = []
 
-    def run() -> None:
+    def ask(barrier: threading.Barrier, _: int) -> tuple[str, int]:
+        store = store_factory()  # each process its own connection, in its own thread
+        barrier.wait()
         try:
-            store = store_factory()  # each process its own connection, in its own thread
-        except Exception as exc:  # pragma: no cover - the assert tells
-            problems.append(exc)
-            barrier.abort()  # the others stop waiting for this one: a failure, never a hang
-            return
-        try:
-            barrier.wait()
-            made.append(store.create_request(_new("trigger.race")).id)
+            return "made", store.create_request(_new("trigger.race")).id
         except AskedBefore as exc:
-            asked_before.append(exc.request_id)
-        except (OpenRequestExists, Exception) as exc:  # pragma: no cover - the assert tells
-            problems.append(exc)
+            return "asked before", exc.request_id
 
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    answers, problems = together(count, ask)
+    made = [request_id for kind, request_id in answers if kind == "made"]
+    asked_before = [request_id for kind, request_id in answers if kind == "asked before"]
     assert problems == []
     assert len(made) == 1 and asked_before == made * (count - 1)
     store = store_factory()

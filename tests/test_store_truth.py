@@ -9,7 +9,8 @@ import threading
 from datetime import timedelta
 
 from bot.core.model import Drift, State
-from tests.test_store import NOW, Factory, _create, _together
+from tests.conftest import together
+from tests.test_store import NOW, Factory, _create
 
 DRIFT = Drift(provider="Znyx", what="prod's active bundle", then="v1", now="v2", by="ci")
 
@@ -28,7 +29,7 @@ def test_a_preview_read_is_taken_once_and_what_moved_is_kept_while_open(
         barrier.wait()
         return store.drift_schedule(request_id, None, NOW + timedelta(minutes=5))
 
-    taken, problems = _together(4, take)
+    taken, problems = together(4, take)
     assert problems == [] and sorted(taken) == [False, False, False, True]
     assert first.drift_due(NOW, 10) == []  # not due before its time
     [due] = first.drift_due(NOW + timedelta(minutes=5), 10)
@@ -62,7 +63,7 @@ def test_a_delivery_is_recorded_once_worked_on_once_and_forgotten(store_factory:
         barrier.wait()
         return other.webhook_claim("d1", f"p{i}", NOW, NOW + timedelta(seconds=90)) is not None
 
-    claimed, problems = _together(4, claim)
+    claimed, problems = together(4, claim)
     assert problems == [] and sorted(claimed) == [False, False, False, True]
     assert store.webhooks_waiting(NOW) == []  # held
     holder = next(f"p{i}" for i in range(4) if store.webhook_renew("d1", f"p{i}", NOW))
@@ -87,7 +88,7 @@ def test_what_was_last_seen_is_swapped_once_and_notes_are_posted_once(
         barrier.wait()
         return other.sighting_swap("znyx:p:prod", None, "b1", "v1", NOW)
 
-    looked, problems = _together(4, first_look)
+    looked, problems = together(4, first_look)
     assert problems == [] and sorted(looked) == [False, False, False, True]
     seen = store.sighting("znyx:p:prod")
     assert seen is not None and (seen.key, seen.shown, seen.at) == ("b1", "v1", NOW)
@@ -105,7 +106,7 @@ def test_what_was_last_seen_is_swapped_once_and_notes_are_posted_once(
         barrier.wait()
         return other.note_take(key, NOW, NOW + timedelta(minutes=1)) is not None
 
-    taken, problems = _together(4, take)
+    taken, problems = together(4, take)
     assert problems == [] and sorted(taken) == [False, False, False, True]
     assert store.notes_due(NOW, 10) == []  # being posted
     store.note_later(key, NOW + timedelta(seconds=2))  # Slack failed: again in a moment

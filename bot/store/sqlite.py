@@ -181,11 +181,16 @@ def _enable_wal(db: sqlite_utils.Database) -> None:
             db.enable_wal()
             return
         except sqlite3.OperationalError as exc:
-            locked = "locked" in str(exc).lower() or "busy" in str(exc).lower()
-            if not locked or time.monotonic() + pause > deadline:
+            if not _locked(exc) or time.monotonic() + pause > deadline:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    """Whether SQLite gave up on a lock another connection holds ("locked", "busy")."""
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def _plain(exc: sqlite3.Error, path: object) -> str:
@@ -199,7 +204,7 @@ def _plain(exc: sqlite3.Error, path: object) -> str:
         return f"cannot open or create {path}: is its folder writable?"
     if "disk" in text and "full" in text:
         return f"the disk holding {path} is full"
-    if "locked" in text or "busy" in text:
+    if _locked(exc):
         return f"{path} stayed locked by another process for {BUSY_TIMEOUT_MS / 1000:g} s"
     return f"{path}: {exc}"
 
